@@ -1,0 +1,42 @@
+//! The etcd v3 wire contract, as oxetcd speaks it.
+//!
+//! Messages and gRPC client/server stubs are generated at build time from the
+//! `.proto` files in `proto/`, which reproduce etcd's service, RPC, message and enum
+//! names and field numbers (etcd v3.5, plus cheap v3.6 additions). Every module is
+//! named after its protobuf package, so a type's path reads like etcd's Go import:
+//! `etcdserverpb::RangeRequest`, `mvccpb::KeyValue`, `authpb::Role`.
+//!
+//! `bytes` fields are [`prost::bytes::Bytes`], so keys and values move between the
+//! store, watchers and responses without copies.
+
+#![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
+
+/// Stored key versions and watch events.
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+
+/// Users, roles and permissions.
+pub mod authpb {
+    tonic::include_proto!("authpb");
+}
+
+/// The client API services: KV, Watch, Lease, Cluster, Maintenance, Auth.
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+/// The Lock service (etcd's v3lock).
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+
+/// The Election service (etcd's v3election).
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+}
+
+/// oxetcd's internal messages: the payload of raft log entries.
+pub mod oxetcdpb {
+    tonic::include_proto!("oxetcdpb");
+}
