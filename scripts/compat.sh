@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The compatibility suite: oxetcd checked against the reference etcd 3.4.23.
+#
+# Installs what the suite needs (Debian's etcd-server, etcd-client and
+# golang-etcd-server-dev: the reference server, etcdctl, and etcd's Go sources with
+# its .proto files), then runs the tests behind the `compat` feature. A missing
+# reference makes the tests fail, never skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(etcd-server etcd-client golang-etcd-server-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "compat: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+etcd --version | head -n 1
+cargo test -p oxetcd-tests --features compat "$@"

@@ -1,0 +1,6 @@
+//! Support for oxetcd's cross-crate tests: running the reference etcd, and scenarios
+//! that run the same way against any etcd v3 endpoint (the reference etcd today,
+//! oxetcd once its server lands), so one piece of code states the expected behaviour.
+
+pub mod reference;
+pub mod scenario;
