@@ -1,0 +1,94 @@
+//! The storage engine behind the store, as a small trait.
+//!
+//! A backend keeps two tables: `key` (encoded [`Revision`] → encoded `mvccpb::KeyValue`)
+//! and `meta` (the consistent index and term, the scheduled and finished compaction
+//! revisions, under etcd's key names). The store hands it whole [`Batch`]es to apply
+//! atomically and durably, and reads through immutable [`Snapshot`]s of the last commit.
+//! Batching, visibility of not-yet-committed writes and ordering are the store's job.
+
+pub mod redb;
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use bytes::Bytes;
+
+use crate::error::Result;
+use crate::revision::{RevKey, Revision};
+
+/// `meta` key of the applied raft index (8 bytes, big-endian), as in etcd.
+pub const META_CONSISTENT_INDEX: &[u8] = b"consistent_index";
+/// `meta` key of the raft term of the applied index (8 bytes, big-endian), as in etcd 3.5.
+pub const META_TERM: &[u8] = b"term";
+/// `meta` key of the last scheduled compaction (an encoded revision), as in etcd.
+pub const META_SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
+/// `meta` key of the last finished compaction (an encoded revision), as in etcd.
+pub const META_FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
+
+/// One new row of the `key` table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// The row's revision.
+    pub rev: Revision,
+    /// Whether the row is a tombstone (its key carries the `t` mark).
+    pub tombstone: bool,
+    /// The encoded `mvccpb::KeyValue`.
+    pub value: Bytes,
+}
+
+/// Changes applied in one backend transaction.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// New rows, in ascending revision order.
+    pub rows: Vec<Row>,
+    /// Rows to delete (compaction), by their exact stored key.
+    pub deletes: Vec<RevKey>,
+    /// `meta` entries to set; the last value for each key wins.
+    pub meta: BTreeMap<&'static [u8], Vec<u8>>,
+}
+
+impl Batch {
+    /// Whether applying the batch would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.deletes.is_empty() && self.meta.is_empty()
+    }
+
+    /// Number of row changes (what the batch limit counts).
+    pub fn ops(&self) -> usize {
+        self.rows.len() + self.deletes.len()
+    }
+
+    /// The value of the row written at `rev`, if it is in this batch.
+    pub fn get(&self, rev: Revision) -> Option<&Bytes> {
+        debug_assert!(self.rows.is_sorted_by_key(|r| r.rev));
+        let i = self.rows.binary_search_by_key(&rev, |r| r.rev).ok()?;
+        Some(&self.rows[i].value)
+    }
+}
+
+/// A storage engine.
+pub trait Backend: Send + Sync + 'static {
+    /// An immutable read view.
+    type Snapshot: Snapshot;
+
+    /// A view of everything committed so far.
+    fn snapshot(&self) -> Result<Self::Snapshot>;
+
+    /// Applies `batch` in one transaction, durably, and returns a view that includes it.
+    fn commit(&self, batch: &Batch) -> Result<Self::Snapshot>;
+}
+
+/// An immutable view of the backend as of one commit.
+pub trait Snapshot: Clone + Send + Sync + 'static {
+    /// Calls `f` with the value stored under the encoded revision `key`, if any.
+    fn get<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>>;
+
+    /// Calls `f` with every `key` row at or after `from`, in key order, until it breaks.
+    fn scan(&self, from: &[u8], f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>) -> Result<()>;
+
+    /// Calls `f` with every `meta` row, in key order.
+    fn scan_meta(&self, f: impl FnMut(&[u8], &[u8])) -> Result<()>;
+
+    /// The `meta` value under `key`.
+    fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+}

@@ -1,0 +1,175 @@
+//! Reading: fetching stored values and answering Range requests.
+//!
+//! A range runs in two steps so the index lock is held only while walking keys:
+//! [`plan`] picks the revisions to fetch (under the index lock), [`execute`] fetches,
+//! sorts and trims them (from a [`Values`] view captured under the same lock).
+
+use std::cmp::Ordering;
+use std::ops::ControlFlow;
+use std::sync::{Arc, RwLock};
+
+use oxetcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
+use oxetcd_api::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
+use oxetcd_api::mvccpb::KeyValue;
+use prost::Message;
+
+use crate::backend::{Batch, Snapshot};
+use crate::error::{Error, Result};
+use crate::index::{Index, KeySpan};
+use crate::revision::Revision;
+use crate::sync::read;
+
+/// Writes not yet committed to the backend, shared by the writer and readers.
+pub type Buffer = RwLock<Batch>;
+
+/// Where a reader finds values: the buffers of not-yet-committed writes, newest first,
+/// then the backend's last commit. Captured atomically with the index state it serves.
+#[derive(Debug)]
+pub struct Values<S> {
+    /// Buffers not yet in `committed` (the pending one, then the one being committed).
+    pub buffers: Vec<Arc<Buffer>>,
+    /// The backend as of its last commit.
+    pub committed: S,
+}
+
+impl<S: Snapshot> Values<S> {
+    /// The key-value written at `rev` (which the index says exists).
+    pub fn get(&self, rev: Revision) -> Result<KeyValue> {
+        for buffer in &self.buffers {
+            if let Some(bytes) = read(buffer).get(rev) {
+                return Ok(KeyValue::decode(bytes.clone())?);
+            }
+        }
+        self.committed
+            .get(&rev.to_bytes(), |bytes| KeyValue::decode(bytes))?
+            .ok_or_else(|| Error::Corrupt(format!("revision {rev:?} is indexed but not stored")))?
+            .map_err(Error::from)
+    }
+}
+
+/// A response header carrying only the revision; the server fills in the rest.
+pub fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
+}
+
+/// The revision a read at `requested` sees, given the current and compacted revisions.
+pub fn read_revision(requested: i64, current: i64, compacted: i64) -> Result<i64> {
+    if requested > current {
+        return Err(Error::FutureRev);
+    }
+    let rev = if requested <= 0 { current } else { requested };
+    if rev < compacted {
+        return Err(Error::Compacted);
+    }
+    Ok(rev)
+}
+
+/// How a range sorts its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sort {
+    order: SortOrder,
+    target: SortTarget,
+}
+
+impl Sort {
+    fn of(req: &RangeRequest) -> Self {
+        // Unknown enum values fall back to the defaults (etcd would not sort either).
+        let target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
+        let mut order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
+        if target != SortTarget::Key && order == SortOrder::None {
+            order = SortOrder::Ascend;
+        }
+        Self { order, target }
+    }
+
+    /// Whether key order already is the requested order.
+    fn is_key_order(self) -> bool {
+        self.order == SortOrder::None || (self.order == SortOrder::Ascend && self.target == SortTarget::Key)
+    }
+
+    fn compare(self, a: &KeyValue, b: &KeyValue) -> Ordering {
+        let ord = match self.target {
+            SortTarget::Key => a.key.cmp(&b.key),
+            SortTarget::Version => a.version.cmp(&b.version),
+            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+            SortTarget::Value => a.value.cmp(&b.value),
+        };
+        if self.order == SortOrder::Descend { ord.reverse() } else { ord }
+    }
+}
+
+/// The revisions a range fetches, chosen from the index.
+#[derive(Debug)]
+pub struct Plan {
+    header_revision: i64,
+    count: i64,
+    revs: Vec<Revision>,
+}
+
+/// Picks what `req` reads, at `current` (the revision the reader sees) with the store
+/// compacted at `compacted`. Counts every key in range (filters do not change `count`,
+/// as in etcd); applies the revision filters using the index alone; stops collecting at
+/// `limit + 1` keys when key order is the result order.
+pub fn plan(index: &Index, current: i64, compacted: i64, req: &RangeRequest) -> Result<Plan> {
+    let rev = read_revision(req.revision, current, compacted)?;
+    let sort = Sort::of(req);
+    let cap = match usize::try_from(req.limit) {
+        Ok(limit) if limit > 0 && sort.is_key_order() => limit.saturating_add(1),
+        _ => usize::MAX,
+    };
+    let keep = |v: i64, min: i64, max: i64| (min == 0 || v >= min) && (max == 0 || v <= max);
+    let mut count = 0i64;
+    let mut revs = Vec::new();
+    index.visit(KeySpan::new(&req.key, &req.range_end), rev, |_, kr| {
+        count += 1;
+        if !req.count_only
+            && revs.len() < cap
+            && keep(kr.modified.main, req.min_mod_revision, req.max_mod_revision)
+            && keep(kr.created.main, req.min_create_revision, req.max_create_revision)
+        {
+            revs.push(kr.modified);
+        }
+        ControlFlow::Continue(())
+    });
+    Ok(Plan {
+        header_revision: current,
+        count,
+        revs,
+    })
+}
+
+/// Fetches, sorts and trims what `plan` chose.
+pub fn execute<S: Snapshot>(values: &Values<S>, req: &RangeRequest, plan: Plan) -> Result<RangeResponse> {
+    let mut kvs = plan
+        .revs
+        .iter()
+        .map(|rev| values.get(*rev))
+        .collect::<Result<Vec<_>>>()?;
+    let sort = Sort::of(req);
+    if !sort.is_key_order() {
+        kvs.sort_by(|a, b| sort.compare(a, b));
+    }
+    let mut more = false;
+    if let Ok(limit) = usize::try_from(req.limit)
+        && limit > 0
+        && kvs.len() > limit
+    {
+        kvs.truncate(limit);
+        more = true;
+    }
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value.clear();
+        }
+    }
+    Ok(RangeResponse {
+        header: header(plan.header_revision),
+        kvs,
+        more,
+        count: plan.count,
+    })
+}

@@ -1,0 +1,645 @@
+//! The store: the public API the server calls, batching, visibility and restore.
+//!
+//! Concurrency: one `RwLock` guards the index and the current/compacted revisions. Write
+//! transactions hold it exclusively while they run (microseconds); reads hold it shared
+//! only while walking the index, then fetch values without it. Values come from
+//! [`Values`]: the buffers of writes not yet committed to the backend plus the backend's
+//! last committed snapshot, captured under the same lock, so a read sees exactly the
+//! writes applied before it, durable or not.
+//!
+//! Batching: writes go to the *pending* buffer. The committer thread swaps it out every
+//! `batch_interval` or once it holds `batch_limit` changes and commits it to the backend
+//! in one durable transaction, together with the consistent index it covers, while
+//! writers keep filling a fresh buffer (writers never wait for an fsync, unless
+//! `MAX_PENDING_BATCHES` batches pile up). The buffer stays readable until the backend
+//! snapshot that contains it replaces it.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use oxetcd_api::etcdserverpb::{
+    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, TxnRequest, TxnResponse,
+};
+use oxetcd_api::mvccpb::{Event, KeyValue};
+use prost::Message;
+
+use crate::backend::redb::RedbBackend;
+use crate::backend::{
+    Backend, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TERM, Snapshot,
+};
+use crate::compaction::{self, CompactionHandle, Job};
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::lease::Lessor;
+use crate::read::{self, Buffer, Values, header};
+use crate::revision::Revision;
+use crate::sync::{lock, read, write};
+use crate::validate;
+use crate::write::{State, WriteTxn};
+use crate::{hash, txn};
+
+/// Default time between backend commits (etcd's batch interval).
+pub const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(100);
+/// Default number of changes that triggers a backend commit before the interval.
+pub const DEFAULT_BATCH_LIMIT: usize = 10_000;
+/// Writers wait for the committer once this many batches' worth of changes are pending.
+pub const MAX_PENDING_BATCHES: usize = 4;
+/// Default number of rows a compaction deletes per backend commit (etcd's default).
+pub const DEFAULT_COMPACTION_BATCH_LIMIT: usize = 1000;
+/// Default pause between compaction batches, so writers and readers are not stalled.
+pub const DEFAULT_COMPACTION_PAUSE: Duration = Duration::from_millis(10);
+
+/// Tunables.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Longest time a write waits before its batch is committed to the backend.
+    pub batch_interval: Duration,
+    /// Number of changes after which a batch is committed without waiting.
+    pub batch_limit: usize,
+    /// Most compares or ops per txn level (etcd's `--max-txn-ops`).
+    pub max_txn_ops: usize,
+    /// Largest encoded write request (etcd's `--max-request-bytes`).
+    pub max_request_bytes: usize,
+    /// Rows deleted per compaction commit.
+    pub compaction_batch_limit: usize,
+    /// Pause between compaction commits.
+    pub compaction_pause: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            batch_interval: DEFAULT_BATCH_INTERVAL,
+            batch_limit: DEFAULT_BATCH_LIMIT,
+            max_txn_ops: validate::DEFAULT_MAX_TXN_OPS,
+            max_request_bytes: validate::DEFAULT_MAX_REQUEST_BYTES,
+            compaction_batch_limit: DEFAULT_COMPACTION_BATCH_LIMIT,
+            compaction_pause: DEFAULT_COMPACTION_PAUSE,
+        }
+    }
+}
+
+/// The raft position of an applied entry: saved with the data it produced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApplyIndex {
+    /// The raft log index.
+    pub index: u64,
+    /// The raft term of that entry.
+    pub term: u64,
+}
+
+/// A write's response and the events it produced (for watchers).
+#[derive(Clone, Debug)]
+pub struct WriteResult<T> {
+    /// The response to send back.
+    pub response: T,
+    /// One event per changed key, in sub-revision order; empty if nothing changed.
+    pub events: Vec<Event>,
+}
+
+/// The result of HashKV.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashKv {
+    /// crc32c (Castagnoli) of the `key` table up to the revision, as etcd computes it.
+    pub hash: u32,
+    /// The store's current revision.
+    pub current_rev: i64,
+    /// The store's compacted revision.
+    pub compact_rev: i64,
+}
+
+/// What the committer and writers coordinate on.
+#[derive(Debug, Default)]
+struct Signal {
+    stop: bool,
+    commit_wanted: bool,
+}
+
+/// The backend view readers capture.
+struct View<S> {
+    committed: S,
+    committing: Option<Arc<Buffer>>,
+    pending: Arc<Buffer>,
+}
+
+/// What the store's threads share.
+pub(crate) struct Shared<B: Backend> {
+    backend: B,
+    pub(crate) config: StoreConfig,
+    lessor: Arc<dyn Lessor>,
+    state: RwLock<State>,
+    /// The consistent index of the last applied entry.
+    applied: Mutex<ApplyIndex>,
+    /// The consistent index of the last durable commit.
+    durable: Mutex<ApplyIndex>,
+    view: RwLock<View<B::Snapshot>>,
+    commit_lock: Mutex<()>,
+    pending_ops: AtomicUsize,
+    signal: Mutex<Signal>,
+    wake_committer: Condvar,
+    committed: Condvar,
+    failure: Mutex<Option<Error>>,
+    pub(crate) stopping: AtomicBool,
+}
+
+/// The multi-version key-value store.
+pub struct Store<B: Backend = RedbBackend> {
+    shared: Arc<Shared<B>>,
+    committer: Option<JoinHandle<()>>,
+    compactor: Option<(Sender<Job>, JoinHandle<()>)>,
+}
+
+impl<B: Backend> std::fmt::Debug for Store<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = read(&self.shared.state);
+        f.debug_struct("Store")
+            .field("current_rev", &state.current_rev)
+            .field("compact_rev", &state.compact_rev)
+            .field("keys", &state.index.len())
+            .finish()
+    }
+}
+
+impl Store<RedbBackend> {
+    /// Opens (or creates) a store in the redb file at `path`.
+    pub fn open_path(path: impl AsRef<Path>, config: StoreConfig, lessor: Arc<dyn Lessor>) -> Result<Self> {
+        Self::open(RedbBackend::open(path)?, config, lessor)
+    }
+}
+
+fn meta_u64(snapshot: &impl Snapshot, key: &[u8]) -> Result<u64> {
+    match snapshot.meta(key)? {
+        None => Ok(0),
+        Some(bytes) => {
+            let arr: [u8; 8] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Corrupt(format!("meta {:?} is not 8 bytes", String::from_utf8_lossy(key))))?;
+            Ok(u64::from_be_bytes(arr))
+        }
+    }
+}
+
+fn meta_rev(snapshot: &impl Snapshot, key: &[u8]) -> Result<Option<i64>> {
+    match snapshot.meta(key)? {
+        None => Ok(None),
+        Some(bytes) => Revision::from_key(&bytes)
+            .map(|(rev, _)| Some(rev.main))
+            .ok_or_else(|| Error::Corrupt(format!("meta {:?} is not a revision", String::from_utf8_lossy(key)))),
+    }
+}
+
+/// Rebuilds the index from every stored row; returns it with the highest main revision and
+/// the lease of every live key.
+fn restore_index(snapshot: &impl Snapshot) -> Result<(Index, i64, Vec<(KeyValue, i64)>)> {
+    let mut index = Index::new();
+    let mut max_rev = 0;
+    let mut leases = std::collections::HashMap::new();
+    let mut failure = None;
+    snapshot.scan(&[], |k, v| {
+        let row = Revision::from_key(k)
+            .ok_or_else(|| Error::Corrupt(format!("key table row {k:?} is not a revision")))
+            .and_then(|(rev, tomb)| Ok((rev, tomb, KeyValue::decode(v)?)));
+        let (rev, tombstone, kv) = match row {
+            Ok(row) => row,
+            Err(e) => {
+                failure = Some(e);
+                return std::ops::ControlFlow::Break(());
+            }
+        };
+        index.restore(&kv.key, rev, tombstone, Revision::at_main(kv.create_revision), kv.version);
+        max_rev = max_rev.max(rev.main);
+        if tombstone || kv.lease == 0 {
+            leases.remove(&kv.key);
+        } else {
+            leases.insert(kv.key.clone(), kv.lease);
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let leases = leases
+        .into_iter()
+        .map(|(key, lease)| {
+            (
+                KeyValue {
+                    key,
+                    ..Default::default()
+                },
+                lease,
+            )
+        })
+        .collect();
+    Ok((index, max_rev, leases))
+}
+
+impl<B: Backend> Store<B> {
+    /// Opens a store on `backend`: rebuilds the index, reattaches leased keys to `lessor`,
+    /// resumes an interrupted compaction, and starts the committer.
+    pub fn open(backend: B, config: StoreConfig, lessor: Arc<dyn Lessor>) -> Result<Self> {
+        let snapshot = backend.snapshot()?;
+        let consistent = ApplyIndex {
+            index: meta_u64(&snapshot, META_CONSISTENT_INDEX)?,
+            term: meta_u64(&snapshot, META_TERM)?,
+        };
+        let finished = meta_rev(&snapshot, META_FINISHED_COMPACT)?;
+        let scheduled = meta_rev(&snapshot, META_SCHEDULED_COMPACT)?;
+        let (index, max_rev, leases) = restore_index(&snapshot)?;
+        for (kv, lease) in &leases {
+            lessor.attach(*lease, &kv.key);
+        }
+        let compact_rev = finished.max(scheduled).unwrap_or(-1);
+        let state = State {
+            index,
+            current_rev: max_rev.max(compact_rev).max(1),
+            compact_rev,
+        };
+        let shared = Arc::new(Shared {
+            backend,
+            config,
+            lessor,
+            state: RwLock::new(state),
+            applied: Mutex::new(consistent),
+            durable: Mutex::new(consistent),
+            view: RwLock::new(View {
+                committed: snapshot,
+                committing: None,
+                pending: Arc::default(),
+            }),
+            commit_lock: Mutex::new(()),
+            pending_ops: AtomicUsize::new(0),
+            signal: Mutex::default(),
+            wake_committer: Condvar::new(),
+            committed: Condvar::new(),
+            failure: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+        });
+        let committer = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("mvcc-commit".into())
+                .spawn(move || shared.run_committer())
+                .map_err(|e| Error::Backend(format!("spawning the committer: {e}")))?
+        };
+        let (jobs, queue) = mpsc::channel();
+        let compactor = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("mvcc-compact".into())
+                .spawn(move || compaction::run_jobs(&shared, &queue))
+                .map_err(|e| Error::Backend(format!("spawning the compactor: {e}")))?
+        };
+        let store = Self {
+            shared,
+            committer: Some(committer),
+            compactor: Some((jobs, compactor)),
+        };
+        if let Some(rev) = scheduled.filter(|s| finished.is_none_or(|f| *s > f)) {
+            store.schedule_compaction(rev);
+        }
+        Ok(store)
+    }
+
+    /// The revision of the last write (1 for an empty store).
+    pub fn current_revision(&self) -> i64 {
+        read(&self.shared.state).current_rev
+    }
+
+    /// The revision of the last compaction (-1 if never compacted).
+    pub fn compact_revision(&self) -> i64 {
+        read(&self.shared.state).compact_rev
+    }
+
+    /// The raft position of the last applied entry (what restart replays from).
+    pub fn consistent_index(&self) -> ApplyIndex {
+        *lock(&self.shared.applied)
+    }
+
+    /// The raft position covered by the last durable backend commit: WAL entries up to
+    /// here may be purged.
+    pub fn durable_index(&self) -> ApplyIndex {
+        *lock(&self.shared.durable)
+    }
+
+    /// Records an applied entry that did not change the key space (or whose write failed
+    /// validation), so the consistent index still moves with the log.
+    pub fn set_consistent_index(&self, apply: ApplyIndex) -> Result<()> {
+        self.shared.check_failure()?;
+        let _state = write(&self.shared.state);
+        self.shared.record_apply(Some(apply));
+        Ok(())
+    }
+
+    /// Range (a serializable read of the local state; the server adds linearizability).
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        validate::check_range(req)?;
+        let (plan, values) = {
+            let state = read(&self.shared.state);
+            let values = self.shared.values();
+            let plan = read::plan(&state.index, state.current_rev, state.compact_rev, req)?;
+            (plan, values)
+        };
+        read::execute(&values, req, plan)
+    }
+
+    /// Put.
+    pub fn put(&self, req: &PutRequest, apply: Option<ApplyIndex>) -> Result<WriteResult<PutResponse>> {
+        validate::check_put(req)?;
+        validate::check_request_size(req.encoded_len(), self.shared.config.max_request_bytes)?;
+        self.write(apply, |txn| txn.put(req))
+    }
+
+    /// DeleteRange.
+    pub fn delete_range(
+        &self,
+        req: &DeleteRangeRequest,
+        apply: Option<ApplyIndex>,
+    ) -> Result<WriteResult<DeleteRangeResponse>> {
+        validate::check_delete_range(req)?;
+        validate::check_request_size(req.encoded_len(), self.shared.config.max_request_bytes)?;
+        self.write(apply, |txn| txn.delete_range(req))
+    }
+
+    /// Txn. A txn whose chosen branch only reads changes nothing and creates no revision.
+    pub fn txn(&self, req: &TxnRequest, apply: Option<ApplyIndex>) -> Result<WriteResult<TxnResponse>> {
+        validate::check_txn(req, self.shared.config.max_txn_ops)?;
+        validate::check_request_size(req.encoded_len(), self.shared.config.max_request_bytes)?;
+        self.write(apply, |t| txn::run(t, req))
+    }
+
+    /// Compact: forgets history before `rev`. The index is compacted and the backend rows
+    /// deleted in the background, in bounded batches; the handle says when that is done
+    /// (what the request's `physical` flag waits for). The scheduled revision is durable
+    /// before this returns, so a restart resumes the compaction.
+    pub fn compact(&self, rev: i64, apply: Option<ApplyIndex>) -> Result<(CompactionResponse, CompactionHandle)> {
+        self.shared.check_failure()?;
+        let current = {
+            let mut state = write(&self.shared.state);
+            if rev <= state.compact_rev {
+                return Err(Error::Compacted);
+            }
+            if rev > state.current_rev {
+                return Err(Error::FutureRev);
+            }
+            state.compact_rev = rev;
+            self.shared
+                .set_meta(META_SCHEDULED_COMPACT, Revision::at_main(rev).to_bytes().to_vec());
+            self.shared.record_apply(apply);
+            state.current_rev
+        };
+        self.shared.commit()?;
+        let handle = self.schedule_compaction(rev);
+        Ok((CompactionResponse { header: header(current) }, handle))
+    }
+
+    fn schedule_compaction(&self, rev: i64) -> CompactionHandle {
+        let handle = CompactionHandle::default();
+        if let Some((jobs, _)) = &self.compactor
+            && jobs.send(Job { rev, done: handle.clone() }).is_ok()
+        {
+            return handle;
+        }
+        handle.finish(Err(Error::Closed));
+        handle
+    }
+
+    /// etcd's Hash: crc32c of the store's tables (the consistent index and term excluded),
+    /// and the current revision. Commits pending writes first.
+    pub fn hash(&self) -> Result<(u32, i64)> {
+        self.shared.commit()?;
+        let current = self.current_revision();
+        let hash = hash::hash_all(&self.shared.committed())?;
+        Ok((hash, current))
+    }
+
+    /// etcd's HashKV: crc32c of the `key` table up to `rev` (0 for current), skipping what
+    /// compaction at the compacted revision removes, so members with the same history
+    /// agree whether or not their compaction has physically finished.
+    pub fn hash_kv(&self, rev: i64) -> Result<HashKv> {
+        let (rev, current_rev, compact_rev, keep) = {
+            let state = read(&self.shared.state);
+            let (current, compacted) = (state.current_rev, state.compact_rev);
+            if rev > 0 && rev <= compacted {
+                return Err(Error::Compacted);
+            }
+            if rev > 0 && rev > current {
+                return Err(Error::FutureRev);
+            }
+            let rev = if rev == 0 { current } else { rev };
+            (rev, current, compacted, state.index.keep(rev))
+        };
+        self.shared.commit()?;
+        let hash = hash::hash_kv(&self.shared.committed(), rev, compact_rev, &keep)?;
+        Ok(HashKv {
+            hash,
+            current_rev,
+            compact_rev,
+        })
+    }
+
+    /// Commits pending writes to the backend now.
+    pub fn force_commit(&self) -> Result<()> {
+        self.shared.commit()
+    }
+
+    /// Stops the background threads after a final commit.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown();
+        self.shared.check_failure()
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        {
+            let mut signal = lock(&self.shared.signal);
+            signal.stop = true;
+            self.shared.wake_committer.notify_all();
+        }
+        if let Some(handle) = self.committer.take() {
+            let _ = handle.join();
+        }
+        if let Some((jobs, handle)) = self.compactor.take() {
+            drop(jobs);
+            let _ = handle.join();
+        }
+    }
+
+    fn write<R>(
+        &self,
+        apply: Option<ApplyIndex>,
+        f: impl FnOnce(&mut WriteTxn<'_, B::Snapshot>) -> Result<R>,
+    ) -> Result<WriteResult<R>> {
+        self.shared.check_failure()?;
+        let result = {
+            let mut state = write(&self.shared.state);
+            let values = self.shared.values();
+            let pending = Arc::clone(&values.buffers[0]);
+            let mut txn = WriteTxn::new(&mut state, &values, &pending, &*self.shared.lessor);
+            let result = f(&mut txn);
+            if let Err(e) = &result
+                && txn.changed()
+            {
+                // Validation and checks run before any change, so this is an I/O or data
+                // failure halfway through a transaction: refuse everything from now on.
+                self.shared.fail(e.clone());
+            }
+            let events = txn.finish();
+            self.shared.pending_ops.fetch_add(events.len(), Ordering::Relaxed);
+            self.shared.record_apply(apply);
+            result.map(|response| WriteResult { response, events })
+        };
+        self.shared.after_write();
+        result
+    }
+}
+
+impl<B: Backend> Drop for Store<B> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl<B: Backend> Shared<B> {
+    /// The value view for a reader; call with the state lock held.
+    fn values(&self) -> Values<B::Snapshot> {
+        let view = read(&self.view);
+        let mut buffers = vec![Arc::clone(&view.pending)];
+        buffers.extend(view.committing.clone());
+        Values {
+            buffers,
+            committed: view.committed.clone(),
+        }
+    }
+
+    /// The backend's last committed snapshot.
+    pub(crate) fn committed(&self) -> B::Snapshot {
+        read(&self.view).committed.clone()
+    }
+
+    /// Adds a `meta` entry to the pending batch; call with the state lock held exclusively.
+    pub(crate) fn set_meta(&self, key: &'static [u8], value: Vec<u8>) {
+        let pending = Arc::clone(&read(&self.view).pending);
+        write(&pending).meta.insert(key, value);
+    }
+
+    /// Records the consistent index in the pending batch; call with the state lock held
+    /// exclusively.
+    fn record_apply(&self, apply: Option<ApplyIndex>) {
+        let Some(apply) = apply else { return };
+        *lock(&self.applied) = apply;
+        self.set_meta(META_CONSISTENT_INDEX, apply.index.to_be_bytes().to_vec());
+        self.set_meta(META_TERM, apply.term.to_be_bytes().to_vec());
+    }
+
+    /// Adds row deletions to the pending batch (compaction).
+    pub(crate) fn delete_rows(&self, keys: Vec<crate::revision::RevKey>, finished: Option<i64>) {
+        let _state = write(&self.state);
+        self.pending_ops.fetch_add(keys.len(), Ordering::Relaxed);
+        let pending = Arc::clone(&read(&self.view).pending);
+        let mut batch = write(&pending);
+        batch.deletes.extend(keys);
+        if let Some(rev) = finished {
+            batch
+                .meta
+                .insert(META_FINISHED_COMPACT, Revision::at_main(rev).to_bytes().to_vec());
+        }
+    }
+
+    /// Runs `f` with the index, under the exclusive lock (compaction's index chunks).
+    pub(crate) fn with_index<R>(&self, f: impl FnOnce(&mut Index) -> R) -> R {
+        f(&mut write(&self.state).index)
+    }
+
+    fn check_failure(&self) -> Result<()> {
+        match &*lock(&self.failure) {
+            Some(e) => Err(Error::Backend(format!("store failed earlier: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, e: Error) {
+        lock(&self.failure).get_or_insert(e);
+        self.committed.notify_all();
+    }
+
+    /// Wakes the committer when a batch is full; waits when too many are pending.
+    fn after_write(&self) {
+        let limit = self.config.batch_limit.max(1);
+        if self.pending_ops.load(Ordering::Relaxed) < limit {
+            return;
+        }
+        let mut signal = lock(&self.signal);
+        signal.commit_wanted = true;
+        self.wake_committer.notify_one();
+        while self.pending_ops.load(Ordering::Relaxed) >= limit * MAX_PENDING_BATCHES
+            && lock(&self.failure).is_none()
+            && !signal.stop
+        {
+            signal = self
+                .committed
+                .wait_timeout(signal, self.config.batch_interval)
+                .map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
+        }
+    }
+
+    fn run_committer(&self) {
+        let mut signal = lock(&self.signal);
+        loop {
+            if !signal.stop && !signal.commit_wanted {
+                signal = self
+                    .wake_committer
+                    .wait_timeout(signal, self.config.batch_interval)
+                    .map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
+            }
+            signal.commit_wanted = false;
+            let stop = signal.stop;
+            drop(signal);
+            if let Err(e) = self.commit() {
+                self.fail(e);
+            }
+            if stop {
+                return;
+            }
+            signal = lock(&self.signal);
+        }
+    }
+
+    /// Commits the pending buffer to the backend (one commit at a time).
+    pub(crate) fn commit(&self) -> Result<()> {
+        let _one_at_a_time = lock(&self.commit_lock);
+        self.check_failure()?;
+        let (buffer, covers) = {
+            let _state = write(&self.state);
+            let mut view = write(&self.view);
+            if read(&view.pending).is_empty() {
+                return Ok(());
+            }
+            let buffer = std::mem::take(&mut view.pending);
+            view.committing = Some(Arc::clone(&buffer));
+            self.pending_ops.store(0, Ordering::Relaxed);
+            (buffer, *lock(&self.applied))
+        };
+        let snapshot = match self.backend.commit(&read(&buffer)) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                self.fail(e.clone());
+                return Err(e);
+            }
+        };
+        {
+            let mut view = write(&self.view);
+            view.committed = snapshot;
+            view.committing = None;
+        }
+        *lock(&self.durable) = covers;
+        let _signal = lock(&self.signal);
+        self.committed.notify_all();
+        Ok(())
+    }
+}
