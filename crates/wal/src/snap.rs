@@ -1,0 +1,102 @@
+//! Raft snapshot files: `<term>-<index>.snap` (16 hex digits each) in the snap dir,
+//! holding the encoded snapshot and its CRC32C, as etcd's snapshotter lays them out.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use oxetcd_raft::Snapshot;
+use prost::Message;
+
+use crate::error::{IoContext, Result, WalError};
+use crate::fs::sync_dir;
+
+const SUFFIX: &str = ".snap";
+/// A damaged file is renamed with this suffix, kept for inspection, and skipped.
+const BROKEN_SUFFIX: &str = ".broken";
+
+#[derive(Clone, PartialEq, Message)]
+struct SnapshotFile {
+    #[prost(uint32, tag = "1")]
+    crc: u32,
+    #[prost(bytes = "bytes", tag = "2")]
+    data: Bytes,
+}
+
+/// Saves and loads raft snapshot files in one directory.
+#[derive(Debug, Clone)]
+pub struct Snapshotter {
+    dir: PathBuf,
+}
+
+impl Snapshotter {
+    /// Uses `dir`, creating it if needed.
+    pub fn new(dir: &Path) -> Result<Snapshotter> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        Ok(Snapshotter { dir: dir.to_path_buf() })
+    }
+
+    /// Writes `snapshot` durably; the file appears complete or not at all.
+    pub fn save(&self, snapshot: &Snapshot) -> Result<PathBuf> {
+        let meta = snapshot.metadata.clone().unwrap_or_default();
+        let path = self.dir.join(format!("{:016x}-{:016x}{SUFFIX}", meta.term, meta.index));
+        let data: Bytes = snapshot.encode_to_vec().into();
+        let file = SnapshotFile { crc: crc32c::crc32c(&data), data };
+        let staging = path.with_extension("snap.tmp");
+        std::fs::write(&staging, file.encode_to_vec()).at(&staging)?;
+        std::fs::File::open(&staging).and_then(|f| f.sync_all()).at(&staging)?;
+        std::fs::rename(&staging, &path).at(&path)?;
+        sync_dir(&self.dir)?;
+        Ok(path)
+    }
+
+    /// The newest snapshot that reads back intact. Damaged files met on the way are
+    /// renamed `*.broken` and skipped, so one bad write does not stop a restart.
+    pub fn load_newest(&self) -> Result<Snapshot> {
+        for path in self.files()?.into_iter().rev() {
+            match read(&path) {
+                Some(snapshot) => return Ok(snapshot),
+                None => {
+                    let broken = path.with_extension(format!("snap{BROKEN_SUFFIX}"));
+                    std::fs::rename(&path, &broken).at(&broken)?;
+                }
+            }
+        }
+        Err(WalError::NoSnapshot)
+    }
+
+    /// Removes all but the newest `keep` snapshot files; returns what it removed.
+    pub fn purge(&self, keep: usize) -> Result<Vec<PathBuf>> {
+        let files = self.files()?;
+        let excess = files.len().saturating_sub(keep);
+        let removed: Vec<PathBuf> = files.into_iter().take(excess).collect();
+        for path in &removed {
+            std::fs::remove_file(path).at(path)?;
+        }
+        if !removed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// Snapshot files, oldest first: the fixed-width names sort by term, then index.
+    fn files(&self) -> Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
+            let path = entry.at(&self.dir)?.path();
+            if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(SUFFIX)) {
+                files.push(path);
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+}
+
+fn read(path: &Path) -> Option<Snapshot> {
+    let bytes = std::fs::read(path).ok()?;
+    let file = SnapshotFile::decode(bytes.as_slice()).ok()?;
+    if file.data.is_empty() || crc32c::crc32c(&file.data) != file.crc {
+        return None;
+    }
+    Snapshot::decode(file.data).ok()
+}

@@ -1,0 +1,315 @@
+//! The log's contract from the outside: what is saved is read back, across segment
+//! cuts, snapshots, overwrites, torn tails and crashes; damage is reported, never
+//! skipped; one process at a time.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use oxetcd_raft::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use oxetcd_wal::{Recovered, Snapshotter, Wal, WalError, WalOptions, WalSnapshot};
+
+/// Small segments, so tests cross many cuts quickly.
+fn small() -> WalOptions {
+    WalOptions { segment_bytes: 4096 }
+}
+
+fn entry(index: u64, term: u64, data: &str) -> Entry {
+    Entry { index, term, data: Bytes::copy_from_slice(data.as_bytes()), ..Default::default() }
+}
+
+fn state(term: u64, commit: u64) -> HardState {
+    HardState { term, vote: 1, commit }
+}
+
+fn snap(index: u64, term: u64) -> WalSnapshot {
+    WalSnapshot {
+        index,
+        term,
+        conf_state: Some(ConfState { voters: vec![1], ..Default::default() }),
+    }
+}
+
+fn wal_dir(tmp: &tempfile::TempDir) -> PathBuf {
+    tmp.path().join("member").join("wal")
+}
+
+fn reopen(dir: &Path, at: &WalSnapshot) -> (Wal, Recovered) {
+    Wal::open(dir, at, small()).expect("reopen")
+}
+
+fn indexes(r: &Recovered) -> Vec<u64> {
+    r.entries.iter().map(|e| e.index).collect()
+}
+
+#[test]
+fn saved_entries_state_and_metadata_read_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let mut wal = Wal::create(&dir, Bytes::from_static(b"node-1"), small()).unwrap();
+    let entries: Vec<Entry> = (1..=5).map(|i| entry(i, 1, &format!("v{i}"))).collect();
+    wal.save(&state(1, 3), &entries, true).unwrap();
+    drop(wal);
+
+    let (_wal, got) = reopen(&dir, &WalSnapshot::origin());
+    assert_eq!(got.metadata, Bytes::from_static(b"node-1"));
+    assert_eq!(got.hard_state, state(1, 3));
+    assert_eq!(got.entries, entries);
+}
+
+#[test]
+fn create_refuses_an_existing_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    drop(Wal::create(&dir, Bytes::new(), small()).unwrap());
+    let err = Wal::create(&dir, Bytes::new(), small()).unwrap_err();
+    assert!(matches!(err, WalError::AlreadyExists(_)), "{err}");
+}
+
+#[test]
+fn a_later_write_of_an_index_replaces_the_tail_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let mut wal = Wal::create(&dir, Bytes::new(), small()).unwrap();
+    wal.save(&state(1, 1), &[entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 1, "c")], true).unwrap();
+    // A new leader of term 2 overwrites the uncommitted 2 and 3.
+    wal.save(&state(2, 1), &[entry(2, 2, "B")], true).unwrap();
+    drop(wal);
+    let (_wal, got) = reopen(&dir, &WalSnapshot::origin());
+    assert_eq!(got.entries, vec![entry(1, 1, "a"), entry(2, 2, "B")]);
+}
+
+#[test]
+fn many_segments_chain_their_crcs_and_read_back_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let mut wal = Wal::create(&dir, Bytes::from_static(b"m"), small()).unwrap();
+    let payload = "x".repeat(300);
+    for i in 1..=200 {
+        wal.save(&state(1, i), &[entry(i, 1, &payload)], i % 7 == 0).unwrap();
+    }
+    wal.sync().unwrap();
+    let segments = wal.segment_paths().count();
+    assert!(segments > 10, "only {segments} segments");
+    drop(wal);
+    let (mut wal, got) = reopen(&dir, &WalSnapshot::origin());
+    assert_eq!(indexes(&got), (1..=200).collect::<Vec<_>>());
+    assert_eq!(got.hard_state, state(1, 200));
+    // And appends continue the chain after a reopen.
+    wal.save(&state(1, 201), &[entry(201, 1, "after")], true).unwrap();
+    drop(wal);
+    let (_wal, got) = reopen(&dir, &WalSnapshot::origin());
+    assert_eq!(got.entries.last().unwrap().data, Bytes::from_static(b"after"));
+}
+
+#[test]
+fn open_at_a_snapshot_returns_only_later_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let mut wal = Wal::create(&dir, Bytes::new(), small()).unwrap();
+    let payload = "y".repeat(500);
+    for i in 1..=40 {
+        wal.save(&state(2, i), &[entry(i, 2, &payload)], false).unwrap();
+        if i == 25 {
+            wal.save_snapshot(&snap(25, 2)).unwrap();
+        }
+    }
+    wal.sync().unwrap();
+    drop(wal);
+
+    let (_wal, got) = reopen(&dir, &snap(25, 2));
+    assert_eq!(indexes(&got), (26..=40).collect::<Vec<_>>());
+    drop(_wal);
+    let err = Wal::open(&dir, &snap(25, 3), small()).unwrap_err();
+    assert!(matches!(err, WalError::SnapshotMismatch { index: 25, found: 2, wanted: 3 }), "{err}");
+    let err = Wal::open(&dir, &snap(30, 2), small()).unwrap_err();
+    assert!(matches!(err, WalError::SnapshotNotFound { index: 30, .. }), "{err}");
+}
+
+#[test]
+fn purge_keeps_what_the_snapshot_does_not_cover() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let mut wal = Wal::create(&dir, Bytes::new(), small()).unwrap();
+    let payload = "z".repeat(500);
+    for i in 1..=60 {
+        wal.save(&state(1, i), &[entry(i, 1, &payload)], false).unwrap();
+    }
+    wal.save_snapshot(&snap(45, 1)).unwrap();
+    let before = wal.segment_paths().count();
+    let removed = wal.purge(45, 2).unwrap();
+    assert!(!removed.is_empty() && removed.iter().all(|p| !p.exists()));
+    assert_eq!(wal.segment_paths().count(), before - removed.len());
+    drop(wal);
+    // Everything after the snapshot is still there.
+    let (_wal, got) = reopen(&dir, &snap(45, 1));
+    assert_eq!(indexes(&got), (46..=60).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_second_opener_is_refused_while_the_log_is_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let wal = Wal::create(&dir, Bytes::new(), small()).unwrap();
+    let err = Wal::open(&dir, &WalSnapshot::origin(), small()).unwrap_err();
+    assert!(matches!(err, WalError::Locked(_)), "{err}");
+    drop(wal);
+    reopen(&dir, &WalSnapshot::origin());
+}
+
+/// The tail segment and the length of its written part.
+fn tail_and_used(dir: &Path) -> (PathBuf, usize) {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    segments.sort();
+    let tail = segments.pop().unwrap();
+    let data = std::fs::read(&tail).unwrap();
+    let used = data.len() - data.iter().rev().take_while(|&&b| b == 0).count();
+    (tail, used)
+}
+
+#[test]
+fn a_segment_left_half_cut_by_a_crash_is_cleaned_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let mut wal = Wal::create(&dir, Bytes::new(), small()).unwrap();
+    wal.save(&state(1, 1), &[entry(1, 1, "a")], true).unwrap();
+    drop(wal);
+    // The name the next cut will stage its segment under.
+    let stale = dir.join("0000000000000001-0000000000000002.wal.tmp");
+    std::fs::write(&stale, b"half a segment").unwrap();
+    let (mut wal, got) = reopen(&dir, &WalSnapshot::origin());
+    assert!(!stale.exists());
+    assert_eq!(indexes(&got), [1]);
+    let payload = "p".repeat(1000);
+    for i in 2..=20 {
+        wal.save(&state(1, i), &[entry(i, 1, &payload)], true).unwrap();
+    }
+    assert!(wal.segment_paths().count() > 1, "the cut went through");
+}
+
+#[test]
+fn a_torn_last_record_is_cut_off_and_appends_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let mut wal = Wal::create(&dir, Bytes::new(), WalOptions::default()).unwrap();
+    wal.save(&state(1, 1), &[entry(1, 1, "kept")], true).unwrap();
+    wal.save(&HardState::default(), &[entry(2, 1, &"t".repeat(2000))], true).unwrap();
+    drop(wal);
+    // Simulate a crash mid-write: the last 700 written bytes never reached the disk.
+    let (tail, used) = tail_and_used(&dir);
+    let mut data = std::fs::read(&tail).unwrap();
+    data[used - 700..used].fill(0);
+    std::fs::write(&tail, &data).unwrap();
+
+    let (mut wal, got) = Wal::open(&dir, &WalSnapshot::origin(), WalOptions::default()).unwrap();
+    assert_eq!(indexes(&got), [1]);
+    wal.save(&state(1, 2), &[entry(2, 1, "again")], true).unwrap();
+    drop(wal);
+    let (_wal, got) = Wal::open(&dir, &WalSnapshot::origin(), WalOptions::default()).unwrap();
+    assert_eq!(got.entries, vec![entry(1, 1, "kept"), entry(2, 1, "again")]);
+}
+
+#[test]
+fn damage_before_good_records_is_an_error_not_a_skip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let mut wal = Wal::create(&dir, Bytes::new(), WalOptions::default()).unwrap();
+    for i in 1..=20 {
+        wal.save(&state(1, i), &[entry(i, 1, "0123456789abcdef")], true).unwrap();
+    }
+    drop(wal);
+    let (tail, used) = tail_and_used(&dir);
+    let mut data = std::fs::read(&tail).unwrap();
+    data[used / 2] ^= 0x01;
+    std::fs::write(&tail, &data).unwrap();
+    let err = Wal::open(&dir, &WalSnapshot::origin(), WalOptions::default()).unwrap_err();
+    assert!(matches!(err, WalError::CrcMismatch { .. } | WalError::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn snapshot_files_save_load_skip_broken_and_purge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshotter = Snapshotter::new(&tmp.path().join("snap")).unwrap();
+    assert!(matches!(snapshotter.load_newest(), Err(WalError::NoSnapshot)));
+    let make = |index, term| Snapshot {
+        data: Bytes::from(format!("state at {index}")),
+        metadata: Some(SnapshotMetadata { index, term, conf_state: Some(ConfState::default()) }),
+    };
+    let paths: Vec<PathBuf> = [(10, 1), (20, 1), (30, 2)]
+        .iter()
+        .map(|&(i, t)| snapshotter.save(&make(i, t)).unwrap())
+        .collect();
+    assert!(paths[2].ends_with("0000000000000002-000000000000001e.snap"));
+    assert_eq!(snapshotter.load_newest().unwrap(), make(30, 2));
+
+    let mut newest = std::fs::read(&paths[2]).unwrap();
+    let last = newest.len() - 1;
+    newest[last] ^= 0xff;
+    std::fs::write(&paths[2], newest).unwrap();
+    assert_eq!(snapshotter.load_newest().unwrap(), make(20, 1));
+    assert!(paths[2].with_extension("snap.broken").exists());
+
+    assert_eq!(snapshotter.purge(1).unwrap(), vec![paths[0].clone()]);
+    assert_eq!(snapshotter.load_newest().unwrap(), make(20, 1));
+}
+
+/// The child side of the crash test: appends synced batches forever, printing the
+/// last index of each batch once its sync returned.
+const CRASH_CHILD_DIR: &str = "OXETCD_WAL_CRASH_CHILD_DIR";
+
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var(CRASH_CHILD_DIR) else { return };
+    use std::io::Write;
+    let dir = PathBuf::from(dir);
+    let mut wal = Wal::create(&dir, Bytes::from_static(b"crash"), small()).unwrap();
+    let mut stdout = std::io::stdout();
+    let mut next = 1;
+    loop {
+        let batch: Vec<Entry> = (next..next + 5).map(|i| entry(i, 1, &format!("{i:08}"))).collect();
+        next += 5;
+        wal.save(&state(1, next - 1), &batch, true).unwrap();
+        writeln!(stdout, "{}", next - 1).unwrap();
+        stdout.flush().unwrap();
+    }
+}
+
+#[test]
+fn every_synced_entry_survives_kill_9() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env(CRASH_CHILD_DIR, &dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut acknowledged = 0;
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines {
+        let line = line.unwrap();
+        if let Ok(index) = line.trim().parse::<u64>() {
+            acknowledged = index;
+            if acknowledged >= 2000 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(acknowledged >= 2000, "the child stopped early");
+
+    let (_wal, got) = reopen(&dir, &WalSnapshot::origin());
+    let last = got.entries.last().map(|e| e.index).unwrap_or(0);
+    assert!(last >= acknowledged, "acknowledged {acknowledged}, recovered up to {last}");
+    for (i, e) in got.entries.iter().enumerate() {
+        assert_eq!(e.index, i as u64 + 1);
+        assert_eq!(e.data, Bytes::from(format!("{:08}", e.index)));
+    }
+}
