@@ -1,0 +1,475 @@
+//! etcd semantics, case by case: fresh store, puts, ranges, txns, compaction, leases,
+//! and bad input (which must return etcd's error and change nothing).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use oxetcd_api::etcdserverpb::compare::{CompareResult as R, CompareTarget as T, TargetUnion as U};
+use oxetcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
+use oxetcd_api::etcdserverpb::response_op::Response;
+use oxetcd_api::etcdserverpb::{PutRequest, RangeRequest, TxnRequest};
+use oxetcd_api::mvccpb::event::EventType;
+use oxetcd_mvcc::{ApplyIndex, Error, LeaseId, Lessor, StoreConfig};
+
+fn keys(resp: &oxetcd_api::etcdserverpb::RangeResponse) -> Vec<String> {
+    resp.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect()
+}
+
+#[test]
+fn fresh_store_starts_at_revision_one() {
+    let t = TempStore::new();
+    let s = t.store();
+    assert_eq!(s.current_revision(), 1);
+    assert_eq!(s.compact_revision(), -1);
+    let r = s.range(&range("a", "")).unwrap();
+    assert_eq!((r.header.unwrap().revision, r.count, r.kvs.len()), (1, 0, 0));
+}
+
+#[test]
+fn puts_create_revisions_versions_and_events() {
+    let t = TempStore::new();
+    let s = t.store();
+    let w = s.put(&put("a", "1"), None).unwrap();
+    assert_eq!(w.response.header.unwrap().revision, 2);
+    assert_eq!(w.events.len(), 1);
+    assert_eq!(w.events[0].r#type, EventType::Put as i32);
+    assert!(w.events[0].prev_kv.is_none());
+    let w = s
+        .put(
+            &PutRequest {
+                prev_kv: true,
+                ..put("a", "2")
+            },
+            None,
+        )
+        .unwrap();
+    let prev = w.response.prev_kv.unwrap();
+    assert_eq!((prev.value.as_ref(), prev.mod_revision), (&b"1"[..], 2));
+    let kv = &s.range(&range("a", "")).unwrap().kvs[0];
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
+    // ignore_value keeps the value.
+    s.put(
+        &PutRequest {
+            key: b("a"),
+            ignore_value: true,
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    let kv = &s.range(&range("a", "")).unwrap().kvs[0];
+    assert_eq!((kv.value.as_ref(), kv.version), (&b"2"[..], 3));
+    // Delete, then recreate: a new generation.
+    let d = s.delete_range(&delete("a", ""), None).unwrap();
+    assert_eq!(d.response.deleted, 1);
+    assert_eq!(d.events[0].r#type, EventType::Delete as i32);
+    assert_eq!(d.events[0].kv.as_ref().unwrap().mod_revision, 5);
+    s.put(&put("a", "3"), None).unwrap();
+    let kv = &s.range(&range("a", "")).unwrap().kvs[0];
+    assert_eq!((kv.create_revision, kv.version), (6, 1));
+    // Deleting nothing creates no revision.
+    let d = s.delete_range(&delete("zz", ""), None).unwrap();
+    assert_eq!((d.response.deleted, d.response.header.unwrap().revision), (0, 6));
+    // History stays readable.
+    let old = s
+        .range(&RangeRequest {
+            revision: 3,
+            ..range("a", "")
+        })
+        .unwrap();
+    assert_eq!(old.kvs[0].value.as_ref(), b"2");
+    assert_eq!(old.header.unwrap().revision, 6);
+}
+
+#[test]
+fn range_options_follow_etcd() {
+    let t = TempStore::new();
+    let s = t.store();
+    for (k, v) in [("a", "3"), ("b", "1"), ("c", "2"), ("d", "0")] {
+        s.put(&put(k, v), None).unwrap();
+    }
+    s.put(&put("b", "9"), None).unwrap();
+    let all = s.range(&range("a", "\0")).unwrap();
+    assert_eq!(keys(&all), ["a", "b", "c", "d"]);
+    let limited = s
+        .range(&RangeRequest {
+            limit: 2,
+            ..range("a", "\0")
+        })
+        .unwrap();
+    assert_eq!((keys(&limited), limited.more, limited.count), (vec!["a".into(), "b".into()], true, 4));
+    let exact = s
+        .range(&RangeRequest {
+            limit: 4,
+            ..range("a", "\0")
+        })
+        .unwrap();
+    assert!(!exact.more);
+    let negative = s
+        .range(&RangeRequest {
+            limit: -3,
+            ..range("a", "\0")
+        })
+        .unwrap();
+    assert_eq!(negative.kvs.len(), 4);
+    let by_value = s
+        .range(&RangeRequest {
+            sort_target: SortTarget::Value as i32,
+            sort_order: SortOrder::Descend as i32,
+            ..range("a", "\0")
+        })
+        .unwrap();
+    assert_eq!(keys(&by_value), ["b", "a", "c", "d"]);
+    let by_mod = s
+        .range(&RangeRequest {
+            sort_target: SortTarget::Mod as i32,
+            limit: 2,
+            ..range("a", "\0")
+        })
+        .unwrap();
+    assert_eq!((keys(&by_mod), by_mod.more), (vec!["a".into(), "c".into()], true));
+    let counted = s
+        .range(&RangeRequest {
+            count_only: true,
+            ..range("b", "d")
+        })
+        .unwrap();
+    assert_eq!((counted.count, counted.kvs.len()), (2, 0));
+    let keys_only = s
+        .range(&RangeRequest {
+            keys_only: true,
+            ..range("a", "b")
+        })
+        .unwrap();
+    assert!(keys_only.kvs[0].value.is_empty());
+    let filtered = s
+        .range(&RangeRequest {
+            min_mod_revision: 4,
+            max_create_revision: 4,
+            ..range("a", "\0")
+        })
+        .unwrap();
+    assert_eq!((keys(&filtered), filtered.count), (vec!["b".into(), "c".into()], 4));
+    // range_end before key: empty, no error.
+    let backwards = s.range(&range("c", "a")).unwrap();
+    assert_eq!((backwards.count, backwards.kvs.len()), (0, 0));
+    // Negative revision means current.
+    let neg_rev = s
+        .range(&RangeRequest {
+            revision: -5,
+            ..range("a", "\0")
+        })
+        .unwrap();
+    assert_eq!(neg_rev.count, 4);
+    assert_eq!(
+        s.range(&RangeRequest {
+            revision: 100,
+            ..range("a", "")
+        }),
+        Err(Error::FutureRev)
+    );
+}
+
+#[test]
+fn txn_compares_on_missing_keys_match_etcd() {
+    let t = TempStore::new();
+    let s = t.store();
+    let run = |c| {
+        s.txn(
+            &TxnRequest {
+                compare: vec![c],
+                success: vec![],
+                failure: vec![],
+            },
+            None,
+        )
+        .unwrap()
+        .response
+        .succeeded
+    };
+    assert!(run(cmp("missing", T::Version, R::Equal, U::Version(0))));
+    assert!(run(cmp("missing", T::Create, R::Equal, U::CreateRevision(0))));
+    assert!(run(cmp("missing", T::Mod, R::Less, U::ModRevision(1))));
+    assert!(run(cmp("missing", T::Lease, R::Equal, U::Lease(0))));
+    assert!(!run(cmp("missing", T::Value, R::Equal, U::Value(b("")))));
+    assert!(!run(cmp("missing", T::Value, R::NotEqual, U::Value(b("x")))));
+    // A union of the wrong kind counts as zero.
+    assert!(run(cmp("missing", T::Version, R::Equal, U::ModRevision(7))));
+    s.put(&put("k1", "v"), None).unwrap();
+    s.put(&put("k2", "w"), None).unwrap();
+    let mut range_cmp = cmp("k", T::Version, R::Greater, U::Version(0));
+    range_cmp.range_end = b("l");
+    assert!(run(range_cmp.clone()));
+    range_cmp.target = T::Value as i32;
+    range_cmp.target_union = Some(U::Value(b("v")));
+    range_cmp.result = R::Equal as i32;
+    assert!(!run(range_cmp));
+    assert_eq!(s.current_revision(), 3, "read-only txns create no revision");
+}
+
+#[test]
+fn nested_txn_runs_at_one_revision_with_compares_before_writes() {
+    let t = TempStore::new();
+    let s = t.store();
+    s.put(&put("x", "0"), None).unwrap();
+    let inner = TxnRequest {
+        // Evaluated before the outer put of "y": "y" is missing then.
+        compare: vec![cmp("y", T::Version, R::Equal, U::Version(0))],
+        success: vec![op_put(put("z", "inner")), op_range(range("y", ""))],
+        failure: vec![op_put(put("z", "wrong"))],
+    };
+    let outer = TxnRequest {
+        compare: vec![cmp("x", T::Value, R::Equal, U::Value(b("0")))],
+        success: vec![op_put(put("y", "1")), op_txn(inner), op_range(range("a", "\0"))],
+        failure: vec![],
+    };
+    let w = s.txn(&outer, Some(ApplyIndex { index: 9, term: 2 })).unwrap();
+    let resp = w.response;
+    assert!(resp.succeeded);
+    assert_eq!(resp.header.unwrap().revision, 3);
+    assert_eq!(w.events.len(), 2);
+    let Some(Response::ResponseTxn(inner_resp)) = &resp.responses[1].response else {
+        panic!("nested response")
+    };
+    assert!(inner_resp.succeeded);
+    let Some(Response::ResponseRange(seen)) = &inner_resp.responses[1].response else {
+        panic!("range response")
+    };
+    assert_eq!(seen.kvs[0].value.as_ref(), b"1", "reads see the txn's own writes");
+    let Some(Response::ResponseRange(all)) = &resp.responses[2].response else {
+        panic!("range response")
+    };
+    assert_eq!(keys(all), ["x", "y", "z"]);
+    assert!(all.kvs.iter().skip(1).all(|kv| kv.mod_revision == 3));
+    assert_eq!(s.consistent_index(), ApplyIndex { index: 9, term: 2 });
+}
+
+#[test]
+fn compaction_errors_and_reads() {
+    let mut t = TempStore::new();
+    for i in 0..20 {
+        t.store().put(&put("k", &i.to_string()), None).unwrap();
+        if i % 5 == 0 {
+            t.store().delete_range(&delete("k", ""), None).unwrap();
+        }
+    }
+    let s = t.store();
+    let current = s.current_revision();
+    assert_eq!(s.compact(current + 1, None).err(), Some(Error::FutureRev));
+    let (resp, handle) = s.compact(10, None).unwrap();
+    assert_eq!(resp.header.unwrap().revision, current);
+    handle.wait().unwrap();
+    assert_eq!(s.compact(10, None).err(), Some(Error::Compacted));
+    assert_eq!(s.compact(3, None).err(), Some(Error::Compacted));
+    let at = |rev| {
+        s.range(&RangeRequest {
+            revision: rev,
+            ..range("k", "")
+        })
+    };
+    assert_eq!(at(9), Err(Error::Compacted));
+    assert!(at(10).is_ok(), "the compacted revision itself stays readable");
+    let hash = s.hash_kv(0).unwrap();
+    assert_eq!(s.hash_kv(5), Err(Error::Compacted));
+    t.reopen();
+    assert_eq!(t.store().compact_revision(), 10);
+    assert_eq!(t.store().hash_kv(0).unwrap(), hash);
+}
+
+#[test]
+fn bad_input_returns_etcd_errors_and_changes_nothing() {
+    let t = TempStore::with(
+        StoreConfig {
+            max_txn_ops: 4,
+            max_request_bytes: 1024,
+            ..test_config()
+        },
+        Arc::new(oxetcd_mvcc::NoLeases),
+    );
+    let s = t.store();
+    s.put(&put("a", "1"), None).unwrap();
+    let before = (s.current_revision(), s.hash_kv(0).unwrap().hash);
+    let unchanged = |e: Error, got: Option<Error>| {
+        assert_eq!(got, Some(e));
+        assert_eq!((s.current_revision(), s.hash_kv(0).unwrap().hash), before);
+    };
+    unchanged(Error::EmptyKey, s.put(&put("", "x"), None).err());
+    unchanged(Error::EmptyKey, s.range(&range("", "")).err());
+    unchanged(Error::EmptyKey, s.delete_range(&delete("", "z"), None).err());
+    unchanged(
+        Error::ValueProvided,
+        s.put(
+            &PutRequest {
+                ignore_value: true,
+                ..put("a", "v")
+            },
+            None,
+        )
+        .err(),
+    );
+    unchanged(
+        Error::LeaseProvided,
+        s.put(
+            &PutRequest {
+                ignore_lease: true,
+                lease: 1,
+                ..put("a", "")
+            },
+            None,
+        )
+        .err(),
+    );
+    unchanged(
+        Error::KeyNotFound,
+        s.put(
+            &PutRequest {
+                ignore_value: true,
+                ..put("missing", "")
+            },
+            None,
+        )
+        .err(),
+    );
+    unchanged(Error::LeaseNotFound, s.put(&PutRequest { lease: 7, ..put("a", "v") }, None).err());
+    unchanged(Error::RequestTooLarge, s.put(&put("big", &"x".repeat(2000)), None).err());
+    let five: Vec<_> = (0..5).map(|i| op_put(put(&format!("k{i}"), "v"))).collect();
+    unchanged(
+        Error::TooManyOps,
+        s.txn(
+            &TxnRequest {
+                success: five,
+                ..Default::default()
+            },
+            None,
+        )
+        .err(),
+    );
+    unchanged(
+        Error::DuplicateKey,
+        s.txn(
+            &TxnRequest {
+                success: vec![op_put(put("d", "1")), op_put(put("d", "2"))],
+                ..Default::default()
+            },
+            None,
+        )
+        .err(),
+    );
+    // A failing check inside a txn stops it before its first write.
+    unchanged(
+        Error::KeyNotFound,
+        s.txn(
+            &TxnRequest {
+                success: vec![
+                    op_put(put("new", "1")),
+                    op_put(PutRequest {
+                        ignore_value: true,
+                        ..put("missing", "")
+                    }),
+                ],
+                ..Default::default()
+            },
+            None,
+        )
+        .err(),
+    );
+    unchanged(
+        Error::FutureRev,
+        s.txn(
+            &TxnRequest {
+                success: vec![
+                    op_put(put("new", "1")),
+                    op_range(RangeRequest {
+                        revision: 99,
+                        ..range("a", "")
+                    }),
+                ],
+                ..Default::default()
+            },
+            None,
+        )
+        .err(),
+    );
+    unchanged(
+        Error::EmptyKey,
+        s.txn(
+            &TxnRequest {
+                compare: vec![cmp("", T::Version, R::Equal, U::Version(0))],
+                ..Default::default()
+            },
+            None,
+        )
+        .err(),
+    );
+    unchanged(Error::FutureRev, s.compact(99, None).err());
+}
+
+/// A lessor for tests: knows a fixed set of leases and records attachments.
+#[derive(Debug, Default)]
+struct RecordingLessor {
+    attached: Mutex<BTreeMap<Vec<u8>, LeaseId>>,
+}
+
+impl Lessor for RecordingLessor {
+    fn lease_exists(&self, lease: LeaseId) -> bool {
+        lease == 10 || lease == 20
+    }
+
+    fn attach(&self, lease: LeaseId, key: &[u8]) {
+        let previous = self.attached.lock().unwrap().insert(key.to_vec(), lease);
+        assert_eq!(previous, None, "attached twice without a detach");
+    }
+
+    fn detach(&self, lease: LeaseId, key: &[u8]) {
+        let previous = self.attached.lock().unwrap().remove(key);
+        assert_eq!(previous, Some(lease), "detached a lease the key did not have");
+    }
+}
+
+#[test]
+fn lease_seam_sees_attach_and_detach() {
+    let lessor = Arc::new(RecordingLessor::default());
+    let mut t = TempStore::with(test_config(), lessor.clone());
+    let attached = || lessor.attached.lock().unwrap().clone();
+    let s = t.store();
+    assert_eq!(s.put(&PutRequest { lease: 99, ..put("a", "1") }, None).err(), Some(Error::LeaseNotFound));
+    s.put(&PutRequest { lease: 10, ..put("a", "1") }, None).unwrap();
+    s.put(&PutRequest { lease: 10, ..put("b", "1") }, None).unwrap();
+    assert_eq!(attached(), BTreeMap::from([(b"a".to_vec(), 10), (b"b".to_vec(), 10)]));
+    // Overwrite with another lease, keep it with ignore_lease, drop it with lease 0.
+    s.put(&PutRequest { lease: 20, ..put("a", "2") }, None).unwrap();
+    s.put(
+        &PutRequest {
+            ignore_lease: true,
+            ..put("a", "3")
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(s.range(&range("a", "")).unwrap().kvs[0].lease, 20);
+    s.put(&put("b", "2"), None).unwrap();
+    assert_eq!(attached(), BTreeMap::from([(b"a".to_vec(), 20)]));
+    s.put(&PutRequest { lease: 10, ..put("c", "1") }, None).unwrap();
+    s.delete_range(&delete("c", ""), None).unwrap();
+    assert_eq!(attached(), BTreeMap::from([(b"a".to_vec(), 20)]));
+    // On reopen the store reattaches what is live.
+    lessor.attached.lock().unwrap().clear();
+    t.reopen();
+    assert_eq!(attached(), BTreeMap::from([(b"a".to_vec(), 20)]));
+}
+
+#[test]
+fn consistent_index_survives_reopen() {
+    let mut t = TempStore::new();
+    t.store()
+        .put(&put("a", "1"), Some(ApplyIndex { index: 41, term: 3 }))
+        .unwrap();
+    t.store().set_consistent_index(ApplyIndex { index: 42, term: 3 }).unwrap();
+    t.reopen();
+    assert_eq!(t.store().consistent_index(), ApplyIndex { index: 42, term: 3 });
+    assert_eq!(t.store().durable_index(), ApplyIndex { index: 42, term: 3 });
+    assert_eq!(t.store().current_revision(), 2);
+}
