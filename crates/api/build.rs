@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "v3lockpb/v3lock.proto",
     "v3electionpb/v3election.proto",
     "oxetcdpb/internal.proto",
+    "oxetcdpb/peer.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

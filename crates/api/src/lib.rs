@@ -36,7 +36,8 @@ pub mod v3electionpb {
     tonic::include_proto!("v3electionpb");
 }
 
-/// oxetcd's internal messages: the payload of raft log entries.
+/// oxetcd's internal messages: the payload of raft log entries, and the peer
+/// protocol between members.
 pub mod oxetcdpb {
     tonic::include_proto!("oxetcdpb");
 }
