@@ -38,20 +38,22 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
-    pub(crate) fn first_index(&self) -> u64 {
+    /// Index of the first entry still available.
+    pub fn first_index(&self) -> u64 {
         self.unstable
             .maybe_first_index()
             .unwrap_or_else(|| self.store.first_index().expect("storage first_index"))
     }
 
-    pub(crate) fn last_index(&self) -> u64 {
+    /// Index of the last entry (persisted or not).
+    pub fn last_index(&self) -> u64 {
         self.unstable
             .maybe_last_index()
             .unwrap_or_else(|| self.store.last_index().expect("storage last_index"))
     }
 
     /// Term of the entry at `index`: `Compacted` below the log, `Unavailable` past its end.
-    pub(crate) fn term(&self, index: u64) -> Result<u64> {
+    pub fn term(&self, index: u64) -> Result<u64> {
         let dummy = self.first_index() - 1;
         if index < dummy {
             return Err(Error::Compacted);
@@ -248,7 +250,7 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// Entries in `[lo, hi)` within `max_size` (at least one entry).
-    pub(crate) fn slice(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>> {
+    pub fn slice(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>> {
         if lo > hi || hi > self.last_index() + 1 {
             return Err(Error::Unavailable);
         }
@@ -275,8 +277,18 @@ impl<S: Storage> RaftLog<S> {
         Ok(out)
     }
 
+    /// Highest committed index.
+    pub fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    /// Highest applied index.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
     /// The underlying storage.
-    pub(crate) fn store(&self) -> &S {
+    pub fn store(&self) -> &S {
         &self.store
     }
 }

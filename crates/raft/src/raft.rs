@@ -1138,17 +1138,10 @@ impl<S: Storage> Raft<S> {
             // Only a follower of the sender may install its snapshot.
             return false;
         }
+        // The snapshot's membership may predate our own addition (the leader's newest
+        // snapshot can be older than the change that added us): install it anyway, the log
+        // entries that follow it bring the change.
         let cs = snapshot.conf_state();
-        let member = cs
-            .voters
-            .iter()
-            .chain(&cs.learners)
-            .chain(&cs.voters_outgoing)
-            .any(|&id| id == self.id);
-        if !member {
-            // A snapshot from a configuration that does not include us: ignore it.
-            return false;
-        }
         if self.raft_log.match_term(index, term) {
             // We already hold the snapshot's entries: just fast-forward the commit index.
             self.raft_log.commit_to(index);
