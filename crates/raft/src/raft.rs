@@ -609,9 +609,13 @@ impl<S: Storage> Raft<S> {
             if self.check_quorum {
                 self.check_quorum_active();
             }
-            // A transfer that did not finish within an election timeout is abandoned.
+            // A transfer that did not finish within an election timeout is abandoned (and
+            // retried, possibly towards another voter, if we must hand over leadership).
             if self.state == StateRole::Leader {
                 self.lead_transferee = None;
+                if !self.promotable() {
+                    self.hand_over_leadership();
+                }
             }
         }
         if self.state != StateRole::Leader {
@@ -816,7 +820,8 @@ impl<S: Storage> Raft<S> {
         if m.entries.is_empty() {
             return Ok(());
         }
-        if !self.prs.progress.contains_key(&self.id) {
+        if !self.promotable() {
+            // Removed or demoted: we only lead until a voter takes over.
             return Err(Error::ProposalDropped(DropReason::NotInConfiguration));
         }
         if self.lead_transferee.is_some() {
@@ -856,8 +861,9 @@ impl<S: Storage> Raft<S> {
             return;
         };
         let committed = self.raft_log.committed;
-        if self.prs.is_singleton() || self.read_only.option == ReadOnlyOption::LeaseBased {
-            // Alone, or trusting the lease: our commit index is current.
+        let alone = self.prs.is_singleton() && self.prs.config.voters.contains(self.id);
+        if alone || self.read_only.option == ReadOnlyOption::LeaseBased {
+            // The only voter, or trusting the lease: our commit index is current.
             self.send_read_index_response(m, committed);
             return;
         }
@@ -1182,14 +1188,8 @@ impl<S: Storage> Raft<S> {
         let cs = self.prs.config.to_conf_state();
         let me = self.prs.progress.get(&self.id);
         self.is_learner = me.is_some_and(|p| p.is_learner);
+        let removed = me.is_none();
         if self.state != StateRole::Leader {
-            return cs;
-        }
-        if me.is_none() || self.is_learner {
-            // Removed or demoted: step down so that the remaining voters elect a leader
-            // (we will not campaign again, as we are not promotable).
-            let term = self.term;
-            self.become_follower(term, 0);
             return cs;
         }
         if self.maybe_commit() {
@@ -1205,7 +1205,39 @@ impl<S: Storage> Raft<S> {
         {
             self.lead_transferee = None;
         }
+        if removed || self.is_learner {
+            self.hand_over_leadership();
+        }
         cs
+    }
+
+    /// A leader that was removed or demoted keeps leading only to replicate the log and
+    /// commit index to the remaining voters, then hands leadership to the most up-to-date
+    /// voter. Stepping down at once could deadlock: the remaining voters may not know the
+    /// change committed, still count us in their (joint) quorum, and we would refuse to vote
+    /// for their shorter logs while not campaigning ourselves.
+    fn hand_over_leadership(&mut self) {
+        if self.lead_transferee.is_some() {
+            return;
+        }
+        let voters = &self.prs.config.voters.incoming;
+        let best = self
+            .prs
+            .progress
+            .iter()
+            .filter(|(id, _)| voters.contains(**id) && **id != self.id)
+            .max_by_key(|(id, pr)| (pr.matched, std::cmp::Reverse(**id)))
+            .map(|(&id, pr)| (id, pr.matched));
+        let Some((target, matched)) = best else {
+            return;
+        };
+        self.election_elapsed = 0;
+        self.lead_transferee = Some(target);
+        if matched == self.raft_log.last_index() {
+            self.send_timeout_now(target);
+        } else {
+            self.send_append(target);
+        }
     }
 
     /// Entries of the log, for tests and tools: `[lo, hi)` within `max_size`.

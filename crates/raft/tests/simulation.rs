@@ -10,7 +10,7 @@ mod sim;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 const DEFAULT_SEEDS: u64 = 10_000;
-const DEFAULT_STEPS: usize = 600;
+const DEFAULT_STEPS: usize = 3000;
 const SHARDS: u64 = 4;
 
 fn env_u64(name: &str) -> Option<u64> {

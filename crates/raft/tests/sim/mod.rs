@@ -270,6 +270,11 @@ impl Sim {
             return false;
         }
         let mut rd = node.ready();
+        if let Some(ss) = rd.soft_state
+            && self.trace
+        {
+            eprintln!("[{}] {id} is now {:?} (lead {}) term {}", self.checker.step, ss.raft_state, ss.leader_id, node.raft.term);
+        }
         let msgs = std::mem::take(&mut rd.messages);
         n.pending = Some(rd);
         self.send_all(msgs);
@@ -312,9 +317,15 @@ impl Sim {
             if let Ok(cs) = &result {
                 n.conf = cs.clone();
             }
+            if self.trace {
+                eprintln!("[{}] {id} applied conf change at {}: {result:?}", self.checker.step, e.index);
+            }
             self.checker.conf_applied(id, e.index, result);
         }
         for rs in &rd.read_states {
+            if self.trace {
+                eprintln!("[{}] {id} read answered {rs:?}", self.checker.step);
+            }
             self.checker.read_answered(id, rs);
         }
         node.advance(rd);
@@ -349,6 +360,7 @@ impl Sim {
         self.next_read += 1;
         let ctx = Bytes::from(format!("r{}", self.next_read));
         if node.read_index(ctx.clone()).is_ok() {
+            self.log(|| format!("read {ctx:?} at {id}"));
             self.checker.read_started(ctx);
         }
     }
@@ -554,6 +566,32 @@ impl Sim {
         }
     }
 
+    /// One line per machine, for failure reports.
+    fn describe(&self) -> String {
+        let mut out = String::new();
+        for (id, n) in &self.nodes {
+            let Some(node) = n.node.as_ref() else {
+                out += &format!("  {id}: down\n");
+                continue;
+            };
+            let st = node.status();
+            out += &format!(
+                "  {id}: {:?} term {} vote {} lead {} commit {} applied {} last {} conf {:?} \
+                 progress {:?}\n",
+                st.state(),
+                st.term(),
+                st.vote(),
+                st.lead(),
+                st.commit(),
+                n.applied,
+                node.raft.raft_log.last_index(),
+                n.conf,
+                st.progress
+            );
+        }
+        out
+    }
+
     fn check(&mut self) {
         let nodes: Vec<(u64, &RawNode<MemStorage>)> = self
             .nodes
@@ -602,9 +640,11 @@ impl Sim {
             }
             if self.checker.ticks >= deadline {
                 panic!(
-                    "liveness: no proposal committed within {} ticks after healing (leader {:?})",
+                    "liveness: no proposal committed within {} ticks after healing (leader \
+                     {:?})\n{}",
                     deadline - start,
-                    self.leader()
+                    self.leader(),
+                    self.describe()
                 );
             }
             self.tick_all();
