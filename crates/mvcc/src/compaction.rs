@@ -92,7 +92,9 @@ fn compact<B: Backend>(shared: &Shared<B>, rev: i64) -> Result<()> {
     let mut resume = None;
     loop {
         stopped(shared)?;
-        resume = shared.with_index(|index| index.compact_chunk(rev, resume.as_deref(), INDEX_COMPACTION_CHUNK, &mut keep));
+        resume = shared.with_index(|index| {
+            index.compact_chunk(rev, resume.as_deref(), INDEX_COMPACTION_CHUNK, &mut keep)
+        });
         if resume.is_none() {
             break;
         }
@@ -117,7 +119,10 @@ fn compact<B: Backend>(shared: &Shared<B>, rev: i64) -> Result<()> {
             match Revision::from_key(key) {
                 Some((r, tomb)) if !keep.contains(&r) => doomed.push(r.to_key(tomb)),
                 Some(_) => {}
-                None => corrupt = Some(Error::Corrupt(format!("key table row {key:?} is not a revision"))),
+                None => {
+                    corrupt =
+                        Some(Error::Corrupt(format!("key table row {key:?} is not a revision")))
+                }
             }
             ControlFlow::Continue(())
         })?;

@@ -155,10 +155,7 @@ mod tests {
             Error::DuplicateKey.grpc_message(),
             "etcdserver: duplicate key given in txn request"
         );
-        assert_eq!(
-            Error::LeaseNotFound.grpc_message(),
-            "etcdserver: requested lease not found"
-        );
+        assert_eq!(Error::LeaseNotFound.grpc_message(), "etcdserver: requested lease not found");
         assert_eq!(Error::LeaseNotFound.grpc_code(), GrpcCode::NotFound);
         assert_eq!(Error::Compacted.grpc_code() as i32, 11);
     }

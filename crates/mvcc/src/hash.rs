@@ -14,7 +14,12 @@ const META_TABLE_NAME: &[u8] = b"meta";
 /// HashKV: the `key` table name, then every row with a main revision at or below `rev`,
 /// except rows at or below `compact_rev` that a compaction at `rev` would not keep
 /// (unless nothing is kept at all: etcd then hashes them all).
-pub fn hash_kv(snapshot: &impl Snapshot, rev: i64, compact_rev: i64, keep: &HashSet<Revision>) -> Result<u32> {
+pub fn hash_kv(
+    snapshot: &impl Snapshot,
+    rev: i64,
+    compact_rev: i64,
+    keep: &HashSet<Revision>,
+) -> Result<u32> {
     let mut crc = crc32c::crc32c(KEY_TABLE_NAME);
     snapshot.scan(&[], |k, v| {
         let Some((r, _)) = Revision::from_key(k) else {

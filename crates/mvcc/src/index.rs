@@ -30,14 +30,8 @@ impl<'a> KeySpan<'a> {
     pub fn new(key: &'a [u8], range_end: &'a [u8]) -> Self {
         match range_end {
             [] => Self::Single(key),
-            [0] => Self::Range {
-                start: key,
-                end: None,
-            },
-            end => Self::Range {
-                start: key,
-                end: Some(end),
-            },
+            [0] => Self::Range { start: key, end: None },
+            end => Self::Range { start: key, end: Some(end) },
         }
     }
 
@@ -122,7 +116,14 @@ impl Index {
     }
 
     /// Rebuilds one stored row (in revision order) when the store is opened.
-    pub fn restore(&mut self, key: &[u8], rev: Revision, tombstone: bool, created: Revision, version: i64) {
+    pub fn restore(
+        &mut self,
+        key: &[u8],
+        rev: Revision,
+        tombstone: bool,
+        created: Revision,
+        version: i64,
+    ) {
         match (self.tree.get_mut(key), tombstone) {
             (Some(ki), false) => ki.put(rev),
             (Some(ki), true) => {
@@ -130,8 +131,7 @@ impl Index {
                 let _ = ki.tombstone(rev);
             }
             (None, false) => {
-                self.tree
-                    .insert(key.into(), KeyIndex::restored(created, rev, version));
+                self.tree.insert(key.into(), KeyIndex::restored(created, rev, version));
             }
             (None, true) => {}
         }
@@ -152,10 +152,8 @@ impl Index {
         let mut emptied = Vec::new();
         let mut last = None;
         let mut more = false;
-        for (seen, (key, ki)) in self
-            .tree
-            .range_mut::<[u8], _>((lower, Bound::Unbounded))
-            .enumerate()
+        for (seen, (key, ki)) in
+            self.tree.range_mut::<[u8], _>((lower, Bound::Unbounded)).enumerate()
         {
             if seen == max_keys {
                 more = true;
@@ -208,9 +206,18 @@ mod tests {
         }
         index.tombstone(b"c", rev(5)).unwrap();
         assert_eq!(live_keys(&index, KeySpan::new(b"b", b""), 9), vec![b"b".to_vec()]);
-        assert_eq!(live_keys(&index, KeySpan::new(b"b", b"\0"), 9), vec![b"b".to_vec(), b"d".to_vec()]);
-        assert_eq!(live_keys(&index, KeySpan::new(b"b", b"\0"), 4), vec![b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
-        assert_eq!(live_keys(&index, KeySpan::new(b"a", b"c"), 9), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            live_keys(&index, KeySpan::new(b"b", b"\0"), 9),
+            vec![b"b".to_vec(), b"d".to_vec()]
+        );
+        assert_eq!(
+            live_keys(&index, KeySpan::new(b"b", b"\0"), 4),
+            vec![b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+        );
+        assert_eq!(
+            live_keys(&index, KeySpan::new(b"a", b"c"), 9),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
         assert!(live_keys(&index, KeySpan::new(b"c", b"a"), 9).is_empty());
         assert!(live_keys(&index, KeySpan::new(b"c", b"c"), 9).is_empty());
     }

@@ -35,11 +35,7 @@ pub struct Generation {
 
 impl Generation {
     fn new(created: Revision, version: i64) -> Self {
-        Self {
-            created,
-            version,
-            revs: vec![created],
-        }
+        Self { created, version, revs: vec![created] }
     }
 
     /// Index of the newest revision whose main revision is at or below `at`.
@@ -73,11 +69,7 @@ impl KeyIndex {
         if created.main == modified.main && version == 1 {
             return Self::Single(modified);
         }
-        Self::Full(vec![Generation {
-            created,
-            version,
-            revs: vec![modified],
-        }])
+        Self::Full(vec![Generation { created, version, revs: vec![modified] }])
     }
 
     /// A deleted key whose history was compacted away entirely.
@@ -140,11 +132,7 @@ impl KeyIndex {
             g.revs.push(rev);
             g.version += 1;
         }
-        gens.push(Generation {
-            created: Revision::default(),
-            version: 0,
-            revs: Vec::new(),
-        });
+        gens.push(Generation { created: Revision::default(), version: 0, revs: Vec::new() });
         Ok(())
     }
 
@@ -184,7 +172,11 @@ impl KeyIndex {
     /// The first generation that still matters at `at` (the last one, or the first whose
     /// tombstone is newer than `at`) and the position of its newest revision at or below
     /// `at`, which is added to `keep`.
-    fn compaction_point(gens: &[Generation], at: i64, keep: &mut HashSet<Revision>) -> (usize, Option<usize>) {
+    fn compaction_point(
+        gens: &[Generation],
+        at: i64,
+        keep: &mut HashSet<Revision>,
+    ) -> (usize, Option<usize>) {
         let mut gi = 0;
         while gi + 1 < gens.len() && gens[gi].revs.last().is_none_or(|tomb| tomb.main <= at) {
             gi += 1;

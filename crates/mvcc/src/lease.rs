@@ -30,9 +30,7 @@ impl Lessor for NoLeases {
         false
     }
 
-    fn attach(&self, _lease: LeaseId, _key: &[u8]) {
-    }
+    fn attach(&self, _lease: LeaseId, _key: &[u8]) {}
 
-    fn detach(&self, _lease: LeaseId, _key: &[u8]) {
-    }
+    fn detach(&self, _lease: LeaseId, _key: &[u8]) {}
 }

@@ -49,10 +49,7 @@ impl<S: Snapshot> Values<S> {
 
 /// A response header carrying only the revision; the server fills in the rest.
 pub fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..Default::default()
-    })
+    Some(ResponseHeader { revision, ..Default::default() })
 }
 
 /// The revision a read at `requested` sees, given the current and compacted revisions.
@@ -87,7 +84,8 @@ impl Sort {
 
     /// Whether key order already is the requested order.
     fn is_key_order(self) -> bool {
-        self.order == SortOrder::None || (self.order == SortOrder::Ascend && self.target == SortTarget::Key)
+        self.order == SortOrder::None
+            || (self.order == SortOrder::Ascend && self.target == SortTarget::Key)
     }
 
     fn compare(self, a: &KeyValue, b: &KeyValue) -> Ordering {
@@ -135,20 +133,16 @@ pub fn plan(index: &Index, current: i64, compacted: i64, req: &RangeRequest) -> 
         }
         ControlFlow::Continue(())
     });
-    Ok(Plan {
-        header_revision: current,
-        count,
-        revs,
-    })
+    Ok(Plan { header_revision: current, count, revs })
 }
 
 /// Fetches, sorts and trims what `plan` chose.
-pub fn execute<S: Snapshot>(values: &Values<S>, req: &RangeRequest, plan: Plan) -> Result<RangeResponse> {
-    let mut kvs = plan
-        .revs
-        .iter()
-        .map(|rev| values.get(*rev))
-        .collect::<Result<Vec<_>>>()?;
+pub fn execute<S: Snapshot>(
+    values: &Values<S>,
+    req: &RangeRequest,
+    plan: Plan,
+) -> Result<RangeResponse> {
+    let mut kvs = plan.revs.iter().map(|rev| values.get(*rev)).collect::<Result<Vec<_>>>()?;
     let sort = Sort::of(req);
     if !sort.is_key_order() {
         kvs.sort_by(|a, b| sort.compare(a, b));
@@ -166,10 +160,5 @@ pub fn execute<S: Snapshot>(values: &Values<S>, req: &RangeRequest, plan: Plan) 
             kv.value.clear();
         }
     }
-    Ok(RangeResponse {
-        header: header(plan.header_revision),
-        kvs,
-        more,
-        count: plan.count,
-    })
+    Ok(RangeResponse { header: header(plan.header_revision), kvs, more, count: plan.count })
 }

@@ -89,11 +89,7 @@ pub struct RevKey {
 impl RevKey {
     /// The encoded bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        if self.tombstone {
-            &self.bytes
-        } else {
-            &self.bytes[..REV_BYTES_LEN]
-        }
+        if self.tombstone { &self.bytes } else { &self.bytes[..REV_BYTES_LEN] }
     }
 }
 
@@ -114,10 +110,7 @@ mod tests {
     #[test]
     fn encoding_matches_etcd_layout() {
         let rev = Revision::new(0x0102, 3);
-        assert_eq!(
-            rev.to_bytes(),
-            [0, 0, 0, 0, 0, 0, 1, 2, b'_', 0, 0, 0, 0, 0, 0, 0, 3]
-        );
+        assert_eq!(rev.to_bytes(), [0, 0, 0, 0, 0, 0, 1, 2, b'_', 0, 0, 0, 0, 0, 0, 0, 3]);
         assert_eq!(rev.to_key(true).as_bytes().len(), TOMBSTONE_REV_BYTES_LEN);
         assert_eq!(rev.to_key(true).as_bytes()[REV_BYTES_LEN], b't');
     }
@@ -136,10 +129,7 @@ mod tests {
         }
         for rev in revs {
             for tomb in [false, true] {
-                assert_eq!(
-                    Revision::from_key(rev.to_key(tomb).as_bytes()),
-                    Some((rev, tomb))
-                );
+                assert_eq!(Revision::from_key(rev.to_key(tomb).as_bytes()), Some((rev, tomb)));
             }
         }
         assert_eq!(Revision::from_key(b"short"), None);

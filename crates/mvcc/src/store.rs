@@ -14,6 +14,8 @@
 //! `MAX_PENDING_BATCHES` batches pile up). The buffer stays readable until the backend
 //! snapshot that contains it replaces it.
 
+use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -21,16 +23,18 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use bytes::Bytes;
 use oxetcd_api::etcdserverpb::{
-    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, TxnRequest, TxnResponse,
+    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use oxetcd_api::mvccpb::{Event, KeyValue};
 use prost::Message;
 
 use crate::backend::redb::RedbBackend;
 use crate::backend::{
-    Backend, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TERM, Snapshot,
+    Backend, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TERM,
+    Snapshot,
 };
 use crate::compaction::{self, CompactionHandle, Job};
 use crate::error::{Error, Result};
@@ -167,7 +171,11 @@ impl<B: Backend> std::fmt::Debug for Store<B> {
 
 impl Store<RedbBackend> {
     /// Opens (or creates) a store in the redb file at `path`.
-    pub fn open_path(path: impl AsRef<Path>, config: StoreConfig, lessor: Arc<dyn Lessor>) -> Result<Self> {
+    pub fn open_path(
+        path: impl AsRef<Path>,
+        config: StoreConfig,
+        lessor: Arc<dyn Lessor>,
+    ) -> Result<Self> {
         Self::open(RedbBackend::open(path)?, config, lessor)
     }
 }
@@ -176,10 +184,9 @@ fn meta_u64(snapshot: &impl Snapshot, key: &[u8]) -> Result<u64> {
     match snapshot.meta(key)? {
         None => Ok(0),
         Some(bytes) => {
-            let arr: [u8; 8] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| Error::Corrupt(format!("meta {:?} is not 8 bytes", String::from_utf8_lossy(key))))?;
+            let arr: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+                Error::Corrupt(format!("meta {:?} is not 8 bytes", String::from_utf8_lossy(key)))
+            })?;
             Ok(u64::from_be_bytes(arr))
         }
     }
@@ -188,18 +195,26 @@ fn meta_u64(snapshot: &impl Snapshot, key: &[u8]) -> Result<u64> {
 fn meta_rev(snapshot: &impl Snapshot, key: &[u8]) -> Result<Option<i64>> {
     match snapshot.meta(key)? {
         None => Ok(None),
-        Some(bytes) => Revision::from_key(&bytes)
-            .map(|(rev, _)| Some(rev.main))
-            .ok_or_else(|| Error::Corrupt(format!("meta {:?} is not a revision", String::from_utf8_lossy(key)))),
+        Some(bytes) => Revision::from_key(&bytes).map(|(rev, _)| Some(rev.main)).ok_or_else(|| {
+            Error::Corrupt(format!("meta {:?} is not a revision", String::from_utf8_lossy(key)))
+        }),
     }
 }
 
-/// Rebuilds the index from every stored row; returns it with the highest main revision and
-/// the lease of every live key.
-fn restore_index(snapshot: &impl Snapshot) -> Result<(Index, i64, Vec<(KeyValue, i64)>)> {
+/// What a scan of the `key` table rebuilds.
+struct Restored {
+    index: Index,
+    /// The highest main revision stored.
+    max_rev: i64,
+    /// Every live key with a lease, and the lease.
+    leases: Vec<(Bytes, i64)>,
+}
+
+/// Rebuilds the index from every stored row, in revision order.
+fn restore_index(snapshot: &impl Snapshot) -> Result<Restored> {
     let mut index = Index::new();
     let mut max_rev = 0;
-    let mut leases = std::collections::HashMap::new();
+    let mut leases = HashMap::new();
     let mut failure = None;
     snapshot.scan(&[], |k, v| {
         let row = Revision::from_key(k)
@@ -209,7 +224,7 @@ fn restore_index(snapshot: &impl Snapshot) -> Result<(Index, i64, Vec<(KeyValue,
             Ok(row) => row,
             Err(e) => {
                 failure = Some(e);
-                return std::ops::ControlFlow::Break(());
+                return ControlFlow::Break(());
             }
         };
         index.restore(&kv.key, rev, tombstone, Revision::at_main(kv.create_revision), kv.version);
@@ -217,26 +232,14 @@ fn restore_index(snapshot: &impl Snapshot) -> Result<(Index, i64, Vec<(KeyValue,
         if tombstone || kv.lease == 0 {
             leases.remove(&kv.key);
         } else {
-            leases.insert(kv.key.clone(), kv.lease);
+            leases.insert(kv.key, kv.lease);
         }
-        std::ops::ControlFlow::Continue(())
+        ControlFlow::Continue(())
     })?;
-    if let Some(e) = failure {
-        return Err(e);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(Restored { index, max_rev, leases: leases.into_iter().collect() }),
     }
-    let leases = leases
-        .into_iter()
-        .map(|(key, lease)| {
-            (
-                KeyValue {
-                    key,
-                    ..Default::default()
-                },
-                lease,
-            )
-        })
-        .collect();
-    Ok((index, max_rev, leases))
 }
 
 impl<B: Backend> Store<B> {
@@ -250,16 +253,12 @@ impl<B: Backend> Store<B> {
         };
         let finished = meta_rev(&snapshot, META_FINISHED_COMPACT)?;
         let scheduled = meta_rev(&snapshot, META_SCHEDULED_COMPACT)?;
-        let (index, max_rev, leases) = restore_index(&snapshot)?;
-        for (kv, lease) in &leases {
-            lessor.attach(*lease, &kv.key);
+        let Restored { index, max_rev, leases } = restore_index(&snapshot)?;
+        for (key, lease) in &leases {
+            lessor.attach(*lease, key);
         }
         let compact_rev = finished.max(scheduled).unwrap_or(-1);
-        let state = State {
-            index,
-            current_rev: max_rev.max(compact_rev).max(1),
-            compact_rev,
-        };
+        let state = State { index, current_rev: max_rev.max(compact_rev).max(1), compact_rev };
         let shared = Arc::new(Shared {
             backend,
             config,
@@ -295,11 +294,7 @@ impl<B: Backend> Store<B> {
                 .spawn(move || compaction::run_jobs(&shared, &queue))
                 .map_err(|e| Error::Backend(format!("spawning the compactor: {e}")))?
         };
-        let store = Self {
-            shared,
-            committer: Some(committer),
-            compactor: Some((jobs, compactor)),
-        };
+        let store = Self { shared, committer: Some(committer), compactor: Some((jobs, compactor)) };
         if let Some(rev) = scheduled.filter(|s| finished.is_none_or(|f| *s > f)) {
             store.schedule_compaction(rev);
         }
@@ -349,7 +344,11 @@ impl<B: Backend> Store<B> {
     }
 
     /// Put.
-    pub fn put(&self, req: &PutRequest, apply: Option<ApplyIndex>) -> Result<WriteResult<PutResponse>> {
+    pub fn put(
+        &self,
+        req: &PutRequest,
+        apply: Option<ApplyIndex>,
+    ) -> Result<WriteResult<PutResponse>> {
         validate::check_put(req)?;
         validate::check_request_size(req.encoded_len(), self.shared.config.max_request_bytes)?;
         self.write(apply, |txn| txn.put(req))
@@ -367,7 +366,11 @@ impl<B: Backend> Store<B> {
     }
 
     /// Txn. A txn whose chosen branch only reads changes nothing and creates no revision.
-    pub fn txn(&self, req: &TxnRequest, apply: Option<ApplyIndex>) -> Result<WriteResult<TxnResponse>> {
+    pub fn txn(
+        &self,
+        req: &TxnRequest,
+        apply: Option<ApplyIndex>,
+    ) -> Result<WriteResult<TxnResponse>> {
         validate::check_txn(req, self.shared.config.max_txn_ops)?;
         validate::check_request_size(req.encoded_len(), self.shared.config.max_request_bytes)?;
         self.write(apply, |t| txn::run(t, req))
@@ -377,7 +380,11 @@ impl<B: Backend> Store<B> {
     /// deleted in the background, in bounded batches; the handle says when that is done
     /// (what the request's `physical` flag waits for). The scheduled revision is durable
     /// before this returns, so a restart resumes the compaction.
-    pub fn compact(&self, rev: i64, apply: Option<ApplyIndex>) -> Result<(CompactionResponse, CompactionHandle)> {
+    pub fn compact(
+        &self,
+        rev: i64,
+        apply: Option<ApplyIndex>,
+    ) -> Result<(CompactionResponse, CompactionHandle)> {
         self.shared.check_failure()?;
         let current = {
             let mut state = write(&self.shared.state);
@@ -436,11 +443,7 @@ impl<B: Backend> Store<B> {
         };
         self.shared.commit()?;
         let hash = hash::hash_kv(&self.shared.committed(), rev, compact_rev, &keep)?;
-        Ok(HashKv {
-            hash,
-            current_rev,
-            compact_rev,
-        })
+        Ok(HashKv { hash, current_rev, compact_rev })
     }
 
     /// Commits pending writes to the backend now.
@@ -491,7 +494,9 @@ impl<B: Backend> Store<B> {
             }
             let events = txn.finish();
             self.shared.pending_ops.fetch_add(events.len(), Ordering::Relaxed);
-            self.shared.record_apply(apply);
+            if result.is_ok() {
+                self.shared.record_apply(apply);
+            }
             result.map(|response| WriteResult { response, events })
         };
         self.shared.after_write();
@@ -511,10 +516,7 @@ impl<B: Backend> Shared<B> {
         let view = read(&self.view);
         let mut buffers = vec![Arc::clone(&view.pending)];
         buffers.extend(view.committing.clone());
-        Values {
-            buffers,
-            committed: view.committed.clone(),
-        }
+        Values { buffers, committed: view.committed.clone() }
     }
 
     /// The backend's last committed snapshot.
@@ -545,9 +547,7 @@ impl<B: Backend> Shared<B> {
         let mut batch = write(&pending);
         batch.deletes.extend(keys);
         if let Some(rev) = finished {
-            batch
-                .meta
-                .insert(META_FINISHED_COMPACT, Revision::at_main(rev).to_bytes().to_vec());
+            batch.meta.insert(META_FINISHED_COMPACT, Revision::at_main(rev).to_bytes().to_vec());
         }
     }
 

@@ -10,7 +10,9 @@ use std::cmp::Ordering;
 use oxetcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxetcd_api::etcdserverpb::request_op::Request;
 use oxetcd_api::etcdserverpb::response_op::Response;
-use oxetcd_api::etcdserverpb::{Compare, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse};
+use oxetcd_api::etcdserverpb::{
+    Compare, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+};
 use oxetcd_api::mvccpb::KeyValue;
 
 use crate::backend::Snapshot;
@@ -30,7 +32,11 @@ pub fn run<S: Snapshot>(txn: &mut WriteTxn<'_, S>, req: &TxnRequest) -> Result<T
 }
 
 /// The branch each transaction on the chosen path takes, outermost first, depth first.
-fn choose_path<S: Snapshot>(txn: &WriteTxn<'_, S>, req: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+fn choose_path<S: Snapshot>(
+    txn: &WriteTxn<'_, S>,
+    req: &TxnRequest,
+    path: &mut Vec<bool>,
+) -> Result<()> {
     let mut succeeded = true;
     for c in &req.compare {
         if !compare(txn, c)? {
@@ -145,7 +151,9 @@ fn apply<S: Snapshot>(
         let response = match &op.request {
             Some(Request::RequestRange(r)) => Some(Response::ResponseRange(txn.range(r)?)),
             Some(Request::RequestPut(r)) => Some(Response::ResponsePut(txn.put(r)?)),
-            Some(Request::RequestDeleteRange(r)) => Some(Response::ResponseDeleteRange(txn.delete_range(r)?)),
+            Some(Request::RequestDeleteRange(r)) => {
+                Some(Response::ResponseDeleteRange(txn.delete_range(r)?))
+            }
             Some(Request::RequestTxn(r)) => Some(Response::ResponseTxn(apply(txn, r, path)?)),
             None => None,
         };

@@ -10,7 +10,9 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 use oxetcd_api::etcdserverpb::request_op::Request;
-use oxetcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use oxetcd_api::etcdserverpb::{
+    DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
 
 use crate::error::{Error, Result};
 
@@ -123,20 +125,14 @@ impl Interval {
     fn point(key: &Bytes) -> Self {
         let mut end = key.to_vec();
         end.push(0);
-        Self {
-            start: Affine(key.clone()),
-            end: Affine(end.into()),
-        }
+        Self { start: Affine(key.clone()), end: Affine(end.into()) }
     }
 
     fn of_delete(req: &DeleteRangeRequest) -> Self {
         if req.range_end.is_empty() {
             Self::point(&req.key)
         } else {
-            Self {
-                start: Affine(req.key.clone()),
-                end: Affine(req.range_end.clone()),
-            }
+            Self { start: Affine(req.key.clone()), end: Affine(req.range_end.clone()) }
         }
     }
 
@@ -157,12 +153,9 @@ impl Deletes {
 
     /// Adds the intervals of `other` that etcd's union keeps (those meeting `["\0", ∞)`).
     fn union(&mut self, other: Deletes) {
-        let everything = Interval {
-            start: Affine(Bytes::from_static(b"\0")),
-            end: Affine(Bytes::new()),
-        };
-        self.0
-            .extend(other.0.into_iter().filter(|iv| iv.intersects(&everything)));
+        let everything =
+            Interval { start: Affine(Bytes::from_static(b"\0")), end: Affine(Bytes::new()) };
+        self.0.extend(other.0.into_iter().filter(|iv| iv.intersects(&everything)));
     }
 }
 
@@ -238,25 +231,28 @@ mod tests {
     }
 
     fn txn(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> TxnRequest {
-        TxnRequest {
-            compare: vec![],
-            success,
-            failure,
-        }
+        TxnRequest { compare: vec![], success, failure }
     }
 
     fn nested(t: TxnRequest) -> RequestOp {
-        RequestOp {
-            request: Some(Request::RequestTxn(t)),
-        }
+        RequestOp { request: Some(Request::RequestTxn(t)) }
     }
 
     #[test]
     fn duplicate_writes_are_refused_like_etcd() {
         let max = DEFAULT_MAX_TXN_OPS;
-        assert_eq!(check_txn(&txn(vec![put("a"), put("a")], vec![]), max), Err(Error::DuplicateKey));
-        assert_eq!(check_txn(&txn(vec![del("a", "c"), put("b")], vec![]), max), Err(Error::DuplicateKey));
-        assert_eq!(check_txn(&txn(vec![del("a", ""), put("a")], vec![]), max), Err(Error::DuplicateKey));
+        assert_eq!(
+            check_txn(&txn(vec![put("a"), put("a")], vec![]), max),
+            Err(Error::DuplicateKey)
+        );
+        assert_eq!(
+            check_txn(&txn(vec![del("a", "c"), put("b")], vec![]), max),
+            Err(Error::DuplicateKey)
+        );
+        assert_eq!(
+            check_txn(&txn(vec![del("a", ""), put("a")], vec![]), max),
+            Err(Error::DuplicateKey)
+        );
         // Success and failure are separate: the same key in both is fine.
         assert_eq!(check_txn(&txn(vec![put("a")], vec![put("a")]), max), Ok(()));
         // A nested txn may put the same key in both branches, but not next to a put of it.
@@ -296,7 +292,10 @@ mod tests {
         assert_eq!(check_put(&p), Err(Error::LeaseProvided));
         assert_eq!(check_delete_range(&DeleteRangeRequest::default()), Err(Error::EmptyKey));
         assert_eq!(
-            check_txn_ops(&TxnRequest { success: vec![RequestOp { request: None }], ..Default::default() }, 8),
+            check_txn_ops(
+                &TxnRequest { success: vec![RequestOp { request: None }], ..Default::default() },
+                8
+            ),
             Err(Error::KeyNotFound)
         );
         assert_eq!(check_request_size(11, 10), Err(Error::RequestTooLarge));

@@ -48,17 +48,15 @@ pub struct WriteTxn<'a, S> {
 
 impl<'a, S: Snapshot> WriteTxn<'a, S> {
     /// Starts a transaction on `state`; `pending` must be the first of `values`' buffers.
-    pub fn new(state: &'a mut State, values: &'a Values<S>, pending: &'a Arc<Buffer>, lessor: &'a dyn Lessor) -> Self {
+    pub fn new(
+        state: &'a mut State,
+        values: &'a Values<S>,
+        pending: &'a Arc<Buffer>,
+        lessor: &'a dyn Lessor,
+    ) -> Self {
         debug_assert!(values.buffers.first().is_some_and(|b| Arc::ptr_eq(b, pending)));
         let begin_rev = state.current_rev;
-        Self {
-            state,
-            values,
-            pending,
-            lessor,
-            begin_rev,
-            events: Vec::new(),
-        }
+        Self { state, values, pending, lessor, begin_rev, events: Vec::new() }
     }
 
     /// The revision before this transaction.
@@ -118,11 +116,7 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
     }
 
     fn push_row(&self, rev: Revision, tombstone: bool, kv: &KeyValue) {
-        let row = Row {
-            rev,
-            tombstone,
-            value: Bytes::from(kv.encode_to_vec()),
-        };
+        let row = Row { rev, tombstone, value: Bytes::from(kv.encode_to_vec()) };
         let mut pending = write(self.pending);
         debug_assert!(pending.rows.last().is_none_or(|last| last.rev < rev));
         pending.rows.push(row);
@@ -174,31 +168,21 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
             kv: Some(kv),
             prev_kv: prev_kv.clone(),
         });
-        Ok(PutResponse {
-            header: header(rev.main),
-            prev_kv: prev_kv.filter(|_| req.prev_kv),
-        })
+        Ok(PutResponse { header: header(rev.main), prev_kv: prev_kv.filter(|_| req.prev_kv) })
     }
 
     /// A DeleteRange.
     pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let found = self.live(KeySpan::new(&req.key, &req.range_end));
-        let prev_kvs = found
-            .iter()
-            .map(|(_, kr)| self.value(kr.modified))
-            .collect::<Result<Vec<_>>>()?;
+        let prev_kvs =
+            found.iter().map(|(_, kr)| self.value(kr.modified)).collect::<Result<Vec<_>>>()?;
         for ((key, _), prev) in found.iter().zip(&prev_kvs) {
             let rev = self.next_rev()?;
-            self.push_row(
-                rev,
-                true,
-                &KeyValue {
-                    key: key.clone(),
-                    ..Default::default()
-                },
-            );
+            self.push_row(rev, true, &KeyValue { key: key.clone(), ..Default::default() });
             if self.state.index.tombstone(key, rev).is_err() {
-                return Err(Error::Corrupt(format!("deleting {key:?}, which the index did not list as live")));
+                return Err(Error::Corrupt(format!(
+                    "deleting {key:?}, which the index did not list as live"
+                )));
             }
             if prev.lease != 0 {
                 self.lessor.detach(prev.lease, key);

@@ -22,10 +22,8 @@ const DURABLE_PREFIX: &str = "durable ";
 /// Write number `i`: mostly puts, every seventh a delete.
 fn apply(store: &Store, i: u64) {
     let at = Some(ApplyIndex { index: i, term: 1 });
-    if i % 7 == 0 {
-        store
-            .delete_range(&delete(&format!("k{:04}", (i * 3) % KEYS), ""), at)
-            .expect("delete");
+    if i.is_multiple_of(7) {
+        store.delete_range(&delete(&format!("k{:04}", (i * 3) % KEYS), ""), at).expect("delete");
     } else {
         store.put(&put(&format!("k{:04}", i % KEYS), &i.to_string()), at).expect("put");
     }
@@ -34,7 +32,7 @@ fn apply(store: &Store, i: u64) {
 fn expected(upto: u64) -> BTreeMap<String, String> {
     let mut model = BTreeMap::new();
     for i in 1..=upto {
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             model.remove(&format!("k{:04}", (i * 3) % KEYS));
         } else {
             model.insert(format!("k{:04}", i % KEYS), i.to_string());
@@ -93,7 +91,8 @@ fn run_and_kill(dir: &Path, min_durable: u64) -> u64 {
 }
 
 fn verify(dir: &Path, reported: u64) -> u64 {
-    let store = Store::open_path(db_path(dir), config(), Arc::new(NoLeases)).expect("reopen after crash");
+    let store =
+        Store::open_path(db_path(dir), config(), Arc::new(NoLeases)).expect("reopen after crash");
     let ci = store.consistent_index().index;
     assert!(ci >= reported, "consistent index {ci} is behind the reported durable {reported}");
     let got: BTreeMap<String, String> = store

@@ -13,8 +13,8 @@ use oxetcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use oxetcd_api::etcdserverpb::request_op::Request;
 use oxetcd_api::etcdserverpb::response_op::Response;
 use oxetcd_api::etcdserverpb::{
-    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse, compare,
+    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse, compare,
 };
 use oxetcd_api::mvccpb::event::EventType;
 use oxetcd_api::mvccpb::{Event, KeyValue};
@@ -26,10 +26,7 @@ const KEYS: [&str; 6] = ["a", "ab", "b", "c", "d", "e"];
 type Map = BTreeMap<Bytes, KeyValue>;
 
 fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..Default::default()
-    })
+    Some(ResponseHeader { revision, ..Default::default() })
 }
 
 fn in_span(key: &[u8], range_end: &[u8], k: &[u8]) -> bool {
@@ -48,10 +45,7 @@ struct Model {
 
 impl Model {
     fn new() -> Self {
-        Self {
-            states: vec![Map::new(), Map::new()],
-            compact: -1,
-        }
+        Self { states: vec![Map::new(), Map::new()], compact: -1 }
     }
 
     fn current(&self) -> i64 {
@@ -59,19 +53,11 @@ impl Model {
     }
 
     fn range_in(map: &Map, req: &RangeRequest, header_rev: i64) -> RangeResponse {
-        let mut kvs: Vec<KeyValue> = map
-            .values()
-            .filter(|kv| in_span(&req.key, &req.range_end, &kv.key))
-            .cloned()
-            .collect();
+        let mut kvs: Vec<KeyValue> =
+            map.values().filter(|kv| in_span(&req.key, &req.range_end, &kv.key)).cloned().collect();
         let count = kvs.len() as i64;
         if req.count_only {
-            return RangeResponse {
-                header: header(header_rev),
-                kvs: vec![],
-                more: false,
-                count,
-            };
+            return RangeResponse { header: header(header_rev), kvs: vec![], more: false, count };
         }
         let within = |v: i64, min: i64, max: i64| (min == 0 || v >= min) && (max == 0 || v <= max);
         kvs.retain(|kv| {
@@ -105,12 +91,7 @@ impl Model {
                 kv.value = Bytes::new();
             }
         }
-        RangeResponse {
-            header: header(header_rev),
-            kvs,
-            more,
-            count,
-        }
+        RangeResponse { header: header(header_rev), kvs, more, count }
     }
 
     fn range(&self, req: &RangeRequest) -> Result<RangeResponse, Error> {
@@ -127,14 +108,19 @@ impl Model {
     }
 
     fn compare(map: &Map, c: &Compare) -> bool {
-        let kvs: Vec<&KeyValue> = map.values().filter(|kv| in_span(&c.key, &c.range_end, &kv.key)).collect();
+        let kvs: Vec<&KeyValue> =
+            map.values().filter(|kv| in_span(&c.key, &c.range_end, &kv.key)).collect();
         let target = compare::CompareTarget::try_from(c.target).unwrap();
         let check = |kv: &KeyValue| {
             use compare::TargetUnion as U;
             let ord = match (target, &c.target_union) {
-                (compare::CompareTarget::Value, Some(U::Value(v))) => kv.value.as_ref().cmp(v.as_ref()),
+                (compare::CompareTarget::Value, Some(U::Value(v))) => {
+                    kv.value.as_ref().cmp(v.as_ref())
+                }
                 (compare::CompareTarget::Version, Some(U::Version(v))) => kv.version.cmp(v),
-                (compare::CompareTarget::Create, Some(U::CreateRevision(v))) => kv.create_revision.cmp(v),
+                (compare::CompareTarget::Create, Some(U::CreateRevision(v))) => {
+                    kv.create_revision.cmp(v)
+                }
                 (compare::CompareTarget::Mod, Some(U::ModRevision(v))) => kv.mod_revision.cmp(v),
                 (compare::CompareTarget::Lease, Some(U::Lease(v))) => kv.lease.cmp(v),
                 _ => unreachable!("the generator matches unions to targets"),
@@ -153,7 +139,10 @@ impl Model {
     }
 
     /// Applies a write (`f` on a copy of the current map); returns the response and events.
-    fn write<T>(&mut self, f: impl FnOnce(&Self, &mut Map, i64, &mut Vec<Event>) -> Result<T, Error>) -> Result<(T, Vec<Event>), Error> {
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Self, &mut Map, i64, &mut Vec<Event>) -> Result<T, Error>,
+    ) -> Result<(T, Vec<Event>), Error> {
         let mut ws = self.states.last().unwrap().clone();
         let mut events = Vec::new();
         let begin = self.current();
@@ -179,23 +168,18 @@ impl Model {
             lease: 0,
         };
         ws.insert(req.key.clone(), kv.clone());
-        events.push(Event {
-            r#type: EventType::Put as i32,
-            kv: Some(kv),
-            prev_kv: prev.clone(),
-        });
-        PutResponse {
-            header: header(rev),
-            prev_kv: prev.filter(|_| req.prev_kv),
-        }
+        events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev.clone() });
+        PutResponse { header: header(rev), prev_kv: prev.filter(|_| req.prev_kv) }
     }
 
-    fn delete_in(ws: &mut Map, req: &DeleteRangeRequest, begin: i64, events: &mut Vec<Event>) -> DeleteRangeResponse {
-        let doomed: Vec<KeyValue> = ws
-            .values()
-            .filter(|kv| in_span(&req.key, &req.range_end, &kv.key))
-            .cloned()
-            .collect();
+    fn delete_in(
+        ws: &mut Map,
+        req: &DeleteRangeRequest,
+        begin: i64,
+        events: &mut Vec<Event>,
+    ) -> DeleteRangeResponse {
+        let doomed: Vec<KeyValue> =
+            ws.values().filter(|kv| in_span(&req.key, &req.range_end, &kv.key)).cloned().collect();
         for kv in &doomed {
             ws.remove(&kv.key);
             events.push(Event {
@@ -230,7 +214,9 @@ impl Model {
         for op in if ok { &req.success } else { &req.failure } {
             match &op.request {
                 Some(Request::RequestTxn(t)) => self.check(t, path)?,
-                Some(Request::RequestRange(r)) if r.revision > self.current() => return Err(Error::FutureRev),
+                Some(Request::RequestRange(r)) if r.revision > self.current() => {
+                    return Err(Error::FutureRev);
+                }
                 Some(Request::RequestRange(r)) if r.revision != 0 && r.revision < self.compact => {
                     return Err(Error::Compacted);
                 }
@@ -240,30 +226,38 @@ impl Model {
         Ok(())
     }
 
-    fn apply_txn(&self, ws: &mut Map, req: &TxnRequest, begin: i64, events: &mut Vec<Event>, path: &mut std::vec::IntoIter<bool>) -> TxnResponse {
+    fn apply_txn(
+        &self,
+        ws: &mut Map,
+        req: &TxnRequest,
+        begin: i64,
+        events: &mut Vec<Event>,
+        path: &mut std::vec::IntoIter<bool>,
+    ) -> TxnResponse {
         let ok = path.next().unwrap();
         let mut responses = vec![];
         for op in if ok { &req.success } else { &req.failure } {
             let response = match &op.request {
-                Some(Request::RequestPut(p)) => Response::ResponsePut(Self::put_in(ws, p, begin, events)),
-                Some(Request::RequestDeleteRange(d)) => Response::ResponseDeleteRange(Self::delete_in(ws, d, begin, events)),
+                Some(Request::RequestPut(p)) => {
+                    Response::ResponsePut(Self::put_in(ws, p, begin, events))
+                }
+                Some(Request::RequestDeleteRange(d)) => {
+                    Response::ResponseDeleteRange(Self::delete_in(ws, d, begin, events))
+                }
                 Some(Request::RequestRange(r)) => {
                     let now = begin + i64::from(!events.is_empty());
-                    let map = if r.revision <= 0 { &*ws } else { &self.states[r.revision as usize] };
+                    let map =
+                        if r.revision <= 0 { &*ws } else { &self.states[r.revision as usize] };
                     Response::ResponseRange(Self::range_in(map, r, now))
                 }
-                Some(Request::RequestTxn(t)) => Response::ResponseTxn(self.apply_txn(ws, t, begin, events, path)),
+                Some(Request::RequestTxn(t)) => {
+                    Response::ResponseTxn(self.apply_txn(ws, t, begin, events, path))
+                }
                 None => unreachable!(),
             };
-            responses.push(ResponseOp {
-                response: Some(response),
-            });
+            responses.push(ResponseOp { response: Some(response) });
         }
-        TxnResponse {
-            header: Some(ResponseHeader::default()),
-            succeeded: ok,
-            responses,
-        }
+        TxnResponse { header: Some(ResponseHeader::default()), succeeded: ok, responses }
     }
 
     fn txn(&mut self, req: &TxnRequest) -> Result<(TxnResponse, Vec<Event>), Error> {
@@ -323,37 +317,47 @@ fn range_req() -> impl Strategy<Value = RangeRequest> {
         (any::<bool>(), prop::bool::weighted(0.1)),
         prop::option::weighted(0.2, (0i64..12, 0i64..12, 0i64..12, 0i64..12)),
     )
-        .prop_map(|(key, range_end, revision, limit, (order, target), (keys_only, count_only), filters)| {
-            let (min_mod_revision, max_mod_revision, min_create_revision, max_create_revision) =
-                filters.unwrap_or_default();
-            RangeRequest {
+        .prop_map(
+            |(
                 key,
                 range_end,
-                limit,
                 revision,
-                sort_order: order,
-                sort_target: target,
-                keys_only,
-                count_only,
-                min_mod_revision,
-                max_mod_revision,
-                min_create_revision,
-                max_create_revision,
-                ..Default::default()
-            }
-        })
+                limit,
+                (order, target),
+                (keys_only, count_only),
+                filters,
+            )| {
+                let (min_mod_revision, max_mod_revision, min_create_revision, max_create_revision) =
+                    filters.unwrap_or_default();
+                RangeRequest {
+                    key,
+                    range_end,
+                    limit,
+                    revision,
+                    sort_order: order,
+                    sort_target: target,
+                    keys_only,
+                    count_only,
+                    min_mod_revision,
+                    max_mod_revision,
+                    min_create_revision,
+                    max_create_revision,
+                    ..Default::default()
+                }
+            },
+        )
 }
 
 fn put_req() -> impl Strategy<Value = PutRequest> {
-    (key(), value(), any::<bool>(), prop::bool::weighted(0.15)).prop_map(|(key, value, prev_kv, ignore_value)| {
-        PutRequest {
+    (key(), value(), any::<bool>(), prop::bool::weighted(0.15)).prop_map(
+        |(key, value, prev_kv, ignore_value)| PutRequest {
             key,
             value: if ignore_value { Bytes::new() } else { value },
             prev_kv,
             ignore_value,
             ..Default::default()
-        }
-    })
+        },
+    )
 }
 
 fn delete_req() -> impl Strategy<Value = DeleteRangeRequest> {
@@ -397,15 +401,14 @@ fn txn_req() -> impl Strategy<Value = TxnRequest> {
         prop::collection::vec(plain_op(), 0..4),
         prop::collection::vec(plain_op(), 0..3),
     )
-        .prop_map(|(compare, success, failure)| TxnRequest {
-            compare,
-            success,
-            failure,
-        });
+        .prop_map(|(compare, success, failure)| TxnRequest { compare, success, failure });
     flat.prop_recursive(2, 8, 2, |inner| {
         (
             prop::collection::vec(compare_strategy(), 0..3),
-            prop::collection::vec(prop_oneof![3 => plain_op(), 1 => inner.clone().prop_map(op_txn)], 0..4),
+            prop::collection::vec(
+                prop_oneof![3 => plain_op(), 1 => inner.clone().prop_map(op_txn)],
+                0..4,
+            ),
             prop::collection::vec(prop_oneof![3 => plain_op(), 1 => inner.prop_map(op_txn)], 0..3),
         )
             .prop_map(|(compare, success, failure)| TxnRequest {
@@ -460,15 +463,8 @@ fn check_history(store: &oxetcd_mvcc::Store, model: &Model) -> Result<(), TestCa
     prop_assert_eq!(store.compact_revision(), model.compact);
     for rev in 1..=current {
         for req in [
-            RangeRequest {
-                revision: rev,
-                ..range("\0", "\0")
-            },
-            RangeRequest {
-                revision: rev,
-                limit: 2,
-                ..range("ab", "d")
-            },
+            RangeRequest { revision: rev, ..range("\0", "\0") },
+            RangeRequest { revision: rev, limit: 2, ..range("ab", "d") },
         ] {
             prop_assert_eq!(store.range(&req), model.range(&req), "history at {}", rev);
         }
@@ -494,7 +490,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Delete(req) => {
                 let got = t.store().delete_range(&req, None).map(|w| (w.response, w.events));
-                let want = model.write(|_, ws, begin, events| Ok(Model::delete_in(ws, &req, begin, events)));
+                let want = model
+                    .write(|_, ws, begin, events| Ok(Model::delete_in(ws, &req, begin, events)));
                 prop_assert_eq!(got, want);
             }
             Op::Txn(mut req) => {

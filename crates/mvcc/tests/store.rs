@@ -37,29 +37,13 @@ fn puts_create_revisions_versions_and_events() {
     assert_eq!(w.events.len(), 1);
     assert_eq!(w.events[0].r#type, EventType::Put as i32);
     assert!(w.events[0].prev_kv.is_none());
-    let w = s
-        .put(
-            &PutRequest {
-                prev_kv: true,
-                ..put("a", "2")
-            },
-            None,
-        )
-        .unwrap();
+    let w = s.put(&PutRequest { prev_kv: true, ..put("a", "2") }, None).unwrap();
     let prev = w.response.prev_kv.unwrap();
     assert_eq!((prev.value.as_ref(), prev.mod_revision), (&b"1"[..], 2));
     let kv = &s.range(&range("a", "")).unwrap().kvs[0];
     assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
     // ignore_value keeps the value.
-    s.put(
-        &PutRequest {
-            key: b("a"),
-            ignore_value: true,
-            ..Default::default()
-        },
-        None,
-    )
-    .unwrap();
+    s.put(&PutRequest { key: b("a"), ignore_value: true, ..Default::default() }, None).unwrap();
     let kv = &s.range(&range("a", "")).unwrap().kvs[0];
     assert_eq!((kv.value.as_ref(), kv.version), (&b"2"[..], 3));
     // Delete, then recreate: a new generation.
@@ -74,12 +58,7 @@ fn puts_create_revisions_versions_and_events() {
     let d = s.delete_range(&delete("zz", ""), None).unwrap();
     assert_eq!((d.response.deleted, d.response.header.unwrap().revision), (0, 6));
     // History stays readable.
-    let old = s
-        .range(&RangeRequest {
-            revision: 3,
-            ..range("a", "")
-        })
-        .unwrap();
+    let old = s.range(&RangeRequest { revision: 3, ..range("a", "") }).unwrap();
     assert_eq!(old.kvs[0].value.as_ref(), b"2");
     assert_eq!(old.header.unwrap().revision, 6);
 }
@@ -94,26 +73,14 @@ fn range_options_follow_etcd() {
     s.put(&put("b", "9"), None).unwrap();
     let all = s.range(&range("a", "\0")).unwrap();
     assert_eq!(keys(&all), ["a", "b", "c", "d"]);
-    let limited = s
-        .range(&RangeRequest {
-            limit: 2,
-            ..range("a", "\0")
-        })
-        .unwrap();
-    assert_eq!((keys(&limited), limited.more, limited.count), (vec!["a".into(), "b".into()], true, 4));
-    let exact = s
-        .range(&RangeRequest {
-            limit: 4,
-            ..range("a", "\0")
-        })
-        .unwrap();
+    let limited = s.range(&RangeRequest { limit: 2, ..range("a", "\0") }).unwrap();
+    assert_eq!(
+        (keys(&limited), limited.more, limited.count),
+        (vec!["a".into(), "b".into()], true, 4)
+    );
+    let exact = s.range(&RangeRequest { limit: 4, ..range("a", "\0") }).unwrap();
     assert!(!exact.more);
-    let negative = s
-        .range(&RangeRequest {
-            limit: -3,
-            ..range("a", "\0")
-        })
-        .unwrap();
+    let negative = s.range(&RangeRequest { limit: -3, ..range("a", "\0") }).unwrap();
     assert_eq!(negative.kvs.len(), 4);
     let by_value = s
         .range(&RangeRequest {
@@ -124,53 +91,24 @@ fn range_options_follow_etcd() {
         .unwrap();
     assert_eq!(keys(&by_value), ["b", "a", "c", "d"]);
     let by_mod = s
-        .range(&RangeRequest {
-            sort_target: SortTarget::Mod as i32,
-            limit: 2,
-            ..range("a", "\0")
-        })
+        .range(&RangeRequest { sort_target: SortTarget::Mod as i32, limit: 2, ..range("a", "\0") })
         .unwrap();
     assert_eq!((keys(&by_mod), by_mod.more), (vec!["a".into(), "c".into()], true));
-    let counted = s
-        .range(&RangeRequest {
-            count_only: true,
-            ..range("b", "d")
-        })
-        .unwrap();
+    let counted = s.range(&RangeRequest { count_only: true, ..range("b", "d") }).unwrap();
     assert_eq!((counted.count, counted.kvs.len()), (2, 0));
-    let keys_only = s
-        .range(&RangeRequest {
-            keys_only: true,
-            ..range("a", "b")
-        })
-        .unwrap();
+    let keys_only = s.range(&RangeRequest { keys_only: true, ..range("a", "b") }).unwrap();
     assert!(keys_only.kvs[0].value.is_empty());
     let filtered = s
-        .range(&RangeRequest {
-            min_mod_revision: 4,
-            max_create_revision: 4,
-            ..range("a", "\0")
-        })
+        .range(&RangeRequest { min_mod_revision: 4, max_create_revision: 4, ..range("a", "\0") })
         .unwrap();
     assert_eq!((keys(&filtered), filtered.count), (vec!["b".into(), "c".into()], 4));
     // range_end before key: empty, no error.
     let backwards = s.range(&range("c", "a")).unwrap();
     assert_eq!((backwards.count, backwards.kvs.len()), (0, 0));
     // Negative revision means current.
-    let neg_rev = s
-        .range(&RangeRequest {
-            revision: -5,
-            ..range("a", "\0")
-        })
-        .unwrap();
+    let neg_rev = s.range(&RangeRequest { revision: -5, ..range("a", "\0") }).unwrap();
     assert_eq!(neg_rev.count, 4);
-    assert_eq!(
-        s.range(&RangeRequest {
-            revision: 100,
-            ..range("a", "")
-        }),
-        Err(Error::FutureRev)
-    );
+    assert_eq!(s.range(&RangeRequest { revision: 100, ..range("a", "") }), Err(Error::FutureRev));
 }
 
 #[test]
@@ -178,17 +116,10 @@ fn txn_compares_on_missing_keys_match_etcd() {
     let t = TempStore::new();
     let s = t.store();
     let run = |c| {
-        s.txn(
-            &TxnRequest {
-                compare: vec![c],
-                success: vec![],
-                failure: vec![],
-            },
-            None,
-        )
-        .unwrap()
-        .response
-        .succeeded
+        s.txn(&TxnRequest { compare: vec![c], success: vec![], failure: vec![] }, None)
+            .unwrap()
+            .response
+            .succeeded
     };
     assert!(run(cmp("missing", T::Version, R::Equal, U::Version(0))));
     assert!(run(cmp("missing", T::Create, R::Equal, U::CreateRevision(0))));
@@ -264,12 +195,7 @@ fn compaction_errors_and_reads() {
     handle.wait().unwrap();
     assert_eq!(s.compact(10, None).err(), Some(Error::Compacted));
     assert_eq!(s.compact(3, None).err(), Some(Error::Compacted));
-    let at = |rev| {
-        s.range(&RangeRequest {
-            revision: rev,
-            ..range("k", "")
-        })
-    };
+    let at = |rev| s.range(&RangeRequest { revision: rev, ..range("k", "") });
     assert_eq!(at(9), Err(Error::Compacted));
     assert!(at(10).is_ok(), "the compacted revision itself stays readable");
     let hash = s.hash_kv(0).unwrap();
@@ -282,11 +208,7 @@ fn compaction_errors_and_reads() {
 #[test]
 fn bad_input_returns_etcd_errors_and_changes_nothing() {
     let t = TempStore::with(
-        StoreConfig {
-            max_txn_ops: 4,
-            max_request_bytes: 1024,
-            ..test_config()
-        },
+        StoreConfig { max_txn_ops: 4, max_request_bytes: 1024, ..test_config() },
         Arc::new(oxetcd_mvcc::NoLeases),
     );
     let s = t.store();
@@ -301,51 +223,22 @@ fn bad_input_returns_etcd_errors_and_changes_nothing() {
     unchanged(Error::EmptyKey, s.delete_range(&delete("", "z"), None).err());
     unchanged(
         Error::ValueProvided,
-        s.put(
-            &PutRequest {
-                ignore_value: true,
-                ..put("a", "v")
-            },
-            None,
-        )
-        .err(),
+        s.put(&PutRequest { ignore_value: true, ..put("a", "v") }, None).err(),
     );
     unchanged(
         Error::LeaseProvided,
-        s.put(
-            &PutRequest {
-                ignore_lease: true,
-                lease: 1,
-                ..put("a", "")
-            },
-            None,
-        )
-        .err(),
+        s.put(&PutRequest { ignore_lease: true, lease: 1, ..put("a", "") }, None).err(),
     );
     unchanged(
         Error::KeyNotFound,
-        s.put(
-            &PutRequest {
-                ignore_value: true,
-                ..put("missing", "")
-            },
-            None,
-        )
-        .err(),
+        s.put(&PutRequest { ignore_value: true, ..put("missing", "") }, None).err(),
     );
     unchanged(Error::LeaseNotFound, s.put(&PutRequest { lease: 7, ..put("a", "v") }, None).err());
     unchanged(Error::RequestTooLarge, s.put(&put("big", &"x".repeat(2000)), None).err());
     let five: Vec<_> = (0..5).map(|i| op_put(put(&format!("k{i}"), "v"))).collect();
     unchanged(
         Error::TooManyOps,
-        s.txn(
-            &TxnRequest {
-                success: five,
-                ..Default::default()
-            },
-            None,
-        )
-        .err(),
+        s.txn(&TxnRequest { success: five, ..Default::default() }, None).err(),
     );
     unchanged(
         Error::DuplicateKey,
@@ -365,10 +258,7 @@ fn bad_input_returns_etcd_errors_and_changes_nothing() {
             &TxnRequest {
                 success: vec![
                     op_put(put("new", "1")),
-                    op_put(PutRequest {
-                        ignore_value: true,
-                        ..put("missing", "")
-                    }),
+                    op_put(PutRequest { ignore_value: true, ..put("missing", "") }),
                 ],
                 ..Default::default()
             },
@@ -382,10 +272,7 @@ fn bad_input_returns_etcd_errors_and_changes_nothing() {
             &TxnRequest {
                 success: vec![
                     op_put(put("new", "1")),
-                    op_range(RangeRequest {
-                        revision: 99,
-                        ..range("a", "")
-                    }),
+                    op_range(RangeRequest { revision: 99, ..range("a", "") }),
                 ],
                 ..Default::default()
             },
@@ -435,20 +322,16 @@ fn lease_seam_sees_attach_and_detach() {
     let mut t = TempStore::with(test_config(), lessor.clone());
     let attached = || lessor.attached.lock().unwrap().clone();
     let s = t.store();
-    assert_eq!(s.put(&PutRequest { lease: 99, ..put("a", "1") }, None).err(), Some(Error::LeaseNotFound));
+    assert_eq!(
+        s.put(&PutRequest { lease: 99, ..put("a", "1") }, None).err(),
+        Some(Error::LeaseNotFound)
+    );
     s.put(&PutRequest { lease: 10, ..put("a", "1") }, None).unwrap();
     s.put(&PutRequest { lease: 10, ..put("b", "1") }, None).unwrap();
     assert_eq!(attached(), BTreeMap::from([(b"a".to_vec(), 10), (b"b".to_vec(), 10)]));
     // Overwrite with another lease, keep it with ignore_lease, drop it with lease 0.
     s.put(&PutRequest { lease: 20, ..put("a", "2") }, None).unwrap();
-    s.put(
-        &PutRequest {
-            ignore_lease: true,
-            ..put("a", "3")
-        },
-        None,
-    )
-    .unwrap();
+    s.put(&PutRequest { ignore_lease: true, ..put("a", "3") }, None).unwrap();
     assert_eq!(s.range(&range("a", "")).unwrap().kvs[0].lease, 20);
     s.put(&put("b", "2"), None).unwrap();
     assert_eq!(attached(), BTreeMap::from([(b"a".to_vec(), 20)]));
@@ -464,9 +347,7 @@ fn lease_seam_sees_attach_and_detach() {
 #[test]
 fn consistent_index_survives_reopen() {
     let mut t = TempStore::new();
-    t.store()
-        .put(&put("a", "1"), Some(ApplyIndex { index: 41, term: 3 }))
-        .unwrap();
+    t.store().put(&put("a", "1"), Some(ApplyIndex { index: 41, term: 3 })).unwrap();
     t.store().set_consistent_index(ApplyIndex { index: 42, term: 3 }).unwrap();
     t.reopen();
     assert_eq!(t.store().consistent_index(), ApplyIndex { index: 42, term: 3 });

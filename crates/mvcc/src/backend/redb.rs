@@ -28,9 +28,7 @@ pub struct RedbBackend {
 impl RedbBackend {
     /// Opens (or creates) the database file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let db = Database::builder()
-            .set_cache_size(DEFAULT_CACHE_BYTES)
-            .create(path)?;
+        let db = Database::builder().set_cache_size(DEFAULT_CACHE_BYTES).create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(KEY_TABLE)?;
         txn.open_table(META_TABLE)?;

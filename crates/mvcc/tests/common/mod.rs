@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oxetcd_api::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, compare, request_op,
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, compare,
+    request_op,
 };
 use oxetcd_mvcc::{Lessor, NoLeases, Store, StoreConfig};
 
@@ -37,13 +38,9 @@ impl TempStore {
 
     pub fn with(config: StoreConfig, lessor: Arc<dyn Lessor>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open_path(db_path(dir.path()), config.clone(), lessor.clone()).expect("open");
-        Self {
-            store: Some(store),
-            dir,
-            config,
-            lessor,
-        }
+        let store =
+            Store::open_path(db_path(dir.path()), config.clone(), lessor.clone()).expect("open");
+        Self { store: Some(store), dir, config, lessor }
     }
 
     pub fn store(&self) -> &Store {
@@ -56,7 +53,8 @@ impl TempStore {
             store.close().expect("close");
         }
         self.store = Some(
-            Store::open_path(db_path(self.dir.path()), self.config.clone(), self.lessor.clone()).expect("reopen"),
+            Store::open_path(db_path(self.dir.path()), self.config.clone(), self.lessor.clone())
+                .expect("reopen"),
         );
     }
 }
@@ -70,51 +68,31 @@ pub fn b(s: &str) -> Bytes {
 }
 
 pub fn put(key: &str, value: &str) -> PutRequest {
-    PutRequest {
-        key: b(key),
-        value: b(value),
-        ..Default::default()
-    }
+    PutRequest { key: b(key), value: b(value), ..Default::default() }
 }
 
 pub fn range(key: &str, end: &str) -> RangeRequest {
-    RangeRequest {
-        key: b(key),
-        range_end: b(end),
-        ..Default::default()
-    }
+    RangeRequest { key: b(key), range_end: b(end), ..Default::default() }
 }
 
 pub fn delete(key: &str, end: &str) -> DeleteRangeRequest {
-    DeleteRangeRequest {
-        key: b(key),
-        range_end: b(end),
-        ..Default::default()
-    }
+    DeleteRangeRequest { key: b(key), range_end: b(end), ..Default::default() }
 }
 
 pub fn op_put(req: PutRequest) -> RequestOp {
-    RequestOp {
-        request: Some(request_op::Request::RequestPut(req)),
-    }
+    RequestOp { request: Some(request_op::Request::RequestPut(req)) }
 }
 
 pub fn op_range(req: RangeRequest) -> RequestOp {
-    RequestOp {
-        request: Some(request_op::Request::RequestRange(req)),
-    }
+    RequestOp { request: Some(request_op::Request::RequestRange(req)) }
 }
 
 pub fn op_delete(req: DeleteRangeRequest) -> RequestOp {
-    RequestOp {
-        request: Some(request_op::Request::RequestDeleteRange(req)),
-    }
+    RequestOp { request: Some(request_op::Request::RequestDeleteRange(req)) }
 }
 
 pub fn op_txn(req: TxnRequest) -> RequestOp {
-    RequestOp {
-        request: Some(request_op::Request::RequestTxn(req)),
-    }
+    RequestOp { request: Some(request_op::Request::RequestTxn(req)) }
 }
 
 pub fn cmp(
