@@ -29,6 +29,9 @@ mod storage;
 pub mod types;
 mod util;
 
+#[cfg(test)]
+mod tests;
+
 pub use config::{Config, ReadOnlyOption};
 pub use errors::{DropReason, Error, Result};
 pub use log::RaftLog;
