@@ -14,7 +14,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crate::backend::{Backend, Snapshot};
+use crate::backend::{Backend, KEY_TABLE, Snapshot};
 use crate::error::{Error, Result};
 use crate::revision::{RevKey, Revision};
 use crate::store::Shared;
@@ -109,7 +109,7 @@ fn compact<B: Backend>(shared: &Shared<B>, rev: i64) -> Result<()> {
         let mut scanned = 0;
         let mut corrupt = None;
         let mut last_seen = Vec::new();
-        shared.committed().scan(&from, |key, _| {
+        shared.committed().scan(KEY_TABLE, &from, |key, _| {
             if key >= &end[..] || scanned == limit {
                 return ControlFlow::Break(());
             }

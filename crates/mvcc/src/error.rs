@@ -16,7 +16,7 @@
 //! | `DuplicateKey`    | INVALID_ARGUMENT   | `etcdserver: duplicate key given in txn request`          |
 //! | `RequestTooLarge` | INVALID_ARGUMENT   | `etcdserver: request is too large`                        |
 //! | `LeaseNotFound`   | NOT_FOUND          | `etcdserver: requested lease not found`                   |
-//! | `Backend`, `Corrupt`, `Closed` | UNKNOWN | the `Display` text (etcd: unmapped errors → Unknown) |
+//! | `Backend`, `Corrupt`, `ReservedTable`, `Closed` | UNKNOWN | the `Display` text (etcd: unmapped errors → Unknown) |
 
 /// gRPC status codes used by the mapping (numeric values as in the gRPC spec).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +71,9 @@ pub enum Error {
     /// Stored data does not decode.
     #[error("mvcc: corrupt data: {0}")]
     Corrupt(String),
+    /// An auxiliary table named like one of the store's own.
+    #[error("mvcc: table {0:?} is reserved")]
+    ReservedTable(String),
     /// The store is shut down.
     #[error("mvcc: store is closed")]
     Closed,
@@ -89,7 +92,9 @@ impl Error {
             | Self::DuplicateKey
             | Self::RequestTooLarge => GrpcCode::InvalidArgument,
             Self::LeaseNotFound => GrpcCode::NotFound,
-            Self::Backend(_) | Self::Corrupt(_) | Self::Closed => GrpcCode::Unknown,
+            Self::Backend(_) | Self::Corrupt(_) | Self::ReservedTable(_) | Self::Closed => {
+                GrpcCode::Unknown
+            }
         }
     }
 
@@ -97,7 +102,9 @@ impl Error {
     pub fn grpc_message(&self) -> String {
         match self {
             Self::LeaseNotFound => "etcdserver: requested lease not found".to_owned(),
-            Self::Backend(_) | Self::Corrupt(_) | Self::Closed => self.to_string(),
+            Self::Backend(_) | Self::Corrupt(_) | Self::ReservedTable(_) | Self::Closed => {
+                self.to_string()
+            }
             _ => format!("etcdserver: {self}"),
         }
     }

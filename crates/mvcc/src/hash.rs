@@ -3,13 +3,9 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
-use crate::backend::{META_CONSISTENT_INDEX, META_TERM, Snapshot};
+use crate::backend::{KEY_TABLE, META_CONSISTENT_INDEX, META_TABLE, META_TERM, Snapshot};
 use crate::error::Result;
 use crate::revision::Revision;
-
-/// Table names, hashed before their rows as etcd hashes bucket names.
-const KEY_TABLE_NAME: &[u8] = b"key";
-const META_TABLE_NAME: &[u8] = b"meta";
 
 /// HashKV: the `key` table name, then every row with a main revision at or below `rev`,
 /// except rows at or below `compact_rev` that a compaction at `rev` would not keep
@@ -20,8 +16,8 @@ pub fn hash_kv(
     compact_rev: i64,
     keep: &HashSet<Revision>,
 ) -> Result<u32> {
-    let mut crc = crc32c::crc32c(KEY_TABLE_NAME);
-    snapshot.scan(&[], |k, v| {
+    let mut crc = crc32c::crc32c(KEY_TABLE.as_bytes());
+    snapshot.scan(KEY_TABLE, &[], |k, v| {
         let Some((r, _)) = Revision::from_key(k) else {
             return ControlFlow::Continue(());
         };
@@ -38,19 +34,20 @@ pub fn hash_kv(
     Ok(crc)
 }
 
-/// Hash: both tables, names first, without the consistent index and term (which differ
-/// between members with the same data).
+/// Hash: every table in name order, each name then its rows, without the consistent
+/// index and term (which differ between members with the same data), as etcd hashes its
+/// buckets.
 pub fn hash_all(snapshot: &impl Snapshot) -> Result<u32> {
-    let mut crc = crc32c::crc32c(KEY_TABLE_NAME);
-    snapshot.scan(&[], |k, v| {
-        crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, k), v);
-        ControlFlow::Continue(())
-    })?;
-    crc = crc32c::crc32c_append(crc, META_TABLE_NAME);
-    snapshot.scan_meta(|k, v| {
-        if k != META_CONSISTENT_INDEX && k != META_TERM {
-            crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, k), v);
-        }
-    })?;
+    let mut crc = 0;
+    for table in snapshot.tables()? {
+        crc = crc32c::crc32c_append(crc, table.as_bytes());
+        let is_meta = table == META_TABLE;
+        snapshot.scan(&table, &[], |k, v| {
+            if !(is_meta && (k == META_CONSISTENT_INDEX || k == META_TERM)) {
+                crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, k), v);
+            }
+            ControlFlow::Continue(())
+        })?;
+    }
     Ok(crc)
 }

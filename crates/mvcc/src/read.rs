@@ -13,7 +13,7 @@ use oxetcd_api::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use oxetcd_api::mvccpb::KeyValue;
 use prost::Message;
 
-use crate::backend::{Batch, Snapshot};
+use crate::backend::{Batch, KEY_TABLE, Snapshot};
 use crate::error::{Error, Result};
 use crate::index::{Index, KeySpan};
 use crate::revision::Revision;
@@ -41,7 +41,7 @@ impl<S: Snapshot> Values<S> {
             }
         }
         self.committed
-            .get(&rev.to_bytes(), |bytes| KeyValue::decode(bytes))?
+            .get(KEY_TABLE, &rev.to_bytes(), |bytes| KeyValue::decode(bytes))?
             .ok_or_else(|| Error::Corrupt(format!("revision {rev:?} is indexed but not stored")))?
             .map_err(Error::from)
     }

@@ -14,7 +14,7 @@
 //! `MAX_PENDING_BATCHES` batches pile up). The buffer stays readable until the backend
 //! snapshot that contains it replaces it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,8 +33,8 @@ use prost::Message;
 
 use crate::backend::redb::RedbBackend;
 use crate::backend::{
-    Backend, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TERM,
-    Snapshot,
+    Backend, KEY_TABLE, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
+    META_TABLE, META_TERM, Snapshot,
 };
 use crate::compaction::{self, CompactionHandle, Job};
 use crate::error::{Error, Result};
@@ -181,7 +181,7 @@ impl Store<RedbBackend> {
 }
 
 fn meta_u64(snapshot: &impl Snapshot, key: &[u8]) -> Result<u64> {
-    match snapshot.meta(key)? {
+    match snapshot.get(META_TABLE, key, <[u8]>::to_vec)? {
         None => Ok(0),
         Some(bytes) => {
             let arr: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
@@ -193,12 +193,20 @@ fn meta_u64(snapshot: &impl Snapshot, key: &[u8]) -> Result<u64> {
 }
 
 fn meta_rev(snapshot: &impl Snapshot, key: &[u8]) -> Result<Option<i64>> {
-    match snapshot.meta(key)? {
+    match snapshot.get(META_TABLE, key, <[u8]>::to_vec)? {
         None => Ok(None),
         Some(bytes) => Revision::from_key(&bytes).map(|(rev, _)| Some(rev.main)).ok_or_else(|| {
             Error::Corrupt(format!("meta {:?} is not a revision", String::from_utf8_lossy(key)))
         }),
     }
+}
+
+/// Auxiliary tables may not be the store's own.
+fn check_aux_table(table: &str) -> Result<()> {
+    if table == KEY_TABLE || table == META_TABLE {
+        return Err(Error::ReservedTable(table.to_owned()));
+    }
+    Ok(())
 }
 
 /// What a scan of the `key` table rebuilds.
@@ -216,7 +224,7 @@ fn restore_index(snapshot: &impl Snapshot) -> Result<Restored> {
     let mut max_rev = 0;
     let mut leases = HashMap::new();
     let mut failure = None;
-    snapshot.scan(&[], |k, v| {
+    snapshot.scan(KEY_TABLE, &[], |k, v| {
         let row = Revision::from_key(k)
             .ok_or_else(|| Error::Corrupt(format!("key table row {k:?} is not a revision")))
             .and_then(|(rev, tomb)| Ok((rev, tomb, KeyValue::decode(v)?)));
@@ -446,6 +454,64 @@ impl<B: Backend> Store<B> {
         Ok(HashKv { hash, current_rev, compact_rev })
     }
 
+    /// Changes rows of an auxiliary table (the server's lease, auth, membership and alarm
+    /// state): they join the pending batch, so they commit atomically with the key space
+    /// and the consistent index, and read back at once through [`aux_get`](Self::aux_get).
+    /// A value of `None` deletes the row.
+    pub fn aux_write(
+        &self,
+        table: &'static str,
+        changes: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
+        apply: Option<ApplyIndex>,
+    ) -> Result<()> {
+        check_aux_table(table)?;
+        self.shared.check_failure()?;
+        {
+            let _state = write(&self.shared.state);
+            let pending = Arc::clone(&read(&self.shared.view).pending);
+            let mut batch = write(&pending);
+            let rows = batch.aux.entry(table).or_default();
+            let before = rows.len();
+            rows.extend(changes);
+            let added = rows.len() - before;
+            drop(batch);
+            self.shared.pending_ops.fetch_add(added.max(1), Ordering::Relaxed);
+            self.shared.record_apply(apply);
+        }
+        self.shared.after_write();
+        Ok(())
+    }
+
+    /// A row of an auxiliary table, including writes not yet committed.
+    pub fn aux_get(&self, table: &str, key: &[u8]) -> Result<Option<Bytes>> {
+        check_aux_table(table)?;
+        let values = self.shared.locked_values();
+        for buffer in &values.buffers {
+            if let Some(change) = read(buffer).aux_get(table, key) {
+                return Ok(change.cloned());
+            }
+        }
+        values.committed.get(table, key, Bytes::copy_from_slice)
+    }
+
+    /// Every row of an auxiliary table in key order, including writes not yet committed.
+    pub fn aux_scan(&self, table: &str) -> Result<Vec<(Bytes, Bytes)>> {
+        check_aux_table(table)?;
+        let values = self.shared.locked_values();
+        let mut rows = BTreeMap::new();
+        values.committed.scan(table, &[], |k, v| {
+            rows.insert(Bytes::copy_from_slice(k), Some(Bytes::copy_from_slice(v)));
+            ControlFlow::Continue(())
+        })?;
+        // Oldest buffer first, so newer changes win.
+        for buffer in values.buffers.iter().rev() {
+            if let Some(changes) = read(buffer).aux.get(table) {
+                rows.extend(changes.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        Ok(rows.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
+    }
+
     /// Commits pending writes to the backend now.
     pub fn force_commit(&self) -> Result<()> {
         self.shared.commit()
@@ -517,6 +583,12 @@ impl<B: Backend> Shared<B> {
         let mut buffers = vec![Arc::clone(&view.pending)];
         buffers.extend(view.committing.clone());
         Values { buffers, committed: view.committed.clone() }
+    }
+
+    /// A value view taken under the state lock (for readers that need no index).
+    fn locked_values(&self) -> Values<B::Snapshot> {
+        let _state = read(&self.state);
+        self.values()
     }
 
     /// The backend's last committed snapshot.

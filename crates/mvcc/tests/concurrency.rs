@@ -40,7 +40,8 @@ fn reads_are_consistent_during_writes_commits_and_compactions() {
                 };
                 store.txn(&req, None).expect("txn");
                 if i % 500 == 0 {
-                    let (_, handle) = store.compact(store.current_revision() - 50, None).expect("compact");
+                    let (_, handle) =
+                        store.compact(store.current_revision() - 50, None).expect("compact");
                     if i % 1000 == 0 {
                         handle.wait().expect("physical compaction");
                     }
@@ -56,8 +57,11 @@ fn reads_are_consistent_during_writes_commits_and_compactions() {
                 while !done.load(Ordering::SeqCst) || reads < 100 {
                     reads += 1;
                     let now = store.range(&range("x", "z")).expect("current read");
-                    let values: Vec<u64> =
-                        now.kvs.iter().map(|kv| std::str::from_utf8(&kv.value).unwrap().parse().unwrap()).collect();
+                    let values: Vec<u64> = now
+                        .kvs
+                        .iter()
+                        .map(|kv| std::str::from_utf8(&kv.value).unwrap().parse().unwrap())
+                        .collect();
                     if let [x, y] = values[..] {
                         assert_eq!(x, y, "reader {reader} saw half a txn");
                         assert!(x >= last_seen, "reader {reader} went back in time");

@@ -354,3 +354,32 @@ fn consistent_index_survives_reopen() {
     assert_eq!(t.store().durable_index(), ApplyIndex { index: 42, term: 3 });
     assert_eq!(t.store().current_revision(), 2);
 }
+
+#[test]
+fn auxiliary_tables_commit_with_the_key_space() {
+    let mut t = TempStore::new();
+    let s = t.store();
+    assert_eq!(s.aux_write("key", [], None).err(), Some(Error::ReservedTable("key".into())));
+    assert_eq!(s.aux_get("lease", b"1").unwrap(), None);
+    let (empty_hash, _) = s.hash().unwrap();
+    s.aux_write(
+        "lease",
+        [(b("1"), Some(b("ttl=5"))), (b("2"), Some(b("ttl=9")))],
+        Some(ApplyIndex { index: 3, term: 1 }),
+    )
+    .unwrap();
+    // Visible before the commit, and after it.
+    assert_eq!(s.aux_get("lease", b"1").unwrap(), Some(b("ttl=5")));
+    s.force_commit().unwrap();
+    assert_eq!(s.aux_get("lease", b"2").unwrap(), Some(b("ttl=9")));
+    s.aux_write("lease", [(b("1"), None)], None).unwrap();
+    assert_eq!(s.aux_get("lease", b"1").unwrap(), None);
+    assert_eq!(s.aux_scan("lease").unwrap(), vec![(b("2"), b("ttl=9"))]);
+    let (hash, _) = s.hash().unwrap();
+    assert_ne!(hash, empty_hash, "Hash covers auxiliary tables");
+    t.reopen();
+    let s = t.store();
+    assert_eq!(s.aux_scan("lease").unwrap(), vec![(b("2"), b("ttl=9"))]);
+    assert_eq!(s.consistent_index().index, 3);
+    assert_eq!(s.hash().unwrap().0, hash);
+}

@@ -1,10 +1,13 @@
 //! The storage engine behind the store, as a small trait.
 //!
-//! A backend keeps two tables: `key` (encoded [`Revision`] → encoded `mvccpb::KeyValue`)
-//! and `meta` (the consistent index and term, the scheduled and finished compaction
-//! revisions, under etcd's key names). The store hands it whole [`Batch`]es to apply
-//! atomically and durably, and reads through immutable [`Snapshot`]s of the last commit.
-//! Batching, visibility of not-yet-committed writes and ordering are the store's job.
+//! A backend keeps named tables of byte keys and values. The store owns two: `key`
+//! (encoded [`Revision`] → encoded `mvccpb::KeyValue`) and `meta` (the consistent index
+//! and term, the scheduled and finished compaction revisions, under etcd's key names);
+//! the server keeps its own (etcd's `lease`, `auth*`, `members`, `alarm` buckets) through
+//! the store's auxiliary-table API, so they commit atomically with the consistent index.
+//! The store hands the backend whole [`Batch`]es to apply atomically and durably, and
+//! reads through immutable [`Snapshot`]s of the last commit. Batching, visibility of
+//! not-yet-committed writes and ordering are the store's job.
 
 pub mod redb;
 
@@ -15,6 +18,11 @@ use bytes::Bytes;
 
 use crate::error::Result;
 use crate::revision::{RevKey, Revision};
+
+/// The table of revisions and key-values.
+pub const KEY_TABLE: &str = "key";
+/// The table of the store's bookkeeping.
+pub const META_TABLE: &str = "meta";
 
 /// `meta` key of the applied raft index (8 bytes, big-endian), as in etcd.
 pub const META_CONSISTENT_INDEX: &[u8] = b"consistent_index";
@@ -45,17 +53,17 @@ pub struct Batch {
     pub deletes: Vec<RevKey>,
     /// `meta` entries to set; the last value for each key wins.
     pub meta: BTreeMap<&'static [u8], Vec<u8>>,
+    /// Auxiliary tables' changes: table → key → new value (`None` deletes).
+    pub aux: BTreeMap<&'static str, BTreeMap<Bytes, Option<Bytes>>>,
 }
 
 impl Batch {
     /// Whether applying the batch would change nothing.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.deletes.is_empty() && self.meta.is_empty()
-    }
-
-    /// Number of row changes (what the batch limit counts).
-    pub fn ops(&self) -> usize {
-        self.rows.len() + self.deletes.len()
+        self.rows.is_empty()
+            && self.deletes.is_empty()
+            && self.meta.is_empty()
+            && self.aux.is_empty()
     }
 
     /// The value of the row written at `rev`, if it is in this batch.
@@ -63,6 +71,11 @@ impl Batch {
         debug_assert!(self.rows.is_sorted_by_key(|r| r.rev));
         let i = self.rows.binary_search_by_key(&rev, |r| r.rev).ok()?;
         Some(&self.rows[i].value)
+    }
+
+    /// This batch's change to `key` of auxiliary `table`: `Some(None)` if it deletes it.
+    pub fn aux_get(&self, table: &str, key: &[u8]) -> Option<Option<&Bytes>> {
+        self.aux.get(table)?.get(key).map(Option::as_ref)
     }
 }
 
@@ -78,17 +91,20 @@ pub trait Backend: Send + Sync + 'static {
     fn commit(&self, batch: &Batch) -> Result<Self::Snapshot>;
 }
 
-/// An immutable view of the backend as of one commit.
+/// An immutable view of the backend as of one commit. A table that was never written
+/// reads as empty.
 pub trait Snapshot: Clone + Send + Sync + 'static {
-    /// Calls `f` with the value stored under the encoded revision `key`, if any.
-    fn get<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>>;
+    /// Calls `f` with the value under `key` in `table`, if any.
+    fn get<R>(&self, table: &str, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>>;
 
-    /// Calls `f` with every `key` row at or after `from`, in key order, until it breaks.
-    fn scan(&self, from: &[u8], f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>) -> Result<()>;
+    /// Calls `f` with every row of `table` at or after `from`, in key order, until it breaks.
+    fn scan(
+        &self,
+        table: &str,
+        from: &[u8],
+        f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<()>;
 
-    /// Calls `f` with every `meta` row, in key order.
-    fn scan_meta(&self, f: impl FnMut(&[u8], &[u8])) -> Result<()>;
-
-    /// The `meta` value under `key`.
-    fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// The names of all tables, in byte order.
+    fn tables(&self) -> Result<Vec<String>>;
 }

@@ -8,18 +8,22 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, TableDefinition,
+    TableError, TableHandle,
+};
 
-use super::{Backend, Batch, Snapshot};
+use super::{Backend, Batch, KEY_TABLE, META_TABLE, Snapshot};
 use crate::error::Result;
 
 /// redb's page cache size.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
-const KEY_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key");
-const META_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
+fn table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
+    TableDefinition::new(name)
+}
 
-/// A redb database file holding the `key` and `meta` tables.
+/// A redb database file holding the store's tables.
 #[derive(Debug)]
 pub struct RedbBackend {
     db: Database,
@@ -30,18 +34,39 @@ impl RedbBackend {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let db = Database::builder().set_cache_size(DEFAULT_CACHE_BYTES).create(path)?;
         let txn = db.begin_write()?;
-        txn.open_table(KEY_TABLE)?;
-        txn.open_table(META_TABLE)?;
+        txn.open_table(table(KEY_TABLE))?;
+        txn.open_table(table(META_TABLE))?;
         txn.commit()?;
         Ok(Self { db })
     }
 }
 
-/// A redb read transaction's view of both tables.
+/// A redb read transaction, with the hot tables already open.
 #[derive(Debug)]
 pub struct RedbSnapshot {
+    txn: ReadTransaction,
     key: ReadOnlyTable<&'static [u8], &'static [u8]>,
     meta: ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl RedbSnapshot {
+    /// Runs `f` on `name`, opening it unless it is one of the hot tables; `None` if the
+    /// table does not exist.
+    fn with_table<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<R>,
+    ) -> Result<Option<R>> {
+        match name {
+            KEY_TABLE => f(&self.key).map(Some),
+            META_TABLE => f(&self.meta).map(Some),
+            _ => match self.txn.open_table(table(name)) {
+                Ok(t) => f(&t).map(Some),
+                Err(TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
 }
 
 impl Backend for RedbBackend {
@@ -49,26 +74,34 @@ impl Backend for RedbBackend {
 
     fn snapshot(&self) -> Result<Self::Snapshot> {
         let txn = self.db.begin_read()?;
-        Ok(Arc::new(RedbSnapshot {
-            key: txn.open_table(KEY_TABLE)?,
-            meta: txn.open_table(META_TABLE)?,
-        }))
+        let key = txn.open_table(table(KEY_TABLE))?;
+        let meta = txn.open_table(table(META_TABLE))?;
+        Ok(Arc::new(RedbSnapshot { txn, key, meta }))
     }
 
     fn commit(&self, batch: &Batch) -> Result<Self::Snapshot> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
-            let mut key = txn.open_table(KEY_TABLE)?;
+            let mut key = txn.open_table(table(KEY_TABLE))?;
             for row in &batch.rows {
                 key.insert(row.rev.to_key(row.tombstone).as_bytes(), &row.value[..])?;
             }
             for rev_key in &batch.deletes {
                 key.remove(rev_key.as_bytes())?;
             }
-            let mut meta = txn.open_table(META_TABLE)?;
+            let mut meta = txn.open_table(table(META_TABLE))?;
             for (name, value) in &batch.meta {
                 meta.insert(*name, value.as_slice())?;
+            }
+            for (name, changes) in &batch.aux {
+                let mut aux = txn.open_table(table(name))?;
+                for (k, v) in changes {
+                    match v {
+                        Some(v) => aux.insert(&k[..], &v[..])?,
+                        None => aux.remove(&k[..])?,
+                    };
+                }
             }
         }
         txn.commit()?;
@@ -77,29 +110,31 @@ impl Backend for RedbBackend {
 }
 
 impl Snapshot for Arc<RedbSnapshot> {
-    fn get<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
-        Ok(self.key.get(key)?.map(|guard| f(guard.value())))
+    fn get<R>(&self, table: &str, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
+        Ok(self.with_table(table, |t| Ok(t.get(key)?.map(|guard| f(guard.value()))))?.flatten())
     }
 
-    fn scan(&self, from: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>) -> Result<()> {
-        for entry in self.key.range::<&[u8]>(from..)? {
-            let (k, v) = entry?;
-            if f(k.value(), v.value()).is_break() {
-                break;
+    fn scan(
+        &self,
+        table: &str,
+        from: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<()> {
+        self.with_table(table, |t| {
+            for entry in t.range::<&[u8]>(from..)? {
+                let (k, v) = entry?;
+                if f(k.value(), v.value()).is_break() {
+                    break;
+                }
             }
-        }
+            Ok(())
+        })?;
         Ok(())
     }
 
-    fn scan_meta(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
-        for entry in self.meta.iter()? {
-            let (k, v) = entry?;
-            f(k.value(), v.value());
-        }
-        Ok(())
-    }
-
-    fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.meta.get(key)?.map(|guard| guard.value().to_vec()))
+    fn tables(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self.txn.list_tables()?.map(|h| h.name().to_owned()).collect();
+        names.sort();
+        Ok(names)
     }
 }
