@@ -85,6 +85,8 @@ pub(crate) struct Network {
     pub(crate) applied: BTreeMap<u64, Vec<Bytes>>,
     /// Every message delivered, for tests that count round trips.
     pub(crate) delivered: Vec<Message>,
+    /// Answers to read-index requests, per node.
+    pub(crate) read_states: BTreeMap<u64, Vec<crate::ReadState>>,
 }
 
 impl Network {
@@ -108,6 +110,7 @@ impl Network {
             ignored: BTreeSet::new(),
             applied: BTreeMap::new(),
             delivered: Vec::new(),
+            read_states: BTreeMap::new(),
         }
     }
 
@@ -123,6 +126,7 @@ impl Network {
             ignored: BTreeSet::new(),
             applied: BTreeMap::new(),
             delivered: Vec::new(),
+            read_states: BTreeMap::new(),
         }
     }
 
@@ -169,10 +173,6 @@ impl Network {
         }
     }
 
-    pub(crate) fn block(&mut self, from: u64, to: u64) {
-        self.blocked.insert((from, to));
-    }
-
     pub(crate) fn ignore(&mut self, t: MessageType) {
         self.ignored.insert(t);
     }
@@ -190,6 +190,12 @@ impl Network {
         };
         while node.has_ready() {
             let rd = node.ready();
+            if !rd.read_states.is_empty() {
+                self.read_states
+                    .entry(id)
+                    .or_default()
+                    .extend(rd.read_states.iter().cloned());
+            }
             for e in &rd.committed_entries {
                 if e.entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
                     self.applied.entry(id).or_default().push(e.data.clone());
@@ -267,6 +273,14 @@ impl Network {
     pub(crate) fn timeout(&mut self, id: u64) {
         let t = self.raft(id).randomized_election_timeout();
         self.tick(id, t);
+    }
+
+    /// Number of delivered messages of kind `t` to `to`.
+    pub(crate) fn count(&self, t: MessageType, to: u64) -> usize {
+        self.delivered
+            .iter()
+            .filter(|m| m.msg_type() == t && m.to == to)
+            .count()
     }
 
     pub(crate) fn leader(&self) -> Option<u64> {
