@@ -34,14 +34,6 @@ impl<'a> KeySpan<'a> {
             end => Self::Range { start: key, end: Some(end) },
         }
     }
-
-    /// Whether `key` falls in the span.
-    pub fn contains(&self, key: &[u8]) -> bool {
-        match *self {
-            Self::Single(k) => k == key,
-            Self::Range { start, end } => key >= start && end.is_none_or(|end| key < end),
-        }
-    }
 }
 
 /// Every key's history.

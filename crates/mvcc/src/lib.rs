@@ -11,6 +11,7 @@
 //! store.compact(rev, ..)                       -> (CompactionResponse, CompactionHandle)
 //! store.set_consistent_index(apply)            // entries that change no key, or failed
 //! store.hash() / store.hash_kv(rev)            // Maintenance.Hash / HashKV
+//! store.aux_write / aux_get / aux_scan         // lease, auth, members, alarm tables
 //! store.consistent_index() / durable_index()   // replay from / purge WAL up to
 //! store.current_revision() / compact_revision()
 //! validate::{check_range, check_put, check_delete_range, check_txn, check_request_size}
@@ -50,8 +51,11 @@
 //!   key written once is a bare revision in the map slot (24-byte enum), measured at
 //!   ~93 bytes per key beyond the key bytes at 1M keys (resident-set growth, including
 //!   allocator and B-tree slack).
-//! * [`backend`]: the storage trait (two tables, `key` and `meta`, with etcd's names and
-//!   meta keys) and its redb implementation: one durable redb transaction per batch.
+//! * [`backend`]: the storage trait (named tables; the store's own are `key` and `meta`,
+//!   with etcd's names and meta keys) and its redb implementation: one durable redb
+//!   transaction per batch. The server's tables (etcd's `lease`, `auth*`, `members`,
+//!   `alarm` buckets) go through `Store::aux_*`, in the same batches, so they are atomic
+//!   with the consistent index and readable before they are durable.
 //! * [`store`]: locking, batching, visibility, restore. Writes go to an in-memory pending
 //!   buffer, readable at once; a committer thread commits it every 100 ms or 10k changes
 //!   together with the consistent index it covers, while writers fill a fresh buffer.

@@ -99,11 +99,6 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
         self.values.get(rev)
     }
 
-    /// Whether the lessor knows `lease`.
-    pub fn lease_exists(&self, lease: i64) -> bool {
-        self.lessor.lease_exists(lease)
-    }
-
     /// A Range inside the transaction.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         let plan = read::plan(&self.state.index, self.read_rev(), self.state.compact_rev, req)?;
@@ -128,7 +123,7 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
         if (req.ignore_value || req.ignore_lease) && self.get(&req.key).is_none() {
             return Err(Error::KeyNotFound);
         }
-        if req.lease != 0 && !self.lease_exists(req.lease) {
+        if req.lease != 0 && !self.lessor.lease_exists(req.lease) {
             return Err(Error::LeaseNotFound);
         }
         Ok(())
@@ -206,7 +201,7 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
     }
 
     /// Ends the transaction: the store moves to its revision if it changed anything.
-    /// Returns the events and how many rows went to the pending buffer.
+    /// Returns the events, one per change.
     pub fn finish(self) -> Vec<Event> {
         if self.changed() {
             self.state.current_rev = self.begin_rev + 1;

@@ -192,6 +192,8 @@ fn compaction_errors_and_reads() {
     assert_eq!(s.compact(current + 1, None).err(), Some(Error::FutureRev));
     let (resp, handle) = s.compact(10, None).unwrap();
     assert_eq!(resp.header.unwrap().revision, current);
+    assert_eq!(handle.wait_timeout(std::time::Duration::from_secs(30)), Some(Ok(())));
+    assert!(handle.is_done());
     handle.wait().unwrap();
     assert_eq!(s.compact(10, None).err(), Some(Error::Compacted));
     assert_eq!(s.compact(3, None).err(), Some(Error::Compacted));
