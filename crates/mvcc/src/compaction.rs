@@ -138,6 +138,6 @@ fn compact<B: Backend>(shared: &Shared<B>, rev: i64) -> Result<()> {
         if last {
             return Ok(());
         }
-        std::thread::sleep(shared.config.compaction_pause);
+        shared.pause(shared.config.compaction_pause);
     }
 }

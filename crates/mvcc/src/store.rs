@@ -147,6 +147,8 @@ pub(crate) struct Shared<B: Backend> {
     signal: Mutex<Signal>,
     wake_committer: Condvar,
     committed: Condvar,
+    /// Signalled once, when the store shuts down.
+    shutdown: Condvar,
     failure: Mutex<Option<Error>>,
     pub(crate) stopping: AtomicBool,
 }
@@ -156,6 +158,7 @@ pub struct Store<B: Backend = RedbBackend> {
     shared: Arc<Shared<B>>,
     committer: Option<JoinHandle<()>>,
     compactor: Option<(Sender<Job>, JoinHandle<()>)>,
+    last_compaction: Mutex<Option<CompactionHandle>>,
 }
 
 impl<B: Backend> std::fmt::Debug for Store<B> {
@@ -284,6 +287,7 @@ impl<B: Backend> Store<B> {
             signal: Mutex::default(),
             wake_committer: Condvar::new(),
             committed: Condvar::new(),
+            shutdown: Condvar::new(),
             failure: Mutex::new(None),
             stopping: AtomicBool::new(false),
         });
@@ -302,7 +306,12 @@ impl<B: Backend> Store<B> {
                 .spawn(move || compaction::run_jobs(&shared, &queue))
                 .map_err(|e| Error::Backend(format!("spawning the compactor: {e}")))?
         };
-        let store = Self { shared, committer: Some(committer), compactor: Some((jobs, compactor)) };
+        let store = Self {
+            shared,
+            committer: Some(committer),
+            compactor: Some((jobs, compactor)),
+            last_compaction: Mutex::new(None),
+        };
         if let Some(rev) = scheduled.filter(|s| finished.is_none_or(|f| *s > f)) {
             store.schedule_compaction(rev);
         }
@@ -415,13 +424,21 @@ impl<B: Backend> Store<B> {
 
     fn schedule_compaction(&self, rev: i64) -> CompactionHandle {
         let handle = CompactionHandle::default();
-        if let Some((jobs, _)) = &self.compactor
-            && jobs.send(Job { rev, done: handle.clone() }).is_ok()
-        {
-            return handle;
+        let queued = self
+            .compactor
+            .as_ref()
+            .is_some_and(|(jobs, _)| jobs.send(Job { rev, done: handle.clone() }).is_ok());
+        if !queued {
+            handle.finish(Err(Error::Closed));
         }
-        handle.finish(Err(Error::Closed));
+        *lock(&self.last_compaction) = Some(handle.clone());
         handle
+    }
+
+    /// The handle of the latest compaction scheduled by this store, including one resumed
+    /// when the store was opened; `None` if there was none.
+    pub fn last_compaction(&self) -> Option<CompactionHandle> {
+        lock(&self.last_compaction).clone()
     }
 
     /// etcd's Hash: crc32c of the store's tables (the consistent index and term excluded),
@@ -529,6 +546,7 @@ impl<B: Backend> Store<B> {
             let mut signal = lock(&self.shared.signal);
             signal.stop = true;
             self.shared.wake_committer.notify_all();
+            self.shared.shutdown.notify_all();
         }
         if let Some(handle) = self.committer.take() {
             let _ = handle.join();
@@ -621,6 +639,12 @@ impl<B: Backend> Shared<B> {
         if let Some(rev) = finished {
             batch.meta.insert(META_FINISHED_COMPACT, Revision::at_main(rev).to_bytes().to_vec());
         }
+    }
+
+    /// Sleeps for `pause` unless the store shuts down first.
+    pub(crate) fn pause(&self, pause: Duration) {
+        let signal = lock(&self.signal);
+        let _ = self.shutdown.wait_timeout_while(signal, pause, |s| !s.stop);
     }
 
     /// Runs `f` with the index, under the exclusive lock (compaction's index chunks).

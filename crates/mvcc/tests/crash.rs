@@ -19,10 +19,19 @@ const CHILD_ENV: &str = "OXETCD_MVCC_CRASH_CHILD_DIR";
 const KEYS: u64 = 300;
 const DURABLE_PREFIX: &str = "durable ";
 
-/// Write number `i`: mostly puts, every seventh a delete.
+/// Entries between compactions (which change no key).
+const COMPACT_EVERY: u64 = 1000;
+
+/// Entry number `i`: mostly puts, every seventh a delete, every thousandth a compaction
+/// (left running in the background).
 fn apply(store: &Store, i: u64) {
-    let at = Some(ApplyIndex { index: i, term: 1 });
-    if i.is_multiple_of(7) {
+    let index = ApplyIndex { index: i, term: 1 };
+    let at = Some(index);
+    if i.is_multiple_of(COMPACT_EVERY) {
+        if store.compact(store.current_revision() - 100, at).is_err() {
+            store.set_consistent_index(index).expect("consistent index");
+        }
+    } else if i.is_multiple_of(7) {
         store.delete_range(&delete(&format!("k{:04}", (i * 3) % KEYS), ""), at).expect("delete");
     } else {
         store.put(&put(&format!("k{:04}", i % KEYS), &i.to_string()), at).expect("put");
@@ -32,6 +41,9 @@ fn apply(store: &Store, i: u64) {
 fn expected(upto: u64) -> BTreeMap<String, String> {
     let mut model = BTreeMap::new();
     for i in 1..=upto {
+        if i.is_multiple_of(COMPACT_EVERY) {
+            continue;
+        }
         if i.is_multiple_of(7) {
             model.remove(&format!("k{:04}", (i * 3) % KEYS));
         } else {
@@ -108,6 +120,9 @@ fn verify(dir: &Path, reported: u64) -> u64 {
         })
         .collect();
     assert_eq!(got, expected(ci), "key space after crash at consistent index {ci}");
+    if let Some(resumed) = store.last_compaction() {
+        resumed.wait().expect("compaction interrupted by the crash resumes");
+    }
     store.close().expect("close");
     ci
 }

@@ -385,3 +385,37 @@ fn auxiliary_tables_commit_with_the_key_space() {
     assert_eq!(s.consistent_index().index, 3);
     assert_eq!(s.hash().unwrap().0, hash);
 }
+
+#[test]
+fn interrupted_compaction_resumes_on_open() {
+    let history = |s: &oxetcd_mvcc::Store| {
+        for i in 0..200 {
+            s.put(&put(&format!("k{}", i % 13), &i.to_string()), None).unwrap();
+            if i % 9 == 0 {
+                s.delete_range(&delete(&format!("k{}", i % 13), ""), None).unwrap();
+            }
+        }
+    };
+    // The reference compacts to the end.
+    let reference = TempStore::new();
+    history(reference.store());
+    reference.store().compact(150, None).unwrap().1.wait().unwrap();
+    let (want, _) = reference.store().hash().unwrap();
+    // This one is closed while its compaction crawls, one row per long pause.
+    let slow = StoreConfig {
+        compaction_batch_limit: 1,
+        compaction_pause: std::time::Duration::from_secs(3600),
+        ..test_config()
+    };
+    let mut t = TempStore::with(slow, Arc::new(oxetcd_mvcc::NoLeases));
+    history(t.store());
+    let (_, handle) = t.store().compact(150, None).unwrap();
+    t.config = test_config();
+    t.reopen();
+    assert_eq!(handle.wait(), Err(Error::Closed));
+    let s = t.store();
+    assert_eq!(s.compact_revision(), 150);
+    assert_eq!(s.range(&RangeRequest { revision: 149, ..range("k1", "") }), Err(Error::Compacted));
+    s.last_compaction().expect("resumed compaction").wait().unwrap();
+    assert_eq!(s.hash().unwrap().0, want, "same rows and meta as an uninterrupted compaction");
+}
