@@ -1,0 +1,328 @@
+//! Peer transport between oxetcd members: etcd's rafthttp, over gRPC.
+//!
+//! A [`Transport`] moves raft messages and raft snapshots between the members of one
+//! cluster, using the `oxetcdpb.Peer` service of `oxetcd-api`:
+//!
+//! * **Messages.** Each peer gets one long-lived outgoing `Peer.Stream` call, fed by a
+//!   bounded per-peer queue ([`TransportConfig::queue_len`]). A writer task takes
+//!   everything queued at that moment (up to [`TransportConfig::max_batch_messages`] and
+//!   [`TransportConfig::max_batch_bytes`]) and sends it as one `RaftBatch`, without
+//!   waiting for anything per message, so order per peer is preserved and throughput
+//!   comes from pipelining. [`Transport::send`] never blocks or awaits: when a peer's
+//!   queue is full the message is dropped and the peer reported unreachable, as etcd
+//!   does; raft retransmits.
+//! * **Snapshots.** [`Transport::send_snapshot`] opens a `Peer.Snapshot` call on a
+//!   connection of its own (a large transfer never delays heartbeats), sends the
+//!   encoded `MsgSnap`, then the backend file in chunks of
+//!   [`TransportConfig::snapshot_chunk_bytes`], then a last chunk with the file's
+//!   CRC32C. The receiver writes a temporary file in
+//!   [`TransportConfig::snapshot_dir`], checks size and checksum, fsyncs it, renames it
+//!   to `<index as 16 hex digits>.snap.db`, fsyncs the directory, and only then calls
+//!   [`RaftHandler::receive_snapshot`]. A truncated or corrupt transfer leaves no file.
+//! * **Incoming calls.** [`Transport::service`] is the gRPC service to mount on the
+//!   member's peer listener. Every decoded message goes to [`RaftHandler::process`];
+//!   malformed, misaddressed or local-only messages are logged and discarded, never a
+//!   reason to close the stream.
+//!
+//! # Metadata
+//!
+//! Every call carries three ASCII metadata entries, each a lowercase hexadecimal id
+//! without prefix (as etcd prints ids): [`CLUSTER_ID_HEADER`] (`x-oxetcd-cluster-id`),
+//! [`FROM_HEADER`] (`x-oxetcd-from`) and [`TO_HEADER`] (`x-oxetcd-to`). The receiver
+//! refuses, with a `warn` log line naming both sides:
+//!
+//! * a missing or malformed header: `InvalidArgument`;
+//! * another cluster's call: `FailedPrecondition`, "request cluster ID mismatch";
+//! * a call meant for another member: `FailedPrecondition`, "request member ID
+//!   mismatch";
+//! * a call from a removed member ([`RaftHandler::is_removed`], checked when the call
+//!   opens and again for every batch): `PermissionDenied`, "the member has been
+//!   permanently removed from the cluster". The refused sender logs an error and calls
+//!   [`RaftHandler::removed_by_peer`].
+//!
+//! # Limits
+//!
+//! Everything is bounded: the per-peer queue, the batch size, the stream's in-flight
+//! batches (a few), the gRPC message size ([`DEFAULT_MAX_MESSAGE_BYTES`], 64 MiB, set
+//! explicitly on both client and server because tonic's 4 MiB default is below one
+//! large append), the snapshot size ([`TransportConfig::max_snapshot_bytes`]). A single
+//! raft message too large for one gRPC message is dropped and the peer reported
+//! unreachable.
+//!
+//! # Reconnecting
+//!
+//! A writer dials the peer's URLs in turn (starting with the last that worked, each
+//! with [`TransportConfig::dial_timeout`]). When no URL answers, or the stream ends or
+//! fails, the peer is reported unreachable, becomes inactive ([`Transport::active_since`]
+//! returns `None`), and the writer waits before the next attempt: 100 ms at first,
+//! doubling up to 5 s ([`TransportConfig::backoff_min`], [`TransportConfig::backoff_max`]);
+//! the delay is reset after a stream that lasted at least the maximum delay, and cut
+//! short by [`Transport::update_peer`]. Messages sent while no stream is up are dropped
+//! and reported (raft retransmits). HTTP/2 keepalive pings detect a silently dead peer.
+//! Peer URLs are `http://host:port`; TLS between members is not supported yet.
+//!
+//! # Handler calls
+//!
+//! [`RaftHandler`] methods are called from the transport's tasks and from tonic's
+//! request tasks, never from inside [`Transport::send`] or any other `Transport`
+//! method, so the server may call the transport while holding its raft lock.
+
+mod config;
+mod dial;
+mod header;
+mod peer;
+mod report;
+mod server;
+mod snapshot;
+mod stats;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use oxetcd_api::oxetcdpb::peer_server::PeerServer;
+use oxetcd_raft::{Message, MessageType, SnapshotStatus};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, error, info};
+
+pub use config::{DEFAULT_MAX_MESSAGE_BYTES, TransportConfig};
+pub use header::{CLUSTER_ID_HEADER, FROM_HEADER, TO_HEADER};
+pub use server::PeerService;
+pub use stats::TransportStats;
+
+use peer::Peer;
+use report::Reporter;
+use stats::Stats;
+
+/// The server's receive queue was full: the message was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dropped;
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("raft message dropped: receive queue full")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+/// What the transport needs from the server. Every method must return quickly and must
+/// not block: they run on the transport's tasks.
+pub trait RaftHandler: Send + Sync + 'static {
+    /// A raft message from a peer. Must not block (`Err` = the message is dropped).
+    fn process(&self, msg: Message) -> Result<(), Dropped>;
+    /// Whether `id` was removed from the cluster (its traffic is refused).
+    fn is_removed(&self, id: u64) -> bool;
+    /// Messages to `id` could not be delivered (raft then probes the peer).
+    fn report_unreachable(&self, id: u64);
+    /// The outcome of a [`Transport::send_snapshot`] to `id`.
+    fn report_snapshot(&self, id: u64, status: SnapshotStatus);
+    /// A `MsgSnap` arrived and its backend file was fully received, checksum-verified
+    /// and fsynced at `db_path` (inside the snapshot directory); the server installs
+    /// it and then steps `msg`.
+    fn receive_snapshot(&self, msg: Message, db_path: PathBuf);
+    /// Peer `by_peer` refused this member's traffic because this member was removed
+    /// from the cluster (etcd stops the member when it learns this). Default: nothing.
+    fn removed_by_peer(&self, by_peer: u64) {
+        let _ = by_peer;
+    }
+}
+
+/// A member id as etcd prints it: lowercase hexadecimal.
+#[derive(Clone, Copy)]
+pub(crate) struct HexId(pub u64);
+
+impl fmt::Display for HexId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+impl fmt::Debug for HexId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// What the transport's tasks and service share.
+pub(crate) struct Shared {
+    pub config: TransportConfig,
+    pub handler: Arc<dyn RaftHandler>,
+    pub reporter: Arc<Reporter>,
+    pub stats: Stats,
+    /// Becomes `true` when the transport stops; incoming calls end on it.
+    pub stopped: watch::Sender<bool>,
+    pub runtime: Handle,
+}
+
+/// The peer transport of one member. Cheap to clone: clones share everything.
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    peers: Mutex<HashMap<u64, Peer>>,
+    /// The report task; aborted when the last clone is dropped.
+    _tasks: JoinSet<()>,
+}
+
+impl Transport {
+    /// A transport for `config.member_id`, running its tasks on the current tokio
+    /// runtime (it panics outside of one, like `tokio::spawn`). Leftover temporary files
+    /// of interrupted snapshot transfers in the snapshot directory are removed.
+    pub fn new(config: TransportConfig, handler: Arc<dyn RaftHandler>) -> Transport {
+        let config = config.normalized();
+        snapshot::remove_stale_temp_files(&config.snapshot_dir);
+        let runtime = Handle::current();
+        let reporter = Arc::new(Reporter::default());
+        let mut tasks = JoinSet::new();
+        tasks.spawn_on(reporter.clone().run(handler.clone()), &runtime);
+        let shared = Arc::new(Shared {
+            config,
+            handler,
+            reporter,
+            stats: Stats::default(),
+            stopped: watch::Sender::new(false),
+            runtime,
+        });
+        Transport {
+            inner: Arc::new(Inner { shared, peers: Mutex::new(HashMap::new()), _tasks: tasks }),
+        }
+    }
+
+    fn peers(&self) -> MutexGuard<'_, HashMap<u64, Peer>> {
+        self.inner.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    fn is_stopped(&self) -> bool {
+        *self.shared().stopped.borrow()
+    }
+
+    /// Starts sending to member `id` at `peer_urls`. Adding a known peer (or this
+    /// member) does nothing.
+    pub fn add_peer(&self, id: u64, peer_urls: Vec<String>) {
+        if self.is_stopped() || id == self.shared().config.member_id {
+            return;
+        }
+        match self.peers().entry(id) {
+            Entry::Occupied(_) => debug!(peer = %HexId(id), "ignored adding a known peer"),
+            Entry::Vacant(slot) => {
+                info!(peer = %HexId(id), urls = ?peer_urls, "added remote peer");
+                slot.insert(Peer::start(self.shared().clone(), id, peer_urls));
+            }
+        }
+    }
+
+    /// Replaces the URLs of peer `id`; they are used from the next connection attempt
+    /// on (a waiting reconnection starts at once). Unknown peers are ignored.
+    pub fn update_peer(&self, id: u64, peer_urls: Vec<String>) {
+        match self.peers().get(&id) {
+            Some(peer) => {
+                info!(peer = %HexId(id), urls = ?peer_urls, "updated remote peer URLs");
+                peer.set_urls(peer_urls);
+            }
+            None => debug!(peer = %HexId(id), "ignored updating an unknown peer"),
+        }
+    }
+
+    /// Stops sending to peer `id`: its stream, queue and snapshot transfers end.
+    pub fn remove_peer(&self, id: u64) {
+        let removed = self.peers().remove(&id);
+        if removed.is_some() {
+            info!(peer = %HexId(id), "removed remote peer");
+        }
+    }
+
+    /// Queues each message for its peer (`msg.to`). Never blocks and never awaits: a
+    /// full queue drops the message and the peer is reported unreachable. Messages to
+    /// unknown peers are ignored. A `MsgSnap` must go through
+    /// [`Transport::send_snapshot`]; one given here is refused and reported as a
+    /// failed snapshot.
+    pub fn send(&self, msgs: Vec<Message>) {
+        if self.is_stopped() {
+            return;
+        }
+        let shared = self.shared();
+        let peers = self.peers();
+        for msg in msgs {
+            let to = msg.to;
+            if msg.msg_type == MessageType::MsgSnap as i32 {
+                error!(peer = %HexId(to), "refused a MsgSnap given to send(); snapshots need send_snapshot()");
+                shared.reporter.snapshot_failed(to);
+                continue;
+            }
+            match peers.get(&to) {
+                Some(peer) => peer.enqueue(shared, msg),
+                None => debug!(peer = %HexId(to), "ignored message to an unknown peer"),
+            }
+        }
+    }
+
+    /// Sends the `MsgSnap` `msg` with the backend file `db` (prepared by the server,
+    /// e.g. a consistent copy of the backend) to peer `msg.to`, in the background.
+    /// The outcome is reported through [`RaftHandler::report_snapshot`] (and
+    /// [`RaftHandler::report_unreachable`] on failure). `db` is read, never removed.
+    pub fn send_snapshot(&self, msg: Message, db: PathBuf) {
+        let to = msg.to;
+        let shared = self.shared();
+        let sent = !self.is_stopped()
+            && self.peers().get_mut(&to).map(|peer| peer.send_snapshot(shared, msg, db)).is_some();
+        if !sent {
+            error!(peer = %HexId(to), "cannot send snapshot to an unknown peer");
+            shared.reporter.snapshot_failed(to);
+        }
+    }
+
+    /// The gRPC service to mount on this member's peer listener.
+    pub fn service(&self) -> PeerServer<PeerService> {
+        let max = self.shared().config.max_message_bytes;
+        PeerServer::new(PeerService::new(self.shared().clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
+    }
+
+    /// When the stream to peer `id` was last established, or `None` while it is down
+    /// (or the peer is unknown).
+    pub fn active_since(&self, id: u64) -> Option<Instant> {
+        self.peers().get(&id).and_then(Peer::active_since)
+    }
+
+    /// The transport's counters so far.
+    pub fn stats(&self) -> TransportStats {
+        self.shared().stats.snapshot()
+    }
+
+    /// Stops everything: outgoing streams and snapshot transfers are aborted, incoming
+    /// calls end with `Unavailable`, and later calls to this transport do nothing.
+    pub fn stop(&self) {
+        self.shared().stopped.send_replace(true);
+        let peers = std::mem::take(&mut *self.peers());
+        drop(peers);
+    }
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("member_id", &HexId(self.shared().config.member_id))
+            .field("cluster_id", &HexId(self.shared().config.cluster_id))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reports a failed snapshot transfer the way etcd does: unreachable, then failure.
+pub(crate) fn report_snapshot_failure(shared: &Shared, to: u64) {
+    shared.handler.report_unreachable(to);
+    shared.handler.report_snapshot(to, SnapshotStatus::Failure);
+}

@@ -1,0 +1,210 @@
+//! The receiving side: the `oxetcdpb.Peer` service.
+
+use std::sync::Arc;
+
+use oxetcd_api::oxetcdpb::peer_server::Peer;
+use oxetcd_api::oxetcdpb::{RaftBatch, SnapshotChunk, SnapshotReceived, StreamClosed};
+use oxetcd_raft::{Message, MessageType};
+use prost::Message as _;
+use tokio::sync::watch;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, warn};
+
+use crate::header::CallIds;
+use crate::stats::Stats;
+use crate::{HexId, Shared, snapshot};
+
+/// The message of the status refusing a removed member, as etcd words it.
+pub(crate) const REMOVED_MEMBER: &str = "the member has been permanently removed from the cluster";
+
+/// The gRPC service receiving raft messages and snapshots from peers; mount it with
+/// [`crate::Transport::service`].
+pub struct PeerService {
+    shared: Arc<Shared>,
+}
+
+impl PeerService {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        PeerService { shared }
+    }
+
+    /// Checks an incoming call's headers; refuses (and logs) calls of another cluster,
+    /// for another member, or from a removed member.
+    fn admit(&self, metadata: &MetadataMap, call: &'static str) -> Result<CallIds, Status> {
+        let result = self.check(metadata, call);
+        if result.is_err() {
+            Stats::add(&self.shared.stats.calls_refused, 1);
+        }
+        result
+    }
+
+    fn check(&self, metadata: &MetadataMap, call: &'static str) -> Result<CallIds, Status> {
+        let config = &self.shared.config;
+        let local = HexId(config.member_id);
+        let ids = CallIds::parse(metadata).inspect_err(|status| {
+            warn!(%local, call, error = %status.message(), "refused peer call with bad headers");
+        })?;
+        let remote = HexId(ids.from);
+        if ids.cluster_id != config.cluster_id {
+            warn!(
+                %local, %remote, call,
+                local_cluster = %HexId(config.cluster_id),
+                remote_cluster = %HexId(ids.cluster_id),
+                "refused peer call: request cluster ID mismatch"
+            );
+            return Err(Status::failed_precondition(format!(
+                "request cluster ID mismatch: member {local} is in cluster {}, the request is from cluster {}",
+                HexId(config.cluster_id),
+                HexId(ids.cluster_id)
+            )));
+        }
+        if ids.to != config.member_id {
+            warn!(%local, %remote, call, target = %HexId(ids.to), "refused peer call: request member ID mismatch");
+            return Err(Status::failed_precondition(format!(
+                "request member ID mismatch: the request is for member {}, this is member {local}",
+                HexId(ids.to)
+            )));
+        }
+        self.refuse_removed(ids.from, call)?;
+        Ok(ids)
+    }
+
+    fn refuse_removed(&self, from: u64, call: &'static str) -> Result<(), Status> {
+        if !self.shared.handler.is_removed(from) {
+            return Ok(());
+        }
+        warn!(local = %HexId(self.shared.config.member_id), remote = %HexId(from), call, "refused peer call from a removed member");
+        Err(Status::permission_denied(REMOVED_MEMBER))
+    }
+
+    /// Decodes a batch and hands its messages to the handler, discarding (and logging)
+    /// what is malformed or misaddressed.
+    fn deliver(&self, from: u64, batch: RaftBatch) {
+        let stats = &self.shared.stats;
+        Stats::add(&stats.batches_received, 1);
+        let mut refused = 0;
+        for raw in batch.messages {
+            Stats::add(&stats.bytes_received, raw.len() as u64);
+            let msg = match decode(&raw, from, self.shared.config.member_id) {
+                Ok(msg) => msg,
+                Err(reason) => {
+                    warn!(remote = %HexId(from), reason, "discarded raft message from peer");
+                    Stats::add(&stats.messages_discarded, 1);
+                    continue;
+                }
+            };
+            match self.shared.handler.process(msg) {
+                Ok(()) => Stats::add(&stats.messages_received, 1),
+                Err(_) => refused += 1,
+            }
+        }
+        if refused > 0 {
+            Stats::add(&stats.messages_discarded, refused);
+            warn!(
+                remote = %HexId(from),
+                count = refused,
+                "dropped raft messages since the receiving queue is full (overloaded network)"
+            );
+        }
+    }
+}
+
+/// Decodes one streamed raft message and checks it is one a peer may send on a stream
+/// (snapshots have a call of their own).
+fn decode(raw: &[u8], from: u64, local: u64) -> Result<Message, &'static str> {
+    let msg = Message::decode(raw).map_err(|_| "malformed message")?;
+    match MessageType::try_from(msg.msg_type) {
+        Err(_) => Err("unknown message type"),
+        Ok(
+            MessageType::MsgHup
+            | MessageType::MsgBeat
+            | MessageType::MsgUnreachable
+            | MessageType::MsgSnapStatus
+            | MessageType::MsgCheckQuorum,
+        ) => Err("local-only message type"),
+        Ok(MessageType::MsgSnap) => Err("MsgSnap outside a snapshot transfer"),
+        Ok(_) if msg.from != from => Err("sender does not match the stream's sender"),
+        Ok(_) if msg.to != local => Err("addressed to another member"),
+        Ok(_) => Ok(msg),
+    }
+}
+
+/// The next item of `incoming`, or `Unavailable` once the transport stops.
+pub(crate) async fn next_or_stop<T>(
+    incoming: &mut Streaming<T>,
+    stopped: &mut watch::Receiver<bool>,
+) -> Result<Option<T>, Status> {
+    tokio::select! {
+        _ = stopped.wait_for(|stopped| *stopped) => Err(Status::unavailable("the member's peer transport stopped")),
+        next = incoming.message() => next,
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn stream(
+        &self,
+        request: Request<Streaming<RaftBatch>>,
+    ) -> Result<Response<StreamClosed>, Status> {
+        let ids = self.admit(request.metadata(), "stream")?;
+        let mut stopped = self.shared.stopped.subscribe();
+        let mut incoming = request.into_inner();
+        debug!(remote = %HexId(ids.from), "peer stream opened");
+        loop {
+            let batch = match next_or_stop(&mut incoming, &mut stopped).await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => {
+                    debug!(remote = %HexId(ids.from), "peer stream closed by the peer");
+                    return Ok(Response::new(StreamClosed {}));
+                }
+                Err(status) => {
+                    debug!(remote = %HexId(ids.from), error = %status, "peer stream ended");
+                    return Err(status);
+                }
+            };
+            self.refuse_removed(ids.from, "stream")?;
+            self.deliver(ids.from, batch);
+        }
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotReceived>, Status> {
+        let ids = self.admit(request.metadata(), "snapshot")?;
+        let stopped = self.shared.stopped.subscribe();
+        snapshot::receive(&self.shared, ids.from, request.into_inner(), stopped)
+            .await
+            .map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(t: MessageType, from: u64, to: u64) -> Vec<u8> {
+        let mut m = Message::new(t);
+        m.from = from;
+        m.to = to;
+        m.encode_to_vec()
+    }
+
+    #[test]
+    fn decode_accepts_network_messages() {
+        let msg = decode(&encoded(MessageType::MsgApp, 2, 1), 2, 1).unwrap();
+        assert_eq!(msg.msg_type, MessageType::MsgApp as i32);
+    }
+
+    #[test]
+    fn decode_rejects_bad_input() {
+        assert_eq!(decode(&[0xff, 0xff, 0xff], 2, 1).unwrap_err(), "malformed message");
+        assert!(decode(&encoded(MessageType::MsgHup, 2, 1), 2, 1).is_err());
+        assert!(decode(&encoded(MessageType::MsgSnap, 2, 1), 2, 1).is_err());
+        assert!(decode(&encoded(MessageType::MsgApp, 3, 1), 2, 1).is_err());
+        assert!(decode(&encoded(MessageType::MsgApp, 2, 4), 2, 1).is_err());
+        let m = Message { msg_type: 99, from: 2, to: 1, ..Default::default() };
+        assert_eq!(decode(&m.encode_to_vec(), 2, 1).unwrap_err(), "unknown message type");
+    }
+}
