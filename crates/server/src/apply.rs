@@ -1,0 +1,179 @@
+//! The apply thread: turns committed entries into state. Requests that change the key
+//! space go to the mvcc store with their raft index, so the store's consistent index
+//! says exactly what it holds; entries at or below it (replayed after a restart) are
+//! skipped for the store but still applied to membership and raft's configuration,
+//! which are rebuilt from the newest snapshot on every start.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
+
+use bytes::Bytes;
+use oxetcd_api::etcdserverpb::Member;
+use oxetcd_api::oxetcdpb::InternalRaftRequest;
+use oxetcd_mvcc::ApplyIndex;
+use oxetcd_raft::{ConfChange, ConfChangeType, Entry, EntryType};
+use prost::Message;
+
+use crate::error::ServerError;
+use crate::node::{ApplyTask, Control, Input};
+use crate::state::{Applied, ApplyResult, Shared};
+
+pub(crate) struct Applier {
+    pub shared: Arc<Shared>,
+    pub tasks: Receiver<ApplyTask>,
+    pub control: Sender<Control>,
+    pub inbox: SyncSender<Input>,
+    /// Take a snapshot after this many applied entries (`--snapshot-count`).
+    pub snapshot_count: u64,
+    pub last_snapshot: u64,
+}
+
+impl Applier {
+    pub(crate) fn run(mut self) {
+        while let Ok(ApplyTask::Entries(entries)) = self.tasks.recv() {
+            let Some(last) = entries.last().map(|e| e.index) else { continue };
+            for entry in entries {
+                self.apply(entry);
+            }
+            self.shared.applied.send_replace(last);
+            self.maybe_snapshot(last);
+        }
+        if let Err(e) = self.shared.store.force_commit() {
+            tracing::error!(error = %e, "final backend commit failed");
+        }
+    }
+
+    fn apply(&mut self, entry: Entry) {
+        let at = ApplyIndex { index: entry.index, term: entry.term };
+        // Already in the backend if the store's consistent index covers it.
+        let fresh = entry.index > self.shared.store.consistent_index().index;
+        match EntryType::try_from(entry.entry_type) {
+            Ok(EntryType::EntryNormal) if entry.data.is_empty() => {
+                // A new leader's empty entry: it only moves the index.
+                self.mark_applied(fresh, at);
+            }
+            Ok(EntryType::EntryNormal) => match InternalRaftRequest::decode(entry.data) {
+                Ok(request) => {
+                    let id = request.header.as_ref().map_or(request.id, |h| h.id);
+                    let result = self.apply_request(request, fresh.then_some(at));
+                    self.shared.wait.trigger(id, result);
+                }
+                Err(e) => {
+                    // Every member meets the same bytes and skips them alike.
+                    tracing::error!(index = entry.index, error = %e, "undecodable log entry skipped");
+                    self.mark_applied(fresh, at);
+                }
+            },
+            Ok(EntryType::EntryConfChange) => match ConfChange::decode(entry.data) {
+                Ok(cc) => {
+                    let id = cc.id;
+                    self.apply_conf_change(cc);
+                    self.mark_applied(fresh, at);
+                    self.shared.wait.trigger(id, Ok(Applied::Done));
+                }
+                Err(e) => {
+                    tracing::error!(index = entry.index, error = %e, "undecodable conf change skipped");
+                    self.mark_applied(fresh, at);
+                }
+            },
+            Ok(EntryType::EntryConfChangeV2) | Err(_) => {
+                tracing::error!(
+                    index = entry.index,
+                    entry_type = entry.entry_type,
+                    "unsupported entry type skipped"
+                );
+                self.mark_applied(fresh, at);
+            }
+        }
+    }
+
+    /// Records that `at` was applied without a store write of its own.
+    fn mark_applied(&self, fresh: bool, at: ApplyIndex) {
+        if fresh && let Err(e) = self.shared.store.set_consistent_index(at) {
+            tracing::error!(error = %e, "saving the consistent index failed");
+        }
+    }
+
+    fn apply_request(
+        &mut self,
+        request: InternalRaftRequest,
+        at: Option<ApplyIndex>,
+    ) -> ApplyResult {
+        if let Some(attr) = request.cluster_member_attr_set {
+            let attributes = attr.member_attributes.unwrap_or_default();
+            tracing::info!(member = %format!("{:x}", attr.member_id), name = %attributes.name, "set member attributes");
+            self.shared.membership_mut().set_attributes(attr.member_id, attributes);
+            self.mark_applied(at.is_some(), at.unwrap_or_default());
+            return Ok(Applied::Done);
+        }
+        let Some(at) = at else {
+            // Applied before the restart; nobody in this process waits for it.
+            return Err(ServerError::Stopped);
+        };
+        let store = &self.shared.store;
+        let result = if let Some(put) = request.put {
+            store.put(&put, Some(at)).map(|w| Applied::Put(w.response))
+        } else if let Some(delete) = request.delete_range {
+            store.delete_range(&delete, Some(at)).map(|w| Applied::DeleteRange(w.response))
+        } else if let Some(txn) = request.txn {
+            store.txn(&txn, Some(at)).map(|w| Applied::Txn(w.response))
+        } else if let Some(compaction) = request.compaction {
+            store
+                .compact(compaction.revision, Some(at))
+                .map(|(resp, done)| Applied::Compaction(resp, done))
+        } else {
+            self.mark_applied(true, at);
+            return Err(ServerError::Internal("request kind not served by this version".into()));
+        };
+        if result.is_err() {
+            // A refused request still occupies its log index.
+            self.mark_applied(true, at);
+        }
+        result.map_err(ServerError::from)
+    }
+
+    fn apply_conf_change(&mut self, cc: ConfChange) {
+        let member = || Member::decode(cc.context.clone()).ok();
+        match ConfChangeType::try_from(cc.change_type) {
+            Ok(ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode) => {
+                match member() {
+                    Some(m) if m.id == cc.node_id => {
+                        tracing::info!(member = %format!("{:x}", m.id), peers = ?m.peer_ur_ls, "added member");
+                        self.shared.membership_mut().add(m);
+                    }
+                    _ => {
+                        tracing::error!(node = cc.node_id, "conf change without a matching member")
+                    }
+                }
+            }
+            Ok(ConfChangeType::ConfChangeRemoveNode) => {
+                tracing::info!(member = %format!("{:x}", cc.node_id), "removed member");
+                self.shared.membership_mut().remove(cc.node_id);
+            }
+            Ok(ConfChangeType::ConfChangeUpdateNode) => {
+                if let Some(m) = member() {
+                    self.shared.membership_mut().add(m);
+                }
+            }
+            Err(_) => tracing::error!(change_type = cc.change_type, "unknown conf change type"),
+        }
+        let _ = self.control.send(Control::ApplyConfChange(cc));
+        let _ = self.inbox.try_send(Input::Wake);
+    }
+
+    /// Every `snapshot_count` entries: make the backend durable, then ask the raft loop
+    /// to snapshot, so the log it then drops is covered by what is on disk.
+    fn maybe_snapshot(&mut self, applied: u64) {
+        if applied < self.last_snapshot + self.snapshot_count {
+            return;
+        }
+        if let Err(e) = self.shared.store.force_commit() {
+            tracing::error!(error = %e, "backend commit before snapshot failed");
+            return;
+        }
+        let data = Bytes::from(self.shared.membership().to_state().encode_to_vec());
+        self.last_snapshot = applied;
+        let _ = self.control.send(Control::Snapshot { index: applied, data });
+        let _ = self.inbox.try_send(Input::Wake);
+    }
+}

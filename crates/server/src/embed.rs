@@ -1,0 +1,82 @@
+//! A running member: the server plus its client listeners (gRPC and HTTP on the same
+//! port). `main` runs one; tests run several in one process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+
+use crate::bootstrap::StartError;
+use crate::config::ServerConfig;
+use crate::server::EtcdServer;
+use crate::{http, v3rpc};
+
+pub struct Member {
+    pub server: Arc<EtcdServer>,
+    /// The addresses the client listeners are bound to (useful with port 0).
+    pub client_addrs: Vec<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+}
+
+impl Member {
+    /// Binds the client URLs, starts the server, and serves. Binding comes first, so a
+    /// taken port fails before the data dir is touched.
+    pub async fn start(cfg: ServerConfig) -> Result<Member, StartError> {
+        let mut bound = Vec::new();
+        for url in &cfg.listen_client_urls {
+            let listener = TcpListener::bind(url.addr)
+                .await
+                .map_err(|error| StartError::Listen { url: url.text.clone(), error })?;
+            bound.push(listener);
+        }
+        let server = EtcdServer::start(cfg)?;
+        let (shutdown, _) = watch::channel(false);
+        let mut client_addrs = Vec::new();
+        let mut listeners = Vec::new();
+        for listener in bound {
+            let addr = listener
+                .local_addr()
+                .map_err(|error| StartError::Listen { url: "client".into(), error })?;
+            client_addrs.push(addr);
+            let router = v3rpc::routes(server.clone())
+                .into_axum_router()
+                .merge(http::router(server.clone()));
+            let mut stop = shutdown.subscribe();
+            let ready = server.clone();
+            listeners.push(tokio::spawn(async move {
+                // Connections wait in the listen backlog until the member is ready.
+                tokio::select! {
+                    _ = ready.wait_ready() => {}
+                    _ = stop.wait_for(|&s| s) => return,
+                }
+                tracing::info!(address = %addr, "ready to serve client requests");
+                let serving = tonic::transport::Server::builder()
+                    .accept_http1(true)
+                    .add_routes(Routes::from(router))
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                        let _ = stop.wait_for(|&s| s).await;
+                    });
+                if let Err(e) = serving.await {
+                    tracing::error!(address = %addr, error = %e, "client listener failed");
+                }
+            }));
+            tracing::info!(address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
+        }
+        Ok(Member { server, client_addrs, shutdown, listeners })
+    }
+
+    /// Stops serving, then stops the server (final backend commit included).
+    pub async fn close(self) {
+        let _ = self.shutdown.send(true);
+        for listener in self.listeners {
+            let _ = listener.await;
+        }
+        let server = self.server;
+        let _ = tokio::task::spawn_blocking(move || server.stop()).await;
+    }
+}

@@ -1,0 +1,42 @@
+//! The HTTP endpoints served beside gRPC on the client port: `/health` and `/version`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::server::{ETCD_CLUSTER_VERSION, ETCD_VERSION, EtcdServer};
+
+/// How long `/health` waits for the linearizable read that proves the member serves.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub fn router(server: Arc<EtcdServer>) -> Router {
+    Router::new()
+        .route("/health", get(move || health(server.clone())))
+        .route("/version", get(version))
+}
+
+/// Healthy when there is a leader and a linearizable read goes through: `200
+/// {"health":"true"}`; otherwise `503 {"health":"false"}` (etcd's answers).
+async fn health(server: Arc<EtcdServer>) -> impl IntoResponse {
+    let healthy = server.shared().leader() != 0
+        && matches!(
+            tokio::time::timeout(HEALTH_TIMEOUT, server.linearizable_read()).await,
+            Ok(Ok(()))
+        );
+    let (status, body) = if healthy {
+        (StatusCode::OK, r#"{"health":"true"}"#)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, r#"{"health":"false"}"#)
+    };
+    (status, [("content-type", "application/json")], body)
+}
+
+async fn version() -> impl IntoResponse {
+    let body =
+        format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{ETCD_CLUSTER_VERSION}"}}"#);
+    ([("content-type", "application/json")], body)
+}

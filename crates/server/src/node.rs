@@ -1,0 +1,288 @@
+//! The raft loop: one thread owns the raft state machine, the WAL and the snapshot
+//! files. It ticks, steps what arrives, and turns each `Ready` into I/O in the order
+//! the raft contract requires:
+//!
+//! 1. messages that may go out at once (the leader's appends): sent first, so the
+//!    leader's fsync overlaps replication;
+//! 2. a snapshot, if any: saved to a snap file and marked in the WAL;
+//! 3. entries and hard state: appended to the WAL with one fdatasync (group commit:
+//!    every proposal that arrived since the last Ready shares it);
+//! 4. messages that must follow persistence (votes, append responses);
+//! 5. committed entries: handed to the apply thread over a bounded channel, which
+//!    stalls this loop, and so new proposals, when apply falls behind;
+//! 6. advance.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use oxetcd_raft::{
+    ConfChange, ConfState, Entry, MemStorage, Message, RawNode, Ready, Snapshot, StateRole, Storage,
+};
+use oxetcd_wal::{Snapshotter, Wal, WalSnapshot};
+
+use crate::error::ServerError;
+use crate::state::Shared;
+
+/// Inputs from the rest of the server, over a bounded channel.
+pub(crate) enum Input {
+    /// Propose an encoded `InternalRaftRequest`; its waiter is registered under `id`.
+    Propose {
+        id: u64,
+        data: Bytes,
+    },
+    /// Start a ReadIndex round identified by `ctx`.
+    ReadIndex(u64),
+    /// Something is waiting on the control channel.
+    Wake,
+    Stop,
+}
+
+/// Requests from the apply thread. They travel on their own channel so the two threads
+/// never wait on each other's full queues; it stays small because raft allows one
+/// pending conf change at a time and the apply thread asks for one snapshot at a time.
+pub(crate) enum Control {
+    ApplyConfChange(ConfChange),
+    /// Snapshot the state machine at `index` (the backend is durable up to it).
+    Snapshot {
+        index: u64,
+        data: Bytes,
+    },
+}
+
+/// Work for the apply thread.
+pub(crate) enum ApplyTask {
+    Entries(Vec<Entry>),
+    Stop,
+}
+
+/// Where raft messages for other members go.
+pub trait Outbox: Send + Sync {
+    /// Must not block; a message that cannot be queued is dropped (raft retries).
+    fn send(&self, msgs: Vec<Message>);
+}
+
+/// How many inputs one loop turn takes before handling a Ready: large enough to group
+/// many proposals under one fsync, small enough to keep ticks on time.
+const MAX_INPUTS_PER_TURN: usize = 4096;
+
+/// An fsync slower than this is worth a warning (etcd's threshold).
+pub(crate) const SLOW_FSYNC: Duration = Duration::from_millis(100);
+
+/// Snapshot and WAL retention, from the flags of the same names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retention {
+    pub snapshot_catchup_entries: u64,
+    pub max_snapshots: usize,
+    pub max_wals: usize,
+}
+
+pub(crate) struct RaftLoop {
+    pub node: RawNode<MemStorage>,
+    pub wal: Wal,
+    pub snapshotter: Snapshotter,
+    pub conf_state: ConfState,
+    pub shared: Arc<Shared>,
+    pub inbox: Receiver<Input>,
+    pub control: Receiver<Control>,
+    pub apply_tx: SyncSender<ApplyTask>,
+    pub outbox: Arc<dyn Outbox>,
+    pub tick: Duration,
+    pub retention: Retention,
+}
+
+impl RaftLoop {
+    /// Runs until stopped or until storage fails; either way the server is marked
+    /// stopped and the apply thread told to finish.
+    pub(crate) fn run(mut self) {
+        if let Err(e) = self.run_until_stopped() {
+            tracing::error!(error = %e, "raft loop stopped on a storage failure");
+        }
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        let _ = self.apply_tx.send(ApplyTask::Stop);
+    }
+
+    fn run_until_stopped(&mut self) -> Result<(), ServerError> {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.inbox.recv_timeout(wait) {
+                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                Ok(input) => {
+                    self.handle(input);
+                    for _ in 0..MAX_INPUTS_PER_TURN {
+                        match self.inbox.try_recv() {
+                            Ok(Input::Stop) => return Ok(()),
+                            Ok(input) => self.handle(input),
+                            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.handle_control()?;
+            let now = Instant::now();
+            if now >= next_tick {
+                self.node.tick();
+                // After a long stall, tick once and resynchronize rather than burst.
+                next_tick = (next_tick + self.tick).max(now);
+            }
+            if self.node.has_ready() {
+                let ready = self.node.ready();
+                self.on_ready(ready)?;
+            }
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Propose { id, data } => {
+                if let Err(e) = self.node.propose(data) {
+                    tracing::debug!(error = %e, "proposal dropped");
+                    self.shared.wait.trigger(id, Err(ServerError::NoLeader));
+                }
+            }
+            Input::ReadIndex(ctx) => {
+                if let Err(e) = self.node.read_index(Bytes::copy_from_slice(&ctx.to_be_bytes())) {
+                    tracing::debug!(error = %e, "read index dropped");
+                    self.shared.fail_read(ctx);
+                }
+            }
+            Input::Wake | Input::Stop => {}
+        }
+    }
+
+    fn handle_control(&mut self) -> Result<(), ServerError> {
+        while let Ok(control) = self.control.try_recv() {
+            match control {
+                Control::ApplyConfChange(cc) => match self.node.apply_conf_change(&cc) {
+                    Ok(conf_state) => {
+                        self.node.mut_store().set_conf_state(conf_state.clone());
+                        self.conf_state = conf_state;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "conf change not applied"),
+                },
+                Control::Snapshot { index, data } => self.snapshot(index, data)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn on_ready(&mut self, mut ready: Ready) -> Result<(), ServerError> {
+        if let Some(soft) = &ready.soft_state {
+            self.on_soft_state(soft.leader_id, soft.raft_state);
+        }
+        for read in ready.read_states.drain(..) {
+            if let Ok(ctx) = <[u8; 8]>::try_from(read.request_ctx.as_ref()) {
+                self.shared.complete_read(u64::from_be_bytes(ctx), read.index);
+            }
+        }
+        self.outbox.send(std::mem::take(&mut ready.messages));
+
+        if let Some(snapshot) = ready.snapshot.take() {
+            self.persist_snapshot(&snapshot)?;
+        }
+        let hard_state = ready.hard_state.unwrap_or_default();
+        let started = Instant::now();
+        self.wal.save(&hard_state, &ready.entries, ready.must_sync).map_err(storage_error)?;
+        let took = started.elapsed();
+        if took > SLOW_FSYNC {
+            tracing::warn!(took = ?took, expected = ?SLOW_FSYNC, "slow fdatasync");
+        }
+        let storage = self.node.mut_store();
+        storage.append(&ready.entries);
+        if let Some(hs) = ready.hard_state {
+            storage.set_hard_state(hs);
+            self.shared.term.store(hs.term, Ordering::SeqCst);
+        }
+        self.outbox.send(std::mem::take(&mut ready.persisted_messages));
+
+        if let Some(last) = ready.committed_entries.last() {
+            self.shared.committed.fetch_max(last.index, Ordering::SeqCst);
+            // `advance` reads the committed entries to move raft's applied index, so the
+            // apply thread gets a copy (entry data is shared, not copied).
+            let entries = ready.committed_entries.clone();
+            if self.apply_tx.send(ApplyTask::Entries(entries)).is_err() {
+                return Err(ServerError::Stopped);
+            }
+        }
+        self.node.advance(ready);
+        Ok(())
+    }
+
+    fn on_soft_state(&mut self, leader: u64, role: StateRole) {
+        let previous = self.shared.leader.swap(leader, Ordering::SeqCst);
+        self.shared.is_leader.store(role == StateRole::Leader, Ordering::SeqCst);
+        if previous != leader {
+            let term = self.node.status().term();
+            self.shared.term.store(term, Ordering::SeqCst);
+            if leader == 0 {
+                tracing::info!(member = %hex(self.shared.member_id), term, lost = %hex(previous), "raft lost leader");
+            } else {
+                tracing::info!(member = %hex(self.shared.member_id), term, leader = %hex(leader), "raft elected leader");
+            }
+            // Reads waiting on the old leader's ReadIndex will never be answered.
+            self.shared.fail_all_reads(ServerError::LeaderChanged);
+        }
+    }
+
+    /// A snapshot from the leader: keep it on disk before raft's storage adopts it.
+    fn persist_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ServerError> {
+        let meta = snapshot.metadata.clone().unwrap_or_default();
+        self.snapshotter.save(snapshot).map_err(storage_error)?;
+        let marker =
+            WalSnapshot { index: meta.index, term: meta.term, conf_state: meta.conf_state.clone() };
+        self.wal.save_snapshot(&marker).map_err(storage_error)?;
+        if let Some(conf_state) = meta.conf_state {
+            self.conf_state = conf_state;
+        }
+        self.node
+            .mut_store()
+            .apply_snapshot(snapshot.clone())
+            .map_err(|e| ServerError::Internal(e.to_string()))
+    }
+
+    /// Snapshots the state machine at `index`, then lets go of the log before it, keeping
+    /// `snapshot_catchup_entries` for followers that are a little behind.
+    fn snapshot(&mut self, index: u64, data: Bytes) -> Result<(), ServerError> {
+        let conf_state = self.conf_state.clone();
+        let snapshot = match self.node.mut_store().create_snapshot(index, conf_state.clone(), data)
+        {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                tracing::debug!(error = %e, index, "snapshot skipped");
+                return Ok(());
+            }
+        };
+        let term = snapshot.metadata.as_ref().map_or(0, |m| m.term);
+        self.snapshotter.save(&snapshot).map_err(storage_error)?;
+        let marker = WalSnapshot { index, term, conf_state: Some(conf_state) };
+        self.wal.save_snapshot(&marker).map_err(storage_error)?;
+        tracing::info!(index, term, "saved snapshot");
+
+        let storage = self.node.mut_store();
+        let compact_to = index.saturating_sub(self.retention.snapshot_catchup_entries);
+        if compact_to > storage.first_index().unwrap_or(0) {
+            storage.compact(compact_to).map_err(|e| ServerError::Internal(e.to_string()))?;
+            tracing::info!(compact_index = compact_to, "compacted raft logs");
+        }
+        for path in self.wal.purge(compact_to, self.retention.max_wals).map_err(storage_error)? {
+            tracing::info!(path = %path.display(), "purged file");
+        }
+        for path in self.snapshotter.purge(self.retention.max_snapshots).map_err(storage_error)? {
+            tracing::info!(path = %path.display(), "purged file");
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn storage_error(e: oxetcd_wal::WalError) -> ServerError {
+    ServerError::Internal(e.to_string())
+}
+
+/// Ids print as etcd prints them: lowercase hex.
+pub(crate) fn hex(id: u64) -> String {
+    format!("{id:x}")
+}

@@ -1,0 +1,336 @@
+//! `EtcdServer`: starts the raft loop and the apply thread over an opened data dir,
+//! and gives request handlers the two ways in: `propose` (through the log) and
+//! `linearizable_read` (a batched ReadIndex round).
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use oxetcd_api::etcdserverpb::ResponseHeader;
+use oxetcd_api::oxetcdpb::{
+    ClusterMemberAttrSetRequest, InternalRaftRequest, MemberAttributes, RequestHeader,
+};
+use oxetcd_mvcc::{NoLeases, Store, StoreConfig};
+use oxetcd_raft::{Config as RaftConfig, Message, RawNode};
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::apply::Applier;
+use crate::bootstrap::{self, StartError};
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::id::IdGenerator;
+use crate::node::{Input, Outbox, RaftLoop, Retention, hex};
+use crate::state::{ApplyResult, Shared};
+
+/// Proposals refused while apply lags commit by more than this (etcd's limit).
+const MAX_APPLY_GAP: u64 = 5000;
+/// Inputs queued for the raft loop before proposals are refused.
+const INBOX_CAPACITY: usize = 16 * 1024;
+/// Committed batches queued for the apply thread before the raft loop waits.
+const APPLY_QUEUE: usize = 64;
+/// Linearizable reads queued for the next ReadIndex round before reads are refused.
+const READ_QUEUE: usize = 64 * 1024;
+/// Raft messages are cut at this size (etcd's default).
+const MAX_SIZE_PER_MSG: u64 = 1024 * 1024;
+/// Appends in flight to one follower (etcd's default).
+const MAX_INFLIGHT_MSGS: usize = 4096 / 8;
+/// Uncommitted bytes a leader accepts before dropping proposals.
+const MAX_UNCOMMITTED_BYTES: u64 = 1 << 30;
+/// The etcd server version whose API oxetcd serves.
+pub const ETCD_VERSION: &str = "3.5.0";
+/// The cluster version reported alongside it.
+pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
+
+type ReadWaiter = oneshot::Sender<Result<(), ServerError>>;
+
+pub struct EtcdServer {
+    shared: Arc<Shared>,
+    inbox: SyncSender<Input>,
+    reads: mpsc::Sender<ReadWaiter>,
+    ids: IdGenerator,
+    cfg: ServerConfig,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A member with no peers: raft has nobody to send to.
+struct NoPeers;
+
+impl Outbox for NoPeers {
+    fn send(&self, msgs: Vec<Message>) {
+        debug_assert!(msgs.is_empty(), "a single member sends no raft messages");
+    }
+}
+
+impl EtcdServer {
+    /// Opens (or creates) the data dir and starts the member. Must run inside a tokio
+    /// runtime, which serves the ReadIndex batching and the attribute publication.
+    pub fn start(cfg: ServerConfig) -> Result<Arc<EtcdServer>, StartError> {
+        let opened = bootstrap::open(&cfg)?;
+        let backend = bootstrap::backend_path(&cfg.data_dir);
+        let store_config = StoreConfig {
+            max_txn_ops: cfg.max_txn_ops,
+            max_request_bytes: cfg.max_request_bytes,
+            ..Default::default()
+        };
+        let store = Store::open_path(&backend, store_config, Arc::new(NoLeases))
+            .map_err(|error| StartError::Backend { path: backend.clone(), error })?;
+        let consistent = store.consistent_index();
+        if consistent.index < opened.applied {
+            return Err(StartError::Corrupt(format!(
+                "backend holds index {} but the snapshot is at {}: the backend lost data",
+                consistent.index, opened.applied
+            )));
+        }
+        let shared = Arc::new(Shared::new(
+            opened.member_id,
+            opened.cluster_id,
+            Arc::new(store),
+            opened.membership,
+            opened.applied,
+        ));
+
+        let mut raft_config = RaftConfig::new(opened.member_id);
+        raft_config.election_tick = cfg.election_ticks;
+        raft_config.heartbeat_tick = 1;
+        raft_config.applied = opened.applied;
+        raft_config.max_size_per_msg = MAX_SIZE_PER_MSG;
+        raft_config.max_committed_size_per_ready = MAX_SIZE_PER_MSG * 16;
+        raft_config.max_inflight_msgs = MAX_INFLIGHT_MSGS;
+        raft_config.max_uncommitted_entries_size = MAX_UNCOMMITTED_BYTES;
+        raft_config.seed = opened.member_id ^ std::process::id() as u64;
+        let mut node = RawNode::new(&raft_config, opened.storage)?;
+        // Like etcd's initial election tick advance: the first election comes after a
+        // tick or a few rather than a whole election timeout.
+        for _ in 1..cfg.election_ticks {
+            node.tick();
+        }
+
+        let (inbox, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_CAPACITY);
+        let (control_tx, control_rx) = std::sync::mpsc::channel();
+        let (apply_tx, apply_rx) = std::sync::mpsc::sync_channel(APPLY_QUEUE);
+        let raft_loop = RaftLoop {
+            node,
+            wal: opened.wal,
+            snapshotter: opened.snapshotter,
+            conf_state: opened.conf_state,
+            shared: shared.clone(),
+            inbox: inbox_rx,
+            control: control_rx,
+            apply_tx,
+            outbox: Arc::new(NoPeers),
+            tick: cfg.heartbeat,
+            retention: Retention {
+                snapshot_catchup_entries: cfg.snapshot_catchup_entries,
+                max_snapshots: cfg.max_snapshots,
+                max_wals: cfg.max_wals,
+            },
+        };
+        let applier = Applier {
+            shared: shared.clone(),
+            tasks: apply_rx,
+            control: control_tx,
+            inbox: inbox.clone(),
+            snapshot_count: cfg.snapshot_count,
+            last_snapshot: opened.applied,
+        };
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(f)
+                .expect("spawn a server thread")
+        };
+        let threads = vec![
+            spawn("oxetcd-raft", Box::new(move || raft_loop.run())),
+            spawn("oxetcd-apply", Box::new(move || applier.run())),
+        ];
+
+        let (reads, reads_rx) = mpsc::channel(READ_QUEUE);
+        let server = Arc::new(EtcdServer {
+            shared,
+            inbox,
+            reads,
+            ids: IdGenerator::new(opened.member_id),
+            cfg,
+            threads: Mutex::new(threads),
+        });
+        tokio::spawn(read_index_loop(server.clone(), reads_rx));
+        tokio::spawn(publish_attributes(server.clone()));
+        Ok(server)
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.shared.member_id
+    }
+
+    /// The header every response carries; `revision` is what the request saw or made.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.shared.cluster_id,
+            member_id: self.shared.member_id,
+            revision,
+            raft_term: self.shared.term.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Puts a request through the log and waits until it is applied here.
+    pub async fn propose(&self, fill: impl FnOnce(&mut InternalRaftRequest)) -> ApplyResult {
+        if self.shared.stopped.load(Ordering::SeqCst) {
+            return Err(ServerError::Stopped);
+        }
+        let committed = self.shared.committed.load(Ordering::SeqCst);
+        if committed > self.shared.applied_index() + MAX_APPLY_GAP {
+            return Err(ServerError::TooManyRequests);
+        }
+        let id = self.ids.next();
+        let mut request = InternalRaftRequest {
+            header: Some(RequestHeader { id, ..Default::default() }),
+            ..Default::default()
+        };
+        fill(&mut request);
+        let data = request.encode_to_vec();
+        if data.len() > self.cfg.max_request_bytes {
+            return Err(ServerError::RequestTooLarge);
+        }
+        let done = self.shared.wait.register(id);
+        match self.inbox.try_send(Input::Propose { id, data: data.into() }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.shared.wait.cancel(id);
+                return Err(ServerError::TooManyRequests);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.shared.wait.cancel(id);
+                return Err(ServerError::Stopped);
+            }
+        }
+        match tokio::time::timeout(self.cfg.request_timeout(), done).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ServerError::Stopped),
+            Err(_) => {
+                self.shared.wait.cancel(id);
+                Err(ServerError::Timeout)
+            }
+        }
+    }
+
+    /// Waits until this member has applied everything committed before the call:
+    /// afterwards a local read is linearizable.
+    pub async fn linearizable_read(&self) -> Result<(), ServerError> {
+        let (tx, rx) = oneshot::channel();
+        self.reads.try_send(tx).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ServerError::TooManyRequests,
+            mpsc::error::TrySendError::Closed(_) => ServerError::Stopped,
+        })?;
+        rx.await.unwrap_or(Err(ServerError::Stopped))
+    }
+
+    /// Stops the raft loop and the apply thread and waits for them; the backend gets a
+    /// final commit. Safe to call more than once.
+    pub fn stop(&self) {
+        let _ = self.inbox.send(Input::Stop);
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for thread in threads {
+            let _ = thread.join();
+        }
+        self.shared.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until the member has published itself and serves clients.
+    pub async fn wait_ready(&self) {
+        let _ = self.shared.ready.subscribe().wait_for(|&ready| ready).await;
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::SeqCst)
+    }
+}
+
+/// One ReadIndex round at a time; every read that arrived while the previous round was
+/// in flight joins the next one, so a round's cost is shared by all of them.
+async fn read_index_loop(server: Arc<EtcdServer>, mut waiting: mpsc::Receiver<ReadWaiter>) {
+    let mut ctx: u64 = 0;
+    let timeout = server.cfg.request_timeout();
+    while let Some(first) = waiting.recv().await {
+        let mut batch = vec![first];
+        while let Ok(next) = waiting.try_recv() {
+            batch.push(next);
+        }
+        ctx += 1;
+        let result = read_index_round(&server, ctx, timeout).await;
+        for waiter in batch {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}
+
+async fn read_index_round(
+    server: &EtcdServer,
+    ctx: u64,
+    timeout: Duration,
+) -> Result<(), ServerError> {
+    let shared = &server.shared;
+    let index = shared.register_read(ctx);
+    if server.inbox.try_send(Input::ReadIndex(ctx)).is_err() {
+        shared.fail_read(ctx);
+        return Err(ServerError::TooManyRequests);
+    }
+    let index = match tokio::time::timeout(timeout, index).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(_)) => return Err(ServerError::Stopped),
+        Err(_) => {
+            shared.fail_read(ctx);
+            return Err(ServerError::Timeout);
+        }
+    };
+    let mut applied = shared.applied.subscribe();
+    match tokio::time::timeout(timeout, applied.wait_for(|&a| a >= index)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(ServerError::Stopped),
+        Err(_) => Err(ServerError::Timeout),
+    }
+}
+
+/// Tells the cluster this member's name and client URLs, through the log, retrying
+/// until it sticks (etcd's publish).
+async fn publish_attributes(server: Arc<EtcdServer>) {
+    let attributes = MemberAttributes {
+        name: server.cfg.name.clone(),
+        client_urls: server.cfg.advertise_client_urls.clone(),
+    };
+    let member_id = server.member_id();
+    while !server.is_stopped() {
+        let request =
+            ClusterMemberAttrSetRequest { member_id, member_attributes: Some(attributes.clone()) };
+        match server.propose(|r| r.cluster_member_attr_set = Some(request)).await {
+            Ok(_) => {
+                server.shared.ready.send_replace(true);
+                tracing::info!(
+                    member = %hex(member_id),
+                    name = %attributes.name,
+                    client_urls = ?attributes.client_urls,
+                    "published local member to cluster through raft"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "publishing member attributes failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

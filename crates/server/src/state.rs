@@ -1,0 +1,120 @@
+//! What the raft loop, the apply thread and the request handlers share.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use oxetcd_api::etcdserverpb::{CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse};
+use oxetcd_mvcc::{CompactionHandle, Store};
+use tokio::sync::{oneshot, watch};
+
+use crate::error::ServerError;
+use crate::membership::Membership;
+use crate::wait::Wait;
+
+/// What applying a proposal produced, for the request that proposed it.
+#[derive(Debug)]
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse, CompactionHandle),
+    /// A request with nothing to report (membership attributes, conf changes).
+    Done,
+}
+
+pub type ApplyResult = Result<Applied, ServerError>;
+
+#[derive(Debug)]
+pub struct Shared {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    /// 0 while there is no known leader.
+    pub leader: AtomicU64,
+    pub is_leader: AtomicBool,
+    pub term: AtomicU64,
+    pub committed: AtomicU64,
+    /// The index of the last applied entry; watched by linearizable reads.
+    pub applied: watch::Sender<u64>,
+    pub stopped: AtomicBool,
+    /// Set once the member has published itself to the cluster: clients are served
+    /// from then on (etcd's ReadyNotify).
+    pub ready: watch::Sender<bool>,
+    pub membership: RwLock<Membership>,
+    pub store: Arc<Store>,
+    pub wait: Wait<ApplyResult>,
+    /// ReadIndex rounds in flight, by context.
+    reads: Mutex<HashMap<u64, oneshot::Sender<Result<u64, ServerError>>>>,
+}
+
+impl Shared {
+    pub fn new(
+        member_id: u64,
+        cluster_id: u64,
+        store: Arc<Store>,
+        membership: Membership,
+        applied: u64,
+    ) -> Shared {
+        Shared {
+            member_id,
+            cluster_id,
+            leader: AtomicU64::new(0),
+            is_leader: AtomicBool::new(false),
+            term: AtomicU64::new(0),
+            committed: AtomicU64::new(applied),
+            applied: watch::Sender::new(applied),
+            stopped: AtomicBool::new(false),
+            ready: watch::Sender::new(false),
+            membership: RwLock::new(membership),
+            store,
+            wait: Wait::default(),
+            reads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn leader(&self) -> u64 {
+        self.leader.load(Ordering::SeqCst)
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    pub fn membership(&self) -> std::sync::RwLockReadGuard<'_, Membership> {
+        self.membership.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn membership_mut(&self) -> std::sync::RwLockWriteGuard<'_, Membership> {
+        self.membership.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn register_read(&self, ctx: u64) -> oneshot::Receiver<Result<u64, ServerError>> {
+        let (tx, rx) = oneshot::channel();
+        self.lock_reads().insert(ctx, tx);
+        rx
+    }
+
+    pub(crate) fn complete_read(&self, ctx: u64, index: u64) {
+        if let Some(tx) = self.lock_reads().remove(&ctx) {
+            let _ = tx.send(Ok(index));
+        }
+    }
+
+    pub(crate) fn fail_read(&self, ctx: u64) {
+        if let Some(tx) = self.lock_reads().remove(&ctx) {
+            let _ = tx.send(Err(ServerError::NoLeader));
+        }
+    }
+
+    pub(crate) fn fail_all_reads(&self, error: ServerError) {
+        for (_, tx) in self.lock_reads().drain() {
+            let _ = tx.send(Err(error.clone()));
+        }
+    }
+
+    fn lock_reads(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<u64, ServerError>>>> {
+        self.reads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

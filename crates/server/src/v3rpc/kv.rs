@@ -1,0 +1,149 @@
+//! The KV service: reads are served locally (after a ReadIndex round unless
+//! serializable), writes go through the log.
+
+use std::sync::Arc;
+
+use oxetcd_api::etcdserverpb::kv_server::Kv;
+use oxetcd_api::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use oxetcd_mvcc::validate;
+use tonic::{Request, Response, Status};
+
+use super::unexpected;
+use crate::error::ServerError;
+use crate::server::EtcdServer;
+use crate::state::Applied;
+
+pub struct KvService {
+    server: Arc<EtcdServer>,
+}
+
+impl KvService {
+    pub fn new(server: Arc<EtcdServer>) -> KvService {
+        KvService { server }
+    }
+
+    fn revision_of(header: &Option<oxetcd_api::etcdserverpb::ResponseHeader>) -> i64 {
+        header.as_ref().map_or(0, |h| h.revision)
+    }
+
+    fn full_header(&self, header: &mut Option<oxetcd_api::etcdserverpb::ResponseHeader>) {
+        *header = Some(self.server.header(Self::revision_of(header)));
+    }
+
+    async fn range_local(&self, req: &RangeRequest) -> Result<RangeResponse, Status> {
+        if !req.serializable {
+            self.server.linearizable_read().await?;
+        }
+        let mut resp = self.server.store().range(req).map_err(ServerError::from)?;
+        self.full_header(&mut resp.header);
+        Ok(resp)
+    }
+
+    /// A txn with no writes in either branch is a read: served like a Range.
+    fn is_read_only(txn: &TxnRequest) -> bool {
+        use oxetcd_api::etcdserverpb::request_op::Request as Op;
+        fn ops_read_only(ops: &[oxetcd_api::etcdserverpb::RequestOp]) -> bool {
+            ops.iter().all(|op| match &op.request {
+                Some(Op::RequestRange(_)) | None => true,
+                Some(Op::RequestTxn(t)) => KvService::is_read_only(t),
+                Some(Op::RequestPut(_) | Op::RequestDeleteRange(_)) => false,
+            })
+        }
+        ops_read_only(&txn.success) && ops_read_only(&txn.failure)
+    }
+
+    fn is_serializable(txn: &TxnRequest) -> bool {
+        use oxetcd_api::etcdserverpb::request_op::Request as Op;
+        txn.success.iter().chain(&txn.failure).all(|op| match &op.request {
+            Some(Op::RequestRange(r)) => r.serializable,
+            Some(Op::RequestTxn(t)) => KvService::is_serializable(t),
+            _ => true,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
+        let req = request.into_inner();
+        validate::check_range(&req).map_err(ServerError::from)?;
+        Ok(Response::new(self.range_local(&req).await?))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let req = request.into_inner();
+        validate::check_put(&req).map_err(ServerError::from)?;
+        match self.server.propose(|r| r.put = Some(req)).await? {
+            Applied::Put(mut resp) => {
+                self.full_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let req = request.into_inner();
+        validate::check_delete_range(&req).map_err(ServerError::from)?;
+        match self.server.propose(|r| r.delete_range = Some(req)).await? {
+            Applied::DeleteRange(mut resp) => {
+                self.full_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let req = request.into_inner();
+        validate::check_txn(&req, self.server.config().max_txn_ops).map_err(ServerError::from)?;
+        if Self::is_read_only(&req) {
+            // As etcd does: a read-only txn skips the log, linearizable unless every
+            // range in it is serializable.
+            if !Self::is_serializable(&req) {
+                self.server.linearizable_read().await?;
+            }
+            let mut resp = self.server.store().txn(&req, None).map_err(ServerError::from)?.response;
+            self.full_header(&mut resp.header);
+            return Ok(Response::new(resp));
+        }
+        match self.server.propose(|r| r.txn = Some(req)).await? {
+            Applied::Txn(mut resp) => {
+                self.full_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let req = request.into_inner();
+        let physical = req.physical;
+        match self.server.propose(|r| r.compaction = Some(req)).await? {
+            Applied::Compaction(mut resp, done) => {
+                if physical {
+                    // Blocks on the compaction finishing; keep it off the async workers.
+                    tokio::task::spawn_blocking(move || done.wait())
+                        .await
+                        .map_err(|e| Status::internal(e.to_string()))?
+                        .map_err(ServerError::from)?;
+                }
+                self.full_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}

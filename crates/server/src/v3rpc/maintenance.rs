@@ -1,0 +1,124 @@
+//! The Maintenance service: status and hashes are served; alarms can be listed (none is
+//! ever raised yet); the rest answers `Unimplemented`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use oxetcd_api::etcdserverpb::alarm_request::AlarmAction;
+use oxetcd_api::etcdserverpb::maintenance_server::Maintenance;
+use oxetcd_api::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::bootstrap::backend_path;
+use crate::error::ServerError;
+use crate::server::{ETCD_VERSION, EtcdServer};
+
+pub struct MaintenanceService {
+    server: Arc<EtcdServer>,
+}
+
+impl MaintenanceService {
+    pub fn new(server: Arc<EtcdServer>) -> MaintenanceService {
+        MaintenanceService { server }
+    }
+}
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!("oxetcd: {what} is not implemented yet"))
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        if request.get_ref().action != AlarmAction::Get as i32 {
+            return Err(not_yet("raising or clearing alarms"));
+        }
+        let revision = self.server.store().current_revision();
+        Ok(Response::new(AlarmResponse {
+            header: Some(self.server.header(revision)),
+            alarms: Vec::new(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let server = &self.server;
+        let shared = server.shared();
+        let db_size = std::fs::metadata(backend_path(&server.config().data_dir))
+            .map_or(0, |m| m.len() as i64);
+        let revision = server.store().current_revision();
+        Ok(Response::new(StatusResponse {
+            header: Some(server.header(revision)),
+            version: ETCD_VERSION.to_string(),
+            db_size,
+            leader: shared.leader(),
+            raft_index: shared.committed.load(Ordering::SeqCst),
+            raft_term: shared.term.load(Ordering::SeqCst),
+            raft_applied_index: shared.applied_index(),
+            errors: Vec::new(),
+            db_size_in_use: db_size,
+            is_learner: false,
+            ..Default::default()
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        Err(not_yet("Defragment"))
+    }
+
+    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let (hash, revision) = self.server.store().hash().map_err(ServerError::from)?;
+        Ok(Response::new(HashResponse { header: Some(self.server.header(revision)), hash }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let revision = request.get_ref().revision;
+        let result = self.server.store().hash_kv(revision).map_err(ServerError::from)?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.server.header(result.current_rev)),
+            hash: result.hash,
+            compact_revision: result.compact_rev,
+            hash_revision: if revision > 0 { revision } else { result.current_rev },
+        }))
+    }
+
+    type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+    async fn snapshot(
+        &self,
+        _request: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(not_yet("Snapshot"))
+    }
+
+    async fn move_leader(
+        &self,
+        _request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(not_yet("MoveLeader"))
+    }
+
+    async fn downgrade(
+        &self,
+        _request: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(not_yet("Downgrade"))
+    }
+}
