@@ -79,9 +79,7 @@ impl Changer<'_> {
         let before = self.tracker.config.voters.incoming.ids();
         let after = cfg.voters.incoming.ids();
         if before.symmetric_difference(after).count() > 1 {
-            return Err(invalid(
-                "more than one voter changed without entering joint config",
-            ));
+            return Err(invalid("more than one voter changed without entering joint config"));
         }
         check_invariants(&cfg, &prs)?;
         Ok((cfg, prs))
@@ -100,9 +98,7 @@ impl Changer<'_> {
             }
             match cc.change_type() {
                 ConfChangeType::ConfChangeAddNode => self.make_voter(cfg, prs, cc.node_id),
-                ConfChangeType::ConfChangeAddLearnerNode => {
-                    self.make_learner(cfg, prs, cc.node_id)
-                }
+                ConfChangeType::ConfChangeAddLearnerNode => self.make_learner(cfg, prs, cc.node_id),
                 ConfChangeType::ConfChangeRemoveNode => remove(cfg, prs, cc.node_id),
                 ConfChangeType::ConfChangeUpdateNode => {}
             }
@@ -236,17 +232,15 @@ pub(crate) fn restore(
         scratch.config = cfg;
         scratch.progress = prs;
     };
-    let (singles, joint) = if outgoing.is_empty() {
-        (&incoming, None)
-    } else {
-        (&outgoing, Some(&incoming))
-    };
+    let (singles, joint) =
+        if outgoing.is_empty() { (&incoming, None) } else { (&outgoing, Some(&incoming)) };
     for cc in singles {
         let next = Changer { tracker: &scratch, last_index }.simple(std::slice::from_ref(cc))?;
         install(&mut scratch, next);
     }
     if let Some(incoming) = joint {
-        let next = Changer { tracker: &scratch, last_index }.enter_joint(cs.auto_leave, incoming)?;
+        let next =
+            Changer { tracker: &scratch, last_index }.enter_joint(cs.auto_leave, incoming)?;
         install(&mut scratch, next);
     }
     Ok((scratch.config, scratch.progress))
@@ -270,21 +264,14 @@ mod tests {
     }
 
     fn voters(ids: &[u64]) -> ConfState {
-        ConfState {
-            voters: ids.to_vec(),
-            ..Default::default()
-        }
+        ConfState { voters: ids.to_vec(), ..Default::default() }
     }
 
     #[test]
     fn restore_round_trips_conf_states() {
         let cases = [
             voters(&[1, 2, 3]),
-            ConfState {
-                voters: vec![1, 2],
-                learners: vec![3],
-                ..Default::default()
-            },
+            ConfState { voters: vec![1, 2], learners: vec![3], ..Default::default() },
             ConfState {
                 voters: vec![1, 2, 4],
                 voters_outgoing: vec![1, 2, 3],

@@ -75,9 +75,7 @@ impl Config {
             return Err(Error::InvalidConfig("heartbeat tick must be greater than 0"));
         }
         if self.election_tick <= self.heartbeat_tick {
-            return Err(Error::InvalidConfig(
-                "election tick must be greater than heartbeat tick",
-            ));
+            return Err(Error::InvalidConfig("election tick must be greater than heartbeat tick"));
         }
         if self.max_inflight_msgs == 0 {
             return Err(Error::InvalidConfig("max inflight messages must be greater than 0"));
@@ -115,7 +113,8 @@ mod tests {
     fn validate_rejects_contradictions() {
         let ok = Config::new(1);
         assert_eq!(ok.validate(), Ok(()));
-        let cases: Vec<Box<dyn Fn(&mut Config)>> = vec![
+        type Mutation = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<Mutation> = vec![
             Box::new(|c| c.id = 0),
             Box::new(|c| c.heartbeat_tick = 0),
             Box::new(|c| c.election_tick = c.heartbeat_tick),

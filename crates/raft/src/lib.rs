@@ -41,7 +41,6 @@ pub use read_only::ReadState;
 pub use status::Status;
 pub use storage::{MemStorage, RaftState, Storage};
 pub use types::{
-    ConfChange, ConfChangeI, ConfChangeSingle, ConfChangeTransition, ConfChangeType,
-    ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
-    SnapshotMetadata,
+    ConfChange, ConfChangeI, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2,
+    ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
 };

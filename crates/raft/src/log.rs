@@ -73,8 +73,7 @@ impl<S: Storage> RaftLog<S> {
     }
 
     pub(crate) fn last_term(&self) -> u64 {
-        self.term(self.last_index())
-            .expect("the last entry's term is always known")
+        self.term(self.last_index()).expect("the last entry's term is always known")
     }
 
     pub(crate) fn match_term(&self, index: u64, term: u64) -> bool {
@@ -114,9 +113,7 @@ impl<S: Storage> RaftLog<S> {
 
     /// Index of the first entry that is missing or has a different term, or 0.
     fn find_conflict(&self, ents: &[Entry]) -> u64 {
-        ents.iter()
-            .find(|e| !self.match_term(e.index, e.term))
-            .map_or(0, |e| e.index)
+        ents.iter().find(|e| !self.match_term(e.index, e.term)).map_or(0, |e| e.index)
     }
 
     /// Largest index `<= index` whose term is `<= term`: everything after it certainly
@@ -300,11 +297,7 @@ mod tests {
     use crate::types::SnapshotMetadata;
 
     pub(crate) fn ent(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            ..Default::default()
-        }
+        Entry { index, term, ..Default::default() }
     }
 
     fn ents(pairs: &[(u64, u64)]) -> Vec<Entry> {
@@ -440,11 +433,7 @@ mod tests {
     fn restore_snapshot_resets_log() {
         let mut l = log_with(&[(1, 1)]);
         l.restore(Snapshot {
-            metadata: Some(SnapshotMetadata {
-                index: 100,
-                term: 5,
-                conf_state: None,
-            }),
+            metadata: Some(SnapshotMetadata { index: 100, term: 5, conf_state: None }),
             ..Default::default()
         });
         assert_eq!((l.committed, l.first_index(), l.last_index()), (100, 101, 100));

@@ -15,11 +15,7 @@ pub(crate) struct Unstable {
 
 impl Unstable {
     pub(crate) fn new(offset: u64) -> Self {
-        Unstable {
-            snapshot: None,
-            entries: Vec::new(),
-            offset,
-        }
+        Unstable { snapshot: None, entries: Vec::new(), offset }
     }
 
     /// First index known only through the pending snapshot.
@@ -36,18 +32,12 @@ impl Unstable {
 
     pub(crate) fn maybe_term(&self, index: u64) -> Option<u64> {
         if index < self.offset {
-            return self
-                .snapshot
-                .as_ref()
-                .filter(|s| s.index() == index)
-                .map(Snapshot::term);
+            return self.snapshot.as_ref().filter(|s| s.index() == index).map(Snapshot::term);
         }
         if index > self.maybe_last_index()? {
             return None;
         }
-        self.entries
-            .get((index - self.offset) as usize)
-            .map(|e| e.term)
+        self.entries.get((index - self.offset) as usize).map(|e| e.term)
     }
 
     /// The application persisted entries up to `index` (with `term`). If the entry at `index`
@@ -108,30 +98,18 @@ mod tests {
     use crate::types::SnapshotMetadata;
 
     fn ent(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            ..Default::default()
-        }
+        Entry { index, term, ..Default::default() }
     }
 
     fn snap(index: u64, term: u64) -> Snapshot {
         Snapshot {
-            metadata: Some(SnapshotMetadata {
-                index,
-                term,
-                conf_state: None,
-            }),
+            metadata: Some(SnapshotMetadata { index, term, conf_state: None }),
             ..Default::default()
         }
     }
 
     fn unstable(ents: &[(u64, u64)], offset: u64, snapshot: Option<Snapshot>) -> Unstable {
-        Unstable {
-            snapshot,
-            entries: ents.iter().map(|&(i, t)| ent(i, t)).collect(),
-            offset,
-        }
+        Unstable { snapshot, entries: ents.iter().map(|&(i, t)| ent(i, t)).collect(), offset }
     }
 
     #[test]
@@ -151,7 +129,8 @@ mod tests {
 
     #[test]
     fn stable_to_only_matching_terms() {
-        let cases: &[(&[(u64, u64)], u64, u64, u64, u64, usize)] = &[
+        type Case<'a> = (&'a [(u64, u64)], u64, u64, u64, u64, usize);
+        let cases: &[Case] = &[
             // entries, offset, stable index, stable term, want offset, want len
             (&[], 0, 5, 1, 0, 0),
             (&[(5, 1)], 5, 5, 1, 6, 0),
@@ -169,7 +148,8 @@ mod tests {
 
     #[test]
     fn truncate_and_append_cases() {
-        let cases: &[(&[(u64, u64)], u64, &[(u64, u64)], u64, &[(u64, u64)])] = &[
+        type Pairs<'a> = &'a [(u64, u64)];
+        let cases: &[(Pairs, u64, Pairs, u64, Pairs)] = &[
             (&[(5, 1)], 5, &[(6, 1), (7, 1)], 5, &[(5, 1), (6, 1), (7, 1)]),
             (&[(5, 1)], 5, &[(5, 2), (6, 2)], 5, &[(5, 2), (6, 2)]),
             (&[(5, 1)], 5, &[(4, 2), (5, 2)], 4, &[(4, 2), (5, 2)]),

@@ -4,8 +4,8 @@
 //! `MsgHup`) and [`Raft::tick`]. It never performs I/O: outgoing messages are queued and
 //! collected by [`crate::RawNode::ready`].
 
-use crate::config::{Config, ReadOnlyOption};
 use crate::confchange::{self, Changer};
+use crate::config::{Config, ReadOnlyOption};
 use crate::errors::{DropReason, Error, Result};
 use crate::log::RaftLog;
 use crate::progress::{ProgressMap, ProgressState, ProgressTracker, TrackerConfig};
@@ -136,8 +136,7 @@ impl<S: Storage> Raft<S> {
             disable_proposal_forwarding: config.disable_proposal_forwarding,
             rng: Prng::new(config.seed ^ config.id.wrapping_mul(0x2545_F491_4F6C_DD1D)),
         };
-        let (cfg, prs) =
-            confchange::restore(&r.prs, r.raft_log.last_index(), &rs.conf_state)?;
+        let (cfg, prs) = confchange::restore(&r.prs, r.raft_log.last_index(), &rs.conf_state)?;
         r.switch_to_config(cfg, prs);
         if !rs.hard_state.is_empty() {
             r.load_state(rs.hard_state)?;
@@ -167,19 +166,12 @@ impl<S: Storage> Raft<S> {
 
     /// The state to persist.
     pub fn hard_state(&self) -> HardState {
-        HardState {
-            term: self.term,
-            vote: self.vote,
-            commit: self.raft_log.committed,
-        }
+        HardState { term: self.term, vote: self.vote, commit: self.raft_log.committed }
     }
 
     /// The observable volatile state.
     pub fn soft_state(&self) -> SoftState {
-        SoftState {
-            leader_id: self.lead,
-            raft_state: self.state,
-        }
+        SoftState { leader_id: self.lead, raft_state: self.state }
     }
 
     /// Ticks needed without a leader before campaigning, randomized per term.
@@ -237,8 +229,7 @@ impl<S: Storage> Raft<S> {
         let prev_index = pr.next_idx - 1;
         let prev_term = self.raft_log.term(prev_index);
         let ents = self.raft_log.entries(pr.next_idx, self.max_msg_size);
-        let mut m = Message::default();
-        m.to = to;
+        let mut m = Message { to, ..Default::default() };
         match (prev_term, ents) {
             (Ok(prev_term), Ok(ents)) => {
                 if ents.is_empty() && !send_if_empty {
@@ -298,12 +289,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn peers(&self) -> Vec<u64> {
-        self.prs
-            .progress
-            .keys()
-            .copied()
-            .filter(|&id| id != self.id)
-            .collect()
+        self.prs.progress.keys().copied().filter(|&id| id != self.id).collect()
     }
 
     fn bcast_append(&mut self) {
@@ -382,7 +368,11 @@ impl<S: Storage> Raft<S> {
 
     /// The application persisted the Ready's entries up to (`index`, `term`) and/or its
     /// snapshot. A leader counts its own acknowledgement only now.
-    pub(crate) fn on_persisted(&mut self, entries_to: Option<(u64, u64)>, snapshot_to: Option<u64>) {
+    pub(crate) fn on_persisted(
+        &mut self,
+        entries_to: Option<(u64, u64)>,
+        snapshot_to: Option<u64>,
+    ) {
         if let Some(index) = snapshot_to {
             self.raft_log.stable_snap_to(index);
         }
@@ -393,11 +383,8 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let persisted = self.raft_log.persisted_index();
-        let updated = self
-            .prs
-            .progress
-            .get_mut(&self.id)
-            .is_some_and(|pr| pr.maybe_update(persisted));
+        let updated =
+            self.prs.progress.get_mut(&self.id).is_some_and(|pr| pr.maybe_update(persisted));
         if updated && self.maybe_commit() {
             self.bcast_append();
         }
@@ -498,14 +485,15 @@ impl<S: Storage> Raft<S> {
         // An entry of our term lets us commit (and learn the commit index) quickly.
         let appended = self.append_entries(&mut [Entry::default()]);
         debug_assert!(appended, "an empty entry is never refused");
+        if !self.promotable() {
+            // Elected as a caretaker (see `maybe_campaign_as_caretaker`).
+            self.hand_over_leadership();
+        }
     }
 
     /// Whether this node may campaign: it is a voter of the current configuration.
     pub fn promotable(&self) -> bool {
-        self.prs
-            .progress
-            .get(&self.id)
-            .is_some_and(|pr| !pr.is_learner)
+        self.prs.progress.get(&self.id).is_some_and(|pr| !pr.is_learner)
     }
 
     fn has_unapplied_conf_change(&self) -> bool {
@@ -539,10 +527,8 @@ impl<S: Storage> Raft<S> {
         self.campaign(kind);
     }
 
+    /// Starts an election; callers decide whether this node may campaign at all.
     fn campaign(&mut self, kind: CampaignKind) {
-        if !self.promotable() {
-            return;
-        }
         let (vote_msg, term) = if kind == CampaignKind::PreElection {
             self.become_pre_candidate();
             // Ask as if for the next term, without moving to it.
@@ -721,7 +707,8 @@ impl<S: Storage> Raft<S> {
             || (t == MessageType::MsgPreVote && m.term > self.term);
         let mut resp = Message::new(t.vote_response());
         resp.to = m.from;
-        if can_vote && self.raft_log.is_up_to_date(m.index, m.log_term) {
+        let up_to_date = self.raft_log.is_up_to_date(m.index, m.log_term);
+        if can_vote && up_to_date {
             // Answer with the request's term: for a pre-vote it is the future term, which the
             // pre-candidate uses to tell fresh answers from stale ones.
             resp.term = m.term;
@@ -734,6 +721,35 @@ impl<S: Storage> Raft<S> {
             resp.reject = true;
         }
         self.send(resp);
+        if !up_to_date {
+            self.maybe_campaign_as_caretaker();
+        }
+    }
+
+    /// A voter asked a non-voter (a removed or demoted node) for its vote, and the non-voter
+    /// refused because its own log is more complete. This happens when a membership change
+    /// committed but the remaining voters have not learned it: they still count the non-voter
+    /// in their quorum, and only a node with the complete log can be elected. If the removed
+    /// leader crashed before handing over, nobody else can finish the job, so the non-voter
+    /// campaigns among the voters of its own (newer) configuration, leads just long enough to
+    /// replicate the log and commit index, and then hands leadership over. Elections stay
+    /// safe: votes are still counted per configuration and cast once per term. Without such a
+    /// request a removed node never campaigns.
+    fn maybe_campaign_as_caretaker(&mut self) {
+        if self.promotable()
+            || self.state != StateRole::Follower
+            || self.lead != 0
+            || self.prs.config.voters.incoming.is_empty()
+            || self.has_unapplied_conf_change()
+        {
+            return;
+        }
+        let kind = if self.pre_vote {
+            CampaignKind::PreElection
+        } else {
+            CampaignKind::Election
+        };
+        self.campaign(kind);
     }
 
     fn step_leader(&mut self, t: MessageType, mut m: Message) -> Result<()> {
@@ -789,11 +805,9 @@ impl<S: Storage> Raft<S> {
                     pr.probe_sent = m.reject;
                 }
             }
-            MessageType::MsgUnreachable => {
-                // Streaming optimistically to an unreachable peer would only lose messages.
-                if pr.state == ProgressState::Replicate {
-                    pr.become_probe();
-                }
+            // Streaming optimistically to an unreachable peer would only lose messages.
+            MessageType::MsgUnreachable if pr.state == ProgressState::Replicate => {
+                pr.become_probe();
             }
             MessageType::MsgTransferLeader => {
                 if pr.is_learner {
@@ -951,11 +965,8 @@ impl<S: Storage> Raft<S> {
         }
         // Fill the window: the follower may be far behind.
         while self.maybe_send_append(from, false) {}
-        let caught_up = self
-            .prs
-            .progress
-            .get(&from)
-            .is_some_and(|pr| pr.matched == self.raft_log.last_index());
+        let caught_up =
+            self.prs.progress.get(&from).is_some_and(|pr| pr.matched == self.raft_log.last_index());
         if self.lead_transferee == Some(from) && caught_up {
             self.send_timeout_now(from);
         }
@@ -1063,10 +1074,8 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgReadIndexResp => {
                 if let [e] = m.entries.as_slice() {
-                    self.read_states.push(ReadState {
-                        index: m.index,
-                        request_ctx: e.data.clone(),
-                    });
+                    self.read_states
+                        .push(ReadState { index: m.index, request_ctx: e.data.clone() });
                 }
             }
             _ => {}
@@ -1091,10 +1100,7 @@ impl<S: Storage> Raft<S> {
         if !contiguous {
             return;
         }
-        match self
-            .raft_log
-            .maybe_append(m.index, m.log_term, m.commit, &m.entries)
-        {
+        match self.raft_log.maybe_append(m.index, m.log_term, m.commit, &m.entries) {
             Some(last_new) => resp.index = last_new,
             None => {
                 // Tell the leader where our log might match: the last index at or before
@@ -1168,10 +1174,7 @@ impl<S: Storage> Raft<S> {
     /// Applies a committed configuration change; returns the new membership. An invalid
     /// change is rejected without effect (every node rejects it identically).
     pub fn apply_conf_change(&mut self, cc: &ConfChangeV2) -> Result<ConfState> {
-        let changer = Changer {
-            tracker: &self.prs,
-            last_index: self.raft_log.last_index(),
-        };
+        let changer = Changer { tracker: &self.prs, last_index: self.raft_log.last_index() };
         let (cfg, prs) = if cc.leave_joint() {
             changer.leave_joint()
         } else if let Some(auto_leave) = cc.enter_joint() {
@@ -1244,5 +1247,4 @@ impl<S: Storage> Raft<S> {
     pub fn log_entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>> {
         self.raft_log.slice(lo, hi, max_size)
     }
-
 }

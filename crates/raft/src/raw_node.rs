@@ -7,9 +7,7 @@ use crate::raft::{Raft, SoftState};
 use crate::read_only::ReadState;
 use crate::status::Status;
 use crate::storage::Storage;
-use crate::types::{
-    ConfChangeI, ConfState, Entry, HardState, Message, MessageType, Snapshot,
-};
+use crate::types::{ConfChangeI, ConfState, Entry, HardState, Message, MessageType, Snapshot};
 use bytes::Bytes;
 
 /// Outcome of sending a snapshot, reported through [`RawNode::report_snapshot`].
@@ -70,11 +68,7 @@ impl<S: Storage> RawNode<S> {
         let raft = Raft::new(config, store)?;
         let prev_soft_state = raft.soft_state();
         let prev_hard_state = raft.hard_state();
-        Ok(RawNode {
-            raft,
-            prev_soft_state,
-            prev_hard_state,
-        })
+        Ok(RawNode { raft, prev_soft_state, prev_hard_state })
     }
 
     /// Advances the logical clock.
@@ -242,10 +236,8 @@ mod tests {
     use crate::types::ConfState;
 
     fn single() -> RawNode<MemStorage> {
-        let store = MemStorage::new_with_conf_state(ConfState {
-            voters: vec![1],
-            ..Default::default()
-        });
+        let store =
+            MemStorage::new_with_conf_state(ConfState { voters: vec![1], ..Default::default() });
         RawNode::new(&Config::new(1), store).unwrap()
     }
 

@@ -35,11 +35,7 @@ pub(crate) struct ReadOnly {
 
 impl ReadOnly {
     pub(crate) fn new(option: ReadOnlyOption) -> Self {
-        ReadOnly {
-            option,
-            pending: BTreeMap::new(),
-            queue: VecDeque::new(),
-        }
+        ReadOnly { option, pending: BTreeMap::new(), queue: VecDeque::new() }
     }
 
     /// Queues `req` (whose context is `ctx`) to be answered with `index`. A duplicate context
@@ -48,14 +44,7 @@ impl ReadOnly {
         if self.pending.contains_key(&ctx) {
             return;
         }
-        self.pending.insert(
-            ctx.clone(),
-            ReadIndexStatus {
-                req,
-                index,
-                acks: BTreeMap::new(),
-            },
-        );
+        self.pending.insert(ctx.clone(), ReadIndexStatus { req, index, acks: BTreeMap::new() });
         self.queue.push_back(ctx);
     }
 
@@ -72,10 +61,7 @@ impl ReadOnly {
         let Some(pos) = self.queue.iter().position(|c| c.as_ref() == ctx) else {
             return Vec::new();
         };
-        self.queue
-            .drain(..=pos)
-            .filter_map(|c| self.pending.remove(&c))
-            .collect()
+        self.queue.drain(..=pos).filter_map(|c| self.pending.remove(&c)).collect()
     }
 
     /// Context of the newest pending request (sent along with periodic heartbeats).

@@ -57,10 +57,7 @@ impl MemStorage {
     /// Storage for a brand-new cluster member that starts with the given voters, as if it had
     /// applied a snapshot at index 0 describing that membership.
     pub fn new_with_conf_state(conf_state: ConfState) -> Self {
-        MemStorage {
-            conf_state,
-            ..MemStorage::default()
-        }
+        MemStorage { conf_state, ..MemStorage::default() }
     }
 
     /// Persists the hard state.
@@ -148,11 +145,7 @@ impl MemStorage {
         let term = self.term(index)?;
         self.snapshot = Snapshot {
             data,
-            metadata: Some(SnapshotMetadata {
-                conf_state: Some(conf_state),
-                index,
-                term,
-            }),
+            metadata: Some(SnapshotMetadata { conf_state: Some(conf_state), index, term }),
         };
         Ok(self.snapshot.clone())
     }
@@ -160,10 +153,7 @@ impl MemStorage {
 
 impl Storage for MemStorage {
     fn initial_state(&self) -> Result<RaftState> {
-        Ok(RaftState {
-            hard_state: self.hard_state,
-            conf_state: self.conf_state.clone(),
-        })
+        Ok(RaftState { hard_state: self.hard_state, conf_state: self.conf_state.clone() })
     }
 
     fn entries(&self, lo: u64, hi: u64, max_size: u64) -> Result<Vec<Entry>> {
@@ -211,11 +201,7 @@ mod tests {
     use super::*;
 
     fn ent(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            ..Default::default()
-        }
+        Entry { index, term, ..Default::default() }
     }
 
     fn storage(ents: &[(u64, u64)]) -> MemStorage {
@@ -281,16 +267,10 @@ mod tests {
         assert_eq!(s.first_index(), Ok(5));
         assert_eq!(s.term(4), Ok(4));
 
-        let cs = ConfState {
-            voters: vec![1, 2, 3],
-            ..Default::default()
-        };
+        let cs = ConfState { voters: vec![1, 2, 3], ..Default::default() };
         let snap = s.create_snapshot(5, cs.clone(), Bytes::from_static(b"d")).unwrap();
         assert_eq!((snap.index(), snap.term()), (5, 5));
-        assert_eq!(
-            s.create_snapshot(5, cs.clone(), Bytes::new()),
-            Err(Error::SnapOutOfDate)
-        );
+        assert_eq!(s.create_snapshot(5, cs.clone(), Bytes::new()), Err(Error::SnapOutOfDate));
 
         let mut fresh = MemStorage::new();
         fresh.apply_snapshot(snap.clone()).unwrap();

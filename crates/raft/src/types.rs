@@ -40,10 +40,7 @@ pub struct Entry {
 impl Entry {
     /// A normal entry carrying `data` (term and index are assigned by the leader).
     pub fn normal(data: impl Into<Bytes>) -> Self {
-        Entry {
-            data: data.into(),
-            ..Default::default()
-        }
+        Entry { data: data.into(), ..Default::default() }
     }
 
     /// Size accounted against message, Ready and uncommitted-log limits.
@@ -53,10 +50,7 @@ impl Entry {
 
     /// Whether this entry carries a configuration change (v1 or v2).
     pub fn is_conf_change(&self) -> bool {
-        matches!(
-            self.entry_type(),
-            EntryType::EntryConfChange | EntryType::EntryConfChangeV2
-        )
+        matches!(self.entry_type(), EntryType::EntryConfChange | EntryType::EntryConfChangeV2)
     }
 }
 
@@ -118,10 +112,7 @@ impl Snapshot {
 
     /// Membership recorded in the snapshot.
     pub fn conf_state(&self) -> ConfState {
-        self.metadata
-            .as_ref()
-            .and_then(|m| m.conf_state.clone())
-            .unwrap_or_default()
+        self.metadata.as_ref().and_then(|m| m.conf_state.clone()).unwrap_or_default()
     }
 
     /// Whether this is the empty (absent) snapshot.
@@ -337,10 +328,7 @@ pub struct ConfChangeSingle {
 impl ConfChangeSingle {
     /// A single change of kind `t` for `node_id`.
     pub fn new(t: ConfChangeType, node_id: u64) -> Self {
-        let mut c = ConfChangeSingle {
-            node_id,
-            ..Default::default()
-        };
+        let mut c = ConfChangeSingle { node_id, ..Default::default() };
         c.set_change_type(t);
         c
     }
@@ -393,7 +381,8 @@ impl ConfChangeV2 {
 
     /// Whether this is the (empty) change that leaves a joint configuration.
     pub fn leave_joint(&self) -> bool {
-        self.changes.is_empty() && self.transition() == ConfChangeTransition::ConfChangeTransitionAuto
+        self.changes.is_empty()
+            && self.transition() == ConfChangeTransition::ConfChangeTransitionAuto
     }
 }
 
@@ -434,7 +423,9 @@ impl ConfChangeI for ConfChangeV2 {
 pub fn decode_conf_change(e: &Entry) -> Option<ConfChangeV2> {
     use prost::Message as _;
     match e.entry_type() {
-        EntryType::EntryConfChange => ConfChange::decode(e.data.clone()).ok().map(ConfChange::into_v2),
+        EntryType::EntryConfChange => {
+            ConfChange::decode(e.data.clone()).ok().map(ConfChange::into_v2)
+        }
         EntryType::EntryConfChangeV2 => ConfChangeV2::decode(e.data.clone()).ok(),
         EntryType::EntryNormal => None,
     }

@@ -3,7 +3,8 @@
 //! * `cargo test -p oxetcd-raft --test simulation` runs the default seeds (10,000, split in
 //!   shards that run in parallel).
 //! * `RAFT_SIM_SEED=123` runs only seed 123, with a trace of every event on stderr.
-//! * `RAFT_SIM_SEEDS=n` changes how many seeds run; `RAFT_SIM_STEPS=n` the steps per seed.
+//! * `RAFT_SIM_SEEDS=n` changes how many seeds run, `RAFT_SIM_SEED_START=s` where they start
+//!   (to explore beyond the default range); `RAFT_SIM_STEPS=n` the steps per seed.
 
 mod sim;
 
@@ -14,10 +15,9 @@ const DEFAULT_STEPS: usize = 3000;
 const SHARDS: u64 = 4;
 
 fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}"))
-    })
+    std::env::var(name)
+        .ok()
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}")))
 }
 
 fn steps() -> usize {
@@ -46,14 +46,18 @@ fn run_shard(shard: u64) {
             let s = run_seed(seed, true);
             eprintln!(
                 "seed {seed}: ok ({} steps, {} ticks, {} entries applied, {} reads answered)",
-                s.checker.step, s.checker.ticks, s.checker.entries_applied, s.checker.reads_answered
+                s.checker.step,
+                s.checker.ticks,
+                s.checker.entries_applied,
+                s.checker.reads_answered
             );
         }
         return;
     }
     let seeds = env_u64("RAFT_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS);
+    let start = env_u64("RAFT_SIM_SEED_START").unwrap_or(0);
     let (mut applied, mut reads) = (0, 0);
-    for seed in (0..seeds).filter(|s| s % SHARDS == shard) {
+    for seed in (start..start + seeds).filter(|s| s % SHARDS == shard) {
         let s = run_seed(seed, false);
         applied += s.checker.entries_applied;
         reads += s.checker.reads_answered;

@@ -13,10 +13,7 @@ impl Inflights {
     /// An empty window of size `cap`.
     pub fn new(cap: usize) -> Self {
         debug_assert!(cap > 0);
-        Inflights {
-            indexes: VecDeque::new(),
-            cap,
-        }
+        Inflights { indexes: VecDeque::new(), cap }
     }
 
     /// Records a message whose last entry is `index`; indexes must increase.

@@ -63,9 +63,7 @@ impl ProgressTracker {
     /// Highest index replicated on a quorum of voters.
     pub(crate) fn committed(&self) -> u64 {
         let progress = &self.progress;
-        self.config
-            .voters
-            .committed_index(|id| progress.get(&id).map(|p| p.matched))
+        self.config.voters.committed_index(|id| progress.get(&id).map(|p| p.matched))
     }
 
     /// Whether a quorum was active since the last check (`recent_active`).

@@ -19,11 +19,7 @@ impl JointConfig {
 
     /// Every voter of either half.
     pub fn ids(&self) -> BTreeSet<u64> {
-        self.incoming
-            .ids()
-            .union(self.outgoing.ids())
-            .copied()
-            .collect()
+        self.incoming.ids().union(self.outgoing.ids()).copied().collect()
     }
 
     /// Whether `id` votes in either half.
@@ -33,9 +29,7 @@ impl JointConfig {
 
     /// Largest index acknowledged by a quorum in both halves.
     pub fn committed_index(&self, acked: impl Fn(u64) -> Option<u64> + Copy) -> u64 {
-        self.incoming
-            .committed_index(acked)
-            .min(self.outgoing.committed_index(acked))
+        self.incoming.committed_index(acked).min(self.outgoing.committed_index(acked))
     }
 
     /// Combined vote: both halves must win; either losing loses.

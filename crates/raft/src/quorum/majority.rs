@@ -44,11 +44,7 @@ impl MajorityConfig {
         if self.voters.is_empty() {
             return u64::MAX;
         }
-        let mut matched: Vec<u64> = self
-            .voters
-            .iter()
-            .map(|&id| acked(id).unwrap_or(0))
-            .collect();
+        let mut matched: Vec<u64> = self.voters.iter().map(|&id| acked(id).unwrap_or(0)).collect();
         // Sorted descending, the quorum-th largest value is acknowledged by a quorum.
         matched.sort_unstable_by(|a, b| b.cmp(a));
         matched[self.quorum() - 1]
@@ -93,7 +89,8 @@ mod tests {
 
     #[test]
     fn committed_index_table() {
-        let cases: &[(&[u64], &[(u64, u64)], u64)] = &[
+        type Case<'a> = (&'a [u64], &'a [(u64, u64)], u64);
+        let cases: &[Case] = &[
             (&[], &[], u64::MAX),
             (&[1], &[(1, 5)], 5),
             (&[1, 2], &[(1, 5), (2, 3)], 3),
@@ -112,7 +109,8 @@ mod tests {
     #[test]
     fn vote_result_table() {
         use VoteResult::*;
-        let cases: &[(&[u64], &[(u64, bool)], VoteResult)] = &[
+        type Case<'a> = (&'a [u64], &'a [(u64, bool)], VoteResult);
+        let cases: &[Case] = &[
             (&[], &[], Won),
             (&[1], &[], Pending),
             (&[1], &[(1, true)], Won),

@@ -60,14 +60,8 @@ fn followers_vote_once_per_term() {
 #[test]
 fn vote_requires_an_up_to_date_log() {
     // Voter log: [1@1, 2@2]. (candidate last index, last term, granted) — §5.4.1.
-    let cases = [
-        (2, 2, true),
-        (3, 2, true),
-        (1, 2, false),
-        (5, 1, false),
-        (1, 3, true),
-        (0, 0, false),
-    ];
+    let cases =
+        [(2, 2, true), (3, 2, true), (1, 2, false), (5, 1, false), (1, 3, true), (0, 0, false)];
     for (index, log_term, granted) in cases {
         let mut net = Network::new(&[1, 2]);
         let r = &mut net.raw(1).raft;
@@ -128,10 +122,7 @@ fn leader_steps_down_on_higher_term() {
     let mut net = Network::new(&[1, 2, 3]);
     net.campaign(1);
     net.raw(1).raft.step(msg(MsgHeartbeat, 2, 1, 5)).unwrap();
-    assert_eq!(
-        (net.state(1), net.raft(1).term, net.raft(1).lead),
-        (StateRole::Follower, 5, 2)
-    );
+    assert_eq!((net.state(1), net.raft(1).term, net.raft(1).lead), (StateRole::Follower, 5, 2));
 }
 
 #[test]
@@ -304,22 +295,13 @@ fn follower_forwards_a_transfer_to_itself() {
 #[test]
 fn proposals_are_dropped_with_a_reason() {
     let mut net = Network::new(&[1, 2, 3]);
-    assert_eq!(
-        net.propose(1, b"x"),
-        Err(Error::ProposalDropped(DropReason::NoLeader))
-    );
+    assert_eq!(net.propose(1, b"x"), Err(Error::ProposalDropped(DropReason::NoLeader)));
     net.isolate(1);
     net.campaign(1);
-    assert_eq!(
-        net.propose(1, b"x"),
-        Err(Error::ProposalDropped(DropReason::Campaigning))
-    );
+    assert_eq!(net.propose(1, b"x"), Err(Error::ProposalDropped(DropReason::Campaigning)));
     let mut net = Network::with_config(&[1, 2, 3], &[], |c| c.disable_proposal_forwarding = true);
     net.campaign(1);
-    assert_eq!(
-        net.propose(2, b"x"),
-        Err(Error::ProposalDropped(DropReason::ForwardingDisabled))
-    );
+    assert_eq!(net.propose(2, b"x"), Err(Error::ProposalDropped(DropReason::ForwardingDisabled)));
 }
 
 #[test]

@@ -84,9 +84,7 @@ fn compact_leader(net: &mut Network, id: u64) -> u64 {
     let applied = net.raft(id).raft_log.applied;
     let cs = net.raft(id).prs.config.to_conf_state();
     let store = net.raw(id).mut_store();
-    store
-        .create_snapshot(applied, cs, Bytes::from_static(b"state"))
-        .unwrap();
+    store.create_snapshot(applied, cs, Bytes::from_static(b"state")).unwrap();
     store.compact(applied).unwrap();
     applied
 }
@@ -123,13 +121,13 @@ fn snapshot_reports_drive_the_progress_state() {
     net.recover();
     net.ignore(MsgSnap);
     net.tick(1, 1);
-    assert_eq!(
-        net.raft(1).prs.progress[&3].state,
-        ProgressState::Snapshot { pending: snap_index }
-    );
+    assert_eq!(net.raft(1).prs.progress[&3].state, ProgressState::Snapshot { pending: snap_index });
     net.raw(1).report_snapshot(3, SnapshotStatus::Failure);
     let pr = &net.raft(1).prs.progress[&3];
-    assert!(pr.state == ProgressState::Probe && pr.probe_sent, "wait for a heartbeat before retrying");
+    assert!(
+        pr.state == ProgressState::Probe && pr.probe_sent,
+        "wait for a heartbeat before retrying"
+    );
     net.recover();
     net.tick(1, 1);
     assert_eq!(net.committed(3), net.committed(1));

@@ -8,20 +8,14 @@ use crate::{
 };
 
 fn simple(t: crate::ConfChangeType, id: u64) -> ConfChange {
-    let mut cc = ConfChange {
-        node_id: id,
-        ..Default::default()
-    };
+    let mut cc = ConfChange { node_id: id, ..Default::default() };
     cc.set_change_type(t);
     cc
 }
 
 fn v2(changes: &[(crate::ConfChangeType, u64)], transition: ConfChangeTransition) -> ConfChangeV2 {
     let mut cc = ConfChangeV2 {
-        changes: changes
-            .iter()
-            .map(|&(t, id)| ConfChangeSingle::new(t, id))
-            .collect(),
+        changes: changes.iter().map(|&(t, id)| ConfChangeSingle::new(t, id)).collect(),
         ..Default::default()
     };
     cc.set_transition(transition);
@@ -100,10 +94,8 @@ fn joint_consensus_with_automatic_leave() {
         assert_eq!((c.voters, c.voters_outgoing), (vec![1, 2, 4], vec![]), "node {id}");
     }
     let entries = net.raft(1).log_entries(1, net.last_index(1) + 1, u64::MAX).unwrap();
-    let v2_entries = entries
-        .iter()
-        .filter(|e| e.entry_type() == EntryType::EntryConfChangeV2)
-        .count();
+    let v2_entries =
+        entries.iter().filter(|e| e.entry_type() == EntryType::EntryConfChangeV2).count();
     assert_eq!(v2_entries, 2, "enter joint, then the automatic leave");
 }
 
@@ -112,10 +104,7 @@ fn explicit_joint_configurations_wait_for_an_explicit_leave() {
     let mut net = Network::new(&[1, 2, 3]);
     net.campaign(1);
     net.add_node(4, conf(&[1, 2, 3], &[]));
-    let cc = v2(
-        &[(ConfChangeAddNode, 4)],
-        ConfChangeTransition::ConfChangeTransitionJointExplicit,
-    );
+    let cc = v2(&[(ConfChangeAddNode, 4)], ConfChangeTransition::ConfChangeTransitionJointExplicit);
     propose_cc(&mut net, 1, &cc);
     let c = cs(&net, 1);
     assert_eq!((c.voters, c.voters_outgoing), (vec![1, 2, 3, 4], vec![1, 2, 3]));
@@ -153,7 +142,7 @@ fn joint_commit_needs_both_majorities() {
     net.isolate(4);
     net.isolate(5);
     net.propose(1, b"x").unwrap();
-    assert!(net.applied.get(&1).is_none());
+    assert!(!net.applied.contains_key(&1));
     net.recover();
     // ...nor the new majority {1,4,5} alone (x commits now: both halves have acked it).
     net.isolate(2);
@@ -247,11 +236,7 @@ fn invalid_changes_are_rejected_without_effect() {
 fn a_restarted_node_recovers_its_hard_state_and_membership() {
     let mut store = MemStorage::new_with_conf_state(conf(&[1, 2, 3], &[4]));
     store.append(&[ent(1, 1), ent(2, 2)]);
-    store.set_hard_state(HardState {
-        term: 2,
-        vote: 3,
-        commit: 1,
-    });
+    store.set_hard_state(HardState { term: 2, vote: 3, commit: 1 });
     let mut c = config(1);
     c.applied = 1;
     let n = RawNode::new(&c, store.clone()).unwrap();

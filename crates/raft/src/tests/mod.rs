@@ -10,7 +10,7 @@ mod read_index;
 mod replication;
 
 use crate::{
-    Config, ConfState, Entry, EntryType, MemStorage, Message, MessageType, Raft, RawNode, Ready,
+    ConfState, Config, Entry, EntryType, MemStorage, Message, MessageType, Raft, RawNode, Ready,
     StateRole, types::decode_conf_change,
 };
 use bytes::Bytes;
@@ -27,19 +27,11 @@ pub(crate) fn config(id: u64) -> Config {
 }
 
 pub(crate) fn conf(voters: &[u64], learners: &[u64]) -> ConfState {
-    ConfState {
-        voters: voters.to_vec(),
-        learners: learners.to_vec(),
-        ..Default::default()
-    }
+    ConfState { voters: voters.to_vec(), learners: learners.to_vec(), ..Default::default() }
 }
 
 pub(crate) fn ent(index: u64, term: u64) -> Entry {
-    Entry {
-        index,
-        term,
-        ..Default::default()
-    }
+    Entry { index, term, ..Default::default() }
 }
 
 pub(crate) fn msg(t: MessageType, from: u64, to: u64, term: u64) -> Message {
@@ -133,8 +125,7 @@ impl Network {
     /// Adds a machine `id` that starts knowing membership `cs` (like a newly added member).
     pub(crate) fn add_node(&mut self, id: u64, cs: ConfState) {
         let store = MemStorage::new_with_conf_state(cs);
-        self.nodes
-            .insert(id, RawNode::new(&config(id), store).expect("valid config"));
+        self.nodes.insert(id, RawNode::new(&config(id), store).expect("valid config"));
     }
 
     pub(crate) fn raft(&self, id: u64) -> &Raft<MemStorage> {
@@ -191,10 +182,7 @@ impl Network {
         while node.has_ready() {
             let rd = node.ready();
             if !rd.read_states.is_empty() {
-                self.read_states
-                    .entry(id)
-                    .or_default()
-                    .extend(rd.read_states.iter().cloned());
+                self.read_states.entry(id).or_default().extend(rd.read_states.iter().cloned());
             }
             for e in &rd.committed_entries {
                 if e.entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
@@ -277,10 +265,7 @@ impl Network {
 
     /// Number of delivered messages of kind `t` to `to`.
     pub(crate) fn count(&self, t: MessageType, to: u64) -> usize {
-        self.delivered
-            .iter()
-            .filter(|m| m.msg_type() == t && m.to == to)
-            .count()
+        self.delivered.iter().filter(|m| m.msg_type() == t && m.to == to).count()
     }
 
     pub(crate) fn leader(&self) -> Option<u64> {

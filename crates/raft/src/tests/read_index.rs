@@ -32,10 +32,8 @@ fn safe_reads_are_batched_into_one_heartbeat_round() {
     net.tick(1, 1);
     assert_eq!(net.count(MsgHeartbeat, 2), heartbeats + 1, "a single round");
     let got = ctxs(&net, 1);
-    let want: Vec<(Bytes, u64)> = [&b"a"[..], b"b", b"c"]
-        .iter()
-        .map(|c| (Bytes::from_static(c), committed))
-        .collect();
+    let want: Vec<(Bytes, u64)> =
+        [&b"a"[..], b"b", b"c"].iter().map(|c| (Bytes::from_static(c), committed)).collect();
     assert_eq!(got, want);
     assert_eq!(net.raft(1).pending_read_count(), 0);
 }
@@ -104,8 +102,5 @@ fn a_single_voter_answers_without_a_round() {
 #[test]
 fn reads_without_a_leader_are_refused() {
     let mut net = Network::new(&[1, 2, 3]);
-    assert_eq!(
-        read(&mut net, 1, b"x"),
-        Err(Error::ProposalDropped(DropReason::NoLeader))
-    );
+    assert_eq!(read(&mut net, 1, b"x"), Err(Error::ProposalDropped(DropReason::NoLeader)));
 }

@@ -65,11 +65,7 @@ fn entries_of_previous_terms_are_not_committed_by_counting() {
     // not commit it until an entry of its own term is committed on top.
     let mut store = MemStorage::new_with_conf_state(conf(&[1, 2, 3], &[]));
     store.append(&[ent(1, 1), ent(2, 2)]);
-    store.set_hard_state(HardState {
-        term: 2,
-        vote: 0,
-        commit: 1,
-    });
+    store.set_hard_state(HardState { term: 2, vote: 0, commit: 1 });
     let mut n = RawNode::new(&config(1), store).unwrap();
     n.raft.step(msg(MsgHup, 1, 1, 0)).unwrap();
     n.raft.step(msg(MsgVoteResp, 2, 1, 3)).unwrap();
@@ -141,19 +137,18 @@ fn fast_backtracking_skips_whole_terms() {
     // Leader: 1@1 then 2..=30 in term 3. Follower: 1@1 then 2..=40 in term 2 (never
     // committed). Plain decrementing would need ~30 round trips; hints need one.
     let mut leader = MemStorage::new_with_conf_state(conf(&[1, 2], &[]));
-    leader.append(&std::iter::once(ent(1, 1)).chain((2..=30).map(|i| ent(i, 3))).collect::<Vec<_>>());
+    leader
+        .append(&std::iter::once(ent(1, 1)).chain((2..=30).map(|i| ent(i, 3))).collect::<Vec<_>>());
     leader.set_hard_state(HardState { term: 3, vote: 1, commit: 1 });
     let mut follower = MemStorage::new_with_conf_state(conf(&[1, 2], &[]));
-    follower.append(&std::iter::once(ent(1, 1)).chain((2..=40).map(|i| ent(i, 2))).collect::<Vec<_>>());
+    follower
+        .append(&std::iter::once(ent(1, 1)).chain((2..=40).map(|i| ent(i, 2))).collect::<Vec<_>>());
     follower.set_hard_state(HardState { term: 2, vote: 0, commit: 1 });
     let mut net = Network::from_stores(vec![(1, leader), (2, follower)]);
     net.campaign(1);
     assert_eq!(net.leader(), Some(1));
-    let rejections = net
-        .delivered
-        .iter()
-        .filter(|m| m.msg_type() == MsgAppResp && m.reject)
-        .count();
+    let rejections =
+        net.delivered.iter().filter(|m| m.msg_type() == MsgAppResp && m.reject).count();
     assert_eq!(rejections, 1);
     assert_eq!(net.last_index(2), 31);
     assert_eq!(net.raft(2).raft_log.term(30), Ok(3));
@@ -236,8 +231,7 @@ fn committed_entries_are_paged_across_readys() {
     n.campaign().unwrap();
     let rd = n.ready();
     handle_ready(&mut n, rd);
-    n.propose_entries((0..5).map(|i| Entry::normal(vec![i; 8])).collect())
-        .unwrap();
+    n.propose_entries((0..5).map(|i| Entry::normal(vec![i; 8])).collect()).unwrap();
     let mut pages = Vec::new();
     while n.has_ready() {
         let rd = n.ready();

@@ -116,10 +116,9 @@ impl Checker {
 
     pub fn conf_applied(&mut self, id: u64, index: u64, result: Result<ConfState, String>) {
         match self.conf_results.get(&index) {
-            Some(prev) => assert_eq!(
-                prev, &result,
-                "node {id} applied conf change {index} differently"
-            ),
+            Some(prev) => {
+                assert_eq!(prev, &result, "node {id} applied conf change {index} differently")
+            }
             None => {
                 self.conf_results.insert(index, result);
             }

@@ -8,8 +8,8 @@ pub mod checker;
 use bytes::Bytes;
 use checker::Checker;
 use oxetcd_raft::{
-    Config, ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2,
-    ConfState, EntryType, MemStorage, Message, MessageType, RawNode, Ready, SnapshotMetadata,
+    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+    Config, EntryType, MemStorage, Message, MessageType, RawNode, Ready, SnapshotMetadata,
     SnapshotStatus, StateRole, Storage,
 };
 use prost::Message as _;
@@ -45,11 +45,7 @@ impl Rng {
     }
 
     pub fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
-        if items.is_empty() {
-            None
-        } else {
-            Some(items[self.below(items.len() as u64) as usize])
-        }
+        if items.is_empty() { None } else { Some(items[self.below(items.len() as u64) as usize]) }
     }
 }
 
@@ -108,15 +104,8 @@ impl Sim {
         config.max_inflight_msgs = 1 + rng.below(8) as usize;
         config.max_uncommitted_entries_size = [0, 0, 256][rng.below(3) as usize];
         config.seed = seed;
-        let knobs = Knobs {
-            drop_pct: rng.below(15),
-            dup_pct: rng.below(10),
-            config,
-        };
-        let conf = ConfState {
-            voters: (1..=n).collect(),
-            ..Default::default()
-        };
+        let knobs = Knobs { drop_pct: rng.below(15), dup_pct: rng.below(10), config };
+        let conf = ConfState { voters: (1..=n).collect(), ..Default::default() };
         let mut sim = Sim {
             rng,
             knobs,
@@ -149,16 +138,7 @@ impl Sim {
 
     fn add_machine(&mut self, id: u64, disk: MemStorage) {
         let conf = disk.snapshot().expect("mem").conf_state();
-        self.nodes.insert(
-            id,
-            SimNode {
-                node: None,
-                applied: 0,
-                disk,
-                pending: None,
-                conf,
-            },
-        );
+        self.nodes.insert(id, SimNode { node: None, applied: 0, disk, pending: None, conf });
     }
 
     fn log(&self, msg: impl FnOnce() -> String) {
@@ -198,11 +178,7 @@ impl Sim {
     }
 
     fn live_ids(&self) -> Vec<u64> {
-        self.nodes
-            .iter()
-            .filter(|(_, n)| n.node.is_some())
-            .map(|(&id, _)| id)
-            .collect()
+        self.nodes.iter().filter(|(_, n)| n.node.is_some()).map(|(&id, _)| id).collect()
     }
 
     fn leader(&self) -> Option<u64> {
@@ -234,7 +210,7 @@ impl Sim {
         let is_snap = msg.msg_type() == MessageType::MsgSnap;
         let dropped = (lossy && self.rng.chance(self.knobs.drop_pct))
             || self.blocked.contains(&(from, to))
-            || !self.nodes.get(&to).is_some_and(|n| n.node.is_some());
+            || self.nodes.get(&to).is_none_or(|n| n.node.is_none());
         if dropped {
             if let Some(sender) = self.nodes.get_mut(&from).and_then(|n| n.node.as_mut()) {
                 if is_snap {
@@ -246,11 +222,7 @@ impl Sim {
             return;
         }
         self.log(|| format!("deliver {:?} {from}->{to} t{}", msg.msg_type(), msg.term));
-        let node = self
-            .nodes
-            .get_mut(&to)
-            .and_then(|n| n.node.as_mut())
-            .expect("checked live");
+        let node = self.nodes.get_mut(&to).and_then(|n| n.node.as_mut()).expect("checked live");
         // Errors only report refused messages (e.g. from unknown peers).
         let _ = node.step(msg);
         if is_snap && let Some(sender) = self.nodes.get_mut(&from).and_then(|n| n.node.as_mut()) {
@@ -273,7 +245,10 @@ impl Sim {
         if let Some(ss) = rd.soft_state
             && self.trace
         {
-            eprintln!("[{}] {id} is now {:?} (lead {}) term {}", self.checker.step, ss.raft_state, ss.leader_id, node.raft.term);
+            eprintln!(
+                "[{}] {id} is now {:?} (lead {}) term {}",
+                self.checker.step, ss.raft_state, ss.leader_id, node.raft.term
+            );
         }
         let msgs = std::mem::take(&mut rd.messages);
         n.pending = Some(rd);
@@ -318,7 +293,10 @@ impl Sim {
                 n.conf = cs.clone();
             }
             if self.trace {
-                eprintln!("[{}] {id} applied conf change at {}: {result:?}", self.checker.step, e.index);
+                eprintln!(
+                    "[{}] {id} applied conf change at {}: {result:?}",
+                    self.checker.step, e.index
+                );
             }
             self.checker.conf_applied(id, e.index, result);
         }
@@ -404,10 +382,7 @@ impl Sim {
             if changes.is_empty() {
                 return;
             }
-            let mut cc = ConfChangeV2 {
-                changes,
-                ..Default::default()
-            };
+            let mut cc = ConfChangeV2 { changes, ..Default::default() };
             let transition = match self.rng.below(3) {
                 0 => ConfChangeTransition::ConfChangeTransitionAuto,
                 1 => ConfChangeTransition::ConfChangeTransitionJointImplicit,
@@ -428,10 +403,7 @@ impl Sim {
         if cc.changes.len() == 1 && self.rng.chance(50) {
             // Exercise the legacy format too.
             let single = &cc.changes[0];
-            let mut v1 = ConfChange {
-                node_id: single.node_id,
-                ..Default::default()
-            };
+            let mut v1 = ConfChange { node_id: single.node_id, ..Default::default() };
             v1.change_type = single.change_type;
             let _ = node.propose_conf_change(&v1);
         } else {
