@@ -160,6 +160,23 @@ pub(crate) struct Shared {
     pub runtime: Handle,
 }
 
+impl Shared {
+    pub(crate) fn new(
+        config: TransportConfig,
+        handler: Arc<dyn RaftHandler>,
+        runtime: Handle,
+    ) -> Shared {
+        Shared {
+            config,
+            handler,
+            reporter: Arc::new(Reporter::default()),
+            stats: Stats::default(),
+            stopped: watch::Sender::new(false),
+            runtime,
+        }
+    }
+}
+
 /// The peer transport of one member. Cheap to clone: clones share everything.
 #[derive(Clone)]
 pub struct Transport {
@@ -173,6 +190,14 @@ struct Inner {
     _tasks: JoinSet<()>,
 }
 
+impl Drop for Inner {
+    /// The last clone is gone: incoming calls end as on [`Transport::stop`] (dropping the
+    /// peers and tasks aborts the rest).
+    fn drop(&mut self) {
+        self.shared.stopped.send_replace(true);
+    }
+}
+
 impl Transport {
     /// A transport for `config.member_id`, running its tasks on the current tokio
     /// runtime (it panics outside of one, like `tokio::spawn`). Leftover temporary files
@@ -180,18 +205,9 @@ impl Transport {
     pub fn new(config: TransportConfig, handler: Arc<dyn RaftHandler>) -> Transport {
         let config = config.normalized();
         snapshot::remove_stale_temp_files(&config.snapshot_dir);
-        let runtime = Handle::current();
-        let reporter = Arc::new(Reporter::default());
+        let shared = Arc::new(Shared::new(config, handler, Handle::current()));
         let mut tasks = JoinSet::new();
-        tasks.spawn_on(reporter.clone().run(handler.clone()), &runtime);
-        let shared = Arc::new(Shared {
-            config,
-            handler,
-            reporter,
-            stats: Stats::default(),
-            stopped: watch::Sender::new(false),
-            runtime,
-        });
+        tasks.spawn_on(shared.reporter.clone().run(shared.handler.clone()), &shared.runtime);
         Transport {
             inner: Arc::new(Inner { shared, peers: Mutex::new(HashMap::new()), _tasks: tasks }),
         }
@@ -325,4 +341,29 @@ impl fmt::Debug for Transport {
 pub(crate) fn report_snapshot_failure(shared: &Shared, to: u64) {
     shared.handler.report_unreachable(to);
     shared.handler.report_snapshot(to, SnapshotStatus::Failure);
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A handler that takes everything and ignores reports.
+    struct Ignore;
+
+    impl RaftHandler for Ignore {
+        fn process(&self, _: Message) -> Result<(), Dropped> {
+            Ok(())
+        }
+        fn is_removed(&self, _: u64) -> bool {
+            false
+        }
+        fn report_unreachable(&self, _: u64) {}
+        fn report_snapshot(&self, _: u64, _: SnapshotStatus) {}
+        fn receive_snapshot(&self, _: Message, _: PathBuf) {}
+    }
+
+    /// Shared state for unit tests, on the current runtime.
+    pub fn shared(config: TransportConfig) -> Shared {
+        Shared::new(config.normalized(), Arc::new(Ignore), Handle::current())
+    }
 }

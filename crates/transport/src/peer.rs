@@ -35,11 +35,8 @@ struct PeerStatus {
 }
 
 impl PeerStatus {
-    fn set(&self, value: Option<Instant>) -> Option<Instant> {
-        std::mem::replace(
-            &mut *self.active_since.lock().unwrap_or_else(PoisonError::into_inner),
-            value,
-        )
+    fn set(&self, value: Option<Instant>) {
+        *self.active_since.lock().unwrap_or_else(PoisonError::into_inner) = value;
     }
 
     fn get(&self) -> Option<Instant> {
@@ -136,8 +133,11 @@ impl Writer {
     async fn run(mut self) {
         let mut backoff = Backoff::new(&self.shared.config);
         let mut next_url = 0;
-        // Whether the current failure has been logged at warn level already.
-        let mut failure_logged = false;
+        // Whether a dial failure has been logged at warn level already.
+        let mut dial_warned = false;
+        // Whether the peer refused the last stream: the next one is logged quietly, as it
+        // is most likely refused again (its refusal is logged).
+        let mut refused = false;
         loop {
             let urls = self.urls.borrow_and_update().clone();
             match dial(&self.shared.config, &urls, &mut next_url).await {
@@ -145,27 +145,30 @@ impl Writer {
                     let url = &urls[next_url];
                     let since = Instant::now();
                     self.status.set(Some(since));
-                    info!(peer = %HexId(self.id), %url, "peer became active (stream established)");
-                    let end = self.stream(client).await;
-                    self.status.set(None);
-                    let result = match end {
+                    if refused {
+                        debug!(peer = %HexId(self.id), %url, "stream established again after a refusal");
+                    } else {
+                        info!(peer = %HexId(self.id), %url, "peer became active (stream established)");
+                    }
+                    let result = match self.stream(client).await {
                         StreamEnd::QueueClosed => return,
                         StreamEnd::Closed(result) => result,
                     };
+                    self.status.set(None);
                     self.shared.reporter.unreachable(self.id);
-                    self.log_stream_end(url, result);
-                    failure_logged = true;
+                    refused = self.log_stream_end(url, result);
+                    dial_warned = true;
                     if since.elapsed() >= backoff.max() {
                         backoff.reset();
                     }
                 }
                 Err(error) => {
                     self.shared.reporter.unreachable(self.id);
-                    if failure_logged {
+                    if dial_warned {
                         debug!(peer = %HexId(self.id), %error, "failed to dial peer");
                     } else {
                         warn!(peer = %HexId(self.id), %error, "failed to dial peer; retrying with backoff");
-                        failure_logged = true;
+                        dial_warned = true;
                     }
                 }
             }
@@ -175,18 +178,31 @@ impl Writer {
         }
     }
 
-    fn log_stream_end(&self, url: &str, result: Result<(), Status>) {
+    /// Logs why a stream ended; returns whether the peer refused it.
+    fn log_stream_end(&self, url: &str, result: Result<(), Status>) -> bool {
         let peer = HexId(self.id);
-        match result {
-            Ok(()) => warn!(%peer, %url, "peer became inactive (the peer closed the stream)"),
-            Err(status) if status.code() == Code::PermissionDenied => {
-                error!(%peer, %url, error = %status.message(), "peer refused this member: it was removed from the cluster");
-                self.shared.handler.removed_by_peer(self.id);
+        let status = match result {
+            Ok(()) => {
+                warn!(%peer, %url, "peer became inactive (the peer closed the stream)");
+                return false;
             }
-            Err(status) => warn!(
-                %peer, %url, code = ?status.code(), error = %status.message(),
-                "peer became inactive (message send to peer failed)"
-            ),
+            Err(status) => status,
+        };
+        let (code, error) = (status.code(), status.message());
+        match code {
+            Code::PermissionDenied => {
+                error!(%peer, %url, %error, "peer refused this member: it was removed from the cluster");
+                self.shared.handler.removed_by_peer(self.id);
+                true
+            }
+            Code::FailedPrecondition | Code::InvalidArgument | Code::Unimplemented => {
+                warn!(%peer, %url, ?code, %error, "peer refused the stream");
+                true
+            }
+            _ => {
+                warn!(%peer, %url, ?code, %error, "peer became inactive (message send to peer failed)");
+                false
+            }
         }
     }
 
@@ -339,5 +355,77 @@ impl Batcher {
         Stats::add(&shared.stats.messages_dropped, 1);
         shared.reporter.unreachable(id);
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+    use oxetcd_raft::MessageType;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn message(index: u64, payload: usize) -> Message {
+        let mut m = Message::new(MessageType::MsgApp);
+        m.index = index;
+        m.context = Bytes::from(vec![7; payload]);
+        m
+    }
+
+    /// Drains `msgs` through a batcher; returns the indexes of each batch.
+    async fn batches(shared: &Shared, msgs: Vec<Message>) -> Vec<Vec<u64>> {
+        let (tx, mut rx) = mpsc::channel(msgs.len().max(1));
+        for m in msgs {
+            tx.try_send(m).unwrap();
+        }
+        drop(tx);
+        let mut batcher = Batcher::new(&shared.config);
+        let mut out = Vec::new();
+        while let Some(batch) = batcher.next_batch(shared, 2, &mut rx).await {
+            let indexes = batch.messages.iter().map(|b| Message::decode(b.as_ref()).unwrap().index);
+            out.push(indexes.collect());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn batches_are_limited_by_count() {
+        let mut config = TransportConfig::new(1, 1, "/tmp");
+        config.max_batch_messages = 3;
+        let shared = testing::shared(config);
+        let got = batches(&shared, (0..7).map(|i| message(i, 10)).collect()).await;
+        assert_eq!(got, [vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
+    }
+
+    #[tokio::test]
+    async fn a_message_that_does_not_fit_opens_the_next_batch() {
+        let mut config = TransportConfig::new(1, 1, "/tmp");
+        let one = message(0, 1000).encoded_len() + FRAME_OVERHEAD;
+        config.max_batch_bytes = 2 * one + 10;
+        let shared = testing::shared(config);
+        let got = batches(&shared, (0..5).map(|i| message(i, 1000)).collect()).await;
+        assert_eq!(got, [vec![0, 1], vec![2, 3], vec![4]]);
+    }
+
+    #[tokio::test]
+    async fn a_message_too_large_for_the_wire_is_dropped_and_counted() {
+        let mut config = TransportConfig::new(1, 1, "/tmp");
+        config.max_message_bytes = 64 * 1024;
+        let shared = testing::shared(config);
+        let msgs = vec![message(0, 10), message(1, 100 * 1024), message(2, 10)];
+        let got = batches(&shared, msgs).await;
+        assert_eq!(got, [vec![0, 2]]);
+        assert_eq!(shared.stats.messages_dropped.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn peer_status_tracks_activity() {
+        let status = PeerStatus::default();
+        assert_eq!(status.get(), None);
+        let now = Instant::now();
+        status.set(Some(now));
+        assert_eq!(status.get(), Some(now));
+        status.set(None);
+        assert_eq!(status.get(), None);
     }
 }

@@ -264,3 +264,25 @@ async fn a_full_receive_queue_drops_without_closing_the_stream() {
     assert_eq!(b.recv().await.index, 2);
     assert_eq!(a.transport.active_since(2), since, "same stream throughout");
 }
+
+#[tokio::test]
+async fn stop_ends_streams_and_later_calls_do_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(test_config(CLUSTER, 1, dir.path())).await;
+    let mut b = Node::start(test_config(CLUSTER, 2, dir.path())).await;
+    a.transport.add_peer(2, vec![b.url.clone()]);
+    b.transport.add_peer(1, vec![a.url.clone()]);
+    wait_until("streams up", || {
+        a.transport.active_since(2).is_some() && b.transport.active_since(1).is_some()
+    })
+    .await;
+
+    a.transport.stop();
+    assert!(a.transport.active_since(2).is_none());
+    // b's stream into the stopped member is ended by it: b finds a unreachable.
+    wait_until("b sees a go", || b.handler.unreachable_count(1) > 0).await;
+    a.transport.add_peer(2, vec![b.url.clone()]);
+    a.transport.send(vec![msg(MsgApp, 1, 2, 1)]);
+    assert!(b.nothing_delivered(Duration::from_millis(200)).await);
+    assert_eq!(a.transport.stats().messages_sent, 0);
+}

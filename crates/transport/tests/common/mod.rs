@@ -127,6 +127,8 @@ impl Node {
     }
 
     pub async fn start_on(config: TransportConfig, listener: TcpListener) -> Node {
+        // Log lines show up with the output of a failing test.
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let handler = Arc::new(Recorder::default());
         let (tx, inbox) = mpsc::unbounded_channel();
         *handler.inbox.lock().unwrap() = Some(tx);
