@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -156,7 +156,7 @@ impl EtcdServer {
             cfg,
             threads: Mutex::new(threads),
         });
-        tokio::spawn(read_index_loop(server.clone(), reads_rx));
+        tokio::spawn(read_index_loop(Arc::downgrade(&server), reads_rx));
         tokio::spawn(publish_attributes(server.clone()));
         Ok(server)
     }
@@ -261,17 +261,18 @@ impl EtcdServer {
 }
 
 /// One ReadIndex round at a time; every read that arrived while the previous round was
-/// in flight joins the next one, so a round's cost is shared by all of them.
-async fn read_index_loop(server: Arc<EtcdServer>, mut waiting: mpsc::Receiver<ReadWaiter>) {
+/// in flight joins the next one, so a round's cost is shared by all of them. Holds the
+/// server weakly: it ends when the server is dropped (which closes `waiting`).
+async fn read_index_loop(server: Weak<EtcdServer>, mut waiting: mpsc::Receiver<ReadWaiter>) {
     let mut ctx: u64 = 0;
-    let timeout = server.cfg.request_timeout();
     while let Some(first) = waiting.recv().await {
         let mut batch = vec![first];
         while let Ok(next) = waiting.try_recv() {
             batch.push(next);
         }
+        let Some(server) = server.upgrade() else { return };
         ctx += 1;
-        let result = read_index_round(&server, ctx, timeout).await;
+        let result = read_index_round(&server, ctx, server.cfg.request_timeout()).await;
         for waiter in batch {
             let _ = waiter.send(result.clone());
         }
