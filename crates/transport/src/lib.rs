@@ -57,9 +57,30 @@
 //! returns `None`), and the writer waits before the next attempt: 100 ms at first,
 //! doubling up to 5 s ([`TransportConfig::backoff_min`], [`TransportConfig::backoff_max`]);
 //! the delay is reset after a stream that lasted at least the maximum delay, and cut
-//! short by [`Transport::update_peer`]. Messages sent while no stream is up are dropped
-//! and reported (raft retransmits). HTTP/2 keepalive pings detect a silently dead peer.
-//! Peer URLs are `http://host:port`; TLS between members is not supported yet.
+//! short by [`Transport::update_peer`]. Messages sent while the writer waits between
+//! attempts are dropped and reported (raft retransmits); while it dials they wait in the
+//! queue. HTTP/2 keepalive pings ([`TransportConfig::keepalive_interval`],
+//! [`TransportConfig::keepalive_timeout`]) detect a silently dead peer. A refused stream
+//! (wrong cluster, removed member) is retried with the same backoff, so a fixed
+//! configuration heals without a restart. Peer URLs are `http://host:port`; TLS between
+//! members is not supported yet.
+//!
+//! # Mounting
+//!
+//! ```no_run
+//! # async fn serve(transport: oxetcd_transport::Transport) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! tonic::transport::Server::builder()
+//!     // The accepting side pings too, so it drops dead senders' streams.
+//!     .http2_keepalive_interval(Some(Duration::from_secs(1)))
+//!     .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+//!     .add_service(transport.service())
+//!     .serve("127.0.0.1:2380".parse()?)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`Transport::stats`] counts batches, messages, bytes, drops, refusals and snapshots.
 //!
 //! # Handler calls
 //!

@@ -286,3 +286,39 @@ async fn stop_ends_streams_and_later_calls_do_nothing() {
     assert!(b.nothing_delivered(Duration::from_millis(200)).await);
     assert_eq!(a.transport.stats().messages_sent, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sustained_traffic_keeps_order_and_accounts_for_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(test_config(CLUSTER, 1, dir.path())).await;
+    let mut b = Node::start(test_config(CLUSTER, 2, dir.path())).await;
+    a.transport.add_peer(2, vec![b.url.clone()]);
+    wait_until("stream up", || a.transport.active_since(2).is_some()).await;
+
+    const BURSTS: u64 = 50;
+    const BURST: u64 = 500;
+    let sender = a.transport.clone();
+    let producer = tokio::spawn(async move {
+        for burst in 0..BURSTS {
+            sender.send((0..BURST).map(|i| msg(MsgApp, 1, 2, burst * BURST + i)).collect());
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    within("producer", producer).await.unwrap();
+    let total = BURSTS * BURST;
+    wait_until("all sent or dropped", || {
+        let s = a.transport.stats();
+        s.messages_sent + s.messages_dropped == total
+    })
+    .await;
+    let sent = a.transport.stats().messages_sent;
+    let mut last = None;
+    for _ in 0..sent {
+        let index = b.recv().await.index;
+        assert!(last.is_none_or(|l| index > l), "out of order: {index} after {last:?}");
+        last = Some(index);
+    }
+    assert!(b.nothing_delivered(Duration::from_millis(100)).await);
+    let stats = a.transport.stats();
+    assert!(stats.batches_sent < stats.messages_sent, "{stats:?}");
+}
