@@ -75,6 +75,11 @@ impl RaftHandler for Recorder {
     }
 }
 
+/// Log lines show up with the output of a failing test.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+}
+
 /// Polls `cond` until it holds; panics with `what` after [`WAIT`].
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -118,7 +123,7 @@ pub struct Node {
     pub addr: SocketAddr,
     pub url: String,
     pub snapshot_dir: PathBuf,
-    server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    server: Option<Server>,
 }
 
 impl Node {
@@ -127,8 +132,7 @@ impl Node {
     }
 
     pub async fn start_on(config: TransportConfig, listener: TcpListener) -> Node {
-        // Log lines show up with the output of a failing test.
-        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        init_logs();
         let handler = Arc::new(Recorder::default());
         let (tx, inbox) = mpsc::unbounded_channel();
         *handler.inbox.lock().unwrap() = Some(tx);
@@ -136,17 +140,7 @@ impl Node {
         let snapshot_dir = config.snapshot_dir.clone();
         let transport = Transport::new(config, handler.clone());
         let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel();
-        let service = transport.service();
-        let server = tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
+        let server = Server::start(&transport, listener);
         Node {
             id,
             transport,
@@ -155,16 +149,15 @@ impl Node {
             addr,
             url: format!("http://{addr}"),
             snapshot_dir,
-            server: Some((stop, server)),
+            server: Some(server),
         }
     }
 
     /// Stops the transport and the listener, and waits for both.
     pub async fn shutdown(&mut self) {
         self.transport.stop();
-        if let Some((stop, server)) = self.server.take() {
-            let _ = stop.send(());
-            within("server shutdown", server).await.unwrap();
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
         }
     }
 
@@ -182,9 +175,43 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.transport.stop();
-        if let Some((_, server)) = self.server.take() {
-            server.abort();
+    }
+}
+
+/// A tonic server with a transport's service on a listener.
+pub struct Server {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    pub fn start(transport: &Transport, listener: TcpListener) -> Server {
+        let (stop, stopped) = oneshot::channel();
+        let service = transport.service();
+        let task = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Server { stop: Some(stop), task }
+    }
+
+    /// Stops accepting and waits for open calls to end (stop the transport first).
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
+        within("server shutdown", &mut self.task).await.unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
