@@ -21,7 +21,7 @@ const IDS: [u64; 3] = [1, 2, 3];
 
 /// What the transport hands to a node's raft loop.
 enum Input {
-    Message(Message),
+    Message(Box<Message>),
     Unreachable(u64),
 }
 
@@ -30,7 +30,7 @@ struct Inbox(mpsc::Sender<Input>);
 
 impl RaftHandler for Inbox {
     fn process(&self, msg: Message) -> Result<(), Dropped> {
-        self.0.try_send(Input::Message(msg)).map_err(|_| Dropped)
+        self.0.try_send(Input::Message(Box::new(msg))).map_err(|_| Dropped)
     }
     fn is_removed(&self, _: u64) -> bool {
         false
@@ -90,7 +90,7 @@ async fn start_member(id: u64, listener: tokio::net::TcpListener, dir: &std::pat
             tokio::select! {
                 _ = ticker.tick() => node.tick(),
                 Some(input) = input_rx.recv() => match input {
-                    Input::Message(m) => { let _ = node.step(m); }
+                    Input::Message(m) => { let _ = node.step(*m); }
                     Input::Unreachable(peer) => node.report_unreachable(peer),
                 },
                 Some(data) = proposal_rx.recv() => { let _ = node.propose(data); }
