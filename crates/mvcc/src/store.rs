@@ -73,6 +73,10 @@ pub struct StoreConfig {
     pub compaction_batch_limit: usize,
     /// Pause between compaction commits.
     pub compaction_pause: Duration,
+    /// etcd's `--unsafe-no-fsync`: batches are committed without fsync (one durable commit
+    /// on close). A crash can lose applied writes; `durable_index` then only means
+    /// "committed". For tests and throwaway clusters.
+    pub unsafe_no_fsync: bool,
 }
 
 impl Default for StoreConfig {
@@ -84,6 +88,7 @@ impl Default for StoreConfig {
             max_request_bytes: validate::DEFAULT_MAX_REQUEST_BYTES,
             compaction_batch_limit: DEFAULT_COMPACTION_BATCH_LIMIT,
             compaction_pause: DEFAULT_COMPACTION_PAUSE,
+            unsafe_no_fsync: false,
         }
     }
 }
@@ -555,6 +560,11 @@ impl<B: Backend> Store<B> {
             drop(jobs);
             let _ = handle.join();
         }
+        if self.shared.config.unsafe_no_fsync
+            && let Err(e) = self.shared.backend.commit(&Default::default(), true)
+        {
+            self.shared.fail(e);
+        }
     }
 
     fn write<R>(
@@ -721,7 +731,7 @@ impl<B: Backend> Shared<B> {
             self.pending_ops.store(0, Ordering::Relaxed);
             (buffer, *lock(&self.applied))
         };
-        let snapshot = match self.backend.commit(&read(&buffer)) {
+        let snapshot = match self.backend.commit(&read(&buffer), !self.config.unsafe_no_fsync) {
             Ok(snapshot) => snapshot,
             Err(e) => {
                 self.fail(e.clone());

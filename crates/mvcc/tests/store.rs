@@ -419,3 +419,19 @@ fn interrupted_compaction_resumes_on_open() {
     s.last_compaction().expect("resumed compaction").wait().unwrap();
     assert_eq!(s.hash().unwrap().0, want, "same rows and meta as an uninterrupted compaction");
 }
+
+#[test]
+fn unsafe_no_fsync_still_keeps_data_across_a_clean_close() {
+    let mut t = TempStore::with(
+        StoreConfig { unsafe_no_fsync: true, ..test_config() },
+        Arc::new(oxetcd_mvcc::NoLeases),
+    );
+    for i in 0..100 {
+        t.store()
+            .put(&put(&format!("k{i}"), "v"), Some(ApplyIndex { index: i + 1, term: 1 }))
+            .unwrap();
+    }
+    t.reopen();
+    assert_eq!(t.store().range(&range("k", "l")).unwrap().count, 100);
+    assert_eq!(t.store().consistent_index().index, 100);
+}

@@ -87,8 +87,10 @@ pub trait Backend: Send + Sync + 'static {
     /// A view of everything committed so far.
     fn snapshot(&self) -> Result<Self::Snapshot>;
 
-    /// Applies `batch` in one transaction, durably, and returns a view that includes it.
-    fn commit(&self, batch: &Batch) -> Result<Self::Snapshot>;
+    /// Applies `batch` in one transaction and returns a view that includes it. With
+    /// `durable` the data is on disk when this returns; without, it survives a clean close
+    /// but not a crash (until a later durable commit).
+    fn commit(&self, batch: &Batch, durable: bool) -> Result<Self::Snapshot>;
 }
 
 /// An immutable view of the backend as of one commit. A table that was never written

@@ -1,7 +1,7 @@
 //! The [`Backend`] on redb.
 //!
 //! Each [`Batch`] is one redb write transaction committed with `Durability::Immediate`
-//! (one fsync per batch); snapshots are redb read transactions, which never block the
+//! (one fsync per batch; `Durability::None` under `unsafe_no_fsync`); snapshots are redb read transactions, which never block the
 //! writer and are shared between readers until the next commit replaces them.
 
 use std::ops::ControlFlow;
@@ -79,9 +79,9 @@ impl Backend for RedbBackend {
         Ok(Arc::new(RedbSnapshot { txn, key, meta }))
     }
 
-    fn commit(&self, batch: &Batch) -> Result<Self::Snapshot> {
+    fn commit(&self, batch: &Batch, durable: bool) -> Result<Self::Snapshot> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
         {
             let mut key = txn.open_table(table(KEY_TABLE))?;
             for row in &batch.rows {

@@ -37,7 +37,7 @@ impl TempStore {
     }
 
     pub fn with(config: StoreConfig, lessor: Arc<dyn Lessor>) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = temp_dir();
         let store =
             Store::open_path(db_path(dir.path()), config.clone(), lessor.clone()).expect("open");
         Self { store: Some(store), dir, config, lessor }
@@ -57,6 +57,18 @@ impl TempStore {
                 .expect("reopen"),
         );
     }
+}
+
+/// A temporary directory, in memory (`/dev/shm`) where there is one: the tests open
+/// thousands of stores, and fsync on a shared disk would dominate their run time.
+pub fn temp_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::Builder::new().prefix("oxetcd-mvcc-").tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    };
+    dir.expect("temporary directory")
 }
 
 pub fn db_path(dir: &Path) -> PathBuf {
