@@ -47,7 +47,9 @@
 //! explicitly on both client and server because tonic's 4 MiB default is below one
 //! large append), the snapshot size ([`TransportConfig::max_snapshot_bytes`]). A single
 //! raft message too large for one gRPC message is dropped and the peer reported
-//! unreachable.
+//! unreachable. Queues count messages, not bytes (as etcd's do): the memory a slow peer
+//! can pin is bounded by raft itself, whose in-flight appends per follower are limited
+//! (`max_inflight_msgs` × `max_size_per_msg`).
 //!
 //! # Reconnecting
 //!
@@ -74,6 +76,8 @@
 //!     // The accepting side pings too, so it drops dead senders' streams.
 //!     .http2_keepalive_interval(Some(Duration::from_secs(1)))
 //!     .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+//!     // Lets a busy stream grow its HTTP/2 window beyond the default.
+//!     .http2_adaptive_window(Some(true))
 //!     .add_service(transport.service())
 //!     .serve("127.0.0.1:2380".parse()?)
 //!     .await?;
