@@ -736,9 +736,13 @@ impl<S: Storage> Raft<S> {
     /// safe: votes are still counted per configuration and cast once per term. Without such a
     /// request a removed node never campaigns.
     fn maybe_campaign_as_caretaker(&mut self) {
+        // Only when no leader is known or heard from lately (a pre-vote does not reset the
+        // leader we last knew).
+        let leaderless = self.lead == 0 || self.election_elapsed >= self.election_timeout;
+        // A caretaker whose earlier campaign stalled (lost messages) starts over when asked.
         if self.promotable()
-            || self.state != StateRole::Follower
-            || self.lead != 0
+            || self.state == StateRole::Leader
+            || !leaderless
             || self.prs.config.voters.incoming.is_empty()
             || self.has_unapplied_conf_change()
         {
@@ -1154,6 +1158,13 @@ impl<S: Storage> Raft<S> {
         // snapshot can be older than the change that added us): install it anyway, the log
         // entries that follow it bring the change.
         let cs = snapshot.conf_state();
+        if self.has_unapplied_conf_change() {
+            // The application is still applying committed configuration changes (possibly
+            // from a Ready handed out before this message): installing the snapshot's newer
+            // configuration now would make it apply them on top of the wrong one. The leader
+            // retries later.
+            return false;
+        }
         if self.raft_log.match_term(index, term) {
             // We already hold the snapshot's entries: just fast-forward the commit index.
             self.raft_log.commit_to(index);
