@@ -2,7 +2,8 @@
 //! index's memory per key at 1M keys (measured as resident-set growth, since the workspace
 //! forbids the `unsafe` a counting allocator needs).
 //!
-//! Run: `cargo bench -p oxetcd-mvcc --bench mvcc`
+//! Run: `cargo bench -p oxetcd-mvcc --bench mvcc` (memory only, quickly:
+//! `cargo bench -p oxetcd-mvcc --bench mvcc -- --list`).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -91,9 +92,10 @@ fn resident_bytes() -> usize {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Builds an index of `INDEX_KEYS` keys with `revisions` puts each and prints resident
+/// Builds an index of `INDEX_KEYS` keys with `revisions` puts each (or, `settled`, each
+/// as a compaction leaves an updated key: one revision, version 3) and prints resident
 /// bytes per key beyond the key bytes.
-fn index_memory(revisions: i64) {
+fn index_memory(revisions: i64, settled: bool) {
     let before = resident_bytes();
     let mut index = Index::new();
     let mut key_bytes = 0usize;
@@ -108,15 +110,26 @@ fn index_memory(revisions: i64) {
                 key_bytes += buf.len();
             }
             main += 1;
-            index.put(buf.as_bytes(), Revision::at_main(main));
+            if settled {
+                index.restore(
+                    buf.as_bytes(),
+                    Revision::at_main(main),
+                    false,
+                    Revision::at_main(1),
+                    3,
+                );
+            } else {
+                index.put(buf.as_bytes(), Revision::at_main(main));
+            }
         }
     }
     let grown = resident_bytes().saturating_sub(before);
     let overhead = grown.saturating_sub(key_bytes) as f64 / INDEX_KEYS as f64;
     println!(
-        "index_memory: {} keys x {} revision(s): {:.1} MiB resident, {:.1} bytes/key beyond {} key bytes/key",
+        "index_memory: {} keys x {} revision(s){}: {:.1} MiB resident, {:.1} bytes/key beyond {} key bytes/key",
         index.len(),
         revisions,
+        if settled { " (settled, version 3)" } else { "" },
         grown as f64 / f64::from(1 << 20),
         overhead,
         key_bytes / INDEX_KEYS
@@ -126,7 +139,11 @@ fn index_memory(revisions: i64) {
 
 fn main() {
     // Once, first: freed memory from an earlier measurement would hide later growth.
-    index_memory(1);
+    // `MVCC_INDEX_REVISIONS=3` measures keys written three times instead of once;
+    // `MVCC_INDEX_SETTLED=1` keys as compaction leaves updated ones.
+    let revisions =
+        std::env::var("MVCC_INDEX_REVISIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    index_memory(revisions, std::env::var_os("MVCC_INDEX_SETTLED").is_some());
     let mut c = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))

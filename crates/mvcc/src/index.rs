@@ -1,8 +1,9 @@
 //! The in-memory index: every key, in key order, with its history of revisions.
 //!
-//! Layout: a `BTreeMap<Box<[u8]>, KeyIndex>`. A key written once costs its bytes plus one
-//! map slot (a 16-byte boxed slice and a 24-byte [`KeyIndex::Single`]), with no other
-//! allocation; see the crate docs for measured bytes per key.
+//! Layout: a `BTreeMap<Box<[u8]>, KeyIndex>`. A live key with one remaining revision
+//! (written once, or compacted) costs its bytes plus one map slot (a 16-byte boxed slice
+//! and a 24-byte [`KeyIndex::Settled`]), with no other allocation; see the crate docs for
+//! measured bytes per key.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::{Bound, ControlFlow};

@@ -4,10 +4,12 @@
 //! delete's revision (the tombstone) is the generation's last revision and is followed by a
 //! new, empty generation. A key whose last generation is empty is deleted.
 //!
-//! Most keys are written once and never deleted, so they are stored as a bare revision
-//! ([`KeyIndex::Single`]) with no heap allocation; anything else holds its generations.
+//! Most keys are live with a single remaining revision: written once, or compacted down to
+//! their latest write. Those are stored inline in 24 bytes ([`KeyIndex::Settled`]) with no
+//! heap allocation; anything else holds its generations behind a box.
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 
 use crate::revision::Revision;
 
@@ -44,13 +46,55 @@ impl Generation {
     }
 }
 
+/// A live key with one generation and one remaining revision, packed so that
+/// [`KeyIndex`] stays 24 bytes (the non-zero version is the enum's niche).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settled {
+    main: i64,
+    created_main: i64,
+    sub: u32,
+    version: NonZeroU32,
+}
+
+impl Settled {
+    /// Packs `rev` of a generation created at main revision `created_main` with `version`
+    /// puts; `None` if a field does not fit (the key then stays [`KeyIndex::Full`]).
+    fn new(rev: Revision, created_main: i64, version: i64) -> Option<Self> {
+        Some(Self {
+            main: rev.main,
+            created_main,
+            sub: u32::try_from(rev.sub).ok()?,
+            version: NonZeroU32::new(u32::try_from(version).ok()?)?,
+        })
+    }
+
+    fn rev(self) -> Revision {
+        Revision::new(self.main, i64::from(self.sub))
+    }
+
+    /// Its revision survives any compaction at or after it.
+    fn keep(self, at: i64, keep: &mut HashSet<Revision>) {
+        if self.main <= at {
+            keep.insert(self.rev());
+        }
+    }
+
+    fn generation(self) -> Generation {
+        Generation {
+            created: Revision::at_main(self.created_main),
+            version: i64::from(self.version.get()),
+            revs: vec![self.rev()],
+        }
+    }
+}
+
 /// One key's history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyIndex {
-    /// A live key whose one remaining generation is a single put that created it (version 1).
-    Single(Revision),
+    /// A live key whose one generation has one remaining revision.
+    Settled(Settled),
     /// Generations, oldest first. The last one is empty when the key is deleted.
-    Full(Vec<Generation>),
+    Full(Box<Vec<Generation>>),
 }
 
 /// The key has no live generation to end (a delete of a deleted key).
@@ -60,22 +104,30 @@ pub struct NotLive;
 impl KeyIndex {
     /// A key created by a put at `rev`.
     pub fn created(rev: Revision) -> Self {
-        Self::Single(rev)
+        Self::restored(rev, rev, 1)
     }
 
     /// A key rebuilt from a stored value: `modified` is its revision, `created` and
     /// `version` come from the value.
     pub fn restored(created: Revision, modified: Revision, version: i64) -> Self {
-        if created.main == modified.main && version == 1 {
-            return Self::Single(modified);
+        Self::from_generations(vec![Generation { created, version, revs: vec![modified] }])
+    }
+
+    /// Settles `gens` if they are one live generation with one revision.
+    fn from_generations(gens: Vec<Generation>) -> Self {
+        if let [g] = gens.as_slice()
+            && let [only] = g.revs[..]
+            && let Some(settled) = Settled::new(only, g.created.main, g.version)
+        {
+            return Self::Settled(settled);
         }
-        Self::Full(vec![Generation { created, version, revs: vec![modified] }])
+        Self::Full(Box::new(gens))
     }
 
     /// A deleted key whose history was compacted away entirely.
     fn is_empty(&self) -> bool {
         match self {
-            Self::Single(_) => false,
+            Self::Settled(_) => false,
             Self::Full(gens) => gens.iter().all(|g| g.revs.is_empty()),
         }
     }
@@ -83,7 +135,7 @@ impl KeyIndex {
     /// Whether the key currently exists.
     pub fn is_live(&self) -> bool {
         match self {
-            Self::Single(_) => true,
+            Self::Settled(_) => true,
             Self::Full(gens) => gens.last().is_some_and(|g| !g.revs.is_empty()),
         }
     }
@@ -91,18 +143,18 @@ impl KeyIndex {
     /// The latest revision of the key (put or tombstone).
     pub fn modified(&self) -> Option<Revision> {
         match self {
-            Self::Single(rev) => Some(*rev),
+            Self::Settled(s) => Some(s.rev()),
             Self::Full(gens) => gens.iter().rev().find_map(|g| g.revs.last().copied()),
         }
     }
 
     fn generations_mut(&mut self) -> &mut Vec<Generation> {
-        if let Self::Single(rev) = *self {
-            *self = Self::Full(vec![Generation::new(rev, 1)]);
+        if let Self::Settled(s) = *self {
+            *self = Self::Full(Box::new(vec![s.generation()]));
         }
         match self {
             Self::Full(gens) => gens,
-            Self::Single(_) => unreachable!("Single was converted to Full above"),
+            Self::Settled(_) => unreachable!("Settled was converted to Full above"),
         }
     }
 
@@ -139,10 +191,10 @@ impl KeyIndex {
     /// The key's state at main revision `at`, or `None` if it did not exist then.
     pub fn get(&self, at: i64) -> Option<KeyRevision> {
         match self {
-            Self::Single(rev) => (rev.main <= at).then_some(KeyRevision {
-                modified: *rev,
-                created: *rev,
-                version: 1,
+            Self::Settled(s) => (s.main <= at).then(|| KeyRevision {
+                modified: s.rev(),
+                created: Revision::at_main(s.created_main),
+                version: i64::from(s.version.get()),
             }),
             Self::Full(gens) => {
                 let last = gens.len().checked_sub(1)?;
@@ -192,11 +244,7 @@ impl KeyIndex {
     /// anything (what HashKV needs).
     pub fn keep(&self, at: i64, keep: &mut HashSet<Revision>) {
         match self {
-            Self::Single(rev) => {
-                if rev.main <= at {
-                    keep.insert(*rev);
-                }
-            }
+            Self::Settled(s) => s.keep(at, keep),
             Self::Full(gens) => {
                 let (gi, pos) = Self::compaction_point(gens, at, keep);
                 // A tombstone at or below `at` is not kept: the key is gone by then.
@@ -215,10 +263,8 @@ impl KeyIndex {
     /// the key can be forgotten.
     pub fn compact(&mut self, at: i64, keep: &mut HashSet<Revision>) -> bool {
         let gens = match self {
-            Self::Single(rev) => {
-                if rev.main <= at {
-                    keep.insert(*rev);
-                }
+            Self::Settled(s) => {
+                s.keep(at, keep);
                 return false;
             }
             Self::Full(gens) => gens,
@@ -239,12 +285,8 @@ impl KeyIndex {
             }
         }
         gens.drain(..first_kept);
-        if let [g] = gens.as_slice()
-            && g.version == 1
-            && let [only] = g.revs[..]
-            && only.main == g.created.main
-        {
-            *self = Self::Single(only);
+        if gens.len() == 1 && gens[0].revs.len() == 1 {
+            *self = Self::from_generations(std::mem::take(&mut **gens));
         }
         self.is_empty()
     }
@@ -317,6 +359,30 @@ mod tests {
     }
 
     #[test]
+    fn updated_keys_settle_after_compaction() {
+        let mut ki = KeyIndex::created(rev(1));
+        ki.put(rev(2));
+        ki.put(Revision::new(5, 3));
+        assert!(matches!(ki, KeyIndex::Full(_)));
+        ki.compact(5, &mut HashSet::new());
+        assert!(matches!(ki, KeyIndex::Settled(_)));
+        let now = ki.get(9).unwrap();
+        assert_eq!((now.modified, now.created.main, now.version), (Revision::new(5, 3), 1, 3));
+        ki.put(rev(6));
+        assert_eq!(ki.get(9).unwrap().version, 4);
+    }
+
+    #[test]
+    fn values_that_do_not_pack_stay_full() {
+        assert!(matches!(
+            KeyIndex::restored(rev(1), Revision::new(2, 1 << 40), 2),
+            KeyIndex::Full(_)
+        ));
+        assert!(matches!(KeyIndex::restored(rev(1), rev(2), 1 << 40), KeyIndex::Full(_)));
+        assert!(matches!(KeyIndex::restored(rev(1), rev(2), 0), KeyIndex::Full(_)));
+    }
+
+    #[test]
     fn compaction_forgets_deleted_keys() {
         let mut ki = KeyIndex::created(rev(1));
         ki.put(rev(2));
@@ -335,6 +401,7 @@ mod tests {
         ki.tombstone(rev(2)).unwrap();
         ki.put(rev(3));
         ki.compact(3, &mut HashSet::new());
-        assert_eq!(ki, KeyIndex::Single(rev(3)));
+        assert_eq!(ki, KeyIndex::created(rev(3)));
+        assert!(matches!(ki, KeyIndex::Settled(_)));
     }
 }
