@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use oxetcd_raft::{Config, ConfState, Entry, MemStorage, Message, RawNode, StateRole, Storage};
+use oxetcd_raft::{ConfState, Config, Entry, MemStorage, Message, RawNode, StateRole, Storage};
 use std::hint::black_box;
 
 const PAYLOAD: usize = 256;
@@ -20,10 +20,7 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Self {
-        let voters = ConfState {
-            voters: vec![1, 2, 3],
-            ..Default::default()
-        };
+        let voters = ConfState { voters: vec![1, 2, 3], ..Default::default() };
         let nodes = (1..=3)
             .map(|id| {
                 let mut c = Config::new(id);
@@ -33,10 +30,7 @@ impl Cluster {
                     .expect("valid config")
             })
             .collect();
-        let mut cluster = Cluster {
-            nodes,
-            applied: vec![0; 3],
-        };
+        let mut cluster = Cluster { nodes, applied: vec![0; 3] };
         cluster.nodes[0].campaign().expect("campaign");
         cluster.run_until_quiet();
         assert_eq!(cluster.nodes[0].raft.state, StateRole::Leader);
@@ -97,15 +91,19 @@ fn proposals(c: &mut Criterion) {
     let mut group = c.benchmark_group("three_node_cluster");
     for batch in [64u64, 256, 1024] {
         group.throughput(Throughput::Elements(batch));
-        group.bench_with_input(BenchmarkId::new("propose_commit_apply", batch), &batch, |b, &batch| {
-            let mut cluster = Cluster::new();
-            b.iter(|| {
-                let entries = (0..batch).map(|_| Entry::normal(payload.clone())).collect();
-                cluster.nodes[0].propose_entries(entries).expect("leader accepts");
-                cluster.run_until_quiet();
-                cluster.compact_if_large();
-            });
-        });
+        group.bench_with_input(
+            BenchmarkId::new("propose_commit_apply", batch),
+            &batch,
+            |b, &batch| {
+                let mut cluster = Cluster::new();
+                b.iter(|| {
+                    let entries = (0..batch).map(|_| Entry::normal(payload.clone())).collect();
+                    cluster.nodes[0].propose_entries(entries).expect("leader accepts");
+                    cluster.run_until_quiet();
+                    cluster.compact_if_large();
+                });
+            },
+        );
     }
     group.finish();
 }

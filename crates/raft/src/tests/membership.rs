@@ -260,3 +260,64 @@ fn status_reports_progress_only_on_the_leader() {
     assert_eq!(st.progress_of(2).unwrap().matched, 2);
     assert!(net.raw(2).status().progress.is_empty());
 }
+
+#[test]
+fn a_crashed_removed_leader_is_replaced_through_a_caretaker_election() {
+    // Node 1 led, committed its own removal (index 2) and crashed before telling node 2,
+    // which still counts node 1 in its quorum and has a shorter log.
+    let removal = {
+        let mut e = simple(ConfChangeRemoveNode, 1).to_entry();
+        e.index = 2;
+        e.term = 1;
+        e
+    };
+    let mut s1 = MemStorage::new_with_conf_state(conf(&[2], &[]));
+    s1.append(&[ent(1, 1), removal.clone(), ent(3, 1)]);
+    s1.set_hard_state(HardState { term: 1, vote: 1, commit: 3 });
+    let mut s2 = MemStorage::new_with_conf_state(conf(&[1, 2], &[]));
+    s2.append(&[ent(1, 1), removal]);
+    s2.set_hard_state(HardState { term: 1, vote: 1, commit: 1 });
+    let mut c1 = config(1);
+    c1.applied = 3;
+    let n1 = RawNode::new(&c1, s1).unwrap();
+    let n2 = RawNode::new(&config(2), s2).unwrap();
+    let mut net = Network::from_stores(vec![]);
+    net.nodes.insert(1, n1);
+    net.nodes.insert(2, n2);
+    assert!(!net.raft(1).promotable());
+    // Node 2 cannot win alone and node 1 refuses it (longer log): node 1 steps in, brings
+    // node 2 up to date, and hands leadership over.
+    net.campaign(2);
+    assert_eq!(net.leader(), Some(2));
+    assert_eq!(cs(&net, 2).voters, vec![2]);
+    assert!(net.committed(2) >= 3);
+    net.propose(2, b"x").unwrap();
+    assert_eq!(net.applied[&2], vec![Bytes::from_static(b"x")]);
+}
+
+#[test]
+fn no_snapshot_is_installed_while_conf_changes_are_being_applied() {
+    let cc = {
+        let mut e = simple(ConfChangeAddLearnerNode, 3).to_entry();
+        e.index = 2;
+        e.term = 1;
+        e
+    };
+    let mut store = MemStorage::new_with_conf_state(conf(&[1, 2], &[]));
+    store.append(&[ent(1, 1), cc]);
+    store.set_hard_state(HardState { term: 1, vote: 0, commit: 2 });
+    let mut r = Raft::new(&config(2), store).unwrap();
+    let mut m = msg(MsgSnap, 1, 2, 1);
+    m.snapshot = Some(crate::Snapshot {
+        data: Bytes::new(),
+        metadata: Some(crate::SnapshotMetadata {
+            conf_state: Some(conf(&[1, 2], &[3])),
+            index: 10,
+            term: 1,
+        }),
+    });
+    r.step(m).unwrap();
+    assert!(r.raft_log.unstable_snapshot().is_none());
+    let resp = r.msgs_after_persist.pop().unwrap();
+    assert_eq!((resp.msg_type(), resp.index), (MsgAppResp, 2));
+}
