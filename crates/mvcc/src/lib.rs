@@ -10,6 +10,7 @@
 //! store.txn(&TxnRequest, ..)                   -> WriteResult<TxnResponse>
 //! store.compact(rev, ..)                       -> (CompactionResponse, CompactionHandle)
 //! store.set_consistent_index(apply)            // entries that change no key, or failed
+//! store.events(from, to)                       // history for watchers catching up
 //! store.hash() / store.hash_kv(rev)            // Maintenance.Hash / HashKV
 //! store.aux_write / aux_get / aux_scan         // lease, auth, members, alarm tables
 //! store.consistent_index() / durable_index()   // replay from / purge WAL up to
@@ -51,8 +52,8 @@
 //!   live key with one remaining revision (written once, or compacted down to its latest
 //!   write) is packed inline in the map slot (24-byte enum, no allocation): measured at
 //!   ~93 bytes per key beyond the key bytes at 1M keys (resident-set growth, including
-//!   allocator and B-tree slack). Keys with uncompacted history cost ~270 bytes plus
-//!   16 per extra revision until the next compaction settles them.
+//!   allocator and B-tree slack). Keys with uncompacted history cost ~270 bytes (up
+//!   to four revisions; 16 more per revision beyond) until a compaction settles them.
 //! * [`backend`]: the storage trait (named tables; the store's own are `key` and `meta`,
 //!   with etcd's names and meta keys) and its redb implementation: one durable redb
 //!   transaction per batch. The server's tables (etcd's `lease`, `auth*`, `members`,

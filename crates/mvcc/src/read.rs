@@ -10,7 +10,8 @@ use std::sync::{Arc, RwLock};
 
 use oxetcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use oxetcd_api::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
-use oxetcd_api::mvccpb::KeyValue;
+use oxetcd_api::mvccpb::event::EventType;
+use oxetcd_api::mvccpb::{Event, KeyValue};
 use prost::Message;
 
 use crate::backend::{Batch, KEY_TABLE, Snapshot};
@@ -45,6 +46,53 @@ impl<S: Snapshot> Values<S> {
             .ok_or_else(|| Error::Corrupt(format!("revision {rev:?} is indexed but not stored")))?
             .map_err(Error::from)
     }
+}
+
+impl<S: Snapshot> Values<S> {
+    /// Every change with a main revision in `from..to`, in revision order, as watch events
+    /// (without `prev_kv`).
+    pub fn events(&self, from: i64, to: i64) -> Result<Vec<Event>> {
+        let end = Revision::at_main(to).to_bytes();
+        let mut events = Vec::new();
+        let mut failure = None;
+        self.committed.scan(KEY_TABLE, &Revision::at_main(from).to_bytes(), |k, v| {
+            if k >= &end[..] {
+                return ControlFlow::Break(());
+            }
+            let decoded = Revision::from_key(k)
+                .ok_or_else(|| Error::Corrupt(format!("key table row {k:?} is not a revision")))
+                .and_then(|(rev, tomb)| Ok(event(rev, tomb, KeyValue::decode(v)?)));
+            match decoded {
+                Ok(e) => events.push(e),
+                Err(e) => {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        // The buffer being committed holds older writes than the pending one.
+        for buffer in self.buffers.iter().rev() {
+            for row in read(buffer).rows.iter().filter(|r| (from..to).contains(&r.rev.main)) {
+                events.push(event(row.rev, row.tombstone, KeyValue::decode(row.value.clone())?));
+            }
+        }
+        Ok(events)
+    }
+}
+
+/// The watch event a stored row stands for (a tombstone's value holds only the key).
+fn event(rev: Revision, tombstone: bool, mut kv: KeyValue) -> Event {
+    let kind = if tombstone {
+        kv.mod_revision = rev.main;
+        EventType::Delete
+    } else {
+        EventType::Put
+    };
+    Event { r#type: kind as i32, kv: Some(kv), prev_kv: None }
 }
 
 /// A response header carrying only the revision; the server fills in the rest.

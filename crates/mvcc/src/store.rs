@@ -446,6 +446,21 @@ impl<B: Backend> Store<B> {
         lock(&self.last_compaction).clone()
     }
 
+    /// Every change at main revisions `from..to`, in order, as events without `prev_kv`:
+    /// what a watcher that fell behind catches up from. `Compacted` if `from` is below the
+    /// compacted revision (as in etcd, a watch may start at the compacted revision itself,
+    /// where deletes compacted away are missing).
+    pub fn events(&self, from: i64, to: i64) -> Result<Vec<Event>> {
+        let values = {
+            let state = read(&self.shared.state);
+            if from < state.compact_rev {
+                return Err(Error::Compacted);
+            }
+            self.shared.values()
+        };
+        values.events(from, to)
+    }
+
     /// etcd's Hash: crc32c of the store's tables (the consistent index and term excluded),
     /// and the current revision. Commits pending writes first.
     pub fn hash(&self) -> Result<(u32, i64)> {

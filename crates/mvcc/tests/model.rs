@@ -472,14 +472,37 @@ fn check_history(store: &oxetcd_mvcc::Store, model: &Model) -> Result<(), TestCa
     Ok(())
 }
 
+/// Every event since `from` must come back from the store's history.
+fn check_events(
+    store: &oxetcd_mvcc::Store,
+    model: &Model,
+    all: &[Event],
+) -> Result<(), TestCaseError> {
+    let next = model.current() + 1;
+    for from in (model.compact + 1).max(1)..=next {
+        let want: Vec<Event> = all
+            .iter()
+            .filter(|e| e.kv.as_ref().is_some_and(|kv| kv.mod_revision >= from))
+            .map(|e| Event { prev_kv: None, ..e.clone() })
+            .collect();
+        prop_assert_eq!(store.events(from, next).unwrap(), want, "events from {}", from);
+    }
+    if model.compact > 1 {
+        prop_assert_eq!(store.events(model.compact - 1, next), Err(Error::Compacted));
+    }
+    Ok(())
+}
+
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut t = TempStore::new();
     let mut model = Model::new();
+    let mut events = Vec::new();
     for op in ops {
         let current = model.current();
         match op {
             Op::Put(req) => {
                 let got = t.store().put(&req, None).map(|w| (w.response, w.events));
+                events.extend(got.iter().flat_map(|(_, e)| e.clone()));
                 let want = validate::check_put(&req).and_then(|()| {
                     if req.ignore_value && !model.states.last().unwrap().contains_key(&req.key) {
                         return Err(Error::KeyNotFound);
@@ -490,6 +513,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Delete(req) => {
                 let got = t.store().delete_range(&req, None).map(|w| (w.response, w.events));
+                events.extend(got.iter().flat_map(|(_, e)| e.clone()));
                 let want = model
                     .write(|_, ws, begin, events| Ok(Model::delete_in(ws, &req, begin, events)));
                 prop_assert_eq!(got, want);
@@ -497,6 +521,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Txn(mut req) => {
                 resolve_txn(&mut req, current);
                 let got = t.store().txn(&req, None).map(|w| (w.response, w.events));
+                events.extend(got.iter().flat_map(|(_, e)| e.clone()));
                 prop_assert_eq!(got, model.txn(&req));
             }
             Op::Range(mut req) => {
@@ -517,8 +542,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(t.store().current_revision(), model.current());
     }
     check_history(t.store(), &model)?;
+    check_events(t.store(), &model, &events)?;
     t.reopen();
-    check_history(t.store(), &model)
+    check_history(t.store(), &model)?;
+    check_events(t.store(), &model, &events)
 }
 
 proptest! {

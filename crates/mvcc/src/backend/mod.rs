@@ -68,7 +68,6 @@ impl Batch {
 
     /// The value of the row written at `rev`, if it is in this batch.
     pub fn get(&self, rev: Revision) -> Option<&Bytes> {
-        debug_assert!(self.rows.is_sorted_by_key(|r| r.rev));
         let i = self.rows.binary_search_by_key(&rev, |r| r.rev).ok()?;
         Some(&self.rows[i].value)
     }
