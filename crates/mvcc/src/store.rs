@@ -598,8 +598,11 @@ impl<B: Backend> Store<B> {
                 && txn.changed()
             {
                 // Validation and checks run before any change, so this is an I/O or data
-                // failure halfway through a transaction: refuse everything from now on.
+                // failure halfway through a transaction. Its changes stay invisible (the
+                // revision does not move) and are never committed: the store refuses every
+                // write and commit from now on, and a restart replays the log.
                 self.shared.fail(e.clone());
+                return Err(e.clone());
             }
             let events = txn.finish();
             self.shared.pending_ops.fetch_add(events.len(), Ordering::Relaxed);
