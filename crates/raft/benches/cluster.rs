@@ -33,7 +33,7 @@ impl Cluster {
         let mut cluster = Cluster { nodes, applied: vec![0; 3] };
         cluster.nodes[0].campaign().expect("campaign");
         cluster.run_until_quiet();
-        assert_eq!(cluster.nodes[0].raft.state, StateRole::Leader);
+        assert_eq!(cluster.nodes[0].raft().state(), StateRole::Leader);
         cluster
     }
 

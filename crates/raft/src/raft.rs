@@ -60,24 +60,21 @@ enum CampaignKind {
 
 /// One raft node's protocol state.
 pub struct Raft<S: Storage> {
-    /// This node's id.
-    pub id: u64,
-    /// Current term.
-    pub term: u64,
-    /// Vote in the current term (0 if none).
-    pub vote: u64,
+    // Fields are crate-private so that nothing outside the protocol code can put the node in
+    // an inconsistent state; read them through the accessors below.
+    pub(crate) id: u64,
+    pub(crate) term: u64,
+    pub(crate) vote: u64,
     /// Known leader (0 if none).
-    pub lead: u64,
-    /// Current role.
-    pub state: StateRole,
-    /// The log.
-    pub raft_log: RaftLog<S>,
+    pub(crate) lead: u64,
+    pub(crate) state: StateRole,
+    pub(crate) raft_log: RaftLog<S>,
     /// Membership and replication progress.
-    pub prs: ProgressTracker,
+    pub(crate) prs: ProgressTracker,
     /// Target of an ongoing leadership transfer.
-    pub lead_transferee: Option<u64>,
+    pub(crate) lead_transferee: Option<u64>,
     /// Whether this node is a learner in the current configuration.
-    pub is_learner: bool,
+    pub(crate) is_learner: bool,
 
     pub(crate) read_states: Vec<ReadState>,
     /// Messages that may be sent right away.
@@ -172,6 +169,51 @@ impl<S: Storage> Raft<S> {
     /// The state to persist.
     pub fn hard_state(&self) -> HardState {
         HardState { term: self.term, vote: self.vote, commit: self.raft_log.committed }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Current term.
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    /// Vote in the current term (0 if none).
+    pub fn vote(&self) -> u64 {
+        self.vote
+    }
+
+    /// Known leader of the current term (0 if none).
+    pub fn lead(&self) -> u64 {
+        self.lead
+    }
+
+    /// Current role.
+    pub fn state(&self) -> StateRole {
+        self.state
+    }
+
+    /// The log (read-only).
+    pub fn raft_log(&self) -> &RaftLog<S> {
+        &self.raft_log
+    }
+
+    /// Membership and, on the leader, replication progress (read-only).
+    pub fn prs(&self) -> &ProgressTracker {
+        &self.prs
+    }
+
+    /// Target of an ongoing leadership transfer.
+    pub fn lead_transferee(&self) -> Option<u64> {
+        self.lead_transferee
+    }
+
+    /// Whether this node is a learner in the current configuration.
+    pub fn is_learner(&self) -> bool {
+        self.is_learner
     }
 
     /// The observable volatile state.
@@ -453,7 +495,7 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Becomes a follower of `lead` (0 if unknown) in `term`.
-    pub fn become_follower(&mut self, term: u64, lead: u64) {
+    pub(crate) fn become_follower(&mut self, term: u64, lead: u64) {
         self.reset(term);
         self.lead = lead;
         self.state = StateRole::Follower;

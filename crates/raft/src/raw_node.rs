@@ -56,8 +56,7 @@ pub struct Ready {
 
 /// A raft node without threads: the application drives it.
 pub struct RawNode<S: Storage> {
-    /// The protocol state machine.
-    pub raft: Raft<S>,
+    pub(crate) raft: Raft<S>,
     prev_soft_state: SoftState,
     prev_hard_state: HardState,
 }
@@ -211,6 +210,11 @@ impl<S: Storage> RawNode<S> {
             self.raft.on_applied(last.index);
         }
         self.raft.reduce_uncommitted_size(&rd.committed_entries);
+    }
+
+    /// The protocol state (read-only: all changes go through the methods above).
+    pub fn raft(&self) -> &Raft<S> {
+        &self.raft
     }
 
     /// Current status.

@@ -38,9 +38,9 @@ impl TrackerConfig {
 #[derive(Clone, Debug)]
 pub struct ProgressTracker {
     /// Active membership.
-    pub config: TrackerConfig,
+    pub(crate) config: TrackerConfig,
     /// Per-peer progress (exactly the voters and learners of `config`).
-    pub progress: ProgressMap,
+    pub(crate) progress: ProgressMap,
     votes: BTreeMap<u64, bool>,
     pub(crate) max_inflight: usize,
 }
@@ -53,6 +53,16 @@ impl ProgressTracker {
             votes: BTreeMap::new(),
             max_inflight,
         }
+    }
+
+    /// Active membership.
+    pub fn config(&self) -> &TrackerConfig {
+        &self.config
+    }
+
+    /// Per-peer progress (meaningful on the leader).
+    pub fn progress(&self) -> &ProgressMap {
+        &self.progress
     }
 
     /// Exactly one voter and not joint.

@@ -19,6 +19,9 @@ pub struct Checker {
     completeness_checked: BTreeMap<u64, u64>,
     /// Result of applying the conf change at each index (must agree across nodes).
     conf_results: BTreeMap<u64, Result<ConfState, String>>,
+    /// Votes granted, by (voter, term): a voter grants one candidate per term, even across
+    /// crashes (the vote is persisted before the answer leaves).
+    votes: BTreeMap<(u64, u64), u64>,
     /// Highest commit index any node ever reported.
     max_commit: u64,
     /// Read requests: the highest commit index known when each was issued.
@@ -44,16 +47,16 @@ impl Checker {
     pub fn check_step(&mut self, nodes: &[(u64, &RawNode<MemStorage>)]) {
         self.step += 1;
         for &(id, node) in nodes {
-            let r = &node.raft;
-            if r.state == StateRole::Leader {
-                let prev = *self.leaders.entry(r.term).or_insert(id);
-                assert_eq!(prev, id, "two leaders in term {}: {prev} and {id}", r.term);
-                if self.completeness_checked.get(&id) != Some(&r.term) {
-                    self.completeness_checked.insert(id, r.term);
+            let r = node.raft();
+            if r.state() == StateRole::Leader {
+                let prev = *self.leaders.entry(r.term()).or_insert(id);
+                assert_eq!(prev, id, "two leaders in term {}: {prev} and {id}", r.term());
+                if self.completeness_checked.get(&id) != Some(&r.term()) {
+                    self.completeness_checked.insert(id, r.term());
                     self.check_leader_completeness(id, node);
                 }
             }
-            let log = &r.raft_log;
+            let log = r.raft_log();
             let commit = log.committed();
             let from = self.verified_commit.get(&id).copied().unwrap_or(0) + 1;
             let from = from.max(log.first_index());
@@ -72,20 +75,28 @@ impl Checker {
 
     /// A new leader holds every entry committed so far (that it has not compacted).
     fn check_leader_completeness(&self, id: u64, node: &RawNode<MemStorage>) {
-        let log = &node.raft.raft_log;
+        let log = &node.raft().raft_log();
         for (&index, (term, _)) in self.committed.range(log.first_index()..) {
             let have = log.term(index).ok();
             assert_eq!(
                 have,
                 Some(*term),
                 "leader {id} (term {}) lacks committed entry {index} of term {term}",
-                node.raft.term
+                node.raft().term()
             );
         }
         let snap_index = log.first_index() - 1;
         assert!(
             self.committed.range(..=snap_index).next_back().is_none() || snap_index > 0,
             "leader {id} compacted entries it never had"
+        );
+    }
+
+    pub fn vote_granted(&mut self, voter: u64, term: u64, candidate: u64) {
+        let prev = *self.votes.entry((voter, term)).or_insert(candidate);
+        assert_eq!(
+            prev, candidate,
+            "node {voter} granted its term-{term} vote to both {prev} and {candidate}"
         );
     }
 

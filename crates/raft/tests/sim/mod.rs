@@ -186,8 +186,8 @@ impl Sim {
         self.nodes
             .iter()
             .filter_map(|(&id, n)| n.node.as_ref().map(|node| (id, node)))
-            .filter(|(_, node)| node.raft.state == StateRole::Leader)
-            .max_by_key(|(_, node)| node.raft.term)
+            .filter(|(_, node)| node.raft().state() == StateRole::Leader)
+            .max_by_key(|(_, node)| node.raft().term())
             .map(|(id, _)| id)
     }
 
@@ -222,6 +222,9 @@ impl Sim {
             return;
         }
         self.log(|| format!("deliver {:?} {from}->{to} t{}", msg.msg_type(), msg.term));
+        if msg.msg_type() == MessageType::MsgVoteResp && !msg.reject {
+            self.checker.vote_granted(from, msg.term, to);
+        }
         let node = self.nodes.get_mut(&to).and_then(|n| n.node.as_mut()).expect("checked live");
         // Errors only report refused messages (e.g. from unknown peers).
         let _ = node.step(msg);
@@ -247,7 +250,10 @@ impl Sim {
         {
             eprintln!(
                 "[{}] {id} is now {:?} (lead {}) term {}",
-                self.checker.step, ss.raft_state, ss.leader_id, node.raft.term
+                self.checker.step,
+                ss.raft_state,
+                ss.leader_id,
+                node.raft().term()
             );
         }
         let msgs = std::mem::take(&mut rd.messages);
@@ -556,7 +562,7 @@ impl Sim {
                 st.lead(),
                 st.commit(),
                 n.applied,
-                node.raft.raft_log.last_index(),
+                node.raft().raft_log().last_index(),
                 n.conf,
                 st.progress
             );
@@ -595,7 +601,7 @@ impl Sim {
             self.settle();
             if let Some(lead) = self.leader() {
                 let node = self.nodes[&lead].node.as_ref().expect("live leader");
-                let commit = node.raft.raft_log.committed();
+                let commit = node.raft().raft_log().committed();
                 match proposed_at_leader {
                     Some((l, index)) if l == lead && self.nodes[&lead].applied >= index => {
                         // A proposal made after healing committed and was applied.
@@ -605,7 +611,7 @@ impl Sim {
                     _ => {
                         self.propose(lead);
                         let node = self.nodes[&lead].node.as_ref().expect("live leader");
-                        let index = node.raft.raft_log.last_index().max(commit);
+                        let index = node.raft().raft_log().last_index().max(commit);
                         proposed_at_leader = Some((lead, index));
                     }
                 }
