@@ -12,6 +12,7 @@
 //! store.set_consistent_index(apply)            // entries that change no key, or failed
 //! store.events(from, to)                       // history for watchers catching up
 //! store.hash() / store.hash_kv(rev)            // Maintenance.Hash / HashKV
+//! store.save_snapshot(path)                    // Maintenance.Snapshot, raft snapshots
 //! store.aux_write / aux_get / aux_scan         // lease, auth, members, alarm tables
 //! store.consistent_index() / durable_index()   // replay from / purge WAL up to
 //! store.current_revision() / compact_revision()
@@ -92,4 +93,4 @@ pub use compaction::CompactionHandle;
 pub use error::{Error, GrpcCode, Result};
 pub use lease::{LeaseId, Lessor, NoLeases};
 pub use revision::Revision;
-pub use store::{ApplyIndex, HashKv, Store, StoreConfig, WriteResult};
+pub use store::{ApplyIndex, CommitPoint, HashKv, SavedSnapshot, Store, StoreConfig, WriteResult};

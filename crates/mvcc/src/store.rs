@@ -129,9 +129,28 @@ struct Signal {
     commit_wanted: bool,
 }
 
+/// What the backend's last commit holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitPoint {
+    /// The store revision it includes.
+    pub revision: i64,
+    /// The raft position it includes.
+    pub index: ApplyIndex,
+}
+
+/// A point-in-time copy of the backend, saved to a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SavedSnapshot {
+    /// What the copy holds.
+    pub at: CommitPoint,
+    /// Size of the file.
+    pub bytes: u64,
+}
+
 /// The backend view readers capture.
 struct View<S> {
     committed: S,
+    committed_at: CommitPoint,
     committing: Option<Arc<Buffer>>,
     pending: Arc<Buffer>,
 }
@@ -144,8 +163,6 @@ pub(crate) struct Shared<B: Backend> {
     state: RwLock<State>,
     /// The consistent index of the last applied entry.
     applied: Mutex<ApplyIndex>,
-    /// The consistent index of the last durable commit.
-    durable: Mutex<ApplyIndex>,
     view: RwLock<View<B::Snapshot>>,
     commit_lock: Mutex<()>,
     pending_ops: AtomicUsize,
@@ -185,6 +202,20 @@ impl Store<RedbBackend> {
         lessor: Arc<dyn Lessor>,
     ) -> Result<Self> {
         Self::open(RedbBackend::open(path)?, config, lessor)
+    }
+
+    /// Writes a point-in-time copy of every table (consistent index included) to a new
+    /// file at `path`, from a read snapshot: writes and reads go on meanwhile. The copy
+    /// has no free pages (a defragmented database) and opens as a store; it is what a
+    /// raft snapshot or `snapshot save` ships.
+    pub fn save_snapshot(&self, path: impl AsRef<Path>) -> Result<SavedSnapshot> {
+        self.shared.commit()?;
+        let (snapshot, at) = {
+            let view = read(&self.shared.view);
+            (view.committed.clone(), view.committed_at)
+        };
+        let bytes = crate::backend::redb::save(&snapshot, path.as_ref())?;
+        Ok(SavedSnapshot { at, bytes })
     }
 }
 
@@ -274,16 +305,17 @@ impl<B: Backend> Store<B> {
             lessor.attach(*lease, key);
         }
         let compact_rev = finished.max(scheduled).unwrap_or(-1);
-        let state = State { index, current_rev: max_rev.max(compact_rev).max(1), compact_rev };
+        let current_rev = max_rev.max(compact_rev).max(1);
+        let state = State { index, current_rev, compact_rev };
         let shared = Arc::new(Shared {
             backend,
             config,
             lessor,
             state: RwLock::new(state),
             applied: Mutex::new(consistent),
-            durable: Mutex::new(consistent),
             view: RwLock::new(View {
                 committed: snapshot,
+                committed_at: CommitPoint { revision: current_rev, index: consistent },
                 committing: None,
                 pending: Arc::default(),
             }),
@@ -341,7 +373,7 @@ impl<B: Backend> Store<B> {
     /// The raft position covered by the last durable backend commit: WAL entries up to
     /// here may be purged.
     pub fn durable_index(&self) -> ApplyIndex {
-        *lock(&self.shared.durable)
+        read(&self.shared.view).committed_at.index
     }
 
     /// Records an applied entry that did not change the key space (or whose write failed
@@ -739,7 +771,7 @@ impl<B: Backend> Shared<B> {
         let _one_at_a_time = lock(&self.commit_lock);
         self.check_failure()?;
         let (buffer, covers) = {
-            let _state = write(&self.state);
+            let state = write(&self.state);
             let mut view = write(&self.view);
             if read(&view.pending).is_empty() {
                 return Ok(());
@@ -747,7 +779,7 @@ impl<B: Backend> Shared<B> {
             let buffer = std::mem::take(&mut view.pending);
             view.committing = Some(Arc::clone(&buffer));
             self.pending_ops.store(0, Ordering::Relaxed);
-            (buffer, *lock(&self.applied))
+            (buffer, CommitPoint { revision: state.current_rev, index: *lock(&self.applied) })
         };
         let snapshot = match self.backend.commit(&read(&buffer), !self.config.unsafe_no_fsync) {
             Ok(snapshot) => snapshot,
@@ -759,9 +791,9 @@ impl<B: Backend> Shared<B> {
         {
             let mut view = write(&self.view);
             view.committed = snapshot;
+            view.committed_at = covers;
             view.committing = None;
         }
-        *lock(&self.durable) = covers;
         let _signal = lock(&self.signal);
         self.committed.notify_all();
         Ok(())

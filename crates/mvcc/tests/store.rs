@@ -435,3 +435,37 @@ fn unsafe_no_fsync_still_keeps_data_across_a_clean_close() {
     assert_eq!(t.store().range(&range("k", "l")).unwrap().count, 100);
     assert_eq!(t.store().consistent_index().index, 100);
 }
+
+#[test]
+fn saved_snapshot_opens_as_the_same_store() {
+    let t = TempStore::new();
+    let s = t.store();
+    for i in 0..500 {
+        s.put(
+            &put(&format!("k{}", i % 50), &i.to_string()),
+            Some(ApplyIndex { index: i + 1, term: 2 }),
+        )
+        .unwrap();
+    }
+    s.aux_write("members", [(b("m1"), Some(b("peer")))], None).unwrap();
+    s.compact(300, None).unwrap().1.wait().unwrap();
+    let path = t.dir.path().join("snap.db");
+    let saved = s.save_snapshot(&path).unwrap();
+    assert_eq!(saved.at.revision, s.current_revision());
+    assert_eq!(saved.at.index, ApplyIndex { index: 500, term: 2 });
+    assert!(saved.bytes > 0);
+    // Writes after the snapshot are not in it.
+    s.put(&put("later", "x"), None).unwrap();
+    let copy = oxetcd_mvcc::Store::open_path(&path, test_config(), Arc::new(oxetcd_mvcc::NoLeases))
+        .unwrap();
+    assert_eq!(copy.current_revision(), saved.at.revision);
+    assert_eq!(copy.consistent_index(), saved.at.index);
+    assert_eq!(copy.compact_revision(), 300);
+    assert_eq!(
+        copy.hash_kv(saved.at.revision).unwrap().hash,
+        s.hash_kv(saved.at.revision).unwrap().hash
+    );
+    assert_eq!(copy.aux_get("members", b"m1").unwrap(), Some(b("peer")));
+    assert_eq!(copy.range(&range("later", "")).unwrap().count, 0);
+    assert!(s.save_snapshot(&path).is_err(), "never overwrites a file");
+}
