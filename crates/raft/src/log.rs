@@ -3,7 +3,7 @@
 //! ```text
 //!   snapshot/compacted | storage entries        | unstable entries
 //!   ...  first_index-1 | first_index ... offset-1 | offset ... last_index
-//!                applied <= committed <= last_index
+//!                applied <= applying <= committed <= last_index
 //! ```
 
 use crate::errors::{Error, Result};
@@ -20,6 +20,9 @@ pub struct RaftLog<S: Storage> {
     pub(crate) committed: u64,
     /// Highest index the application has applied. Always `<= committed`.
     pub(crate) applied: u64,
+    /// Highest index handed out for applying (in a Ready not yet advanced). Committed
+    /// entries are handed out once, even if `ready()` is called again before `advance()`.
+    applying: u64,
     /// Payload budget of committed entries handed out per Ready.
     max_next_ents_size: u64,
 }
@@ -34,6 +37,7 @@ impl<S: Storage> RaftLog<S> {
             unstable: Unstable::new(last + 1),
             committed: first - 1,
             applied: first - 1,
+            applying: first - 1,
             max_next_ents_size,
         }
     }
@@ -155,7 +159,7 @@ impl<S: Storage> RaftLog<S> {
     }
 
     fn next_ents_start(&self) -> u64 {
-        (self.applied + 1).max(self.first_index())
+        (self.applying + 1).max(self.first_index())
     }
 
     /// Committed entries not yet applied, limited by the per-Ready budget.
@@ -213,6 +217,13 @@ impl<S: Storage> RaftLog<S> {
             self.committed
         );
         self.applied = index;
+        self.applying = self.applying.max(index);
+    }
+
+    /// Committed entries up to `index` were handed out to be applied.
+    pub(crate) fn applying_to(&mut self, index: u64) {
+        debug_assert!(index <= self.committed);
+        self.applying = self.applying.max(index);
     }
 
     pub(crate) fn stable_to(&mut self, index: u64, term: u64) {

@@ -29,7 +29,8 @@ pub enum SnapshotStatus {
 ///    conf-change entries); serve `read_states` once applied up to their index.
 /// 5. Call [`RawNode::advance`] with this Ready.
 ///
-/// Do not call [`RawNode::ready`] again before advancing.
+/// Calling [`RawNode::ready`] again before advancing is allowed (committed entries are
+/// never handed out twice); Readys must then be advanced in the order they were returned.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ready {
     /// New leader/role, if changed since the last Ready.
@@ -167,8 +168,9 @@ impl<S: Storage> RawNode<S> {
             || r.raft_log.has_next_entries()
     }
 
-    /// Collects pending work. Messages and read states are handed over (not returned again);
-    /// entries and committed entries are returned until [`RawNode::advance`] confirms them.
+    /// Collects pending work. Messages, read states and committed entries are handed out
+    /// once; entries, snapshot and hard state are returned again until [`RawNode::advance`]
+    /// confirms them (persisting them twice is harmless).
     pub fn ready(&mut self) -> Ready {
         let r = &mut self.raft;
         let soft = r.soft_state();
@@ -179,13 +181,17 @@ impl<S: Storage> RawNode<S> {
             || snapshot.is_some()
             || hs.term != self.prev_hard_state.term
             || hs.vote != self.prev_hard_state.vote;
+        let committed_entries = r.raft_log.next_entries();
+        if let Some(last) = committed_entries.last() {
+            r.raft_log.applying_to(last.index);
+        }
         Ready {
             soft_state: (soft != self.prev_soft_state).then_some(soft),
             hard_state: (hs != self.prev_hard_state).then_some(hs),
             read_states: std::mem::take(&mut r.read_states),
             entries,
             snapshot,
-            committed_entries: r.raft_log.next_entries(),
+            committed_entries,
             messages: std::mem::take(&mut r.msgs),
             persisted_messages: std::mem::take(&mut r.msgs_after_persist),
             must_sync,
@@ -279,6 +285,23 @@ mod tests {
         n.advance(rd);
         assert!(!n.has_ready());
         assert_eq!(n.status().applied, 2);
+    }
+
+    #[test]
+    fn committed_entries_are_handed_out_once() {
+        let mut n = single();
+        n.campaign().unwrap();
+        let rd = n.ready();
+        persist(&mut n, &rd);
+        n.advance(rd);
+        let first = n.ready();
+        assert_eq!(first.committed_entries.len(), 1);
+        let second = n.ready();
+        assert!(second.committed_entries.is_empty());
+        n.advance(first);
+        n.advance(second);
+        assert_eq!(n.status().applied, 1);
+        assert!(!n.has_ready());
     }
 
     #[test]
