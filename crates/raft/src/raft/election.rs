@@ -3,6 +3,8 @@
 use super::*;
 
 impl<S: Storage> Raft<S> {
+    /// Whether a committed configuration change has not been applied yet (the membership we
+    /// act on is about to change).
     pub(super) fn has_unapplied_conf_change(&self) -> bool {
         let log = &self.raft_log;
         if log.committed <= log.applied {
@@ -16,6 +18,7 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// Campaigns if this node may: a voter, not already leading, configuration settled.
     pub(super) fn hup(&mut self, transfer: bool) {
         if self.state == StateRole::Leader || !self.promotable() {
             return;
@@ -35,7 +38,7 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Starts an election; callers decide whether this node may campaign at all.
-    pub(super) fn campaign(&mut self, kind: CampaignKind) {
+    fn campaign(&mut self, kind: CampaignKind) {
         let (vote_msg, term) = if kind == CampaignKind::PreElection {
             self.become_pre_candidate();
             // Ask as if for the next term, without moving to it.
@@ -71,11 +74,13 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    pub(super) fn poll(&mut self, id: u64, granted: bool) -> VoteResult {
+    /// Records a vote and returns the election outcome so far.
+    fn poll(&mut self, id: u64, granted: bool) -> VoteResult {
         self.prs.record_vote(id, granted);
         self.prs.tally_votes().2
     }
 
+    /// Steps down unless a quorum was heard from since the last check, then clears the marks.
     pub(super) fn check_quorum_active(&mut self) {
         if let Some(pr) = self.prs.progress.get_mut(&self.id) {
             pr.recent_active = true;
@@ -92,6 +97,7 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// Answers a (pre-)vote request: one vote per term, only for an up-to-date log (§5.4.1).
     pub(super) fn handle_vote_request(&mut self, t: MessageType, m: &Message) {
         let can_vote = self.vote == m.from
             || (self.vote == 0 && self.lead == 0)
@@ -126,7 +132,7 @@ impl<S: Storage> Raft<S> {
     /// replicate the log and commit index, and then hands leadership over. Elections stay
     /// safe: votes are still counted per configuration and cast once per term. Without such a
     /// request a removed node never campaigns.
-    pub(super) fn maybe_campaign_as_caretaker(&mut self) {
+    fn maybe_campaign_as_caretaker(&mut self) {
         // Only when no leader is known or heard from lately (a pre-vote does not reset the
         // leader we last knew).
         let leaderless = self.lead == 0 || self.election_elapsed >= self.election_timeout;
@@ -143,6 +149,7 @@ impl<S: Storage> Raft<S> {
         self.campaign(kind);
     }
 
+    /// Message handling of a candidate or pre-candidate.
     pub(super) fn step_candidate(&mut self, t: MessageType, m: Message) -> Result<()> {
         let my_resp = if self.state == StateRole::PreCandidate {
             MessageType::MsgPreVoteResp

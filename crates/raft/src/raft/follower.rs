@@ -3,6 +3,7 @@
 use super::*;
 
 impl<S: Storage> Raft<S> {
+    /// Message handling of a follower.
     pub(super) fn step_follower(&mut self, t: MessageType, mut m: Message) -> Result<()> {
         match t {
             MessageType::MsgProp => {
@@ -67,6 +68,7 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
+    /// AppendEntries on a follower: consistency check, conflict truncation, commit.
     pub(super) fn handle_append(&mut self, m: &Message) {
         let mut resp = Message::new(MessageType::MsgAppResp);
         resp.to = m.from;
@@ -100,6 +102,7 @@ impl<S: Storage> Raft<S> {
         self.send(resp);
     }
 
+    /// Heartbeat: learn the commit index, acknowledge (echoing a read context).
     pub(super) fn handle_heartbeat(&mut self, m: &Message) {
         if m.commit <= self.raft_log.last_index() {
             self.raft_log.commit_to(m.commit);
@@ -110,6 +113,7 @@ impl<S: Storage> Raft<S> {
         self.send(resp);
     }
 
+    /// Installs (or declines) a snapshot and acknowledges it.
     pub(super) fn handle_snapshot(&mut self, mut m: Message) {
         let Some(snapshot) = m.snapshot.take() else {
             return;

@@ -3,6 +3,7 @@
 use super::*;
 
 impl<S: Storage> Raft<S> {
+    /// Message handling of the leader.
     pub(super) fn step_leader(&mut self, t: MessageType, mut m: Message) -> Result<()> {
         match t {
             MessageType::MsgBeat => {
@@ -81,7 +82,8 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
-    pub(super) fn leader_propose(&mut self, m: &mut Message) -> Result<()> {
+    /// Appends proposed entries, turning refused conf changes into no-ops.
+    fn leader_propose(&mut self, m: &mut Message) -> Result<()> {
         if m.entries.is_empty() {
             return Ok(());
         }
@@ -121,6 +123,7 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
+    /// Serves a read request once this leader has committed in its term.
     pub(super) fn handle_leader_read_index(&mut self, m: Message) {
         let Some(ctx) = m.entries.first().map(|e| e.data.clone()) else {
             return;
@@ -137,7 +140,8 @@ impl<S: Storage> Raft<S> {
         self.bcast_heartbeat_with_ctx(Some(ctx));
     }
 
-    pub(super) fn handle_read_ack(&mut self, m: &Message) {
+    /// Counts a heartbeat acknowledgement towards pending reads; answers the confirmed ones.
+    fn handle_read_ack(&mut self, m: &Message) {
         if self.read_only.option != ReadOnlyOption::Safe || m.context.is_empty() {
             return;
         }
@@ -152,7 +156,8 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    pub(super) fn send_read_index_response(&mut self, req: Message, index: u64) {
+    /// Answers a read locally (read state) or to the forwarding follower.
+    fn send_read_index_response(&mut self, req: Message, index: u64) {
         if req.from == 0 || req.from == self.id {
             let request_ctx = req.entries.first().map(|e| e.data.clone()).unwrap_or_default();
             self.read_states.push(ReadState { index, request_ctx });
@@ -165,13 +170,15 @@ impl<S: Storage> Raft<S> {
         self.send(resp);
     }
 
+    /// Tells `to` to campaign right away (leader transfer).
     pub(super) fn send_timeout_now(&mut self, to: u64) {
         let mut m = Message::new(MessageType::MsgTimeoutNow);
         m.to = to;
         self.send(m);
     }
 
-    pub(super) fn handle_append_response(&mut self, m: &Message) {
+    /// Acknowledgement or rejection of an append: progress, commit, transfer.
+    fn handle_append_response(&mut self, m: &Message) {
         let from = m.from;
         let last_index = self.raft_log.last_index();
         if m.index > last_index {

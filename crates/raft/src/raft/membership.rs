@@ -17,6 +17,7 @@ impl<S: Storage> Raft<S> {
         Ok(self.switch_to_config(cfg, prs))
     }
 
+    /// Installs a new configuration and progress map; returns the membership.
     pub(super) fn switch_to_config(&mut self, cfg: TrackerConfig, prs: ProgressMap) -> ConfState {
         self.prs.config = cfg;
         self.prs.progress = prs;
