@@ -72,6 +72,23 @@
 //! * [`hash`]: Hash and HashKV (crc32c) as etcd computes them.
 //! * [`validate`]: etcd's v3rpc request checks; [`error`]: errors and their gRPC mapping;
 //!   [`lease`]: the seam to the lessor.
+//!
+//! # Choices, with measurements (2 cores)
+//!
+//! * Visibility through an in-memory buffer (etcd's read-buffer idea) rather than a redb
+//!   commit per applied entry: a redb commit costs ~6.7 µs with `Durability::None` even
+//!   for one row (~56 µs with fsync; 10k rows ~7 ms), which would cap one-op writes near
+//!   150k/s and stall the apply loop. A buffered put costs ~2.4 µs all in (≈420k puts/s
+//!   in-process), the redb commit runs on the committer thread, and writers never wait
+//!   for an fsync.
+//! * Readers share the redb read transaction of the last commit instead of opening one
+//!   per read (~0.6 µs each): a point Range is ~1.2 µs (≈850k/s).
+//! * `unsafe_no_fsync` (etcd's `--unsafe-no-fsync`) skips the per-batch fsync.
+//! * `save_snapshot` copies a read snapshot into a fresh file: a point-in-time,
+//!   defragmented database, made without stopping writes.
+//! * Compatibility: HashKV is byte-for-byte etcd 3.4.23's over the same operations
+//!   (`tests/etcd_compat.rs`), so key encoding, `KeyValue` encoding, tombstones and
+//!   compaction all match etcd's on-disk data.
 
 pub mod backend;
 pub mod compaction;
