@@ -65,7 +65,7 @@
 //!   together with the consistent index it covers, while writers fill a fresh buffer.
 //!   Readers capture (buffers, last committed redb snapshot) atomically with the index
 //!   state, so they see every applied write and never wait for a commit.
-//! * [`read`], [`write`], [`txn`]: Range, Put/DeleteRange, Txn.
+//! * [`read`], [`mod@write`], [`txn`]: Range, Put/DeleteRange, Txn.
 //! * [`compaction`]: background job: the index in chunks of 10k keys, then backend rows in
 //!   batches (1000 per commit, 10 ms apart); scheduled/finished revisions in `meta`; an
 //!   interrupted compaction resumes on open.
