@@ -56,13 +56,17 @@ fn run_shard(shard: u64) {
     }
     let seeds = env_u64("RAFT_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS);
     let start = env_u64("RAFT_SIM_SEED_START").unwrap_or(0);
-    let (mut applied, mut reads) = (0, 0);
+    let (mut applied, mut reads, mut worst_recovery) = (0, 0, 0);
     for seed in (start..start + seeds).filter(|s| s % SHARDS == shard) {
         let s = run_seed(seed, false);
         applied += s.checker.entries_applied;
         reads += s.checker.reads_answered;
+        worst_recovery = worst_recovery.max(s.checker.recovery_ticks);
     }
-    eprintln!("shard {shard}: {applied} entries applied, {reads} reads answered");
+    eprintln!(
+        "shard {shard}: {applied} entries applied, {reads} reads answered, slowest recovery \
+         {worst_recovery} ticks"
+    );
 }
 
 #[test]

@@ -28,6 +28,8 @@ pub struct Checker {
     reads: BTreeMap<Bytes, u64>,
     pub reads_answered: u64,
     pub entries_applied: u64,
+    /// Ticks from healing until a new proposal was applied by the leader.
+    pub recovery_ticks: u64,
 }
 
 impl Checker {

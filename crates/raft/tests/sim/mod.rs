@@ -605,6 +605,7 @@ impl Sim {
                 match proposed_at_leader {
                     Some((l, index)) if l == lead && self.nodes[&lead].applied >= index => {
                         // A proposal made after healing committed and was applied.
+                        self.checker.recovery_ticks = self.checker.ticks - start;
                         return;
                     }
                     Some((l, _)) if l == lead => {}
