@@ -149,8 +149,19 @@ impl<S: Storage> RaftLog<S> {
         self.last_index()
     }
 
-    pub(crate) fn unstable_entries(&self) -> &[Entry] {
-        &self.unstable.entries
+    /// Unstable entries not yet handed out in a Ready.
+    pub(crate) fn next_unstable_entries(&self) -> &[Entry] {
+        self.unstable.next_entries()
+    }
+
+    /// Pending snapshot to persist, if not yet handed out in a Ready.
+    pub(crate) fn next_unstable_snapshot(&self) -> Option<&Snapshot> {
+        self.unstable.next_snapshot()
+    }
+
+    /// Everything unstable was handed out in a Ready.
+    pub(crate) fn accept_unstable(&mut self) {
+        self.unstable.accept_in_progress();
     }
 
     /// Pending snapshot to persist, if any.

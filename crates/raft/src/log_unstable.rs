@@ -4,6 +4,11 @@
 use crate::types::{Entry, Snapshot};
 
 /// Entries at `offset..` plus an optional incoming snapshot, both not yet persisted.
+///
+/// Part of it may already be handed to the application in a Ready that was not advanced yet
+/// ("in progress"): entries before `offset_in_progress`, and the snapshot if
+/// `snapshot_in_progress`. Later Readys carry only what comes after, so each entry is written
+/// once even with several Readys in flight.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Unstable {
     /// A snapshot received from the leader that replaces everything before `offset`.
@@ -11,11 +16,40 @@ pub(crate) struct Unstable {
     pub(crate) entries: Vec<Entry>,
     /// Index of `entries[0]` (or where the next entry would go).
     pub(crate) offset: u64,
+    /// First entry index not yet handed out; `offset <= offset_in_progress <= end`.
+    offset_in_progress: u64,
+    snapshot_in_progress: bool,
 }
 
 impl Unstable {
     pub(crate) fn new(offset: u64) -> Self {
-        Unstable { snapshot: None, entries: Vec::new(), offset }
+        Unstable {
+            snapshot: None,
+            entries: Vec::new(),
+            offset,
+            offset_in_progress: offset,
+            snapshot_in_progress: false,
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.offset + self.entries.len() as u64
+    }
+
+    /// Entries not yet handed out.
+    pub(crate) fn next_entries(&self) -> &[Entry] {
+        &self.entries[(self.offset_in_progress - self.offset) as usize..]
+    }
+
+    /// The snapshot, unless already handed out.
+    pub(crate) fn next_snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref().filter(|_| !self.snapshot_in_progress)
+    }
+
+    /// Everything currently unstable was handed out to be persisted.
+    pub(crate) fn accept_in_progress(&mut self) {
+        self.offset_in_progress = self.end();
+        self.snapshot_in_progress = self.snapshot.is_some();
     }
 
     /// First index known only through the pending snapshot.
@@ -49,18 +83,22 @@ impl Unstable {
         let n = (index + 1 - self.offset) as usize;
         self.entries.drain(..n);
         self.offset = index + 1;
+        self.offset_in_progress = self.offset_in_progress.max(self.offset);
     }
 
     pub(crate) fn stable_snap_to(&mut self, index: u64) {
         if self.snapshot.as_ref().is_some_and(|s| s.index() == index) {
             self.snapshot = None;
+            self.snapshot_in_progress = false;
         }
     }
 
     pub(crate) fn restore(&mut self, snapshot: Snapshot) {
         self.offset = snapshot.index() + 1;
+        self.offset_in_progress = self.offset;
         self.entries.clear();
         self.snapshot = Some(snapshot);
+        self.snapshot_in_progress = false;
     }
 
     /// Appends `ents`, discarding any existing entries at or after `ents[0].index`.
@@ -68,7 +106,7 @@ impl Unstable {
         let Some(after) = ents.first().map(|e| e.index) else {
             return;
         };
-        let end = self.offset + self.entries.len() as u64;
+        let end = self.end();
         if after <= self.offset {
             // Replaces everything unstable (and possibly part of stable storage).
             self.offset = after;
@@ -77,13 +115,15 @@ impl Unstable {
             debug_assert!(after <= end, "unstable append at {after} leaves a gap (end {end})");
             self.entries.truncate((after - self.offset) as usize);
         }
+        // Replaced entries that were handed out must be handed out again (in their new form).
+        self.offset_in_progress = self.offset_in_progress.min(after).max(self.offset);
         self.entries.extend_from_slice(ents);
     }
 
     /// Entries in `[lo, hi)`, which must lie within the unstable range.
     pub(crate) fn slice(&self, lo: u64, hi: u64) -> &[Entry] {
         assert!(
-            self.offset <= lo && lo <= hi && hi <= self.offset + self.entries.len() as u64,
+            self.offset <= lo && lo <= hi && hi <= self.end(),
             "unstable slice [{lo}, {hi}) out of bounds (offset {}, len {})",
             self.offset,
             self.entries.len()
@@ -109,7 +149,13 @@ mod tests {
     }
 
     fn unstable(ents: &[(u64, u64)], offset: u64, snapshot: Option<Snapshot>) -> Unstable {
-        Unstable { snapshot, entries: ents.iter().map(|&(i, t)| ent(i, t)).collect(), offset }
+        Unstable {
+            snapshot,
+            entries: ents.iter().map(|&(i, t)| ent(i, t)).collect(),
+            offset,
+            offset_in_progress: offset,
+            snapshot_in_progress: false,
+        }
     }
 
     #[test]
@@ -162,6 +208,29 @@ mod tests {
             let got: Vec<(u64, u64)> = u.entries.iter().map(|e| (e.index, e.term)).collect();
             assert_eq!((u.offset, got.as_slice()), (woff, want), "case {i}");
         }
+    }
+
+    #[test]
+    fn in_progress_entries_are_handed_out_once() {
+        let mut u = unstable(&[(5, 1), (6, 1)], 5, None);
+        assert_eq!(u.next_entries().len(), 2);
+        u.accept_in_progress();
+        assert!(u.next_entries().is_empty());
+        u.truncate_and_append(&[ent(7, 1)]);
+        assert_eq!(u.next_entries(), &[ent(7, 1)]);
+        u.accept_in_progress();
+        // A conflict rewrites 6 and 7: they must be handed out again.
+        u.truncate_and_append(&[ent(6, 2)]);
+        assert_eq!(u.next_entries(), &[ent(6, 2)]);
+        u.stable_to(5, 1);
+        assert_eq!(u.next_entries(), &[ent(6, 2)]);
+        u.accept_in_progress();
+        u.restore(snap(9, 2));
+        assert!(u.next_entries().is_empty() && u.next_snapshot().is_some());
+        u.accept_in_progress();
+        assert!(u.next_snapshot().is_none());
+        u.stable_snap_to(9);
+        assert!(u.snapshot.is_none());
     }
 
     #[test]

@@ -29,8 +29,9 @@ pub enum SnapshotStatus {
 ///    conf-change entries); serve `read_states` once applied up to their index.
 /// 5. Call [`RawNode::advance`] with this Ready.
 ///
-/// Calling [`RawNode::ready`] again before advancing is allowed (committed entries are
-/// never handed out twice); Readys must then be advanced in the order they were returned.
+/// Calling [`RawNode::ready`] again before advancing is allowed: a later Ready carries only
+/// what is new, so several can be in flight; they must be persisted and advanced in the
+/// order they were returned.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ready {
     /// New leader/role, if changed since the last Ready.
@@ -160,23 +161,24 @@ impl<S: Storage> RawNode<S> {
         if !hs.is_empty() && hs != self.prev_hard_state {
             return true;
         }
-        r.raft_log.unstable_snapshot().is_some()
-            || !r.raft_log.unstable_entries().is_empty()
+        r.raft_log.next_unstable_snapshot().is_some()
+            || !r.raft_log.next_unstable_entries().is_empty()
             || !r.msgs.is_empty()
             || !r.msgs_after_persist.is_empty()
             || !r.read_states.is_empty()
             || r.raft_log.has_next_entries()
     }
 
-    /// Collects pending work. Messages, read states and committed entries are handed out
-    /// once; entries, snapshot and hard state are returned again until [`RawNode::advance`]
-    /// confirms them (persisting them twice is harmless).
+    /// Collects pending work. Everything is handed out once (entries, snapshot, committed
+    /// entries, messages, read states); only the hard and soft states are repeated until
+    /// [`RawNode::advance`] confirms them.
     pub fn ready(&mut self) -> Ready {
         let r = &mut self.raft;
         let soft = r.soft_state();
         let hs = r.hard_state();
-        let entries = r.raft_log.unstable_entries().to_vec();
-        let snapshot = r.raft_log.unstable_snapshot().cloned();
+        let entries = r.raft_log.next_unstable_entries().to_vec();
+        let snapshot = r.raft_log.next_unstable_snapshot().cloned();
+        r.raft_log.accept_unstable();
         let must_sync = !entries.is_empty()
             || snapshot.is_some()
             || hs.term != self.prev_hard_state.term

@@ -13,7 +13,7 @@ use oxetcd_raft::{
     SnapshotStatus, StateRole, Storage,
 };
 use prost::Message as _;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Highest node id the simulator ever uses.
 const MAX_ID: u64 = 7;
@@ -62,8 +62,8 @@ struct SimNode {
     node: Option<RawNode<MemStorage>>,
     /// Durable storage while crashed (the live node owns it otherwise).
     disk: MemStorage,
-    /// A Ready whose messages went out but which is not persisted yet.
-    pending: Option<Ready>,
+    /// Readys whose messages went out but which are not persisted yet, oldest first.
+    pending: VecDeque<Ready>,
     applied: u64,
     /// Membership as of `applied`.
     conf: ConfState,
@@ -138,7 +138,8 @@ impl Sim {
 
     fn add_machine(&mut self, id: u64, disk: MemStorage) {
         let conf = disk.snapshot().expect("mem").conf_state();
-        self.nodes.insert(id, SimNode { node: None, applied: 0, disk, pending: None, conf });
+        self.nodes
+            .insert(id, SimNode { node: None, applied: 0, disk, pending: VecDeque::new(), conf });
     }
 
     fn log(&self, msg: impl FnOnce() -> String) {
@@ -154,7 +155,7 @@ impl Sim {
         if let Some(node) = n.node.take() {
             // Only what a Ready's second phase wrote survives.
             n.disk = node.store().clone();
-            n.pending = None;
+            n.pending.clear();
             self.log(|| format!("crash {id}"));
         }
     }
@@ -235,13 +236,14 @@ impl Sim {
 
     // ---- Ready handling ----------------------------------------------------------------------
 
-    /// First phase: take a Ready and send what may go out before persistence.
-    fn ready_phase1(&mut self, id: u64) -> bool {
+    /// First phase: take a Ready and send what may go out before persistence. With `stack`,
+    /// a new Ready may be taken while earlier ones are still being persisted.
+    fn ready_phase1(&mut self, id: u64, stack: bool) -> bool {
         let n = self.nodes.get_mut(&id).expect("known");
         let Some(node) = n.node.as_mut() else {
             return false;
         };
-        if n.pending.is_some() || !node.has_ready() {
+        if (!n.pending.is_empty() && !stack) || !node.has_ready() {
             return false;
         }
         let mut rd = node.ready();
@@ -257,7 +259,7 @@ impl Sim {
             );
         }
         let msgs = std::mem::take(&mut rd.messages);
-        n.pending = Some(rd);
+        n.pending.push_back(rd);
         self.send_all(msgs);
         true
     }
@@ -265,7 +267,7 @@ impl Sim {
     /// Second phase: persist, send the rest, apply, advance.
     fn ready_phase2(&mut self, id: u64) -> bool {
         let n = self.nodes.get_mut(&id).expect("known");
-        let (Some(node), Some(mut rd)) = (n.node.as_mut(), n.pending.take()) else {
+        let (Some(node), Some(mut rd)) = (n.node.as_mut(), n.pending.pop_front()) else {
             return false;
         };
         let store = node.mut_store();
@@ -317,13 +319,16 @@ impl Sim {
         true
     }
 
-    fn process_ready(&mut self, id: u64) -> bool {
-        let progressed = self.ready_phase2(id);
-        let started = self.ready_phase1(id);
-        if started && self.rng.chance(70) {
+    fn process_ready(&mut self, id: u64) {
+        // Sometimes take another Ready while earlier ones are still being persisted: the node
+        // keeps running meanwhile and must hand out each committed entry once.
+        let stack = self.rng.chance(20);
+        if !stack {
             self.ready_phase2(id);
         }
-        progressed || started
+        if self.ready_phase1(id, stack) && self.rng.chance(70) {
+            self.ready_phase2(id);
+        }
     }
 
     // ---- client operations -------------------------------------------------------------------
@@ -529,7 +534,7 @@ impl Sim {
         for _ in 0..200 {
             let mut progressed = false;
             for id in self.live_ids() {
-                while self.ready_phase2(id) | self.ready_phase1(id) {
+                while self.ready_phase2(id) | self.ready_phase1(id, false) {
                     progressed = true;
                 }
             }
