@@ -164,7 +164,8 @@ impl<S: Storage> RaftLog<S> {
         self.unstable.accept_in_progress();
     }
 
-    /// Pending snapshot to persist, if any.
+    /// Pending snapshot (handed out or not), not persisted yet.
+    #[cfg(test)]
     pub(crate) fn unstable_snapshot(&self) -> Option<&Snapshot> {
         self.unstable.snapshot.as_ref()
     }
