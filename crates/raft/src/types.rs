@@ -430,3 +430,86 @@ pub fn decode_conf_change(e: &Entry) -> Option<ConfChangeV2> {
         EntryType::EntryNormal => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+
+    #[test]
+    fn messages_round_trip_through_protobuf() {
+        let mut m = Message::new(MessageType::MsgApp);
+        m.to = 2;
+        m.from = 1;
+        m.term = 7;
+        m.index = 10;
+        m.log_term = 6;
+        m.commit = 9;
+        m.entries = vec![Entry {
+            term: 7,
+            index: 11,
+            data: Bytes::from_static(b"x"),
+            ..Default::default()
+        }];
+        m.snapshot = Some(Snapshot {
+            data: Bytes::from_static(b"state"),
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(ConfState { voters: vec![1, 2], ..Default::default() }),
+                index: 5,
+                term: 3,
+            }),
+        });
+        m.context = Bytes::from_static(b"ctx");
+        let decoded = Message::decode(m.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(decoded, m);
+        let hs = HardState { term: 3, vote: 2, commit: 9 };
+        assert_eq!(HardState::decode(hs.encode_to_vec().as_slice()).unwrap(), hs);
+    }
+
+    #[test]
+    fn unknown_enum_values_decode_without_panicking() {
+        let mut m = Message::new(MessageType::MsgApp);
+        m.msg_type = 4242;
+        let decoded = Message::decode(m.encode_to_vec().as_slice()).unwrap();
+        assert!(MessageType::try_from(decoded.msg_type).is_err());
+        assert_eq!(decoded.msg_type(), MessageType::MsgHup, "the getter falls back to default");
+    }
+
+    #[test]
+    fn conf_change_transitions() {
+        use ConfChangeTransition::*;
+        use ConfChangeType::*;
+        let cc = |t: ConfChangeTransition, n: usize| {
+            let mut c = ConfChangeV2 {
+                changes: (1..=n as u64)
+                    .map(|id| ConfChangeSingle::new(ConfChangeAddNode, id))
+                    .collect(),
+                ..Default::default()
+            };
+            c.set_transition(t);
+            c
+        };
+        // (transition, number of changes, enter_joint, leave_joint)
+        let cases = [
+            (ConfChangeTransitionAuto, 0, None, true),
+            (ConfChangeTransitionAuto, 1, None, false),
+            (ConfChangeTransitionAuto, 2, Some(true), false),
+            (ConfChangeTransitionJointImplicit, 1, Some(true), false),
+            (ConfChangeTransitionJointExplicit, 1, Some(false), false),
+            (ConfChangeTransitionJointExplicit, 0, Some(false), false),
+        ];
+        for (t, n, enter, leave) in cases {
+            let c = cc(t, n);
+            assert_eq!((c.enter_joint(), c.leave_joint()), (enter, leave), "{t:?} with {n}");
+        }
+        let v1 = ConfChange {
+            node_id: 3,
+            change_type: ConfChangeRemoveNode as i32,
+            ..Default::default()
+        };
+        let e = v1.to_entry();
+        assert_eq!(e.entry_type(), EntryType::EntryConfChange);
+        assert_eq!(decode_conf_change(&e), Some(v1.as_v2()));
+        assert_eq!(decode_conf_change(&Entry::normal(&b"x"[..])), None);
+    }
+}
