@@ -46,7 +46,8 @@ pub struct Ready {
     pub snapshot: Option<Snapshot>,
     /// Committed entries to apply, in order (size-limited; more follow in later Readys).
     pub committed_entries: Vec<Entry>,
-    /// Messages that may be sent immediately, before persisting.
+    /// Messages that may be sent immediately, before persisting: a leader's appends,
+    /// heartbeats and the like, once its term and vote are durable.
     pub messages: Vec<Message>,
     /// Messages that may only be sent after `entries`, `hard_state` and `snapshot` are
     /// durable (votes, append acknowledgements, anything from a non-leader).
@@ -179,10 +180,19 @@ impl<S: Storage> RawNode<S> {
         let entries = r.raft_log.next_unstable_entries().to_vec();
         let snapshot = r.raft_log.next_unstable_snapshot().cloned();
         r.raft_log.accept_unstable();
-        let must_sync = !entries.is_empty()
-            || snapshot.is_some()
-            || hs.term != self.prev_hard_state.term
-            || hs.vote != self.prev_hard_state.vote;
+        let term_or_vote_changed =
+            hs.term != self.prev_hard_state.term || hs.vote != self.prev_hard_state.vote;
+        let must_sync = !entries.is_empty() || snapshot.is_some() || term_or_vote_changed;
+        let mut messages = std::mem::take(&mut r.msgs);
+        let mut persisted_messages = std::mem::take(&mut r.msgs_after_persist);
+        if term_or_vote_changed {
+            // A leader whose term is not durable yet must not talk: after a crash it could
+            // win the same term again and create different entries at the same indexes
+            // (e.g. a single voter, which needs nobody's vote).
+            messages.append(&mut persisted_messages);
+            persisted_messages = messages;
+            messages = Vec::new();
+        }
         let committed_entries = r.raft_log.next_entries();
         if let Some(last) = committed_entries.last() {
             r.raft_log.applying_to(last.index);
@@ -194,8 +204,8 @@ impl<S: Storage> RawNode<S> {
             entries,
             snapshot,
             committed_entries,
-            messages: std::mem::take(&mut r.msgs),
-            persisted_messages: std::mem::take(&mut r.msgs_after_persist),
+            messages,
+            persisted_messages,
             must_sync,
         }
     }

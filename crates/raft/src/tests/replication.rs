@@ -271,3 +271,24 @@ fn messages_that_depend_on_persisted_state_wait_for_it() {
     assert!(rd.messages.iter().all(|m| m.msg_type() == MsgApp));
     assert_eq!(rd.messages.len(), 2, "a leader's appends go out before persisting");
 }
+
+#[test]
+fn a_leader_whose_term_is_not_durable_sends_nothing_early() {
+    // A single voter wins without asking anyone, so its first Ready carries both the new
+    // term and appends to the learner. Sending those before the term is durable would let a
+    // crash re-run the same term with different entries at the same indexes.
+    let mut net = Network::with_config(&[1], &[2], |_| {});
+    let n1 = net.raw(1);
+    n1.campaign().unwrap();
+    let rd = n1.ready();
+    assert_eq!(rd.hard_state.map(|h| h.term), Some(1));
+    assert!(rd.messages.is_empty());
+    assert!(rd.persisted_messages.iter().any(|m| m.msg_type() == MsgApp && m.to == 2));
+    handle_ready(n1, rd);
+    n1.propose(&b"x"[..]).unwrap();
+    let rd = n1.ready();
+    assert!(
+        rd.messages.iter().any(|m| m.msg_type() == MsgApp && m.to == 2),
+        "once the term is durable, appends go out in parallel with the fsync"
+    );
+}
