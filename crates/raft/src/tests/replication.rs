@@ -280,6 +280,7 @@ fn a_leader_whose_term_is_not_durable_sends_nothing_early() {
     let mut net = Network::with_config(&[1], &[2], |_| {});
     let n1 = net.raw(1);
     n1.campaign().unwrap();
+    n1.propose(&b"w"[..]).unwrap();
     let rd = n1.ready();
     assert_eq!(rd.hard_state.map(|h| h.term), Some(1));
     assert!(rd.messages.is_empty());
