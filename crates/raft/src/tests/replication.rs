@@ -285,7 +285,9 @@ fn a_leader_whose_term_is_not_durable_sends_nothing_early() {
     assert_eq!(rd.hard_state.map(|h| h.term), Some(1));
     assert!(rd.messages.is_empty());
     assert!(rd.persisted_messages.iter().any(|m| m.msg_type() == MsgApp && m.to == 2));
-    handle_ready(n1, rd);
+    let msgs = handle_ready(n1, rd);
+    net.send(msgs);
+    let n1 = net.raw(1);
     n1.propose(&b"x"[..]).unwrap();
     let rd = n1.ready();
     assert!(
