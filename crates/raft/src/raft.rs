@@ -144,9 +144,12 @@ impl<S: Storage> Raft<S> {
             r.load_state(rs.hard_state)?;
         }
         if config.applied > 0 {
-            if config.applied > r.raft_log.committed {
-                return Err(Error::InvalidConfig("applied index is beyond the commit index"));
+            if config.applied > r.raft_log.last_index() {
+                return Err(Error::InvalidConfig("applied index is beyond the persisted log"));
             }
+            // A commit-index-only change is written without fsync, so the persisted commit
+            // index may trail what the application applied; applied entries were committed.
+            r.raft_log.commit_to(config.applied);
             r.raft_log.applied_to(config.applied);
         }
         let term = r.term;

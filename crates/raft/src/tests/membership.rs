@@ -245,7 +245,11 @@ fn a_restarted_node_recovers_its_hard_state_and_membership() {
     assert_eq!(st.config.to_conf_state(), conf(&[1, 2, 3], &[4]));
     assert_eq!(st.state(), StateRole::Follower);
     assert!(!n.has_ready(), "nothing new to persist or apply");
+    // Applied beyond the (lazily written) commit index: the commit index catches up.
     c.applied = 2;
+    let n = RawNode::new(&c, store.clone()).unwrap();
+    assert_eq!((n.status().commit(), n.status().applied), (2, 2));
+    c.applied = 3;
     assert!(matches!(RawNode::new(&c, store), Err(Error::InvalidConfig(_))));
 }
 
