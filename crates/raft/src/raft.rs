@@ -158,12 +158,12 @@ impl<S: Storage> Raft<S> {
     }
 
     fn load_state(&mut self, hs: HardState) -> Result<()> {
-        if hs.commit < self.raft_log.committed || hs.commit > self.raft_log.last_index() {
-            return Err(Error::InvalidConfig(
-                "persisted commit index is outside of the persisted log",
-            ));
+        if hs.commit > self.raft_log.last_index() {
+            return Err(Error::InvalidConfig("persisted commit index is beyond the persisted log"));
         }
-        self.raft_log.committed = hs.commit;
+        // A commit index written lazily (without fsync) may trail the snapshot, whose
+        // entries are committed by definition.
+        self.raft_log.committed = hs.commit.max(self.raft_log.committed);
         self.term = hs.term;
         self.vote = hs.vote;
         Ok(())

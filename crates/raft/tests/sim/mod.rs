@@ -67,6 +67,9 @@ struct SimNode {
     applied: u64,
     /// Membership as of `applied`.
     conf: ConfState,
+    /// Commit index as of the last synced write: a commit-index-only hard state is written
+    /// without fsync and may be lost in a crash.
+    synced_commit: u64,
 }
 
 struct InFlight {
@@ -138,8 +141,17 @@ impl Sim {
 
     fn add_machine(&mut self, id: u64, disk: MemStorage) {
         let conf = disk.snapshot().expect("mem").conf_state();
-        self.nodes
-            .insert(id, SimNode { node: None, applied: 0, disk, pending: VecDeque::new(), conf });
+        self.nodes.insert(
+            id,
+            SimNode {
+                node: None,
+                applied: 0,
+                disk,
+                pending: VecDeque::new(),
+                conf,
+                synced_commit: 0,
+            },
+        );
     }
 
     fn log(&self, msg: impl FnOnce() -> String) {
@@ -153,9 +165,15 @@ impl Sim {
     fn crash(&mut self, id: u64) {
         let n = self.nodes.get_mut(&id).expect("known node");
         if let Some(node) = n.node.take() {
-            // Only what a Ready's second phase wrote survives.
+            // Only what a Ready's second phase wrote survives, and maybe not its last
+            // unsynced commit index.
             n.disk = node.store().clone();
             n.pending.clear();
+            if self.rng.chance(50) {
+                let mut hs = n.disk.hard_state();
+                hs.commit = hs.commit.min(n.synced_commit);
+                n.disk.set_hard_state(hs);
+            }
             self.log(|| format!("crash {id}"));
         }
     }
@@ -170,6 +188,7 @@ impl Sim {
         n.disk.set_conf_state(snap.conf_state());
         n.applied = snap.index();
         n.conf = snap.conf_state();
+        n.synced_commit = n.disk.hard_state().commit;
         let mut config = self.knobs.config.clone();
         config.id = id;
         config.applied = snap.index();
@@ -277,6 +296,9 @@ impl Sim {
         store.append(&rd.entries);
         if let Some(hs) = rd.hard_state {
             store.set_hard_state(hs);
+        }
+        if rd.must_sync {
+            n.synced_commit = store.hard_state().commit;
         }
         let msgs = std::mem::take(&mut rd.persisted_messages);
         if let Some(s) = &rd.snapshot {
