@@ -22,3 +22,4 @@ fi
 
 etcd --version | head -n 1
 cargo test -p oxetcd-tests --features compat "$@"
+cargo test -p oxetcd-mvcc --features compat --test etcd_compat "$@"

@@ -60,3 +60,129 @@ impl TestMember {
         self.dir
     }
 }
+
+/// With `OXETCD_TEST_LOG=debug` (or info, warn), members log to stderr as text.
+pub fn init_test_logs() {
+    use oxetcd_server::config::{LogLevel, Logger};
+    let level = match std::env::var("OXETCD_TEST_LOG").as_deref() {
+        Ok("debug") => LogLevel::Debug,
+        Ok("info") => LogLevel::Info,
+        Ok("warn") => LogLevel::Warn,
+        _ => return,
+    };
+    oxetcd_server::logging::init(level, Logger::Text);
+}
+
+/// A port that was free a moment ago on 127.0.0.1 (peer URLs must be known up front).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// An n-member cluster in this process, each member on its own 127.0.0.1 ports and
+/// data dir. Members can be stopped and restarted individually.
+pub struct TestCluster {
+    pub members: Vec<Option<Member>>,
+    pub names: Vec<String>,
+    peer_urls: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    pub async fn start(n: usize) -> TestCluster {
+        init_test_logs();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+        let peer_urls: Vec<String> =
+            (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+        let mut cluster =
+            TestCluster { members: (0..n).map(|_| None).collect(), names, peer_urls, dir };
+        for i in 0..n {
+            cluster.start_member(i).await;
+        }
+        for member in cluster.members.iter().flatten() {
+            tokio::time::timeout(std::time::Duration::from_secs(30), member.server.wait_ready())
+                .await
+                .expect("every member becomes ready");
+        }
+        cluster
+    }
+
+    fn config(&self, i: usize) -> ServerConfig {
+        let initial: Vec<String> = self
+            .names
+            .iter()
+            .zip(&self.peer_urls)
+            .map(|(name, url)| format!("{name}={url}"))
+            .collect();
+        let args = [
+            "oxetcd".to_string(),
+            "--name".into(),
+            self.names[i].clone(),
+            "--data-dir".into(),
+            self.dir.path().join(&self.names[i]).display().to_string(),
+            "--listen-client-urls".into(),
+            "http://127.0.0.1:0".into(),
+            "--advertise-client-urls".into(),
+            "http://127.0.0.1:2379".into(),
+            "--listen-peer-urls".into(),
+            self.peer_urls[i].clone(),
+            "--initial-advertise-peer-urls".into(),
+            self.peer_urls[i].clone(),
+            "--initial-cluster".into(),
+            initial.join(","),
+        ];
+        Flags::try_parse_from(args)
+            .expect("cluster flags parse")
+            .into_config()
+            .expect("cluster flags are valid")
+    }
+
+    /// Starts (or restarts) member `i` on its data dir; does not wait for readiness.
+    pub async fn start_member(&mut self, i: usize) {
+        assert!(self.members[i].is_none(), "member {i} is running");
+        self.members[i] = Some(Member::start(self.config(i)).await.expect("member starts"));
+    }
+
+    pub async fn stop_member(&mut self, i: usize) {
+        if let Some(member) = self.members[i].take() {
+            member.close().await;
+        }
+    }
+
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("http://{}", self.members[i].as_ref().expect("member is running").client_addrs[0])
+    }
+
+    /// The index of the member every running member agrees leads, waiting for one.
+    pub async fn leader(&self) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let running: Vec<(usize, &Member)> = self
+                .members
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| m.as_ref().map(|m| (i, m)))
+                .collect();
+            let leaders: Vec<u64> =
+                running.iter().map(|(_, m)| m.server.shared().leader()).collect();
+            if let Some(&leader) = leaders.first()
+                && leader != 0
+                && leaders.iter().all(|&l| l == leader)
+                && let Some((i, _)) = running.iter().find(|(_, m)| m.server.member_id() == leader)
+            {
+                return *i;
+            }
+            assert!(std::time::Instant::now() < deadline, "no agreed leader among running members");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop_all(mut self) {
+        for i in 0..self.members.len() {
+            self.stop_member(i).await;
+        }
+    }
+}

@@ -12,6 +12,7 @@ use oxetcd_api::etcdserverpb::Member;
 use oxetcd_api::oxetcdpb::InternalRaftRequest;
 use oxetcd_mvcc::ApplyIndex;
 use oxetcd_raft::{ConfChange, ConfChangeType, Entry, EntryType};
+use oxetcd_transport::Transport;
 use prost::Message;
 
 use crate::error::ServerError;
@@ -20,6 +21,7 @@ use crate::state::{Applied, ApplyResult, Shared};
 
 pub(crate) struct Applier {
     pub shared: Arc<Shared>,
+    pub transport: Arc<Transport>,
     pub tasks: Receiver<ApplyTask>,
     pub control: Sender<Control>,
     pub inbox: SyncSender<Input>,
@@ -139,6 +141,9 @@ impl Applier {
                 match member() {
                     Some(m) if m.id == cc.node_id => {
                         tracing::info!(member = %format!("{:x}", m.id), peers = ?m.peer_ur_ls, "added member");
+                        if m.id != self.shared.member_id {
+                            self.transport.add_peer(m.id, m.peer_ur_ls.clone());
+                        }
                         self.shared.membership_mut().add(m);
                     }
                     _ => {
@@ -148,10 +153,14 @@ impl Applier {
             }
             Ok(ConfChangeType::ConfChangeRemoveNode) => {
                 tracing::info!(member = %format!("{:x}", cc.node_id), "removed member");
+                self.transport.remove_peer(cc.node_id);
                 self.shared.membership_mut().remove(cc.node_id);
             }
             Ok(ConfChangeType::ConfChangeUpdateNode) => {
                 if let Some(m) = member() {
+                    if m.id != self.shared.member_id {
+                        self.transport.update_peer(m.id, m.peer_ur_ls.clone());
+                    }
                     self.shared.membership_mut().add(m);
                 }
             }

@@ -15,6 +15,13 @@ use crate::config::ServerConfig;
 use crate::server::EtcdServer;
 use crate::{http, v3rpc};
 
+/// How long open connections get to finish when the member closes.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// HTTP/2 keepalive on the peer listener (the transport's senders use the same).
+const PEER_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const PEER_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Member {
     pub server: Arc<EtcdServer>,
     /// The addresses the client listeners are bound to (useful with port 0).
@@ -34,10 +41,40 @@ impl Member {
                 .map_err(|error| StartError::Listen { url: url.text.clone(), error })?;
             bound.push(listener);
         }
+        let mut peer_listeners = Vec::new();
+        for url in &cfg.listen_peer_urls {
+            let listener = TcpListener::bind(url.addr)
+                .await
+                .map_err(|error| StartError::Listen { url: url.text.clone(), error })?;
+            peer_listeners.push(listener);
+        }
         let server = EtcdServer::start(cfg)?;
         let (shutdown, _) = watch::channel(false);
         let mut client_addrs = Vec::new();
         let mut listeners = Vec::new();
+        // Peers are served at once: members must talk before any of them is ready.
+        for listener in peer_listeners {
+            let addr = listener
+                .local_addr()
+                .map_err(|error| StartError::Listen { url: "peer".into(), error })?;
+            let service = server.transport().service();
+            let mut stop = shutdown.subscribe();
+            listeners.push(tokio::spawn(async move {
+                // Keepalive lets this side notice a peer that died without closing.
+                let serving = tonic::transport::Server::builder()
+                    .http2_keepalive_interval(Some(PEER_KEEPALIVE_INTERVAL))
+                    .http2_keepalive_timeout(Some(PEER_KEEPALIVE_TIMEOUT))
+                    .http2_adaptive_window(Some(true))
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                        let _ = stop.wait_for(|&s| s).await;
+                    });
+                if let Err(e) = serving.await {
+                    tracing::error!(address = %addr, error = %e, "peer listener failed");
+                }
+            }));
+            tracing::info!(address = %addr, "serving peer traffic insecurely; this is strongly discouraged!");
+        }
         for listener in bound {
             let addr = listener
                 .local_addr()
@@ -72,9 +109,15 @@ impl Member {
 
     /// Stops serving, then stops the server (final backend commit included).
     pub async fn close(self) {
+        // Peers' long-lived streams into this member end first; otherwise the graceful
+        // shutdown of the peer listener would wait for them forever.
+        self.server.transport().stop();
         let _ = self.shutdown.send(true);
-        for listener in self.listeners {
-            let _ = listener.await;
+        for mut listener in self.listeners {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut listener).await.is_err() {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them");
+                listener.abort();
+            }
         }
         let server = self.server;
         let _ = tokio::task::spawn_blocking(move || server.stop()).await;

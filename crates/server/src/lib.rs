@@ -18,6 +18,7 @@ pub mod id;
 pub mod logging;
 pub mod membership;
 pub mod node;
+mod peers;
 pub mod server;
 pub mod state;
 pub mod v3rpc;

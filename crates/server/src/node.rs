@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use oxetcd_raft::{
-    ConfChange, ConfState, Entry, MemStorage, Message, RawNode, Ready, Snapshot, StateRole, Storage,
+    ConfChange, ConfState, Entry, MemStorage, Message, RawNode, Ready, Snapshot, SnapshotStatus,
+    StateRole, Storage,
 };
 use oxetcd_wal::{Snapshotter, Wal, WalSnapshot};
 
@@ -33,6 +34,12 @@ pub(crate) enum Input {
         id: u64,
         data: Bytes,
     },
+    /// A raft message from a peer.
+    Step(Box<Message>),
+    /// Messages to this peer could not be delivered.
+    Unreachable(u64),
+    /// How sending a snapshot to this peer ended.
+    SnapshotStatus(u64, SnapshotStatus),
     /// Start a ReadIndex round identified by `ctx`.
     ReadIndex(u64),
     /// Something is waiting on the control channel.
@@ -144,6 +151,13 @@ impl RaftLoop {
                     self.shared.wait.trigger(id, Err(ServerError::NoLeader));
                 }
             }
+            Input::Step(msg) => {
+                if let Err(e) = self.node.step(*msg) {
+                    tracing::debug!(error = %e, "raft message ignored");
+                }
+            }
+            Input::Unreachable(id) => self.node.report_unreachable(id),
+            Input::SnapshotStatus(id, status) => self.node.report_snapshot(id, status),
             Input::ReadIndex(ctx) => {
                 if let Err(e) = self.node.read_index(Bytes::copy_from_slice(&ctx.to_be_bytes())) {
                     tracing::debug!(error = %e, "read index dropped");

@@ -13,7 +13,8 @@ use oxetcd_api::oxetcdpb::{
     ClusterMemberAttrSetRequest, InternalRaftRequest, MemberAttributes, RequestHeader,
 };
 use oxetcd_mvcc::{NoLeases, Store, StoreConfig};
-use oxetcd_raft::{Config as RaftConfig, Message, RawNode};
+use oxetcd_raft::{Config as RaftConfig, RawNode};
+use oxetcd_transport::{Transport, TransportConfig};
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,7 +23,8 @@ use crate::bootstrap::{self, StartError};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::id::IdGenerator;
-use crate::node::{Input, Outbox, RaftLoop, Retention, hex};
+use crate::node::{Input, RaftLoop, Retention, hex};
+use crate::peers::{RaftBridge, TransportOutbox};
 use crate::state::{ApplyResult, Shared};
 
 /// Proposals refused while apply lags commit by more than this (etcd's limit).
@@ -52,16 +54,8 @@ pub struct EtcdServer {
     reads: mpsc::Sender<ReadWaiter>,
     ids: IdGenerator,
     cfg: ServerConfig,
+    transport: Arc<Transport>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-}
-
-/// A member with no peers: raft has nobody to send to.
-struct NoPeers;
-
-impl Outbox for NoPeers {
-    fn send(&self, msgs: Vec<Message>) {
-        debug_assert!(msgs.is_empty(), "a single member sends no raft messages");
-    }
 }
 
 impl EtcdServer {
@@ -109,6 +103,18 @@ impl EtcdServer {
         }
 
         let (inbox, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_CAPACITY);
+        let snap_dir = bootstrap::member_dir(&cfg.data_dir).join("snap");
+        let bridge = RaftBridge { inbox: inbox.clone(), shared: Arc::downgrade(&shared) };
+        let transport = Arc::new(Transport::new(
+            TransportConfig::new(opened.cluster_id, opened.member_id, snap_dir),
+            Arc::new(bridge),
+        ));
+        // Members known from the snapshot; the log's conf changes add the rest.
+        for member in shared.membership().members() {
+            if member.id != opened.member_id {
+                transport.add_peer(member.id, member.peer_ur_ls);
+            }
+        }
         let (control_tx, control_rx) = std::sync::mpsc::channel();
         let (apply_tx, apply_rx) = std::sync::mpsc::sync_channel(APPLY_QUEUE);
         let raft_loop = RaftLoop {
@@ -120,7 +126,10 @@ impl EtcdServer {
             inbox: inbox_rx,
             control: control_rx,
             apply_tx,
-            outbox: Arc::new(NoPeers),
+            outbox: Arc::new(TransportOutbox {
+                transport: transport.clone(),
+                inbox: inbox.clone(),
+            }),
             tick: cfg.heartbeat,
             retention: Retention {
                 snapshot_catchup_entries: cfg.snapshot_catchup_entries,
@@ -130,6 +139,7 @@ impl EtcdServer {
         };
         let applier = Applier {
             shared: shared.clone(),
+            transport: transport.clone(),
             tasks: apply_rx,
             control: control_tx,
             inbox: inbox.clone(),
@@ -154,11 +164,17 @@ impl EtcdServer {
             reads,
             ids: IdGenerator::new(opened.member_id),
             cfg,
+            transport,
             threads: Mutex::new(threads),
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&server), reads_rx));
         tokio::spawn(publish_attributes(server.clone()));
         Ok(server)
+    }
+
+    /// The peer transport; its service is served on the peer listeners.
+    pub fn transport(&self) -> &Arc<Transport> {
+        &self.transport
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -242,6 +258,7 @@ impl EtcdServer {
     /// Stops the raft loop and the apply thread and waits for them; the backend gets a
     /// final commit. Safe to call more than once.
     pub fn stop(&self) {
+        self.transport.stop();
         let _ = self.inbox.send(Input::Stop);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for thread in threads {

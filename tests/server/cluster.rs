@@ -1,0 +1,90 @@
+//! Multi-member clusters in one process: replication, forwarding, failover, catch-up.
+
+use std::time::Duration;
+
+use oxetcd_api::etcdserverpb::cluster_client::ClusterClient;
+use oxetcd_api::etcdserverpb::kv_client::KvClient;
+use oxetcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+use oxetcd_api::etcdserverpb::{HashKvRequest, MemberListRequest, PutRequest, RangeRequest};
+use oxetcd_tests::member::TestCluster;
+
+async fn put(endpoint: &str, key: &str, value: &str) -> i64 {
+    let mut kv = KvClient::connect(endpoint.to_string()).await.unwrap();
+    let req = PutRequest {
+        key: key.as_bytes().to_vec().into(),
+        value: value.as_bytes().to_vec().into(),
+        ..Default::default()
+    };
+    kv.put(req).await.unwrap().into_inner().header.unwrap().revision
+}
+
+async fn get(endpoint: &str, key: &str) -> Option<String> {
+    let mut kv = KvClient::connect(endpoint.to_string()).await.unwrap();
+    let resp = kv
+        .range(RangeRequest { key: key.as_bytes().to_vec().into(), ..Default::default() })
+        .await
+        .unwrap();
+    resp.into_inner().kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+}
+
+async fn hash_kv(endpoint: &str, revision: i64) -> u32 {
+    let mut m = MaintenanceClient::connect(endpoint.to_string()).await.unwrap();
+    m.hash_kv(HashKvRequest { revision }).await.unwrap().into_inner().hash
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_replicate_forward_and_fail_over() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+
+    // Every member takes writes (followers forward them) and serves linearizable reads.
+    let mut last = 0;
+    for i in 0..3 {
+        last = put(&cluster.endpoint(i), &format!("from/{i}"), &format!("v{i}")).await;
+    }
+    for i in 0..3 {
+        for j in 0..3 {
+            assert_eq!(
+                get(&cluster.endpoint(i), &format!("from/{j}")).await,
+                Some(format!("v{j}"))
+            );
+        }
+    }
+    let mut members = ClusterClient::connect(cluster.endpoint(0)).await.unwrap();
+    let list =
+        members.member_list(MemberListRequest::default()).await.unwrap().into_inner().members;
+    let mut names: Vec<String> = list.iter().map(|m| m.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, cluster.names);
+
+    // The leader goes away: the other two elect a new one and keep taking writes.
+    cluster.stop_member(leader).await;
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    let survivor = (0..3).find(|&i| i != leader).unwrap();
+    for n in 0..20 {
+        last = put(&cluster.endpoint(survivor), &format!("after/{n:02}"), "x").await;
+    }
+
+    // The old leader comes back and catches up from the log.
+    cluster.start_member(leader).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while get(&cluster.endpoint(leader), "after/19").await.is_none() {
+        assert!(std::time::Instant::now() < deadline, "the restarted member did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hashes: Vec<u32> = futures_hashes(&cluster, last).await;
+    assert!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "members disagree on the key space: {hashes:?}"
+    );
+    cluster.stop_all().await;
+}
+
+async fn futures_hashes(cluster: &TestCluster, revision: i64) -> Vec<u32> {
+    let mut hashes = Vec::new();
+    for i in 0..3 {
+        hashes.push(hash_kv(&cluster.endpoint(i), revision).await);
+    }
+    hashes
+}
