@@ -88,3 +88,45 @@ async fn futures_hashes(cluster: &TestCluster, revision: i64) -> Vec<u32> {
     }
     hashes
 }
+
+/// A follower that missed more than the leader keeps in its log gets the leader's
+/// backend as a snapshot, installs it, and continues from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_far_behind_catches_up_from_a_snapshot() {
+    let mut cluster =
+        TestCluster::start_with(3, &["--snapshot-count", "50", "--snapshot-catchup-entries", "5"])
+            .await;
+    let leader = cluster.leader().await;
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    cluster.stop_member(follower).await;
+
+    // Far more entries than the leader keeps after its snapshots.
+    let mut last = 0;
+    for n in 0..300 {
+        last = put(&cluster.endpoint(leader), &format!("behind/{n:03}"), &n.to_string()).await;
+    }
+    cluster.start_member(follower).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while get(&cluster.endpoint(follower), "behind/299").await.is_none() {
+        assert!(std::time::Instant::now() < deadline, "the follower did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&cluster.endpoint(follower), "behind/000").await.as_deref(), Some("0"));
+    let hashes = futures_hashes(&cluster, last).await;
+    assert!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "members disagree on the key space: {hashes:?}"
+    );
+
+    // It keeps up with new writes after the install.
+    put(&cluster.endpoint(leader), "after/install", "yes").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get(&cluster.endpoint(follower), "after/install").await.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower stopped following after the install"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.stop_all().await;
+}

@@ -2,6 +2,7 @@
 //! that run the same way against any etcd v3 endpoint (the reference etcd today,
 //! oxetcd once its server lands), so one piece of code states the expected behaviour.
 
+pub mod etcdctl;
 pub mod member;
 pub mod reference;
 pub mod scenario;

@@ -87,18 +87,26 @@ pub struct TestCluster {
     pub members: Vec<Option<Member>>,
     pub names: Vec<String>,
     peer_urls: Vec<String>,
+    /// Flags added to every member's command line.
+    extra: Vec<String>,
     dir: tempfile::TempDir,
 }
 
 impl TestCluster {
     pub async fn start(n: usize) -> TestCluster {
+        TestCluster::start_with(n, &[]).await
+    }
+
+    /// A cluster whose members all get the `extra` flags.
+    pub async fn start_with(n: usize, extra: &[&str]) -> TestCluster {
         init_test_logs();
         let dir = tempfile::tempdir().expect("temp dir");
         let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
         let peer_urls: Vec<String> =
             (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
-        let mut cluster =
-            TestCluster { members: (0..n).map(|_| None).collect(), names, peer_urls, dir };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let members = (0..n).map(|_| None).collect();
+        let mut cluster = TestCluster { members, names, peer_urls, extra, dir };
         for i in 0..n {
             cluster.start_member(i).await;
         }
@@ -134,6 +142,7 @@ impl TestCluster {
             "--initial-cluster".into(),
             initial.join(","),
         ];
+        let args = args.into_iter().chain(self.extra.iter().cloned());
         Flags::try_parse_from(args)
             .expect("cluster flags parse")
             .into_config()

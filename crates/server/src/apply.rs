@@ -4,24 +4,34 @@
 //! skipped for the store but still applied to membership and raft's configuration,
 //! which are rebuilt from the newest snapshot on every start.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 
 use bytes::Bytes;
 use oxetcd_api::etcdserverpb::Member;
-use oxetcd_api::oxetcdpb::InternalRaftRequest;
-use oxetcd_mvcc::ApplyIndex;
-use oxetcd_raft::{ConfChange, ConfChangeType, Entry, EntryType};
+use oxetcd_api::oxetcdpb::{ClusterState, InternalRaftRequest};
+use oxetcd_mvcc::{ApplyIndex, NoLeases, Store, StoreConfig};
+use oxetcd_raft::{
+    ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot, SnapshotMetadata,
+    SnapshotStatus,
+};
 use oxetcd_transport::Transport;
-use prost::Message;
+use prost::Message as _;
 
 use crate::error::ServerError;
+use crate::membership::Membership;
 use crate::node::{ApplyTask, Control, Input};
 use crate::state::{Applied, ApplyResult, Shared};
 
 pub(crate) struct Applier {
     pub shared: Arc<Shared>,
     pub transport: Arc<Transport>,
+    /// Where raft snapshot files and received backends live (`member/snap`).
+    pub snap_dir: PathBuf,
+    /// The backend file (`member/snap/db`) and how to reopen it after an install.
+    pub backend: PathBuf,
+    pub store_config: StoreConfig,
     pub tasks: Receiver<ApplyTask>,
     pub control: Sender<Control>,
     pub inbox: SyncSender<Input>,
@@ -32,15 +42,30 @@ pub(crate) struct Applier {
 
 impl Applier {
     pub(crate) fn run(mut self) {
-        while let Ok(ApplyTask::Entries(entries)) = self.tasks.recv() {
-            let Some(last) = entries.last().map(|e| e.index) else { continue };
-            for entry in entries {
-                self.apply(entry);
+        while let Ok(task) = self.tasks.recv() {
+            match task {
+                ApplyTask::Entries(entries) => {
+                    let Some(last) = entries.last().map(|e| e.index) else { continue };
+                    for entry in entries {
+                        self.apply(entry);
+                    }
+                    self.shared.applied.send_replace(last);
+                    self.maybe_snapshot(last);
+                }
+                ApplyTask::SendSnapshot(msg) => self.send_snapshot(*msg),
+                ApplyTask::InstallSnapshot(snapshot) => {
+                    if let Err(e) = self.install_snapshot(*snapshot) {
+                        // Applying on top of a half-installed state would diverge from
+                        // the cluster: stop instead (a restart retries from disk).
+                        tracing::error!(error = %e, "installing the leader's snapshot failed; stopping");
+                        self.shared.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+                        break;
+                    }
+                }
+                ApplyTask::Stop => break,
             }
-            self.shared.applied.send_replace(last);
-            self.maybe_snapshot(last);
         }
-        if let Err(e) = self.shared.store.force_commit() {
+        if let Err(e) = self.shared.store().force_commit() {
             tracing::error!(error = %e, "final backend commit failed");
         }
     }
@@ -48,7 +73,7 @@ impl Applier {
     fn apply(&mut self, entry: Entry) {
         let at = ApplyIndex { index: entry.index, term: entry.term };
         // Already in the backend if the store's consistent index covers it.
-        let fresh = entry.index > self.shared.store.consistent_index().index;
+        let fresh = entry.index > self.shared.store().consistent_index().index;
         match EntryType::try_from(entry.entry_type) {
             Ok(EntryType::EntryNormal) if entry.data.is_empty() => {
                 // A new leader's empty entry: it only moves the index.
@@ -91,7 +116,7 @@ impl Applier {
 
     /// Records that `at` was applied without a store write of its own.
     fn mark_applied(&self, fresh: bool, at: ApplyIndex) {
-        if fresh && let Err(e) = self.shared.store.set_consistent_index(at) {
+        if fresh && let Err(e) = self.shared.store().set_consistent_index(at) {
             tracing::error!(error = %e, "saving the consistent index failed");
         }
     }
@@ -112,7 +137,7 @@ impl Applier {
             // Applied before the restart; nobody in this process waits for it.
             return Err(ServerError::Stopped);
         };
-        let store = &self.shared.store;
+        let store = self.shared.store();
         let result = if let Some(put) = request.put {
             store.put(&put, Some(at)).map(|w| Applied::Put(w.response))
         } else if let Some(delete) = request.delete_range {
@@ -176,7 +201,7 @@ impl Applier {
         if applied < self.last_snapshot + self.snapshot_count {
             return;
         }
-        if let Err(e) = self.shared.store.force_commit() {
+        if let Err(e) = self.shared.store().force_commit() {
             tracing::error!(error = %e, "backend commit before snapshot failed");
             return;
         }
@@ -184,5 +209,84 @@ impl Applier {
         self.last_snapshot = applied;
         let _ = self.control.send(Control::Snapshot { index: applied, data });
         let _ = self.inbox.try_send(Input::Wake);
+    }
+
+    /// etcd's merged snapshot: the follower gets the backend as it is now, and the
+    /// raft snapshot is rewritten to the position that backend holds.
+    fn send_snapshot(&mut self, mut msg: Message) {
+        let to = msg.to;
+        // One file per peer: raft sends a peer no new snapshot before the last one's
+        // outcome is reported, so the file is free to overwrite.
+        let path = self.snap_dir.join(format!("send-{to:016x}.snap.db"));
+        let _ = std::fs::remove_file(&path);
+        let saved = match self.shared.store().save_snapshot(&path) {
+            Ok(saved) => saved,
+            Err(e) => {
+                tracing::error!(to = %format!("{to:x}"), error = %e, "cannot copy the backend for a snapshot");
+                let _ = self.inbox.try_send(Input::SnapshotStatus(to, SnapshotStatus::Failure));
+                return;
+            }
+        };
+        let membership = self.shared.membership();
+        let at = saved.at.index;
+        msg.snapshot = Some(Snapshot {
+            data: membership.to_state().encode_to_vec().into(),
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(membership.conf_state()),
+                index: at.index,
+                term: at.term,
+            }),
+        });
+        drop(membership);
+        tracing::info!(to = %format!("{to:x}"), index = at.index, bytes = saved.bytes, "sending merged snapshot");
+        self.transport.send_snapshot(msg, path);
+    }
+
+    /// Replaces the backend with the one that came with the leader's snapshot, and
+    /// membership with the snapshot's.
+    fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), ServerError> {
+        let meta = snapshot.metadata.unwrap_or_default();
+        let received = self.snap_dir.join(format!("{:016x}.snap.db", meta.index));
+        let io = |e: std::io::Error| ServerError::Internal(format!("{}: {e}", received.display()));
+        if !received.exists() {
+            return Err(ServerError::Internal(format!(
+                "snapshot backend {} is missing",
+                received.display()
+            )));
+        }
+        let state = ClusterState::decode(snapshot.data)
+            .map_err(|e| ServerError::Internal(e.to_string()))?;
+        // The old store keeps its (now unlinked) file until its last reader is done.
+        std::fs::rename(&received, &self.backend).map_err(io)?;
+        std::fs::File::open(&self.snap_dir).and_then(|d| d.sync_all()).map_err(io)?;
+        let store = Store::open_path(&self.backend, self.store_config.clone(), Arc::new(NoLeases))?;
+        let consistent = store.consistent_index();
+        self.shared.replace_store(Arc::new(store));
+
+        let membership = Membership::from_state(state);
+        let old = self.shared.membership().ids();
+        for member in membership.members() {
+            if member.id != self.shared.member_id {
+                if old.contains(&member.id) {
+                    self.transport.update_peer(member.id, member.peer_ur_ls);
+                } else {
+                    self.transport.add_peer(member.id, member.peer_ur_ls);
+                }
+            }
+        }
+        for id in old {
+            if membership.member(id).is_none() {
+                self.transport.remove_peer(id);
+            }
+        }
+        self.shared.replace_membership(membership);
+        self.shared.applied.send_replace(meta.index);
+        self.last_snapshot = meta.index;
+        tracing::info!(
+            index = meta.index,
+            backend_index = consistent.index,
+            "installed snapshot from the leader"
+        );
+        Ok(())
     }
 }

@@ -69,6 +69,18 @@ impl Membership {
         self.members.keys().copied().collect()
     }
 
+    /// Raft's configuration as this membership describes it (single-step changes only,
+    /// so there is never an outgoing joint half).
+    pub fn conf_state(&self) -> oxetcd_raft::ConfState {
+        let (learners, voters): (Vec<&Member>, Vec<&Member>) =
+            self.members.values().partition(|m| m.is_learner);
+        oxetcd_raft::ConfState {
+            voters: voters.iter().map(|m| m.id).collect(),
+            learners: learners.iter().map(|m| m.id).collect(),
+            ..Default::default()
+        }
+    }
+
     pub fn is_removed(&self, id: u64) -> bool {
         self.removed.contains(&id)
     }

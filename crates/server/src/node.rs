@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use oxetcd_raft::{
-    ConfChange, ConfState, Entry, MemStorage, Message, RawNode, Ready, Snapshot, SnapshotStatus,
-    StateRole, Storage,
+    ConfChange, ConfState, Entry, MemStorage, Message, MessageType, RawNode, Ready, Snapshot,
+    SnapshotStatus, StateRole, Storage,
 };
 use oxetcd_wal::{Snapshotter, Wal, WalSnapshot};
 
@@ -59,9 +59,14 @@ pub(crate) enum Control {
     },
 }
 
-/// Work for the apply thread.
+/// Work for the apply thread, in log order.
 pub(crate) enum ApplyTask {
     Entries(Vec<Entry>),
+    /// Raft wants a follower to get a snapshot: send it the current backend.
+    SendSnapshot(Box<Message>),
+    /// A snapshot from the leader was persisted: install its backend before applying
+    /// anything after it.
+    InstallSnapshot(Box<Snapshot>),
     Stop,
 }
 
@@ -193,10 +198,13 @@ impl RaftLoop {
                 self.shared.complete_read(u64::from_be_bytes(ctx), read.index);
             }
         }
-        self.outbox.send(std::mem::take(&mut ready.messages));
+        let messages = std::mem::take(&mut ready.messages);
+        self.send(messages)?;
 
-        if let Some(snapshot) = ready.snapshot.take() {
-            self.persist_snapshot(&snapshot)?;
+        // `advance` reads the snapshot too, so it stays in the Ready.
+        if let Some(snapshot) = &ready.snapshot {
+            self.persist_snapshot(snapshot)?;
+            self.to_apply(ApplyTask::InstallSnapshot(Box::new(snapshot.clone())))?;
         }
         let hard_state = ready.hard_state.unwrap_or_default();
         let started = Instant::now();
@@ -211,19 +219,38 @@ impl RaftLoop {
             storage.set_hard_state(hs);
             self.shared.term.store(hs.term, Ordering::SeqCst);
         }
-        self.outbox.send(std::mem::take(&mut ready.persisted_messages));
+        let messages = std::mem::take(&mut ready.persisted_messages);
+        self.send(messages)?;
 
         if let Some(last) = ready.committed_entries.last() {
             self.shared.committed.fetch_max(last.index, Ordering::SeqCst);
             // `advance` reads the committed entries to move raft's applied index, so the
             // apply thread gets a copy (entry data is shared, not copied).
             let entries = ready.committed_entries.clone();
-            if self.apply_tx.send(ApplyTask::Entries(entries)).is_err() {
-                return Err(ServerError::Stopped);
-            }
+            self.to_apply(ApplyTask::Entries(entries))?;
         }
         self.node.advance(ready);
         Ok(())
+    }
+
+    /// Sends raft messages; a snapshot goes through the apply thread, which knows what
+    /// the backend holds and ships it with the message.
+    fn send(&mut self, mut messages: Vec<Message>) -> Result<(), ServerError> {
+        let snapshot = MessageType::MsgSnap as i32;
+        if messages.iter().any(|m| m.msg_type == snapshot) {
+            let (snapshots, rest): (Vec<Message>, Vec<Message>) =
+                messages.into_iter().partition(|m| m.msg_type == snapshot);
+            messages = rest;
+            for msg in snapshots {
+                self.to_apply(ApplyTask::SendSnapshot(Box::new(msg)))?;
+            }
+        }
+        self.outbox.send(messages);
+        Ok(())
+    }
+
+    fn to_apply(&self, task: ApplyTask) -> Result<(), ServerError> {
+        self.apply_tx.send(task).map_err(|_| ServerError::Stopped)
     }
 
     fn on_soft_state(&mut self, leader: u64, role: StateRole) {

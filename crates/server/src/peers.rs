@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Weak};
 
-use oxetcd_raft::{Message, MessageType, SnapshotStatus};
+use oxetcd_raft::{Message, SnapshotStatus};
 use oxetcd_transport::{Dropped, RaftHandler, Transport};
 
 use crate::node::{Input, Outbox};
@@ -37,10 +37,10 @@ impl RaftHandler for RaftBridge {
     }
 
     fn receive_snapshot(&self, msg: Message, db_path: PathBuf) {
-        // This version never sends snapshots (see `TransportOutbox`), so one arriving
-        // comes from a newer member; it is refused rather than half-installed.
-        tracing::warn!(from = %format!("{:x}", msg.from), path = %db_path.display(), "snapshot install is not supported yet; dropped");
-        let _ = std::fs::remove_file(db_path);
+        // The backend file waits under its index until raft accepts the snapshot and
+        // the apply thread installs it.
+        tracing::info!(from = %format!("{:x}", msg.from), path = %db_path.display(), "received snapshot");
+        let _ = self.inbox.try_send(Input::Step(Box::new(msg)));
     }
 
     fn removed_by_peer(&self, by_peer: u64) {
@@ -48,24 +48,14 @@ impl RaftHandler for RaftBridge {
     }
 }
 
-/// The raft loop's outbox over the transport.
+/// The raft loop's outbox over the transport. Snapshots never come here: the raft
+/// loop hands them to the apply thread, which ships the backend with them.
 pub(crate) struct TransportOutbox {
     pub transport: Arc<Transport>,
-    pub inbox: SyncSender<Input>,
 }
 
 impl Outbox for TransportOutbox {
-    fn send(&self, mut msgs: Vec<Message>) {
-        // Sending a snapshot needs a consistent copy of the backend, which is not built
-        // yet: tell raft the snapshot failed, so it probes again later.
-        msgs.retain(|m| {
-            let snapshot = m.msg_type == MessageType::MsgSnap as i32;
-            if snapshot {
-                tracing::warn!(to = %format!("{:x}", m.to), "follower needs a snapshot; sending snapshots is not supported yet");
-                let _ = self.inbox.try_send(Input::SnapshotStatus(m.to, SnapshotStatus::Failure));
-            }
-            !snapshot
-        });
+    fn send(&self, msgs: Vec<Message>) {
         self.transport.send(msgs);
     }
 }

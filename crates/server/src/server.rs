@@ -69,7 +69,7 @@ impl EtcdServer {
             max_request_bytes: cfg.max_request_bytes,
             ..Default::default()
         };
-        let store = Store::open_path(&backend, store_config, Arc::new(NoLeases))
+        let store = Store::open_path(&backend, store_config.clone(), Arc::new(NoLeases))
             .map_err(|error| StartError::Backend { path: backend.clone(), error })?;
         let consistent = store.consistent_index();
         if consistent.index < opened.applied {
@@ -126,10 +126,7 @@ impl EtcdServer {
             inbox: inbox_rx,
             control: control_rx,
             apply_tx,
-            outbox: Arc::new(TransportOutbox {
-                transport: transport.clone(),
-                inbox: inbox.clone(),
-            }),
+            outbox: Arc::new(TransportOutbox { transport: transport.clone() }),
             tick: cfg.heartbeat,
             retention: Retention {
                 snapshot_catchup_entries: cfg.snapshot_catchup_entries,
@@ -140,6 +137,9 @@ impl EtcdServer {
         let applier = Applier {
             shared: shared.clone(),
             transport: transport.clone(),
+            snap_dir: bootstrap::member_dir(&cfg.data_dir).join("snap"),
+            backend: backend.clone(),
+            store_config,
             tasks: apply_rx,
             control: control_tx,
             inbox: inbox.clone(),
@@ -185,8 +185,9 @@ impl EtcdServer {
         &self.shared
     }
 
-    pub fn store(&self) -> &Store {
-        &self.shared.store
+    /// The store as of now (a snapshot install may replace it later).
+    pub fn store(&self) -> Arc<Store> {
+        self.shared.store()
     }
 
     pub fn member_id(&self) -> u64 {

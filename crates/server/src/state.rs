@@ -41,7 +41,9 @@ pub struct Shared {
     /// from then on (etcd's ReadyNotify).
     pub ready: watch::Sender<bool>,
     pub membership: RwLock<Membership>,
-    pub store: Arc<Store>,
+    /// Replaced whole when a snapshot from the leader is installed; readers hold the
+    /// `Arc` they took for the length of one request.
+    store: RwLock<Arc<Store>>,
     pub wait: Wait<ApplyResult>,
     /// ReadIndex rounds in flight, by context.
     reads: Mutex<HashMap<u64, oneshot::Sender<Result<u64, ServerError>>>>,
@@ -66,7 +68,7 @@ impl Shared {
             stopped: AtomicBool::new(false),
             ready: watch::Sender::new(false),
             membership: RwLock::new(membership),
-            store,
+            store: RwLock::new(store),
             wait: Wait::default(),
             reads: Mutex::new(HashMap::new()),
         }
@@ -80,12 +82,26 @@ impl Shared {
         *self.applied.borrow()
     }
 
+    pub fn store(&self) -> Arc<Store> {
+        self.store.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in the store built from an installed snapshot; the old one closes once the
+    /// last request using it is done.
+    pub(crate) fn replace_store(&self, store: Arc<Store>) {
+        *self.store.write().unwrap_or_else(|e| e.into_inner()) = store;
+    }
+
     pub fn membership(&self) -> std::sync::RwLockReadGuard<'_, Membership> {
         self.membership.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn membership_mut(&self) -> std::sync::RwLockWriteGuard<'_, Membership> {
         self.membership.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn replace_membership(&self, membership: Membership) {
+        *self.membership_mut() = membership;
     }
 
     pub(crate) fn register_read(&self, ctx: u64) -> oneshot::Receiver<Result<u64, ServerError>> {

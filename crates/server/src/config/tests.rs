@@ -1,0 +1,317 @@
+use std::ffi::OsString;
+use std::io::Write;
+
+use super::*;
+
+/// Resolves `args` against the environment `env`, returning the notices too.
+fn resolve(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Result<ServerConfig, ConfigError>, Vec<String>) {
+    let argv = std::iter::once("oxetcd").chain(args.iter().copied());
+    let flags = Flags::try_parse_from(argv).expect("flags parse");
+    let env: Vec<(String, OsString)> =
+        env.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+    let mut notices = Vec::new();
+    (flags.resolve(&env, &mut notices), notices)
+}
+
+fn parse(args: &[&str]) -> Result<ServerConfig, ConfigError> {
+    resolve(args, &[]).0
+}
+
+fn yaml_file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(text.as_bytes()).expect("write the config file");
+    file
+}
+
+fn path_of(file: &tempfile::NamedTempFile) -> &str {
+    file.path().to_str().expect("a UTF-8 temp path")
+}
+
+#[test]
+fn defaults_are_etcds() {
+    let cfg = parse(&[]).unwrap();
+    assert_eq!(cfg.name, "default");
+    assert_eq!(cfg.data_dir, PathBuf::from("default.oxetcd"));
+    assert_eq!(cfg.listen_client_urls[0].addr.port(), 2379);
+    assert_eq!(cfg.advertise_client_urls, ["http://localhost:2379"]);
+    assert_eq!(cfg.listen_peer_urls[0].addr.port(), 2380);
+    assert_eq!(
+        cfg.initial_cluster,
+        vec![InitialMember {
+            name: "default".into(),
+            peer_urls: vec!["http://localhost:2380".into()]
+        }]
+    );
+    assert_eq!(cfg.initial_cluster_state, ClusterState::New);
+    assert_eq!(cfg.initial_cluster_token, "etcd-cluster");
+    assert_eq!((cfg.heartbeat, cfg.election_ticks), (Duration::from_millis(100), 10));
+    assert_eq!((cfg.snapshot_count, cfg.snapshot_catchup_entries), (10_000, 5000));
+    assert_eq!((cfg.max_snapshots, cfg.max_wals, cfg.quota_backend_bytes), (5, 5, 0));
+    assert_eq!((cfg.max_request_bytes, cfg.max_txn_ops), (1_572_864, 128));
+    assert_eq!((cfg.log_level, cfg.logger), (LogLevel::Info, Logger::Zap));
+    assert_eq!(cfg.request_timeout(), Duration::from_secs(7));
+}
+
+#[test]
+fn initial_cluster_groups_urls_by_name() {
+    let cfg = parse(&[
+        "--initial-cluster",
+        "a=http://127.0.0.1:1,b=http://127.0.0.2:1,a=http://127.0.0.1:2",
+    ])
+    .unwrap();
+    assert_eq!(cfg.initial_cluster.len(), 2);
+    assert_eq!(cfg.initial_cluster[0].peer_urls.len(), 2);
+}
+
+#[test]
+fn a_repeated_flag_takes_its_last_value() {
+    assert_eq!(parse(&["--name", "a", "--name=b"]).unwrap().name, "b");
+}
+
+#[test]
+fn bad_values_are_refused_with_a_clear_message() {
+    let err = parse(&["--listen-client-urls", "127.0.0.1:2379", "--advertise-client-urls", "x"])
+        .unwrap_err();
+    assert!(err.to_string().contains("missing scheme"), "{err}");
+    let err = parse(&["--election-timeout", "200"]).unwrap_err();
+    assert_eq!(err, ConfigError::ElectionTimeout { election: 200, heartbeat: 100 });
+    let err = parse(&["--election-timeout", "50001"]).unwrap_err();
+    assert_eq!(err, ConfigError::ElectionTimeoutTooLong(50_001));
+    assert_eq!(parse(&["--heartbeat-interval", "0"]).unwrap_err(), ConfigError::ZeroHeartbeat);
+    assert_eq!(
+        parse(&["--max-txn-ops", "0"]).unwrap_err(),
+        ConfigError::NotPositive("max-txn-ops")
+    );
+    let err = parse(&["--initial-cluster", "nourl"]).unwrap_err();
+    assert!(matches!(err, ConfigError::BadInitialCluster(_)));
+    for argv in [
+        &["oxetcd", "--no-such-flag"][..],
+        &["oxetcd", "--initial-cluster-state", "maybe"],
+        &["oxetcd", "--heartbeat-interval", "soon"],
+        &["oxetcd", "--enable-v2", "false"],
+    ] {
+        assert!(Flags::try_parse_from(argv).is_err(), "{argv:?}");
+    }
+}
+
+#[test]
+fn listening_for_clients_requires_advertising_like_etcd() {
+    let err = parse(&["--listen-client-urls", "http://127.0.0.1:2379"]).unwrap_err();
+    assert_eq!(err, ConfigError::AdvertiseClientUrlsRequired);
+    let (result, _) = resolve(
+        &["--listen-client-urls", "http://127.0.0.1:2379"],
+        &[("ETCD_ADVERTISE_CLIENT_URLS", "http://127.0.0.1:2379")],
+    );
+    assert!(result.is_ok());
+}
+
+#[test]
+fn only_the_v3_api_is_served() {
+    assert!(parse(&["--enable-v2=false"]).is_ok());
+    let err = parse(&["--enable-v2"]).unwrap_err();
+    assert!(matches!(err, ConfigError::Unsupported { flag: "enable-v2", .. }), "{err}");
+    assert!(parse(&["--enable-v2=true"]).is_err());
+}
+
+#[test]
+fn an_unenforced_quota_is_reported() {
+    let (result, notices) = resolve(&["--quota-backend-bytes", "8589934592"], &[]);
+    assert_eq!(result.unwrap().quota_backend_bytes, 8_589_934_592);
+    assert!(notices.iter().any(|n| n.contains("not enforced")), "{notices:?}");
+    assert!(resolve(&[], &[]).1.is_empty());
+}
+
+#[test]
+fn environment_variables_fill_in_flags_not_given() {
+    let (result, notices) = resolve(
+        &["--name", "cli"],
+        &[
+            ("ETCD_DATA_DIR", "/var/lib/x"),
+            ("ETCD_MAX_TXN_OPS", "64"),
+            ("ETCD_LOG_LEVEL", "debug"),
+            ("ETCD_INITIAL_CLUSTER_TOKEN", ""),
+            ("PATH", "/bin"),
+            ("ETCDCTL_API", "3"),
+        ],
+    );
+    let cfg = result.unwrap();
+    assert_eq!(cfg.name, "cli");
+    assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/x"));
+    assert_eq!((cfg.max_txn_ops, cfg.log_level), (64, LogLevel::Debug));
+    assert_eq!(cfg.initial_cluster_token, "etcd-cluster", "an empty variable is ignored");
+    assert_eq!(notices.len(), 3, "{notices:?}");
+    assert!(notices[0].contains("recognized and used environment variable ETCD_DATA_DIR"));
+}
+
+#[test]
+fn a_flag_given_on_the_command_line_and_in_the_environment_is_refused() {
+    let (result, _) = resolve(&["--name", "cli"], &[("ETCD_NAME", "env")]);
+    assert_eq!(result.unwrap_err(), ConfigError::ConflictingEnv("ETCD_NAME".into()));
+}
+
+#[test]
+fn unrecognized_etcd_variables_draw_a_warning() {
+    let (result, notices) =
+        resolve(&[], &[("ETCD_AUTO_COMPACTION_RETENTION", "1"), ("ETCD_NAMEE", "typo")]);
+    assert!(result.is_ok());
+    assert_eq!(
+        notices,
+        [
+            "unrecognized environment variable ETCD_AUTO_COMPACTION_RETENTION=1",
+            "unrecognized environment variable ETCD_NAMEE=typo",
+        ]
+    );
+}
+
+#[test]
+fn invalid_environment_values_name_the_variable() {
+    let (result, _) = resolve(&[], &[("ETCD_HEARTBEAT_INTERVAL", "fast")]);
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::InvalidValue { origin, value, .. }
+            if origin == "ETCD_HEARTBEAT_INTERVAL" && value == "fast"),
+        "{err}"
+    );
+    let (result, _) = resolve(&[], &[("ETCD_LOGGER", "capnslog")]);
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("ETCD_LOGGER") && err.contains("zap, text"), "{err}");
+}
+
+/// A value, different from the default, for every key of the configuration file.
+const EVERY_KEY: &str = "
+name: infra1
+data-dir: /var/lib/infra1
+snapshot-count: 20000
+snapshot-catchup-entries: 100
+heartbeat-interval: 50
+election-timeout: 500
+listen-peer-urls: http://127.0.0.1:12380
+listen-client-urls: http://127.0.0.1:12379,http://127.0.0.2:12379
+max-snapshots: 7
+max-wals: 0
+quota-backend-bytes: -1
+max-txn-ops: 256
+max-request-bytes: 10485760
+initial-advertise-peer-urls: http://127.0.0.1:12380
+initial-cluster: infra1=http://127.0.0.1:12380,infra2=http://127.0.0.2:12380
+initial-cluster-state: existing
+initial-cluster-token: 1234
+advertise-client-urls: http://127.0.0.1:12379
+enable-v2: false
+logger: text
+log-level: warn
+";
+
+#[test]
+fn the_config_file_sets_every_key() {
+    let file = yaml_file(EVERY_KEY);
+    let (result, notices) = resolve(&["--config-file", path_of(&file)], &[]);
+    let cfg = result.unwrap();
+    assert_eq!(cfg.name, "infra1");
+    assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/infra1"));
+    assert_eq!((cfg.snapshot_count, cfg.snapshot_catchup_entries), (20_000, 100));
+    assert_eq!((cfg.heartbeat, cfg.election_ticks), (Duration::from_millis(50), 10));
+    assert_eq!(cfg.listen_peer_urls[0].addr, "127.0.0.1:12380".parse().unwrap());
+    assert_eq!(cfg.listen_client_urls.len(), 2);
+    assert_eq!((cfg.max_snapshots, cfg.max_wals, cfg.quota_backend_bytes), (7, 0, -1));
+    assert_eq!((cfg.max_txn_ops, cfg.max_request_bytes), (256, 10 << 20));
+    assert_eq!(cfg.initial_advertise_peer_urls, ["http://127.0.0.1:12380"]);
+    assert_eq!(cfg.initial_cluster.len(), 2);
+    assert_eq!(cfg.initial_cluster_state, ClusterState::Existing);
+    assert_eq!(cfg.initial_cluster_token, "1234", "a number is read as the string it is");
+    assert_eq!(cfg.advertise_client_urls, ["http://127.0.0.1:12379"]);
+    assert_eq!((cfg.logger, cfg.log_level), (Logger::Text, LogLevel::Warn));
+    assert!(notices.iter().any(|n| n.starts_with("loaded the configuration from")), "{notices:?}");
+
+    // Every flag is a key of the file, so this test covers them all.
+    for flag in flag_names().iter().filter(|f| *f != sources::CONFIG_FILE) {
+        assert!(EVERY_KEY.contains(&format!("\n{flag}: ")), "EVERY_KEY lacks {flag}");
+    }
+}
+
+#[test]
+fn the_config_file_ignores_other_flags_and_the_environment() {
+    let file = yaml_file("name: from-file\n");
+    let env = [("ETCD_NAME", "from-env"), ("ETCD_NO_SUCH", "x")];
+    let (result, notices) = resolve(&["--config-file", path_of(&file), "--name", "cli"], &env);
+    assert_eq!(result.unwrap().name, "from-file");
+    assert_eq!(notices.len(), 1, "the environment is not even checked: {notices:?}");
+
+    let env = [("ETCD_CONFIG_FILE", path_of(&file)), ("ETCD_NAME", "from-env")];
+    let (result, _) = resolve(&["--name", "cli"], &env);
+    assert_eq!(result.unwrap().name, "from-file", "ETCD_CONFIG_FILE names the file too");
+}
+
+#[test]
+fn the_config_file_keeps_defaults_for_absent_and_null_keys() {
+    for text in ["", "# nothing\n", "name:\nmax-wals: ~\n"] {
+        let file = yaml_file(text);
+        let cfg = parse(&["--config-file", path_of(&file)]).unwrap();
+        assert_eq!((cfg.name.as_str(), cfg.max_wals), ("default", 5), "{text:?}");
+    }
+}
+
+#[test]
+fn unknown_config_file_keys_are_ignored_with_a_warning() {
+    let file = yaml_file("name: a\nwal-dir:\nauto-compaction-retention: 1\nconfig-file: x\n");
+    let (result, notices) = resolve(&["--config-file", path_of(&file)], &[]);
+    assert_eq!(result.unwrap().name, "a");
+    for key in ["wal-dir", "auto-compaction-retention", "config-file"] {
+        let warning = format!("unknown key {key:?} ignored");
+        assert!(notices.iter().any(|n| n.ends_with(&warning)), "{key}: {notices:?}");
+    }
+}
+
+#[test]
+fn bad_config_files_are_refused_naming_the_key_and_the_file() {
+    let bad = |text: &str| {
+        let file = yaml_file(text);
+        let err = parse(&["--config-file", path_of(&file)]).unwrap_err().to_string();
+        assert!(err.contains(path_of(&file)), "{err}");
+        err
+    };
+    let err = bad("heartbeat-interval: often\n");
+    assert!(err.starts_with("invalid value \"often\" for heartbeat-interval in "), "{err}");
+    assert!(bad("initial-cluster-state: maybe\n").contains("new, existing"));
+    assert!(bad("enable-v2: maybe\n").contains("enable-v2"));
+    assert!(bad("max-wals: -1\n").contains("max-wals"));
+    assert!(bad("listen-client-urls: [http://a:1]\n").contains("listen-client-urls: expected a"));
+    assert!(bad("name: a\nname: b\n").contains("duplicate"));
+    assert!(bad("name: [unclosed\n").contains("line"));
+    assert!(bad("- a list\n").contains("configuration file"));
+    assert!(bad("1: one\n").contains("not a string"));
+
+    let err = parse(&["--config-file", "/no/such/oxetcd.yml"]).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::ConfigFile { path, .. } if path == "/no/such/oxetcd.yml"),
+        "{err}"
+    );
+    // The values a file gives are checked like flags.
+    let file = yaml_file("heartbeat-interval: 100\nelection-timeout: 100\n");
+    let err = parse(&["--config-file", path_of(&file)]).unwrap_err();
+    assert_eq!(err, ConfigError::ElectionTimeout { election: 100, heartbeat: 100 });
+}
+
+#[test]
+fn help_lists_every_flag_in_etcds_groups() {
+    let help = Flags::command().render_help().to_string();
+    for flag in flag_names() {
+        assert!(help.contains(&format!("--{flag}")), "--help lacks --{flag}");
+    }
+    for heading in [MEMBER, CLUSTERING, LOGGING] {
+        assert!(help.contains(&format!("{heading}:")), "--help lacks {heading}");
+    }
+    assert!(help.contains("ETCD_DATA_DIR"));
+}
+
+#[test]
+fn version_reads_like_etcds() {
+    let version = Flags::command().render_long_version();
+    assert!(version.starts_with("oxetcd Version: "), "{version}");
+    for line in ["etcd API Version: 3.5.0", "Git SHA: ", "OS/Arch: "] {
+        assert!(version.contains(line), "{version}");
+    }
+}

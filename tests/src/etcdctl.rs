@@ -1,0 +1,507 @@
+//! Running the real etcdctl 3.4 against a server, and normalizing what it prints so
+//! that the answers of two servers (the reference etcd and oxetcd) can be compared
+//! line by line.
+//!
+//! etcdctl is always given endpoints WITHOUT a scheme (`127.0.0.1:PORT`): with
+//! `http://` in the endpoint, etcdctl 3.4's `endpoint status` / `endpoint hashkv` send
+//! a gRPC `:authority` that still holds the scheme, which Rust's h2 (under oxetcd's
+//! server) rejects. Scheme-less endpoints everywhere keep every command comparable.
+//!
+//! Normalization replaces only what legitimately differs between two servers: cluster
+//! and member ids (decimal and hex), member names, peer and client URLs, endpoints,
+//! the server version, non-zero raft terms, db sizes, timings, log timestamps and the
+//! client's random target name. Everything else (revisions, values, counts, `more`,
+//! error messages, exit codes, zero fields, field presence) is compared as printed.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oxetcd_api::etcdserverpb::cluster_client::ClusterClient;
+use oxetcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+use oxetcd_api::etcdserverpb::{Member, MemberListRequest, StatusRequest};
+
+/// Environment variable that names the etcdctl binary when it is not `etcdctl` on `PATH`.
+pub const ETCDCTL_BIN_VAR: &str = "OXETCD_REFERENCE_ETCDCTL";
+
+/// How long one etcdctl run may take before it is killed and the test fails.
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The placeholder for a masked table or simple-output column.
+const MASKED: &str = "<MASKED>";
+
+/// One etcdctl invocation: its arguments (after `--endpoints`), what it reads on
+/// stdin, and which columns of its simple/table rows hold values that legitimately
+/// differ between servers (db size, human-readable timings).
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub args: Vec<String>,
+    pub stdin: Option<Vec<u8>>,
+    pub masked_columns: Vec<usize>,
+    /// Whether etcdctl is expected to fail (exit non-zero) against the reference etcd;
+    /// checked so that a scenario cannot silently compare two identical usage errors.
+    pub expect_failure: bool,
+}
+
+impl Step {
+    /// A step from explicit arguments (for arguments holding spaces).
+    pub fn args<S: AsRef<str>>(args: &[S]) -> Step {
+        Step {
+            args: args.iter().map(|a| a.as_ref().to_string()).collect(),
+            stdin: None,
+            masked_columns: Vec::new(),
+            expect_failure: false,
+        }
+    }
+
+    /// A step from a command line split on whitespace: `Step::line("get --prefix foo")`.
+    pub fn line(command: &str) -> Step {
+        Step::args(&command.split_whitespace().collect::<Vec<_>>())
+    }
+
+    /// The step with `input` on etcdctl's stdin.
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Step {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    /// The step with the given 0-based columns of table / comma-separated rows masked.
+    pub fn mask_columns(mut self, columns: &[usize]) -> Step {
+        self.masked_columns = columns.to_vec();
+        self
+    }
+
+    /// The step, expected to fail.
+    pub fn fails(mut self) -> Step {
+        self.expect_failure = true;
+        self
+    }
+
+    /// Panics unless `output` succeeded or failed as this step expects.
+    pub fn check_expectation(&self, server: &str, output: &Output) {
+        let failed = output.code != Some(0);
+        assert_eq!(
+            failed,
+            self.expect_failure,
+            "{}: expected it to {} against {server}, but it exited with {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.describe(),
+            if self.expect_failure { "fail" } else { "succeed" },
+            output.code,
+            output.stdout,
+            output.stderr
+        );
+    }
+
+    /// How the step reads in a transcript.
+    pub fn describe(&self) -> String {
+        let mut text = format!("$ etcdctl {}", self.args.join(" "));
+        match &self.stdin {
+            Some(input) if input.len() <= 400 => {
+                let _ = write!(text, " <<EOF\n{}EOF", String::from_utf8_lossy(input));
+            }
+            Some(input) => {
+                let _ = write!(text, " <<({} bytes on stdin)", input.len());
+            }
+            None => {}
+        }
+        text
+    }
+}
+
+/// The stdin of an interactive `etcdctl txn`: compares, a blank line, the success
+/// operations, a blank line, the failure operations, a blank line.
+pub fn txn_input(compares: &[&str], success: &[&str], failure: &[&str]) -> String {
+    let mut input = String::new();
+    for block in [compares, success, failure] {
+        for line in block {
+            input.push_str(line);
+            input.push('\n');
+        }
+        input.push('\n');
+    }
+    input
+}
+
+/// What one etcdctl run did.
+#[derive(Clone, Debug)]
+pub struct Output {
+    /// The exit code; `None` if etcdctl died of a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The etcdctl binary to run.
+pub fn etcdctl_bin() -> String {
+    std::env::var(ETCDCTL_BIN_VAR).unwrap_or_else(|_| "etcdctl".to_string())
+}
+
+/// `http://127.0.0.1:PORT` → `127.0.0.1:PORT` (see the module docs for why).
+pub fn scheme_less(endpoint: &str) -> String {
+    endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .unwrap_or(endpoint)
+        .to_string()
+}
+
+/// Runs `etcdctl --endpoints <endpoints> <step>` with `ETCDCTL_API=3`, blocking, and
+/// kills it (failing the test) if it runs longer than [`RUN_TIMEOUT`]. Panics, saying
+/// how to get it, when etcdctl cannot be run: the compatibility suite never skips.
+pub fn run_blocking(endpoints: &str, step: &Step) -> Output {
+    let bin = etcdctl_bin();
+    // Output goes to files, so a chatty etcdctl never blocks on a full pipe.
+    let dir = tempfile::tempdir().expect("temp dir for an etcdctl run");
+    let stdout_path = dir.path().join("stdout");
+    let stderr_path = dir.path().join("stderr");
+    let stdin = match &step.stdin {
+        Some(input) => {
+            let path = dir.path().join("stdin");
+            std::fs::write(&path, input).expect("write etcdctl's stdin");
+            Stdio::from(std::fs::File::open(&path).expect("open etcdctl's stdin"))
+        }
+        None => Stdio::null(),
+    };
+    let mut command = Command::new(&bin);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ETCDCTL_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoints)
+        .args(&step.args)
+        .stdin(stdin)
+        .stdout(std::fs::File::create(&stdout_path).expect("etcdctl stdout file"))
+        .stderr(std::fs::File::create(&stderr_path).expect("etcdctl stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run etcdctl `{bin}`: {e}. The compatibility suite needs etcdctl 3.4.23: \
+                 run scripts/compat.sh (it installs Debian's etcd-client), or set \
+                 {ETCDCTL_BIN_VAR} to the etcdctl binary"
+            )
+        });
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll etcdctl") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "etcdctl ran longer than {RUN_TIMEOUT:?} against {endpoints}: {}\nstdout:\n{}\nstderr:\n{}",
+                step.describe(),
+                read_lossy(&stdout_path),
+                read_lossy(&stderr_path)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        code: status.code(),
+        stdout: read_lossy(&stdout_path),
+        stderr: read_lossy(&stderr_path),
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// [`run_blocking`] on tokio's blocking pool, so in-process servers keep running.
+pub async fn run(endpoints: &str, step: &Step) -> Output {
+    let endpoints = endpoints.to_string();
+    let step = step.clone();
+    tokio::task::spawn_blocking(move || run_blocking(&endpoints, &step))
+        .await
+        .expect("the etcdctl runner panicked")
+}
+
+/// A server as etcdctl sees it, with what its answers may legitimately differ in.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Comma-separated scheme-less endpoints, as given to `--endpoints`.
+    pub endpoints: String,
+    pub cluster_id: u64,
+    /// Members in MemberList order.
+    pub members: Vec<Member>,
+    /// The version each endpoint's Status reports (e.g. `3.4.23`).
+    pub versions: Vec<String>,
+    /// The scheme-less endpoints, in order.
+    pub endpoint_list: Vec<String>,
+}
+
+impl Target {
+    /// Learns, through the gRPC API, the ids, names, URLs and versions of the server
+    /// or cluster behind `endpoint_urls` (`http://host:port` each).
+    pub async fn connect(endpoint_urls: &[String]) -> Target {
+        let first = endpoint_urls.first().expect("at least one endpoint").clone();
+        let mut cluster = ClusterClient::connect(first.clone())
+            .await
+            .unwrap_or_else(|e| panic!("connect to {first}: {e}"));
+        let list = cluster
+            .member_list(MemberListRequest::default())
+            .await
+            .unwrap_or_else(|e| panic!("MemberList on {first}: {e}"))
+            .into_inner();
+        let cluster_id = list.header.as_ref().map_or(0, |h| h.cluster_id);
+        let mut versions = Vec::new();
+        for url in endpoint_urls {
+            let mut maintenance = MaintenanceClient::connect(url.clone())
+                .await
+                .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+            let status = maintenance
+                .status(StatusRequest::default())
+                .await
+                .unwrap_or_else(|e| panic!("Status on {url}: {e}"))
+                .into_inner();
+            versions.push(status.version);
+        }
+        let endpoint_list: Vec<String> = endpoint_urls.iter().map(|u| scheme_less(u)).collect();
+        Target {
+            endpoints: endpoint_list.join(","),
+            cluster_id,
+            members: list.members,
+            versions,
+            endpoint_list,
+        }
+    }
+
+    /// Runs one step against this target.
+    pub async fn run(&self, step: &Step) -> Output {
+        run(&self.endpoints, step).await
+    }
+
+    /// Runs the steps in order; returns each one's output and normalized transcript.
+    pub async fn run_all(&self, steps: &[Step]) -> Vec<(Output, String)> {
+        let mut runs = Vec::with_capacity(steps.len());
+        for step in steps {
+            let output = self.run(step).await;
+            let transcript = self.normalize(step, &output);
+            runs.push((output, transcript));
+        }
+        runs
+    }
+
+    /// Exact tokens that differ between servers, with their placeholders; longer
+    /// tokens first so a URL is replaced before the endpoint inside it.
+    fn replacements(&self) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let numbered = |what: &str, i: usize, n: usize| {
+            if n == 1 { format!("<{what}>") } else { format!("<{what}_{i}>") }
+        };
+        let n = self.members.len();
+        for (i, member) in self.members.iter().enumerate() {
+            for url in &member.peer_ur_ls {
+                pairs.push((url.clone(), numbered("PEER_URL", i, n)));
+            }
+            for url in &member.client_ur_ls {
+                pairs.push((url.clone(), numbered("CLIENT_URL", i, n)));
+            }
+            pairs.push((member.id.to_string(), numbered("MEMBER_ID", i, n)));
+            pairs.push((format!("{:x}", member.id), numbered("MEMBER_ID", i, n)));
+            if !member.name.is_empty() {
+                pairs.push((member.name.clone(), numbered("NAME", i, n)));
+            }
+        }
+        pairs.push((self.cluster_id.to_string(), "<CLUSTER_ID>".into()));
+        pairs.push((format!("{:x}", self.cluster_id), "<CLUSTER_ID>".into()));
+        let e = self.endpoint_list.len();
+        for (i, endpoint) in self.endpoint_list.iter().enumerate() {
+            pairs.push((endpoint.clone(), numbered("ENDPOINT", i, e)));
+        }
+        for version in &self.versions {
+            pairs.push((version.clone(), "<VERSION>".into()));
+        }
+        pairs.sort_by_key(|(token, _)| std::cmp::Reverse(token.len()));
+        pairs.dedup();
+        pairs
+    }
+
+    /// One step's output as a comparable transcript: the command, exit code, stdout
+    /// and stderr, normalized.
+    pub fn normalize(&self, step: &Step, output: &Output) -> String {
+        let replacements = self.replacements();
+        let text = |raw: &str| normalize_text(raw, &replacements, &step.masked_columns);
+        let code = output.code.map_or_else(|| "killed by a signal".to_string(), |c| c.to_string());
+        format!(
+            "{}\nexit code: {code}\n--- stdout\n{}--- stderr\n{}",
+            step.describe(),
+            text(&output.stdout),
+            text(&output.stderr)
+        )
+    }
+}
+
+/// Normalizes one output stream (see the module docs).
+pub fn normalize_text(raw: &str, replacements: &[(String, String)], masked: &[usize]) -> String {
+    let mut text = raw.to_string();
+    for (token, placeholder) in replacements {
+        text = replace_token(&text, token, placeholder);
+    }
+    // Values that vary from run to run, by the field that holds them.
+    for prefix in ["took = ", "\"Took\" : "] {
+        text = mask_rest_of_line(&text, prefix, "<TOOK>");
+    }
+    for (prefix, placeholder) in
+        [("\"took\":\"", "<TOOK>"), ("\"ts\":\"", "<TS>"), ("\"target\":\"", "<TARGET>")]
+    {
+        text = mask_quoted(&text, prefix, placeholder);
+    }
+    for prefix in ["\"dbSize\":", "\"dbSizeInUse\":", "\"DBSize\" : ", "\"DBSizeInUse\" : "] {
+        text = mask_number(&text, prefix, "<SIZE>", true);
+    }
+    // Terms differ between servers; a zero term (inner txn headers) is kept as is.
+    for prefix in ["\"raft_term\":", "\"raftTerm\":", "\"RaftTerm\" : "] {
+        text = mask_number(&text, prefix, "<TERM>", false);
+    }
+    let mut out = String::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if is_table_border(line) {
+            // Column widths follow the content: keep only the column count.
+            let columns = line.matches('+').count().saturating_sub(1);
+            out.push('+');
+            out.push_str(&"-+".repeat(columns));
+        } else if line.starts_with('|') {
+            // The header is the row right under a table's top border.
+            let header = i >= 1
+                && is_table_border(lines[i - 1])
+                && (i < 2 || !lines[i - 2].starts_with('|'));
+            let inner = line.trim_start_matches('|').trim_end_matches('|');
+            let mut cells: Vec<&str> = inner.split('|').map(str::trim).collect();
+            if !header {
+                mask_cells(&mut cells, masked);
+            }
+            let _ = write!(out, "| {} |", cells.join(" | "));
+        } else if !masked.is_empty() && line.contains(", ") {
+            let mut cells: Vec<&str> = line.split(", ").collect();
+            mask_cells(&mut cells, masked);
+            out.push_str(&cells.join(", "));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn is_table_border(line: &str) -> bool {
+    line.starts_with('+') && line.chars().all(|c| c == '+' || c == '-')
+}
+
+fn mask_cells(cells: &mut [&str], masked: &[usize]) {
+    for &column in masked {
+        if let Some(cell) = cells.get_mut(column) {
+            *cell = MASKED;
+        }
+    }
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'.'
+}
+
+/// Replaces whole-token occurrences of `token` (not inside a longer word or number).
+pub fn replace_token(text: &str, token: &str, placeholder: &str) -> String {
+    if token.is_empty() {
+        return text.to_string();
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (start, _) in text.match_indices(token) {
+        if start < last {
+            continue;
+        }
+        let end = start + token.len();
+        let before_ok =
+            start == 0 || !is_word_byte(bytes[start - 1]) || !is_word_byte(token.as_bytes()[0]);
+        let after_ok = end == bytes.len()
+            || !is_word_byte(bytes[end])
+            || !is_word_byte(token.as_bytes()[token.len() - 1]);
+        if before_ok && after_ok {
+            out.push_str(&text[last..start]);
+            out.push_str(placeholder);
+            last = end;
+        }
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// Replaces what follows `prefix` up to the end of its line.
+fn mask_rest_of_line(text: &str, prefix: &str, placeholder: &str) -> String {
+    mask_after(text, prefix, placeholder, |rest| rest.find('\n').unwrap_or(rest.len()))
+}
+
+/// Replaces the rest of a JSON string whose opening quote ends `prefix`.
+fn mask_quoted(text: &str, prefix: &str, placeholder: &str) -> String {
+    mask_after(text, prefix, placeholder, |rest| rest.find('"').unwrap_or(rest.len()))
+}
+
+/// Replaces the number after `prefix`; a zero is kept unless `zero_too`.
+fn mask_number(text: &str, prefix: &str, placeholder: &str, zero_too: bool) -> String {
+    mask_after(text, prefix, placeholder, |rest| {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if !zero_too && &rest[..digits] == "0" { 0 } else { digits }
+    })
+}
+
+/// Replaces, after each `prefix`, the `span(rest)` bytes that follow it (if any).
+fn mask_after(text: &str, prefix: &str, placeholder: &str, span: impl Fn(&str) -> usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(prefix) {
+        let value_start = at + prefix.len();
+        out.push_str(&rest[..value_start]);
+        let len = span(&rest[value_start..]);
+        if len > 0 {
+            out.push_str(placeholder);
+        }
+        rest = &rest[value_start + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The transcripts of two targets for the same steps, compared step by step: `None`
+/// when they agree, else a report of every step that differs, showing both sides.
+pub fn compare_transcripts(
+    steps: &[Step],
+    (left_name, left): (&str, &[String]),
+    (right_name, right): (&str, &[String]),
+) -> Option<String> {
+    let mut report = String::new();
+    let mut differing = 0;
+    for (i, (step, (l, r))) in steps.iter().zip(left.iter().zip(right)).enumerate() {
+        if l == r {
+            continue;
+        }
+        differing += 1;
+        let _ = writeln!(report, "==== step {i} differs: {}", step.describe());
+        let l_lines: Vec<&str> = l.lines().collect();
+        let r_lines: Vec<&str> = r.lines().collect();
+        if let Some(line) =
+            (0..l_lines.len().max(r_lines.len())).find(|&j| l_lines.get(j) != r_lines.get(j))
+        {
+            let _ = writeln!(
+                report,
+                "first difference at line {}:\n  {left_name}: {:?}\n  {right_name}: {:?}",
+                line + 1,
+                l_lines.get(line).copied().unwrap_or("<missing>"),
+                r_lines.get(line).copied().unwrap_or("<missing>")
+            );
+        }
+        let _ = writeln!(
+            report,
+            "---- {left_name} (normalized):\n{l}---- {right_name} (normalized):\n{r}"
+        );
+    }
+    (differing > 0).then(|| format!("{differing} of {} steps differ:\n{report}", steps.len()))
+}
