@@ -24,6 +24,9 @@ use crate::membership::Membership;
 use crate::node::{ApplyTask, Control, Input};
 use crate::state::{Applied, ApplyResult, Shared};
 
+/// Applying one entry slower than this is worth a warning (etcd's threshold).
+const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub(crate) struct Applier {
     pub shared: Arc<Shared>,
     pub transport: Arc<Transport>,
@@ -47,7 +50,12 @@ impl Applier {
                 ApplyTask::Entries(entries) => {
                     let Some(last) = entries.last().map(|e| e.index) else { continue };
                     for entry in entries {
+                        let (index, started) = (entry.index, std::time::Instant::now());
                         self.apply(entry);
+                        let took = started.elapsed();
+                        if took > SLOW_APPLY {
+                            tracing::warn!(index, took = ?took, expected = ?SLOW_APPLY, "apply request took too long");
+                        }
                     }
                     self.shared.applied.send_replace(last);
                     self.maybe_snapshot(last);
