@@ -417,9 +417,11 @@ impl<S: Storage> Raft<S> {
     }
 
     /// The application persisted the Ready's entries up to (`index`, `term`) and/or its
-    /// snapshot. A leader counts its own acknowledgement only now.
+    /// snapshot and hard state. A leader counts its own acknowledgement only now, and a
+    /// candidate its own vote.
     pub(crate) fn on_persisted(
         &mut self,
+        hard_state: Option<HardState>,
         entries_to: Option<(u64, u64)>,
         snapshot_to: Option<u64>,
     ) {
@@ -428,6 +430,9 @@ impl<S: Storage> Raft<S> {
         }
         if let Some((index, term)) = entries_to {
             self.raft_log.stable_to(index, term);
+        }
+        if hard_state.is_some_and(|hs| hs.term == self.term && hs.vote == self.id) {
+            self.count_own_vote();
         }
         if self.state != StateRole::Leader {
             return;

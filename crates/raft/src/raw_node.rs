@@ -186,9 +186,9 @@ impl<S: Storage> RawNode<S> {
         let mut messages = std::mem::take(&mut r.msgs);
         let mut persisted_messages = std::mem::take(&mut r.msgs_after_persist);
         if term_or_vote_changed {
-            // A leader whose term is not durable yet must not talk: after a crash it could
-            // win the same term again and create different entries at the same indexes
-            // (e.g. a single voter, which needs nobody's vote).
+            // Nothing may leave before a new term or vote is durable. (A leader never has a
+            // non-durable term: a candidate asks others only after persisting and counts its
+            // own vote only once persisted. This keeps it so whatever produced the message.)
             messages.append(&mut persisted_messages);
             persisted_messages = messages;
             messages = Vec::new();
@@ -220,7 +220,7 @@ impl<S: Storage> RawNode<S> {
         }
         let snapshot_index = rd.snapshot.as_ref().map(Snapshot::index);
         let last_entry = rd.entries.last().map(|e| (e.index, e.term));
-        self.raft.on_persisted(last_entry, snapshot_index);
+        self.raft.on_persisted(rd.hard_state, last_entry, snapshot_index);
         if let Some(index) = snapshot_index {
             self.raft.on_applied(index);
         }
@@ -254,6 +254,7 @@ impl<S: Storage> RawNode<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::StateRole;
     use crate::storage::MemStorage;
     use crate::types::ConfState;
 
@@ -278,8 +279,14 @@ mod tests {
         let mut n = single();
         n.campaign().unwrap();
         let rd = n.ready();
+        assert_eq!(rd.soft_state.unwrap().raft_state, StateRole::Candidate);
+        assert_eq!(rd.hard_state.map(|h| (h.term, h.vote)), Some((1, 1)));
+        assert!(rd.must_sync, "our vote for ourselves counts once durable");
+        persist(&mut n, &rd);
+        n.advance(rd);
+        assert_eq!(n.raft().state(), StateRole::Leader);
+        let rd = n.ready();
         assert_eq!(rd.soft_state.unwrap().leader_id, 1);
-        assert!(rd.must_sync);
         assert_eq!(rd.entries.len(), 1, "the leader's empty entry");
         assert!(rd.committed_entries.is_empty(), "nothing commits before it is persisted");
         persist(&mut n, &rd);
@@ -303,9 +310,12 @@ mod tests {
     fn committed_entries_are_handed_out_once() {
         let mut n = single();
         n.campaign().unwrap();
-        let rd = n.ready();
-        persist(&mut n, &rd);
-        n.advance(rd);
+        for _ in 0..2 {
+            // Candidate, then leader with its empty entry.
+            let rd = n.ready();
+            persist(&mut n, &rd);
+            n.advance(rd);
+        }
         let first = n.ready();
         assert_eq!(first.committed_entries.len(), 1);
         let second = n.ready();

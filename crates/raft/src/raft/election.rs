@@ -47,13 +47,11 @@ impl<S: Storage> Raft<S> {
             self.become_candidate();
             (MessageType::MsgVote, self.term)
         };
-        if self.poll(self.id, true) == VoteResult::Won {
-            // Single-voter configuration.
-            if kind == CampaignKind::PreElection {
-                self.campaign(CampaignKind::Election);
-            } else {
-                self.become_leader();
-            }
+        // A pre-vote changes nothing durable, so our own pre-vote counts at once. A real vote
+        // counts only once persisted (see `count_own_vote`): otherwise a single voter could
+        // lead a term that a crash then lets it win a second time.
+        if kind == CampaignKind::PreElection && self.poll(self.id, true) == VoteResult::Won {
+            self.campaign(CampaignKind::Election);
             return;
         }
         let last_index = self.raft_log.last_index();
@@ -71,6 +69,24 @@ impl<S: Storage> Raft<S> {
                 m.context = Bytes::from_static(CAMPAIGN_TRANSFER);
             }
             self.send(m);
+        }
+    }
+
+    /// Our vote for ourselves in the current term is durable: count it.
+    pub(super) fn count_own_vote(&mut self) {
+        if self.state != StateRole::Candidate {
+            return;
+        }
+        match self.poll(self.id, true) {
+            VoteResult::Won => {
+                self.become_leader();
+                self.bcast_append();
+            }
+            VoteResult::Lost => {
+                let term = self.term;
+                self.become_follower(term, 0);
+            }
+            VoteResult::Pending => {}
         }
     }
 

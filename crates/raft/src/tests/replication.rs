@@ -68,6 +68,8 @@ fn entries_of_previous_terms_are_not_committed_by_counting() {
     store.set_hard_state(HardState { term: 2, vote: 0, commit: 1 });
     let mut n = RawNode::new(&config(1), store).unwrap();
     n.raft.step(msg(MsgHup, 1, 1, 0)).unwrap();
+    let rd = n.ready();
+    handle_ready(&mut n, rd);
     n.raft.step(msg(MsgVoteResp, 2, 1, 3)).unwrap();
     let r = &n.raft;
     assert_eq!((r.state, r.term, r.raft_log.last_index()), (StateRole::Leader, 3, 3));
@@ -273,25 +275,22 @@ fn messages_that_depend_on_persisted_state_wait_for_it() {
 }
 
 #[test]
-fn a_leader_whose_term_is_not_durable_sends_nothing_early() {
-    // A single voter wins without asking anyone, so its first Ready carries both the new
-    // term and appends to the learner. Sending those before the term is durable would let a
-    // crash re-run the same term with different entries at the same indexes.
+fn a_candidate_counts_its_own_vote_only_once_durable() {
+    // A single voter needs nobody's vote. Were its vote to count at once, it could lead (and
+    // append to the learner) in a term that a crash then lets it win a second time, creating
+    // different entries at the same indexes.
     let mut net = Network::with_config(&[1], &[2], |_| {});
     let n1 = net.raw(1);
     n1.campaign().unwrap();
-    n1.propose(&b"w"[..]).unwrap();
+    assert_eq!(n1.raft().state(), StateRole::Candidate);
     let rd = n1.ready();
-    assert_eq!(rd.hard_state.map(|h| h.term), Some(1));
-    assert!(rd.messages.is_empty());
-    assert!(rd.persisted_messages.iter().any(|m| m.msg_type() == MsgApp && m.to == 2));
-    let msgs = handle_ready(n1, rd);
-    net.send(msgs);
-    let n1 = net.raw(1);
-    n1.propose(&b"x"[..]).unwrap();
+    assert_eq!(rd.hard_state.map(|h| (h.term, h.vote)), Some((1, 1)));
+    assert!(rd.messages.is_empty() && rd.persisted_messages.is_empty());
+    handle_ready(n1, rd);
+    assert_eq!(n1.raft().state(), StateRole::Leader);
     let rd = n1.ready();
     assert!(
         rd.messages.iter().any(|m| m.msg_type() == MsgApp && m.to == 2),
-        "once the term is durable, appends go out in parallel with the fsync"
+        "with its term durable, the leader's appends go out in parallel with its fsync"
     );
 }
