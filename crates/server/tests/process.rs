@@ -2,102 +2,26 @@
 //! writes, restart, and check that every acknowledged write is there; a second process
 //! on the same data dir is refused. Everything on 127.0.0.1, bounded in time.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oxetcd_api::etcdserverpb::kv_client::KvClient;
 use oxetcd_api::etcdserverpb::{PutRequest, RangeRequest};
-
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// One oxetcd process; killed (SIGKILL) when dropped.
-struct Process {
-    child: Child,
-    endpoint: String,
-    log: PathBuf,
-}
-
-fn spawn(data_dir: &Path, client_port: u16, peer_port: u16, log: &Path) -> Child {
-    let client = format!("http://127.0.0.1:{client_port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_oxetcd"))
-        .args(["--name", "crash"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-        .args(["--initial-cluster", &format!("crash={peer}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn oxetcd")
-}
-
-impl Process {
-    async fn start(data_dir: &Path, client_port: u16, peer_port: u16, log: &Path) -> Process {
-        let child = spawn(data_dir, client_port, peer_port, log);
-        let mut process =
-            Process { child, endpoint: format!("http://127.0.0.1:{client_port}"), log: log.into() };
-        process.wait_serving().await;
-        process
-    }
-
-    async fn wait_serving(&mut self) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "oxetcd exited with {status}:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            if let Ok(mut kv) = KvClient::connect(self.endpoint.clone()).await
-                && kv
-                    .range(RangeRequest { key: "probe".into(), ..Default::default() })
-                    .await
-                    .is_ok()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "oxetcd did not serve in time");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use support::{MemberConfig, Process, START_TIMEOUT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let log = dir.path().join("oxetcd.log");
-    let (client_port, peer_port) = (free_port(), free_port());
-    let mut process = Process::start(&data, client_port, peer_port, &log).await;
+    let config = MemberConfig::single(dir.path(), "crash");
+    let mut process = Process::start(&config).await;
 
     // Writers record every put the server acknowledged, with its revision.
     let acknowledged: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
     let mut writers = Vec::new();
     for writer in 0..4 {
-        let endpoint = process.endpoint.clone();
+        let endpoint = process.endpoint().to_string();
         let acknowledged = acknowledged.clone();
         writers.push(tokio::spawn(async move {
             let mut kv = KvClient::connect(endpoint).await.unwrap();
@@ -129,8 +53,8 @@ async fn acknowledged_writes_survive_kill_9_and_restart() {
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() >= 400, "only {} writes before the deadline", acknowledged.len());
 
-    let process = Process::start(&data, client_port, peer_port, &log).await;
-    let mut kv = KvClient::connect(process.endpoint.clone()).await.unwrap();
+    let process = Process::start(&config).await;
+    let mut kv = KvClient::connect(process.endpoint().to_string()).await.unwrap();
     let all = kv
         .range(RangeRequest { key: "k/".into(), range_end: "k0".into(), ..Default::default() })
         .await
@@ -156,26 +80,23 @@ async fn acknowledged_writes_survive_kill_9_and_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let log = dir.path().join("first.log");
-    let first = Process::start(&data, free_port(), free_port(), &log).await;
+    let config = MemberConfig::single(dir.path(), "crash");
+    let first = Process::start(&config).await;
 
-    let second_log = dir.path().join("second.log");
-    let mut second = spawn(&data, free_port(), free_port(), &second_log);
-    let deadline = Instant::now() + START_TIMEOUT;
-    let status = loop {
-        if let Some(status) = second.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the second process kept running");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // The same member on other ports, logging elsewhere, but on the same data dir.
+    let second_dir = dir.path().join("second");
+    std::fs::create_dir(&second_dir).unwrap();
+    let second = MemberConfig {
+        data_dir: config.data_dir.clone(),
+        ..MemberConfig::single(&second_dir, "crash")
     };
+    let status = Process::spawn(&second).wait_exit(START_TIMEOUT).await;
     assert!(!status.success());
-    let message = std::fs::read_to_string(&second_log).unwrap();
+    let message = second.log();
     assert!(message.contains("is locked by another process"), "{message}");
 
     // The first one is unharmed.
-    let mut kv = KvClient::connect(first.endpoint.clone()).await.unwrap();
+    let mut kv = KvClient::connect(first.endpoint().to_string()).await.unwrap();
     kv.put(PutRequest { key: "still".into(), value: "here".into(), ..Default::default() })
         .await
         .unwrap();

@@ -1,0 +1,403 @@
+//! Clusters of the real `oxetcd` binary, one child process per member: `kill -9` of the
+//! leader under concurrent writes, loss and return of quorum, and restarts of every member
+//! from disk (SIGTERM, then SIGKILL). Afterwards every acknowledged write is on every member
+//! at the revision it was acknowledged with, revisions are dense, and HashKV agrees.
+//! Everything on 127.0.0.1 in temp dirs, bounded in time; processes die with the test.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use oxetcd_api::etcdserverpb::kv_client::KvClient;
+use oxetcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+use oxetcd_api::etcdserverpb::{
+    HashKvRequest, PutRequest, RangeRequest, StatusRequest, StatusResponse,
+};
+use support::{MemberConfig, Process};
+use tokio::task::JoinHandle;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+/// Fast elections keep failovers short.
+const TIMING: &[&str] = &["--heartbeat-interval", "50", "--election-timeout", "500"];
+/// How long any awaited cluster condition (a leader, progress, catch-up) may take.
+const WAIT: Duration = Duration::from_secs(30);
+/// A writer gives up on one request after this long and tries the next member.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A write without quorum must fail within this (etcd's request timeout here is
+/// 5 s + 2 election timeouts = 6 s).
+const NO_QUORUM_BOUND: Duration = Duration::from_secs(10);
+/// Every test key is under this prefix (and `KEYS_END` ends the range).
+const KEYS: &str = "k/";
+const KEYS_END: &str = "k0";
+
+/// A lazily connecting channel: it reconnects by itself after a member restarts.
+fn channel(endpoint: &str, timeout: Option<Duration>) -> Channel {
+    let endpoint = Endpoint::from_shared(endpoint.to_string())
+        .expect("a valid endpoint")
+        .connect_timeout(Duration::from_secs(1));
+    match timeout {
+        Some(timeout) => endpoint.timeout(timeout).connect_lazy(),
+        None => endpoint.connect_lazy(),
+    }
+}
+
+/// Polls `condition` until it yields a value; panics naming `what` after [`WAIT`].
+async fn wait_until<T>(what: &str, mut condition: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = condition().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {WAIT:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Members `m0`, `m1`, … each in its own process, data dir and log inside one temp dir.
+/// A killed member keeps its [`Process`] (exited) until it is restarted, so that every
+/// member's log tail is printed if the test panics.
+struct Cluster {
+    configs: Vec<MemberConfig>,
+    processes: Vec<Process>,
+    running: Vec<bool>,
+    /// Member ids, as the members report them in response headers.
+    ids: Vec<u64>,
+    /// Dropped last: after the processes are dead and their logs printed.
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` members and waits until all serve and agree on a leader.
+    async fn start(n: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let configs = MemberConfig::cluster(dir.path(), &names, TIMING);
+        let processes = configs.iter().map(Process::spawn).collect();
+        let mut cluster =
+            Cluster { configs, processes, running: vec![true; n], ids: Vec::new(), _dir: dir };
+        for process in &mut cluster.processes {
+            process.wait_serving().await;
+        }
+        for i in 0..n {
+            let status = cluster.status(i).await.expect("a serving member answers Status");
+            cluster.ids.push(status.header.expect("a response header").member_id);
+        }
+        cluster.leader().await;
+        cluster
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.configs[i].name
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..self.configs.len()).filter(|&i| self.running[i]).collect()
+    }
+
+    fn endpoints(&self, members: &[usize]) -> Vec<String> {
+        members.iter().map(|&i| self.configs[i].client_url.clone()).collect()
+    }
+
+    /// Member `i`'s Status, or `None` if it does not answer in time.
+    async fn status(&self, i: usize) -> Option<StatusResponse> {
+        let mut maintenance =
+            MaintenanceClient::new(channel(&self.configs[i].client_url, Some(CLIENT_TIMEOUT)));
+        maintenance.status(StatusRequest::default()).await.ok().map(|r| r.into_inner())
+    }
+
+    /// Statuses of all running members, once all of them answer.
+    async fn statuses(&self) -> Option<Vec<(usize, StatusResponse)>> {
+        let mut statuses = Vec::new();
+        for i in self.running() {
+            statuses.push((i, self.status(i).await?));
+        }
+        Some(statuses)
+    }
+
+    /// The running member that every running member reports as leader, waiting for one.
+    async fn leader(&self) -> usize {
+        wait_until("the running members to agree on a running leader", async || {
+            let statuses = self.statuses().await?;
+            let leader = statuses[0].1.leader;
+            if statuses.iter().any(|(_, s)| s.leader != leader) {
+                return None;
+            }
+            let i = self.ids.iter().position(|&id| id == leader)?;
+            self.running[i].then_some(i)
+        })
+        .await
+    }
+
+    /// SIGKILL to all of `members` at once, then waits until they are gone.
+    fn kill(&mut self, members: &[usize]) {
+        for &i in members {
+            self.processes[i].send_kill();
+        }
+        for &i in members {
+            self.processes[i].kill();
+            self.running[i] = false;
+        }
+    }
+
+    /// SIGTERM to all of `members` at once; each must exit cleanly in bounded time.
+    async fn terminate(&mut self, members: &[usize]) {
+        for &i in members {
+            self.processes[i].send_term();
+        }
+        for &i in members {
+            let status = self.processes[i].wait_exit(Duration::from_secs(20)).await;
+            assert!(status.success(), "{} exited with {status} on SIGTERM", self.name(i));
+            self.running[i] = false;
+        }
+    }
+
+    /// Restarts `members` on their data dirs (all at once: a member serves only once a
+    /// quorum is back) and waits until each serves.
+    async fn restart(&mut self, members: &[usize]) {
+        for &i in members {
+            assert!(!self.running[i], "{} is running", self.name(i));
+            self.processes[i] = Process::spawn(&self.configs[i]);
+            self.running[i] = true;
+        }
+        for &i in members {
+            self.processes[i].wait_serving().await;
+        }
+    }
+
+    /// Waits until every running member has applied all it committed, and all have the
+    /// same applied index and revision; returns that revision.
+    async fn caught_up(&self) -> i64 {
+        wait_until("the running members to apply the same entries", async || {
+            let statuses = self.statuses().await?;
+            let applied = |s: &StatusResponse| {
+                (s.raft_applied_index, s.header.as_ref().map_or(0, |h| h.revision))
+            };
+            let first = applied(&statuses[0].1);
+            let same = statuses
+                .iter()
+                .all(|(_, s)| applied(s) == first && s.raft_index == s.raft_applied_index);
+            same.then_some(first.1)
+        })
+        .await
+    }
+
+    /// Member `i`'s test keys with their mod revisions (a serializable read: what this
+    /// member itself holds), and its current revision.
+    async fn contents(&self, i: usize) -> (BTreeMap<String, i64>, i64) {
+        let mut kv = KvClient::new(channel(&self.configs[i].client_url, Some(CLIENT_TIMEOUT)));
+        let range = RangeRequest {
+            key: KEYS.into(),
+            range_end: KEYS_END.into(),
+            serializable: true,
+            ..Default::default()
+        };
+        let response = kv.range(range).await.expect("a serializable range").into_inner();
+        let stored = response
+            .kvs
+            .iter()
+            .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.mod_revision))
+            .collect();
+        (stored, response.header.expect("a response header").revision)
+    }
+
+    async fn hash_kv(&self, i: usize, revision: i64) -> u32 {
+        let mut maintenance =
+            MaintenanceClient::new(channel(&self.configs[i].client_url, Some(CLIENT_TIMEOUT)));
+        let response = maintenance.hash_kv(HashKvRequest { revision }).await;
+        response.unwrap_or_else(|e| panic!("HashKV on {}: {e}", self.name(i))).into_inner().hash
+    }
+
+    /// Once the running members have caught up: each holds every acknowledged write at
+    /// its acknowledged revision, each revision from 2 to the current one belongs to
+    /// exactly one key (every test put writes a new key), and HashKV agrees.
+    async fn check(&self, acknowledged: &[(String, i64)]) {
+        let revision = self.caught_up().await;
+        let mut hashes = Vec::new();
+        for i in self.running() {
+            let name = self.name(i);
+            let (stored, current) = self.contents(i).await;
+            assert_eq!(current, revision, "{name}: current revision");
+            for (key, acked) in acknowledged {
+                assert_eq!(
+                    stored.get(key),
+                    Some(acked),
+                    "{name}: the write of {key} acknowledged at revision {acked}"
+                );
+            }
+            let mut revisions: Vec<i64> = stored.values().copied().collect();
+            revisions.sort_unstable();
+            for (expected, &found) in (2..).zip(&revisions) {
+                assert_eq!(found, expected, "{name}: revisions are not dense");
+            }
+            assert_eq!(revisions.len() as i64, revision - 1, "{name}: puts up to {revision}");
+            hashes.push((name, self.hash_kv(i, revision).await));
+        }
+        assert!(
+            hashes.iter().all(|(_, h)| *h == hashes[0].1),
+            "HashKV at revision {revision} differs: {hashes:?}"
+        );
+    }
+}
+
+/// Tasks writing new keys as fast as they can, each starting on its own member and
+/// moving to the next one on any error; they record every acknowledged put.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<Mutex<Vec<(String, i64)>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Writers {
+    /// `count` writers over `endpoints`; their keys are `k/<phase>/<writer>/<attempt>`,
+    /// new for every attempt, so a put that failed but was applied anyway is harmless.
+    fn start(phase: &str, endpoints: &[String], count: usize) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+        let tasks = (0..count)
+            .map(|writer| {
+                let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+                let mut clients: Vec<KvClient<Channel>> = endpoints
+                    .iter()
+                    .map(|e| KvClient::new(channel(e, Some(CLIENT_TIMEOUT))))
+                    .collect();
+                let prefix = format!("{KEYS}{phase}/{writer}/");
+                tokio::spawn(async move {
+                    let mut target = writer % clients.len();
+                    for attempt in 0.. {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        let key = format!("{prefix}{attempt:06}");
+                        let put = PutRequest {
+                            key: key.clone().into(),
+                            value: key.clone().into(),
+                            ..Default::default()
+                        };
+                        match clients[target].put(put).await {
+                            Ok(response) => {
+                                let header = response.into_inner().header.expect("a header");
+                                acknowledged.lock().unwrap().push((key, header.revision));
+                            }
+                            Err(_) => {
+                                target = (target + 1) % clients.len();
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Writers { stop, acknowledged, tasks }
+    }
+
+    fn count(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+
+    /// Waits until `more` further puts have been acknowledged.
+    async fn progress(&self, more: usize) {
+        let target = self.count() + more;
+        wait_until(&format!("{target} acknowledged writes"), async || {
+            (self.count() >= target).then_some(())
+        })
+        .await;
+    }
+
+    /// Stops the writers and returns every acknowledged put with its revision.
+    async fn stop(self) -> Vec<(String, i64)> {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks {
+            task.await.expect("a writer");
+        }
+        std::mem::take(&mut *self.acknowledged.lock().unwrap())
+    }
+}
+
+/// A write to `endpoint` without a quorum: it must fail (not hang) within
+/// [`NO_QUORUM_BOUND`], with etcd's "unavailable" errors.
+async fn put_fails_without_quorum(endpoint: String, key: &'static str) {
+    let mut kv = KvClient::new(channel(&endpoint, None));
+    let put = PutRequest { key: key.into(), value: key.into(), ..Default::default() };
+    let started = Instant::now();
+    let result = tokio::time::timeout(NO_QUORUM_BOUND, kv.put(put))
+        .await
+        .unwrap_or_else(|_| panic!("a write to {endpoint} without quorum hung"));
+    let status = result.expect_err("a write without quorum succeeded");
+    assert_eq!(status.code(), Code::Unavailable, "{endpoint}: {status:?}");
+    assert!(status.message().starts_with("etcdserver: "), "{endpoint}: {status:?}");
+    eprintln!("{endpoint}: {:?} after {:?}", status.message(), started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_lose_no_acknowledged_write_when_the_leader_is_killed() {
+    let mut cluster = Cluster::start(3).await;
+    let old_leader = cluster.leader().await;
+    let writers = Writers::start("failover", &cluster.endpoints(&[0, 1, 2]), 4);
+    writers.progress(200).await;
+
+    cluster.kill(&[old_leader]);
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, old_leader);
+    writers.progress(200).await;
+
+    // The old leader comes back on its data dir and catches up while writes go on.
+    cluster.restart(&[old_leader]).await;
+    writers.progress(100).await;
+    let acknowledged = writers.stop().await;
+    cluster.check(&acknowledged).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_write_with_a_quorum_and_fail_in_bounded_time_without() {
+    let mut cluster = Cluster::start(5).await;
+    let leader = cluster.leader().await;
+    let followers: Vec<usize> = (0..5).filter(|&i| i != leader).collect();
+
+    // Two followers gone: three of five still commit.
+    cluster.kill(&followers[..2]);
+    let writers = Writers::start("quorum", &cluster.endpoints(&cluster.running()), 3);
+    writers.progress(100).await;
+    let mut acknowledged = writers.stop().await;
+
+    // A third one gone: a write to either survivor fails, and does not hang.
+    cluster.kill(&followers[2..3]);
+    let survivors = cluster.endpoints(&cluster.running());
+    tokio::join!(
+        put_fails_without_quorum(survivors[0].clone(), "k/no-quorum/0"),
+        put_fails_without_quorum(survivors[1].clone(), "k/no-quorum/1"),
+    );
+
+    // All three return: the cluster takes writes again and loses nothing.
+    cluster.restart(&followers[..3]).await;
+    cluster.leader().await;
+    let writers = Writers::start("recovered", &cluster.endpoints(&cluster.running()), 3);
+    writers.progress(100).await;
+    acknowledged.extend(writers.stop().await);
+    cluster.check(&acknowledged).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_restarts_from_disk_after_sigterm_and_after_sigkill() {
+    let mut cluster = Cluster::start(3).await;
+    let all = [0, 1, 2];
+    let writers = Writers::start("graceful", &cluster.endpoints(&all), 3);
+    writers.progress(100).await;
+    let mut acknowledged = writers.stop().await;
+
+    cluster.terminate(&all).await;
+    cluster.restart(&all).await;
+    cluster.check(&acknowledged).await;
+
+    // Now all die at once in the middle of writes.
+    let writers = Writers::start("crash", &cluster.endpoints(&all), 3);
+    writers.progress(200).await;
+    cluster.kill(&all);
+    acknowledged.extend(writers.stop().await);
+    cluster.restart(&all).await;
+    cluster.check(&acknowledged).await;
+}

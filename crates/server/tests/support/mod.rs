@@ -1,0 +1,221 @@
+//! The real `oxetcd` binary as a child process, shared by the multi-process tests:
+//! a member's flags, starting it, waiting until it serves, SIGTERM and SIGKILL.
+//! Each member's stderr (its log) goes to a file; a member dropped while the test
+//! panics prints the tail of that log. Everything on 127.0.0.1.
+
+// Each test crate that includes this module uses its own part of it.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use oxetcd_api::etcdserverpb::RangeRequest;
+use oxetcd_api::etcdserverpb::kv_client::KvClient;
+
+/// How long a member may take to start serving clients.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `n` distinct ports that were free a moment ago on 127.0.0.1 (peer URLs must be known
+/// up front). The listeners are held until all are picked, so no port comes twice.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("a bound port").port()).collect()
+}
+
+/// The flags of one member.
+#[derive(Clone, Debug)]
+pub struct MemberConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub client_url: String,
+    pub peer_url: String,
+    /// `--initial-cluster`: `name=peer-url,...`.
+    pub initial_cluster: String,
+    /// Where the member's stderr goes (appended to across restarts).
+    pub log: PathBuf,
+    /// More flags, e.g. `--heartbeat-interval 50`.
+    pub extra: Vec<String>,
+}
+
+impl MemberConfig {
+    /// A single-member cluster called `name`, with its data dir and log inside `dir`.
+    pub fn single(dir: &Path, name: &str) -> MemberConfig {
+        MemberConfig::cluster(dir, &[name], &[]).remove(0)
+    }
+
+    /// One member per name, on fresh ports, with data dirs and logs inside `dir` and an
+    /// `--initial-cluster-token` of their own.
+    pub fn cluster(dir: &Path, names: &[&str], extra: &[&str]) -> Vec<MemberConfig> {
+        let ports = free_ports(2 * names.len());
+        let peer_urls: Vec<String> =
+            ports[names.len()..].iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+        let initial_cluster: Vec<String> =
+            names.iter().zip(&peer_urls).map(|(name, url)| format!("{name}={url}")).collect();
+        let token = dir.file_name().map_or("oxetcd-test".into(), |n| n.to_string_lossy());
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        extra.extend(["--initial-cluster-token".to_string(), token.into_owned()]);
+        names
+            .iter()
+            .zip(peer_urls)
+            .zip(&ports)
+            .map(|((name, peer_url), client_port)| MemberConfig {
+                name: name.to_string(),
+                data_dir: dir.join(name),
+                client_url: format!("http://127.0.0.1:{client_port}"),
+                peer_url,
+                initial_cluster: initial_cluster.join(","),
+                log: dir.join(format!("{name}.log")),
+                extra: extra.clone(),
+            })
+            .collect()
+    }
+
+    /// Everything the member logged, across restarts.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `lines` lines of the member's log, headed by its name.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        let tail = all[all.len().saturating_sub(lines)..].join("\n");
+        format!("=== {} ({}) ===\n{tail}", self.name, self.log.display())
+    }
+}
+
+/// One running `oxetcd` process; killed (SIGKILL) when dropped.
+pub struct Process {
+    child: Child,
+    config: MemberConfig,
+}
+
+impl Process {
+    /// Starts the process; does not wait for it to serve.
+    pub fn spawn(config: &MemberConfig) -> Process {
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.log)
+            .expect("open the member's log");
+        writeln!(log, "--- the test starts {} ---", config.name).expect("write the member's log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_oxetcd"));
+        // Only the flags below configure the member.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("ETCD_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
+            .args(["--name", &config.name])
+            .arg("--data-dir")
+            .arg(&config.data_dir)
+            .args(["--listen-client-urls", &config.client_url])
+            .args(["--advertise-client-urls", &config.client_url])
+            .args(["--listen-peer-urls", &config.peer_url])
+            .args(["--initial-advertise-peer-urls", &config.peer_url])
+            .args(["--initial-cluster", &config.initial_cluster])
+            .args(&config.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn oxetcd");
+        Process { child, config: config.clone() }
+    }
+
+    /// Starts the process and waits until it serves clients.
+    pub async fn start(config: &MemberConfig) -> Process {
+        let mut process = Process::spawn(config);
+        process.wait_serving().await;
+        process
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.config.client_url
+    }
+
+    pub fn config(&self) -> &MemberConfig {
+        &self.config
+    }
+
+    /// Waits until the member answers a linearizable read (it has published itself and
+    /// knows a leader); panics with its log if it exits or takes too long.
+    pub async fn wait_serving(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                panic!("{} exited with {status}:\n{}", self.config.name, self.log_tail(40));
+            }
+            let probe = async {
+                let mut kv = KvClient::connect(self.config.client_url.clone()).await.ok()?;
+                kv.range(RangeRequest { key: "probe".into(), ..Default::default() }).await.ok()
+            };
+            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), probe).await {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not serve within {START_TIMEOUT:?}:\n{}",
+                self.config.name,
+                self.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL, without waiting for the process to be gone (see [`Process::wait_exit`]).
+    pub fn send_kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
+    /// SIGTERM: a graceful stop.
+    pub fn send_term(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.config.name);
+    }
+
+    /// SIGKILL and wait until the process is gone.
+    pub fn kill(&mut self) {
+        self.send_kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself; panics with its log after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?}:\n{}",
+                self.config.name,
+                self.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The last `lines` lines of the member's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.config.log_tail(lines)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail(30));
+        }
+    }
+}
