@@ -430,6 +430,24 @@ impl<B: Backend> Store<B> {
         self.write(apply, |t| txn::run(t, req))
     }
 
+    /// Deletes each of `keys` (those that exist) at one new revision: a lease revoke,
+    /// which etcd applies as one txn. Unlike [`txn`](Self::txn) it has no op limit, since
+    /// the request is the server's own, not a client's.
+    pub fn delete_keys(
+        &self,
+        keys: &[Bytes],
+        apply: Option<ApplyIndex>,
+    ) -> Result<WriteResult<i64>> {
+        self.write(apply, |t| {
+            let mut deleted = 0;
+            for key in keys {
+                let req = DeleteRangeRequest { key: key.clone(), ..Default::default() };
+                deleted += t.delete_range(&req)?.deleted;
+            }
+            Ok(deleted)
+        })
+    }
+
     /// Compact: forgets history before `rev`. The index is compacted and the backend rows
     /// deleted in the background, in bounded batches; the handle says when that is done
     /// (what the request's `physical` flag waits for). The scheduled revision is durable

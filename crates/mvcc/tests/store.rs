@@ -469,3 +469,28 @@ fn saved_snapshot_opens_as_the_same_store() {
     assert_eq!(copy.range(&range("later", "")).unwrap().count, 0);
     assert!(s.save_snapshot(&path).is_err(), "never overwrites a file");
 }
+
+#[test]
+fn delete_keys_removes_many_keys_at_one_revision_without_the_txn_limit() {
+    let t = TempStore::new();
+    let s = t.store();
+    let keys: Vec<_> = (0..300).map(|i| b(&format!("lease/{i:03}"))).collect();
+    for key in &keys {
+        s.put(&PutRequest { key: key.clone(), ..Default::default() }, None).unwrap();
+    }
+    let before = s.current_revision();
+    let mut doomed = keys.clone();
+    doomed.push(b("never-existed"));
+    let w = s.delete_keys(&doomed, None).unwrap();
+    assert_eq!(w.response, 300);
+    assert_eq!(w.events.len(), 300);
+    assert!(
+        w.events.iter().all(|e| e.kv.as_ref().unwrap().mod_revision == before + 1),
+        "one revision for all"
+    );
+    assert_eq!(s.current_revision(), before + 1);
+    assert_eq!(s.range(&range("lease/", "lease0")).unwrap().count, 0);
+    // Nothing to delete: no new revision.
+    assert_eq!(s.delete_keys(&keys, None).unwrap().response, 0);
+    assert_eq!(s.current_revision(), before + 1);
+}

@@ -21,6 +21,8 @@ pub enum ServerError {
     MemberNotFound,
     #[error(transparent)]
     Mvcc(#[from] oxetcd_mvcc::Error),
+    #[error(transparent)]
+    Lease(#[from] crate::lease::LeaseError),
     /// A failure inside the server that a client cannot fix (storage, a bug).
     #[error("etcdserver: {0}")]
     Internal(String),
@@ -38,6 +40,11 @@ impl From<ServerError> for Status {
             ServerError::RequestTooLarge => Code::InvalidArgument,
             ServerError::MemberNotFound => Code::NotFound,
             ServerError::Internal(_) => Code::Unknown,
+            ServerError::Lease(lease) => match lease {
+                crate::lease::LeaseError::NotFound => Code::NotFound,
+                crate::lease::LeaseError::Exists => Code::FailedPrecondition,
+                crate::lease::LeaseError::TtlTooLarge => Code::OutOfRange,
+            },
             ServerError::Mvcc(m) => match m.grpc_code() {
                 GrpcCode::InvalidArgument => Code::InvalidArgument,
                 GrpcCode::NotFound => Code::NotFound,

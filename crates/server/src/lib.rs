@@ -6,6 +6,7 @@
 //! - [`apply`]: the apply thread (committed entries → mvcc store, membership).
 //! - [`server`]: `EtcdServer`, the way in for requests: propose and linearizable reads.
 //! - [`v3rpc`]: the gRPC services; [`http`]: `/health`, `/version`.
+//! - [`watch`]: the watchable store between apply and the Watch streams.
 //! - [`embed`]: a running member with its listeners; used by `main` and by tests.
 
 pub mod apply;
@@ -15,6 +16,7 @@ pub mod embed;
 pub mod error;
 pub mod http;
 pub mod id;
+pub mod lease;
 pub mod logging;
 pub mod membership;
 pub mod node;
@@ -23,3 +25,4 @@ pub mod server;
 pub mod state;
 pub mod v3rpc;
 pub mod wait;
+pub mod watch;
