@@ -1,1 +1,52 @@
-fn main() {}
+//! oxetcd-bench: a load generator for any etcd v3 endpoint (etcd or oxetcd), in
+//! the spirit of etcd's tools/benchmark. See the crate's README for usage.
+
+mod args;
+mod client;
+mod error;
+mod histogram;
+mod keys;
+mod progress;
+mod report;
+mod runner;
+mod workloads;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::args::Cli;
+use crate::error::BenchError;
+use crate::report::Report;
+use crate::workloads::Ctx;
+
+async fn bench(cli: &Cli) -> Result<Report, BenchError> {
+    let timeout = Duration::from_secs(cli.dial_timeout);
+    let channels = client::connect(&cli.endpoints, cli.conns, cli.target_leader, timeout).await?;
+    let ctx = Ctx { channels, clients: cli.clients, total: cli.total, progress: !cli.json };
+    workloads::run(&cli.command, &ctx).await
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match bench(&cli).await {
+        Ok(report) => {
+            if cli.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.ok() == 0 && report.failed() > 0 {
+                eprintln!("oxetcd-bench: every request failed");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("oxetcd-bench: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Command line, modelled on etcd's tools/benchmark.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "oxetcd-bench",
+    version,
+    about = "Load generator for any etcd v3 endpoint (etcd or oxetcd)"
+)]
+pub struct Cli {
+    /// gRPC endpoints, comma separated, with or without http://
+    #[arg(long, global = true, value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    pub endpoints: Vec<String>,
+    /// gRPC connections, spread over the endpoints
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub conns: u64,
+    /// Concurrent in-flight requests, spread over the connections
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub clients: u64,
+    /// Requests to send
+    #[arg(long, global = true, default_value_t = 10_000)]
+    pub total: u64,
+    /// Send everything to the leader (found with Maintenance.Status)
+    #[arg(long, global = true)]
+    pub target_leader: bool,
+    /// Print one JSON object instead of the text report
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds allowed to connect to an endpoint
+    #[arg(long, global = true, default_value_t = 5)]
+    pub dial_timeout: u64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Put keys
+    Put {
+        #[command(flatten)]
+        kv: KeyValueArgs,
+        /// Write keys 0, 1, 2, ... in order instead of at random
+        #[arg(long)]
+        sequential_keys: bool,
+    },
+    /// Range over a key (or [key, end))
+    Range {
+        key: String,
+        end: Option<String>,
+        /// l: linearizable, s: serializable
+        #[arg(long, value_enum, default_value_t = Consistency::L)]
+        consistency: Consistency,
+        /// Maximum keys per response (0: no limit)
+        #[arg(long, default_value_t = 0)]
+        limit: i64,
+        /// Return keys without values
+        #[arg(long)]
+        keys_only: bool,
+    },
+    /// Transactions of several puts (one request = one txn)
+    TxnPut {
+        #[command(flatten)]
+        kv: KeyValueArgs,
+        /// Puts per transaction (distinct keys; needs key-space-size >= txn-ops)
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        txn_ops: u64,
+    },
+    /// Watchers on many streams, then puts to the watched keys
+    Watch {
+        #[command(flatten)]
+        watch: WatchArgs,
+        /// Watch streams, spread over the connections
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        streams: u64,
+        /// Watchers created on each stream
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        watchers_per_stream: u64,
+    },
+    /// Time from a put to its event at every watcher
+    WatchLatency {
+        #[command(flatten)]
+        watch: WatchArgs,
+        /// Watchers of the key, each on its own stream
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        watchers: u64,
+    },
+    /// Lease keep-alive round trips (one lease per client)
+    LeaseKeepalive,
+}
+
+/// Key and value shapes shared by the writing workloads.
+#[derive(Debug, Clone, Args)]
+pub struct KeyValueArgs {
+    /// Key size in bytes
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub key_size: u64,
+    /// Value size in bytes
+    #[arg(long, default_value_t = 8)]
+    pub val_size: u64,
+    /// Distinct keys written
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub key_space_size: u64,
+}
+
+/// The put side of the watch workloads.
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Puts to the watched keys
+    #[arg(long, default_value_t = 1_000)]
+    pub put_total: u64,
+    /// Puts per second (0: as fast as one client can)
+    #[arg(long, default_value_t = 100)]
+    pub put_rate: u64,
+    #[command(flatten)]
+    pub kv: KeyValueArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Consistency {
+    /// Linearizable
+    L,
+    /// Serializable
+    S,
+}
+
+/// `http://host:port` for an endpoint given with or without a scheme.
+pub fn endpoint_url(endpoint: &str) -> String {
+    let e = endpoint.trim();
+    if e.contains("://") { e.to_string() } else { format!("http://{e}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("oxetcd-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_etcd_benchmark() {
+        let cli = parse(&["put"]).unwrap();
+        assert_eq!(cli.endpoints, ["127.0.0.1:2379"]);
+        assert_eq!((cli.conns, cli.clients), (1, 1));
+        assert!(!cli.target_leader && !cli.json);
+        let Command::Put { kv, sequential_keys } = cli.command else { panic!("not put") };
+        assert_eq!((kv.key_size, kv.val_size, kv.key_space_size), (8, 8, 1));
+        assert!(!sequential_keys);
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_subcommand() {
+        let cli = parse(&[
+            "--endpoints",
+            "127.0.0.1:2379,http://127.0.0.2:2379",
+            "--conns=100",
+            "put",
+            "--clients",
+            "1000",
+            "--total=5",
+            "--val-size",
+            "256",
+            "--sequential-keys",
+            "--json",
+            "--target-leader",
+        ])
+        .unwrap();
+        assert_eq!(cli.endpoints.len(), 2);
+        assert_eq!((cli.conns, cli.clients, cli.total), (100, 1000, 5));
+        assert!(cli.json && cli.target_leader);
+        assert!(
+            matches!(cli.command, Command::Put { kv, sequential_keys: true } if kv.val_size == 256)
+        );
+    }
+
+    #[test]
+    fn range_takes_key_end_and_consistency() {
+        let cli = parse(&["range", "foo", "fop", "--consistency", "s", "--limit", "3"]).unwrap();
+        let Command::Range { key, end, consistency, limit, keys_only } = cli.command else {
+            panic!("not range")
+        };
+        assert_eq!((key.as_str(), end.as_deref()), ("foo", Some("fop")));
+        assert_eq!((consistency, limit, keys_only), (Consistency::S, 3, false));
+        let cli = parse(&["range", "foo", "--keys-only"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Range { end: None, consistency: Consistency::L, keys_only: true, .. }
+        ));
+        assert!(parse(&["range", "foo", "--consistency", "x"]).is_err());
+        assert!(parse(&["range"]).is_err());
+    }
+
+    #[test]
+    fn watch_and_txn_flags() {
+        let cli = parse(&[
+            "watch",
+            "--streams=2",
+            "--watchers-per-stream=3",
+            "--put-total=7",
+            "--put-rate=0",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Watch { streams: 2, watchers_per_stream: 3, ref watch } if watch.put_total == 7 && watch.put_rate == 0
+        ));
+        let cli = parse(&["watch-latency", "--watchers", "4"]).unwrap();
+        assert!(matches!(cli.command, Command::WatchLatency { watchers: 4, .. }));
+        let cli = parse(&["txn-put", "--txn-ops", "4", "--key-space-size", "100"]).unwrap();
+        assert!(matches!(cli.command, Command::TxnPut { txn_ops: 4, .. }));
+        assert!(matches!(parse(&["lease-keepalive"]).unwrap().command, Command::LeaseKeepalive));
+    }
+
+    #[test]
+    fn zero_clients_or_conns_are_rejected() {
+        assert!(parse(&["--clients", "0", "put"]).is_err());
+        assert!(parse(&["--conns", "0", "put"]).is_err());
+        assert!(parse(&["put", "--key-size", "0"]).is_err());
+        assert!(parse(&["bogus"]).is_err());
+    }
+
+    #[test]
+    fn endpoints_get_a_scheme() {
+        assert_eq!(endpoint_url("127.0.0.1:2379"), "http://127.0.0.1:2379");
+        assert_eq!(endpoint_url(" http://127.0.0.2:2379"), "http://127.0.0.2:2379");
+        assert_eq!(endpoint_url("https://a:1"), "https://a:1");
+    }
+}

@@ -1,0 +1,105 @@
+//! Keys and values for the writing workloads.
+
+use bytes::Bytes;
+
+use crate::args::KeyValueArgs;
+use crate::error::BenchError;
+
+/// splitmix64: a tiny, fast generator; the bench needs spread, not security.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform enough in `0..n` for n far below 2^64.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// Fixed-size keys numbered `0..key_space_size` (the number big-endian in the
+/// key's last bytes, zero padded), and one shared value.
+#[derive(Debug, Clone)]
+pub struct KeyValues {
+    key_size: usize,
+    space: u64,
+    value: Bytes,
+}
+
+impl KeyValues {
+    pub fn new(args: &KeyValueArgs) -> Result<Self, BenchError> {
+        let key_size = args.key_size as usize;
+        let room = 8 * key_size.min(8) as u32;
+        if room < 64 && args.key_space_size > 1u64 << room {
+            return Err(BenchError::Usage(format!(
+                "--key-space-size {} does not fit in --key-size {}",
+                args.key_space_size, args.key_size
+            )));
+        }
+        let mut rng = Rng::new(args.val_size);
+        let value: Vec<u8> = (0..args.val_size).map(|_| b'a' + rng.below(26) as u8).collect();
+        Ok(Self { key_size, space: args.key_space_size, value: value.into() })
+    }
+
+    pub fn space(&self) -> u64 {
+        self.space
+    }
+
+    /// Key number `n % key_space_size`.
+    pub fn key(&self, n: u64) -> Bytes {
+        let n = (n % self.space).to_be_bytes();
+        let used = self.key_size.min(8);
+        let mut key = vec![0u8; self.key_size];
+        key[self.key_size - used..].copy_from_slice(&n[8 - used..]);
+        key.into()
+    }
+
+    pub fn value(&self) -> Bytes {
+        self.value.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(key_size: u64, val_size: u64, key_space_size: u64) -> KeyValueArgs {
+        KeyValueArgs { key_size, val_size, key_space_size }
+    }
+
+    #[test]
+    fn keys_have_the_size_and_wrap_in_the_space() {
+        let kv = KeyValues::new(&args(8, 256, 1000)).unwrap();
+        assert_eq!(kv.key(1).len(), 8);
+        assert_eq!(kv.key(1), kv.key(1001));
+        assert_ne!(kv.key(1), kv.key(2));
+        assert_eq!(kv.value().len(), 256);
+        let long = KeyValues::new(&args(32, 0, 5)).unwrap();
+        assert_eq!(long.key(3).len(), 32);
+        assert_eq!(long.key(3)[31], 3);
+    }
+
+    #[test]
+    fn key_space_must_fit_the_key_size() {
+        assert!(KeyValues::new(&args(1, 8, 256)).is_ok());
+        assert!(KeyValues::new(&args(1, 8, 257)).is_err());
+        assert!(KeyValues::new(&args(8, 8, u64::MAX)).is_ok());
+    }
+
+    #[test]
+    fn rng_stays_below_its_bound() {
+        let mut rng = Rng::new(7);
+        assert!((0..1000).all(|_| rng.below(10) < 10));
+    }
+}

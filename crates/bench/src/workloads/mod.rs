@@ -1,0 +1,55 @@
+//! The workloads: each builds one op per client and hands them to the runner.
+
+mod kv;
+mod lease;
+mod stream;
+mod watch;
+
+use tonic::transport::Channel;
+
+use crate::args::Command;
+use crate::error::BenchError;
+use crate::report::Report;
+use crate::runner::{Plan, Schedule};
+
+/// What every workload needs from the command line and the connections.
+pub struct Ctx {
+    pub channels: Vec<Channel>,
+    pub clients: u64,
+    pub total: u64,
+    pub progress: bool,
+}
+
+impl Ctx {
+    /// The connection client `i` uses: clients are spread evenly over connections.
+    fn channel(&self, i: u64) -> Channel {
+        self.channels[i as usize % self.channels.len()].clone()
+    }
+
+    /// One op per client.
+    fn per_client<O>(&self, mut make: impl FnMut(u64, Channel) -> O) -> Vec<O> {
+        (0..self.clients).map(|i| make(i, self.channel(i))).collect()
+    }
+
+    /// `--total` requests, whichever client is free sends the next one.
+    fn plan(&self) -> Plan {
+        Plan { total: self.total, schedule: Schedule::Shared, rate: None, progress: self.progress }
+    }
+}
+
+pub async fn run(command: &Command, ctx: &Ctx) -> Result<Report, BenchError> {
+    match command {
+        Command::Put { kv, sequential_keys } => kv::put(ctx, kv, *sequential_keys).await,
+        Command::Range { key, end, consistency, limit, keys_only } => {
+            kv::range(ctx, key, end.as_deref(), *consistency, *limit, *keys_only).await
+        }
+        Command::TxnPut { kv, txn_ops } => kv::txn_put(ctx, kv, *txn_ops).await,
+        Command::Watch { watch, streams, watchers_per_stream } => {
+            watch::watch(ctx, watch, *streams, *watchers_per_stream).await
+        }
+        Command::WatchLatency { watch, watchers } => {
+            watch::watch_latency(ctx, watch, *watchers).await
+        }
+        Command::LeaseKeepalive => lease::keepalive(ctx).await,
+    }
+}
