@@ -69,67 +69,110 @@ struct Values {
     config_file: Option<PathBuf>,
 
     /// Human-readable name for this member.
-    #[arg(long, default_value = "default", help_heading = MEMBER)]
+    #[arg(long, value_name = "NAME", default_value = "default", help_heading = MEMBER)]
     name: String,
     /// Path to the data directory [default: <name>.oxetcd].
-    #[arg(long = "data-dir", help_heading = MEMBER)]
+    #[arg(long = "data-dir", value_name = "PATH", help_heading = MEMBER)]
     data_dir: Option<PathBuf>,
     /// Number of committed transactions to trigger a snapshot to disk.
-    #[arg(long = "snapshot-count", default_value_t = 10_000, help_heading = MEMBER)]
+    #[arg(
+        long = "snapshot-count",
+        value_name = "N",
+        default_value_t = 10_000,
+        help_heading = MEMBER
+    )]
     snapshot_count: u64,
     /// Number of entries kept for slow followers to catch up after a snapshot.
-    #[arg(long = "snapshot-catchup-entries", default_value_t = 5000, help_heading = MEMBER)]
+    #[arg(
+        long = "snapshot-catchup-entries",
+        value_name = "N",
+        default_value_t = 5000,
+        help_heading = MEMBER
+    )]
     snapshot_catchup_entries: u64,
     /// Time (in milliseconds) of a heartbeat interval.
-    #[arg(long = "heartbeat-interval", default_value_t = 100, help_heading = MEMBER)]
+    #[arg(
+        long = "heartbeat-interval",
+        value_name = "MS",
+        default_value_t = 100,
+        help_heading = MEMBER
+    )]
     heartbeat_interval: u64,
     /// Time (in milliseconds) for an election to time out; at least 5 heartbeats.
-    #[arg(long = "election-timeout", default_value_t = 1000, help_heading = MEMBER)]
+    #[arg(
+        long = "election-timeout",
+        value_name = "MS",
+        default_value_t = 1000,
+        help_heading = MEMBER
+    )]
     election_timeout: u64,
     /// List of URLs to listen on for peer traffic.
-    #[arg(long = "listen-peer-urls", default_value = "http://localhost:2380", help_heading = MEMBER)]
+    #[arg(
+        long = "listen-peer-urls",
+        value_name = "URLS",
+        default_value = "http://localhost:2380",
+        help_heading = MEMBER
+    )]
     listen_peer_urls: String,
     /// List of URLs to listen on for client traffic.
     #[arg(
         long = "listen-client-urls",
+        value_name = "URLS",
         default_value = "http://localhost:2379",
         help_heading = MEMBER
     )]
     listen_client_urls: String,
     /// Maximum number of snapshot files to retain (0 is unlimited).
-    #[arg(long = "max-snapshots", default_value_t = 5, help_heading = MEMBER)]
+    #[arg(long = "max-snapshots", value_name = "N", default_value_t = 5, help_heading = MEMBER)]
     max_snapshots: usize,
     /// Maximum number of wal files to retain (0 is unlimited).
-    #[arg(long = "max-wals", default_value_t = 5, help_heading = MEMBER)]
+    #[arg(long = "max-wals", value_name = "N", default_value_t = 5, help_heading = MEMBER)]
     max_wals: usize,
     /// Backend size that raises the NOSPACE alarm (0: etcd's default of 2 GiB). Accepted and
     /// reported for compatibility; oxetcd does not enforce the quota yet.
-    #[arg(long = "quota-backend-bytes", default_value_t = 0, help_heading = MEMBER)]
+    #[arg(
+        long = "quota-backend-bytes",
+        value_name = "BYTES",
+        default_value_t = 0,
+        help_heading = MEMBER
+    )]
     quota_backend_bytes: i64,
     /// Maximum number of operations permitted in a transaction.
-    #[arg(long = "max-txn-ops", default_value_t = 128, help_heading = MEMBER)]
+    #[arg(long = "max-txn-ops", value_name = "N", default_value_t = 128, help_heading = MEMBER)]
     max_txn_ops: usize,
     /// Maximum client request size in bytes the server will accept.
-    #[arg(long = "max-request-bytes", default_value_t = 1_572_864, help_heading = MEMBER)]
+    #[arg(
+        long = "max-request-bytes",
+        value_name = "BYTES",
+        default_value_t = 1_572_864,
+        help_heading = MEMBER
+    )]
     max_request_bytes: usize,
 
     /// List of this member's peer URLs to advertise to the rest of the cluster.
     #[arg(
         long = "initial-advertise-peer-urls",
+        value_name = "URLS",
         default_value = "http://localhost:2380",
         help_heading = CLUSTERING
     )]
     initial_advertise_peer_urls: String,
-    /// Initial cluster configuration for bootstrapping [default: <name>=<initial-advertise-peer-urls>].
-    #[arg(long = "initial-cluster", help_heading = CLUSTERING)]
+    /// Initial cluster configuration for bootstrapping [default: <name>=<advertised peer URLs>].
+    #[arg(long = "initial-cluster", value_name = "NAME=URL,...", help_heading = CLUSTERING)]
     initial_cluster: Option<String>,
-    /// Initial cluster state ('new' or 'existing').
-    #[arg(long = "initial-cluster-state", default_value = "new", help_heading = CLUSTERING)]
+    /// Initial cluster state: 'new' to bootstrap, 'existing' to join a running cluster.
+    #[arg(
+        long = "initial-cluster-state",
+        value_name = "STATE",
+        default_value = "new",
+        help_heading = CLUSTERING
+    )]
     initial_cluster_state: ClusterState,
     /// Initial cluster token for the cluster during bootstrap; distinct tokens keep
     /// clusters from joining each other by mistake.
     #[arg(
         long = "initial-cluster-token",
+        value_name = "TOKEN",
         default_value = "etcd-cluster",
         help_heading = CLUSTERING
     )]
@@ -138,6 +181,7 @@ struct Values {
     /// --listen-client-urls is given.
     #[arg(
         long = "advertise-client-urls",
+        value_name = "URLS",
         default_value = "http://localhost:2379",
         help_heading = CLUSTERING
     )]
@@ -145,6 +189,7 @@ struct Values {
     /// Serve etcd's v2 API: oxetcd serves only v3, so only 'false' is accepted.
     #[arg(
         long = "enable-v2",
+        value_name = "BOOL",
         default_value_t = false,
         num_args = 0..=1,
         require_equals = true,
@@ -155,10 +200,10 @@ struct Values {
     enable_v2: bool,
 
     /// Specify 'zap' for structured (JSON) logging or 'text' for human-readable lines.
-    #[arg(long, default_value = "zap", help_heading = LOGGING)]
+    #[arg(long, value_name = "LOGGER", default_value = "zap", help_heading = LOGGING)]
     logger: Logger,
-    /// Configures log level: debug, info, warn, error, panic, or fatal.
-    #[arg(long = "log-level", default_value = "info", help_heading = LOGGING)]
+    /// Configures log level.
+    #[arg(long = "log-level", value_name = "LEVEL", default_value = "info", help_heading = LOGGING)]
     log_level: LogLevel,
 }
 
@@ -326,17 +371,9 @@ impl Flags {
             .find(|s| s.key == sources::CONFIG_FILE)
             .map(|s| s.value.clone())
             .or_else(|| sources::env_value(env, sources::CONFIG_FILE).cloned());
-        let settings = match config_file {
-            Some(path) => {
-                let path = PathBuf::from(path);
-                let settings = sources::from_file(&path, &keys, notices)?;
-                notices.push(format!(
-                    "loaded the configuration from {}; other command-line flags and environment \
-                     variables are ignored",
-                    path.display()
-                ));
-                settings
-            }
+        let config_file = config_file.map(PathBuf::from);
+        let settings = match &config_file {
+            Some(path) => sources::from_file(path, &keys, notices)?,
             None => {
                 let settings = sources::with_env(self.command_line, &keys, env, notices)?;
                 let given = |key: &str| settings.iter().any(|s| s.key == key);
@@ -353,7 +390,15 @@ impl Flags {
                 .find_map(|s| parse_values(std::slice::from_ref(s)).err().map(|e| s.invalid(&e)))
                 .unwrap_or_else(|| ConfigError::Settings(error.to_string()))
         })?;
-        values.check(notices)
+        let config = values.check(notices)?;
+        if let Some(path) = config_file {
+            notices.push(format!(
+                "loaded the configuration from {}; other command-line flags and environment \
+                 variables are ignored",
+                path.display()
+            ));
+        }
+        Ok(config)
     }
 }
 
@@ -403,7 +448,7 @@ impl Values {
         }
         if self.quota_backend_bytes != 0 {
             notices.push(format!(
-                "--quota-backend-bytes={} is accepted but not enforced yet: no NOSPACE alarm is raised",
+                "warning: --quota-backend-bytes={} is accepted but not enforced yet: no NOSPACE alarm is raised",
                 self.quota_backend_bytes
             ));
         }

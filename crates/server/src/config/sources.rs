@@ -86,7 +86,9 @@ pub(super) fn with_env(
     for (name, value) in env.iter().filter(|(name, _)| name.starts_with("ETCD_")) {
         let shown = value.to_string_lossy();
         match flags.iter().find(|flag| env_name(flag) == *name) {
-            None => notices.push(format!("unrecognized environment variable {name}={shown}")),
+            None => {
+                notices.push(format!("warning: unrecognized environment variable {name}={shown}"))
+            }
             Some(flag) if command_line.iter().any(|s| s.key == *flag) => {
                 return Err(ConfigError::ConflictingEnv(name.clone()));
             }
@@ -125,7 +127,7 @@ pub(super) fn from_file(
             other => return Err(file_error(format!("key {other:?} is not a string"))),
         };
         if key == CONFIG_FILE || !flags.contains(&key) {
-            notices.push(format!("{}: unknown key {key:?} ignored", path.display()));
+            notices.push(format!("warning: {}: unknown key {key:?} ignored", path.display()));
             continue;
         }
         let value = match value {

@@ -160,8 +160,8 @@ fn unrecognized_etcd_variables_draw_a_warning() {
     assert_eq!(
         notices,
         [
-            "unrecognized environment variable ETCD_AUTO_COMPACTION_RETENTION=1",
-            "unrecognized environment variable ETCD_NAMEE=typo",
+            "warning: unrecognized environment variable ETCD_AUTO_COMPACTION_RETENTION=1",
+            "warning: unrecognized environment variable ETCD_NAMEE=typo",
         ]
     );
 }
