@@ -28,8 +28,8 @@ impl Rng {
     }
 }
 
-/// Fixed-size keys numbered `0..key_space_size` (the number big-endian in the
-/// key's last bytes, zero padded), and one shared value.
+/// Fixed-size, printable keys numbered `0..key_space_size` (the number in
+/// decimal, zero padded: key 42 of size 8 is `00000042`), and one shared value.
 #[derive(Debug, Clone)]
 pub struct KeyValues {
     key_size: usize,
@@ -40,8 +40,9 @@ pub struct KeyValues {
 impl KeyValues {
     pub fn new(args: &KeyValueArgs) -> Result<Self, BenchError> {
         let key_size = args.key_size as usize;
-        let room = 8 * key_size.min(8) as u32;
-        if room < 64 && args.key_space_size > 1u64 << room {
+        let fits =
+            10u64.checked_pow(args.key_size as u32).is_none_or(|room| args.key_space_size <= room);
+        if !fits {
             return Err(BenchError::Usage(format!(
                 "--key-space-size {} does not fit in --key-size {}",
                 args.key_space_size, args.key_size
@@ -58,11 +59,7 @@ impl KeyValues {
 
     /// Key number `n % key_space_size`.
     pub fn key(&self, n: u64) -> Bytes {
-        let n = (n % self.space).to_be_bytes();
-        let used = self.key_size.min(8);
-        let mut key = vec![0u8; self.key_size];
-        key[self.key_size - used..].copy_from_slice(&n[8 - used..]);
-        key.into()
+        format!("{:0width$}", n % self.space, width = self.key_size).into_bytes().into()
     }
 
     pub fn value(&self) -> Bytes {
@@ -87,14 +84,17 @@ mod tests {
         assert_eq!(kv.value().len(), 256);
         let long = KeyValues::new(&args(32, 0, 5)).unwrap();
         assert_eq!(long.key(3).len(), 32);
-        assert_eq!(long.key(3)[31], 3);
+        assert_eq!(long.key(3)[31], b'3');
+        assert_eq!(&KeyValues::new(&args(3, 0, 1)).unwrap().key(0)[..], b"000");
     }
 
     #[test]
     fn key_space_must_fit_the_key_size() {
-        assert!(KeyValues::new(&args(1, 8, 256)).is_ok());
-        assert!(KeyValues::new(&args(1, 8, 257)).is_err());
-        assert!(KeyValues::new(&args(8, 8, u64::MAX)).is_ok());
+        assert!(KeyValues::new(&args(1, 8, 10)).is_ok());
+        assert!(KeyValues::new(&args(1, 8, 11)).is_err());
+        assert!(KeyValues::new(&args(20, 8, u64::MAX)).is_ok());
+        assert!(KeyValues::new(&args(8, 8, 100_000_000)).is_ok());
+        assert!(KeyValues::new(&args(8, 8, 100_000_001)).is_err());
     }
 
     #[test]

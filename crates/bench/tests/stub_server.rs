@@ -125,7 +125,7 @@ async fn sequential_puts_cycle_through_the_key_space() {
     );
     let seen = seen.lock().unwrap();
     let last_bytes: Vec<u8> = seen.puts.iter().map(|p| p.key[7]).collect();
-    assert_eq!(last_bytes, [0, 1, 2, 3, 0, 1, 2, 3]);
+    assert_eq!(last_bytes, *b"01230123");
 }
 
 #[tokio::test]

@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# Side by side: etcd 3.4 (Debian's /usr/bin/etcd) and oxetcd, same flags, same
+# disk, same load generator (oxetcd-bench), alternating servers, RUNS runs each,
+# medians. Writes a markdown report to OUTPUT.md.
+#
+#   bench/compare.sh OUTPUT.md            # full run (~15 min on 2 cores)
+#   QUICK=1 bench/compare.sh OUTPUT.md    # ~2 min, small totals
+#
+# Environment (defaults in brackets):
+#   RUNS [3]                runs per server and workload (medians are reported)
+#   PUT1_TOTAL [10000]      put, 1 client, 256-byte values
+#   PUTN_TOTAL [100000]     put, 1000 clients on 100 conns
+#   RANGE_TOTAL [100000]    range of one key, 1000 clients, l and s
+#   CLUSTER_TOTAL [50000]   put, 1000 clients, 3 members
+#   KEY_SPACE [100000]      distinct keys written by the put workloads
+#   SNAPSHOT_COUNT [100000] --snapshot-count for both servers (etcd 3.4's default)
+#   ETCD [/usr/bin/etcd]    the reference binary
+#   OXETCD_BIN, BENCH_BIN   prebuilt binaries (default: cargo build --release)
+#   BENCH_TMP [/work/tmp]   parent of the data dirs (must be a real disk, not tmpfs)
+#   BENCH_TIMEOUT [300]     seconds allowed per benchmark invocation
+#   BASE_PORT [32379]       client port; the peer port is BASE_PORT+1
+set -euo pipefail
+
+OUT=${1:?usage: bench/compare.sh OUTPUT.md}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+if [[ ${QUICK:-0} == 1 ]]; then
+    : "${PUT1_TOTAL:=1000}" "${PUTN_TOTAL:=10000}" "${RANGE_TOTAL:=10000}" "${CLUSTER_TOTAL:=5000}"
+fi
+RUNS=${RUNS:-3}
+PUT1_TOTAL=${PUT1_TOTAL:-10000}
+PUTN_TOTAL=${PUTN_TOTAL:-100000}
+RANGE_TOTAL=${RANGE_TOTAL:-100000}
+CLUSTER_TOTAL=${CLUSTER_TOTAL:-50000}
+KEY_SPACE=${KEY_SPACE:-100000}
+SNAPSHOT_COUNT=${SNAPSHOT_COUNT:-100000}
+ETCD=${ETCD:-/usr/bin/etcd}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
+BASE_PORT=${BASE_PORT:-32379}
+PEER_PORT=$((BASE_PORT + 1))
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { printf '[compare %s] %s\n' "$(date -u +%T)" "$*" >&2; }
+
+[[ -x $ETCD ]] || { echo "no etcd at $ETCD (apt-get install -y etcd-server)" >&2; exit 1; }
+
+if [[ -z ${OXETCD_BIN:-} || -z ${BENCH_BIN:-} ]]; then
+    log "building oxetcd and oxetcd-bench (release)"
+    (cd "$ROOT" && cargo build --release -p oxetcd-server -p oxetcd-bench)
+    TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+    OXETCD_BIN=${OXETCD_BIN:-$TARGET/release/oxetcd}
+    BENCH_BIN=${BENCH_BIN:-$TARGET/release/oxetcd-bench}
+fi
+
+mkdir -p "${BENCH_TMP:-/work/tmp}"
+WORK=$(mktemp -d "${BENCH_TMP:-/work/tmp}/compare.XXXXXX")
+RESULTS=$WORK/results.tsv
+COMMANDS=$WORK/commands.txt
+PIDS=()
+
+stop_servers() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    PIDS=()
+}
+cleanup() {
+    stop_servers
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start SERVER MEMBERS: starts a fresh cluster of MEMBERS on 127.0.0.1..N, sets
+# PIDS, ENDPOINTS and DATA_DIRS, waits until a linearizable read succeeds.
+start() {
+    local server=$1 members=$2 bin i cluster="" name ip dir
+    case $server in etcd) bin=$ETCD ;; oxetcd) bin=$OXETCD_BIN ;; esac
+    for ((i = 1; i <= members; i++)); do
+        cluster+="${cluster:+,}m$i=http://127.0.0.$i:$PEER_PORT"
+    done
+    ENDPOINTS="" DATA_DIRS=()
+    for ((i = 1; i <= members; i++)); do
+        name=m$i ip=127.0.0.$i dir=$WORK/$server-$members-$i
+        rm -rf "$dir"
+        local cmd=("$bin" --name "$name" --data-dir "$dir"
+            --listen-client-urls "http://$ip:$BASE_PORT" --advertise-client-urls "http://$ip:$BASE_PORT"
+            --listen-peer-urls "http://$ip:$PEER_PORT" --initial-advertise-peer-urls "http://$ip:$PEER_PORT"
+            --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token bench
+            --snapshot-count "$SNAPSHOT_COUNT")
+        echo "${cmd[*]}" >>"$COMMANDS"
+        "${cmd[@]}" >"$dir.log" 2>&1 &
+        PIDS+=($!)
+        DATA_DIRS+=("$dir")
+        ENDPOINTS+="${ENDPOINTS:+,}127.0.0.$i:$BASE_PORT"
+    done
+    local deadline=$((SECONDS + 30))
+    until "$BENCH_BIN" --endpoints "$ENDPOINTS" --total 1 --json range ready >/dev/null 2>&1; do
+        if ((SECONDS > deadline)); then
+            log "$server ($members members) did not become ready; log tail:"
+            tail -n 20 "${DATA_DIRS[0]}.log" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+cpu_ticks() { # utime+stime of all PIDS
+    local pid sum=0
+    for pid in "${PIDS[@]}"; do
+        sum=$((sum + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
+    done
+    echo "$sum"
+}
+rss_kib() { # VmHWM (peak RSS) summed over PIDS
+    local pid sum=0
+    for pid in "${PIDS[@]}"; do
+        sum=$((sum + $(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")))
+    done
+    echo "$sum"
+}
+disk_kib() { du -sk "${DATA_DIRS[@]}" | awk '{s += $1} END {print s}'; }
+
+# measure SERVER MEMBERS WORKLOAD RUN BENCH-ARGS...: fresh cluster, optional
+# setup, one timed bench invocation, resources, one TSV row.
+measure() {
+    local server=$1 members=$2 workload=$3 run=$4
+    shift 4
+    start "$server" "$members"
+    if [[ $workload == range-* ]]; then
+        # The key the range workloads read: put's key 0 with --key-size 3 is "000".
+        "$BENCH_BIN" --endpoints "$ENDPOINTS" --total 1 put --key-size 3 --val-size 256 >/dev/null
+    fi
+    local cmd=("$BENCH_BIN" --endpoints "$ENDPOINTS" --json "$@")
+    echo "${cmd[*]}" >>"$COMMANDS"
+    local before json status=0
+    before=$(cpu_ticks)
+    json=$(timeout "$BENCH_TIMEOUT" "${cmd[@]}" 2>"$WORK/bench.err") || status=$?
+    local ticks=$(($(cpu_ticks) - before)) rss disk
+    rss=$(rss_kib)
+    disk=$(disk_kib)
+    stop_servers
+    if ((status != 0)) || [[ -z $json ]]; then
+        log "$server $workload run $run failed (exit $status): $(head -c 300 "$WORK/bench.err")"
+        json='{}'
+    fi
+    python3 - "$server" "$workload" "$run" "$ticks" "$CLK_TCK" "$rss" "$disk" "$json" >>"$RESULTS" <<'EOF'
+import json, sys
+server, workload, run, ticks, tck, rss, disk, raw = sys.argv[1:]
+r = json.loads(raw)
+ok = r.get("ok", 0)
+lat = r.get("latency_ms", {})
+nan = float("nan")
+cpu = int(ticks) / int(tck) / (ok / 10000) if ok else nan
+row = [server, workload, run, r.get("requests_per_sec", nan), lat.get("p50", nan), lat.get("p99", nan),
+       int(rss) / 1024, cpu, int(disk) / 1024, r.get("errors_total", nan)]
+print("\t".join(str(x) for x in row))
+EOF
+    log "$server $workload run $run: $(tail -n 1 "$RESULTS" | cut -f4-)"
+}
+
+# The workloads: name, members, bench arguments.
+WORKLOADS=(
+    "put-1c|1|--conns 1 --clients 1 --total $PUT1_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
+    "put-1000c|1|--conns 100 --clients 1000 --total $PUTN_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
+    "range-l-1000c|1|--conns 100 --clients 1000 --total $RANGE_TOTAL range 000 --consistency l"
+    "range-s-1000c|1|--conns 100 --clients 1000 --total $RANGE_TOTAL range 000 --consistency s"
+    "put-3m-1000c|3|--conns 100 --clients 1000 --total $CLUSTER_TOTAL --target-leader put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
+)
+
+printf 'server\tworkload\trun\treq_per_s\tp50_ms\tp99_ms\trss_mib\tcpu_s_per_10k\tdata_dir_mib\terrors\n' >"$RESULTS"
+: >"$COMMANDS"
+log "data dirs under $WORK; $RUNS runs; totals put-1c=$PUT1_TOTAL put-1000c=$PUTN_TOTAL range=$RANGE_TOTAL 3m=$CLUSTER_TOTAL"
+for ((run = 1; run <= RUNS; run++)); do
+    # Alternate which server goes first, so drift (page cache, thermal) hits both.
+    if ((run % 2)); then order=(etcd oxetcd); else order=(oxetcd etcd); fi
+    for w in "${WORKLOADS[@]}"; do
+        IFS='|' read -r name members args <<<"$w"
+        for server in "${order[@]}"; do
+            # shellcheck disable=SC2086 # args is a word list
+            measure "$server" "$members" "$name" "$run" $args
+        done
+    done
+done
+
+python3 - "$RESULTS" "$COMMANDS" "$OUT" "$RUNS" "$WORK" "$ETCD" "$OXETCD_BIN" "$ROOT" <<'EOF'
+import csv, os, platform, statistics, subprocess, sys, datetime
+results, commands, out, runs, work, etcd, oxetcd, root = sys.argv[1:]
+rows = list(csv.DictReader(open(results), delimiter="\t"))
+metrics = [("req_per_s", "throughput (req/s)"), ("p50_ms", "p50 latency (ms)"), ("p99_ms", "p99 latency (ms)"),
+           ("rss_mib", "server RSS, peak (MiB)"), ("cpu_s_per_10k", "server CPU s / 10k req"),
+           ("data_dir_mib", "data dir (MiB)"), ("errors", "errors (sum of runs)")]
+workloads = list(dict.fromkeys(r["workload"] for r in rows))
+
+def values(server, workload, key):
+    vs = [float(r[key]) for r in rows if r["server"] == server and r["workload"] == workload]
+    return [v for v in vs if v == v]  # drop NaN (failed runs)
+
+def agg(server, workload, key):
+    vs = values(server, workload, key)
+    if not vs:
+        return None
+    return sum(vs) if key == "errors" else statistics.median(vs)
+
+def fmt(v):
+    return "—" if v is None else f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+o = []
+o.append("# oxetcd vs etcd 3.4: side by side\n")
+o.append(f"Generated by `bench/compare.sh` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}. "
+         f"Medians of {runs} runs per server and workload (errors: summed); ratio = oxetcd / etcd "
+         "(above 1 is better for throughput, below 1 is better for the others).\n")
+o.append("| workload | metric | etcd 3.4.23 | oxetcd | ratio |")
+o.append("|---|---|---:|---:|---:|")
+for w in workloads:
+    for key, label in metrics:
+        e, x = agg("etcd", w, key), agg("oxetcd", w, key)
+        ratio = f"{x / e:.2f}×" if e and x is not None and key != "errors" else ""
+        o.append(f"| {w} | {label} | {fmt(e)} | {fmt(x)} | {ratio} |")
+o.append("""
+Workloads: `put-1c` one client, 256-byte values; `put-1000c` 1000 clients on 100 connections;
+`range-l-1000c` / `range-s-1000c` linearizable / serializable range of one key, 1000 clients on
+100 connections; `put-3m-1000c` 3 members on 127.0.0.1-3, 1000 clients on 100 connections to
+the leader (`--target-leader`). Each measurement starts a fresh cluster in a fresh data dir.
+RSS is VmHWM after the run (summed over members for 3 members), CPU is utime+stime of the
+server process(es) during the benchmark only, data dir is `du -sk` after the run (WAL
+segments are preallocated by both servers).
+""")
+cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")
+disk = sh(f"df -hT {work} | tail -1")
+etcd_version = sh(f"{etcd} --version | head -1")
+rev = sh(f"git -C {root} describe --always --dirty")
+o.append("## Machine\n")
+o.append(f"- nproc: {os.cpu_count()}; CPU:{cpu}")
+o.append(f"- kernel: {platform.release()}; date: {sh('date -u')}")
+o.append(f"- data dirs (same filesystem for both servers): `{disk}`")
+o.append(f"- {etcd_version} ({etcd}); oxetcd: git {rev} ({oxetcd})")
+o.append("\n## Raw runs\n")
+o.append("| " + " | ".join(rows[0].keys()) + " |" if rows else "")
+o.append("|" + "---|" * len(rows[0]) if rows else "")
+for r in rows:
+    o.append("| " + " | ".join(r.values()) + " |")
+o.append("\n## Commands\n")
+o.append("```")
+o.extend(dict.fromkeys(line.rstrip() for line in open(commands)))
+o.append("```")
+open(out, "w").write("\n".join(o) + "\n")
+EOF
+log "wrote $OUT"
