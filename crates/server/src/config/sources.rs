@@ -108,8 +108,8 @@ pub(super) fn with_env(
 }
 
 /// The settings of a YAML configuration file whose keys are the flag names. A `null`
-/// value leaves the default; unknown keys are ignored with a warning, as etcd ignores them
-/// (its sample file lists keys oxetcd does not have).
+/// value leaves the default. Unknown keys are ignored, as etcd ignores them (its sample
+/// file lists keys oxetcd does not have), with one warning naming those that set a value.
 pub(super) fn from_file(
     path: &Path,
     flags: &[String],
@@ -120,18 +120,18 @@ pub(super) fn from_file(
     let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
     let mapping: Option<Mapping> =
         serde_yaml_ng::from_str(&text).map_err(|e| file_error(e.to_string()))?;
-    let mut settings = Vec::new();
+    let (mut settings, mut unknown) = (Vec::new(), Vec::new());
     for (key, value) in mapping.unwrap_or_default() {
         let key = match key {
             Value::String(key) => key,
             other => return Err(file_error(format!("key {other:?} is not a string"))),
         };
-        if key == CONFIG_FILE || !flags.contains(&key) {
-            notices.push(format!("warning: {}: unknown key {key:?} ignored", path.display()));
-            continue;
-        }
         let value = match value {
             Value::Null => continue,
+            _ if key == CONFIG_FILE || !flags.contains(&key) => {
+                unknown.push(key);
+                continue;
+            }
             Value::Bool(b) => b.to_string(),
             Value::Number(n) => n.to_string(),
             Value::String(s) => s,
@@ -142,6 +142,13 @@ pub(super) fn from_file(
             }
         };
         settings.push(Setting { key, value: value.into(), source: Source::File(path.into()) });
+    }
+    if !unknown.is_empty() {
+        notices.push(format!(
+            "warning: {}: ignoring keys oxetcd does not know: {}",
+            path.display(),
+            unknown.join(", ")
+        ));
     }
     Ok(settings)
 }
