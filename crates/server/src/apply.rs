@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use bytes::Bytes;
 use oxetcd_api::etcdserverpb::Member;
 use oxetcd_api::oxetcdpb::{ClusterState, InternalRaftRequest};
-use oxetcd_mvcc::{ApplyIndex, NoLeases, Store, StoreConfig};
+use oxetcd_mvcc::{ApplyIndex, NoLeases, Store, StoreConfig, WriteResult};
 use oxetcd_raft::{
     ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot, SnapshotMetadata,
     SnapshotStatus,
@@ -23,6 +23,7 @@ use crate::error::ServerError;
 use crate::membership::Membership;
 use crate::node::{ApplyTask, Control, Input};
 use crate::state::{Applied, ApplyResult, Shared};
+use crate::watch::WatchHub;
 
 /// Applying one entry slower than this is worth a warning (etcd's threshold).
 const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(100);
@@ -41,6 +42,8 @@ pub(crate) struct Applier {
     /// Take a snapshot after this many applied entries (`--snapshot-count`).
     pub snapshot_count: u64,
     pub last_snapshot: u64,
+    /// Watchers hear of every write right after the store applied it, in log order.
+    pub watch: Arc<WatchHub>,
 }
 
 impl Applier {
@@ -146,16 +149,18 @@ impl Applier {
             return Err(ServerError::Stopped);
         };
         let store = self.shared.store();
+        let watch = &self.watch;
         let result = if let Some(put) = request.put {
-            store.put(&put, Some(at)).map(|w| Applied::Put(w.response))
+            store.put(&put, Some(at)).map(|w| Applied::Put(published(watch, w)))
         } else if let Some(delete) = request.delete_range {
-            store.delete_range(&delete, Some(at)).map(|w| Applied::DeleteRange(w.response))
+            store.delete_range(&delete, Some(at)).map(|w| Applied::DeleteRange(published(watch, w)))
         } else if let Some(txn) = request.txn {
-            store.txn(&txn, Some(at)).map(|w| Applied::Txn(w.response))
+            store.txn(&txn, Some(at)).map(|w| Applied::Txn(published(watch, w)))
         } else if let Some(compaction) = request.compaction {
-            store
-                .compact(compaction.revision, Some(at))
-                .map(|(resp, done)| Applied::Compaction(resp, done))
+            store.compact(compaction.revision, Some(at)).map(|(resp, done)| {
+                self.watch.compacted(compaction.revision);
+                Applied::Compaction(resp, done)
+            })
         } else {
             self.mark_applied(true, at);
             return Err(ServerError::Internal("request kind not served by this version".into()));
@@ -270,6 +275,7 @@ impl Applier {
         let store = Store::open_path(&self.backend, self.store_config.clone(), Arc::new(NoLeases))?;
         let consistent = store.consistent_index();
         self.shared.replace_store(Arc::new(store));
+        self.watch.store_replaced();
 
         let membership = Membership::from_state(state);
         let old = self.shared.membership().ids();
@@ -297,4 +303,10 @@ impl Applier {
         );
         Ok(())
     }
+}
+
+/// Hands a write's events to the watchers, before anyone hears of the write.
+fn published<T>(watch: &WatchHub, written: WriteResult<T>) -> T {
+    watch.publish(&written.events);
+    written.response
 }

@@ -112,6 +112,9 @@ impl Member {
         // Peers' long-lived streams into this member end first; otherwise the graceful
         // shutdown of the peer listener would wait for them forever.
         self.server.transport().stop();
+        // Watch streams never end on their own: end them, or the graceful shutdown of
+        // the client listeners waits out its grace period.
+        self.server.watch_hub().close();
         let _ = self.shutdown.send(true);
         for mut listener in self.listeners {
             if tokio::time::timeout(SHUTDOWN_GRACE, &mut listener).await.is_err() {

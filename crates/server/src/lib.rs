@@ -6,6 +6,7 @@
 //! - [`apply`]: the apply thread (committed entries → mvcc store, membership).
 //! - [`server`]: `EtcdServer`, the way in for requests: propose and linearizable reads.
 //! - [`v3rpc`]: the gRPC services; [`http`]: `/health`, `/version`.
+//! - [`watch`]: the watchable store between apply and the Watch streams.
 //! - [`embed`]: a running member with its listeners; used by `main` and by tests.
 
 pub mod apply;
@@ -24,3 +25,4 @@ pub mod server;
 pub mod state;
 pub mod v3rpc;
 pub mod wait;
+pub mod watch;

@@ -26,6 +26,7 @@ use crate::id::IdGenerator;
 use crate::node::{Input, RaftLoop, Retention, hex};
 use crate::peers::{RaftBridge, TransportOutbox};
 use crate::state::{ApplyResult, Shared};
+use crate::watch::WatchHub;
 
 /// Proposals refused while apply lags commit by more than this (etcd's limit).
 const MAX_APPLY_GAP: u64 = 5000;
@@ -56,6 +57,8 @@ pub struct EtcdServer {
     cfg: ServerConfig,
     transport: Arc<Transport>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The watchable store: apply publishes to it, Watch streams subscribe to it.
+    watch: Arc<WatchHub>,
 }
 
 impl EtcdServer {
@@ -85,6 +88,11 @@ impl EtcdServer {
             opened.membership,
             opened.applied,
         ));
+
+        let watch = {
+            let shared = shared.clone();
+            WatchHub::new(Box::new(move || shared.store()))
+        };
 
         let mut raft_config = RaftConfig::new(opened.member_id);
         raft_config.election_tick = cfg.election_ticks;
@@ -145,6 +153,7 @@ impl EtcdServer {
             inbox: inbox.clone(),
             snapshot_count: cfg.snapshot_count,
             last_snapshot: opened.applied,
+            watch: watch.clone(),
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -166,6 +175,7 @@ impl EtcdServer {
             cfg,
             transport,
             threads: Mutex::new(threads),
+            watch,
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&server), reads_rx));
         tokio::spawn(publish_attributes(server.clone()));
@@ -175,6 +185,10 @@ impl EtcdServer {
     /// The peer transport; its service is served on the peer listeners.
     pub fn transport(&self) -> &Arc<Transport> {
         &self.transport
+    }
+
+    pub fn watch_hub(&self) -> &Arc<WatchHub> {
+        &self.watch
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -260,6 +274,7 @@ impl EtcdServer {
     /// final commit. Safe to call more than once.
     pub fn stop(&self) {
         self.transport.stop();
+        self.watch.close();
         let _ = self.inbox.send(Input::Stop);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for thread in threads {

@@ -5,11 +5,13 @@
 mod cluster;
 mod kv;
 mod maintenance;
+mod watch;
 
 use std::sync::Arc;
 
 use oxetcd_api::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
+    watch_server::WatchServer,
 };
 use tonic::service::Routes;
 
@@ -34,7 +36,13 @@ pub fn routes(server: Arc<EtcdServer>) -> Routes {
             .max_decoding_message_size(limit),
     )
     .add_service(
-        ClusterServer::new(cluster::ClusterService::new(server)).max_decoding_message_size(limit),
+        ClusterServer::new(cluster::ClusterService::new(server.clone()))
+            .max_decoding_message_size(limit),
+    )
+    .add_service(
+        WatchServer::new(watch::WatchService::new(server, watch::DEFAULT_PROGRESS_INTERVAL))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(usize::MAX),
     )
 }
 

@@ -1,0 +1,264 @@
+//! The hub against a real store, without gRPC: delivery, catch-up, victims,
+//! compaction, store replacement, and the memory an idle watcher costs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxetcd_api::etcdserverpb::{PutRequest, RequestOp, TxnRequest, request_op::Request as Op};
+use oxetcd_api::mvccpb::Event;
+use oxetcd_mvcc::{NoLeases, Store, StoreConfig};
+use tokio::sync::mpsc;
+
+use super::*;
+
+struct Fixture {
+    store: Arc<Store>,
+    hub: Arc<WatchHub>,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(
+        Store::open_path(dir.path().join("db"), StoreConfig::default(), Arc::new(NoLeases))
+            .expect("store opens"),
+    );
+    let source = store.clone();
+    let hub = WatchHub::new(Box::new(move || source.clone()));
+    Fixture { store, hub, _dir: dir }
+}
+
+impl Fixture {
+    /// A put, applied and published like the apply thread does; returns its revision.
+    fn put(&self, key: &str, value: &str) -> i64 {
+        let req = PutRequest {
+            key: key.to_string().into(),
+            value: value.to_string().into(),
+            ..Default::default()
+        };
+        let written = self.store.put(&req, None).expect("put");
+        self.hub.publish(&written.events);
+        written.response.header.map_or(0, |h| h.revision)
+    }
+
+    fn txn_puts(&self, keys: &[&str]) -> i64 {
+        let success = keys
+            .iter()
+            .map(|k| RequestOp {
+                request: Some(Op::RequestPut(PutRequest {
+                    key: k.to_string().into(),
+                    value: "t".into(),
+                    ..Default::default()
+                })),
+            })
+            .collect();
+        let written =
+            self.store.txn(&TxnRequest { success, ..Default::default() }, None).expect("txn");
+        self.hub.publish(&written.events);
+        written.response.header.map_or(0, |h| h.revision)
+    }
+
+    fn watch(&self, stream: StreamId, key: &str, end: &str, start: i64, opts: Filters) -> i64 {
+        let range = KeyRange::new(key.as_bytes(), end.as_bytes()).expect("range");
+        self.hub
+            .create(stream, CreateWatch { id: 0, range, start_revision: start, opts })
+            .expect("created")
+            .0
+    }
+}
+
+async fn next(rx: &mut mpsc::Receiver<Delivery>) -> Delivery {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a delivery in time")
+        .expect("open")
+}
+
+fn keys_and_revs(events: &[Event]) -> Vec<(String, i64)> {
+    events
+        .iter()
+        .map(|e| {
+            let kv = e.kv.as_ref().expect("kv");
+            (String::from_utf8_lossy(&kv.key).into_owned(), kv.mod_revision)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn live_events_reach_matching_watchers_one_response_per_revision() {
+    let f = fixture();
+    let (stream, mut rx) = f.hub.open_stream().unwrap();
+    let single = f.watch(stream, "a", "", 0, Filters::default());
+    let prefix = f.watch(stream, "p/", "p0", 0, Filters::default().with(Filters::PREV_KV, true));
+    let no_put = f.watch(stream, "p/", "p0", 0, Filters::default().with(Filters::NO_PUT, true));
+    assert_eq!((single, prefix, no_put), (0, 1, 2));
+
+    let r1 = f.put("a", "1");
+    let d = next(&mut rx).await;
+    assert_eq!((d.watch_id, d.revision), (single, r1));
+    assert_eq!(keys_and_revs(&d.events), vec![("a".into(), r1)]);
+
+    f.put("p/x", "old");
+    let d = next(&mut rx).await;
+    assert_eq!(d.watch_id, prefix);
+    let r3 = f.txn_puts(&["p/x", "p/y", "q"]);
+    let d = next(&mut rx).await;
+    assert_eq!((d.watch_id, d.revision), (prefix, r3));
+    assert_eq!(keys_and_revs(&d.events), vec![("p/x".into(), r3), ("p/y".into(), r3)]);
+    assert_eq!(d.events[0].prev_kv.as_ref().map(|kv| kv.value.clone()), Some("old".into()));
+    assert!(rx.try_recv().is_err(), "the NOPUT watcher gets nothing");
+
+    assert!(f.hub.progress_all(stream));
+    let d = next(&mut rx).await;
+    assert_eq!((d.watch_id, d.revision, d.events.len()), (-1, r3, 0));
+    assert_eq!(f.hub.cancel(stream, single), Some(r3));
+    assert_eq!(f.hub.cancel(stream, single), None);
+}
+
+#[tokio::test]
+async fn duplicate_ids_are_refused_and_auto_ids_skip_taken_ones() {
+    let f = fixture();
+    let (stream, _rx) = f.hub.open_stream().unwrap();
+    let range = KeyRange::new(b"k", b"").unwrap();
+    let req =
+        |id| CreateWatch { id, range: range.clone(), start_revision: 0, opts: Filters::default() };
+    assert_eq!(f.hub.create(stream, req(1)).map(|r| r.0), Ok(1));
+    assert_eq!(f.hub.create(stream, req(1)), Err(WatchError::DuplicateId));
+    assert_eq!(f.hub.create(stream, req(0)).map(|r| r.0), Ok(0));
+    assert_eq!(f.hub.create(stream, req(0)).map(|r| r.0), Ok(2));
+}
+
+#[tokio::test]
+async fn history_then_live_without_gap_or_duplicate() {
+    let f = fixture();
+    let first = f.put("h", "0");
+    for i in 1..2500 {
+        f.put("h", &i.to_string());
+    }
+    let (stream, mut rx) = f.hub.open_stream().unwrap();
+    f.watch(stream, "h", "", first, Filters::default().with(Filters::PREV_KV, true));
+    // Writes keep coming while the watcher catches up.
+    let writer = {
+        let (store, hub) = (f.store.clone(), f.hub.clone());
+        std::thread::spawn(move || {
+            for i in 0..500 {
+                let req = PutRequest {
+                    key: "h".into(),
+                    value: format!("live{i}").into(),
+                    ..Default::default()
+                };
+                hub.publish(&store.put(&req, None).expect("put").events);
+            }
+        })
+    };
+    writer.join().expect("writer");
+    let last = f.store.current_revision();
+    let mut expected = first;
+    let mut from_history = 0;
+    while expected <= last {
+        let d = next(&mut rx).await;
+        from_history += usize::from(d.fill_prev_kv);
+        for (_, rev) in keys_and_revs(&d.events) {
+            assert_eq!(rev, expected, "in order, no gap, no duplicate");
+            expected += 1;
+        }
+    }
+    assert!(from_history >= 3, "history comes in bounded batches");
+    assert!(rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn a_full_stream_parks_watchers_and_loses_nothing() {
+    let f = fixture();
+    let (stream, mut rx) = f.hub.open_stream().unwrap();
+    f.watch(stream, "v", "", 0, Filters::default());
+    let first = f.store.current_revision() + 1;
+    // More than the stream queue holds, without reading: publish never waits.
+    for i in 0..3000 {
+        f.put("v", &i.to_string());
+    }
+    let last = f.store.current_revision();
+    let mut expected = first;
+    while expected <= last {
+        for (_, rev) in keys_and_revs(&next(&mut rx).await.events) {
+            assert_eq!(rev, expected);
+            expected += 1;
+        }
+    }
+    // Synced again: live events flow directly.
+    let rev = f.put("v", "after");
+    assert_eq!(next(&mut rx).await.revision, rev);
+}
+
+#[tokio::test]
+async fn a_compacted_start_revision_cancels_the_watcher() {
+    let f = fixture();
+    let old = f.put("c", "1");
+    f.put("c", "2");
+    let at = f.put("c", "3");
+    f.store.compact(at, None).expect("compact");
+    f.hub.compacted(at);
+    let (stream, mut rx) = f.hub.open_stream().unwrap();
+    let id = f.watch(stream, "c", "", old, Filters::default());
+    assert!(!f.hub.progress_all(stream), "an unsynced watcher defers progress");
+    let d = next(&mut rx).await;
+    assert_eq!((d.watch_id, d.compact_revision, d.events.len()), (id, at, 0));
+    assert_eq!(f.hub.cancel(stream, id), None, "the watcher is gone");
+    // At the compacted revision itself history is still there.
+    f.watch(stream, "c", "", at, Filters::default());
+    assert_eq!(keys_and_revs(&next(&mut rx).await.events), vec![("c".into(), at)]);
+}
+
+#[tokio::test]
+async fn a_replaced_store_resyncs_watchers_without_duplicates() {
+    let f = fixture();
+    let (stream, mut rx) = f.hub.open_stream().unwrap();
+    f.watch(stream, "s", "", 0, Filters::default());
+    let r1 = f.put("s", "1");
+    assert_eq!(next(&mut rx).await.revision, r1);
+    // Writes the hub never heard of, as if they came with a leader's snapshot.
+    let req = PutRequest { key: "s".into(), value: "2".into(), ..Default::default() };
+    let r2 = f.store.put(&req, None).unwrap().response.header.unwrap().revision;
+    f.hub.store_replaced();
+    assert_eq!(keys_and_revs(&next(&mut rx).await.events), vec![("s".into(), r2)]);
+    let r3 = f.put("s", "3");
+    assert_eq!(keys_and_revs(&next(&mut rx).await.events), vec![("s".into(), r3)]);
+}
+
+#[tokio::test]
+async fn closing_the_hub_ends_streams() {
+    let f = fixture();
+    let (stream, mut rx) = f.hub.open_stream().unwrap();
+    f.watch(stream, "x", "", 0, Filters::default());
+    f.hub.close();
+    assert!(rx.recv().await.is_none());
+    assert!(f.hub.open_stream().is_err());
+}
+
+/// The resident memory of this process, from /proc/self/status.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[tokio::test]
+async fn an_idle_watcher_costs_under_a_kibibyte() {
+    const WATCHERS: usize = 100_000;
+    let f = fixture();
+    let (stream, mut rx) = f.hub.open_stream().unwrap();
+    let before = rss_bytes();
+    for i in 0..WATCHERS {
+        let key = format!("/registry/pods/ns/pod-{i:06}");
+        f.watch(stream, &key, "", 0, Filters::default());
+    }
+    let per_watcher = rss_bytes().saturating_sub(before) / WATCHERS as u64;
+    println!("idle watcher (hub only, key ~27 bytes): {per_watcher} bytes");
+    assert!(per_watcher < 1024, "{per_watcher} bytes per idle watcher");
+    let rev = f.put("/registry/pods/ns/pod-054321", "x");
+    let d = next(&mut rx).await;
+    assert_eq!((d.watch_id, d.revision), (54321, rev));
+}
