@@ -25,6 +25,10 @@ use oxetcd_api::etcdserverpb::{Member, MemberListRequest, StatusRequest};
 /// Environment variable that names the etcdctl binary when it is not `etcdctl` on `PATH`.
 pub const ETCDCTL_BIN_VAR: &str = "OXETCD_REFERENCE_ETCDCTL";
 
+/// Set this environment variable to print every normalized transcript (with
+/// `--nocapture`), to see what a scenario compares.
+pub const SHOW_VAR: &str = "OXETCD_ETCDCTL_SHOW";
+
 /// How long one etcdctl run may take before it is killed and the test fails.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -39,6 +43,8 @@ pub struct Step {
     pub args: Vec<String>,
     pub stdin: Option<Vec<u8>>,
     pub masked_columns: Vec<usize>,
+    /// Field prefixes (e.g. `"raftIndex":`) whose numbers are masked in this step.
+    pub masked_numbers: Vec<String>,
     /// Whether etcdctl is expected to fail (exit non-zero) against the reference etcd;
     /// checked so that a scenario cannot silently compare two identical usage errors.
     pub expect_failure: bool,
@@ -51,6 +57,7 @@ impl Step {
             args: args.iter().map(|a| a.as_ref().to_string()).collect(),
             stdin: None,
             masked_columns: Vec::new(),
+            masked_numbers: Vec::new(),
             expect_failure: false,
         }
     }
@@ -69,6 +76,12 @@ impl Step {
     /// The step with the given 0-based columns of table / comma-separated rows masked.
     pub fn mask_columns(mut self, columns: &[usize]) -> Step {
         self.masked_columns = columns.to_vec();
+        self
+    }
+
+    /// The step with the number after each of `prefixes` masked.
+    pub fn mask_numbers_after(mut self, prefixes: &[&str]) -> Step {
+        self.masked_numbers.extend(prefixes.iter().map(|p| p.to_string()));
         self
     }
 
@@ -283,6 +296,9 @@ impl Target {
         for step in steps {
             let output = self.run(step).await;
             let transcript = self.normalize(step, &output);
+            if std::env::var_os(SHOW_VAR).is_some() {
+                println!("[{}]\n{transcript}", self.endpoints);
+            }
             runs.push((output, transcript));
         }
         runs
@@ -327,7 +343,13 @@ impl Target {
     /// and stderr, normalized.
     pub fn normalize(&self, step: &Step, output: &Output) -> String {
         let replacements = self.replacements();
-        let text = |raw: &str| normalize_text(raw, &replacements, &step.masked_columns);
+        let text = |raw: &str| {
+            let mut text = normalize_text(raw, &replacements, &step.masked_columns);
+            for prefix in &step.masked_numbers {
+                text = mask_number(&text, prefix, MASKED, true);
+            }
+            text
+        };
         let code = output.code.map_or_else(|| "killed by a signal".to_string(), |c| c.to_string());
         format!(
             "{}\nexit code: {code}\n--- stdout\n{}--- stderr\n{}",
