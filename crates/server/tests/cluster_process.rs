@@ -71,12 +71,14 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` members and waits until all serve and agree on a leader.
-    async fn start(n: usize) -> Cluster {
+    /// Starts `n` members with [`TIMING`] and `extra` flags, and waits until all serve
+    /// and agree on a leader.
+    async fn start(n: usize, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let configs = MemberConfig::cluster(dir.path(), &names, TIMING);
+        let flags: Vec<&str> = TIMING.iter().chain(extra).copied().collect();
+        let configs = MemberConfig::cluster(dir.path(), &names, &flags);
         let processes = configs.iter().map(Process::spawn).collect();
         let mut cluster =
             Cluster { configs, processes, running: vec![true; n], ids: Vec::new(), _dir: dir };
@@ -335,7 +337,7 @@ async fn put_fails_without_quorum(endpoint: String, key: &'static str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_lose_no_acknowledged_write_when_the_leader_is_killed() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3, &[]).await;
     let old_leader = cluster.leader().await;
     let writers = Writers::start("failover", &cluster.endpoints(&[0, 1, 2]), 4);
     writers.progress(200).await;
@@ -354,7 +356,7 @@ async fn three_members_lose_no_acknowledged_write_when_the_leader_is_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_members_write_with_a_quorum_and_fail_in_bounded_time_without() {
-    let mut cluster = Cluster::start(5).await;
+    let mut cluster = Cluster::start(5, &[]).await;
     let leader = cluster.leader().await;
     let followers: Vec<usize> = (0..5).filter(|&i| i != leader).collect();
 
@@ -383,7 +385,7 @@ async fn five_members_write_with_a_quorum_and_fail_in_bounded_time_without() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_member_restarts_from_disk_after_sigterm_and_after_sigkill() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3, &[]).await;
     let all = [0, 1, 2];
     let writers = Writers::start("graceful", &cluster.endpoints(&all), 3);
     writers.progress(100).await;
@@ -400,4 +402,32 @@ async fn every_member_restarts_from_disk_after_sigterm_and_after_sigkill() {
     acknowledged.extend(writers.stop().await);
     cluster.restart(&all).await;
     cluster.check(&acknowledged).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_far_behind_catches_up_from_a_snapshot() {
+    // Snapshots every 100 entries, keeping only 20 behind them for slow followers.
+    let flags = ["--snapshot-count", "100", "--snapshot-catchup-entries", "20"];
+    let mut cluster = Cluster::start(3, &flags).await;
+    let leader = cluster.leader().await;
+    let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    let writers = Writers::start("before", &cluster.endpoints(&[0, 1, 2]), 3);
+    writers.progress(50).await;
+    let mut acknowledged = writers.stop().await;
+
+    // While the follower is down, the others write far past what their logs keep.
+    cluster.kill(&[follower]);
+    let writers = Writers::start("behind", &cluster.endpoints(&cluster.running()), 3);
+    writers.progress(400).await;
+    acknowledged.extend(writers.stop().await);
+
+    cluster.restart(&[follower]).await;
+    cluster.check(&acknowledged).await;
+    let log = cluster.configs[follower].last_run_log();
+    assert!(
+        log.contains("received snapshot"),
+        "{} caught up without a snapshot:\n{}",
+        cluster.name(follower),
+        cluster.configs[follower].log_tail(40)
+    );
 }

@@ -17,6 +17,9 @@ use oxetcd_api::etcdserverpb::kv_client::KvClient;
 /// How long a member may take to start serving clients.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The line a test writes into a member's log before each start.
+const START_MARK: &str = "--- the test starts ";
+
 /// `n` distinct ports that were free a moment ago on 127.0.0.1 (peer URLs must be known
 /// up front). The listeners are held until all are picked, so no port comes twice.
 pub fn free_ports(n: usize) -> Vec<u16> {
@@ -78,6 +81,12 @@ impl MemberConfig {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// What the member logged since the test last started it.
+    pub fn last_run_log(&self) -> String {
+        let log = self.log();
+        log.rfind(START_MARK).map_or(log.clone(), |at| log[at..].to_string())
+    }
+
     /// The last `lines` lines of the member's log, headed by its name.
     pub fn log_tail(&self, lines: usize) -> String {
         let log = self.log();
@@ -102,7 +111,7 @@ impl Process {
             .append(true)
             .open(&config.log)
             .expect("open the member's log");
-        writeln!(log, "--- the test starts {} ---", config.name).expect("write the member's log");
+        writeln!(log, "{START_MARK}{} ---", config.name).expect("write the member's log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_oxetcd"));
         // Only the flags below configure the member.
         for (name, _) in std::env::vars_os() {
