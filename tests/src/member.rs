@@ -14,7 +14,10 @@ pub struct TestMember {
 
 /// The configuration of a single member on a free port, in `dir`.
 pub fn single_member_config(dir: &std::path::Path, extra: &[&str]) -> ServerConfig {
-    let peer = "http://127.0.0.1:2380";
+    // Members listen on their peer URL, so every test member needs a port of its own (a
+    // restart gets a new one: the `--initial-*` flags no longer matter then).
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let peer = peer.as_str();
     let mut args: Vec<String> = [
         "oxetcd",
         "--name",
@@ -23,6 +26,8 @@ pub fn single_member_config(dir: &std::path::Path, extra: &[&str]) -> ServerConf
         "http://127.0.0.1:0",
         "--advertise-client-urls",
         "http://127.0.0.1:2379",
+        "--listen-peer-urls",
+        peer,
         "--initial-advertise-peer-urls",
         peer,
         "--initial-cluster",
@@ -87,6 +92,9 @@ pub struct TestCluster {
     pub members: Vec<Option<Member>>,
     pub names: Vec<String>,
     peer_urls: Vec<String>,
+    /// Fixed per member, so what a member advertises is where it really listens (a
+    /// follower forwards lease keep-alives to the leader's advertised URL).
+    client_urls: Vec<String>,
     /// Flags added to every member's command line.
     extra: Vec<String>,
     dir: tempfile::TempDir,
@@ -106,7 +114,8 @@ impl TestCluster {
             (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
         let extra = extra.iter().map(|s| s.to_string()).collect();
         let members = (0..n).map(|_| None).collect();
-        let mut cluster = TestCluster { members, names, peer_urls, extra, dir };
+        let client_urls = (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+        let mut cluster = TestCluster { members, names, peer_urls, client_urls, extra, dir };
         for i in 0..n {
             cluster.start_member(i).await;
         }
@@ -132,9 +141,9 @@ impl TestCluster {
             "--data-dir".into(),
             self.dir.path().join(&self.names[i]).display().to_string(),
             "--listen-client-urls".into(),
-            "http://127.0.0.1:0".into(),
+            self.client_urls[i].clone(),
             "--advertise-client-urls".into(),
-            "http://127.0.0.1:2379".into(),
+            self.client_urls[i].clone(),
             "--listen-peer-urls".into(),
             self.peer_urls[i].clone(),
             "--initial-advertise-peer-urls".into(),
