@@ -140,6 +140,18 @@ fn put_get_steps() -> Vec<Step> {
         }
         all.push(Step::line(&format!("get --prefix foo --sort-by {target} --keys-only")));
     }
+    // Puts that keep the value or the lease of the key they update.
+    all.extend(steps(&[
+        "put --ignore-value zoo",
+        "put --ignore-value --prev-kv -w json zoo",
+        "put --ignore-lease zoo z2",
+        "get zoo -w json",
+        "get --rev 5 --prefix foo --keys-only --limit 2 -w json",
+        "get --rev 9 --from-key foo --sort-by VALUE --order DESCEND --limit 3 -w json",
+    ]));
+    all.push(Step::line("put --ignore-value absent").fails());
+    all.push(Step::line("put --ignore-lease absent v").fails());
+    all.push(Step::line("put --ignore-value zoo value").fails());
     all.push(Step::args(&["get", "spaced key"]));
     all.push(Step::args(&["get", "--from-key", "", "-w", "json"]));
     all.push(Step::args(&["get", "--prefix", "", "--keys-only"]));
@@ -321,7 +333,10 @@ fn compaction_steps() -> Vec<Step> {
         fail("get k --rev 7"),
         ok("get k -w json"),
         ok("endpoint hashkv -w json"),
+        ok("del --prev-kv -w json k"),
+        ok("get k --rev 8 -w json"),
         fail("compaction not-a-number"),
+        Step::line("txn -w json").stdin(txn_input(&[], &["get --rev 7 k"], &[])).fails(),
     ]
 }
 
