@@ -527,3 +527,74 @@ pub fn compare_transcripts(
     }
     (differing > 0).then(|| format!("{differing} of {} steps differ:\n{report}", steps.len()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs() -> Vec<(String, String)> {
+        vec![
+            ("http://127.0.0.1:2379".into(), "<CLIENT_URL>".into()),
+            ("127.0.0.1:2379".into(), "<ENDPOINT>".into()),
+            ("13668033151171901709".into(), "<MEMBER_ID>".into()),
+            ("bdae9bbc11dd390d".into(), "<MEMBER_ID>".into()),
+            ("3.4.23".into(), "<VERSION>".into()),
+        ]
+    }
+
+    #[test]
+    fn tokens_are_replaced_whole_only() {
+        assert_eq!(
+            replace_token("a 3.4.23, 13.4.23 3.4.231", "3.4.23", "V"),
+            "a V, 13.4.23 3.4.231"
+        );
+        assert_eq!(replace_token("127.0.0.1:23791", "127.0.0.1:2379", "E"), "127.0.0.1:23791");
+        assert_eq!(replace_token("\"ID\":42}", "42", "X"), "\"ID\":X}");
+    }
+
+    #[test]
+    fn json_keeps_revisions_and_zero_terms_masks_the_rest() {
+        let raw = "{\"header\":{\"member_id\":13668033151171901709,\"revision\":3,\"raft_term\":2},\
+                   \"dbSize\":20480,\"inner\":{\"raft_term\":0}}\n";
+        assert_eq!(
+            normalize_text(raw, &pairs(), &[]),
+            "{\"header\":{\"member_id\":<MEMBER_ID>,\"revision\":3,\"raft_term\":<TERM>},\
+             \"dbSize\":<SIZE>,\"inner\":{\"raft_term\":0}}\n"
+        );
+    }
+
+    #[test]
+    fn tables_lose_their_padding_and_masked_columns_but_not_headers() {
+        let raw = "+-----------------+---------+---------+\n\
+                   |    ENDPOINT     | VERSION | DB SIZE |\n\
+                   +-----------------+---------+---------+\n\
+                   | 127.0.0.1:2379  |  3.4.23 |   20 kB |\n\
+                   +-----------------+---------+---------+\n";
+        assert_eq!(
+            normalize_text(raw, &pairs(), &[2]),
+            "+-+-+-+\n| ENDPOINT | VERSION | DB SIZE |\n+-+-+-+\n\
+             | <ENDPOINT> | <VERSION> | <MASKED> |\n+-+-+-+\n"
+        );
+    }
+
+    #[test]
+    fn simple_rows_timings_and_log_lines() {
+        let raw = "127.0.0.1:2379, bdae9bbc11dd390d, 3.4.23, 2.8 MB, true\n\
+                   127.0.0.1:2379 is healthy: successfully committed proposal: took = 1.2ms\n\
+                   {\"level\":\"warn\",\"ts\":\"2026-11-21T00:50:55.995Z\",\"target\":\"endpoint://client-1/127.0.0.1:2379\",\"attempt\":0}\n";
+        assert_eq!(
+            normalize_text(raw, &pairs(), &[3]),
+            "<ENDPOINT>, <MEMBER_ID>, <VERSION>, <MASKED>, true\n\
+             <ENDPOINT> is healthy: successfully committed proposal: took = <TOOK>\n\
+             {\"level\":\"warn\",\"ts\":\"<TS>\",\"target\":\"<TARGET>\",\"attempt\":0}\n"
+        );
+    }
+
+    #[test]
+    fn urls_are_replaced_before_the_endpoints_inside_them() {
+        assert_eq!(
+            normalize_text("x, http://127.0.0.1:2379, 127.0.0.1:2379\n", &pairs(), &[]),
+            "x, <CLIENT_URL>, <ENDPOINT>\n"
+        );
+    }
+}
