@@ -11,6 +11,7 @@ mod report;
 mod runner;
 mod workloads;
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -33,11 +34,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match bench(&cli).await {
         Ok(report) => {
-            if cli.json {
-                println!("{}", report.to_json());
-            } else {
-                print!("{}", report.to_text());
-            }
+            let text = if cli.json { format!("{}\n", report.to_json()) } else { report.to_text() };
+            // A closed pipe (`| head`) is not a failure of the benchmark.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
             if report.ok() == 0 && report.failed() > 0 {
                 eprintln!("oxetcd-bench: every request failed");
                 return ExitCode::FAILURE;
