@@ -8,8 +8,8 @@ pub enum BenchError {
     Usage(String),
     #[error("cannot connect to {endpoint}: {reason}")]
     Connect { endpoint: String, reason: String },
-    #[error("the server does not serve {rpc} (Unimplemented: {message})")]
-    Unimplemented { rpc: &'static str, message: String },
+    #[error("the server does not serve {rpc} (gRPC status Unimplemented{detail})")]
+    Unimplemented { rpc: &'static str, detail: String },
     #[error("{rpc} failed: {code:?}: {message}")]
     Rpc { rpc: &'static str, code: tonic::Code, message: String },
     #[error("{0}")]
@@ -23,7 +23,10 @@ impl BenchError {
     pub fn rpc(rpc: &'static str, status: &tonic::Status) -> Self {
         let message = status.message().to_string();
         match status.code() {
-            tonic::Code::Unimplemented => Self::Unimplemented { rpc, message },
+            tonic::Code::Unimplemented => Self::Unimplemented {
+                rpc,
+                detail: if message.is_empty() { message } else { format!(": {message}") },
+            },
             code => Self::Rpc { rpc, code, message },
         }
     }
