@@ -144,6 +144,15 @@ impl Applier {
             self.mark_applied(at.is_some(), at.unwrap_or_default());
             return Ok(Applied::Done);
         }
+        if let Some(set) = request.cluster_version_set {
+            let first = self.shared.membership().cluster_version().is_none();
+            let message =
+                if first { "set initial cluster version" } else { "updated cluster version" };
+            tracing::info!(cluster_version = %set.ver, "{message}");
+            self.shared.membership_mut().set_cluster_version(set.ver);
+            self.mark_applied(at.is_some(), at.unwrap_or_default());
+            return Ok(Applied::Done);
+        }
         let Some(at) = at else {
             // Applied before the restart; nobody in this process waits for it.
             return Err(ServerError::Stopped);

@@ -8,15 +8,21 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::server::{ETCD_CLUSTER_VERSION, ETCD_VERSION, EtcdServer};
+use crate::server::{ETCD_VERSION, EtcdServer};
 
 /// How long `/health` waits for the linearizable read that proves the member serves.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub fn router(server: Arc<EtcdServer>) -> Router {
     Router::new()
-        .route("/health", get(move || health(server.clone())))
-        .route("/version", get(version))
+        .route(
+            "/health",
+            get({
+                let server = server.clone();
+                move || health(server.clone())
+            }),
+        )
+        .route("/version", get(move || version(server.clone())))
 }
 
 /// Healthy when there is a leader and a linearizable read goes through: `200
@@ -35,8 +41,11 @@ async fn health(server: Arc<EtcdServer>) -> impl IntoResponse {
     (status, [("content-type", "application/json")], body)
 }
 
-async fn version() -> impl IntoResponse {
-    let body =
-        format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{ETCD_CLUSTER_VERSION}"}}"#);
+/// The server's version and the cluster's, `not_decided` until the leader has set it
+/// (etcd's answer).
+async fn version(server: Arc<EtcdServer>) -> impl IntoResponse {
+    let cluster =
+        server.shared().membership().cluster_version().unwrap_or("not_decided").to_string();
+    let body = format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{cluster}"}}"#);
     ([("content-type", "application/json")], body)
 }

@@ -13,6 +13,8 @@ use crate::id;
 pub struct Membership {
     members: BTreeMap<u64, Member>,
     removed: BTreeSet<u64>,
+    /// Set through the log by the first leader (etcd's cluster version).
+    cluster_version: Option<String>,
 }
 
 /// One `name=peer-url` pair of `--initial-cluster`.
@@ -46,6 +48,7 @@ impl Membership {
         Membership {
             members: state.members.into_iter().map(|m| (m.id, m)).collect(),
             removed: state.removed.into_iter().collect(),
+            cluster_version: Some(state.cluster_version).filter(|v| !v.is_empty()),
         }
     }
 
@@ -53,7 +56,16 @@ impl Membership {
         ClusterState {
             members: self.members.values().cloned().collect(),
             removed: self.removed.iter().copied().collect(),
+            cluster_version: self.cluster_version.clone().unwrap_or_default(),
         }
+    }
+
+    pub fn cluster_version(&self) -> Option<&str> {
+        self.cluster_version.as_deref()
+    }
+
+    pub fn set_cluster_version(&mut self, version: String) {
+        self.cluster_version = Some(version);
     }
 
     /// Members in id order, as MemberList reports them.

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use oxetcd_api::etcdserverpb::ResponseHeader;
 use oxetcd_api::oxetcdpb::{
-    ClusterMemberAttrSetRequest, InternalRaftRequest, MemberAttributes, RequestHeader,
+    ClusterMemberAttrSetRequest, ClusterVersionSetRequest, InternalRaftRequest, MemberAttributes,
+    RequestHeader,
 };
 use oxetcd_mvcc::{NoLeases, Store, StoreConfig};
 use oxetcd_raft::{Config as RaftConfig, RawNode};
@@ -179,6 +180,7 @@ impl EtcdServer {
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&server), reads_rx));
         tokio::spawn(publish_attributes(server.clone()));
+        tokio::spawn(set_cluster_version(Arc::downgrade(&server)));
         Ok(server)
     }
 
@@ -288,6 +290,10 @@ impl EtcdServer {
         let _ = self.shared.ready.subscribe().wait_for(|&ready| ready).await;
     }
 
+    pub fn is_leader(&self) -> bool {
+        self.shared.is_leader.load(Ordering::SeqCst)
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.shared.stopped.load(Ordering::SeqCst)
     }
@@ -297,14 +303,15 @@ impl EtcdServer {
 /// in flight joins the next one, so a round's cost is shared by all of them. Holds the
 /// server weakly: it ends when the server is dropped (which closes `waiting`).
 async fn read_index_loop(server: Weak<EtcdServer>, mut waiting: mpsc::Receiver<ReadWaiter>) {
-    let mut ctx: u64 = 0;
     while let Some(first) = waiting.recv().await {
         let mut batch = vec![first];
         while let Ok(next) = waiting.try_recv() {
             batch.push(next);
         }
         let Some(server) = server.upgrade() else { return };
-        ctx += 1;
+        // The leader keeps pending ReadIndex requests by context, across every member's
+        // requests: the context must be unique cluster-wide, like a request id.
+        let ctx = server.ids.next();
         let result = read_index_round(&server, ctx, server.cfg.request_timeout()).await;
         for waiter in batch {
             let _ = waiter.send(result.clone());
@@ -365,6 +372,33 @@ async fn publish_attributes(server: Arc<EtcdServer>) {
                 tracing::debug!(error = %e, "publishing member attributes failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+        }
+    }
+}
+
+/// How often a member checks whether, as leader, it must set the cluster version.
+const CLUSTER_VERSION_CHECK: Duration = Duration::from_millis(200);
+
+/// On the leader, once this member is ready: records the cluster version through the
+/// log if nobody has yet (etcd's leader does this after it starts). Ends with the server.
+async fn set_cluster_version(server: Weak<EtcdServer>) {
+    loop {
+        tokio::time::sleep(CLUSTER_VERSION_CHECK).await;
+        let Some(server) = server.upgrade() else { return };
+        if server.is_stopped() {
+            return;
+        }
+        let ready = *server.shared.ready.borrow();
+        if !ready || !server.is_leader() || server.shared.membership().cluster_version().is_some() {
+            continue;
+        }
+        tracing::info!(
+            cluster_version = ETCD_CLUSTER_VERSION,
+            "setting up initial cluster version"
+        );
+        let set = ClusterVersionSetRequest { ver: ETCD_CLUSTER_VERSION.to_string() };
+        if let Err(e) = server.propose(|r| r.cluster_version_set = Some(set)).await {
+            tracing::debug!(error = %e, "setting the cluster version failed; retrying");
         }
     }
 }
