@@ -106,6 +106,15 @@ impl Cluster {
         members.iter().map(|&i| self.configs[i].client_url.clone()).collect()
     }
 
+    /// How many raft snapshot files (`member/snap/*.snap`) member `i` has on disk.
+    fn snapshot_files(&self, i: usize) -> usize {
+        let dir = self.configs[i].data_dir.join("member").join("snap");
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        entries
+            .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension() == Some("snap".as_ref())))
+            .count()
+    }
+
     /// Member `i`'s Status, or `None` if it does not answer in time.
     async fn status(&self, i: usize) -> Option<StatusResponse> {
         let mut maintenance =
@@ -424,19 +433,24 @@ async fn five_members_write_with_a_quorum_and_fail_in_bounded_time_without() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_member_restarts_from_disk_after_sigterm_and_after_sigkill() {
-    let mut cluster = Cluster::start(3, &[]).await;
+    // Frequent snapshots and short logs: restarts go through snapshot, WAL and backend.
+    let flags = ["--snapshot-count", "100", "--snapshot-catchup-entries", "20"];
+    let mut cluster = Cluster::start(3, &flags).await;
     let all = [0, 1, 2];
     let writers = Writers::start("graceful", &cluster.endpoints(&all), 3);
-    writers.progress(100).await;
+    writers.progress(250).await;
     let mut acknowledged = writers.stop().await;
 
     cluster.terminate(&all).await;
+    for i in all {
+        assert!(cluster.snapshot_files(i) > 0, "{} saved no raft snapshot", cluster.name(i));
+    }
     cluster.restart(&all).await;
     cluster.check(&acknowledged).await;
 
     // Now all die at once in the middle of writes.
     let writers = Writers::start("crash", &cluster.endpoints(&all), 3);
-    writers.progress(200).await;
+    writers.progress(250).await;
     cluster.kill(&all);
     acknowledged.extend(writers.stop().await);
     cluster.restart(&all).await;
