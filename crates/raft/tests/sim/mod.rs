@@ -106,6 +106,7 @@ impl Sim {
         config.max_committed_size_per_ready = [0, 64, 1024][rng.below(3) as usize];
         config.max_inflight_msgs = 1 + rng.below(8) as usize;
         config.max_uncommitted_entries_size = [0, 0, 256][rng.below(3) as usize];
+        config.disable_proposal_forwarding = rng.chance(10);
         config.seed = seed;
         let knobs = Knobs { drop_pct: rng.below(15), dup_pct: rng.below(10), config };
         let conf = ConfState { voters: (1..=n).collect(), ..Default::default() };
