@@ -133,13 +133,20 @@ impl Cluster {
 
     /// The running member that every running member reports as leader, waiting for one.
     async fn leader(&self) -> usize {
-        wait_until("the running members to agree on a running leader", async || {
-            let statuses = self.statuses().await?;
-            let leader = statuses[0].1.leader;
-            if statuses.iter().any(|(_, s)| s.leader != leader) {
+        self.leader_among(&self.running()).await
+    }
+
+    /// The running member that all of `members` report as leader, waiting for one.
+    async fn leader_among(&self, members: &[usize]) -> usize {
+        wait_until("members to agree on a running leader", async || {
+            let mut leaders = Vec::new();
+            for &i in members {
+                leaders.push(self.status(i).await?.leader);
+            }
+            if leaders.iter().any(|&l| l != leaders[0]) {
                 return None;
             }
-            let i = self.ids.iter().position(|&id| id == leader)?;
+            let i = self.ids.iter().position(|&id| id == leaders[0])?;
             self.running[i].then_some(i)
         })
         .await
@@ -159,7 +166,7 @@ impl Cluster {
     /// SIGTERM to all of `members` at once; each must exit cleanly in bounded time.
     async fn terminate(&mut self, members: &[usize]) {
         for &i in members {
-            self.processes[i].send_term();
+            self.processes[i].signal("TERM");
         }
         for &i in members {
             let status = self.processes[i].wait_exit(Duration::from_secs(20)).await;
@@ -483,4 +490,29 @@ async fn a_follower_far_behind_catches_up_from_a_snapshot() {
         cluster.name(follower),
         cluster.configs[follower].log_tail(40)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_replaced_and_steps_down_when_it_thaws() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    let writers = Writers::start("freeze", &cluster.endpoints(&[0, 1, 2]), 4);
+    writers.progress(100).await;
+
+    // SIGSTOP: the leader still holds its connections but answers nothing.
+    let old_leader = cluster.leader().await;
+    cluster.processes[old_leader].signal("STOP");
+    let others: Vec<usize> = (0..3).filter(|&i| i != old_leader).collect();
+    wait_until("the others to elect a new leader", async || {
+        let leader = cluster.leader_among(&others).await;
+        (leader != old_leader).then_some(leader)
+    })
+    .await;
+    writers.progress(200).await;
+
+    // SIGCONT: it wakes up believing it leads, learns of the newer term and follows.
+    cluster.processes[old_leader].signal("CONT");
+    cluster.leader().await;
+    writers.progress(100).await;
+    let acknowledged = writers.stop().await;
+    cluster.check(&acknowledged).await;
 }

@@ -21,10 +21,27 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 const START_MARK: &str = "--- the test starts ";
 
 /// `n` distinct ports that were free a moment ago on 127.0.0.1 (peer URLs must be known
-/// up front). The listeners are held until all are picked, so no port comes twice.
+/// up front). They are picked at random below the kernel's ephemeral range, so that no
+/// outgoing connection (of this or another test) takes one before its member listens;
+/// the listeners are held until all are picked, so no port comes twice.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> =
-        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port")).collect();
+    use std::hash::{BuildHasher, RandomState};
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000, ephemeral_low.max(20_000));
+    let mut listeners = Vec::new();
+    for attempt in 0u64.. {
+        if listeners.len() == n {
+            break;
+        }
+        assert!(attempt < 10_000, "no free ports in {low}..{high}");
+        let port = low + (RandomState::new().hash_one(attempt) % u64::from(high - low)) as u16;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            listeners.push(listener);
+        }
+    }
     listeners.iter().map(|l| l.local_addr().expect("a bound port").port()).collect()
 }
 
@@ -182,13 +199,14 @@ impl Process {
         let _ = self.child.kill();
     }
 
-    /// SIGTERM: a graceful stop.
-    pub fn send_term(&mut self) {
+    /// Sends `signal` (a name `kill` knows: `TERM` for a graceful stop, `STOP`, `CONT`).
+    pub fn signal(&mut self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {} failed", self.config.name);
+        assert!(status.success(), "kill -{signal} {} failed", self.config.name);
     }
 
     /// SIGKILL and wait until the process is gone.
