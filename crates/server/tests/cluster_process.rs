@@ -1,8 +1,10 @@
 //! Clusters of the real `oxetcd` binary, one child process per member: `kill -9` of the
-//! leader under concurrent writes, loss and return of quorum, and restarts of every member
-//! from disk (SIGTERM, then SIGKILL). Afterwards every acknowledged write is on every member
-//! at the revision it was acknowledged with, revisions are dense, and HashKV agrees.
-//! Everything on 127.0.0.1 in temp dirs, bounded in time; processes die with the test.
+//! leader under concurrent writes, loss and return of quorum, restarts of every member
+//! from disk (SIGTERM, then SIGKILL), a follower that needs a snapshot to catch up, and a
+//! frozen (SIGSTOP) leader. Afterwards every acknowledged write is on every member at the
+//! revision it was acknowledged with, revisions are dense, HashKV and MemberList agree.
+//! Everything on 127.0.0.1 in temp dirs, bounded in time; processes die with the test,
+//! and a failing test prints the tail of every member's log.
 
 mod support;
 
@@ -87,7 +89,7 @@ impl Cluster {
             process.wait_serving().await;
         }
         for i in 0..n {
-            let status = cluster.status(i).await.expect("a serving member answers Status");
+            let status = wait_until("Status", async || cluster.status(i).await).await;
             cluster.ids.push(status.header.expect("a response header").member_id);
         }
         cluster.leader().await;
@@ -123,10 +125,10 @@ impl Cluster {
     }
 
     /// Statuses of all running members, once all of them answer.
-    async fn statuses(&self) -> Option<Vec<(usize, StatusResponse)>> {
+    async fn statuses(&self) -> Option<Vec<StatusResponse>> {
         let mut statuses = Vec::new();
         for i in self.running() {
-            statuses.push((i, self.status(i).await?));
+            statuses.push(self.status(i).await?);
         }
         Some(statuses)
     }
@@ -196,10 +198,10 @@ impl Cluster {
             let applied = |s: &StatusResponse| {
                 (s.raft_applied_index, s.header.as_ref().map_or(0, |h| h.revision))
             };
-            let first = applied(&statuses[0].1);
+            let first = applied(&statuses[0]);
             let same = statuses
                 .iter()
-                .all(|(_, s)| applied(s) == first && s.raft_index == s.raft_applied_index);
+                .all(|s| applied(s) == first && s.raft_index == s.raft_applied_index);
             same.then_some(first.1)
         })
         .await
