@@ -17,7 +17,10 @@
 #   ETCD [/usr/bin/etcd]    the reference binary
 #   OXETCD_BIN, BENCH_BIN   prebuilt binaries (default: cargo build --release)
 #   BENCH_TMP [/work/tmp]   parent of the data dirs (must be a real disk, not tmpfs)
-#   BENCH_TIMEOUT [300]     seconds allowed per benchmark invocation
+#   MAX_SECONDS [20]        a benchmark stops after this long even short of its total
+#                           (so a slow server cannot stall the run; the raw table
+#                           shows how many requests each run completed)
+#   BENCH_TIMEOUT [300]     seconds allowed per benchmark invocation (hang guard)
 #   BASE_PORT [32379]       client port; the peer port is BASE_PORT+1
 set -euo pipefail
 
@@ -25,7 +28,7 @@ OUT=${1:?usage: bench/compare.sh OUTPUT.md}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 if [[ ${QUICK:-0} == 1 ]]; then
-    : "${PUT1_TOTAL:=1000}" "${PUTN_TOTAL:=10000}" "${RANGE_TOTAL:=10000}" "${CLUSTER_TOTAL:=5000}"
+    : "${PUT1_TOTAL:=1000}" "${PUTN_TOTAL:=10000}" "${RANGE_TOTAL:=10000}" "${CLUSTER_TOTAL:=5000}" "${MAX_SECONDS:=5}"
 fi
 RUNS=${RUNS:-3}
 PUT1_TOTAL=${PUT1_TOTAL:-10000}
@@ -33,6 +36,7 @@ PUTN_TOTAL=${PUTN_TOTAL:-100000}
 RANGE_TOTAL=${RANGE_TOTAL:-100000}
 CLUSTER_TOTAL=${CLUSTER_TOTAL:-50000}
 KEY_SPACE=${KEY_SPACE:-100000}
+MAX_SECONDS=${MAX_SECONDS:-20}
 SNAPSHOT_COUNT=${SNAPSHOT_COUNT:-100000}
 ETCD=${ETCD:-/usr/bin/etcd}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
@@ -131,7 +135,7 @@ measure() {
         # The key the range workloads read: put's key 0 with --key-size 3 is "000".
         "$BENCH_BIN" --endpoints "$ENDPOINTS" --total 1 put --key-size 3 --val-size 256 >/dev/null
     fi
-    local cmd=("$BENCH_BIN" --endpoints "$ENDPOINTS" --json "$@")
+    local cmd=("$BENCH_BIN" --endpoints "$ENDPOINTS" --max-seconds "$MAX_SECONDS" --json "$@")
     echo "${cmd[*]}" >>"$COMMANDS"
     local before json status=0
     before=$(cpu_ticks)
@@ -152,7 +156,7 @@ ok = r.get("ok", 0)
 lat = r.get("latency_ms", {})
 nan = float("nan")
 cpu = int(ticks) / int(tck) / (ok / 10000) if ok else nan
-row = [server, workload, run, r.get("requests_per_sec", nan), lat.get("p50", nan), lat.get("p99", nan),
+row = [server, workload, run, ok, r.get("requests_per_sec", nan), lat.get("p50", nan), lat.get("p99", nan),
        int(rss) / 1024, cpu, int(disk) / 1024, r.get("errors_total", nan)]
 print("\t".join(str(x) for x in row))
 EOF
@@ -168,9 +172,9 @@ WORKLOADS=(
     "put-3m-1000c|3|--conns 100 --clients 1000 --total $CLUSTER_TOTAL --target-leader put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
 )
 
-printf 'server\tworkload\trun\treq_per_s\tp50_ms\tp99_ms\trss_mib\tcpu_s_per_10k\tdata_dir_mib\terrors\n' >"$RESULTS"
+printf 'server\tworkload\trun\tok\treq_per_s\tp50_ms\tp99_ms\trss_mib\tcpu_s_per_10k\tdata_dir_mib\terrors\n' >"$RESULTS"
 : >"$COMMANDS"
-log "data dirs under $WORK; $RUNS runs; totals put-1c=$PUT1_TOTAL put-1000c=$PUTN_TOTAL range=$RANGE_TOTAL 3m=$CLUSTER_TOTAL"
+log "data dirs under $WORK; $RUNS runs; totals put-1c=$PUT1_TOTAL put-1000c=$PUTN_TOTAL range=$RANGE_TOTAL 3m=$CLUSTER_TOTAL; at most ${MAX_SECONDS}s each"
 for ((run = 1; run <= RUNS; run++)); do
     # Alternate which server goes first, so drift (page cache, thermal) hits both.
     if ((run % 2)); then order=(etcd oxetcd); else order=(oxetcd etcd); fi
@@ -230,7 +234,8 @@ Workloads: `put-1c` one client, 256-byte values; `put-1000c` 1000 clients on 100
 the leader (`--target-leader`). Each measurement starts a fresh cluster in a fresh data dir.
 RSS is VmHWM after the run (summed over members for 3 members), CPU is utime+stime of the
 server process(es) during the benchmark only, data dir is `du -sk` after the run (WAL
-segments are preallocated by both servers).
+segments are preallocated by both servers). A benchmark stops at its total or after
+`--max-seconds` (see the `ok` column of the raw runs), so a slow server writes fewer keys.
 """)
 cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")
 disk = sh(f"df -hT {work} | tail -1")

@@ -27,6 +27,9 @@ pub struct Cli {
     /// Print one JSON object instead of the text report
     #[arg(long, global = true)]
     pub json: bool,
+    /// Stop sending after this many seconds even if --total is not reached (0: no limit)
+    #[arg(long, global = true, default_value_t = 0)]
+    pub max_seconds: u64,
     /// Seconds allowed to connect to an endpoint
     #[arg(long, global = true, default_value_t = 5)]
     pub dial_timeout: u64,
@@ -164,10 +167,11 @@ mod tests {
             "--sequential-keys",
             "--json",
             "--target-leader",
+            "--max-seconds=9",
         ])
         .unwrap();
         assert_eq!(cli.endpoints.len(), 2);
-        assert_eq!((cli.conns, cli.clients, cli.total), (100, 1000, 5));
+        assert_eq!((cli.conns, cli.clients, cli.total, cli.max_seconds), (100, 1000, 5, 9));
         assert!(cli.json && cli.target_leader);
         assert!(
             matches!(cli.command, Command::Put { kv, sequential_keys: true } if kv.val_size == 256)

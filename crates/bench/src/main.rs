@@ -25,7 +25,13 @@ use crate::workloads::Ctx;
 async fn bench(cli: &Cli) -> Result<Report, BenchError> {
     let timeout = Duration::from_secs(cli.dial_timeout);
     let channels = client::connect(&cli.endpoints, cli.conns, cli.target_leader, timeout).await?;
-    let ctx = Ctx { channels, clients: cli.clients, total: cli.total, progress: !cli.json };
+    let ctx = Ctx {
+        channels,
+        clients: cli.clients,
+        total: cli.total,
+        progress: !cli.json,
+        max_duration: (cli.max_seconds > 0).then(|| Duration::from_secs(cli.max_seconds)),
+    };
     workloads::run(&cli.command, &ctx).await
 }
 

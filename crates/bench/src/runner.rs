@@ -38,6 +38,8 @@ pub struct Plan {
     /// Requests per second over all clients; `None`: as fast as possible.
     pub rate: Option<u64>,
     pub progress: bool,
+    /// Stop taking new requests after this long.
+    pub max_duration: Option<Duration>,
 }
 
 /// The report, and the clients back (their streams may still be needed).
@@ -52,6 +54,7 @@ struct Shared {
     /// Set when the server answers Unimplemented: no point in going on.
     abort: AtomicBool,
     pacer: Option<Mutex<Interval>>,
+    deadline: Option<Instant>,
 }
 
 struct ClientResult<O> {
@@ -76,7 +79,8 @@ async fn client<O: Op>(
             Schedule::Shared => shared.next.fetch_add(1, Ordering::Relaxed),
             Schedule::Strided => index + round * clients,
         };
-        if seq >= plan.total || shared.abort.load(Ordering::Relaxed) {
+        let late = shared.deadline.is_some_and(|d| Instant::now() >= d);
+        if seq >= plan.total || late || shared.abort.load(Ordering::Relaxed) {
             break;
         }
         if let Some(pacer) = &shared.pacer {
@@ -102,6 +106,7 @@ async fn client<O: Op>(
 
 /// Runs `plan.total` requests over `ops` (one task per op).
 pub async fn run<O: Op>(name: &str, ops: Vec<O>, plan: Plan) -> Result<Finished<O>, BenchError> {
+    let start = Instant::now();
     let clients = ops.len() as u64;
     if clients == 0 {
         return Err(BenchError::Usage("no clients".into()));
@@ -116,9 +121,9 @@ pub async fn run<O: Op>(name: &str, ops: Vec<O>, plan: Plan) -> Result<Finished<
         done: Arc::new(AtomicU64::new(0)),
         abort: AtomicBool::new(false),
         pacer,
+        deadline: plan.max_duration.map(|d| start + d),
     });
     let progress = Progress::start(plan.progress, shared.done.clone(), plan.total);
-    let start = Instant::now();
     let tasks: Vec<_> = ops
         .into_iter()
         .enumerate()

@@ -219,3 +219,13 @@ async fn unreachable_endpoint_is_reported() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("cannot connect to http://{addr}")), "{stderr}");
 }
+
+#[tokio::test]
+async fn max_seconds_stops_a_long_run() {
+    let (addr, seen) = serve().await;
+    let out = bench(addr, &["--total=1000000000", "--max-seconds=1", "--json", "put"]).await;
+    let report = json(&out);
+    let ok = report["ok"].as_u64().unwrap();
+    assert!(ok > 0 && ok < 1_000_000_000);
+    assert_eq!(seen.lock().unwrap().puts.len() as u64, ok);
+}

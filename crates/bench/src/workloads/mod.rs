@@ -5,6 +5,8 @@ mod lease;
 mod stream;
 mod watch;
 
+use std::time::Duration;
+
 use tonic::transport::Channel;
 
 use crate::args::Command;
@@ -18,6 +20,8 @@ pub struct Ctx {
     pub clients: u64,
     pub total: u64,
     pub progress: bool,
+    /// --max-seconds, if set.
+    pub max_duration: Option<Duration>,
 }
 
 impl Ctx {
@@ -33,7 +37,13 @@ impl Ctx {
 
     /// `--total` requests, whichever client is free sends the next one.
     fn plan(&self) -> Plan {
-        Plan { total: self.total, schedule: Schedule::Shared, rate: None, progress: self.progress }
+        Plan {
+            total: self.total,
+            schedule: Schedule::Shared,
+            rate: None,
+            progress: self.progress,
+            max_duration: self.max_duration,
+        }
     }
 }
 

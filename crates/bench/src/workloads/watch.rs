@@ -184,6 +184,8 @@ async fn run(
         schedule: Schedule::Strided,
         rate: None,
         progress: ctx.progress,
+        // Every watcher must exist before the puts start.
+        max_duration: None,
     };
     let created = runner::run("watch-create", creators, plan).await?;
     if created.report.failed() > 0 {
@@ -219,7 +221,7 @@ async fn run(
         total: args.put_total,
         schedule: Schedule::Shared,
         rate: Some(args.put_rate),
-        progress: ctx.progress,
+        ..ctx.plan()
     };
     let put = runner::run("watch-put", vec![putter], plan).await?.report;
     let deadline = Instant::now() + DRAIN_TIMEOUT;
