@@ -225,7 +225,7 @@ o.append("|---|---|---:|---:|---:|")
 for w in workloads:
     for key, label in metrics:
         e, x = agg("etcd", w, key), agg("oxetcd", w, key)
-        ratio = f"{x / e:.2f}×" if e and x is not None and key != "errors" else ""
+        ratio = "" if not e or x is None or key == "errors" else f"{x / e:.2f}×" if x / e >= 0.1 else f"{x / e:.2g}×"
         o.append(f"| {w} | {label} | {fmt(e)} | {fmt(x)} | {ratio} |")
 o.append("""
 Workloads: `put-1c` one client, 256-byte values; `put-1000c` 1000 clients on 100 connections;
