@@ -16,6 +16,7 @@
 #   SNAPSHOT_COUNT [100000] --snapshot-count for both servers (etcd 3.4's default)
 #   ETCD [/usr/bin/etcd]    the reference binary
 #   OXETCD_BIN, BENCH_BIN   prebuilt binaries (default: cargo build --release)
+#   OXETCD_REV              the revision OXETCD_BIN was built from, for the report
 #   BENCH_TMP [/work/tmp]   parent of the data dirs (must be a real disk, not tmpfs)
 #   MAX_SECONDS [20]        a benchmark stops after this long even short of its total
 #                           (so a slow server cannot stall the run; the raw table
@@ -240,7 +241,7 @@ segments are preallocated by both servers). A benchmark stops at its total or af
 cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")
 disk = sh(f"df -hT {work} | tail -1")
 etcd_version = sh(f"{etcd} --version | head -1")
-rev = sh(f"git -C {root} describe --always --dirty")
+rev = os.environ.get("OXETCD_REV") or sh(f"git -C {root} describe --always --dirty")
 o.append("## Machine\n")
 o.append(f"- nproc: {os.cpu_count()}; CPU:{cpu}")
 o.append(f"- kernel: {platform.release()}; date: {sh('date -u')}")
