@@ -362,7 +362,8 @@ impl Sim {
         };
         self.next_proposal += 1;
         let data = Bytes::from(format!("p{}", self.next_proposal));
-        let _ = node.propose(data);
+        let result = node.propose(data);
+        self.log(|| format!("propose p{} at {id}: {result:?}", self.next_proposal));
     }
 
     fn read(&mut self, id: u64) {
@@ -583,7 +584,7 @@ impl Sim {
             let st = node.status();
             out += &format!(
                 "  {id}: {:?} term {} vote {} lead {} commit {} applied {} last {} conf {:?} \
-                 progress {:?}\n",
+                 transferee {:?} progress {:?}\n",
                 st.state(),
                 st.term(),
                 st.vote(),
@@ -592,6 +593,7 @@ impl Sim {
                 n.applied,
                 node.raft().raft_log().last_index(),
                 n.conf,
+                st.lead_transferee,
                 st.progress
             );
         }
@@ -624,24 +626,28 @@ impl Sim {
         }
         let start = self.checker.ticks;
         let deadline = start + 40 * ELECTION_TICK as u64;
-        let mut proposed_at_leader: Option<(u64, u64)> = None;
+        // (leader, its term, index of the proposal made to it). A leader that lost and regained
+        // leadership may have lost the proposal, so the term is part of the key.
+        let mut proposed: Option<(u64, u64, u64)> = None;
         loop {
             self.settle();
             if let Some(lead) = self.leader() {
                 let node = self.nodes[&lead].node.as_ref().expect("live leader");
-                let commit = node.raft().raft_log().committed();
-                match proposed_at_leader {
-                    Some((l, index)) if l == lead && self.nodes[&lead].applied >= index => {
-                        // A proposal made after healing committed and was applied.
-                        self.checker.recovery_ticks = self.checker.ticks - start;
-                        return;
+                let term = node.raft().term();
+                match proposed {
+                    Some((l, t, index)) if (l, t) == (lead, term) => {
+                        if self.nodes[&lead].applied >= index {
+                            // A proposal made after healing committed and was applied.
+                            self.checker.recovery_ticks = self.checker.ticks - start;
+                            return;
+                        }
                     }
-                    Some((l, _)) if l == lead => {}
                     _ => {
                         self.propose(lead);
                         let node = self.nodes[&lead].node.as_ref().expect("live leader");
-                        let index = node.raft().raft_log().last_index().max(commit);
-                        proposed_at_leader = Some((lead, index));
+                        let log = node.raft().raft_log();
+                        let index = log.last_index().max(log.committed());
+                        proposed = Some((lead, term, index));
                     }
                 }
             }
