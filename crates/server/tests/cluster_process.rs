@@ -154,6 +154,15 @@ impl Cluster {
         .await
     }
 
+    /// Waits until no running member reports a leader.
+    async fn leaderless(&self) {
+        wait_until("every running member to report no leader", async || {
+            let statuses = self.statuses().await?;
+            statuses.iter().all(|s| s.leader == 0).then_some(())
+        })
+        .await
+    }
+
     /// SIGKILL to all of `members` at once, then waits until they are gone.
     fn kill(&mut self, members: &[usize]) {
         for &i in members {
@@ -389,6 +398,28 @@ async fn put_fails_without_quorum(endpoint: String, key: &'static str) {
     eprintln!("{endpoint}: {:?} after {:?}", status.message(), started.elapsed());
 }
 
+/// `GET /health` on a client URL: the status code and the body.
+async fn health(endpoint: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = endpoint.trim_start_matches("http://");
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        let request =
+            format!("GET /health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("GET {endpoint}/health hung"))
+        .unwrap_or_else(|e| panic!("GET {endpoint}/health: {e}"));
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    (code.unwrap_or_else(|| panic!("an HTTP status line: {head}")), body.to_string())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_lose_no_acknowledged_write_when_the_leader_is_killed() {
     let mut cluster = Cluster::start(3, &[]).await;
@@ -430,6 +461,12 @@ async fn five_members_write_with_a_quorum_and_fail_in_bounded_time_without() {
         put_fails_without_quorum(survivors[0].clone(), "k/no-quorum/0"),
         put_fails_without_quorum(survivors[1].clone(), "k/no-quorum/1"),
     );
+    // Nobody claims to lead without a quorum (etcd's leader checks its quorum), and
+    // `/health` says so.
+    cluster.leaderless().await;
+    for endpoint in &survivors {
+        assert_eq!(health(endpoint).await, (503, r#"{"health":"false"}"#.to_string()));
+    }
 
     // All three return: the cluster takes writes again and loses nothing.
     cluster.restart(&followers[..3]).await;
@@ -438,6 +475,9 @@ async fn five_members_write_with_a_quorum_and_fail_in_bounded_time_without() {
     writers.progress(100).await;
     acknowledged.extend(writers.stop().await);
     cluster.check(&acknowledged).await;
+    for endpoint in cluster.endpoints(&cluster.running()) {
+        assert_eq!(health(&endpoint).await, (200, r#"{"health":"true"}"#.to_string()));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
