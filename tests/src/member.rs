@@ -78,12 +78,27 @@ pub fn init_test_logs() {
     oxetcd_server::logging::init(level, Logger::Text);
 }
 
-/// A port that was free a moment ago on 127.0.0.1 (peer URLs must be known up front).
+/// A port on 127.0.0.1 that was free a moment ago and that this process has not handed
+/// out before. It comes from below the kernel's range for outgoing connections
+/// (32768 and up), so no client connection takes it before the member binds it; each
+/// test process starts at its own offset.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// An n-member cluster in this process, each member on its own 127.0.0.1 ports and

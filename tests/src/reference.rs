@@ -1,12 +1,13 @@
 //! The reference server: Debian's etcd 3.4.23, started on 127.0.0.1 for one test.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oxetcd_api::etcdserverpb::RangeRequest;
 use oxetcd_api::etcdserverpb::kv_client::KvClient;
+
+use crate::member::free_port;
 
 /// How long the reference etcd may take to start serving before the test fails.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -94,12 +95,4 @@ impl Drop for ReferenceEtcd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free loopback port")
-        .port()
 }
