@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 
 use bytes::Bytes;
-use oxetcd_api::etcdserverpb::Member;
+use oxetcd_api::etcdserverpb::{LeaseGrantResponse, Member};
 use oxetcd_api::oxetcdpb::{ClusterState, InternalRaftRequest};
-use oxetcd_mvcc::{ApplyIndex, NoLeases, Store, StoreConfig, WriteResult};
+use oxetcd_mvcc::{ApplyIndex, Store, StoreConfig, WriteResult};
 use oxetcd_raft::{
     ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot, SnapshotMetadata,
     SnapshotStatus,
@@ -20,6 +20,7 @@ use oxetcd_transport::Transport;
 use prost::Message as _;
 
 use crate::error::ServerError;
+use crate::lease::{LEASE_TABLE, StoredLease};
 use crate::membership::Membership;
 use crate::node::{ApplyTask, Control, Input};
 use crate::state::{Applied, ApplyResult, Shared};
@@ -160,16 +161,32 @@ impl Applier {
         let store = self.shared.store();
         let watch = &self.watch;
         let result = if let Some(put) = request.put {
-            store.put(&put, Some(at)).map(|w| Applied::Put(published(watch, w)))
+            store
+                .put(&put, Some(at))
+                .map(|w| Applied::Put(published(watch, w)))
+                .map_err(ServerError::from)
         } else if let Some(delete) = request.delete_range {
-            store.delete_range(&delete, Some(at)).map(|w| Applied::DeleteRange(published(watch, w)))
+            store
+                .delete_range(&delete, Some(at))
+                .map(|w| Applied::DeleteRange(published(watch, w)))
+                .map_err(ServerError::from)
         } else if let Some(txn) = request.txn {
-            store.txn(&txn, Some(at)).map(|w| Applied::Txn(published(watch, w)))
+            store
+                .txn(&txn, Some(at))
+                .map(|w| Applied::Txn(published(watch, w)))
+                .map_err(ServerError::from)
+        } else if let Some(grant) = request.lease_grant {
+            self.grant_lease(&store, grant.id, grant.ttl, at)
+        } else if let Some(revoke) = request.lease_revoke {
+            self.revoke_lease(&store, revoke.id, at)
         } else if let Some(compaction) = request.compaction {
-            store.compact(compaction.revision, Some(at)).map(|(resp, done)| {
-                self.watch.compacted(compaction.revision);
-                Applied::Compaction(resp, done)
-            })
+            store
+                .compact(compaction.revision, Some(at))
+                .map(|(resp, done)| {
+                    self.watch.compacted(compaction.revision);
+                    Applied::Compaction(resp, done)
+                })
+                .map_err(ServerError::from)
         } else {
             self.mark_applied(true, at);
             return Err(ServerError::Internal("request kind not served by this version".into()));
@@ -178,7 +195,37 @@ impl Applier {
             // A refused request still occupies its log index.
             self.mark_applied(true, at);
         }
-        result.map_err(ServerError::from)
+        result
+    }
+
+    /// A committed grant: the lease joins the lessor and the lease table (in the same
+    /// backend commit as the entry's index).
+    fn grant_lease(&self, store: &Store, id: i64, ttl: i64, at: ApplyIndex) -> ApplyResult {
+        let lease = self.shared.lessor.grant(id, ttl)?;
+        let row =
+            (Bytes::copy_from_slice(&id.to_be_bytes()), Some(Bytes::from(lease.encode_to_vec())));
+        store.aux_write(LEASE_TABLE, [row], Some(at))?;
+        Ok(Applied::LeaseGrant(LeaseGrantResponse {
+            header: None,
+            id,
+            ttl: lease.ttl,
+            error: String::new(),
+        }))
+    }
+
+    /// A committed revoke: every attached key is deleted at one revision (watchers see
+    /// the deletes), and the lease leaves the lessor and the lease table.
+    fn revoke_lease(&self, store: &Store, id: i64, at: ApplyIndex) -> ApplyResult {
+        let keys = self.shared.lessor.revoke(id)?;
+        if !keys.is_empty() {
+            published(&self.watch, store.delete_keys(&keys, Some(at))?);
+        }
+        store.aux_write(
+            LEASE_TABLE,
+            [(Bytes::copy_from_slice(&id.to_be_bytes()), None)],
+            Some(at),
+        )?;
+        Ok(Applied::LeaseRevoke(store.current_revision()))
     }
 
     fn apply_conf_change(&mut self, cc: ConfChange) {
@@ -281,7 +328,16 @@ impl Applier {
         // The old store keeps its (now unlinked) file until its last reader is done.
         std::fs::rename(&received, &self.backend).map_err(io)?;
         std::fs::File::open(&self.snap_dir).and_then(|d| d.sync_all()).map_err(io)?;
-        let store = Store::open_path(&self.backend, self.store_config.clone(), Arc::new(NoLeases))?;
+        // The new store reattaches its keys as it opens; the leases come from its table.
+        self.shared.lessor.reset(std::iter::empty());
+        let store =
+            Store::open_path(&self.backend, self.store_config.clone(), self.shared.lessor.clone())?;
+        let leases = store.aux_scan(LEASE_TABLE)?;
+        let leases =
+            leases.into_iter().map(|(_, v)| StoredLease::decode(v)).collect::<Result<Vec<_>, _>>();
+        self.shared
+            .lessor
+            .recover(leases.map_err(|e| ServerError::Internal(format!("lease table: {e}")))?);
         let consistent = store.consistent_index();
         self.shared.replace_store(Arc::new(store));
         self.watch.store_replaced();

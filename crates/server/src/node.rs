@@ -102,6 +102,8 @@ pub(crate) struct RaftLoop {
     pub apply_tx: SyncSender<ApplyTask>,
     pub outbox: Arc<dyn Outbox>,
     pub tick: Duration,
+    /// Election timeout in ticks: how much a new leader extends every lease.
+    pub election_ticks: u32,
     pub retention: Retention,
 }
 
@@ -255,7 +257,14 @@ impl RaftLoop {
 
     fn on_soft_state(&mut self, leader: u64, role: StateRole) {
         let previous = self.shared.leader.swap(leader, Ordering::SeqCst);
-        self.shared.is_leader.store(role == StateRole::Leader, Ordering::SeqCst);
+        let leads = role == StateRole::Leader;
+        let led = self.shared.is_leader.swap(leads, Ordering::SeqCst);
+        if leads && !led {
+            // No lease expires before its clients could reach the new leader.
+            self.shared.lessor.promote(self.tick * self.election_ticks);
+        } else if led && !leads {
+            self.shared.lessor.demote();
+        }
         if previous != leader {
             let term = self.node.status().term();
             self.shared.term.store(term, Ordering::SeqCst);

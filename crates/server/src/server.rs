@@ -13,7 +13,7 @@ use oxetcd_api::oxetcdpb::{
     ClusterMemberAttrSetRequest, ClusterVersionSetRequest, InternalRaftRequest, MemberAttributes,
     RequestHeader,
 };
-use oxetcd_mvcc::{NoLeases, Store, StoreConfig};
+use oxetcd_mvcc::{Store, StoreConfig};
 use oxetcd_raft::{Config as RaftConfig, RawNode};
 use oxetcd_transport::{Transport, TransportConfig};
 use prost::Message as _;
@@ -24,6 +24,7 @@ use crate::bootstrap::{self, StartError};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::id::IdGenerator;
+use crate::lease::{LEASE_TABLE, Lessor, MAX_REVOKES_PER_CHECK, StoredLease, SystemClock};
 use crate::node::{Input, RaftLoop, Retention, hex};
 use crate::peers::{RaftBridge, TransportOutbox};
 use crate::state::{ApplyResult, Shared};
@@ -73,8 +74,16 @@ impl EtcdServer {
             max_request_bytes: cfg.max_request_bytes,
             ..Default::default()
         };
-        let store = Store::open_path(&backend, store_config.clone(), Arc::new(NoLeases))
-            .map_err(|error| StartError::Backend { path: backend.clone(), error })?;
+        let lessor = Arc::new(Lessor::new(
+            Lessor::min_ttl_for(cfg.election_ticks, cfg.heartbeat),
+            Arc::new(SystemClock),
+        ));
+        let backend_error = |error| StartError::Backend { path: backend.clone(), error };
+        // The store reattaches every live key to its lease as it opens; the leases'
+        // TTLs come from the lease table right after.
+        let store = Store::open_path(&backend, store_config.clone(), lessor.clone())
+            .map_err(backend_error)?;
+        lessor.recover(stored_leases(&store).map_err(backend_error)?);
         let consistent = store.consistent_index();
         if consistent.index < opened.applied {
             return Err(StartError::Corrupt(format!(
@@ -88,6 +97,7 @@ impl EtcdServer {
             Arc::new(store),
             opened.membership,
             opened.applied,
+            lessor,
         ));
 
         let watch = {
@@ -137,6 +147,7 @@ impl EtcdServer {
             apply_tx,
             outbox: Arc::new(TransportOutbox { transport: transport.clone() }),
             tick: cfg.heartbeat,
+            election_ticks: cfg.election_ticks as u32,
             retention: Retention {
                 snapshot_catchup_entries: cfg.snapshot_catchup_entries,
                 max_snapshots: cfg.max_snapshots,
@@ -181,6 +192,7 @@ impl EtcdServer {
         tokio::spawn(read_index_loop(Arc::downgrade(&server), reads_rx));
         tokio::spawn(publish_attributes(server.clone()));
         tokio::spawn(set_cluster_version(Arc::downgrade(&server)));
+        tokio::spawn(revoke_expired_leases(Arc::downgrade(&server)));
         Ok(server)
     }
 
@@ -288,6 +300,22 @@ impl EtcdServer {
     /// Waits until the member has published itself and serves clients.
     pub async fn wait_ready(&self) {
         let _ = self.shared.ready.subscribe().wait_for(|&ready| ready).await;
+    }
+
+    pub fn lessor(&self) -> &Lessor {
+        &self.shared.lessor
+    }
+
+    /// A fresh lease id for a grant that did not choose one: positive, unique across
+    /// members (the member id is in its high bits), as etcd makes them.
+    pub fn next_lease_id(&self) -> i64 {
+        (self.ids.next() & (i64::MAX as u64)) as i64
+    }
+
+    /// The leader's first advertised client URL, for requests only it can answer.
+    pub fn leader_client_url(&self) -> Option<String> {
+        let leader = self.shared.leader();
+        self.shared.membership().member(leader).and_then(|m| m.client_ur_ls.first().cloned())
     }
 
     pub fn is_leader(&self) -> bool {
@@ -399,6 +427,40 @@ async fn set_cluster_version(server: Weak<EtcdServer>) {
         let set = ClusterVersionSetRequest { ver: ETCD_CLUSTER_VERSION.to_string() };
         if let Err(e) = server.propose(|r| r.cluster_version_set = Some(set)).await {
             tracing::debug!(error = %e, "setting the cluster version failed; retrying");
+        }
+    }
+}
+
+/// How often the leader looks for expired leases (etcd checks every 500 ms).
+const LEASE_EXPIRY_CHECK: Duration = Duration::from_millis(500);
+
+/// The leases in the backend's lease table.
+fn stored_leases(store: &Store) -> Result<Vec<StoredLease>, oxetcd_mvcc::Error> {
+    let rows = store.aux_scan(LEASE_TABLE)?;
+    rows.into_iter()
+        .map(|(_, value)| {
+            StoredLease::decode(value).map_err(|e| oxetcd_mvcc::Error::Corrupt(e.to_string()))
+        })
+        .collect()
+}
+
+/// On the leader: revokes expired leases through the log, a bounded number per check so
+/// a mass expiry cannot flood it. Ends with the server.
+async fn revoke_expired_leases(server: Weak<EtcdServer>) {
+    loop {
+        tokio::time::sleep(LEASE_EXPIRY_CHECK).await;
+        let Some(server) = server.upgrade() else { return };
+        if server.is_stopped() {
+            return;
+        }
+        for id in server.lessor().expired(MAX_REVOKES_PER_CHECK) {
+            let revoke = oxetcd_api::etcdserverpb::LeaseRevokeRequest { id };
+            match server.propose(|r| r.lease_revoke = Some(revoke)).await {
+                Ok(_) => tracing::info!(lease = %format!("{id:016x}"), "revoked expired lease"),
+                Err(e) => {
+                    tracing::debug!(lease = %format!("{id:016x}"), error = %e, "revoking an expired lease failed; retrying")
+                }
+            }
         }
     }
 }

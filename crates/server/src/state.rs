@@ -4,11 +4,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use oxetcd_api::etcdserverpb::{CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse};
+use oxetcd_api::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, PutResponse, TxnResponse,
+};
 use oxetcd_mvcc::{CompactionHandle, Store};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::ServerError;
+use crate::lease::Lessor;
 use crate::membership::Membership;
 use crate::wait::Wait;
 
@@ -19,6 +22,9 @@ pub enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse, CompactionHandle),
+    LeaseGrant(LeaseGrantResponse),
+    /// The revision after the revoke (its keys' deletes, if any).
+    LeaseRevoke(i64),
     /// A request with nothing to report (membership attributes, conf changes).
     Done,
 }
@@ -45,6 +51,8 @@ pub struct Shared {
     /// `Arc` they took for the length of one request.
     store: RwLock<Arc<Store>>,
     pub wait: Wait<ApplyResult>,
+    /// Leases: changed by apply, expired and kept alive on the leader.
+    pub lessor: Arc<Lessor>,
     /// ReadIndex rounds in flight, by context.
     reads: Mutex<HashMap<u64, oneshot::Sender<Result<u64, ServerError>>>>,
 }
@@ -56,6 +64,7 @@ impl Shared {
         store: Arc<Store>,
         membership: Membership,
         applied: u64,
+        lessor: Arc<Lessor>,
     ) -> Shared {
         Shared {
             member_id,
@@ -70,6 +79,7 @@ impl Shared {
             membership: RwLock::new(membership),
             store: RwLock::new(store),
             wait: Wait::default(),
+            lessor,
             reads: Mutex::new(HashMap::new()),
         }
     }

@@ -4,14 +4,15 @@
 
 mod cluster;
 mod kv;
+mod lease;
 mod maintenance;
 mod watch;
 
 use std::sync::Arc;
 
 use oxetcd_api::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
-    watch_server::WatchServer,
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use tonic::service::Routes;
 
@@ -38,6 +39,9 @@ pub fn routes(server: Arc<EtcdServer>) -> Routes {
     .add_service(
         ClusterServer::new(cluster::ClusterService::new(server.clone()))
             .max_decoding_message_size(limit),
+    )
+    .add_service(
+        LeaseServer::new(lease::LeaseService::new(server.clone())).max_decoding_message_size(limit),
     )
     .add_service(
         WatchServer::new(watch::WatchService::new(server, watch::DEFAULT_PROGRESS_INTERVAL))

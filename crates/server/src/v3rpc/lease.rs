@@ -1,0 +1,172 @@
+//! The Lease service. Grant and revoke go through the log; keep-alives and
+//! time-to-live are answered by the leader, which alone tracks expiry, so a follower
+//! forwards them to the leader's client URL (one upstream stream per client stream).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use oxetcd_api::etcdserverpb::lease_client::LeaseClient;
+use oxetcd_api::etcdserverpb::lease_server::Lease;
+use oxetcd_api::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::unexpected;
+use crate::error::ServerError;
+use crate::lease::LeaseError;
+use crate::server::EtcdServer;
+use crate::state::Applied;
+
+/// Keep-alive answers buffered per stream before the stream waits for its client.
+const KEEPALIVE_BUFFER: usize = 16;
+
+pub struct LeaseService {
+    server: Arc<EtcdServer>,
+}
+
+impl LeaseService {
+    pub fn new(server: Arc<EtcdServer>) -> LeaseService {
+        LeaseService { server }
+    }
+
+    /// A client of the current leader's Lease service, for requests only it can answer.
+    async fn leader(&self) -> Result<LeaseClient<tonic::transport::Channel>, Status> {
+        let url = self.server.leader_client_url().ok_or(ServerError::NoLeader)?;
+        LeaseClient::connect(url)
+            .await
+            .map_err(|e| Status::unavailable(format!("etcdserver: cannot reach the leader: {e}")))
+    }
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut req = request.into_inner();
+        if req.id == 0 {
+            // Chosen by the proposer, so every member grants the same id.
+            req.id = self.server.next_lease_id();
+        }
+        match self.server.propose(|r| r.lease_grant = Some(req)).await? {
+            Applied::LeaseGrant(mut resp) => {
+                resp.header = Some(self.server.header(self.server.store().current_revision()));
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let req = request.into_inner();
+        match self.server.propose(|r| r.lease_revoke = Some(req)).await? {
+            Applied::LeaseRevoke(revision) => Ok(Response::new(LeaseRevokeResponse {
+                header: Some(self.server.header(revision)),
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut requests = request.into_inner();
+        if !self.server.is_leader() {
+            // Proxy the whole stream to the leader; if leadership moves, the stream
+            // ends and the client reconnects, as with etcd.
+            let mut leader = self.leader().await?;
+            let (tx, rx) = mpsc::channel(KEEPALIVE_BUFFER);
+            tokio::spawn(async move {
+                while let Some(Ok(req)) = requests.next().await {
+                    if tx.send(req).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let upstream = leader.lease_keep_alive(ReceiverStream::new(rx)).await?.into_inner();
+            return Ok(Response::new(Box::pin(upstream)));
+        }
+        let server = self.server.clone();
+        let (tx, rx) = mpsc::channel(KEEPALIVE_BUFFER);
+        tokio::spawn(async move {
+            while let Some(Ok(req)) = requests.next().await {
+                // Only a running leader may renew: a member that stopped or lost the lead
+                // ends the stream, so the client reconnects and reaches the new leader
+                // before the leases expire there.
+                if server.is_stopped() || !server.is_leader() {
+                    let _ = tx.send(Err(Status::unavailable("etcdserver: not leader"))).await;
+                    return;
+                }
+                let answer = match server.lessor().renew(req.id) {
+                    Ok(ttl) => Ok(ttl),
+                    // etcd answers a keep-alive of an unknown lease with TTL 0.
+                    Err(LeaseError::NotFound) => Ok(0),
+                    Err(e) => Err(Status::from(ServerError::from(e))),
+                };
+                let resp = answer.map(|ttl| LeaseKeepAliveResponse {
+                    header: Some(server.header(server.store().current_revision())),
+                    id: req.id,
+                    ttl,
+                });
+                if tx.send(resp).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        if !self.server.is_leader() {
+            return self.leader().await?.lease_time_to_live(request.into_inner()).await;
+        }
+        let req = request.into_inner();
+        let header = Some(self.server.header(self.server.store().current_revision()));
+        let resp = match self.server.lessor().status(req.id) {
+            Some(status) => LeaseTimeToLiveResponse {
+                header,
+                id: req.id,
+                ttl: status.remaining,
+                granted_ttl: status.granted_ttl,
+                keys: if req.keys { status.keys } else { Vec::new() },
+            },
+            // etcd reports a missing lease as TTL -1 rather than an error.
+            None => LeaseTimeToLiveResponse {
+                header,
+                id: req.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases =
+            self.server.lessor().leases().into_iter().map(|id| LeaseStatus { id }).collect();
+        let header = Some(self.server.header(self.server.store().current_revision()));
+        Ok(Response::new(LeaseLeasesResponse { header, leases }))
+    }
+}

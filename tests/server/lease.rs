@@ -1,0 +1,204 @@
+//! Leases on oxetcd: grant, attach, time-to-live, revoke, expiry, keep-alive, and
+//! keep-alives through a follower and across a change of leader.
+
+use std::time::{Duration, Instant};
+
+use oxetcd_api::etcdserverpb::kv_client::KvClient;
+use oxetcd_api::etcdserverpb::lease_client::LeaseClient;
+use oxetcd_api::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
+    LeaseTimeToLiveRequest, PutRequest, RangeRequest,
+};
+use oxetcd_tests::member::{TestCluster, TestMember};
+use tonic::Code;
+use tonic::transport::Channel;
+
+async fn lease_client(endpoint: &str) -> LeaseClient<Channel> {
+    LeaseClient::connect(endpoint.to_string()).await.unwrap()
+}
+
+async fn grant(endpoint: &str, id: i64, ttl: i64) -> Result<(i64, i64), tonic::Status> {
+    let resp =
+        lease_client(endpoint).await.lease_grant(LeaseGrantRequest { ttl, id }).await?.into_inner();
+    Ok((resp.id, resp.ttl))
+}
+
+async fn ttl(endpoint: &str, id: i64) -> (i64, Vec<String>) {
+    let req = LeaseTimeToLiveRequest { id, keys: true };
+    let resp = lease_client(endpoint).await.lease_time_to_live(req).await.unwrap().into_inner();
+    (resp.ttl, resp.keys.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect())
+}
+
+async fn put_with_lease(endpoint: &str, key: &str, lease: i64) -> Result<i64, tonic::Status> {
+    let mut kv = KvClient::connect(endpoint.to_string()).await.unwrap();
+    let req = PutRequest {
+        key: key.as_bytes().to_vec().into(),
+        value: "v".into(),
+        lease,
+        ..Default::default()
+    };
+    Ok(kv.put(req).await?.into_inner().header.unwrap().revision)
+}
+
+async fn exists(endpoint: &str, key: &str) -> bool {
+    let mut kv = KvClient::connect(endpoint.to_string()).await.unwrap();
+    let req = RangeRequest { key: key.as_bytes().to_vec().into(), ..Default::default() };
+    kv.range(req).await.unwrap().into_inner().count == 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_attach_time_to_live_and_revoke() {
+    let member = TestMember::start(&[]).await;
+    let ep = member.endpoint.clone();
+
+    // A TTL below the minimum (1.5 election timeouts = 2 s here) is raised to it.
+    let (id, granted) = grant(&ep, 0, 1).await.unwrap();
+    assert!(id > 0);
+    assert_eq!(granted, 2);
+    let (client_id, _) = grant(&ep, 4242, 60).await.unwrap();
+    assert_eq!(client_id, 4242);
+    let err = grant(&ep, 4242, 60).await.unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::FailedPrecondition, "etcdserver: lease already exists")
+    );
+    let err = grant(&ep, 0, 9_000_000_001).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (Code::OutOfRange, "etcdserver: too large lease TTL"));
+
+    put_with_lease(&ep, "leased/a", 4242).await.unwrap();
+    put_with_lease(&ep, "leased/b", 4242).await.unwrap();
+    let (left, keys) = ttl(&ep, 4242).await;
+    assert!(left > 55 && left <= 60, "{left}");
+    assert_eq!(keys, vec!["leased/a", "leased/b"]);
+    let leases = lease_client(&ep)
+        .await
+        .lease_leases(LeaseLeasesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .leases;
+    let mut ids: Vec<i64> = leases.iter().map(|l| l.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, {
+        let mut want = vec![id, 4242];
+        want.sort_unstable();
+        want
+    });
+
+    // Revoking deletes every attached key in one revision.
+    let before = put_with_lease(&ep, "plain", 0).await.unwrap();
+    let resp = lease_client(&ep)
+        .await
+        .lease_revoke(LeaseRevokeRequest { id: 4242 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.header.unwrap().revision, before + 1);
+    assert!(
+        !exists(&ep, "leased/a").await
+            && !exists(&ep, "leased/b").await
+            && exists(&ep, "plain").await
+    );
+    assert_eq!(ttl(&ep, 4242).await.0, -1, "a revoked lease reports TTL -1");
+    let err = put_with_lease(&ep, "leased/c", 4242).await.unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::NotFound, "etcdserver: requested lease not found")
+    );
+    let err =
+        lease_client(&ep).await.lease_revoke(LeaseRevokeRequest { id: 4242 }).await.unwrap_err();
+    assert_eq!(err.message(), "etcdserver: requested lease not found");
+    member.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_lease_expires_and_a_kept_one_does_not_and_both_survive_restart() {
+    let member = TestMember::start(&[]).await;
+    let ep = member.endpoint.clone();
+    let (kept, _) = grant(&ep, 0, 3).await.unwrap();
+    let (abandoned, _) = grant(&ep, 0, 3).await.unwrap();
+    put_with_lease(&ep, "kept", kept).await.unwrap();
+    put_with_lease(&ep, "abandoned", abandoned).await.unwrap();
+
+    let mut client = lease_client(&ep).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut answers = client
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    // Expiry comes within TTL plus an election timeout after the last keep-alive.
+    let deadline = Instant::now() + Duration::from_secs(3 + 1 + 3);
+    while exists(&ep, "abandoned").await {
+        assert!(Instant::now() < deadline, "the abandoned lease did not expire");
+        tx.send(LeaseKeepAliveRequest { id: kept }).await.unwrap();
+        let answer = answers.message().await.unwrap().unwrap();
+        assert_eq!((answer.id, answer.ttl), (kept, 3));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(exists(&ep, "kept").await, "a kept-alive lease expired");
+    assert_eq!(ttl(&ep, abandoned).await.0, -1);
+    // A keep-alive of a lease that is gone answers TTL 0, as etcd does.
+    tx.send(LeaseKeepAliveRequest { id: abandoned }).await.unwrap();
+    assert_eq!(answers.message().await.unwrap().unwrap().ttl, 0);
+    drop(tx);
+
+    // Leases are durable: after a restart the kept lease and its key are still there.
+    let dir = member.stop().await;
+    let member = TestMember::start_in(dir, &[]).await;
+    let (left, keys) = ttl(&member.endpoint, kept).await;
+    assert!(left > 0, "the lease did not survive the restart");
+    assert_eq!(keys, vec!["kept"]);
+    member.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alives_through_a_follower_survive_the_leader_going_away() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    let ep = cluster.endpoint(follower);
+    let (id, _) = grant(&ep, 0, 4).await.unwrap();
+    put_with_lease(&ep, "held", id).await.unwrap();
+
+    // Keep the lease alive through the follower, reconnecting whenever a stream ends.
+    let keeper = tokio::spawn(async move {
+        loop {
+            let Ok(mut client) = LeaseClient::connect(ep.clone()).await else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let Ok(resp) =
+                client.lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)).await
+            else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let mut answers = resp.into_inner();
+            loop {
+                if tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
+                    break;
+                }
+                match answers.message().await {
+                    Ok(Some(answer)) => assert!(answer.ttl > 0, "the lease was lost"),
+                    _ => break,
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.stop_member(leader).await;
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    // Longer than the TTL: only the keep-alives (and the new leader's extension) hold it.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!keeper.is_finished(), "the keep-alive task failed");
+    assert!(
+        exists(&cluster.endpoint(follower), "held").await,
+        "a kept-alive lease expired across the failover"
+    );
+    keeper.abort();
+    cluster.stop_all().await;
+}
