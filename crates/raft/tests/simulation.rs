@@ -45,27 +45,30 @@ fn run_shard(shard: u64) {
         if shard == 0 {
             let s = run_seed(seed, true);
             eprintln!(
-                "seed {seed}: ok ({} steps, {} ticks, {} entries applied, {} reads answered)",
+                "seed {seed}: ok ({} steps, {} ticks, {} entries applied, {} reads answered, \
+                 recovered {} ticks after healing)",
                 s.checker.step,
                 s.checker.ticks,
                 s.checker.entries_applied,
-                s.checker.reads_answered
+                s.checker.reads_answered,
+                s.checker.recovery_ticks
             );
         }
         return;
     }
     let seeds = env_u64("RAFT_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS);
     let start = env_u64("RAFT_SIM_SEED_START").unwrap_or(0);
-    let (mut applied, mut reads, mut worst_recovery) = (0, 0, 0);
+    let (mut applied, mut reads, mut worst_recovery) = (0, 0, (0, 0));
     for seed in (start..start + seeds).filter(|s| s % SHARDS == shard) {
         let s = run_seed(seed, false);
         applied += s.checker.entries_applied;
         reads += s.checker.reads_answered;
-        worst_recovery = worst_recovery.max(s.checker.recovery_ticks);
+        worst_recovery = worst_recovery.max((s.checker.recovery_ticks, seed));
     }
     eprintln!(
         "shard {shard}: {applied} entries applied, {reads} reads answered, slowest recovery \
-         {worst_recovery} ticks"
+         {} ticks (seed {})",
+        worst_recovery.0, worst_recovery.1
     );
 }
 

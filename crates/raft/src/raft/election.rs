@@ -135,7 +135,7 @@ impl<S: Storage> Raft<S> {
         }
         self.send(resp);
         if !up_to_date {
-            self.maybe_campaign_as_caretaker();
+            self.maybe_campaign_as_caretaker(m.from);
         }
     }
 
@@ -147,8 +147,9 @@ impl<S: Storage> Raft<S> {
     /// campaigns among the voters of its own (newer) configuration, leads just long enough to
     /// replicate the log and commit index, and then hands leadership over. Elections stay
     /// safe: votes are still counted per configuration and cast once per term. Without such a
-    /// request a removed node never campaigns.
-    fn maybe_campaign_as_caretaker(&mut self) {
+    /// request a removed node never campaigns, and a request from a node that is not a voter
+    /// of our configuration (itself removed, just not aware of it) is not a reason either.
+    fn maybe_campaign_as_caretaker(&mut self, requester: u64) {
         // Only when no leader is known or heard from lately (a pre-vote does not reset the
         // leader we last knew).
         let leaderless = self.lead == 0 || self.election_elapsed >= self.election_timeout;
@@ -156,7 +157,7 @@ impl<S: Storage> Raft<S> {
         if self.promotable()
             || self.state == StateRole::Leader
             || !leaderless
-            || self.prs.config.voters.incoming.is_empty()
+            || !self.prs.config.voters.contains(requester)
             || self.has_unapplied_conf_change()
         {
             return;
