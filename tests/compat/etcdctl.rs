@@ -478,8 +478,6 @@ async fn unserved_services_fail_cleanly() {
         let unserved = [
             Step::line("lock mylock"),
             Step::line("elect myelection proposal"),
-            Step::line("lease grant 10"),
-            Step::line("lease list"),
             Step::line("defrag"),
             Step::args(&["snapshot", "save", &snapshot.display().to_string()]),
             Step::line("user list"),
