@@ -6,4 +6,3 @@ pub mod etcdctl;
 pub mod member;
 pub mod reference;
 pub mod scenario;
-pub mod watch_scenario;
