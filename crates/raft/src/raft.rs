@@ -649,11 +649,12 @@ impl<S: Storage> Raft<S> {
 
     /// A message from an older term.
     fn step_stale(&mut self, t: MessageType, m: &Message) {
-        if (self.check_quorum || self.pre_vote)
+        // A leader of an older term learns about newer terms from vote requests, unless
+        // pre-vote or the lease suppress them, or we never campaign (learner, removed node):
+        // then it would never step down, and we would never listen to it again. Tell it.
+        if (self.check_quorum || self.pre_vote || !self.promotable())
             && matches!(t, MessageType::MsgHeartbeat | MessageType::MsgApp)
         {
-            // A leader of an older term that cannot learn our term through votes (pre-vote
-            // or lease suppress them) would otherwise never step down; tell it.
             let mut resp = Message::new(MessageType::MsgAppResp);
             resp.to = m.from;
             self.send(resp);

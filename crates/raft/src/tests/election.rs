@@ -330,3 +330,20 @@ fn stale_term_messages_are_answered_or_ignored() {
     assert!(r.msgs_after_persist.is_empty());
     assert_eq!((r.term, r.lead), (2, 2));
 }
+
+#[test]
+fn a_learner_tells_a_stale_leader_about_newer_terms() {
+    // Without pre-vote and check-quorum a stale leader normally learns newer terms from vote
+    // requests; a learner never campaigns, so it answers stale appends instead.
+    let mut net = Network::with_config(&[1, 2], &[3], |_| {});
+    net.campaign(1);
+    let r3 = &mut net.raw(3).raft;
+    r3.become_follower(5, 0);
+    r3.step(msg(MsgHeartbeat, 1, 3, 1)).unwrap();
+    let resp = r3.msgs_after_persist.pop().expect("answered");
+    assert_eq!((resp.msg_type(), resp.term), (MsgAppResp, 5));
+    let r2 = &mut net.raw(2).raft;
+    r2.become_follower(5, 0);
+    r2.step(msg(MsgHeartbeat, 1, 2, 1)).unwrap();
+    assert!(r2.msgs_after_persist.is_empty(), "a voter will campaign and tell it that way");
+}
