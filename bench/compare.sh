@@ -8,10 +8,10 @@
 #
 # Environment (defaults in brackets):
 #   RUNS [3]                runs per server and workload (medians are reported)
-#   PUT1_TOTAL [10000]      put, 1 client, 256-byte values
-#   PUTN_TOTAL [100000]     put, 1000 clients on 100 conns
-#   RANGE_TOTAL [100000]    range of one key, 1000 clients, l and s
-#   CLUSTER_TOTAL [50000]   put, 1000 clients, 3 members
+#   PUT1_TOTAL [20000]      put, 1 client, 256-byte values
+#   PUTN_TOTAL [200000]     put, 1000 clients on 100 conns
+#   RANGE_TOTAL [200000]    range of one key, 1000 clients, l and s
+#   CLUSTER_TOTAL [100000]  put, 1000 clients, 3 members
 #   KEY_SPACE [100000]      distinct keys written by the put workloads
 #   SNAPSHOT_COUNT [100000] --snapshot-count for both servers (etcd 3.4's default)
 #   ETCD [/usr/bin/etcd]    the reference binary
@@ -32,10 +32,10 @@ if [[ ${QUICK:-0} == 1 ]]; then
     : "${PUT1_TOTAL:=1000}" "${PUTN_TOTAL:=10000}" "${RANGE_TOTAL:=10000}" "${CLUSTER_TOTAL:=5000}" "${MAX_SECONDS:=5}"
 fi
 RUNS=${RUNS:-3}
-PUT1_TOTAL=${PUT1_TOTAL:-10000}
-PUTN_TOTAL=${PUTN_TOTAL:-100000}
-RANGE_TOTAL=${RANGE_TOTAL:-100000}
-CLUSTER_TOTAL=${CLUSTER_TOTAL:-50000}
+PUT1_TOTAL=${PUT1_TOTAL:-20000}
+PUTN_TOTAL=${PUTN_TOTAL:-200000}
+RANGE_TOTAL=${RANGE_TOTAL:-200000}
+CLUSTER_TOTAL=${CLUSTER_TOTAL:-100000}
 KEY_SPACE=${KEY_SPACE:-100000}
 MAX_SECONDS=${MAX_SECONDS:-20}
 SNAPSHOT_COUNT=${SNAPSHOT_COUNT:-100000}
@@ -138,9 +138,15 @@ measure() {
     fi
     local cmd=("$BENCH_BIN" --endpoints "$ENDPOINTS" --max-seconds "$MAX_SECONDS" --json "$@")
     echo "${cmd[*]}" >>"$COMMANDS"
-    local before json status=0
+    local before json status=0 client_before client_after
     before=$(cpu_ticks)
+    # `times` must run in this shell (a subshell has its own counters); its second
+    # line is the CPU of waited-for children, which includes the bench below.
+    times >"$WORK/times"
+    client_before=$(tail -n 1 "$WORK/times")
     json=$(timeout "$BENCH_TIMEOUT" "${cmd[@]}" 2>"$WORK/bench.err") || status=$?
+    times >"$WORK/times"
+    client_after=$(tail -n 1 "$WORK/times")
     local ticks=$(($(cpu_ticks) - before)) rss disk
     rss=$(rss_kib)
     disk=$(disk_kib)
@@ -149,16 +155,22 @@ measure() {
         log "$server $workload run $run failed (exit $status): $(head -c 300 "$WORK/bench.err")"
         json='{}'
     fi
-    python3 - "$server" "$workload" "$run" "$ticks" "$CLK_TCK" "$rss" "$disk" "$json" >>"$RESULTS" <<'EOF'
-import json, sys
-server, workload, run, ticks, tck, rss, disk, raw = sys.argv[1:]
+    python3 - "$server" "$workload" "$run" "$ticks" "$CLK_TCK" "$rss" "$disk" "$json" \
+        "$client_before" "$client_after" >>"$RESULTS" <<'EOF'
+import json, re, sys
+server, workload, run, ticks, tck, rss, disk, raw, client_before, client_after = sys.argv[1:]
+
+def seconds(times):  # bash `times` line for children: "0m1.234s 0m0.567s"
+    return sum(int(m) * 60 + float(s) for m, s in re.findall(r"(\d+)m([\d.]+)s", times))
+
 r = json.loads(raw)
 ok = r.get("ok", 0)
 lat = r.get("latency_ms", {})
 nan = float("nan")
 cpu = int(ticks) / int(tck) / (ok / 10000) if ok else nan
+client_cpu = (seconds(client_after) - seconds(client_before)) / (ok / 10000) if ok else nan
 row = [server, workload, run, ok, r.get("requests_per_sec", nan), lat.get("p50", nan), lat.get("p99", nan),
-       int(rss) / 1024, cpu, int(disk) / 1024, r.get("errors_total", nan)]
+       int(rss) / 1024, cpu, client_cpu, int(disk) / 1024, r.get("errors_total", nan)]
 print("\t".join(str(x) for x in row))
 EOF
     log "$server $workload run $run: $(tail -n 1 "$RESULTS" | cut -f4-)"
@@ -173,7 +185,8 @@ WORKLOADS=(
     "put-3m-1000c|3|--conns 100 --clients 1000 --total $CLUSTER_TOTAL --target-leader put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
 )
 
-printf 'server\tworkload\trun\tok\treq_per_s\tp50_ms\tp99_ms\trss_mib\tcpu_s_per_10k\tdata_dir_mib\terrors\n' >"$RESULTS"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+printf 'server\tworkload\trun\tok\treq_per_s\tp50_ms\tp99_ms\trss_mib\tcpu_s_per_10k\tbench_cpu_s_per_10k\tdata_dir_mib\terrors\n' >"$RESULTS"
 : >"$COMMANDS"
 log "data dirs under $WORK; $RUNS runs; totals put-1c=$PUT1_TOTAL put-1000c=$PUTN_TOTAL range=$RANGE_TOTAL 3m=$CLUSTER_TOTAL; at most ${MAX_SECONDS}s each"
 for ((run = 1; run <= RUNS; run++)); do
@@ -188,12 +201,13 @@ for ((run = 1; run <= RUNS; run++)); do
     done
 done
 
-python3 - "$RESULTS" "$COMMANDS" "$OUT" "$RUNS" "$WORK" "$ETCD" "$OXETCD_BIN" "$ROOT" <<'EOF'
+LOAD_BEFORE=$LOAD_BEFORE python3 - "$RESULTS" "$COMMANDS" "$OUT" "$RUNS" "$WORK" "$ETCD" "$OXETCD_BIN" "$ROOT" <<'EOF'
 import csv, os, platform, statistics, subprocess, sys, datetime
 results, commands, out, runs, work, etcd, oxetcd, root = sys.argv[1:]
 rows = list(csv.DictReader(open(results), delimiter="\t"))
 metrics = [("req_per_s", "throughput (req/s)"), ("p50_ms", "p50 latency (ms)"), ("p99_ms", "p99 latency (ms)"),
            ("rss_mib", "server RSS, peak (MiB)"), ("cpu_s_per_10k", "server CPU s / 10k req"),
+           ("bench_cpu_s_per_10k", "bench client CPU s / 10k req"),
            ("data_dir_mib", "data dir (MiB)"), ("errors", "errors (sum of runs)")]
 workloads = list(dict.fromkeys(r["workload"] for r in rows))
 
@@ -234,7 +248,8 @@ Workloads: `put-1c` one client, 256-byte values; `put-1000c` 1000 clients on 100
 100 connections; `put-3m-1000c` 3 members on 127.0.0.1-3, 1000 clients on 100 connections to
 the leader (`--target-leader`). Each measurement starts a fresh cluster in a fresh data dir.
 RSS is VmHWM after the run (summed over members for 3 members), CPU is utime+stime of the
-server process(es) during the benchmark only, data dir is `du -sk` after the run (WAL
+server process(es) during the benchmark only (the load generator's own CPU is shown too: on a
+small machine it competes with the server for the same cores), data dir is `du -sk` after the run (WAL
 segments are preallocated by both servers). A benchmark stops at its total or after
 `--max-seconds` (see the `ok` column of the raw runs), so a slow server writes fewer keys.
 """)
@@ -245,6 +260,8 @@ rev = os.environ.get("OXETCD_REV") or sh(f"git -C {root} describe --always --dir
 o.append("## Machine\n")
 o.append(f"- nproc: {os.cpu_count()}; CPU:{cpu}")
 o.append(f"- kernel: {platform.release()}; date: {sh('date -u')}")
+o.append(f"- load average (1/5/15 min) before the run: {os.environ['LOAD_BEFORE']}, after: "
+         f"{' '.join(open('/proc/loadavg').read().split()[:3])} (other work on the machine skews both servers)")
 o.append(f"- data dirs (same filesystem for both servers): `{disk}`")
 o.append(f"- {etcd_version} ({etcd}); oxetcd: git {rev} ({oxetcd})")
 o.append("\n## Raw runs\n")
