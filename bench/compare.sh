@@ -134,7 +134,9 @@ measure() {
     start "$server" "$members"
     if [[ $workload == range-* ]]; then
         # The key the range workloads read: put's key 0 with --key-size 3 is "000".
-        "$BENCH_BIN" --endpoints "$ENDPOINTS" --total 1 put --key-size 3 --val-size 256 >/dev/null
+        local setup=("$BENCH_BIN" --endpoints "$ENDPOINTS" --total 1 put --key-size 3 --val-size 256)
+        echo "${setup[*]}" >>"$COMMANDS"
+        "${setup[@]}" >/dev/null
     fi
     local cmd=("$BENCH_BIN" --endpoints "$ENDPOINTS" --max-seconds "$MAX_SECONDS" --json "$@")
     echo "${cmd[*]}" >>"$COMMANDS"
@@ -171,7 +173,7 @@ cpu = int(ticks) / int(tck) / (ok / 10000) if ok else nan
 client_cpu = (seconds(client_after) - seconds(client_before)) / (ok / 10000) if ok else nan
 row = [server, workload, run, ok, r.get("requests_per_sec", nan), lat.get("p50", nan), lat.get("p99", nan),
        int(rss) / 1024, cpu, client_cpu, int(disk) / 1024, r.get("errors_total", nan)]
-print("\t".join(str(x) for x in row))
+print("\t".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in row))
 EOF
     log "$server $workload run $run: $(tail -n 1 "$RESULTS" | cut -f4-)"
 }
