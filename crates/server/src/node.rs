@@ -143,7 +143,10 @@ impl RaftLoop {
                 // After a long stall, tick once and resynchronize rather than burst.
                 next_tick = (next_tick + self.tick).max(now);
             }
-            if self.node.has_ready() {
+            // Advancing can make the next Ready ready at once (a single member's entry
+            // commits once persisted): handle them all before waiting for input, or a
+            // lone proposal would wait for the next tick.
+            while self.node.has_ready() {
                 let ready = self.node.ready();
                 self.on_ready(ready)?;
             }
