@@ -6,3 +6,4 @@ pub mod etcdctl;
 pub mod member;
 pub mod reference;
 pub mod scenario;
+pub mod watch_scenario;

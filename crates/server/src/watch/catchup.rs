@@ -157,7 +157,10 @@ fn with_tail(
 /// the ones that reached the hub's revision to the synced group.
 fn finish(inner: &mut Inner, plan: &Round, events: &[Event], to: i64) {
     for &(slot, uid) in &plan.chosen {
-        let Some(w) = inner.watcher(slot).filter(|w| w.uid == uid && w.place == Place::Unsynced)
+        // A watcher further ahead than this round read waits for a later round.
+        let Some(w) = inner
+            .watcher(slot)
+            .filter(|w| w.uid == uid && w.place == Place::Unsynced && w.next_rev <= to)
         else {
             continue;
         };

@@ -262,3 +262,26 @@ async fn an_idle_watcher_costs_under_a_kibibyte() {
     let d = next(&mut rx).await;
     assert_eq!((d.watch_id, d.revision), (54321, rev));
 }
+
+#[tokio::test]
+async fn watchers_far_apart_in_history_each_get_their_events_once() {
+    let f = fixture();
+    let first = f.put("far", "0");
+    for i in 1..2500 {
+        f.put("far", &i.to_string());
+    }
+    let (stream, mut rx) = f.hub.open_stream().unwrap();
+    let early = f.watch(stream, "far", "", first, Filters::default());
+    let late = f.watch(stream, "far", "", first + 2400, Filters::default());
+    let last = f.store.current_revision();
+    let mut expected = std::collections::HashMap::from([(early, first), (late, first + 2400)]);
+    while expected.values().any(|&next| next <= last) {
+        let d = next(&mut rx).await;
+        let next_rev = expected.get_mut(&d.watch_id).expect("a known watcher");
+        for (_, rev) in keys_and_revs(&d.events) {
+            assert_eq!(rev, *next_rev, "watcher {} in order, once", d.watch_id);
+            *next_rev += 1;
+        }
+    }
+    assert!(rx.try_recv().is_err());
+}
