@@ -413,3 +413,66 @@ mod guarantees {
         cluster.stop_all().await;
     }
 }
+
+/// 100,000 watchers on one stream of one member, and what an idle one costs: the
+/// growth of this process's resident memory (server and client together, so an upper
+/// bound) per watcher.
+mod scale {
+    use oxetcd_api::etcdserverpb::kv_client::KvClient;
+    use oxetcd_api::etcdserverpb::watch_request::RequestUnion;
+    use oxetcd_api::etcdserverpb::{PutRequest, WatchCreateRequest};
+    use oxetcd_tests::member::TestMember;
+    use oxetcd_tests::watch_scenario::{WatchStream, watch};
+
+    const WATCHERS: usize = 100_000;
+    /// Creates in flight at once.
+    const BATCH: usize = 1000;
+
+    fn rss_bytes() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    fn key(i: usize) -> String {
+        format!("/registry/pods/default/pod-{i:06}")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hundred_thousand_idle_watchers_on_one_member() {
+        let member = TestMember::start(&[]).await;
+        let mut stream = WatchStream::open(&member.endpoint).await;
+        // Warm the stream and the allocator's arenas before measuring.
+        assert!(stream.create(watch("warm", b"")).await.created);
+        let before = rss_bytes();
+        for batch in (0..WATCHERS).step_by(BATCH) {
+            for i in batch..batch + BATCH {
+                let create: WatchCreateRequest = watch(&key(i), b"");
+                stream.send(RequestUnion::CreateRequest(create)).await;
+            }
+            for _ in 0..BATCH {
+                let created = stream.next().await;
+                assert!(created.created && !created.canceled, "{created:?}");
+            }
+        }
+        let per_watcher = rss_bytes().saturating_sub(before) / WATCHERS as u64;
+        println!("idle watcher over gRPC (server + client RSS growth): {per_watcher} bytes");
+        assert!(per_watcher < 1024, "{per_watcher} bytes per idle watcher");
+
+        let mut kv = KvClient::connect(member.endpoint.clone()).await.expect("connect");
+        let put = PutRequest {
+            key: key(54_321).into_bytes().into(),
+            value: "x".into(),
+            ..Default::default()
+        };
+        kv.put(put).await.expect("put");
+        let event = stream.next().await;
+        // Watch ids count from 0 per stream; the warm-up watcher took 0.
+        assert_eq!((event.watch_id, event.events.len()), (54_322, 1));
+        drop(stream);
+        member.stop().await;
+    }
+}
