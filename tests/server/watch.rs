@@ -11,6 +11,19 @@ async fn watch_semantics_match_etcd() {
     member.stop().await;
 }
 
+/// Open watch streams end when their member closes, so closing does not wait out the
+/// listeners' grace period (5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_member_ends_its_watch_streams() {
+    let member = TestMember::start(&[]).await;
+    let mut stream = watch_scenario::WatchStream::open(&member.endpoint).await;
+    assert!(stream.create(watch_scenario::watch("k", b"")).await.created);
+    let started = std::time::Instant::now();
+    member.stop().await;
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(4), "closing waited {took:?} for a watch stream");
+}
+
 /// The committed history, recorded from write responses, and the events etcd derives
 /// from it.
 mod history {
