@@ -387,6 +387,9 @@ async fn publish_attributes(server: Arc<EtcdServer>) {
             ClusterMemberAttrSetRequest { member_id, member_attributes: Some(attributes.clone()) };
         match server.propose(|r| r.cluster_member_attr_set = Some(request)).await {
             Ok(_) => {
+                // A leader records the cluster version before serving, so clients never
+                // see the log without it (etcd's leader sets it right after starting).
+                propose_cluster_version(&server).await;
                 server.shared.ready.send_replace(true);
                 tracing::info!(
                     member = %hex(member_id),
@@ -408,26 +411,31 @@ async fn publish_attributes(server: Arc<EtcdServer>) {
 const CLUSTER_VERSION_CHECK: Duration = Duration::from_millis(200);
 
 /// On the leader, once this member is ready: records the cluster version through the
-/// log if nobody has yet (etcd's leader does this after it starts). Ends with the server.
+/// log if nobody has yet (a leader elected after the first one published). Ends with the
+/// server.
 async fn set_cluster_version(server: Weak<EtcdServer>) {
     loop {
-        tokio::time::sleep(CLUSTER_VERSION_CHECK).await;
         let Some(server) = server.upgrade() else { return };
         if server.is_stopped() {
             return;
         }
-        let ready = *server.shared.ready.borrow();
-        if !ready || !server.is_leader() || server.shared.membership().cluster_version().is_some() {
-            continue;
+        if *server.shared.ready.borrow() {
+            propose_cluster_version(&server).await;
         }
-        tracing::info!(
-            cluster_version = ETCD_CLUSTER_VERSION,
-            "setting up initial cluster version"
-        );
-        let set = ClusterVersionSetRequest { ver: ETCD_CLUSTER_VERSION.to_string() };
-        if let Err(e) = server.propose(|r| r.cluster_version_set = Some(set)).await {
-            tracing::debug!(error = %e, "setting the cluster version failed; retrying");
-        }
+        drop(server);
+        tokio::time::sleep(CLUSTER_VERSION_CHECK).await;
+    }
+}
+
+/// Proposes the cluster version if this member leads and it is not set yet.
+async fn propose_cluster_version(server: &EtcdServer) {
+    if !server.is_leader() || server.shared.membership().cluster_version().is_some() {
+        return;
+    }
+    tracing::info!(cluster_version = ETCD_CLUSTER_VERSION, "setting up initial cluster version");
+    let set = ClusterVersionSetRequest { ver: ETCD_CLUSTER_VERSION.to_string() };
+    if let Err(e) = server.propose(|r| r.cluster_version_set = Some(set)).await {
+        tracing::debug!(error = %e, "setting the cluster version failed; retrying");
     }
 }
 
