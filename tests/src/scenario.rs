@@ -42,7 +42,8 @@ fn key_value(e: Expected<'_>) -> KeyValue {
     }
 }
 
-fn put(key: &str, value: &str) -> PutRequest {
+/// A plain put of `key` = `value`.
+pub fn put(key: &str, value: &str) -> PutRequest {
     PutRequest {
         key: key.as_bytes().to_vec().into(),
         value: value.as_bytes().to_vec().into(),

@@ -10,7 +10,7 @@ use oxetcd_api::etcdserverpb::watch_client::WatchClient;
 use oxetcd_api::etcdserverpb::watch_create_request::FilterType;
 use oxetcd_api::etcdserverpb::watch_request::RequestUnion;
 use oxetcd_api::etcdserverpb::{
-    CompactionRequest, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, WatchCancelRequest,
+    CompactionRequest, DeleteRangeRequest, RequestOp, TxnRequest, WatchCancelRequest,
     WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
 };
 use oxetcd_api::mvccpb::event::EventType;
@@ -18,7 +18,7 @@ use oxetcd_api::mvccpb::{Event, KeyValue};
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 
-use crate::scenario::prefix_end;
+use crate::scenario::{prefix_end, put};
 
 /// How long a response may take before a test fails.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -119,14 +119,6 @@ fn delete_event(key: &str, mod_revision: i64, prev_kv: Option<KeyValue>) -> Even
 
 fn put_op(key: &str, value: &str) -> RequestOp {
     RequestOp { request: Some(Request::RequestPut(put(key, value))) }
-}
-
-fn put(key: &str, value: &str) -> PutRequest {
-    PutRequest {
-        key: key.as_bytes().to_vec().into(),
-        value: value.as_bytes().to_vec().into(),
-        ..Default::default()
-    }
 }
 
 fn revision(response: &WatchResponse) -> i64 {
