@@ -149,6 +149,7 @@ mod guarantees {
         end: &'static str,
         start: i64,
         prev_kv: bool,
+        progress_notify: bool,
         got: Vec<Event>,
     }
 
@@ -159,7 +160,16 @@ mod guarantees {
             } else {
                 watch(self.key, self.end.as_bytes())
             };
-            WatchCreateRequest { start_revision: self.start, prev_kv: self.prev_kv, ..base }
+            WatchCreateRequest {
+                start_revision: self.start,
+                prev_kv: self.prev_kv,
+                progress_notify: self.progress_notify,
+                ..base
+            }
+        }
+
+        fn with_progress_notify(self) -> Spec {
+            Spec { progress_notify: true, ..self }
         }
     }
 
@@ -273,7 +283,7 @@ mod guarantees {
     }
 
     fn spec(key: &'static str, end: &'static str, start: i64, prev_kv: bool) -> Spec {
-        Spec { key, end, start, prev_kv, got: Vec::new() }
+        Spec { key, end, start, prev_kv, progress_notify: false, got: Vec::new() }
     }
 
     /// Concurrent writers, live and historical watchers (prefix, single key, range,
@@ -361,6 +371,118 @@ mod guarantees {
         assert!(!fresh.is_empty());
         collect(&mut again, &mut specs, &all).await;
         drop(again);
+        member.stop().await;
+    }
+
+    /// With `--experimental-watch-progress-notify-interval=200ms`, watchers that asked for
+    /// progress notifications get them periodically while writes come and go, and only
+    /// they do. A notification at revision R says the watcher has every event up to R:
+    /// checked against the committed history, it never runs ahead of the events
+    /// delivered before it, nor behind them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn periodic_progress_notifications_never_run_ahead_of_delivered_events() {
+        let member =
+            TestMember::start(&["--experimental-watch-progress-notify-interval=200ms"]).await;
+        let endpoint = member.endpoint.clone();
+        let mut stream = WatchStream::open(&endpoint).await;
+        let mut specs = create_all(
+            &mut stream,
+            vec![
+                spec("h/", "h0", 0, false).with_progress_notify(),
+                spec("h/3", "", 0, true).with_progress_notify(),
+                // Never gets an event.
+                spec("quiet/", "quiet0", 0, false).with_progress_notify(),
+                // Did not ask: never gets a notification.
+                spec("h/", "h0", 0, false),
+            ],
+        )
+        .await;
+        let mut asked: Vec<i64> =
+            specs.iter().filter(|(_, s)| s.progress_notify).map(|(&id, _)| id).collect();
+        // Joining while writes go on, these catch up from history first: no notification
+        // may come before they are synced.
+        let mut late = vec![
+            spec("h/", "h0", 2, true).with_progress_notify(),
+            spec("h/5", "", 1, false).with_progress_notify(),
+        ];
+        let join_at = tokio::time::Instant::now() + Duration::from_millis(1200);
+        let mut joining = std::collections::VecDeque::new();
+
+        // Bursts of writes with pauses longer than the interval in between, so ticks
+        // fall both among events and in quiet spells.
+        let history = Arc::new(Mutex::new(History::default()));
+        let mut writes = tokio::spawn({
+            let (endpoint, history) = (endpoint.clone(), history.clone());
+            async move {
+                for burst in 0..12 {
+                    writer(endpoint.clone(), burst, 6, history.clone()).await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        });
+
+        // (watch id, revision, events the watcher had received before it).
+        let mut notifications: Vec<(i64, i64, usize)> = Vec::new();
+        let mut last = None;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            // Once the writes are done, read on until every watcher that asked has been
+            // told it is at the last revision.
+            if last.is_none() && writes.is_finished() {
+                (&mut writes).await.expect("writer");
+                last = Some(*history.lock().unwrap().revisions.keys().last().expect("writes"));
+            }
+            if let Some(rev) = last
+                && asked
+                    .iter()
+                    .all(|id| notifications.iter().any(|&(n, at, _)| n == *id && at >= rev))
+            {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no progress to the last revision");
+            if !late.is_empty() && tokio::time::Instant::now() >= join_at {
+                for spec in late.drain(..) {
+                    stream.send(RequestUnion::CreateRequest(spec.request())).await;
+                    joining.push_back(spec);
+                }
+            }
+            let Some(response) = stream.try_next(Duration::from_millis(100)).await else {
+                continue;
+            };
+            assert!(!response.canceled, "{response:?}");
+            if response.created {
+                asked.push(response.watch_id);
+                specs.insert(response.watch_id, joining.pop_front().expect("a create sent"));
+                continue;
+            }
+            let spec = specs.get_mut(&response.watch_id).expect("a known watcher");
+            if response.events.is_empty() {
+                let rev = response.header.as_ref().map_or(0, |h| h.revision);
+                notifications.push((response.watch_id, rev, spec.got.len()));
+            } else {
+                spec.got.extend(response.events);
+            }
+        }
+
+        let all = history.lock().unwrap().events();
+        for (id, s) in &specs {
+            let expected = history::expected(&all, s.key, s.end, s.start, s.prev_kv);
+            assert_eq!(s.got, expected, "watcher {id} ({} {}) from {}", s.key, s.end, s.start);
+            let mine: Vec<&(i64, i64, usize)> =
+                notifications.iter().filter(|(n, ..)| n == id).collect();
+            if !s.progress_notify {
+                assert!(mine.is_empty(), "watcher {id} did not ask for notifications: {mine:?}");
+                continue;
+            }
+            // Several ticks, not one lucky response: the notifications are periodic.
+            assert!(mine.len() >= 3, "watcher {id} got {} notifications", mine.len());
+            for &&(_, rev, before) in &mine {
+                let due = expected.iter().filter(|e| history::rev(e) <= rev).count();
+                assert!(before >= due, "watcher {id}: progress at {rev} ran ahead of its events");
+                assert_eq!(before, due, "watcher {id}: progress at {rev} behind delivered events");
+            }
+        }
+        drop(stream);
         member.stop().await;
     }
 

@@ -15,6 +15,7 @@
 //! Unknown flags and invalid values fail with a message naming where the value came from.
 //! Notices and warnings go to stderr before logging starts, as etcd's do.
 
+mod duration;
 mod sources;
 
 use std::ffi::OsString;
@@ -28,14 +29,23 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 use crate::membership::InitialMember;
 use crate::server::ETCD_VERSION;
+use duration::GoDuration;
 use sources::{Setting, Source};
 
 const MEMBER: &str = "Member";
 const CLUSTERING: &str = "Clustering";
 const LOGGING: &str = "Logging";
+const EXPERIMENTAL: &str = "Experimental feature";
 
 /// etcd's upper bound on `--election-timeout`, in milliseconds.
 const MAX_ELECTION_MS: u64 = 50_000;
+/// Shorter progress intervals are raised to this, as etcd does.
+const MIN_WATCH_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+/// etcd's default `--experimental-watch-progress-notify-interval`, used for a zero or
+/// negative value as etcd does.
+const DEFAULT_WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// etcd's interval between checkpoints of one lease (3.4 has no flag for it).
+pub const DEFAULT_LEASE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// What `--version` prints after the program name.
 static VERSION: LazyLock<String> = LazyLock::new(|| {
@@ -60,7 +70,9 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
     after_help = "Every flag can also be set by an environment variable: ETCD_ and the flag's \
                   name in upper case, '-' as '_' (--data-dir is ETCD_DATA_DIR). A flag given \
                   both ways is an error. With --config-file, the file is the only source: \
-                  other flags and ETCD_* variables are ignored."
+                  other flags and ETCD_* variables are ignored.",
+    mut_arg("enable_v2", etcd_bool),
+    mut_arg("experimental_enable_lease_checkpoint", etcd_bool)
 )]
 struct Values {
     /// Path to a YAML configuration file whose keys are the flag names. When given,
@@ -187,16 +199,7 @@ struct Values {
     )]
     advertise_client_urls: String,
     /// Serve etcd's v2 API: oxetcd serves only v3, so only 'false' is accepted.
-    #[arg(
-        long = "enable-v2",
-        value_name = "BOOL",
-        default_value_t = false,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        action = clap::ArgAction::Set,
-        help_heading = CLUSTERING
-    )]
+    #[arg(long = "enable-v2", default_value_t = false, help_heading = CLUSTERING)]
     enable_v2: bool,
 
     /// Specify 'zap' for structured (JSON) logging or 'text' for human-readable lines.
@@ -205,6 +208,33 @@ struct Values {
     /// Configures log level.
     #[arg(long = "log-level", value_name = "LEVEL", default_value = "info", help_heading = LOGGING)]
     log_level: LogLevel,
+
+    /// Enable the leader to record leases' remaining TTLs in the log, so a new leader (or
+    /// a restart) continues each lease from there instead of granting it a full TTL again.
+    #[arg(
+        long = "experimental-enable-lease-checkpoint",
+        default_value_t = false,
+        help_heading = EXPERIMENTAL
+    )]
+    experimental_enable_lease_checkpoint: bool,
+    /// Duration of periodic watch progress notifications, in Go's syntax (10m, 5s, 200ms).
+    #[arg(
+        long = "experimental-watch-progress-notify-interval",
+        value_name = "DURATION",
+        default_value = "10m",
+        help_heading = EXPERIMENTAL
+    )]
+    experimental_watch_progress_notify_interval: GoDuration,
+}
+
+/// etcd's boolean flags: `--flag` alone is true and `--flag=false` false; a separate
+/// value is not taken, so `--flag next-arg` never swallows the next argument.
+fn etcd_bool(arg: clap::Arg) -> clap::Arg {
+    arg.value_name("BOOL")
+        .num_args(0..=1)
+        .require_equals(true)
+        .default_missing_value("true")
+        .action(clap::ArgAction::Set)
 }
 
 /// The command line as parsed: the flags it gives, checked by clap, not yet merged with
@@ -305,6 +335,13 @@ pub struct ServerConfig {
     pub max_txn_ops: usize,
     pub log_level: LogLevel,
     pub logger: Logger,
+    /// How often a watcher that asked for progress notifications gets one when idle.
+    pub watch_progress_notify_interval: Duration,
+    /// Whether the leader checkpoints leases' remaining TTLs through the log.
+    pub enable_lease_checkpoint: bool,
+    /// The wait between two checkpoints of a lease. Not a flag (etcd 3.4 has none): the
+    /// default is etcd's, and tests shorten it.
+    pub lease_checkpoint_interval: Duration,
 }
 
 /// A configuration mistake, reported before the server touches the disk.
@@ -452,6 +489,19 @@ impl Values {
                 self.quota_backend_bytes
             ));
         }
+        let watch_progress_notify_interval = match self
+            .experimental_watch_progress_notify_interval
+            .positive()
+        {
+            None => DEFAULT_WATCH_PROGRESS_INTERVAL,
+            Some(short) if short < MIN_WATCH_PROGRESS_INTERVAL => {
+                notices.push(format!(
+                        "warning: adjusting watch progress notify interval to minimum period {MIN_WATCH_PROGRESS_INTERVAL:?}"
+                    ));
+                MIN_WATCH_PROGRESS_INTERVAL
+            }
+            Some(interval) => interval,
+        };
         let initial_cluster = self
             .initial_cluster
             .clone()
@@ -479,6 +529,9 @@ impl Values {
             max_txn_ops: self.max_txn_ops,
             log_level: self.log_level,
             logger: self.logger,
+            watch_progress_notify_interval,
+            enable_lease_checkpoint: self.experimental_enable_lease_checkpoint,
+            lease_checkpoint_interval: DEFAULT_LEASE_CHECKPOINT_INTERVAL,
             name: self.name,
         })
     }

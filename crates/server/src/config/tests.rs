@@ -53,6 +53,9 @@ fn defaults_are_etcds() {
     assert_eq!((cfg.max_request_bytes, cfg.max_txn_ops), (1_572_864, 128));
     assert_eq!((cfg.log_level, cfg.logger), (LogLevel::Info, Logger::Zap));
     assert_eq!(cfg.request_timeout(), Duration::from_secs(7));
+    assert_eq!(cfg.watch_progress_notify_interval, Duration::from_secs(600));
+    assert!(!cfg.enable_lease_checkpoint);
+    assert_eq!(cfg.lease_checkpoint_interval, Duration::from_secs(300));
 }
 
 #[test]
@@ -122,6 +125,41 @@ fn an_unenforced_quota_is_reported() {
     assert_eq!(result.unwrap().quota_backend_bytes, 8_589_934_592);
     assert!(notices.iter().any(|n| n.contains("not enforced")), "{notices:?}");
     assert!(resolve(&[], &[]).1.is_empty());
+}
+
+#[test]
+fn the_watch_progress_interval_follows_etcds_rules() {
+    let interval = |args: &[&str]| {
+        let (result, notices) = resolve(args, &[]);
+        (result.unwrap().watch_progress_notify_interval, notices)
+    };
+    let flag = "--experimental-watch-progress-notify-interval";
+    assert_eq!(interval(&[flag, "1m30s"]).0, Duration::from_secs(90));
+    assert_eq!(interval(&[&format!("{flag}=200ms")]).0, Duration::from_millis(200));
+    // etcd keeps its default for a zero or negative interval, and raises a short one.
+    assert_eq!(interval(&[flag, "0"]).0, Duration::from_secs(600));
+    assert_eq!(interval(&[&format!("{flag}=-5s")]).0, Duration::from_secs(600));
+    let (short, notices) = interval(&[flag, "10ms"]);
+    assert_eq!(short, Duration::from_millis(100));
+    assert!(notices.iter().any(|n| n.contains("minimum period 100ms")), "{notices:?}");
+
+    let (result, _) = resolve(&[], &[("ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", "5s")]);
+    assert_eq!(result.unwrap().watch_progress_notify_interval, Duration::from_secs(5));
+    let (result, _) = resolve(&[], &[("ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", "10")]);
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("time: missing unit in duration \"10\""), "{err}");
+    assert!(Flags::try_parse_from(["oxetcd", flag, "10"]).is_err());
+}
+
+#[test]
+fn lease_checkpoints_are_a_boolean_flag_like_etcds() {
+    let enabled = |args: &[&str], env: &[(&str, &str)]| {
+        resolve(args, env).0.map(|cfg| cfg.enable_lease_checkpoint)
+    };
+    assert_eq!(enabled(&["--experimental-enable-lease-checkpoint"], &[]), Ok(true));
+    assert_eq!(enabled(&["--experimental-enable-lease-checkpoint=false"], &[]), Ok(false));
+    assert_eq!(enabled(&[], &[("ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT", "true")]), Ok(true));
+    assert!(enabled(&[], &[("ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT", "yes")]).is_err());
 }
 
 #[test]
@@ -203,6 +241,8 @@ advertise-client-urls: http://127.0.0.1:12379
 enable-v2: false
 logger: text
 log-level: warn
+experimental-enable-lease-checkpoint: true
+experimental-watch-progress-notify-interval: 2m
 ";
 
 #[test]
@@ -224,6 +264,8 @@ fn the_config_file_sets_every_key() {
     assert_eq!(cfg.initial_cluster_token, "1234", "a number is read as the string it is");
     assert_eq!(cfg.advertise_client_urls, ["http://127.0.0.1:12379"]);
     assert_eq!((cfg.logger, cfg.log_level), (Logger::Text, LogLevel::Warn));
+    assert!(cfg.enable_lease_checkpoint);
+    assert_eq!(cfg.watch_progress_notify_interval, Duration::from_secs(120));
     assert!(notices.iter().any(|n| n.starts_with("loaded the configuration from")), "{notices:?}");
 
     // Every flag is a key of the file, so this test covers them all.
@@ -302,7 +344,7 @@ fn help_lists_every_flag_in_etcds_groups() {
     for flag in flag_names() {
         assert!(help.contains(&format!("--{flag}")), "--help lacks --{flag}");
     }
-    for heading in [MEMBER, CLUSTERING, LOGGING] {
+    for heading in [MEMBER, CLUSTERING, LOGGING, EXPERIMENTAL] {
         assert!(help.contains(&format!("{heading}:")), "--help lacks {heading}");
     }
     assert!(help.contains("ETCD_DATA_DIR"));

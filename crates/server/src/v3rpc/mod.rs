@@ -44,7 +44,7 @@ pub fn routes(server: Arc<EtcdServer>) -> Routes {
         LeaseServer::new(lease::LeaseService::new(server.clone())).max_decoding_message_size(limit),
     )
     .add_service(
-        WatchServer::new(watch::WatchService::new(server, watch::DEFAULT_PROGRESS_INTERVAL))
+        WatchServer::new(watch::WatchService::new(server))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
     )

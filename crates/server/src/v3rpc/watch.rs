@@ -20,8 +20,6 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::server::EtcdServer;
 use crate::watch::{CreateWatch, Delivery, Filters, KeyRange, StreamId, WatchHub};
 
-/// etcd's default `--experimental-watch-progress-notify-interval`.
-pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// Responses buffered towards gRPC per stream; beyond it the stream's task waits.
 const OUT_QUEUE: usize = 16;
 /// Room etcd leaves for gRPC framing above `--max-request-bytes` when fragmenting.
@@ -33,14 +31,23 @@ const NO_WATCH_ID: i64 = -1;
 
 pub struct WatchService {
     server: Arc<EtcdServer>,
-    /// Periodic progress notifications for watchers that asked for them.
-    progress_interval: Duration,
 }
 
 impl WatchService {
-    pub fn new(server: Arc<EtcdServer>, progress_interval: Duration) -> WatchService {
-        WatchService { server, progress_interval }
+    pub fn new(server: Arc<EtcdServer>) -> WatchService {
+        WatchService { server }
     }
+}
+
+/// The period of a stream's progress notifications: the configured interval plus up to
+/// a tenth of it, different per stream, so streams opened together (a client restarting
+/// with many watchers) do not all get their notifications at the same moment (etcd
+/// adds a random jitter for the same reason).
+fn progress_period(interval: Duration, stream: StreamId) -> Duration {
+    let tenth = (interval.as_nanos() / 10).max(1);
+    // A multiplicative hash spreads consecutive stream ids over the whole tenth.
+    let spread = u128::from(stream.wrapping_mul(0x9e37_79b9_7f4a_7c15)) % tenth;
+    interval + Duration::from_nanos(spread as u64)
 }
 
 #[tonic::async_trait]
@@ -63,7 +70,8 @@ impl Watch for WatchService {
             out,
             deferred_progress: false,
         };
-        tokio::spawn(task.run(request.into_inner(), deliveries, self.progress_interval));
+        let period = progress_period(self.server.config().watch_progress_notify_interval, stream);
+        tokio::spawn(task.run(request.into_inner(), deliveries, period));
         Ok(Response::new(ReceiverStream::new(responses)))
     }
 }
@@ -88,6 +96,8 @@ impl StreamTask {
     ) {
         let start = tokio::time::Instant::now() + progress_interval;
         let mut progress = tokio::time::interval_at(start, progress_interval);
+        // A stream that was busy gets one notification, not a burst of missed ones.
+        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // A client that half-closes still gets its events, as in etcd.
         let mut reading = true;
         loop {
@@ -280,6 +290,15 @@ fn fragments(mut response: WatchResponse, max: usize) -> Vec<WatchResponse> {
 mod tests {
     use super::*;
     use oxetcd_api::mvccpb::KeyValue;
+
+    #[test]
+    fn progress_periods_spread_streams_over_a_tenth_of_the_interval() {
+        let interval = Duration::from_millis(200);
+        let periods: Vec<Duration> = (0..100).map(|s| progress_period(interval, s)).collect();
+        assert!(periods.iter().all(|p| *p >= interval && *p < interval + interval / 10));
+        let distinct: std::collections::BTreeSet<_> = periods.iter().collect();
+        assert!(distinct.len() > 90, "streams share periods: {}", distinct.len());
+    }
 
     #[test]
     fn fragments_keep_every_event_in_order_below_the_limit() {
