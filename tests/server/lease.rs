@@ -1,15 +1,17 @@
-//! Leases on oxetcd: grant, attach, time-to-live, revoke, expiry, keep-alive, and
-//! keep-alives through a follower and across a change of leader.
+//! Leases on oxetcd: grant, attach, time-to-live, revoke, expiry, keep-alive,
+//! keep-alives through a follower and across a change of leader, and checkpoints of
+//! remaining TTLs across a change of leader and a restart.
 
 use std::time::{Duration, Instant};
 
 use oxetcd_api::etcdserverpb::kv_client::KvClient;
 use oxetcd_api::etcdserverpb::lease_client::LeaseClient;
 use oxetcd_api::etcdserverpb::{
-    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
-    LeaseTimeToLiveRequest, PutRequest, RangeRequest,
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
+    LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
 };
-use oxetcd_tests::member::{TestCluster, TestMember};
+use oxetcd_server::config::ServerConfig;
+use oxetcd_tests::member::{TestCluster, TestMember, single_member_config};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -27,6 +29,20 @@ async fn ttl(endpoint: &str, id: i64) -> (i64, Vec<String>) {
     let req = LeaseTimeToLiveRequest { id, keys: true };
     let resp = lease_client(endpoint).await.lease_time_to_live(req).await.unwrap().into_inner();
     (resp.ttl, resp.keys.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect())
+}
+
+/// A keep-alive stream: requests go in through the sender, answers come out in order.
+async fn keep_alive_stream(
+    endpoint: &str,
+) -> (tokio::sync::mpsc::Sender<LeaseKeepAliveRequest>, tonic::Streaming<LeaseKeepAliveResponse>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let answers = lease_client(endpoint)
+        .await
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    (tx, answers)
 }
 
 async fn put_with_lease(endpoint: &str, key: &str, lease: i64) -> Result<i64, tonic::Status> {
@@ -120,13 +136,7 @@ async fn an_abandoned_lease_expires_and_a_kept_one_does_not_and_both_survive_res
     put_with_lease(&ep, "kept", kept).await.unwrap();
     put_with_lease(&ep, "abandoned", abandoned).await.unwrap();
 
-    let mut client = lease_client(&ep).await;
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let mut answers = client
-        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let (tx, mut answers) = keep_alive_stream(&ep).await;
     // Expiry comes within TTL plus an election timeout after the last keep-alive.
     let deadline = Instant::now() + Duration::from_secs(3 + 1 + 3);
     while exists(&ep, "abandoned").await {
@@ -201,4 +211,78 @@ async fn keep_alives_through_a_follower_survive_the_leader_going_away() {
     );
     keeper.abort();
     cluster.stop_all().await;
+}
+
+const CHECKPOINTS: &str = "--experimental-enable-lease-checkpoint";
+
+/// A checkpoint interval of a second (etcd's is 5 minutes), so that 3.5 s into a 60 s
+/// lease a checkpoint with at most 58 s left has been taken.
+fn checkpoint_every_second(config: &mut ServerConfig) {
+    config.lease_checkpoint_interval = Duration::from_secs(1);
+}
+
+/// Long enough for checkpoints at 1 s and 2 s after a grant, with slack for the leader's
+/// check every 500 ms.
+const CHECKPOINTED: Duration = Duration::from_millis(3500);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_continues_a_lease_from_its_checkpoint() {
+    let mut cluster =
+        TestCluster::start_configured(3, &[CHECKPOINTS], checkpoint_every_second).await;
+    let leader = cluster.leader().await;
+    let (id, _) = grant(&cluster.endpoint(leader), 0, 60).await.unwrap();
+    tokio::time::sleep(CHECKPOINTED).await;
+    cluster.stop_member(leader).await;
+    let new_leader = cluster.leader().await;
+    let (left, _) = ttl(&cluster.endpoint(new_leader), id).await;
+    // Without the checkpoint, the new leader would start the lease over: 60 s plus its
+    // election timeout (1 s).
+    assert!((50..=59).contains(&left), "the new leader gave the lease {left} s");
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_continues_a_lease_from_its_checkpoint_only_when_enabled() {
+    for flags in [&[CHECKPOINTS][..], &[]] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = single_member_config(dir.path(), flags);
+        checkpoint_every_second(&mut config);
+        let member = TestMember::start_configured(dir, config).await;
+        let (id, _) = grant(&member.endpoint, 0, 60).await.unwrap();
+        tokio::time::sleep(CHECKPOINTED).await;
+        let member = TestMember::start_in(member.stop().await, flags).await;
+        let (left, _) = ttl(&member.endpoint, id).await;
+        if flags.is_empty() {
+            assert!(left >= 60, "without checkpoints a restart starts over, got {left} s");
+        } else {
+            assert!((50..=59).contains(&left), "the restarted member gave the lease {left} s");
+        }
+        member.stop().await;
+    }
+}
+
+/// A keep-alive clears the recorded remaining TTL through the log, so a lease its client
+/// kept alive starts with its full TTL on the next leader. Checked across restarts of a
+/// member that no longer checkpoints, so no later checkpoint hides a missing clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_clears_the_checkpoint_so_the_lease_starts_full_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = single_member_config(dir.path(), &[CHECKPOINTS]);
+    checkpoint_every_second(&mut config);
+    let member = TestMember::start_configured(dir, config).await;
+    let (id, _) = grant(&member.endpoint, 0, 60).await.unwrap();
+    tokio::time::sleep(CHECKPOINTED).await;
+
+    let member = TestMember::start_in(member.stop().await, &[]).await;
+    let (left, _) = ttl(&member.endpoint, id).await;
+    assert!(left <= 59, "the recorded checkpoint was lost: {left} s");
+    let (tx, mut answers) = keep_alive_stream(&member.endpoint).await;
+    tx.send(LeaseKeepAliveRequest { id }).await.unwrap();
+    assert_eq!(answers.message().await.unwrap().unwrap().ttl, 60);
+    drop((tx, answers));
+
+    let member = TestMember::start_in(member.stop().await, &[]).await;
+    let (left, _) = ttl(&member.endpoint, id).await;
+    assert!(left >= 60, "the kept-alive lease restarted with {left} s, not its full TTL");
+    member.stop().await;
 }

@@ -53,8 +53,14 @@ impl TestMember {
 
     /// Starts (or restarts) a member on the data dir inside `dir`.
     pub async fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> TestMember {
-        let member =
-            Member::start(single_member_config(dir.path(), extra)).await.expect("member starts");
+        let config = single_member_config(dir.path(), extra);
+        TestMember::start_configured(dir, config).await
+    }
+
+    /// Starts a member with a configuration built by [`single_member_config`] for `dir`
+    /// and then adjusted (for settings that are not flags).
+    pub async fn start_configured(dir: tempfile::TempDir, config: ServerConfig) -> TestMember {
+        let member = Member::start(config).await.expect("member starts");
         let endpoint = format!("http://{}", member.client_addrs[0]);
         TestMember { member, endpoint, dir }
     }
@@ -112,6 +118,8 @@ pub struct TestCluster {
     client_urls: Vec<String>,
     /// Flags added to every member's command line.
     extra: Vec<String>,
+    /// Applied to every member's configuration, for settings that are not flags.
+    adjust: fn(&mut ServerConfig),
     dir: tempfile::TempDir,
 }
 
@@ -122,6 +130,16 @@ impl TestCluster {
 
     /// A cluster whose members all get the `extra` flags.
     pub async fn start_with(n: usize, extra: &[&str]) -> TestCluster {
+        TestCluster::start_configured(n, extra, |_| {}).await
+    }
+
+    /// A cluster whose members all get the `extra` flags, then `adjust` on their
+    /// configuration.
+    pub async fn start_configured(
+        n: usize,
+        extra: &[&str],
+        adjust: fn(&mut ServerConfig),
+    ) -> TestCluster {
         init_test_logs();
         let dir = tempfile::tempdir().expect("temp dir");
         let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
@@ -130,7 +148,8 @@ impl TestCluster {
         let extra = extra.iter().map(|s| s.to_string()).collect();
         let members = (0..n).map(|_| None).collect();
         let client_urls = (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
-        let mut cluster = TestCluster { members, names, peer_urls, client_urls, extra, dir };
+        let mut cluster =
+            TestCluster { members, names, peer_urls, client_urls, extra, adjust, dir };
         for i in 0..n {
             cluster.start_member(i).await;
         }
@@ -167,10 +186,12 @@ impl TestCluster {
             initial.join(","),
         ];
         let args = args.into_iter().chain(self.extra.iter().cloned());
-        Flags::try_parse_from(args)
+        let mut config = Flags::try_parse_from(args)
             .expect("cluster flags parse")
             .into_config()
-            .expect("cluster flags are valid")
+            .expect("cluster flags are valid");
+        (self.adjust)(&mut config);
+        config
     }
 
     /// Starts (or restarts) member `i` on its data dir; does not wait for readiness.

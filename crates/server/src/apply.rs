@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 
 use bytes::Bytes;
-use oxetcd_api::etcdserverpb::{LeaseGrantResponse, Member};
+use oxetcd_api::etcdserverpb::{LeaseCheckpointRequest, LeaseGrantResponse, Member};
 use oxetcd_api::oxetcdpb::{ClusterState, InternalRaftRequest};
 use oxetcd_mvcc::{ApplyIndex, Store, StoreConfig, WriteResult};
 use oxetcd_raft::{
@@ -179,6 +179,8 @@ impl Applier {
             self.grant_lease(&store, grant.id, grant.ttl, at)
         } else if let Some(revoke) = request.lease_revoke {
             self.revoke_lease(&store, revoke.id, at)
+        } else if let Some(checkpoint) = request.lease_checkpoint {
+            self.checkpoint_leases(&store, checkpoint, at)
         } else if let Some(compaction) = request.compaction {
             store
                 .compact(compaction.revision, Some(at))
@@ -202,9 +204,7 @@ impl Applier {
     /// backend commit as the entry's index).
     fn grant_lease(&self, store: &Store, id: i64, ttl: i64, at: ApplyIndex) -> ApplyResult {
         let lease = self.shared.lessor.grant(id, ttl)?;
-        let row =
-            (Bytes::copy_from_slice(&id.to_be_bytes()), Some(Bytes::from(lease.encode_to_vec())));
-        store.aux_write(LEASE_TABLE, [row], Some(at))?;
+        store.aux_write(LEASE_TABLE, [lease.row()], Some(at))?;
         Ok(Applied::LeaseGrant(LeaseGrantResponse {
             header: None,
             id,
@@ -226,6 +226,24 @@ impl Applier {
             Some(at),
         )?;
         Ok(Applied::LeaseRevoke(store.current_revision()))
+    }
+
+    /// Committed checkpoints: each lease still there keeps its remaining TTL, in the
+    /// lessor and in the lease table, for the next leader or a restart to start from.
+    fn checkpoint_leases(
+        &self,
+        store: &Store,
+        request: LeaseCheckpointRequest,
+        at: ApplyIndex,
+    ) -> ApplyResult {
+        let rows: Vec<_> = request
+            .checkpoints
+            .iter()
+            .filter_map(|c| self.shared.lessor.checkpoint(c.id, c.remaining_ttl))
+            .map(|lease| lease.row())
+            .collect();
+        store.aux_write(LEASE_TABLE, rows, Some(at))?;
+        Ok(Applied::Done)
     }
 
     fn apply_conf_change(&mut self, cc: ConfChange) {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use oxetcd_api::etcdserverpb::ResponseHeader;
+use oxetcd_api::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest, ResponseHeader};
 use oxetcd_api::oxetcdpb::{
     ClusterMemberAttrSetRequest, ClusterVersionSetRequest, InternalRaftRequest, MemberAttributes,
     RequestHeader,
@@ -24,7 +24,10 @@ use crate::bootstrap::{self, StartError};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::id::IdGenerator;
-use crate::lease::{LEASE_TABLE, Lessor, MAX_REVOKES_PER_CHECK, StoredLease, SystemClock};
+use crate::lease::{
+    LEASE_TABLE, Lessor, MAX_CHECKPOINT_PROPOSALS_PER_CHECK, MAX_CHECKPOINTS_PER_PROPOSAL,
+    MAX_REVOKES_PER_CHECK, StoredLease, SystemClock,
+};
 use crate::node::{Input, RaftLoop, Retention, hex};
 use crate::peers::{RaftBridge, TransportOutbox};
 use crate::state::{ApplyResult, Shared};
@@ -74,10 +77,15 @@ impl EtcdServer {
             max_request_bytes: cfg.max_request_bytes,
             ..Default::default()
         };
-        let lessor = Arc::new(Lessor::new(
+        let lessor = Lessor::new(
             Lessor::min_ttl_for(cfg.election_ticks, cfg.heartbeat),
             Arc::new(SystemClock),
-        ));
+        );
+        let lessor = Arc::new(if cfg.enable_lease_checkpoint {
+            lessor.with_checkpoints(cfg.lease_checkpoint_interval)
+        } else {
+            lessor
+        });
         let backend_error = |error| StartError::Backend { path: backend.clone(), error };
         // The store reattaches every live key to its lease as it opens; the leases'
         // TTLs come from the lease table right after.
@@ -452,8 +460,34 @@ fn stored_leases(store: &Store) -> Result<Vec<StoredLease>, oxetcd_mvcc::Error> 
         .collect()
 }
 
+/// On the leader, with checkpoints enabled: records the remaining TTL of the leases
+/// whose checkpoint is due, in bounded batches and a bounded number of entries per check
+/// (etcd's checkpoint rate).
+async fn checkpoint_leases(server: &EtcdServer) {
+    for _ in 0..MAX_CHECKPOINT_PROPOSALS_PER_CHECK {
+        let due = server.lessor().due_checkpoints(MAX_CHECKPOINTS_PER_PROPOSAL);
+        let full = due.len() == MAX_CHECKPOINTS_PER_PROPOSAL;
+        if due.is_empty() {
+            return;
+        }
+        let checkpoints = due
+            .into_iter()
+            .map(|(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
+            .collect();
+        let request = LeaseCheckpointRequest { checkpoints };
+        if let Err(e) = server.propose(|r| r.lease_checkpoint = Some(request)).await {
+            // The leases are scheduled again; a new leader schedules its own anyway.
+            tracing::debug!(error = %e, "proposing lease checkpoints failed");
+        }
+        if !full {
+            return;
+        }
+    }
+}
+
 /// On the leader: revokes expired leases through the log, a bounded number per check so
-/// a mass expiry cannot flood it. Ends with the server.
+/// a mass expiry cannot flood it; checkpoints leases first, if enabled. Ends with the
+/// server.
 async fn revoke_expired_leases(server: Weak<EtcdServer>) {
     loop {
         tokio::time::sleep(LEASE_EXPIRY_CHECK).await;
@@ -461,6 +495,7 @@ async fn revoke_expired_leases(server: Weak<EtcdServer>) {
         if server.is_stopped() {
             return;
         }
+        checkpoint_leases(&server).await;
         for id in server.lessor().expired(MAX_REVOKES_PER_CHECK) {
             let revoke = oxetcd_api::etcdserverpb::LeaseRevokeRequest { id };
             match server.propose(|r| r.lease_revoke = Some(revoke)).await {

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use oxetcd_api::etcdserverpb::lease_client::LeaseClient;
 use oxetcd_api::etcdserverpb::lease_server::Lease;
 use oxetcd_api::etcdserverpb::{
-    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
-    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -41,6 +42,18 @@ impl LeaseService {
         LeaseClient::connect(url)
             .await
             .map_err(|e| Status::unavailable(format!("etcdserver: cannot reach the leader: {e}")))
+    }
+}
+
+/// Clears a renewed lease's recorded remaining TTL through the log before the keep-alive
+/// is answered, so a leader elected after the answer gives the lease its full TTL. A
+/// failure is logged and the keep-alive still answered, as etcd does: the client's next
+/// keep-alive retries.
+async fn clear_checkpoint(server: &EtcdServer, id: i64) {
+    let clear =
+        LeaseCheckpointRequest { checkpoints: vec![LeaseCheckpoint { id, remaining_ttl: 0 }] };
+    if let Err(e) = server.propose(|r| r.lease_checkpoint = Some(clear)).await {
+        tracing::debug!(lease = %format!("{id:016x}"), error = %e, "clearing a lease checkpoint failed");
     }
 }
 
@@ -113,7 +126,12 @@ impl Lease for LeaseService {
                     return;
                 }
                 let answer = match server.lessor().renew(req.id) {
-                    Ok(ttl) => Ok(ttl),
+                    Ok(renewed) => {
+                        if renewed.clear_checkpoint {
+                            clear_checkpoint(&server, req.id).await;
+                        }
+                        Ok(renewed.ttl)
+                    }
                     // etcd answers a keep-alive of an unknown lease with TTL 0.
                     Err(LeaseError::NotFound) => Ok(0),
                     Err(e) => Err(Status::from(ServerError::from(e))),
