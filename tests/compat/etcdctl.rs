@@ -12,60 +12,16 @@
 //! scheme of an `http://` endpoint into the gRPC `:authority` of `endpoint status` /
 //! `endpoint hashkv`, which Rust's h2 rejects.
 
-use std::time::Duration;
-
-use oxetcd_tests::etcdctl::{Output, Step, Target, compare_transcripts, txn_input};
-use oxetcd_tests::member::{TestCluster, TestMember, free_port, init_test_logs};
-use oxetcd_tests::reference::ReferenceEtcd;
-
-/// Bound on a whole scenario, servers' start and stop included.
-const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
+use oxetcd_tests::etcdctl::{
+    Output, SCENARIO_TIMEOUT, Step, Target, same_as_etcd, start_oxetcd, steps, txn_input,
+};
+use oxetcd_tests::member::{TestCluster, init_test_logs};
 
 /// etcd's default `--max-request-bytes`, 1.5 MiB.
 const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024 / 2;
 
 /// etcd's default `--max-txn-ops`.
 const MAX_TXN_OPS: usize = 128;
-
-/// A single oxetcd member. Its peer listener goes on a free 127.0.0.1 port: the
-/// default (`localhost:2380`) would collide between tests running in parallel.
-async fn start_oxetcd() -> TestMember {
-    let listen_peer = format!("http://127.0.0.1:{}", free_port());
-    TestMember::start(&["--listen-peer-urls", &listen_peer]).await
-}
-
-/// Runs `steps` against a fresh reference etcd and a fresh oxetcd member and fails,
-/// showing both normalized transcripts, for every step whose outputs differ.
-async fn same_as_etcd(steps: Vec<Step>) {
-    tokio::time::timeout(SCENARIO_TIMEOUT, async {
-        init_test_logs();
-        let (etcd, oxetcd) = tokio::join!(ReferenceEtcd::start(), start_oxetcd());
-        let (etcd_target, oxetcd_target) = tokio::join!(
-            Target::connect(std::slice::from_ref(&etcd.endpoint)),
-            Target::connect(std::slice::from_ref(&oxetcd.endpoint))
-        );
-        let (expected, actual) =
-            tokio::join!(etcd_target.run_all(&steps), oxetcd_target.run_all(&steps));
-        oxetcd.stop().await;
-        drop(etcd);
-        for (step, (output, _)) in steps.iter().zip(&expected) {
-            step.check_expectation("the reference etcd", output);
-        }
-        let expected: Vec<String> = expected.into_iter().map(|(_, t)| t).collect();
-        let actual: Vec<String> = actual.into_iter().map(|(_, t)| t).collect();
-        if let Some(report) =
-            compare_transcripts(&steps, ("etcd 3.4.23", &expected), ("oxetcd", &actual))
-        {
-            panic!("etcdctl sees oxetcd differ from etcd 3.4.23.\n{report}");
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the scenario did not finish within {SCENARIO_TIMEOUT:?}"));
-}
-
-fn steps(lines: &[&str]) -> Vec<Step> {
-    lines.iter().map(|line| Step::line(line)).collect()
-}
 
 /// Keys `foo`, `foo1`..`foo3`, `zoo`, … with several versions, so that every sort
 /// target orders them differently and has ties (ties stay in key order).
@@ -487,7 +443,7 @@ async fn unserved_services_fail_cleanly() {
         ];
         for step in &unserved {
             let output = target.run(step).await;
-            let Output { code, stdout, stderr } = &output;
+            let Output { code, stdout, stderr, .. } = &output;
             assert!(
                 *code != Some(0) && stderr.contains("Unimplemented"),
                 "{} should fail with Unimplemented, got exit code {code:?} (if oxetcd serves it \

@@ -9,9 +9,16 @@
 //!
 //! Normalization replaces only what legitimately differs between two servers: cluster
 //! and member ids (decimal and hex), member names, peer and client URLs, endpoints,
-//! the server version, non-zero raft terms, db sizes, timings, log timestamps and the
-//! client's random target name. Everything else (revisions, values, counts, `more`,
-//! error messages, exit codes, zero fields, field presence) is compared as printed.
+//! the server version, non-zero raft terms, db sizes, timings, log timestamps, the
+//! client's random target name, and lease ids (random: each becomes `<LEASE_n>`, n
+//! counting the leases in the order their grants appear). Everything else (revisions,
+//! values, counts, `more`, error messages, exit codes, zero fields, field presence) is
+//! compared as printed.
+//!
+//! Steps refer to the leases granted before them as `{L1}`, `{L2}`, …: each target
+//! runs the step with its own ids there. Commands that do not end by themselves
+//! (`watch`, `lease keep-alive`) are stopped once they printed a given number of lines,
+//! and may run in the background of the steps after them.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -21,6 +28,9 @@ use std::time::{Duration, Instant};
 use oxetcd_api::etcdserverpb::cluster_client::ClusterClient;
 use oxetcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxetcd_api::etcdserverpb::{Member, MemberListRequest, StatusRequest};
+
+use crate::member::{TestMember, free_port, init_test_logs};
+use crate::reference::ReferenceEtcd;
 
 /// Environment variable that names the etcdctl binary when it is not `etcdctl` on `PATH`.
 pub const ETCDCTL_BIN_VAR: &str = "OXETCD_REFERENCE_ETCDCTL";
@@ -48,6 +58,13 @@ pub struct Step {
     /// Whether etcdctl is expected to fail (exit non-zero) against the reference etcd;
     /// checked so that a scenario cannot silently compare two identical usage errors.
     pub expect_failure: bool,
+    /// For a command that does not end by itself: stop it once its stdout holds this
+    /// many lines (and a short grace period showed nothing more). Its stdin stays open
+    /// until then, so an interactive command does not see the end of its input.
+    pub stop_after_lines: Option<usize>,
+    /// Run beside the steps that follow; they start once its stdout holds this text
+    /// (at once if empty). Its transcript keeps its place among the steps.
+    pub background: Option<String>,
 }
 
 impl Step {
@@ -59,6 +76,8 @@ impl Step {
             masked_columns: Vec::new(),
             masked_numbers: Vec::new(),
             expect_failure: false,
+            stop_after_lines: None,
+            background: None,
         }
     }
 
@@ -91,9 +110,38 @@ impl Step {
         self
     }
 
+    /// The step, stopped once its stdout has `lines` lines.
+    pub fn stop_after(mut self, lines: usize) -> Step {
+        self.stop_after_lines = Some(lines);
+        self
+    }
+
+    /// The step, run beside the following ones, which wait until its stdout shows
+    /// `ready_when` (e.g. a watch's first line), or start at once if it is empty.
+    pub fn in_background(mut self, ready_when: &str) -> Step {
+        self.background = Some(ready_when.to_string());
+        self
+    }
+
+    /// The step with `{L1}`, `{L2}`, … replaced by the ids (in hex, as etcdctl takes
+    /// them) of the leases granted so far.
+    fn with_leases(&self, leases: &[i64]) -> Step {
+        let fill = |text: &str| {
+            let mut text = text.to_string();
+            for (i, id) in leases.iter().enumerate().rev() {
+                text = text.replace(&format!("{{L{}}}", i + 1), &format!("{id:016x}"));
+            }
+            text
+        };
+        let mut step = self.clone();
+        step.args = step.args.iter().map(|a| fill(a)).collect();
+        step.stdin = step.stdin.map(|input| fill(&String::from_utf8_lossy(&input)).into_bytes());
+        step
+    }
+
     /// Panics unless `output` succeeded or failed as this step expects.
     pub fn check_expectation(&self, server: &str, output: &Output) {
-        let failed = output.code != Some(0);
+        let failed = output.code != Some(0) && !output.stopped;
         assert_eq!(
             failed,
             self.expect_failure,
@@ -117,6 +165,9 @@ impl Step {
                 let _ = write!(text, " <<({} bytes on stdin)", input.len());
             }
             None => {}
+        }
+        if let Some(lines) = self.stop_after_lines {
+            let _ = write!(text, "  (stopped after {lines} lines)");
         }
         text
     }
@@ -143,6 +194,8 @@ pub struct Output {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+    /// The run was stopped as its step asked ([`Step::stop_after`]).
+    pub stopped: bool,
 }
 
 /// The etcdctl binary to run.
@@ -159,16 +212,27 @@ pub fn scheme_less(endpoint: &str) -> String {
         .to_string()
 }
 
+/// How long a stopped command gets, after printing the lines it was waited for, to
+/// show anything it should not print.
+const STOP_GRACE: Duration = Duration::from_millis(300);
+
 /// Runs `etcdctl --endpoints <endpoints> <step>` with `ETCDCTL_API=3`, blocking, and
 /// kills it (failing the test) if it runs longer than [`RUN_TIMEOUT`]. Panics, saying
 /// how to get it, when etcdctl cannot be run: the compatibility suite never skips.
-pub fn run_blocking(endpoints: &str, step: &Step) -> Output {
+/// `ready` hears once the output shows the step's background readiness text.
+pub fn run_blocking(
+    endpoints: &str,
+    step: &Step,
+    ready: Option<std::sync::mpsc::Sender<()>>,
+) -> Output {
     let bin = etcdctl_bin();
     // Output goes to files, so a chatty etcdctl never blocks on a full pipe.
     let dir = tempfile::tempdir().expect("temp dir for an etcdctl run");
     let stdout_path = dir.path().join("stdout");
     let stderr_path = dir.path().join("stderr");
     let stdin = match &step.stdin {
+        // Written through a pipe kept open while the command runs.
+        _ if step.stop_after_lines.is_some() => Stdio::piped(),
         Some(input) => {
             let path = dir.path().join("stdin");
             std::fs::write(&path, input).expect("write etcdctl's stdin");
@@ -198,10 +262,33 @@ pub fn run_blocking(endpoints: &str, step: &Step) -> Output {
                  {ETCDCTL_BIN_VAR} to the etcdctl binary"
             )
         });
+    // Dropped (closing etcdctl's stdin) only once the command ends.
+    let _stdin = child.stdin.take().map(|mut pipe| {
+        use std::io::Write as _;
+        pipe.write_all(step.stdin.as_deref().unwrap_or_default()).expect("write etcdctl's stdin");
+        pipe
+    });
+    let mut ready = ready.filter(|_| step.background.as_ref().is_some_and(|t| !t.is_empty()));
     let deadline = Instant::now() + RUN_TIMEOUT;
+    let mut stopped = false;
     let status = loop {
         if let Some(status) = child.try_wait().expect("poll etcdctl") {
             break status;
+        }
+        if ready.is_some() || step.stop_after_lines.is_some() {
+            let stdout = read_lossy(&stdout_path);
+            if let Some(text) = step.background.as_deref()
+                && stdout.contains(text)
+                && let Some(ready) = ready.take()
+            {
+                let _ = ready.send(());
+            }
+            if step.stop_after_lines.is_some_and(|lines| stdout.lines().count() >= lines) {
+                std::thread::sleep(STOP_GRACE);
+                let _ = child.kill();
+                stopped = true;
+                break child.wait().expect("reap etcdctl");
+            }
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -219,6 +306,7 @@ pub fn run_blocking(endpoints: &str, step: &Step) -> Output {
         code: status.code(),
         stdout: read_lossy(&stdout_path),
         stderr: read_lossy(&stderr_path),
+        stopped,
     }
 }
 
@@ -228,11 +316,36 @@ fn read_lossy(path: &Path) -> String {
 
 /// [`run_blocking`] on tokio's blocking pool, so in-process servers keep running.
 pub async fn run(endpoints: &str, step: &Step) -> Output {
+    spawn_run(endpoints, step, None).await.expect("the etcdctl runner panicked")
+}
+
+fn spawn_run(
+    endpoints: &str,
+    step: &Step,
+    ready: Option<std::sync::mpsc::Sender<()>>,
+) -> tokio::task::JoinHandle<Output> {
     let endpoints = endpoints.to_string();
     let step = step.clone();
-    tokio::task::spawn_blocking(move || run_blocking(&endpoints, &step))
-        .await
-        .expect("the etcdctl runner panicked")
+    tokio::task::spawn_blocking(move || run_blocking(&endpoints, &step, ready))
+}
+
+/// The id of the lease a `lease grant` step granted, from its output in any format.
+fn granted_lease(step: &Step, output: &Output) -> Option<i64> {
+    if step.args.first().map(String::as_str) != Some("lease")
+        || step.args.get(1).map(String::as_str) != Some("grant")
+    {
+        return None;
+    }
+    let text = &output.stdout;
+    if let Some(rest) = text.strip_prefix("lease ") {
+        let hex: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+        return i64::from_str_radix(&hex, 16).ok();
+    }
+    ["\"ID\":", "\"ID\" : "].iter().find_map(|prefix| {
+        let rest = &text[text.find(prefix)? + prefix.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
 }
 
 /// A server as etcdctl sees it, with what its answers may legitimately differ in.
@@ -290,18 +403,54 @@ impl Target {
         run(&self.endpoints, step).await
     }
 
-    /// Runs the steps in order; returns each one's output and normalized transcript.
+    /// Runs the steps in order (background steps beside the ones after them); returns
+    /// each one's output and normalized transcript.
     pub async fn run_all(&self, steps: &[Step]) -> Vec<(Output, String)> {
+        enum Run {
+            Done(Output),
+            Background(tokio::task::JoinHandle<Output>),
+        }
+        let mut leases = Vec::new();
         let mut runs = Vec::with_capacity(steps.len());
         for step in steps {
-            let output = self.run(step).await;
-            let transcript = self.normalize(step, &output);
+            let concrete = step.with_leases(&leases);
+            let Some(ready_when) = &step.background else {
+                let output = self.run(&concrete).await;
+                leases.extend(granted_lease(&concrete, &output));
+                runs.push(Run::Done(output));
+                continue;
+            };
+            let (ready, is_ready) = std::sync::mpsc::channel();
+            runs.push(Run::Background(spawn_run(&self.endpoints, &concrete, Some(ready))));
+            if !ready_when.is_empty() {
+                // An early end drops the sender: the steps after it go on, and the
+                // transcripts show what happened.
+                let _ =
+                    tokio::task::spawn_blocking(move || is_ready.recv_timeout(RUN_TIMEOUT)).await;
+            }
+        }
+        let lease_names: Vec<(String, String)> = leases
+            .iter()
+            .enumerate()
+            .flat_map(|(i, id)| {
+                let name = format!("<LEASE_{}>", i + 1);
+                [format!("{id:016x}"), format!("{id:x}"), id.to_string()]
+                    .map(|token| (token, name.clone()))
+            })
+            .collect();
+        let mut all = Vec::with_capacity(runs.len());
+        for (step, run) in steps.iter().zip(runs) {
+            let output = match run {
+                Run::Done(output) => output,
+                Run::Background(handle) => handle.await.expect("the etcdctl runner panicked"),
+            };
+            let transcript = self.normalize(step, &output, &lease_names);
             if std::env::var_os(SHOW_VAR).is_some() {
                 println!("[{}]\n{transcript}", self.endpoints);
             }
-            runs.push((output, transcript));
+            all.push((output, transcript));
         }
-        runs
+        all
     }
 
     /// Exact tokens that differ between servers, with their placeholders; longer
@@ -340,9 +489,11 @@ impl Target {
     }
 
     /// One step's output as a comparable transcript: the command, exit code, stdout
-    /// and stderr, normalized.
-    pub fn normalize(&self, step: &Step, output: &Output) -> String {
-        let replacements = self.replacements();
+    /// and stderr, normalized; `extra` tokens (lease ids) are replaced too.
+    pub fn normalize(&self, step: &Step, output: &Output, extra: &[(String, String)]) -> String {
+        let mut replacements = self.replacements();
+        replacements.extend_from_slice(extra);
+        replacements.sort_by_key(|(token, _)| std::cmp::Reverse(token.len()));
         let text = |raw: &str| {
             let mut text = normalize_text(raw, &replacements, &step.masked_columns);
             for prefix in &step.masked_numbers {
@@ -350,7 +501,11 @@ impl Target {
             }
             text
         };
-        let code = output.code.map_or_else(|| "killed by a signal".to_string(), |c| c.to_string());
+        let code = match output.code {
+            _ if output.stopped => "stopped".to_string(),
+            Some(code) => code.to_string(),
+            None => "killed by a signal".to_string(),
+        };
         format!(
             "{}\nexit code: {code}\n--- stdout\n{}--- stderr\n{}",
             step.describe(),
@@ -378,6 +533,9 @@ pub fn normalize_text(raw: &str, replacements: &[(String, String)], masked: &[us
     for prefix in ["\"dbSize\":", "\"dbSizeInUse\":", "\"DBSize\" : ", "\"DBSizeInUse\" : "] {
         text = mask_number(&text, prefix, "<SIZE>", true);
     }
+    // etcd lists a lease's keys in the order of a Go map: compare them sorted.
+    text = sort_list_after(&text, "attached keys([", ' ');
+    text = sort_list_after(&text, "\"keys\":[", ',');
     // Terms differ between servers; a zero term (inner txn headers) is kept as is.
     for prefix in ["\"raft_term\":", "\"raftTerm\":", "\"RaftTerm\" : "] {
         text = mask_number(&text, prefix, "<TERM>", false);
@@ -475,8 +633,29 @@ fn mask_number(text: &str, prefix: &str, placeholder: &str, zero_too: bool) -> S
     })
 }
 
+/// Sorts the `separator`-separated items between `prefix` and the next `]`.
+fn sort_list_after(text: &str, prefix: &str, separator: char) -> String {
+    let span = |rest: &str| rest.find(']').unwrap_or(0);
+    rewrite_after(text, prefix, span, |list| {
+        let mut items: Vec<&str> = list.split(separator).collect();
+        items.sort_unstable();
+        items.join(&separator.to_string())
+    })
+}
+
 /// Replaces, after each `prefix`, the `span(rest)` bytes that follow it (if any).
 fn mask_after(text: &str, prefix: &str, placeholder: &str, span: impl Fn(&str) -> usize) -> String {
+    rewrite_after(text, prefix, span, |_| placeholder.to_string())
+}
+
+/// Rewrites with `rewrite`, after each `prefix`, the `span(rest)` bytes that follow it
+/// (if any).
+fn rewrite_after(
+    text: &str,
+    prefix: &str,
+    span: impl Fn(&str) -> usize,
+    rewrite: impl Fn(&str) -> String,
+) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find(prefix) {
@@ -484,7 +663,7 @@ fn mask_after(text: &str, prefix: &str, placeholder: &str, span: impl Fn(&str) -
         out.push_str(&rest[..value_start]);
         let len = span(&rest[value_start..]);
         if len > 0 {
-            out.push_str(placeholder);
+            out.push_str(&rewrite(&rest[value_start..value_start + len]));
         }
         rest = &rest[value_start + len..];
     }
@@ -526,6 +705,50 @@ pub fn compare_transcripts(
         );
     }
     (differing > 0).then(|| format!("{differing} of {} steps differ:\n{report}", steps.len()))
+}
+
+/// Bound on a whole scenario, servers' start and stop included.
+pub const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Steps from command lines split on whitespace.
+pub fn steps(lines: &[&str]) -> Vec<Step> {
+    lines.iter().map(|line| Step::line(line)).collect()
+}
+
+/// A single oxetcd member. Its peer listener goes on a free 127.0.0.1 port: the
+/// default (`localhost:2380`) would collide between tests running in parallel.
+pub async fn start_oxetcd() -> TestMember {
+    let listen_peer = format!("http://127.0.0.1:{}", free_port());
+    TestMember::start(&["--listen-peer-urls", &listen_peer]).await
+}
+
+/// Runs `steps` against a fresh reference etcd and a fresh oxetcd member and fails,
+/// showing both normalized transcripts, for every step whose outputs differ.
+pub async fn same_as_etcd(steps: Vec<Step>) {
+    tokio::time::timeout(SCENARIO_TIMEOUT, async {
+        init_test_logs();
+        let (etcd, oxetcd) = tokio::join!(ReferenceEtcd::start(), start_oxetcd());
+        let (etcd_target, oxetcd_target) = tokio::join!(
+            Target::connect(std::slice::from_ref(&etcd.endpoint)),
+            Target::connect(std::slice::from_ref(&oxetcd.endpoint))
+        );
+        let (expected, actual) =
+            tokio::join!(etcd_target.run_all(&steps), oxetcd_target.run_all(&steps));
+        oxetcd.stop().await;
+        drop(etcd);
+        for (step, (output, _)) in steps.iter().zip(&expected) {
+            step.check_expectation("the reference etcd", output);
+        }
+        let expected: Vec<String> = expected.into_iter().map(|(_, t)| t).collect();
+        let actual: Vec<String> = actual.into_iter().map(|(_, t)| t).collect();
+        if let Some(report) =
+            compare_transcripts(&steps, ("etcd 3.4.23", &expected), ("oxetcd", &actual))
+        {
+            panic!("etcdctl sees oxetcd differ from etcd 3.4.23.\n{report}");
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the scenario did not finish within {SCENARIO_TIMEOUT:?}"));
 }
 
 #[cfg(test)]
@@ -587,6 +810,59 @@ mod tests {
             "<ENDPOINT>, <MEMBER_ID>, <VERSION>, <MASKED>, true\n\
              <ENDPOINT> is healthy: successfully committed proposal: took = <TOOK>\n\
              {\"level\":\"warn\",\"ts\":\"<TS>\",\"target\":\"<TARGET>\",\"attempt\":0}\n"
+        );
+    }
+
+    #[test]
+    fn lease_keys_are_compared_sorted() {
+        let raw = "lease 1 granted with TTL(60s), remaining(59s), attached keys([k2 k1 a])\n\
+                   {\"id\":1,\"keys\":[\"azI=\",\"azE=\"]} {\"keys\":null}\n";
+        assert_eq!(
+            normalize_text(raw, &[], &[]),
+            "lease 1 granted with TTL(60s), remaining(59s), attached keys([a k1 k2])\n\
+             {\"id\":1,\"keys\":[\"azE=\",\"azI=\"]} {\"keys\":null}\n"
+        );
+    }
+
+    #[test]
+    fn steps_name_leases_by_the_order_of_their_grants() {
+        let grant = |stdout: &str| {
+            let output = Output {
+                code: Some(0),
+                stdout: stdout.into(),
+                stderr: String::new(),
+                stopped: false,
+            };
+            granted_lease(&Step::line("lease grant 60"), &output)
+        };
+        assert_eq!(
+            grant("lease 390da1fbe2754b05 granted with TTL(60s)\n"),
+            Some(0x390da1fbe2754b05)
+        );
+        assert_eq!(
+            grant("{\"revision\":1,\"ID\":4111120138067331847,\"TTL\":120}\n"),
+            Some(4111120138067331847)
+        );
+        assert_eq!(grant("\"Revision\" : 1\n\"ID\" : 42\n\"TTL\" : 30\n"), Some(42));
+        let output = Output {
+            code: Some(0),
+            stdout: "lease 1f granted".into(),
+            stderr: String::new(),
+            stopped: false,
+        };
+        assert_eq!(granted_lease(&Step::line("lease list"), &output), None);
+
+        let step = Step::line("put --lease {L2} k v").stdin("{L1} {L10}");
+        let concrete = step.with_leases(&(1..=10).collect::<Vec<i64>>());
+        assert_eq!(concrete.args, ["put", "--lease", "0000000000000002", "k", "v"]);
+        assert_eq!(concrete.stdin.as_deref(), Some(&b"0000000000000001 000000000000000a"[..]));
+        assert_eq!(
+            concrete.describe().lines().next(),
+            Some("$ etcdctl put --lease 0000000000000002 k v <<EOF")
+        );
+        assert!(
+            step.describe().starts_with("$ etcdctl put --lease {L2} k v"),
+            "transcripts show the template"
         );
     }
 

@@ -167,7 +167,7 @@ pub struct Renewed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseStatus {
     pub granted_ttl: i64,
-    /// Seconds left (rounded up); -1 once expired.
+    /// Whole seconds left (cut down, as etcd reports them); -1 once expired.
     pub remaining: i64,
     pub keys: Vec<Bytes>,
 }
@@ -330,15 +330,20 @@ impl Lessor {
         let lease = state.leases.get(&id)?;
         let remaining = match lease.expiry {
             Some(expiry) if expiry <= now => -1,
-            Some(expiry) => ceil_secs(expiry - now),
+            Some(expiry) => (expiry - now).as_secs() as i64,
             None => lease.starting_ttl(),
         };
         let keys = state.keys.get(&id).map(|k| k.iter().cloned().collect()).unwrap_or_default();
         Some(LeaseStatus { granted_ttl: lease.ttl, remaining, keys })
     }
 
+    /// Every lease, the soonest to expire first (as etcd lists them), then by id.
     pub fn leases(&self) -> Vec<LeaseId> {
-        self.lock().leases.keys().copied().collect()
+        let state = self.lock();
+        let mut leases: Vec<(Option<Instant>, LeaseId)> =
+            state.leases.iter().map(|(&id, lease)| (lease.expiry, id)).collect();
+        leases.sort_unstable_by_key(|&(expiry, id)| (expiry.is_none(), expiry, id));
+        leases.into_iter().map(|(_, id)| id).collect()
     }
 
     /// On the leader: leases past their expiry, at most `limit` of them.
@@ -484,6 +489,18 @@ mod tests {
 
         lessor.demote();
         assert!(lessor.expired(10).is_empty());
+    }
+
+    #[test]
+    fn time_to_live_cuts_seconds_down_and_leases_list_the_soonest_first() {
+        let (lessor, clock) = lessor();
+        lessor.promote(Duration::ZERO);
+        lessor.grant(9, 30).unwrap();
+        lessor.grant(5, 60).unwrap();
+        lessor.grant(7, 30).unwrap();
+        clock.advance(Duration::from_millis(1500));
+        assert_eq!(lessor.status(9).unwrap().remaining, 28);
+        assert_eq!(lessor.leases(), vec![7, 9, 5]);
     }
 
     #[test]
