@@ -3,6 +3,8 @@
 //! from disk (SIGTERM, then SIGKILL), a follower that needs a snapshot to catch up, and a
 //! frozen (SIGSTOP) leader. Afterwards every acknowledged write is on every member at the
 //! revision it was acknowledged with, revisions are dense, HashKV and MemberList agree.
+//! Leases: `kill -9` of the leader while a client keeps leases alive loses none of them,
+//! and a lease whose client stops expires within TTL + election timeout.
 //! Everything on 127.0.0.1 in temp dirs, bounded in time; processes die with the test,
 //! and a failing test prints the tail of every member's log.
 
@@ -559,4 +561,127 @@ async fn a_frozen_leader_is_replaced_and_steps_down_when_it_thaws() {
     writers.progress(100).await;
     let acknowledged = writers.stop().await;
     cluster.check(&acknowledged).await;
+}
+
+/// The TTL of the leases in the lease test, in seconds (the minimum here is 1 s).
+const LEASE_TTL: u64 = 3;
+/// The election timeout of [`TIMING`].
+const ELECTION_TIMEOUT: Duration = Duration::from_millis(500);
+/// Beyond TTL + election timeout, for the leader's expiry check (every 500 ms), the
+/// revoke's way through the log and the test's polling.
+const EXPIRY_SLACK: Duration = Duration::from_millis(1500);
+
+/// What the keep-alive client of the lease test did.
+#[derive(Default)]
+struct KeepAlives {
+    /// Stop renewing the second lease.
+    drop_second: AtomicBool,
+    /// When the last acknowledged keep-alive of the second lease was sent.
+    second_renewed: Mutex<Option<Instant>>,
+    /// A keep-alive of the first lease was answered with TTL 0: it was gone.
+    first_lost: AtomicBool,
+}
+
+/// Keeps `first` (and `second`, until told to drop it) alive every sixth of the TTL,
+/// like a client would: one stream at a time, moving to the next member when a stream
+/// fails (its member died, or a follower's stream to the old leader ended).
+async fn keep_alive(endpoints: Vec<String>, first: i64, second: i64, state: Arc<KeepAlives>) {
+    use oxetcd_api::etcdserverpb::LeaseKeepAliveRequest;
+    use oxetcd_api::etcdserverpb::lease_client::LeaseClient;
+    let period = Duration::from_secs(LEASE_TTL) / 6;
+    for endpoint in endpoints.iter().cycle() {
+        let (requests, rx) = tokio::sync::mpsc::channel(4);
+        let mut client = LeaseClient::new(channel(endpoint, None));
+        let call = client.lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let Ok(Ok(answers)) = tokio::time::timeout(CLIENT_TIMEOUT, call).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut answers = answers.into_inner();
+        'stream: loop {
+            let mut ids = vec![first];
+            if !state.drop_second.load(Ordering::SeqCst) {
+                ids.push(second);
+            }
+            for id in ids {
+                let sent = Instant::now();
+                if requests.send(LeaseKeepAliveRequest { id }).await.is_err() {
+                    break 'stream;
+                }
+                let Ok(Ok(Some(answer))) =
+                    tokio::time::timeout(CLIENT_TIMEOUT, answers.message()).await
+                else {
+                    break 'stream;
+                };
+                match (answer.id == first, answer.ttl > 0) {
+                    (true, false) => state.first_lost.store(true, Ordering::SeqCst),
+                    (false, true) => *state.second_renewed.lock().unwrap() = Some(sent),
+                    _ => {}
+                }
+            }
+            tokio::time::sleep(period).await;
+        }
+    }
+}
+
+/// The leader is killed (-9) while a client keeps two leases alive through whichever
+/// member answers: neither expires across the failover. Then the client stops renewing
+/// the second: it expires no sooner than its TTL after its last keep-alive and within
+/// TTL + election timeout (plus slack), while the first lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_alive_leases_survive_killing_the_leader_and_a_dropped_one_expires_in_bounds() {
+    use oxetcd_api::etcdserverpb::LeaseGrantRequest;
+    use oxetcd_api::etcdserverpb::lease_client::LeaseClient;
+    let mut cluster = Cluster::start(3, &[]).await;
+    let leader = cluster.leader().await;
+    let endpoint = cluster.configs[leader].client_url.clone();
+    let mut leases = LeaseClient::new(channel(&endpoint, Some(CLIENT_TIMEOUT)));
+    let mut kv = KvClient::new(channel(&endpoint, Some(CLIENT_TIMEOUT)));
+    let mut ids = Vec::new();
+    for key in ["lease/kept", "lease/dropped"] {
+        let grant = LeaseGrantRequest { ttl: LEASE_TTL as i64, id: 0 };
+        let id = leases.lease_grant(grant).await.expect("a grant").into_inner().id;
+        let put =
+            PutRequest { key: key.into(), value: "v".into(), lease: id, ..Default::default() };
+        kv.put(put).await.expect("a put with the lease");
+        ids.push(id);
+    }
+    let state = Arc::new(KeepAlives::default());
+    // Followers first: their streams to the leader end when it dies.
+    let mut endpoints = cluster.endpoints(&cluster.running());
+    endpoints.rotate_left(leader + 1);
+    let keeper = tokio::spawn(keep_alive(endpoints, ids[0], ids[1], state.clone()));
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.kill(&[leader]);
+    let new_leader = cluster.leader().await;
+    // Longer than the TTL: only the keep-alives hold the leases now.
+    tokio::time::sleep(Duration::from_secs(LEASE_TTL + 1)).await;
+    let exists = async |key: &str| {
+        let endpoint = cluster.configs[new_leader].client_url.clone();
+        let mut kv = KvClient::new(channel(&endpoint, Some(CLIENT_TIMEOUT)));
+        let range = RangeRequest { key: key.as_bytes().to_vec().into(), ..Default::default() };
+        kv.range(range).await.expect("a read").into_inner().count == 1
+    };
+    assert!(exists("lease/kept").await, "a kept-alive lease expired across the failover");
+    assert!(exists("lease/dropped").await, "a kept-alive lease expired across the failover");
+
+    state.drop_second.store(true, Ordering::SeqCst);
+    let stopped = Instant::now();
+    let gone = wait_until("the dropped lease to expire", async || {
+        (!exists("lease/dropped").await).then(Instant::now)
+    })
+    .await;
+    let renewed = state.second_renewed.lock().unwrap().expect("the dropped lease was renewed");
+    let ttl = Duration::from_secs(LEASE_TTL);
+    assert!(gone >= renewed + ttl, "expired {:?} after its last keep-alive", gone - renewed);
+    assert!(
+        gone <= stopped + ttl + ELECTION_TIMEOUT + EXPIRY_SLACK,
+        "expired {:?} after its client stopped",
+        gone - stopped
+    );
+    assert!(exists("lease/kept").await, "the kept-alive lease expired");
+    assert!(!state.first_lost.load(Ordering::SeqCst), "a keep-alive found the kept lease gone");
+    assert!(!keeper.is_finished(), "the keep-alive client stopped");
+    keeper.abort();
 }
