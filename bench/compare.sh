@@ -187,6 +187,22 @@ WORKLOADS=(
     "put-3m-1000c|3|--conns 100 --clients 1000 --total $CLUSTER_TOTAL --target-leader put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
 )
 
+# Watch and lease (issue #5). watch-fanout: FANOUT_WATCHERS [10000] watchers of one key
+# on 100 streams, FANOUT_PUTS [200] puts one at a time (each once every watcher has the
+# last); its requests are deliveries and its latency put-sent -> event-received.
+# lease-keepalive-1000c: KEEPALIVE_TOTAL [200000] keep-alive round trips of 1000 leases,
+# one stream each, on 100 connections.
+if [[ ${QUICK:-0} == 1 ]]; then
+    : "${FANOUT_PUTS:=20}" "${KEEPALIVE_TOTAL:=10000}"
+fi
+FANOUT_WATCHERS=${FANOUT_WATCHERS:-10000}
+FANOUT_PUTS=${FANOUT_PUTS:-200}
+KEEPALIVE_TOTAL=${KEEPALIVE_TOTAL:-200000}
+WORKLOADS+=(
+    "watch-fanout|1|--conns 10 watch-fanout --watchers $FANOUT_WATCHERS --streams 100 --put-total $FANOUT_PUTS --val-size 256"
+    "lease-keepalive-1000c|1|--conns 100 --clients 1000 --total $KEEPALIVE_TOTAL lease-keepalive"
+)
+
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 printf 'server\tworkload\trun\tok\treq_per_s\tp50_ms\tp99_ms\trss_mib\tcpu_s_per_10k\tbench_cpu_s_per_10k\tdata_dir_mib\terrors\n' >"$RESULTS"
 : >"$COMMANDS"

@@ -88,6 +88,22 @@ pub enum Command {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
         watchers: u64,
     },
+    /// One put at a time to a key with many watchers: each put waits until every
+    /// watcher has its event; reports the latency of every delivery
+    WatchFanout {
+        /// Watchers of the key, spread evenly over the streams
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+        watchers: u64,
+        /// Watch streams, spread over the connections
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+        streams: u64,
+        /// Puts, one at a time
+        #[arg(long, default_value_t = 100)]
+        put_total: u64,
+        /// Value size in bytes (at least 8: a put carries its number)
+        #[arg(long, default_value_t = 8)]
+        val_size: u64,
+    },
     /// Lease keep-alive round trips (one lease per client)
     LeaseKeepalive,
 }
@@ -214,6 +230,12 @@ mod tests {
         let cli = parse(&["txn-put", "--txn-ops", "4", "--key-space-size", "100"]).unwrap();
         assert!(matches!(cli.command, Command::TxnPut { txn_ops: 4, .. }));
         assert!(matches!(parse(&["lease-keepalive"]).unwrap().command, Command::LeaseKeepalive));
+        let cli = parse(&["watch-fanout"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::WatchFanout { watchers: 10_000, streams: 100, put_total: 100, val_size: 8 }
+        ));
+        assert!(parse(&["watch-fanout", "--streams=0"]).is_err());
     }
 
     #[test]

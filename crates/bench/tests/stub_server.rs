@@ -196,6 +196,7 @@ async fn unserved_services_fail_cleanly() {
     for (args, rpc) in [
         (&["watch", "--streams=2", "--watchers-per-stream=2"][..], "Watch.Watch"),
         (&["watch-latency", "--watchers=2"][..], "Watch.Watch"),
+        (&["watch-fanout", "--watchers=4", "--streams=2"][..], "Watch.Watch"),
         (&["--clients=3", "lease-keepalive"][..], "Lease.LeaseGrant"),
         (&["--target-leader", "put"][..], "Maintenance.Status"),
     ] {

@@ -60,6 +60,9 @@ pub async fn run(command: &Command, ctx: &Ctx) -> Result<Report, BenchError> {
         Command::WatchLatency { watch, watchers } => {
             watch::watch_latency(ctx, watch, *watchers).await
         }
+        Command::WatchFanout { watchers, streams, put_total, val_size } => {
+            watch::watch_fanout(ctx, *watchers, *streams, *put_total, *val_size).await
+        }
         Command::LeaseKeepalive => lease::keepalive(ctx).await,
     }
 }

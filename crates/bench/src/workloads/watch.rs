@@ -1,7 +1,8 @@
-//! watch and watch-latency: watchers are created on streams (creation latency is
-//! measured), then one client puts to the watched keys at `--put-rate`; every put
-//! carries its number in the value's first 8 bytes, so each watcher measures the
-//! time from the put's send to the event's arrival.
+//! watch, watch-latency and watch-fanout: watchers are created on streams (creation
+//! latency is measured), then one client puts to the watched keys, at `--put-rate` or
+//! (watch-fanout) each put once every watcher has the previous one; every put carries
+//! its number in the value's first 8 bytes, so each watcher measures the time from the
+//! put's send to the event's arrival.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +19,7 @@ use tonic::transport::Channel;
 
 use super::Ctx;
 use super::stream::Bidi;
-use crate::args::WatchArgs;
+use crate::args::{KeyValueArgs, WatchArgs};
 use crate::error::BenchError;
 use crate::histogram::Histogram;
 use crate::keys::KeyValues;
@@ -119,6 +120,45 @@ impl Op for StampedPutOp {
     }
 }
 
+/// How long one put of watch-fanout may take to reach every watcher.
+const FANOUT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a watch-fanout put checks whether every watcher has it.
+const FANOUT_POLL: Duration = Duration::from_millis(1);
+
+/// A put that returns once every watcher received it: `per_put` events more than
+/// before the run's first put.
+struct FannedOutPutOp {
+    put: StampedPutOp,
+    received: Arc<AtomicU64>,
+    per_put: u64,
+}
+
+impl Op for FannedOutPutOp {
+    const RPC: &'static str = "KV.Put";
+
+    async fn call(&mut self, seq: u64) -> Result<(), Status> {
+        self.put.call(seq).await?;
+        let target = (seq + 1) * self.per_put;
+        let deadline = Instant::now() + FANOUT_TIMEOUT;
+        while self.received.load(Ordering::Relaxed) < target {
+            if Instant::now() > deadline {
+                return Err(Status::deadline_exceeded("a put did not reach every watcher"));
+            }
+            tokio::time::sleep(FANOUT_POLL).await;
+        }
+        Ok(())
+    }
+}
+
+/// How the puts of a watch workload are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Puts {
+    /// At `--put-rate` per second, whatever the watchers do.
+    Paced,
+    /// Each once every watcher has the previous one.
+    OneAtATime,
+}
+
 /// Reads events until `expect` arrived, the stream ends, or `stop`.
 async fn read_events(
     mut stream: WatchStream,
@@ -165,6 +205,7 @@ async fn run(
     args: &WatchArgs,
     streams: u64,
     per_stream: u64,
+    puts: Puts,
 ) -> Result<Phases, BenchError> {
     if args.kv.val_size < 8 {
         return Err(BenchError::Usage(
@@ -223,7 +264,15 @@ async fn run(
         rate: Some(args.put_rate),
         ..ctx.plan()
     };
-    let put = runner::run("watch-put", vec![putter], plan).await?.report;
+    let put = match puts {
+        Puts::Paced => runner::run("watch-put", vec![putter], plan).await?.report,
+        Puts::OneAtATime => {
+            let per_put = streams * per_stream;
+            let op = FannedOutPutOp { put: putter, received: received.clone(), per_put };
+            let plan = Plan { rate: None, ..plan };
+            runner::run("watch-fanout-put", vec![op], plan).await?.report
+        }
+    };
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     while received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -250,7 +299,8 @@ pub async fn watch(
     streams: u64,
     per_stream: u64,
 ) -> Result<Report, BenchError> {
-    let Phases { mut create, put, events } = run(ctx, args, streams, per_stream).await?;
+    let Phases { mut create, put, events } =
+        run(ctx, args, streams, per_stream, Puts::Paced).await?;
     create.phases = vec![put, events];
     Ok(create)
 }
@@ -261,7 +311,29 @@ pub async fn watch_latency(
     args: &WatchArgs,
     watchers: u64,
 ) -> Result<Report, BenchError> {
-    let Phases { create, put, mut events } = run(ctx, args, watchers, 1).await?;
+    let Phases { create, put, mut events } = run(ctx, args, watchers, 1, Puts::Paced).await?;
+    events.phases = vec![put, create];
+    Ok(events)
+}
+
+/// Main report: the latency of every delivery of `put_total` puts, one at a time, to
+/// `watchers` watchers of one key over `streams` streams; then the puts (each timed
+/// until its last delivery) and the watcher creation.
+pub async fn watch_fanout(
+    ctx: &Ctx,
+    watchers: u64,
+    streams: u64,
+    put_total: u64,
+    val_size: u64,
+) -> Result<Report, BenchError> {
+    if !watchers.is_multiple_of(streams) {
+        return Err(BenchError::Usage("--watchers must be a multiple of --streams".into()));
+    }
+    let kv = KeyValueArgs { key_size: 8, val_size, key_space_size: 1 };
+    let args = WatchArgs { put_total, put_rate: 0, kv };
+    let Phases { create, put, mut events } =
+        run(ctx, &args, streams, watchers / streams, Puts::OneAtATime).await?;
+    events.name = "watch-fanout".into();
     events.phases = vec![put, create];
     Ok(events)
 }
