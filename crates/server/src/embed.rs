@@ -7,7 +7,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 
@@ -22,22 +21,6 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// HTTP/2 keepalive on the peer listener (the transport's senders use the same).
 const PEER_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 const PEER_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A listener's connections with Nagle's algorithm off. tonic turns it off only on
-/// sockets it accepts itself, not on an incoming stream it is given; with it on, a
-/// response written in pieces (a watch stream's events, a keep-alive answer after a
-/// request's ACK is delayed) waits up to the peer's delayed ACK, about 40 ms.
-fn incoming(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|socket| {
-            if let Err(e) = socket.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot turn off Nagle's algorithm on a connection");
-            }
-        })
-    })
-}
 
 pub struct Member {
     pub server: Arc<EtcdServer>,
@@ -83,7 +66,7 @@ impl Member {
                     .http2_keepalive_timeout(Some(PEER_KEEPALIVE_TIMEOUT))
                     .http2_adaptive_window(Some(true))
                     .add_service(service)
-                    .serve_with_incoming_shutdown(incoming(listener), async move {
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                         let _ = stop.wait_for(|&s| s).await;
                     });
                 if let Err(e) = serving.await {
@@ -112,7 +95,7 @@ impl Member {
                 let serving = tonic::transport::Server::builder()
                     .accept_http1(true)
                     .add_routes(Routes::from(router))
-                    .serve_with_incoming_shutdown(incoming(listener), async move {
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                         let _ = stop.wait_for(|&s| s).await;
                     });
                 if let Err(e) = serving.await {
