@@ -7,8 +7,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 
 use crate::bootstrap::StartError;
 use crate::config::ServerConfig;
@@ -28,6 +28,12 @@ pub struct Member {
     pub client_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
+}
+
+/// Accepted connections with Nagle's algorithm off: responses are small and written
+/// once, and waiting to coalesce them meets the client's delayed ACK (a 40 ms stall).
+fn no_delay(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 impl Member {
@@ -66,7 +72,7 @@ impl Member {
                     .http2_keepalive_timeout(Some(PEER_KEEPALIVE_TIMEOUT))
                     .http2_adaptive_window(Some(true))
                     .add_service(service)
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    .serve_with_incoming_shutdown(no_delay(listener), async move {
                         let _ = stop.wait_for(|&s| s).await;
                     });
                 if let Err(e) = serving.await {
@@ -95,7 +101,7 @@ impl Member {
                 let serving = tonic::transport::Server::builder()
                     .accept_http1(true)
                     .add_routes(Routes::from(router))
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    .serve_with_incoming_shutdown(no_delay(listener), async move {
                         let _ = stop.wait_for(|&s| s).await;
                     });
                 if let Err(e) = serving.await {
