@@ -18,6 +18,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use oxetcd_raft::progress::ProgressState;
 use oxetcd_raft::{
     ConfChange, ConfState, Entry, MemStorage, Message, MessageType, RawNode, Ready, Snapshot,
     SnapshotStatus, StateRole, Storage,
@@ -87,6 +88,9 @@ pub(crate) const SLOW_FSYNC: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Retention {
     pub snapshot_catchup_entries: u64,
+    /// How much further back than `snapshot_catchup_entries` a leader keeps the log for
+    /// a follower that is replicating but behind.
+    pub max_held_for_followers: u64,
     pub max_snapshots: usize,
     pub max_wals: usize,
 }
@@ -315,8 +319,8 @@ impl RaftLoop {
         self.wal.save_snapshot(&marker).map_err(storage_error)?;
         tracing::info!(index, term, "saved snapshot");
 
+        let compact_to = self.compact_index(index);
         let storage = self.node.mut_store();
-        let compact_to = index.saturating_sub(self.retention.snapshot_catchup_entries);
         if compact_to > storage.first_index().unwrap_or(0) {
             storage.compact(compact_to).map_err(|e| ServerError::Internal(e.to_string()))?;
             tracing::info!(compact_index = compact_to, "compacted raft logs");
@@ -329,6 +333,34 @@ impl RaftLoop {
         }
         Ok(())
     }
+
+    /// Where the log is cut after a snapshot at `index`: `snapshot_catchup_entries`
+    /// before it, or, on a leader, back to the last entry a replicating follower has,
+    /// up to `max_held_for_followers` further. A follower that trails a busy leader by a
+    /// few thousand entries then catches up from the log; cutting at the fixed distance
+    /// (as etcd does) would make the leader copy and ship the whole backend to it.
+    fn compact_index(&self, index: u64) -> u64 {
+        let status = self.node.status();
+        let replicating = status
+            .progress
+            .iter()
+            .filter(|(id, p)| {
+                **id != status.id && p.recent_active && matches!(p.state, ProgressState::Replicate)
+            })
+            .map(|(_, p)| p.matched);
+        log_cut(index, &self.retention, replicating)
+    }
+}
+
+/// The cut for [`RaftLoop::compact_index`], given what each replicating follower has.
+fn log_cut(index: u64, retention: &Retention, replicating: impl Iterator<Item = u64>) -> u64 {
+    let cut = index.saturating_sub(retention.snapshot_catchup_entries);
+    match replicating.min() {
+        Some(matched) if matched < cut => {
+            matched.max(cut.saturating_sub(retention.max_held_for_followers))
+        }
+        _ => cut,
+    }
 }
 
 pub(crate) fn storage_error(e: oxetcd_wal::WalError) -> ServerError {
@@ -338,4 +370,25 @@ pub(crate) fn storage_error(e: oxetcd_wal::WalError) -> ServerError {
 /// Ids print as etcd prints them: lowercase hex.
 pub(crate) fn hex(id: u64) -> String {
     format!("{id:x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_is_kept_for_a_replicating_follower_within_bounds() {
+        let retention = Retention {
+            snapshot_catchup_entries: 5_000,
+            max_held_for_followers: 100_000,
+            max_snapshots: 5,
+            max_wals: 5,
+        };
+        let cut = |followers: &[u64]| log_cut(200_000, &retention, followers.iter().copied());
+        assert_eq!(cut(&[]), 195_000, "a single member keeps the catch-up entries");
+        assert_eq!(cut(&[199_990, 196_000]), 195_000, "everyone is close");
+        assert_eq!(cut(&[199_990, 187_000]), 187_000, "the slow follower keeps its entries");
+        assert_eq!(cut(&[20_000]), 95_000, "holding back is bounded");
+        assert_eq!(log_cut(3_000, &retention, [10].into_iter()), 0, "nothing to cut yet");
+    }
 }

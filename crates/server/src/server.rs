@@ -150,6 +150,7 @@ impl EtcdServer {
             election_ticks: cfg.election_ticks as u32,
             retention: Retention {
                 snapshot_catchup_entries: cfg.snapshot_catchup_entries,
+                max_held_for_followers: cfg.snapshot_count,
                 max_snapshots: cfg.max_snapshots,
                 max_wals: cfg.max_wals,
             },
