@@ -65,7 +65,18 @@ impl Member {
                 .map_err(|error| StartError::Listen { url: "peer".into(), error })?;
             let service = server.transport().service();
             let mut stop = shutdown.subscribe();
-            listeners.push(tokio::spawn(async move {
+            // Re-registered on the peer runtime, so its events are polled there too.
+            let listener = listener
+                .into_std()
+                .map_err(|error| StartError::Listen { url: addr.to_string(), error })?;
+            listeners.push(server.peer_runtime().spawn(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        tracing::error!(address = %addr, error = %e, "peer listener failed");
+                        return;
+                    }
+                };
                 // Keepalive lets this side notice a peer that died without closing.
                 let serving = tonic::transport::Server::builder()
                     .http2_keepalive_interval(Some(PEER_KEEPALIVE_INTERVAL))

@@ -26,7 +26,7 @@ use crate::error::ServerError;
 use crate::id::IdGenerator;
 use crate::lease::{LEASE_TABLE, Lessor, MAX_REVOKES_PER_CHECK, StoredLease, SystemClock};
 use crate::node::{Input, RaftLoop, Retention, hex};
-use crate::peers::{RaftBridge, TransportOutbox};
+use crate::peers::{PeerRuntime, RaftBridge, TransportOutbox};
 use crate::state::{ApplyResult, Shared};
 use crate::watch::WatchHub;
 
@@ -58,6 +58,7 @@ pub struct EtcdServer {
     ids: IdGenerator,
     cfg: ServerConfig,
     transport: Arc<Transport>,
+    peer_runtime: PeerRuntime,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// The watchable store: apply publishes to it, Watch streams subscribe to it.
     watch: Arc<WatchHub>,
@@ -124,10 +125,14 @@ impl EtcdServer {
         let (inbox, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_CAPACITY);
         let snap_dir = bootstrap::member_dir(&cfg.data_dir).join("snap");
         let bridge = RaftBridge { inbox: inbox.clone(), shared: Arc::downgrade(&shared) };
-        let transport = Arc::new(Transport::new(
-            TransportConfig::new(opened.cluster_id, opened.member_id, snap_dir),
-            Arc::new(bridge),
-        ));
+        let peer_runtime = PeerRuntime::new().map_err(StartError::Runtime)?;
+        let transport = {
+            let _on_peer_runtime = peer_runtime.handle().enter();
+            Arc::new(Transport::new(
+                TransportConfig::new(opened.cluster_id, opened.member_id, snap_dir),
+                Arc::new(bridge),
+            ))
+        };
         // Members known from the snapshot; the log's conf changes add the rest.
         for member in shared.membership().members() {
             if member.id != opened.member_id {
@@ -187,6 +192,7 @@ impl EtcdServer {
             ids: IdGenerator::new(opened.member_id),
             cfg,
             transport,
+            peer_runtime,
             threads: Mutex::new(threads),
             watch,
         });
@@ -200,6 +206,11 @@ impl EtcdServer {
     /// The peer transport; its service is served on the peer listeners.
     pub fn transport(&self) -> &Arc<Transport> {
         &self.transport
+    }
+
+    /// Where peer traffic runs: the peer listeners belong there too.
+    pub fn peer_runtime(&self) -> &tokio::runtime::Handle {
+        self.peer_runtime.handle()
     }
 
     pub fn watch_hub(&self) -> &Arc<WatchHub> {
