@@ -9,7 +9,8 @@
 //!    every proposal that arrived since the last Ready shares it);
 //! 4. messages that must follow persistence (votes, append responses);
 //! 5. committed entries: handed to the apply thread over a bounded channel, which
-//!    stalls this loop, and so new proposals, when apply falls behind;
+//!    stalls this loop, and so new proposals, when apply falls behind. Entries the WAL
+//!    already held before this Ready go right after step 1;
 //! 6. advance.
 
 use std::sync::Arc;
@@ -210,6 +211,15 @@ impl RaftLoop {
         let messages = std::mem::take(&mut ready.messages);
         self.send(messages)?;
 
+        // Entries committed up to what the WAL already holds are durable here and on a
+        // quorum: apply need not wait for this Ready's fdatasync (a leader's Ready often
+        // carries new proposals along with the commit of earlier ones). etcd hands them
+        // over first too. After a snapshot, or for entries of this very Ready, it waits.
+        let apply_first = ready.snapshot.is_none()
+            && ready.committed_entries.last().is_some_and(|e| e.index <= self.wal.last_index());
+        if apply_first {
+            self.hand_committed(&ready)?;
+        }
         // `advance` reads the snapshot too, so it stays in the Ready.
         if let Some(snapshot) = &ready.snapshot {
             self.persist_snapshot(snapshot)?;
@@ -231,14 +241,20 @@ impl RaftLoop {
         let messages = std::mem::take(&mut ready.persisted_messages);
         self.send(messages)?;
 
+        if !apply_first {
+            self.hand_committed(&ready)?;
+        }
+        self.node.advance(ready);
+        Ok(())
+    }
+
+    fn hand_committed(&self, ready: &Ready) -> Result<(), ServerError> {
         if let Some(last) = ready.committed_entries.last() {
             self.shared.committed.fetch_max(last.index, Ordering::SeqCst);
             // `advance` reads the committed entries to move raft's applied index, so the
             // apply thread gets a copy (entry data is shared, not copied).
-            let entries = ready.committed_entries.clone();
-            self.to_apply(ApplyTask::Entries(entries))?;
+            self.to_apply(ApplyTask::Entries(ready.committed_entries.clone()))?;
         }
-        self.node.advance(ready);
         Ok(())
     }
 
