@@ -12,6 +12,8 @@
 #   PUTN_TOTAL [200000]     put, 1000 clients on 100 conns
 #   RANGE_TOTAL [200000]    range of one key, 1000 clients, l and s
 #   CLUSTER_TOTAL [100000]  put, 1000 clients, 3 members
+#   FILL_KEYS [1000000]     distinct 256-byte keys written by the fill workload (RSS after)
+#   FILL_MAX_SECONDS [180]  the fill workload's time limit
 #   KEY_SPACE [100000]      distinct keys written by the put workloads
 #   SNAPSHOT_COUNT [100000] --snapshot-count for both servers (etcd 3.4's default)
 #   ETCD [/usr/bin/etcd]    the reference binary
@@ -30,12 +32,15 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 if [[ ${QUICK:-0} == 1 ]]; then
     : "${PUT1_TOTAL:=1000}" "${PUTN_TOTAL:=10000}" "${RANGE_TOTAL:=10000}" "${CLUSTER_TOTAL:=5000}" "${MAX_SECONDS:=5}"
+    : "${FILL_KEYS:=100000}" "${FILL_MAX_SECONDS:=30}"
 fi
 RUNS=${RUNS:-3}
 PUT1_TOTAL=${PUT1_TOTAL:-20000}
 PUTN_TOTAL=${PUTN_TOTAL:-200000}
 RANGE_TOTAL=${RANGE_TOTAL:-200000}
 CLUSTER_TOTAL=${CLUSTER_TOTAL:-100000}
+FILL_KEYS=${FILL_KEYS:-1000000}
+FILL_MAX_SECONDS=${FILL_MAX_SECONDS:-180}
 KEY_SPACE=${KEY_SPACE:-100000}
 MAX_SECONDS=${MAX_SECONDS:-20}
 SNAPSHOT_COUNT=${SNAPSHOT_COUNT:-100000}
@@ -138,7 +143,9 @@ measure() {
         echo "${setup[*]}" >>"$COMMANDS"
         "${setup[@]}" >/dev/null
     fi
-    local cmd=("$BENCH_BIN" --endpoints "$ENDPOINTS" --max-seconds "$MAX_SECONDS" --json "$@")
+    local limit=$MAX_SECONDS
+    [[ $workload == fill-* ]] && limit=$FILL_MAX_SECONDS
+    local cmd=("$BENCH_BIN" --endpoints "$ENDPOINTS" --max-seconds "$limit" --json "$@")
     echo "${cmd[*]}" >>"$COMMANDS"
     local before json status=0 client_before client_after
     before=$(cpu_ticks)
@@ -184,6 +191,7 @@ WORKLOADS=(
     "put-1000c|1|--conns 100 --clients 1000 --total $PUTN_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
     "range-l-1000c|1|--conns 100 --clients 1000 --total $RANGE_TOTAL range 000 --consistency l"
     "range-s-1000c|1|--conns 100 --clients 1000 --total $RANGE_TOTAL range 000 --consistency s"
+    "fill-1000c|1|--conns 100 --clients 1000 --total $FILL_KEYS put --key-size 8 --val-size 256 --key-space-size $FILL_KEYS --sequential-keys"
     "put-3m-1000c|3|--conns 100 --clients 1000 --total $CLUSTER_TOTAL --target-leader put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
 )
 
@@ -206,7 +214,7 @@ WORKLOADS+=(
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 printf 'server\tworkload\trun\tok\treq_per_s\tp50_ms\tp99_ms\trss_mib\tcpu_s_per_10k\tbench_cpu_s_per_10k\tdata_dir_mib\terrors\n' >"$RESULTS"
 : >"$COMMANDS"
-log "data dirs under $WORK; $RUNS runs; totals put-1c=$PUT1_TOTAL put-1000c=$PUTN_TOTAL range=$RANGE_TOTAL 3m=$CLUSTER_TOTAL; at most ${MAX_SECONDS}s each"
+log "data dirs under $WORK; $RUNS runs; totals put-1c=$PUT1_TOTAL put-1000c=$PUTN_TOTAL range=$RANGE_TOTAL fill=$FILL_KEYS 3m=$CLUSTER_TOTAL; at most ${MAX_SECONDS}s each (fill: ${FILL_MAX_SECONDS}s)"
 for ((run = 1; run <= RUNS; run++)); do
     # Alternate which server goes first, so drift (page cache, thermal) hits both.
     if ((run % 2)); then order=(etcd oxetcd); else order=(oxetcd etcd); fi
@@ -263,7 +271,8 @@ for w in workloads:
 o.append("""
 Workloads: `put-1c` one client, 256-byte values; `put-1000c` 1000 clients on 100 connections;
 `range-l-1000c` / `range-s-1000c` linearizable / serializable range of one key, 1000 clients on
-100 connections; `put-3m-1000c` 3 members on 127.0.0.1-3, 1000 clients on 100 connections to
+100 connections; `fill-1000c` writes FILL_KEYS distinct keys of 256 bytes (1M in a full run: its
+RSS row is the server's memory holding 1M keys); `put-3m-1000c` 3 members on 127.0.0.1-3, 1000 clients on 100 connections to
 the leader (`--target-leader`). Each measurement starts a fresh cluster in a fresh data dir.
 RSS is VmHWM after the run (summed over members for 3 members), CPU is utime+stime of the
 server process(es) during the benchmark only (the load generator's own CPU is shown too: on a

@@ -22,8 +22,9 @@
 //!
 //! Requests and responses are the `etcdserverpb` wire types; headers carry only
 //! `revision` (the server fills `cluster_id`, `member_id`, `raft_term`). Every write
-//! returns the `mvccpb::Event`s it produced, with `prev_kv` filled, for the watchable
-//! store. A write that fails (validation, a missing lease or key, a compacted or future
+//! returns the `mvccpb::Event`s it produced, for the watchable store: deletes carry
+//! `prev_kv`; puts do not (the old value is read only when the request asks for it;
+//! a watcher that wants it reads it at `mod_revision - 1`, as etcd's do). A write that fails (validation, a missing lease or key, a compacted or future
 //! revision inside a txn) changes nothing, not even the consistent index: the apply loop
 //! then calls `set_consistent_index`. A backend failure in the middle of a write makes
 //! the store refuse further writes (etcd panics there); the member must restart and

@@ -39,7 +39,7 @@ use crate::backend::{
 use crate::compaction::{self, CompactionHandle, Job};
 use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::lease::Lessor;
+use crate::lease::{LeaseId, Lessor};
 use crate::read::{self, Buffer, Values, header};
 use crate::revision::Revision;
 use crate::sync::{lock, read, write};
@@ -254,7 +254,7 @@ struct Restored {
     /// The highest main revision stored.
     max_rev: i64,
     /// Every live key with a lease, and the lease.
-    leases: Vec<(Bytes, i64)>,
+    leases: HashMap<Bytes, LeaseId>,
 }
 
 /// Rebuilds the index from every stored row, in revision order.
@@ -285,7 +285,7 @@ fn restore_index(snapshot: &impl Snapshot) -> Result<Restored> {
     })?;
     match failure {
         Some(e) => Err(e),
-        None => Ok(Restored { index, max_rev, leases: leases.into_iter().collect() }),
+        None => Ok(Restored { index, max_rev, leases }),
     }
 }
 
@@ -306,7 +306,7 @@ impl<B: Backend> Store<B> {
         }
         let compact_rev = finished.max(scheduled).unwrap_or(-1);
         let current_rev = max_rev.max(compact_rev).max(1);
-        let state = State { index, current_rev, compact_rev };
+        let state = State { index, current_rev, compact_rev, leases };
         let shared = Arc::new(Shared {
             backend,
             config,

@@ -5,6 +5,7 @@
 //! with its batch) and to the index, and yields an `mvccpb::Event`. Reads inside the
 //! transaction see its earlier changes, as in etcd.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use crate::backend::{Row, Snapshot};
 use crate::error::{Error, Result};
 use crate::index::{Index, KeySpan};
 use crate::key_index::KeyRevision;
-use crate::lease::Lessor;
+use crate::lease::{LeaseId, Lessor};
 use crate::read::{self, Buffer, Values, header};
 use crate::revision::Revision;
 use crate::sync::write;
@@ -34,6 +35,9 @@ pub struct State {
     pub current_rev: i64,
     /// The last compaction's revision (-1 if never compacted, as in etcd).
     pub compact_rev: i64,
+    /// The lease of every live key that has one, so that a put learns its key's old
+    /// lease without reading the old value.
+    pub leases: HashMap<Bytes, LeaseId>,
 }
 
 /// One write transaction in progress.
@@ -134,14 +138,18 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
         self.check_put(req)?;
         let rev = self.next_rev()?;
         let prev = self.get(&req.key);
-        let prev_kv = prev.map(|kr| self.value(kr.modified)).transpose()?;
-        let (value, lease) = match &prev_kv {
-            Some(p) => (
-                if req.ignore_value { p.value.clone() } else { req.value.clone() },
-                if req.ignore_lease { p.lease } else { req.lease },
-            ),
-            None => (req.value.clone(), req.lease),
+        let old_lease = self.state.leases.get(&req.key).copied().unwrap_or(0);
+        // The old value is read only when the request needs it: watchers that want
+        // previous values load them themselves, as etcd's do.
+        let prev_kv = match prev {
+            Some(kr) if req.prev_kv || req.ignore_value => Some(self.value(kr.modified)?),
+            _ => None,
         };
+        let value = match &prev_kv {
+            Some(p) if req.ignore_value => p.value.clone(),
+            _ => req.value.clone(),
+        };
+        let lease = if req.ignore_lease { old_lease } else { req.lease };
         let kv = KeyValue {
             key: req.key.clone(),
             create_revision: prev.map_or(rev.main, |p| p.created.main),
@@ -152,17 +160,18 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
         };
         self.push_row(rev, false, &kv);
         self.state.index.put(&req.key, rev);
-        if let Some(old) = prev_kv.as_ref().map(|p| p.lease).filter(|l| *l != 0) {
-            self.lessor.detach(old, &req.key);
+        if old_lease != lease {
+            if old_lease != 0 {
+                self.lessor.detach(old_lease, &req.key);
+                self.state.leases.remove(&req.key);
+            }
+            if lease != 0 {
+                self.lessor.attach(lease, &req.key);
+                // A copy: the request's key shares the buffer of the whole raft entry.
+                self.state.leases.insert(Bytes::copy_from_slice(&req.key), lease);
+            }
         }
-        if lease != 0 {
-            self.lessor.attach(lease, &req.key);
-        }
-        self.events.push(Event {
-            r#type: EventType::Put as i32,
-            kv: Some(kv),
-            prev_kv: prev_kv.clone(),
-        });
+        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None });
         Ok(PutResponse { header: header(rev.main), prev_kv: prev_kv.filter(|_| req.prev_kv) })
     }
 
@@ -181,6 +190,7 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
             }
             if prev.lease != 0 {
                 self.lessor.detach(prev.lease, key);
+                self.state.leases.remove(key);
             }
             self.events.push(Event {
                 r#type: EventType::Delete as i32,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
-use oxetcd_api::etcdserverpb::TxnRequest;
+use oxetcd_api::etcdserverpb::{PutRequest, TxnRequest};
 use oxetcd_mvcc::backend::{Backend, Batch, Snapshot};
 use oxetcd_mvcc::{ApplyIndex, Error, NoLeases, RedbBackend, Result, Store};
 
@@ -91,10 +91,14 @@ fn a_read_failing_mid_txn_leaves_nothing_behind() {
     store.put(&put("b", "old"), Some(ApplyIndex { index: 1, term: 1 })).unwrap();
     store.force_commit().unwrap();
     let rev = store.current_revision();
-    // Putting "b" reads its previous value from the backend, after "a" was written.
+    // Putting "b" with prev_kv reads its previous value from the backend, after "a" was
+    // written.
     faults.reads.store(true, Ordering::SeqCst);
     let txn = TxnRequest {
-        success: vec![op_put(put("a", "new")), op_put(put("b", "new"))],
+        success: vec![
+            op_put(put("a", "new")),
+            op_put(PutRequest { prev_kv: true, ..put("b", "new") }),
+        ],
         ..Default::default()
     };
     assert_eq!(store.txn(&txn, Some(ApplyIndex { index: 2, term: 1 })).err(), Some(injected()));

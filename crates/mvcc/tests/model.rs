@@ -168,7 +168,7 @@ impl Model {
             lease: 0,
         };
         ws.insert(req.key.clone(), kv.clone());
-        events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev.clone() });
+        events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None });
         PutResponse { header: header(rev), prev_kv: prev.filter(|_| req.prev_kv) }
     }
 

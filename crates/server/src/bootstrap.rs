@@ -38,6 +38,8 @@ pub enum StartError {
     Listen { url: String, error: std::io::Error },
     #[error("raft: {0}")]
     Raft(#[from] oxetcd_raft::Error),
+    #[error("cannot start the peer runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 pub(crate) struct Opened {

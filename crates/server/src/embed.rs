@@ -7,8 +7,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 
 use crate::bootstrap::StartError;
 use crate::config::ServerConfig;
@@ -28,6 +28,12 @@ pub struct Member {
     pub client_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
+}
+
+/// Accepted connections with Nagle's algorithm off: responses are small and written
+/// once, and waiting to coalesce them meets the client's delayed ACK (a 40 ms stall).
+fn no_delay(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 impl Member {
@@ -59,14 +65,25 @@ impl Member {
                 .map_err(|error| StartError::Listen { url: "peer".into(), error })?;
             let service = server.transport().service();
             let mut stop = shutdown.subscribe();
-            listeners.push(tokio::spawn(async move {
+            // Re-registered on the peer runtime, so its events are polled there too.
+            let listener = listener
+                .into_std()
+                .map_err(|error| StartError::Listen { url: addr.to_string(), error })?;
+            listeners.push(server.peer_runtime().spawn(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        tracing::error!(address = %addr, error = %e, "peer listener failed");
+                        return;
+                    }
+                };
                 // Keepalive lets this side notice a peer that died without closing.
                 let serving = tonic::transport::Server::builder()
                     .http2_keepalive_interval(Some(PEER_KEEPALIVE_INTERVAL))
                     .http2_keepalive_timeout(Some(PEER_KEEPALIVE_TIMEOUT))
                     .http2_adaptive_window(Some(true))
                     .add_service(service)
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    .serve_with_incoming_shutdown(no_delay(listener), async move {
                         let _ = stop.wait_for(|&s| s).await;
                     });
                 if let Err(e) = serving.await {
@@ -95,7 +112,7 @@ impl Member {
                 let serving = tonic::transport::Server::builder()
                     .accept_http1(true)
                     .add_routes(Routes::from(router))
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    .serve_with_incoming_shutdown(no_delay(listener), async move {
                         let _ = stop.wait_for(|&s| s).await;
                     });
                 if let Err(e) = serving.await {

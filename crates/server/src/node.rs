@@ -9,7 +9,8 @@
 //!    every proposal that arrived since the last Ready shares it);
 //! 4. messages that must follow persistence (votes, append responses);
 //! 5. committed entries: handed to the apply thread over a bounded channel, which
-//!    stalls this loop, and so new proposals, when apply falls behind;
+//!    stalls this loop, and so new proposals, when apply falls behind. Entries the WAL
+//!    already held before this Ready go right after step 1;
 //! 6. advance.
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use oxetcd_raft::progress::ProgressState;
 use oxetcd_raft::{
     ConfChange, ConfState, Entry, MemStorage, Message, MessageType, RawNode, Ready, Snapshot,
     SnapshotStatus, StateRole, Storage,
@@ -87,6 +89,9 @@ pub(crate) const SLOW_FSYNC: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Retention {
     pub snapshot_catchup_entries: u64,
+    /// How much further back than `snapshot_catchup_entries` a leader keeps the log for
+    /// a follower that is replicating but behind.
+    pub max_held_for_followers: u64,
     pub max_snapshots: usize,
     pub max_wals: usize,
 }
@@ -206,6 +211,15 @@ impl RaftLoop {
         let messages = std::mem::take(&mut ready.messages);
         self.send(messages)?;
 
+        // Entries committed up to what the WAL already holds are durable here and on a
+        // quorum: apply need not wait for this Ready's fdatasync (a leader's Ready often
+        // carries new proposals along with the commit of earlier ones). etcd hands them
+        // over first too. After a snapshot, or for entries of this very Ready, it waits.
+        let apply_first = ready.snapshot.is_none()
+            && ready.committed_entries.last().is_some_and(|e| e.index <= self.wal.last_index());
+        if apply_first {
+            self.hand_committed(&ready)?;
+        }
         // `advance` reads the snapshot too, so it stays in the Ready.
         if let Some(snapshot) = &ready.snapshot {
             self.persist_snapshot(snapshot)?;
@@ -227,14 +241,20 @@ impl RaftLoop {
         let messages = std::mem::take(&mut ready.persisted_messages);
         self.send(messages)?;
 
+        if !apply_first {
+            self.hand_committed(&ready)?;
+        }
+        self.node.advance(ready);
+        Ok(())
+    }
+
+    fn hand_committed(&self, ready: &Ready) -> Result<(), ServerError> {
         if let Some(last) = ready.committed_entries.last() {
             self.shared.committed.fetch_max(last.index, Ordering::SeqCst);
             // `advance` reads the committed entries to move raft's applied index, so the
             // apply thread gets a copy (entry data is shared, not copied).
-            let entries = ready.committed_entries.clone();
-            self.to_apply(ApplyTask::Entries(entries))?;
+            self.to_apply(ApplyTask::Entries(ready.committed_entries.clone()))?;
         }
-        self.node.advance(ready);
         Ok(())
     }
 
@@ -315,8 +335,8 @@ impl RaftLoop {
         self.wal.save_snapshot(&marker).map_err(storage_error)?;
         tracing::info!(index, term, "saved snapshot");
 
+        let compact_to = self.compact_index(index);
         let storage = self.node.mut_store();
-        let compact_to = index.saturating_sub(self.retention.snapshot_catchup_entries);
         if compact_to > storage.first_index().unwrap_or(0) {
             storage.compact(compact_to).map_err(|e| ServerError::Internal(e.to_string()))?;
             tracing::info!(compact_index = compact_to, "compacted raft logs");
@@ -329,6 +349,34 @@ impl RaftLoop {
         }
         Ok(())
     }
+
+    /// Where the log is cut after a snapshot at `index`: `snapshot_catchup_entries`
+    /// before it, or, on a leader, back to the last entry a replicating follower has,
+    /// up to `max_held_for_followers` further. A follower that trails a busy leader by a
+    /// few thousand entries then catches up from the log; cutting at the fixed distance
+    /// (as etcd does) would make the leader copy and ship the whole backend to it.
+    fn compact_index(&self, index: u64) -> u64 {
+        let status = self.node.status();
+        let replicating = status
+            .progress
+            .iter()
+            .filter(|(id, p)| {
+                **id != status.id && p.recent_active && matches!(p.state, ProgressState::Replicate)
+            })
+            .map(|(_, p)| p.matched);
+        log_cut(index, &self.retention, replicating)
+    }
+}
+
+/// The cut for [`RaftLoop::compact_index`], given what each replicating follower has.
+fn log_cut(index: u64, retention: &Retention, replicating: impl Iterator<Item = u64>) -> u64 {
+    let cut = index.saturating_sub(retention.snapshot_catchup_entries);
+    match replicating.min() {
+        Some(matched) if matched < cut => {
+            matched.max(cut.saturating_sub(retention.max_held_for_followers))
+        }
+        _ => cut,
+    }
 }
 
 pub(crate) fn storage_error(e: oxetcd_wal::WalError) -> ServerError {
@@ -338,4 +386,25 @@ pub(crate) fn storage_error(e: oxetcd_wal::WalError) -> ServerError {
 /// Ids print as etcd prints them: lowercase hex.
 pub(crate) fn hex(id: u64) -> String {
     format!("{id:x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_is_kept_for_a_replicating_follower_within_bounds() {
+        let retention = Retention {
+            snapshot_catchup_entries: 5_000,
+            max_held_for_followers: 100_000,
+            max_snapshots: 5,
+            max_wals: 5,
+        };
+        let cut = |followers: &[u64]| log_cut(200_000, &retention, followers.iter().copied());
+        assert_eq!(cut(&[]), 195_000, "a single member keeps the catch-up entries");
+        assert_eq!(cut(&[199_990, 196_000]), 195_000, "everyone is close");
+        assert_eq!(cut(&[199_990, 187_000]), 187_000, "the slow follower keeps its entries");
+        assert_eq!(cut(&[20_000]), 95_000, "holding back is bounded");
+        assert_eq!(log_cut(3_000, &retention, [10].into_iter()), 0, "nothing to cut yet");
+    }
 }

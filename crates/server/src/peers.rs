@@ -8,9 +8,41 @@ use std::sync::{Arc, Weak};
 
 use oxetcd_raft::{Message, SnapshotStatus};
 use oxetcd_transport::{Dropped, RaftHandler, Transport};
+use tokio::runtime::{Handle, Runtime};
 
 use crate::node::{Input, Outbox};
 use crate::state::Shared;
+
+/// The runtime that carries peer traffic (the transport's streams and the peer
+/// listener) on a thread of its own. On the main runtime, replication would queue
+/// behind client requests, and under load every commit's round trip would stretch
+/// with the client backlog.
+pub(crate) struct PeerRuntime(Option<Runtime>);
+
+impl PeerRuntime {
+    pub fn new() -> std::io::Result<PeerRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("oxetcd-peer")
+            .enable_all()
+            .build()?;
+        Ok(PeerRuntime(Some(runtime)))
+    }
+
+    pub fn handle(&self) -> &Handle {
+        self.0.as_ref().expect("the runtime lives until drop").handle()
+    }
+}
+
+impl Drop for PeerRuntime {
+    /// Without waiting: the server may be dropped on an async thread, where blocking
+    /// on the runtime's tasks is not allowed.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
 
 /// What the transport calls into. Holds the server state weakly: the transport lives
 /// inside the server and must not keep it alive.

@@ -29,7 +29,7 @@ use crate::lease::{
     MAX_REVOKES_PER_CHECK, StoredLease, SystemClock,
 };
 use crate::node::{Input, RaftLoop, Retention, hex};
-use crate::peers::{RaftBridge, TransportOutbox};
+use crate::peers::{PeerRuntime, RaftBridge, TransportOutbox};
 use crate::state::{ApplyResult, Shared};
 use crate::watch::WatchHub;
 
@@ -61,6 +61,7 @@ pub struct EtcdServer {
     ids: IdGenerator,
     cfg: ServerConfig,
     transport: Arc<Transport>,
+    peer_runtime: PeerRuntime,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// The watchable store: apply publishes to it, Watch streams subscribe to it.
     watch: Arc<WatchHub>,
@@ -132,10 +133,14 @@ impl EtcdServer {
         let (inbox, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_CAPACITY);
         let snap_dir = bootstrap::member_dir(&cfg.data_dir).join("snap");
         let bridge = RaftBridge { inbox: inbox.clone(), shared: Arc::downgrade(&shared) };
-        let transport = Arc::new(Transport::new(
-            TransportConfig::new(opened.cluster_id, opened.member_id, snap_dir),
-            Arc::new(bridge),
-        ));
+        let peer_runtime = PeerRuntime::new().map_err(StartError::Runtime)?;
+        let transport = {
+            let _on_peer_runtime = peer_runtime.handle().enter();
+            Arc::new(Transport::new(
+                TransportConfig::new(opened.cluster_id, opened.member_id, snap_dir),
+                Arc::new(bridge),
+            ))
+        };
         // Members known from the snapshot; the log's conf changes add the rest.
         for member in shared.membership().members() {
             if member.id != opened.member_id {
@@ -158,6 +163,7 @@ impl EtcdServer {
             election_ticks: cfg.election_ticks as u32,
             retention: Retention {
                 snapshot_catchup_entries: cfg.snapshot_catchup_entries,
+                max_held_for_followers: cfg.snapshot_count,
                 max_snapshots: cfg.max_snapshots,
                 max_wals: cfg.max_wals,
             },
@@ -194,6 +200,7 @@ impl EtcdServer {
             ids: IdGenerator::new(opened.member_id),
             cfg,
             transport,
+            peer_runtime,
             threads: Mutex::new(threads),
             watch,
         });
@@ -207,6 +214,11 @@ impl EtcdServer {
     /// The peer transport; its service is served on the peer listeners.
     pub fn transport(&self) -> &Arc<Transport> {
         &self.transport
+    }
+
+    /// Where peer traffic runs: the peer listeners belong there too.
+    pub fn peer_runtime(&self) -> &tokio::runtime::Handle {
+        self.peer_runtime.handle()
     }
 
     pub fn watch_hub(&self) -> &Arc<WatchHub> {

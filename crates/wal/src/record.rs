@@ -124,6 +124,18 @@ pub(crate) enum DecodeStop {
     Corrupt { offset: u64, crc_mismatch: bool, detail: String },
 }
 
+/// Bytes the frame starting at `rest[0]` occupies, as far as `rest` tells: its length
+/// field's claim, or just the length field while fewer bytes than that are at hand.
+pub(crate) fn frame_bytes(rest: &[u8]) -> u64 {
+    let Some(field) = rest.get(..LENGTH_FIELD_BYTES) else {
+        return LENGTH_FIELD_BYTES as u64;
+    };
+    let length_field = u64::from_le_bytes(field.try_into().expect("eight bytes"));
+    let len = length_field & !(0xff << 56);
+    let pad = if length_field >> 63 == 1 { (length_field >> 56) & 0x7 } else { 0 };
+    LENGTH_FIELD_BYTES as u64 + len + pad
+}
+
 /// Reads the frames of one segment, validating the running CRC.
 pub(crate) struct Decoder<'a> {
     data: &'a [u8],

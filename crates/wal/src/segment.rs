@@ -1,9 +1,83 @@
 //! Segment files: `<seq>-<index>.wal`, both 16 hex digits, where `index` is the raft
 //! index the segment's first entry is expected to have (etcd's naming).
 
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result, WalError};
+use crate::record::{DecodeStop, Decoder, Record, RecordType, frame_bytes};
+
+/// Bytes read from a segment at a time while replaying it.
+const READ_CHUNK_BYTES: u64 = 1 << 20;
+
+/// Where replaying a segment stopped.
+#[derive(Debug)]
+pub(crate) struct SegmentEnd {
+    /// Why decoding stopped; offsets are from the start of the file.
+    pub stop: DecodeStop,
+    /// The running CRC after the last good record.
+    pub crc: u32,
+    /// The offset just past the last good record.
+    pub offset: u64,
+}
+
+/// Decodes the records of the segment at `path`, continuing the CRC chain from `crc`,
+/// and hands each to `on_record`. The file is read a chunk at a time and reading stops
+/// at the end of the written data, so replay never holds a whole (mostly preallocated)
+/// segment in memory. Only a damaged record makes it read the rest of the file, which
+/// tells a torn write from corruption.
+pub(crate) fn replay(
+    path: &Path,
+    mut crc: u32,
+    mut on_record: impl FnMut(RecordType, Record) -> Result<()>,
+) -> Result<SegmentEnd> {
+    let mut file = File::open(path).at(path)?;
+    let file_len = file.metadata().at(path)?.len();
+    // `data` holds the file's bytes from offset `base` on that are not decoded yet.
+    let mut data = Vec::new();
+    let mut base = 0u64;
+    let mut want = READ_CHUNK_BYTES;
+    loop {
+        let unread = file_len - base - data.len() as u64;
+        let read = want.min(unread);
+        (&mut file).take(read).read_to_end(&mut data).at(path)?;
+        let at_eof = base + data.len() as u64 >= file_len;
+
+        let mut decoder = Decoder::new(&data, crc);
+        let stop = loop {
+            match decoder.next() {
+                Ok((record_type, record)) => on_record(record_type, record)?,
+                Err(stop) => break stop,
+            }
+        };
+        let consumed = decoder.offset();
+        crc = decoder.crc();
+        let rest = &data[consumed as usize..];
+        let needed = frame_bytes(rest);
+        let zero_length_field = matches!(stop, DecodeStop::End) && needed <= rest.len() as u64;
+        if at_eof || zero_length_field {
+            let shift = |offset: u64| base + offset;
+            let stop = match stop {
+                DecodeStop::End => DecodeStop::End,
+                DecodeStop::Torn { offset } => DecodeStop::Torn { offset: shift(offset) },
+                DecodeStop::Corrupt { offset, crc_mismatch, detail } => {
+                    DecodeStop::Corrupt { offset: shift(offset), crc_mismatch, detail }
+                }
+            };
+            return Ok(SegmentEnd { stop, crc, offset: base + consumed });
+        }
+        // Decoded records are copies: drop their bytes and read on. A frame that is all
+        // there yet damaged is judged against everything after it, so read it all.
+        data.drain(..consumed as usize);
+        base += consumed;
+        want = if needed > data.len() as u64 {
+            (needed - data.len() as u64).max(READ_CHUNK_BYTES)
+        } else {
+            u64::MAX
+        };
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Segment {

@@ -11,9 +11,7 @@ use prost::Message;
 
 use crate::error::{IoContext, Result, WalError};
 use crate::fs::{lock_dir, preallocate, sync_dir};
-use crate::record::{
-    DecodeStop, Decoder, Encoder, MAX_RECORD_BYTES, Record, RecordType, WalSnapshot,
-};
+use crate::record::{DecodeStop, Encoder, MAX_RECORD_BYTES, Record, RecordType, WalSnapshot};
 use crate::segment::{self, Segment};
 
 /// etcd's segment size: a segment is cut once it grows past this.
@@ -120,17 +118,10 @@ impl Wal {
         let mut tail_end = 0;
         let last = segments.len() - 1;
         for (i, segment) in segments.iter().enumerate().skip(first) {
-            let data = std::fs::read(&segment.path).at(&segment.path)?;
-            let mut decoder = Decoder::new(&data, crc);
-            let stop = loop {
-                match decoder.next() {
-                    Ok((record_type, record)) => {
-                        replay.apply(record_type, record, &segment.path)?
-                    }
-                    Err(stop) => break stop,
-                }
-            };
-            match stop {
+            let end = segment::replay(&segment.path, crc, |record_type, record| {
+                replay.apply(record_type, record, &segment.path)
+            })?;
+            match end.stop {
                 DecodeStop::End => {}
                 // Only the tail can hold a write cut short; older segments were synced
                 // before the cut that ended them.
@@ -146,8 +137,8 @@ impl Wal {
                     return Err(WalError::Corrupt { path: segment.path.clone(), offset, detail });
                 }
             }
-            crc = decoder.crc();
-            tail_end = decoder.offset();
+            crc = end.crc;
+            tail_end = end.offset;
         }
         if !replay.snapshot_found {
             return Err(not_found());

@@ -229,6 +229,56 @@ fn damage_before_good_records_is_an_error_not_a_skip() {
     assert!(matches!(err, WalError::CrcMismatch { .. } | WalError::Corrupt { .. }), "{err}");
 }
 
+/// Replay reads a segment a chunk (1 MiB) at a time: these logs span several chunks,
+/// with records straddling chunk boundaries and one record larger than a chunk.
+fn multi_chunk_log(dir: &Path) -> Vec<Entry> {
+    let mut wal = Wal::create(dir, Bytes::new(), WalOptions::default()).unwrap();
+    let mut entries = Vec::new();
+    for i in 1..=60 {
+        let size = if i == 30 { 1_500_000 } else { 40_000 + i as usize * 7 };
+        let e = entry(i, 1, &char::from(b'a' + (i % 26) as u8).to_string().repeat(size));
+        wal.save(&state(1, i), std::slice::from_ref(&e), true).unwrap();
+        entries.push(e);
+    }
+    entries
+}
+
+#[test]
+fn records_across_read_chunks_read_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let entries = multi_chunk_log(&dir);
+    let (_wal, got) = Wal::open(&dir, &WalSnapshot::origin(), WalOptions::default()).unwrap();
+    assert_eq!(got.entries, entries);
+}
+
+#[test]
+fn a_torn_tail_past_the_first_chunk_is_cut_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let entries = multi_chunk_log(&dir);
+    let (tail, used) = tail_and_used(&dir);
+    let mut data = std::fs::read(&tail).unwrap();
+    data[used - 4096..used].fill(0);
+    std::fs::write(&tail, &data).unwrap();
+    let (_wal, got) = Wal::open(&dir, &WalSnapshot::origin(), WalOptions::default()).unwrap();
+    assert_eq!(got.entries, entries[..entries.len() - 1]);
+}
+
+#[test]
+fn damage_in_the_first_chunk_with_data_chunks_later_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    multi_chunk_log(&dir);
+    let (tail, used) = tail_and_used(&dir);
+    assert!(used > 3 << 20, "the log spans several read chunks");
+    let mut data = std::fs::read(&tail).unwrap();
+    data[100_000] ^= 0x01;
+    std::fs::write(&tail, &data).unwrap();
+    let err = Wal::open(&dir, &WalSnapshot::origin(), WalOptions::default()).unwrap_err();
+    assert!(matches!(err, WalError::CrcMismatch { .. } | WalError::Corrupt { .. }), "{err}");
+}
+
 #[test]
 fn snapshot_files_save_load_skip_broken_and_purge() {
     let tmp = tempfile::tempdir().unwrap();

@@ -19,8 +19,10 @@ use crate::error::{Error, Result};
 /// Rows copied per write transaction when saving a snapshot.
 pub const SNAPSHOT_CHUNK_ROWS: usize = 10_000;
 
-/// redb's page cache size.
-pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+/// redb's own page cache. Small on purpose: the kernel's page cache already holds the
+/// file, and redb's cache is anonymous memory that counts against the server's RSS
+/// (256 MiB here made RSS after 1M keys 2.3x larger at the same put throughput).
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 
 fn table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
     TableDefinition::new(name)

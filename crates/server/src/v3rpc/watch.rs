@@ -226,8 +226,8 @@ impl StreamTask {
         true
     }
 
-    /// History carries no previous key-values: read each at the revision before its
-    /// event, as etcd does (left empty if that was compacted away).
+    /// Puts and history carry no previous key-values: read each at the revision before
+    /// its event, as etcd does (left empty if that was compacted away).
     fn fill_prev_kv(&self, events: &mut [Event]) {
         let store = self.server.store();
         for event in events.iter_mut().filter(|e| e.prev_kv.is_none() && !is_create(e)) {

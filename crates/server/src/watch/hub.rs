@@ -48,7 +48,8 @@ pub struct Delivery {
     pub events: Vec<Event>,
     /// Non-zero: the watcher was canceled because this revision was compacted.
     pub compact_revision: i64,
-    /// The events came from history, without `prev_kv`, and the watcher wants them.
+    /// The watcher wants previous key-values: the stream loads those the events lack
+    /// (puts' and history's).
     pub fill_prev_kv: bool,
     pub fragment: bool,
 }
@@ -279,7 +280,7 @@ impl WatchHub {
             );
         }
         for (slot, events) in batches {
-            inner.hand_out(slot, events, rev, false);
+            inner.hand_out(slot, events, rev);
         }
         self.wake_if_kicked(inner);
     }
@@ -352,8 +353,8 @@ impl Inner {
     }
 
     /// Sends a watcher its events up to `rev`; parks it as a victim if its queue is
-    /// full. `from_history`: the events lack `prev_kv` (the stream fills them in).
-    pub fn hand_out(&mut self, slot: Slot, events: Vec<Event>, rev: i64, from_history: bool) {
+    /// full.
+    pub fn hand_out(&mut self, slot: Slot, events: Vec<Event>, rev: i64) {
         let Some(w) = self.watcher_mut(slot) else { return };
         w.next_rev = rev + 1;
         if events.is_empty() {
@@ -364,7 +365,7 @@ impl Inner {
             watch_id: w.id,
             revision: rev,
             events,
-            fill_prev_kv: from_history && w.opts.has(Filters::PREV_KV),
+            fill_prev_kv: w.opts.has(Filters::PREV_KV),
             fragment: w.opts.has(Filters::FRAGMENT),
             compact_revision: 0,
         };
