@@ -28,9 +28,9 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// A key as etcd should report it: (key, value, create_revision, mod_revision, version).
-type Expected<'a> = (&'a str, &'a str, i64, i64, i64);
+pub(crate) type Expected<'a> = (&'a str, &'a str, i64, i64, i64);
 
-fn key_value(e: Expected<'_>) -> KeyValue {
+pub(crate) fn key_value(e: Expected<'_>) -> KeyValue {
     let (key, value, create_revision, mod_revision, version) = e;
     KeyValue {
         key: key.as_bytes().to_vec().into(),

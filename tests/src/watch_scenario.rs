@@ -18,7 +18,7 @@ use oxetcd_api::mvccpb::{Event, KeyValue};
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 
-use crate::scenario::{prefix_end, put};
+use crate::scenario::{key_value, prefix_end, put};
 
 /// How long a response may take before a test fails.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -98,14 +98,7 @@ pub fn watch_prefix(prefix: &str) -> WatchCreateRequest {
 }
 
 fn kv(key: &str, value: &str, create_revision: i64, mod_revision: i64, version: i64) -> KeyValue {
-    KeyValue {
-        key: key.as_bytes().to_vec().into(),
-        value: value.as_bytes().to_vec().into(),
-        create_revision,
-        mod_revision,
-        version,
-        lease: 0,
-    }
+    key_value((key, value, create_revision, mod_revision, version))
 }
 
 fn put_event(kv: KeyValue, prev_kv: Option<KeyValue>) -> Event {
