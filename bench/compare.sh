@@ -56,7 +56,7 @@ log() { printf '[compare %s] %s\n' "$(date -u +%T)" "$*" >&2; }
 
 if [[ -z ${OXETCD_BIN:-} || -z ${BENCH_BIN:-} ]]; then
     log "building oxetcd and oxetcd-bench (release)"
-    (cd "$ROOT" && cargo build --release -p oxetcd-server -p oxetcd-bench)
+    (cd "$ROOT" && cargo build --release -p oxetcd -p oxetcd-bench)
     TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
     OXETCD_BIN=${OXETCD_BIN:-$TARGET/release/oxetcd}
     BENCH_BIN=${BENCH_BIN:-$TARGET/release/oxetcd-bench}

@@ -10,7 +10,7 @@ use oxetcd_api::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
     LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
 };
-use oxetcd_server::config::ServerConfig;
+use oxetcd_etcdserver::ServerConfig;
 use oxetcd_tests::member::{TestCluster, TestMember, single_member_config};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -246,7 +246,7 @@ async fn a_restart_continues_a_lease_from_its_checkpoint_only_when_enabled() {
     for flags in [&[CHECKPOINTS][..], &[]] {
         let dir = tempfile::tempdir().unwrap();
         let mut config = single_member_config(dir.path(), flags);
-        checkpoint_every_second(&mut config);
+        checkpoint_every_second(&mut config.server);
         let member = TestMember::start_configured(dir, config).await;
         let (id, _) = grant(&member.endpoint, 0, 60).await.unwrap();
         tokio::time::sleep(CHECKPOINTED).await;
@@ -268,7 +268,7 @@ async fn a_restart_continues_a_lease_from_its_checkpoint_only_when_enabled() {
 async fn a_keep_alive_clears_the_checkpoint_so_the_lease_starts_full_again() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = single_member_config(dir.path(), &[CHECKPOINTS]);
-    checkpoint_every_second(&mut config);
+    checkpoint_every_second(&mut config.server);
     let member = TestMember::start_configured(dir, config).await;
     let (id, _) = grant(&member.endpoint, 0, 60).await.unwrap();
     tokio::time::sleep(CHECKPOINTED).await;

@@ -2,8 +2,9 @@
 //! its own temporary data dir.
 
 use clap::Parser;
-use oxetcd_server::config::{Flags, ServerConfig};
-use oxetcd_server::embed::Member;
+use oxetcd::config::{Config, Flags};
+use oxetcd::embed::Member;
+use oxetcd_etcdserver::ServerConfig;
 
 /// A single-member cluster in a temp dir; closed and removed on [`TestMember::close`].
 pub struct TestMember {
@@ -13,7 +14,7 @@ pub struct TestMember {
 }
 
 /// The configuration of a single member on a free port, in `dir`.
-pub fn single_member_config(dir: &std::path::Path, extra: &[&str]) -> ServerConfig {
+pub fn single_member_config(dir: &std::path::Path, extra: &[&str]) -> Config {
     // Members listen on their peer URL, so every test member needs a port of its own (a
     // restart gets a new one: the `--initial-*` flags no longer matter then).
     let peer = format!("http://127.0.0.1:{}", free_port());
@@ -59,7 +60,7 @@ impl TestMember {
 
     /// Starts a member with a configuration built by [`single_member_config`] for `dir`
     /// and then adjusted (for settings that are not flags).
-    pub async fn start_configured(dir: tempfile::TempDir, config: ServerConfig) -> TestMember {
+    pub async fn start_configured(dir: tempfile::TempDir, config: Config) -> TestMember {
         let member = Member::start(config).await.expect("member starts");
         let endpoint = format!("http://{}", member.client_addrs[0]);
         TestMember { member, endpoint, dir }
@@ -74,14 +75,14 @@ impl TestMember {
 
 /// With `OXETCD_TEST_LOG=debug` (or info, warn), members log to stderr as text.
 pub fn init_test_logs() {
-    use oxetcd_server::config::{LogLevel, Logger};
+    use oxetcd::config::{LogLevel, Logger};
     let level = match std::env::var("OXETCD_TEST_LOG").as_deref() {
         Ok("debug") => LogLevel::Debug,
         Ok("info") => LogLevel::Info,
         Ok("warn") => LogLevel::Warn,
         _ => return,
     };
-    oxetcd_server::logging::init(level, Logger::Text);
+    oxetcd::logging::init(level, Logger::Text);
 }
 
 /// A port on 127.0.0.1 that was free a moment ago and that this process has not handed
@@ -161,7 +162,7 @@ impl TestCluster {
         cluster
     }
 
-    fn config(&self, i: usize) -> ServerConfig {
+    fn config(&self, i: usize) -> Config {
         let initial: Vec<String> = self
             .names
             .iter()
@@ -190,7 +191,7 @@ impl TestCluster {
             .expect("cluster flags parse")
             .into_config()
             .expect("cluster flags are valid");
-        (self.adjust)(&mut config);
+        (self.adjust)(&mut config.server);
         config
     }
 
@@ -221,7 +222,7 @@ impl TestCluster {
                 .filter_map(|(i, m)| m.as_ref().map(|m| (i, m)))
                 .collect();
             let leaders: Vec<u64> =
-                running.iter().map(|(_, m)| m.server.shared().leader()).collect();
+                running.iter().map(|(_, m)| m.server.raft_status().leader).collect();
             if let Some(&leader) = leaders.first()
                 && leader != 0
                 && leaders.iter().all(|&l| l == leader)

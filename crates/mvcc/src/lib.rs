@@ -17,7 +17,6 @@
 //! store.consistent_index() / durable_index()   // replay from / purge WAL up to
 //! store.current_revision() / compact_revision()
 //! validate::{check_range, check_put, check_delete_range, check_txn, check_request_size}
-//! Error::{grpc_code, grpc_message}             // etcd's status code and wire message
 //! ```
 //!
 //! Requests and responses are the `etcdserverpb` wire types; headers carry only
@@ -108,7 +107,7 @@ pub mod write;
 
 pub use backend::redb::RedbBackend;
 pub use compaction::CompactionHandle;
-pub use error::{Error, GrpcCode, Result};
+pub use error::{Error, Result};
 pub use lease::{LeaseId, Lessor, NoLeases};
 pub use revision::Revision;
 pub use store::{ApplyIndex, CommitPoint, HashKv, SavedSnapshot, Store, StoreConfig, WriteResult};

@@ -4,10 +4,7 @@ use std::io::Write;
 use super::*;
 
 /// Resolves `args` against the environment `env`, returning the notices too.
-fn resolve(
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (Result<ServerConfig, ConfigError>, Vec<String>) {
+fn resolve(args: &[&str], env: &[(&str, &str)]) -> (Result<Config, ConfigError>, Vec<String>) {
     let argv = std::iter::once("oxetcd").chain(args.iter().copied());
     let flags = Flags::try_parse_from(argv).expect("flags parse");
     let env: Vec<(String, OsString)> =
@@ -16,7 +13,7 @@ fn resolve(
     (flags.resolve(&env, &mut notices), notices)
 }
 
-fn parse(args: &[&str]) -> Result<ServerConfig, ConfigError> {
+fn parse(args: &[&str]) -> Result<Config, ConfigError> {
     resolve(args, &[]).0
 }
 
@@ -33,29 +30,32 @@ fn path_of(file: &tempfile::NamedTempFile) -> &str {
 #[test]
 fn defaults_are_etcds() {
     let cfg = parse(&[]).unwrap();
-    assert_eq!(cfg.name, "default");
-    assert_eq!(cfg.data_dir, PathBuf::from("default.oxetcd"));
+    assert_eq!(cfg.server.name, "default");
+    assert_eq!(cfg.server.data_dir, PathBuf::from("default.oxetcd"));
     assert_eq!(cfg.listen_client_urls[0].addr.port(), 2379);
-    assert_eq!(cfg.advertise_client_urls, ["http://localhost:2379"]);
+    assert_eq!(cfg.server.advertise_client_urls, ["http://localhost:2379"]);
     assert_eq!(cfg.listen_peer_urls[0].addr.port(), 2380);
     assert_eq!(
-        cfg.initial_cluster,
+        cfg.server.initial_cluster,
         vec![InitialMember {
             name: "default".into(),
             peer_urls: vec!["http://localhost:2380".into()]
         }]
     );
-    assert_eq!(cfg.initial_cluster_state, ClusterState::New);
-    assert_eq!(cfg.initial_cluster_token, "etcd-cluster");
-    assert_eq!((cfg.heartbeat, cfg.election_ticks), (Duration::from_millis(100), 10));
-    assert_eq!((cfg.snapshot_count, cfg.snapshot_catchup_entries), (10_000, 5000));
-    assert_eq!((cfg.max_snapshots, cfg.max_wals, cfg.quota_backend_bytes), (5, 5, 0));
-    assert_eq!((cfg.max_request_bytes, cfg.max_txn_ops), (1_572_864, 128));
+    assert_eq!(cfg.server.initial_cluster_state, InitialClusterState::New);
+    assert_eq!(cfg.server.initial_cluster_token, "etcd-cluster");
+    assert_eq!((cfg.server.heartbeat, cfg.server.election_ticks), (Duration::from_millis(100), 10));
+    assert_eq!((cfg.server.snapshot_count, cfg.server.snapshot_catchup_entries), (10_000, 5000));
+    assert_eq!(
+        (cfg.server.max_snapshots, cfg.server.max_wals, cfg.server.quota_backend_bytes),
+        (5, 5, 0)
+    );
+    assert_eq!((cfg.server.max_request_bytes, cfg.server.max_txn_ops), (1_572_864, 128));
     assert_eq!((cfg.log_level, cfg.logger), (LogLevel::Info, Logger::Zap));
-    assert_eq!(cfg.request_timeout(), Duration::from_secs(7));
-    assert_eq!(cfg.watch_progress_notify_interval, Duration::from_secs(600));
-    assert!(!cfg.enable_lease_checkpoint);
-    assert_eq!(cfg.lease_checkpoint_interval, Duration::from_secs(300));
+    assert_eq!(cfg.server.request_timeout(), Duration::from_secs(7));
+    assert_eq!(cfg.server.watch_progress_notify_interval, Duration::from_secs(600));
+    assert!(!cfg.server.enable_lease_checkpoint);
+    assert_eq!(cfg.server.lease_checkpoint_interval, Duration::from_secs(300));
 }
 
 #[test]
@@ -65,13 +65,13 @@ fn initial_cluster_groups_urls_by_name() {
         "a=http://127.0.0.1:1,b=http://127.0.0.2:1,a=http://127.0.0.1:2",
     ])
     .unwrap();
-    assert_eq!(cfg.initial_cluster.len(), 2);
-    assert_eq!(cfg.initial_cluster[0].peer_urls.len(), 2);
+    assert_eq!(cfg.server.initial_cluster.len(), 2);
+    assert_eq!(cfg.server.initial_cluster[0].peer_urls.len(), 2);
 }
 
 #[test]
 fn a_repeated_flag_takes_its_last_value() {
-    assert_eq!(parse(&["--name", "a", "--name=b"]).unwrap().name, "b");
+    assert_eq!(parse(&["--name", "a", "--name=b"]).unwrap().server.name, "b");
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn only_the_v3_api_is_served() {
 #[test]
 fn an_unenforced_quota_is_reported() {
     let (result, notices) = resolve(&["--quota-backend-bytes", "8589934592"], &[]);
-    assert_eq!(result.unwrap().quota_backend_bytes, 8_589_934_592);
+    assert_eq!(result.unwrap().server.quota_backend_bytes, 8_589_934_592);
     assert!(notices.iter().any(|n| n.contains("not enforced")), "{notices:?}");
     assert!(resolve(&[], &[]).1.is_empty());
 }
@@ -131,7 +131,7 @@ fn an_unenforced_quota_is_reported() {
 fn the_watch_progress_interval_follows_etcds_rules() {
     let interval = |args: &[&str]| {
         let (result, notices) = resolve(args, &[]);
-        (result.unwrap().watch_progress_notify_interval, notices)
+        (result.unwrap().server.watch_progress_notify_interval, notices)
     };
     let flag = "--experimental-watch-progress-notify-interval";
     assert_eq!(interval(&[flag, "1m30s"]).0, Duration::from_secs(90));
@@ -144,7 +144,7 @@ fn the_watch_progress_interval_follows_etcds_rules() {
     assert!(notices.iter().any(|n| n.contains("minimum period 100ms")), "{notices:?}");
 
     let (result, _) = resolve(&[], &[("ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", "5s")]);
-    assert_eq!(result.unwrap().watch_progress_notify_interval, Duration::from_secs(5));
+    assert_eq!(result.unwrap().server.watch_progress_notify_interval, Duration::from_secs(5));
     let (result, _) = resolve(&[], &[("ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", "10")]);
     let err = result.unwrap_err().to_string();
     assert!(err.contains("time: missing unit in duration \"10\""), "{err}");
@@ -154,7 +154,7 @@ fn the_watch_progress_interval_follows_etcds_rules() {
 #[test]
 fn lease_checkpoints_are_a_boolean_flag_like_etcds() {
     let enabled = |args: &[&str], env: &[(&str, &str)]| {
-        resolve(args, env).0.map(|cfg| cfg.enable_lease_checkpoint)
+        resolve(args, env).0.map(|cfg| cfg.server.enable_lease_checkpoint)
     };
     assert_eq!(enabled(&["--experimental-enable-lease-checkpoint"], &[]), Ok(true));
     assert_eq!(enabled(&["--experimental-enable-lease-checkpoint=false"], &[]), Ok(false));
@@ -176,10 +176,10 @@ fn environment_variables_fill_in_flags_not_given() {
         ],
     );
     let cfg = result.unwrap();
-    assert_eq!(cfg.name, "cli");
-    assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/x"));
-    assert_eq!((cfg.max_txn_ops, cfg.log_level), (64, LogLevel::Debug));
-    assert_eq!(cfg.initial_cluster_token, "etcd-cluster", "an empty variable is ignored");
+    assert_eq!(cfg.server.name, "cli");
+    assert_eq!(cfg.server.data_dir, PathBuf::from("/var/lib/x"));
+    assert_eq!((cfg.server.max_txn_ops, cfg.log_level), (64, LogLevel::Debug));
+    assert_eq!(cfg.server.initial_cluster_token, "etcd-cluster", "an empty variable is ignored");
     assert_eq!(notices.len(), 3, "{notices:?}");
     assert!(notices[0].contains("recognized and used environment variable ETCD_DATA_DIR"));
 }
@@ -250,22 +250,25 @@ fn the_config_file_sets_every_key() {
     let file = yaml_file(EVERY_KEY);
     let (result, notices) = resolve(&["--config-file", path_of(&file)], &[]);
     let cfg = result.unwrap();
-    assert_eq!(cfg.name, "infra1");
-    assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/infra1"));
-    assert_eq!((cfg.snapshot_count, cfg.snapshot_catchup_entries), (20_000, 100));
-    assert_eq!((cfg.heartbeat, cfg.election_ticks), (Duration::from_millis(50), 10));
+    assert_eq!(cfg.server.name, "infra1");
+    assert_eq!(cfg.server.data_dir, PathBuf::from("/var/lib/infra1"));
+    assert_eq!((cfg.server.snapshot_count, cfg.server.snapshot_catchup_entries), (20_000, 100));
+    assert_eq!((cfg.server.heartbeat, cfg.server.election_ticks), (Duration::from_millis(50), 10));
     assert_eq!(cfg.listen_peer_urls[0].addr, "127.0.0.1:12380".parse().unwrap());
     assert_eq!(cfg.listen_client_urls.len(), 2);
-    assert_eq!((cfg.max_snapshots, cfg.max_wals, cfg.quota_backend_bytes), (7, 0, -1));
-    assert_eq!((cfg.max_txn_ops, cfg.max_request_bytes), (256, 10 << 20));
-    assert_eq!(cfg.initial_advertise_peer_urls, ["http://127.0.0.1:12380"]);
-    assert_eq!(cfg.initial_cluster.len(), 2);
-    assert_eq!(cfg.initial_cluster_state, ClusterState::Existing);
-    assert_eq!(cfg.initial_cluster_token, "1234", "a number is read as the string it is");
-    assert_eq!(cfg.advertise_client_urls, ["http://127.0.0.1:12379"]);
+    assert_eq!(
+        (cfg.server.max_snapshots, cfg.server.max_wals, cfg.server.quota_backend_bytes),
+        (7, 0, -1)
+    );
+    assert_eq!((cfg.server.max_txn_ops, cfg.server.max_request_bytes), (256, 10 << 20));
+    assert_eq!(cfg.server.initial_advertise_peer_urls, ["http://127.0.0.1:12380"]);
+    assert_eq!(cfg.server.initial_cluster.len(), 2);
+    assert_eq!(cfg.server.initial_cluster_state, InitialClusterState::Existing);
+    assert_eq!(cfg.server.initial_cluster_token, "1234", "a number is read as the string it is");
+    assert_eq!(cfg.server.advertise_client_urls, ["http://127.0.0.1:12379"]);
     assert_eq!((cfg.logger, cfg.log_level), (Logger::Text, LogLevel::Warn));
-    assert!(cfg.enable_lease_checkpoint);
-    assert_eq!(cfg.watch_progress_notify_interval, Duration::from_secs(120));
+    assert!(cfg.server.enable_lease_checkpoint);
+    assert_eq!(cfg.server.watch_progress_notify_interval, Duration::from_secs(120));
     assert!(notices.iter().any(|n| n.starts_with("loaded the configuration from")), "{notices:?}");
 
     // Every flag is a key of the file, so this test covers them all.
@@ -279,12 +282,12 @@ fn the_config_file_ignores_other_flags_and_the_environment() {
     let file = yaml_file("name: from-file\n");
     let env = [("ETCD_NAME", "from-env"), ("ETCD_NO_SUCH", "x")];
     let (result, notices) = resolve(&["--config-file", path_of(&file), "--name", "cli"], &env);
-    assert_eq!(result.unwrap().name, "from-file");
+    assert_eq!(result.unwrap().server.name, "from-file");
     assert_eq!(notices.len(), 1, "the environment is not even checked: {notices:?}");
 
     let env = [("ETCD_CONFIG_FILE", path_of(&file)), ("ETCD_NAME", "from-env")];
     let (result, _) = resolve(&["--name", "cli"], &env);
-    assert_eq!(result.unwrap().name, "from-file", "ETCD_CONFIG_FILE names the file too");
+    assert_eq!(result.unwrap().server.name, "from-file", "ETCD_CONFIG_FILE names the file too");
 }
 
 #[test]
@@ -292,7 +295,7 @@ fn the_config_file_keeps_defaults_for_absent_and_null_keys() {
     for text in ["", "# nothing\n", "name:\nmax-wals: ~\n"] {
         let file = yaml_file(text);
         let cfg = parse(&["--config-file", path_of(&file)]).unwrap();
-        assert_eq!((cfg.name.as_str(), cfg.max_wals), ("default", 5), "{text:?}");
+        assert_eq!((cfg.server.name.as_str(), cfg.server.max_wals), ("default", 5), "{text:?}");
     }
 }
 
@@ -300,7 +303,7 @@ fn the_config_file_keeps_defaults_for_absent_and_null_keys() {
 fn unknown_config_file_keys_are_ignored_with_one_warning() {
     let file = yaml_file("name: a\nwal-dir:\nauto-compaction-retention: 1\nconfig-file: x\n");
     let (result, notices) = resolve(&["--config-file", path_of(&file)], &[]);
-    assert_eq!(result.unwrap().name, "a");
+    assert_eq!(result.unwrap().server.name, "a");
     let warning = format!(
         "warning: {}: ignoring keys oxetcd does not know: auto-compaction-retention, config-file",
         path_of(&file)

@@ -1,11 +1,16 @@
-//! The client-facing gRPC services (etcd's v3rpc). Services that are not served yet
+//! The client-facing services: etcd's `v3rpc`. The gRPC services, the one mapping of
+//! server errors to etcd's gRPC codes and messages ([`status`]), and the HTTP routes
+//! served beside gRPC on the client port ([`http`]). Services that are not served yet
 //! are not registered at all, so clients get gRPC `Unimplemented` for them;
 //! docs/compatibility.md lists them.
 
 mod cluster;
+mod deadline;
+mod http;
 mod kv;
 mod lease;
 mod maintenance;
+mod status;
 mod watch;
 
 use std::sync::Arc;
@@ -14,20 +19,24 @@ use oxetcd_api::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use oxetcd_etcdserver::EtcdServer;
 use tonic::service::Routes;
 
-use crate::server::EtcdServer;
+pub use status::status;
 
-/// Largest gRPC message accepted: the request limit plus room for framing, as etcd
-/// sizes its gRPC server (`--max-request-bytes` + 512 KiB).
+/// Room etcd's gRPC server leaves above `--max-request-bytes` for framing
+/// (`--max-request-bytes` + 512 KiB is its largest accepted message).
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Largest gRPC message accepted.
 fn max_message_bytes(server: &EtcdServer) -> usize {
-    server.config().max_request_bytes + 512 * 1024
+    server.config().max_request_bytes + GRPC_OVERHEAD_BYTES
 }
 
-/// All client services, ready to be served beside the HTTP endpoints.
+/// Every client service and the HTTP endpoints, to be served on one client listener.
 pub fn routes(server: Arc<EtcdServer>) -> Routes {
     let limit = max_message_bytes(&server);
-    Routes::new(
+    let grpc = Routes::new(
         KvServer::new(kv::KvService::new(server.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
@@ -44,13 +53,15 @@ pub fn routes(server: Arc<EtcdServer>) -> Routes {
         LeaseServer::new(lease::LeaseService::new(server.clone())).max_decoding_message_size(limit),
     )
     .add_service(
-        WatchServer::new(watch::WatchService::new(server))
+        WatchServer::new(watch::WatchService::new(server.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
-    )
+    );
+    let router = grpc.into_axum_router().merge(http::router(server));
+    Routes::from(router.layer(axum::middleware::from_fn(deadline::stamp_arrival)))
 }
 
 /// The reply when an applied request produced a result of the wrong kind: a bug.
-fn unexpected(applied: crate::state::Applied) -> tonic::Status {
+fn unexpected(applied: oxetcd_etcdserver::Applied) -> tonic::Status {
     tonic::Status::internal(format!("etcdserver: unexpected apply result {applied:?}"))
 }

@@ -17,13 +17,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::server::EtcdServer;
-use crate::watch::{CreateWatch, Delivery, Filters, KeyRange, StreamId, WatchHub};
+use oxetcd_etcdserver::EtcdServer;
+use oxetcd_etcdserver::watch::{CreateWatch, Delivery, Filters, KeyRange, StreamId, WatchHub};
 
 /// Responses buffered towards gRPC per stream; beyond it the stream's task waits.
 const OUT_QUEUE: usize = 16;
-/// Room etcd leaves for gRPC framing above `--max-request-bytes` when fragmenting.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// How often a progress request that had to wait for watchers to sync is retried.
 const DEFERRED_PROGRESS_RETRY: Duration = Duration::from_millis(50);
 /// The watch id of responses that concern no watcher (etcd's `InvalidWatchID`).
@@ -63,7 +61,7 @@ impl Watch for WatchService {
             hub.open_stream().map_err(|e| Status::unavailable(e.to_string()))?;
         let (out, responses) = mpsc::channel(OUT_QUEUE);
         let task = StreamTask {
-            max_bytes: self.server.config().max_request_bytes + GRPC_OVERHEAD_BYTES,
+            max_bytes: crate::max_message_bytes(&self.server),
             server: self.server.clone(),
             hub,
             stream,

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use oxetcd_server::config::Flags;
-use oxetcd_server::embed::Member;
-use oxetcd_server::logging;
+use oxetcd::config::Flags;
+use oxetcd::embed::Member;
+use oxetcd::logging;
 
 fn main() -> ExitCode {
     let cfg = match Flags::parse().into_config() {

@@ -11,9 +11,9 @@ use oxetcd_mvcc::{CompactionHandle, Store};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::ServerError;
-use crate::lease::Lessor;
 use crate::membership::Membership;
 use crate::wait::Wait;
+use oxetcd_lease::Lessor;
 
 /// What applying a proposal produced, for the request that proposed it.
 #[derive(Debug)]

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
-use crate::bootstrap::StartError;
-use crate::config::ServerConfig;
-use crate::server::EtcdServer;
-use crate::{http, v3rpc};
+use oxetcd_etcdserver::EtcdServer;
+use oxetcd_etcdserver::bootstrap::StartError;
+
+use crate::config::Config;
 
 /// How long open connections get to finish when the member closes.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -39,7 +38,7 @@ fn no_delay(listener: TcpListener) -> TcpIncoming {
 impl Member {
     /// Binds the client URLs, starts the server, and serves. Binding comes first, so a
     /// taken port fails before the data dir is touched.
-    pub async fn start(cfg: ServerConfig) -> Result<Member, StartError> {
+    pub async fn start(cfg: Config) -> Result<Member, StartError> {
         let mut bound = Vec::new();
         for url in &cfg.listen_client_urls {
             let listener = TcpListener::bind(url.addr)
@@ -54,7 +53,7 @@ impl Member {
                 .map_err(|error| StartError::Listen { url: url.text.clone(), error })?;
             peer_listeners.push(listener);
         }
-        let server = EtcdServer::start(cfg)?;
+        let server = EtcdServer::start(cfg.server)?;
         let (shutdown, _) = watch::channel(false);
         let mut client_addrs = Vec::new();
         let mut listeners = Vec::new();
@@ -97,9 +96,7 @@ impl Member {
                 .local_addr()
                 .map_err(|error| StartError::Listen { url: "client".into(), error })?;
             client_addrs.push(addr);
-            let router = v3rpc::routes(server.clone())
-                .into_axum_router()
-                .merge(http::router(server.clone()));
+            let routes = oxetcd_v3rpc::routes(server.clone());
             let mut stop = shutdown.subscribe();
             let ready = server.clone();
             listeners.push(tokio::spawn(async move {
@@ -111,7 +108,7 @@ impl Member {
                 tracing::info!(address = %addr, "ready to serve client requests");
                 let serving = tonic::transport::Server::builder()
                     .accept_http1(true)
-                    .add_routes(Routes::from(router))
+                    .add_routes(routes)
                     .serve_with_incoming_shutdown(no_delay(listener), async move {
                         let _ = stop.wait_for(|&s| s).await;
                     });

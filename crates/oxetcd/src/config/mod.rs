@@ -27,9 +27,11 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
-use crate::membership::InitialMember;
-use crate::server::ETCD_VERSION;
 use duration::GoDuration;
+use oxetcd_etcdserver::config::DEFAULT_LEASE_CHECKPOINT_INTERVAL;
+use oxetcd_etcdserver::membership::InitialMember;
+use oxetcd_etcdserver::server::ETCD_VERSION;
+use oxetcd_etcdserver::{InitialClusterState, ServerConfig};
 use sources::{Setting, Source};
 
 const MEMBER: &str = "Member";
@@ -44,8 +46,6 @@ const MIN_WATCH_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// etcd's default `--experimental-watch-progress-notify-interval`, used for a zero or
 /// negative value as etcd does.
 const DEFAULT_WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(10 * 60);
-/// etcd's interval between checkpoints of one lease (3.4 has no flag for it).
-pub const DEFAULT_LEASE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// What `--version` prints after the program name.
 static VERSION: LazyLock<String> = LazyLock::new(|| {
@@ -282,10 +282,20 @@ impl FromArgMatches for Flags {
 
 impl Parser for Flags {}
 
+/// `--initial-cluster-state`'s values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ClusterState {
+enum ClusterState {
     New,
     Existing,
+}
+
+impl From<ClusterState> for InitialClusterState {
+    fn from(state: ClusterState) -> InitialClusterState {
+        match state {
+            ClusterState::New => InitialClusterState::New,
+            ClusterState::Existing => InitialClusterState::Existing,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -311,37 +321,15 @@ pub struct Url {
     pub addr: SocketAddr,
 }
 
-/// The checked configuration the server runs with.
+/// Everything a member is started with: the server's settings plus what only the
+/// binary uses (listeners, logging).
 #[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub name: String,
-    pub data_dir: PathBuf,
+pub struct Config {
+    pub server: ServerConfig,
     pub listen_client_urls: Vec<Url>,
-    pub advertise_client_urls: Vec<String>,
     pub listen_peer_urls: Vec<Url>,
-    pub initial_advertise_peer_urls: Vec<String>,
-    pub initial_cluster: Vec<InitialMember>,
-    pub initial_cluster_state: ClusterState,
-    pub initial_cluster_token: String,
-    pub heartbeat: Duration,
-    pub election_ticks: usize,
-    pub snapshot_count: u64,
-    pub snapshot_catchup_entries: u64,
-    pub max_snapshots: usize,
-    pub max_wals: usize,
-    /// `--quota-backend-bytes` as given (0: etcd's default); not enforced yet.
-    pub quota_backend_bytes: i64,
-    pub max_request_bytes: usize,
-    pub max_txn_ops: usize,
     pub log_level: LogLevel,
     pub logger: Logger,
-    /// How often a watcher that asked for progress notifications gets one when idle.
-    pub watch_progress_notify_interval: Duration,
-    /// Whether the leader checkpoints leases' remaining TTLs through the log.
-    pub enable_lease_checkpoint: bool,
-    /// The wait between two checkpoints of a lease. Not a flag (etcd 3.4 has none): the
-    /// default is etcd's, and tests shorten it.
-    pub lease_checkpoint_interval: Duration,
 }
 
 /// A configuration mistake, reported before the server touches the disk.
@@ -383,7 +371,7 @@ pub enum ConfigError {
 impl Flags {
     /// Merges the command line with the environment, or reads the configuration file,
     /// and checks the result. Notices and warnings are printed on stderr.
-    pub fn into_config(self) -> Result<ServerConfig, ConfigError> {
+    pub fn into_config(self) -> Result<Config, ConfigError> {
         let env: Vec<(String, OsString)> = std::env::vars_os()
             .filter_map(|(name, value)| Some((name.into_string().ok()?, value)))
             .collect();
@@ -400,7 +388,7 @@ impl Flags {
         self,
         env: &[(String, OsString)],
         notices: &mut Vec<String>,
-    ) -> Result<ServerConfig, ConfigError> {
+    ) -> Result<Config, ConfigError> {
         let keys = flag_names();
         let config_file = self
             .command_line
@@ -454,7 +442,7 @@ fn parse_values(settings: &[Setting]) -> Result<Values, clap::Error> {
 }
 
 impl Values {
-    fn check(self, notices: &mut Vec<String>) -> Result<ServerConfig, ConfigError> {
+    fn check(self, notices: &mut Vec<String>) -> Result<Config, ConfigError> {
         if self.heartbeat_interval == 0 {
             return Err(ConfigError::ZeroHeartbeat);
         }
@@ -506,17 +494,15 @@ impl Values {
             .initial_cluster
             .clone()
             .unwrap_or_else(|| format!("{}={}", self.name, self.initial_advertise_peer_urls));
-        Ok(ServerConfig {
+        let server = ServerConfig {
             data_dir: self
                 .data_dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(format!("{}.oxetcd", self.name))),
-            listen_client_urls: parse_listen_urls(&self.listen_client_urls)?,
             advertise_client_urls: split_urls(&self.advertise_client_urls)?,
-            listen_peer_urls: parse_listen_urls(&self.listen_peer_urls)?,
             initial_advertise_peer_urls: split_urls(&self.initial_advertise_peer_urls)?,
             initial_cluster: parse_initial_cluster(&initial_cluster)?,
-            initial_cluster_state: self.initial_cluster_state,
+            initial_cluster_state: self.initial_cluster_state.into(),
             initial_cluster_token: self.initial_cluster_token,
             heartbeat: Duration::from_millis(self.heartbeat_interval),
             election_ticks: (self.election_timeout / self.heartbeat_interval) as usize,
@@ -527,20 +513,18 @@ impl Values {
             quota_backend_bytes: self.quota_backend_bytes,
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
-            log_level: self.log_level,
-            logger: self.logger,
             watch_progress_notify_interval,
             enable_lease_checkpoint: self.experimental_enable_lease_checkpoint,
             lease_checkpoint_interval: DEFAULT_LEASE_CHECKPOINT_INTERVAL,
             name: self.name,
+        };
+        Ok(Config {
+            server,
+            listen_client_urls: parse_listen_urls(&self.listen_client_urls)?,
+            listen_peer_urls: parse_listen_urls(&self.listen_peer_urls)?,
+            log_level: self.log_level,
+            logger: self.logger,
         })
-    }
-}
-
-impl ServerConfig {
-    /// etcd's request timeout: 5 s plus two election timeouts.
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(5) + 2 * self.heartbeat * self.election_ticks as u32
     }
 }
 

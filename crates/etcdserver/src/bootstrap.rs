@@ -13,7 +13,7 @@ use oxetcd_raft::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardS
 use oxetcd_wal::{Snapshotter, Wal, WalError, WalOptions, WalSnapshot};
 use prost::Message;
 
-use crate::config::{ClusterState as InitialState, ServerConfig};
+use crate::config::{InitialClusterState, ServerConfig};
 use crate::membership::Membership;
 use crate::node::hex;
 
@@ -120,7 +120,7 @@ fn bootstrap_new(
     wal_dir: &Path,
     snapshotter: Snapshotter,
 ) -> Result<Opened, StartError> {
-    if cfg.initial_cluster_state == InitialState::Existing {
+    if cfg.initial_cluster_state == InitialClusterState::Existing {
         return Err(StartError::JoinExisting);
     }
     let local = cfg

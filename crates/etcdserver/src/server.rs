@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use oxetcd_api::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest, ResponseHeader};
+use oxetcd_api::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest, Member, ResponseHeader};
 use oxetcd_api::oxetcdpb::{
     ClusterMemberAttrSetRequest, ClusterVersionSetRequest, InternalRaftRequest, MemberAttributes,
     RequestHeader,
@@ -24,14 +24,15 @@ use crate::bootstrap::{self, StartError};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::id::IdGenerator;
-use crate::lease::{
+use crate::node::{Input, RaftLoop, Retention, hex};
+use crate::peers::{PeerRuntime, RaftBridge, TransportOutbox};
+pub use crate::state::Applied;
+use crate::state::{ApplyResult, Shared};
+use crate::watch::WatchHub;
+use oxetcd_lease::{
     LEASE_TABLE, Lessor, MAX_CHECKPOINT_PROPOSALS_PER_CHECK, MAX_CHECKPOINTS_PER_PROPOSAL,
     MAX_REVOKES_PER_CHECK, StoredLease, SystemClock,
 };
-use crate::node::{Input, RaftLoop, Retention, hex};
-use crate::peers::{PeerRuntime, RaftBridge, TransportOutbox};
-use crate::state::{ApplyResult, Shared};
-use crate::watch::WatchHub;
 
 /// Proposals refused while apply lags commit by more than this (etcd's limit).
 const MAX_APPLY_GAP: u64 = 5000;
@@ -53,6 +54,16 @@ pub const ETCD_VERSION: &str = "3.5.0";
 pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
 
 type ReadWaiter = oneshot::Sender<Result<(), ServerError>>;
+
+/// A member's view of raft, for status answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftStatus {
+    /// 0 while no leader is known.
+    pub leader: u64,
+    pub term: u64,
+    pub committed: u64,
+    pub applied: u64,
+}
 
 pub struct EtcdServer {
     shared: Arc<Shared>,
@@ -229,8 +240,30 @@ impl EtcdServer {
         &self.cfg
     }
 
-    pub fn shared(&self) -> &Shared {
-        &self.shared
+    /// The raft state as this member sees it now.
+    pub fn raft_status(&self) -> RaftStatus {
+        let shared = &self.shared;
+        RaftStatus {
+            leader: shared.leader(),
+            term: shared.term.load(Ordering::SeqCst),
+            committed: shared.committed.load(Ordering::SeqCst),
+            applied: shared.applied_index(),
+        }
+    }
+
+    /// The backend file's size in bytes (0 if it cannot be read).
+    pub fn backend_size(&self) -> u64 {
+        std::fs::metadata(bootstrap::backend_path(&self.cfg.data_dir)).map_or(0, |m| m.len())
+    }
+
+    /// The cluster's members, as this member has applied them.
+    pub fn members(&self) -> Vec<Member> {
+        self.shared.membership().members()
+    }
+
+    /// The cluster version the leader recorded, if it has yet.
+    pub fn cluster_version(&self) -> Option<String> {
+        self.shared.membership().cluster_version().map(str::to_string)
     }
 
     /// The store as of now (a snapshot install may replace it later).
@@ -252,8 +285,14 @@ impl EtcdServer {
         }
     }
 
-    /// Puts a request through the log and waits until it is applied here.
-    pub async fn propose(&self, fill: impl FnOnce(&mut InternalRaftRequest)) -> ApplyResult {
+    /// Puts a request through the log and waits until it is applied here, at most until
+    /// the server's request timeout or the client's deadline, whichever comes first
+    /// (etcd's request context): then `Timeout`, though the request may still commit.
+    pub async fn propose(
+        &self,
+        client_deadline: Option<Instant>,
+        fill: impl FnOnce(&mut InternalRaftRequest),
+    ) -> ApplyResult {
         if self.shared.stopped.load(Ordering::SeqCst) {
             return Err(ServerError::Stopped);
         }
@@ -283,7 +322,9 @@ impl EtcdServer {
                 return Err(ServerError::Stopped);
             }
         }
-        match tokio::time::timeout(self.cfg.request_timeout(), done).await {
+        let own_deadline = Instant::now() + self.cfg.request_timeout();
+        let deadline = client_deadline.map_or(own_deadline, |client| client.min(own_deadline));
+        match tokio::time::timeout_at(deadline.into(), done).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ServerError::Stopped),
             Err(_) => {
@@ -294,14 +335,25 @@ impl EtcdServer {
     }
 
     /// Waits until this member has applied everything committed before the call:
-    /// afterwards a local read is linearizable.
-    pub async fn linearizable_read(&self) -> Result<(), ServerError> {
+    /// afterwards a local read is linearizable. A read still waiting at the client's
+    /// deadline ends with `DeadlineExceeded` (etcd answers with its context's error); the
+    /// server's own request timeout ends it with `Timeout`.
+    pub async fn linearizable_read(
+        &self,
+        client_deadline: Option<Instant>,
+    ) -> Result<(), ServerError> {
         let (tx, rx) = oneshot::channel();
         self.reads.try_send(tx).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => ServerError::TooManyRequests,
             mpsc::error::TrySendError::Closed(_) => ServerError::Stopped,
         })?;
-        rx.await.unwrap_or(Err(ServerError::Stopped))
+        let read = async { rx.await.unwrap_or(Err(ServerError::Stopped)) };
+        match client_deadline {
+            None => read.await,
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), read)
+                .await
+                .unwrap_or(Err(ServerError::DeadlineExceeded)),
+        }
     }
 
     /// Stops the raft loop and the apply thread and waits for them; the backend gets a
@@ -405,7 +457,7 @@ async fn publish_attributes(server: Arc<EtcdServer>) {
     while !server.is_stopped() {
         let request =
             ClusterMemberAttrSetRequest { member_id, member_attributes: Some(attributes.clone()) };
-        match server.propose(|r| r.cluster_member_attr_set = Some(request)).await {
+        match server.propose(None, |r| r.cluster_member_attr_set = Some(request)).await {
             Ok(_) => {
                 // A leader records the cluster version before serving, so clients never
                 // see the log without it (etcd's leader sets it right after starting).
@@ -454,7 +506,7 @@ async fn propose_cluster_version(server: &EtcdServer) {
     }
     tracing::info!(cluster_version = ETCD_CLUSTER_VERSION, "setting up initial cluster version");
     let set = ClusterVersionSetRequest { ver: ETCD_CLUSTER_VERSION.to_string() };
-    if let Err(e) = server.propose(|r| r.cluster_version_set = Some(set)).await {
+    if let Err(e) = server.propose(None, |r| r.cluster_version_set = Some(set)).await {
         tracing::debug!(error = %e, "setting the cluster version failed; retrying");
     }
 }
@@ -487,7 +539,7 @@ async fn checkpoint_leases(server: &EtcdServer) {
             .map(|(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
             .collect();
         let request = LeaseCheckpointRequest { checkpoints };
-        if let Err(e) = server.propose(|r| r.lease_checkpoint = Some(request)).await {
+        if let Err(e) = server.propose(None, |r| r.lease_checkpoint = Some(request)).await {
             // The leases are scheduled again; a new leader schedules its own anyway.
             tracing::debug!(error = %e, "proposing lease checkpoints failed");
         }
@@ -510,7 +562,7 @@ async fn revoke_expired_leases(server: Weak<EtcdServer>) {
         checkpoint_leases(&server).await;
         for id in server.lessor().expired(MAX_REVOKES_PER_CHECK) {
             let revoke = oxetcd_api::etcdserverpb::LeaseRevokeRequest { id };
-            match server.propose(|r| r.lease_revoke = Some(revoke)).await {
+            match server.propose(None, |r| r.lease_revoke = Some(revoke)).await {
                 Ok(_) => tracing::info!(lease = %format!("{id:016x}"), "revoked expired lease"),
                 Err(e) => {
                     tracing::debug!(lease = %format!("{id:016x}"), error = %e, "revoking an expired lease failed; retrying")

@@ -20,11 +20,11 @@ use oxetcd_transport::Transport;
 use prost::Message as _;
 
 use crate::error::ServerError;
-use crate::lease::{LEASE_TABLE, StoredLease};
 use crate::membership::Membership;
 use crate::node::{ApplyTask, Control, Input};
 use crate::state::{Applied, ApplyResult, Shared};
 use crate::watch::WatchHub;
+use oxetcd_lease::{LEASE_TABLE, StoredLease};
 
 /// Applying one entry slower than this is worth a warning (etcd's threshold).
 const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(100);

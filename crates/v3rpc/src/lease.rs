@@ -18,11 +18,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::unexpected;
-use crate::error::ServerError;
-use crate::lease::LeaseError;
-use crate::server::EtcdServer;
-use crate::state::Applied;
+use crate::deadline::client_deadline;
+use crate::status;
+
+use crate::unexpected;
+use oxetcd_etcdserver::Applied;
+use oxetcd_etcdserver::EtcdServer;
+use oxetcd_etcdserver::ServerError;
+use oxetcd_lease::LeaseError;
 
 /// Keep-alive answers buffered per stream before the stream waits for its client.
 const KEEPALIVE_BUFFER: usize = 16;
@@ -38,7 +41,7 @@ impl LeaseService {
 
     /// A client of the current leader's Lease service, for requests only it can answer.
     async fn leader(&self) -> Result<LeaseClient<tonic::transport::Channel>, Status> {
-        let url = self.server.leader_client_url().ok_or(ServerError::NoLeader)?;
+        let url = self.server.leader_client_url().ok_or_else(|| status(ServerError::NoLeader))?;
         LeaseClient::connect(url)
             .await
             .map_err(|e| Status::unavailable(format!("etcdserver: cannot reach the leader: {e}")))
@@ -52,7 +55,7 @@ impl LeaseService {
 async fn clear_checkpoint(server: &EtcdServer, id: i64) {
     let clear =
         LeaseCheckpointRequest { checkpoints: vec![LeaseCheckpoint { id, remaining_ttl: 0 }] };
-    if let Err(e) = server.propose(|r| r.lease_checkpoint = Some(clear)).await {
+    if let Err(e) = server.propose(None, |r| r.lease_checkpoint = Some(clear)).await {
         tracing::debug!(lease = %format!("{id:016x}"), error = %e, "clearing a lease checkpoint failed");
     }
 }
@@ -65,12 +68,13 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let deadline = client_deadline(&request);
         let mut req = request.into_inner();
         if req.id == 0 {
             // Chosen by the proposer, so every member grants the same id.
             req.id = self.server.next_lease_id();
         }
-        match self.server.propose(|r| r.lease_grant = Some(req)).await? {
+        match self.server.propose(deadline, |r| r.lease_grant = Some(req)).await.map_err(status)? {
             Applied::LeaseGrant(mut resp) => {
                 resp.header = Some(self.server.header(self.server.store().current_revision()));
                 Ok(Response::new(resp))
@@ -83,8 +87,9 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let deadline = client_deadline(&request);
         let req = request.into_inner();
-        match self.server.propose(|r| r.lease_revoke = Some(req)).await? {
+        match self.server.propose(deadline, |r| r.lease_revoke = Some(req)).await.map_err(status)? {
             Applied::LeaseRevoke(revision) => Ok(Response::new(LeaseRevokeResponse {
                 header: Some(self.server.header(revision)),
             })),
@@ -134,7 +139,7 @@ impl Lease for LeaseService {
                     }
                     // etcd answers a keep-alive of an unknown lease with TTL 0.
                     Err(LeaseError::NotFound) => Ok(0),
-                    Err(e) => Err(Status::from(ServerError::from(e))),
+                    Err(e) => Err(status(e)),
                 };
                 let resp = answer.map(|ttl| LeaseKeepAliveResponse {
                     header: Some(server.header(server.store().current_revision())),

@@ -11,7 +11,10 @@ use oxetcd_api::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::server::EtcdServer;
+use crate::deadline::client_deadline;
+use crate::status;
+
+use oxetcd_etcdserver::EtcdServer;
 
 pub struct ClusterService {
     server: Arc<EtcdServer>,
@@ -52,10 +55,11 @@ impl Cluster for ClusterService {
 
     async fn member_list(
         &self,
-        _request: Request<MemberListRequest>,
+        request: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        self.server.linearizable_read().await?;
-        let members = self.server.shared().membership().members();
+        let deadline = client_deadline(&request);
+        self.server.linearizable_read(deadline).await.map_err(status)?;
+        let members = self.server.members();
         // etcd's Cluster service leaves the revision out of its headers.
         Ok(Response::new(MemberListResponse { header: Some(self.server.header(0)), members }))
     }

@@ -11,10 +11,9 @@ pub fn init(level: LogLevel, logger: Logger) {
         LogLevel::Warn => "warn",
         LogLevel::Error | LogLevel::Panic | LogLevel::Fatal => "error",
     };
-    // Our crates log at the chosen level; libraries only their warnings.
-    let filter = EnvFilter::new(format!(
-        "warn,oxetcd={level},oxetcd_server={level},oxetcd_transport={level}"
-    ));
+    // Our crates (every target starts with `oxetcd`) log at the chosen level; libraries
+    // only their warnings.
+    let filter = EnvFilter::new(format!("warn,oxetcd={level}"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match logger {
         Logger::Zap => builder.json().flatten_event(true).with_current_span(false).try_init(),

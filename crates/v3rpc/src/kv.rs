@@ -2,6 +2,7 @@
 //! serializable), writes go through the log.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use oxetcd_api::etcdserverpb::kv_server::Kv;
 use oxetcd_api::etcdserverpb::{
@@ -11,10 +12,12 @@ use oxetcd_api::etcdserverpb::{
 use oxetcd_mvcc::validate;
 use tonic::{Request, Response, Status};
 
-use super::unexpected;
-use crate::error::ServerError;
-use crate::server::EtcdServer;
-use crate::state::Applied;
+use crate::deadline::client_deadline;
+use crate::status;
+
+use crate::unexpected;
+use oxetcd_etcdserver::Applied;
+use oxetcd_etcdserver::EtcdServer;
 
 pub struct KvService {
     server: Arc<EtcdServer>,
@@ -33,11 +36,15 @@ impl KvService {
         *header = Some(self.server.header(Self::revision_of(header)));
     }
 
-    async fn range_local(&self, req: &RangeRequest) -> Result<RangeResponse, Status> {
+    async fn range_local(
+        &self,
+        deadline: Option<Instant>,
+        req: &RangeRequest,
+    ) -> Result<RangeResponse, Status> {
         if !req.serializable {
-            self.server.linearizable_read().await?;
+            self.server.linearizable_read(deadline).await.map_err(status)?;
         }
-        let mut resp = self.server.store().range(req).map_err(ServerError::from)?;
+        let mut resp = self.server.store().range(req).map_err(status)?;
         self.full_header(&mut resp.header);
         Ok(resp)
     }
@@ -71,15 +78,17 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
+        let deadline = client_deadline(&request);
         let req = request.into_inner();
-        validate::check_range(&req).map_err(ServerError::from)?;
-        Ok(Response::new(self.range_local(&req).await?))
+        validate::check_range(&req).map_err(status)?;
+        Ok(Response::new(self.range_local(deadline, &req).await?))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let deadline = client_deadline(&request);
         let req = request.into_inner();
-        validate::check_put(&req).map_err(ServerError::from)?;
-        match self.server.propose(|r| r.put = Some(req)).await? {
+        validate::check_put(&req).map_err(status)?;
+        match self.server.propose(deadline, |r| r.put = Some(req)).await.map_err(status)? {
             Applied::Put(mut resp) => {
                 self.full_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -92,9 +101,10 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let deadline = client_deadline(&request);
         let req = request.into_inner();
-        validate::check_delete_range(&req).map_err(ServerError::from)?;
-        match self.server.propose(|r| r.delete_range = Some(req)).await? {
+        validate::check_delete_range(&req).map_err(status)?;
+        match self.server.propose(deadline, |r| r.delete_range = Some(req)).await.map_err(status)? {
             Applied::DeleteRange(mut resp) => {
                 self.full_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -104,19 +114,20 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let deadline = client_deadline(&request);
         let req = request.into_inner();
-        validate::check_txn(&req, self.server.config().max_txn_ops).map_err(ServerError::from)?;
+        validate::check_txn(&req, self.server.config().max_txn_ops).map_err(status)?;
         if Self::is_read_only(&req) {
             // As etcd does: a read-only txn skips the log, linearizable unless every
             // range in it is serializable.
             if !Self::is_serializable(&req) {
-                self.server.linearizable_read().await?;
+                self.server.linearizable_read(deadline).await.map_err(status)?;
             }
-            let mut resp = self.server.store().txn(&req, None).map_err(ServerError::from)?.response;
+            let mut resp = self.server.store().txn(&req, None).map_err(status)?.response;
             self.full_header(&mut resp.header);
             return Ok(Response::new(resp));
         }
-        match self.server.propose(|r| r.txn = Some(req)).await? {
+        match self.server.propose(deadline, |r| r.txn = Some(req)).await.map_err(status)? {
             Applied::Txn(mut resp) => {
                 self.full_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -129,16 +140,17 @@ impl Kv for KvService {
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        let deadline = client_deadline(&request);
         let req = request.into_inner();
         let physical = req.physical;
-        match self.server.propose(|r| r.compaction = Some(req)).await? {
+        match self.server.propose(deadline, |r| r.compaction = Some(req)).await.map_err(status)? {
             Applied::Compaction(mut resp, done) => {
                 if physical {
                     // Blocks on the compaction finishing; keep it off the async workers.
                     tokio::task::spawn_blocking(move || done.wait())
                         .await
                         .map_err(|e| Status::internal(e.to_string()))?
-                        .map_err(ServerError::from)?;
+                        .map_err(status)?;
                 }
                 self.full_header(&mut resp.header);
                 Ok(Response::new(resp))

@@ -3,7 +3,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use oxetcd_api::etcdserverpb::alarm_request::AlarmAction;
 use oxetcd_api::etcdserverpb::maintenance_server::Maintenance;
@@ -15,9 +14,10 @@ use oxetcd_api::etcdserverpb::{
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::bootstrap::backend_path;
-use crate::error::ServerError;
-use crate::server::{ETCD_VERSION, EtcdServer};
+use crate::status;
+
+use oxetcd_etcdserver::EtcdServer;
+use oxetcd_etcdserver::server::ETCD_VERSION;
 
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
@@ -54,18 +54,17 @@ impl Maintenance for MaintenanceService {
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
         let server = &self.server;
-        let shared = server.shared();
-        let db_size = std::fs::metadata(backend_path(&server.config().data_dir))
-            .map_or(0, |m| m.len() as i64);
+        let raft = server.raft_status();
+        let db_size = server.backend_size() as i64;
         let revision = server.store().current_revision();
         Ok(Response::new(StatusResponse {
             header: Some(server.header(revision)),
             version: ETCD_VERSION.to_string(),
             db_size,
-            leader: shared.leader(),
-            raft_index: shared.committed.load(Ordering::SeqCst),
-            raft_term: shared.term.load(Ordering::SeqCst),
-            raft_applied_index: shared.applied_index(),
+            leader: raft.leader,
+            raft_index: raft.committed,
+            raft_term: raft.term,
+            raft_applied_index: raft.applied,
             errors: Vec::new(),
             db_size_in_use: db_size,
             is_learner: false,
@@ -81,7 +80,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let (hash, revision) = self.server.store().hash().map_err(ServerError::from)?;
+        let (hash, revision) = self.server.store().hash().map_err(status)?;
         Ok(Response::new(HashResponse { header: Some(self.server.header(revision)), hash }))
     }
 
@@ -90,7 +89,7 @@ impl Maintenance for MaintenanceService {
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         let revision = request.get_ref().revision;
-        let result = self.server.store().hash_kv(revision).map_err(ServerError::from)?;
+        let result = self.server.store().hash_kv(revision).map_err(status)?;
         Ok(Response::new(HashKvResponse {
             header: Some(self.server.header(result.current_rev)),
             hash: result.hash,

@@ -1,0 +1,53 @@
+//! The settings a member runs with, already checked. Where they come from (flags,
+//! `ETCD_*` variables, a YAML file) is the binary's business, not the server's.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::membership::InitialMember;
+
+/// etcd's interval between checkpoints of one lease (3.4 has no flag for it).
+pub const DEFAULT_LEASE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// `--initial-cluster-state`: whether this member starts a new cluster or joins one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialClusterState {
+    New,
+    Existing,
+}
+
+/// The checked configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub advertise_client_urls: Vec<String>,
+    pub initial_advertise_peer_urls: Vec<String>,
+    pub initial_cluster: Vec<InitialMember>,
+    pub initial_cluster_state: InitialClusterState,
+    pub initial_cluster_token: String,
+    pub heartbeat: Duration,
+    pub election_ticks: usize,
+    pub snapshot_count: u64,
+    pub snapshot_catchup_entries: u64,
+    pub max_snapshots: usize,
+    pub max_wals: usize,
+    /// `--quota-backend-bytes` as given (0: etcd's default); not enforced yet.
+    pub quota_backend_bytes: i64,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    /// How often a watcher that asked for progress notifications gets one when idle.
+    pub watch_progress_notify_interval: Duration,
+    /// Whether the leader checkpoints leases' remaining TTLs through the log.
+    pub enable_lease_checkpoint: bool,
+    /// The wait between two checkpoints of a lease. Not a flag (etcd 3.4 has none): the
+    /// default is etcd's, and tests shorten it.
+    pub lease_checkpoint_interval: Duration,
+}
+
+impl ServerConfig {
+    /// etcd's request timeout: 5 s plus two election timeouts.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + 2 * self.heartbeat * self.election_ticks as u32
+    }
+}

@@ -1,0 +1,11 @@
+//! The `oxetcd` binary's library half: etcd's `etcdmain` and `embed`.
+//!
+//! - [`config`]: etcd's flags, defaults, `ETCD_*` variables and YAML file, checked up
+//!   front into a [`config::Config`].
+//! - [`logging`]: the log format and level.
+//! - [`embed`]: a running member with its client and peer listeners; `main` runs one,
+//!   tests run several in one process.
+
+pub mod config;
+pub mod embed;
+pub mod logging;

@@ -1,0 +1,141 @@
+//! The one mapping from the server's errors to what etcd puts on the wire: gRPC code
+//! and message (etcd's `rpctypes`). Clients match on the message text, so each string
+//! is etcd's, byte for byte.
+//!
+//! | error | code | message |
+//! |---|---|---|
+//! | no leader, leader changed, server stopped | UNAVAILABLE | `etcdserver: no leader`, … |
+//! | request timed out (a proposal's deadline) | UNAVAILABLE | `etcdserver: request timed out` |
+//! | a read's client deadline | DEADLINE_EXCEEDED | `context deadline exceeded` |
+//! | too many requests | RESOURCE_EXHAUSTED | `etcdserver: too many requests` |
+//! | request too large, key/txn validation | INVALID_ARGUMENT | `etcdserver: request is too large`, `etcdserver: key is not provided`, … |
+//! | compacted / future revision | OUT_OF_RANGE | `etcdserver: mvcc: required revision has been compacted`, … |
+//! | lease not found / member not found | NOT_FOUND | `etcdserver: requested lease not found`, … |
+//! | lease exists | FAILED_PRECONDITION | `etcdserver: lease already exists` |
+//! | lease TTL too large | OUT_OF_RANGE | `etcdserver: too large lease TTL` |
+//! | storage and internal failures | UNKNOWN | the failure's text |
+
+use oxetcd_etcdserver::ServerError;
+use oxetcd_lease::LeaseError;
+use tonic::{Code, Status};
+
+/// The status etcd answers `error` with.
+pub fn status(error: impl Into<ServerError>) -> Status {
+    let error = error.into();
+    let code = code(&error);
+    let message = match &error {
+        ServerError::Mvcc(e) => mvcc_message(e),
+        other => other.to_string(),
+    };
+    Status::new(code, message)
+}
+
+fn code(error: &ServerError) -> Code {
+    use oxetcd_mvcc::Error as Mvcc;
+    match error {
+        ServerError::NoLeader
+        | ServerError::Timeout
+        | ServerError::LeaderChanged
+        | ServerError::Stopped => Code::Unavailable,
+        ServerError::DeadlineExceeded => Code::DeadlineExceeded,
+        ServerError::TooManyRequests => Code::ResourceExhausted,
+        ServerError::RequestTooLarge => Code::InvalidArgument,
+        ServerError::MemberNotFound => Code::NotFound,
+        ServerError::Internal(_) => Code::Unknown,
+        ServerError::Lease(LeaseError::NotFound) => Code::NotFound,
+        ServerError::Lease(LeaseError::Exists) => Code::FailedPrecondition,
+        ServerError::Lease(LeaseError::TtlTooLarge) => Code::OutOfRange,
+        ServerError::Mvcc(Mvcc::Compacted | Mvcc::FutureRev) => Code::OutOfRange,
+        ServerError::Mvcc(
+            Mvcc::EmptyKey
+            | Mvcc::KeyNotFound
+            | Mvcc::ValueProvided
+            | Mvcc::LeaseProvided
+            | Mvcc::TooManyOps
+            | Mvcc::DuplicateKey
+            | Mvcc::RequestTooLarge,
+        ) => Code::InvalidArgument,
+        ServerError::Mvcc(Mvcc::LeaseNotFound) => Code::NotFound,
+        ServerError::Mvcc(
+            Mvcc::Backend(_) | Mvcc::Corrupt(_) | Mvcc::ReservedTable(_) | Mvcc::Closed,
+        ) => Code::Unknown,
+    }
+}
+
+/// The store's errors read as etcd's mvcc messages inside the server; on the wire etcd
+/// adds its `etcdserver: ` prefix to those it knows, and names a missing lease its own way.
+fn mvcc_message(error: &oxetcd_mvcc::Error) -> String {
+    use oxetcd_mvcc::Error as Mvcc;
+    match error {
+        Mvcc::LeaseNotFound => LeaseError::NotFound.to_string(),
+        Mvcc::Backend(_) | Mvcc::Corrupt(_) | Mvcc::ReservedTable(_) | Mvcc::Closed => {
+            error.to_string()
+        }
+        known => format!("etcdserver: {known}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxetcd_mvcc::Error as Mvcc;
+
+    fn wire(error: impl Into<ServerError>) -> (Code, String) {
+        let status = status(error);
+        (status.code(), status.message().to_string())
+    }
+
+    #[test]
+    fn wire_codes_and_messages_are_etcds() {
+        let cases: Vec<(ServerError, Code, &str)> = vec![
+            (
+                Mvcc::Compacted.into(),
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                Mvcc::FutureRev.into(),
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+            (Mvcc::EmptyKey.into(), Code::InvalidArgument, "etcdserver: key is not provided"),
+            (
+                Mvcc::DuplicateKey.into(),
+                Code::InvalidArgument,
+                "etcdserver: duplicate key given in txn request",
+            ),
+            (
+                Mvcc::TooManyOps.into(),
+                Code::InvalidArgument,
+                "etcdserver: too many operations in txn request",
+            ),
+            (Mvcc::LeaseNotFound.into(), Code::NotFound, "etcdserver: requested lease not found"),
+            (LeaseError::NotFound.into(), Code::NotFound, "etcdserver: requested lease not found"),
+            (
+                LeaseError::Exists.into(),
+                Code::FailedPrecondition,
+                "etcdserver: lease already exists",
+            ),
+            (LeaseError::TtlTooLarge.into(), Code::OutOfRange, "etcdserver: too large lease TTL"),
+            (ServerError::Timeout, Code::Unavailable, "etcdserver: request timed out"),
+            (ServerError::DeadlineExceeded, Code::DeadlineExceeded, "context deadline exceeded"),
+            (ServerError::NoLeader, Code::Unavailable, "etcdserver: no leader"),
+            (ServerError::LeaderChanged, Code::Unavailable, "etcdserver: leader changed"),
+            (ServerError::Stopped, Code::Unavailable, "etcdserver: server stopped"),
+            (
+                ServerError::TooManyRequests,
+                Code::ResourceExhausted,
+                "etcdserver: too many requests",
+            ),
+            (
+                ServerError::RequestTooLarge,
+                Code::InvalidArgument,
+                "etcdserver: request is too large",
+            ),
+            (ServerError::MemberNotFound, Code::NotFound, "etcdserver: member not found"),
+        ];
+        for (error, code, message) in cases {
+            assert_eq!(wire(error.clone()), (code, message.to_string()), "{error:?}");
+        }
+    }
+}
