@@ -20,6 +20,7 @@ use oxetcd_transport::Transport;
 use prost::Message as _;
 
 use crate::error::ServerError;
+use crate::id::Hex;
 use crate::membership::Membership;
 use crate::node::{ApplyTask, Control, Input};
 use crate::state::{Applied, ApplyResult, Shared};
@@ -140,7 +141,7 @@ impl Applier {
     ) -> ApplyResult {
         if let Some(attr) = request.cluster_member_attr_set {
             let attributes = attr.member_attributes.unwrap_or_default();
-            tracing::info!(member = %format!("{:x}", attr.member_id), name = %attributes.name, "set member attributes");
+            tracing::info!(member = %Hex(attr.member_id), name = %attributes.name, "set member attributes");
             self.shared.membership_mut().set_attributes(attr.member_id, attributes);
             self.mark_applied(at.is_some(), at.unwrap_or_default());
             return Ok(Applied::Done);
@@ -252,7 +253,7 @@ impl Applier {
             Ok(ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode) => {
                 match member() {
                     Some(m) if m.id == cc.node_id => {
-                        tracing::info!(member = %format!("{:x}", m.id), peers = ?m.peer_ur_ls, "added member");
+                        tracing::info!(member = %Hex(m.id), peers = ?m.peer_ur_ls, "added member");
                         if m.id != self.shared.member_id {
                             self.transport.add_peer(m.id, m.peer_ur_ls.clone());
                         }
@@ -264,7 +265,7 @@ impl Applier {
                 }
             }
             Ok(ConfChangeType::ConfChangeRemoveNode) => {
-                tracing::info!(member = %format!("{:x}", cc.node_id), "removed member");
+                tracing::info!(member = %Hex(cc.node_id), "removed member");
                 self.transport.remove_peer(cc.node_id);
                 self.shared.membership_mut().remove(cc.node_id);
             }
@@ -309,7 +310,7 @@ impl Applier {
         let saved = match self.shared.store().save_snapshot(&path) {
             Ok(saved) => saved,
             Err(e) => {
-                tracing::error!(to = %format!("{to:x}"), error = %e, "cannot copy the backend for a snapshot");
+                tracing::error!(to = %Hex(to), error = %e, "cannot copy the backend for a snapshot");
                 let _ = self.inbox.try_send(Input::SnapshotStatus(to, SnapshotStatus::Failure));
                 return;
             }
@@ -325,7 +326,7 @@ impl Applier {
             }),
         });
         drop(membership);
-        tracing::info!(to = %format!("{to:x}"), index = at.index, bytes = saved.bytes, "sending merged snapshot");
+        tracing::info!(to = %Hex(to), index = at.index, bytes = saved.bytes, "sending merged snapshot");
         self.transport.send_snapshot(msg, path);
     }
 

@@ -14,8 +14,8 @@ use oxetcd_wal::{Snapshotter, Wal, WalError, WalOptions, WalSnapshot};
 use prost::Message;
 
 use crate::config::{InitialClusterState, ServerConfig};
+use crate::id::Hex;
 use crate::membership::Membership;
-use crate::node::hex;
 
 /// Why a member could not start.
 #[derive(Debug, thiserror::Error)]
@@ -97,8 +97,8 @@ fn restart(wal_dir: &Path, snapshotter: Snapshotter) -> Result<Opened, StartErro
     storage.append(&recovered.entries);
     storage.set_hard_state(recovered.hard_state);
     tracing::info!(
-        member = %hex(metadata.node_id),
-        cluster = %hex(metadata.cluster_id),
+        member = %Hex(metadata.node_id),
+        cluster = %Hex(metadata.cluster_id),
         commit_index = recovered.hard_state.commit,
         snapshot_index = meta.index,
         "restarting local member"
@@ -161,7 +161,7 @@ fn bootstrap_new(
     let mut storage = MemStorage::new();
     storage.append(&entries);
     storage.set_hard_state(hard_state);
-    tracing::info!(member = %hex(member_id), cluster = %hex(cluster_id), "starting local member");
+    tracing::info!(member = %Hex(member_id), cluster = %Hex(cluster_id), "starting local member");
     Ok(Opened {
         storage,
         wal,

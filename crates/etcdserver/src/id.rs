@@ -6,6 +6,26 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha1::{Digest, Sha1};
 
+/// A member, cluster or request id as etcd prints it: lowercase hex, unpadded.
+#[derive(Debug, Clone, Copy)]
+pub struct Hex(pub u64);
+
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+/// A lease id as etcd prints it: 16 hex digits.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseHex(pub i64);
+
+impl std::fmt::Display for LeaseHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 fn first_eight_bytes(digest: &[u8]) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("a SHA-1 digest has 20 bytes"))
 }

@@ -27,6 +27,7 @@ use oxetcd_raft::{
 use oxetcd_wal::{Snapshotter, Wal, WalSnapshot};
 
 use crate::error::ServerError;
+use crate::id::Hex;
 use crate::state::Shared;
 
 /// Inputs from the rest of the server, over a bounded channel.
@@ -292,9 +293,9 @@ impl RaftLoop {
             let term = self.node.status().term();
             self.shared.term.store(term, Ordering::SeqCst);
             if leader == 0 {
-                tracing::info!(member = %hex(self.shared.member_id), term, lost = %hex(previous), "raft lost leader");
+                tracing::info!(member = %Hex(self.shared.member_id), term, lost = %Hex(previous), "raft lost leader");
             } else {
-                tracing::info!(member = %hex(self.shared.member_id), term, leader = %hex(leader), "raft elected leader");
+                tracing::info!(member = %Hex(self.shared.member_id), term, leader = %Hex(leader), "raft elected leader");
             }
             // Reads waiting on the old leader's ReadIndex will never be answered.
             self.shared.fail_all_reads(ServerError::LeaderChanged);
@@ -381,11 +382,6 @@ fn log_cut(index: u64, retention: &Retention, replicating: impl Iterator<Item = 
 
 pub(crate) fn storage_error(e: oxetcd_wal::WalError) -> ServerError {
     ServerError::Internal(e.to_string())
-}
-
-/// Ids print as etcd prints them: lowercase hex.
-pub(crate) fn hex(id: u64) -> String {
-    format!("{id:x}")
 }
 
 #[cfg(test)]

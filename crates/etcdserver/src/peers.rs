@@ -10,6 +10,7 @@ use oxetcd_raft::{Message, SnapshotStatus};
 use oxetcd_transport::{Dropped, RaftHandler, Transport};
 use tokio::runtime::{Handle, Runtime};
 
+use crate::id::Hex;
 use crate::node::{Input, Outbox};
 use crate::state::Shared;
 
@@ -71,12 +72,12 @@ impl RaftHandler for RaftBridge {
     fn receive_snapshot(&self, msg: Message, db_path: PathBuf) {
         // The backend file waits under its index until raft accepts the snapshot and
         // the apply thread installs it.
-        tracing::info!(from = %format!("{:x}", msg.from), path = %db_path.display(), "received snapshot");
+        tracing::info!(from = %Hex(msg.from), path = %db_path.display(), "received snapshot");
         let _ = self.inbox.try_send(Input::Step(Box::new(msg)));
     }
 
     fn removed_by_peer(&self, by_peer: u64) {
-        tracing::error!(peer = %format!("{:x}", by_peer), "this member was removed from the cluster");
+        tracing::error!(peer = %Hex(by_peer), "this member was removed from the cluster");
     }
 }
 

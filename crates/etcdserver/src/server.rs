@@ -24,7 +24,8 @@ use crate::bootstrap::{self, StartError};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::id::IdGenerator;
-use crate::node::{Input, RaftLoop, Retention, hex};
+use crate::id::{Hex, LeaseHex};
+use crate::node::{Input, RaftLoop, Retention};
 use crate::peers::{PeerRuntime, RaftBridge, TransportOutbox};
 pub use crate::state::Applied;
 use crate::state::{ApplyResult, Shared};
@@ -122,7 +123,7 @@ impl EtcdServer {
 
         let watch = {
             let shared = shared.clone();
-            WatchHub::new(Box::new(move || shared.store()))
+            WatchHub::start(Box::new(move || shared.store()))
         };
 
         let mut raft_config = RaftConfig::new(opened.member_id);
@@ -464,7 +465,7 @@ async fn publish_attributes(server: Arc<EtcdServer>) {
                 propose_cluster_version(&server).await;
                 server.shared.ready.send_replace(true);
                 tracing::info!(
-                    member = %hex(member_id),
+                    member = %Hex(member_id),
                     name = %attributes.name,
                     client_urls = ?attributes.client_urls,
                     "published local member to cluster through raft"
@@ -563,9 +564,9 @@ async fn revoke_expired_leases(server: Weak<EtcdServer>) {
         for id in server.lessor().expired(MAX_REVOKES_PER_CHECK) {
             let revoke = oxetcd_api::etcdserverpb::LeaseRevokeRequest { id };
             match server.propose(None, |r| r.lease_revoke = Some(revoke)).await {
-                Ok(_) => tracing::info!(lease = %format!("{id:016x}"), "revoked expired lease"),
+                Ok(_) => tracing::info!(lease = %LeaseHex(id), "revoked expired lease"),
                 Err(e) => {
-                    tracing::debug!(lease = %format!("{id:016x}"), error = %e, "revoking an expired lease failed; retrying")
+                    tracing::debug!(lease = %LeaseHex(id), error = %e, "revoking an expired lease failed; retrying")
                 }
             }
         }

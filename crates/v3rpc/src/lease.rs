@@ -18,6 +18,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use oxetcd_etcdserver::id::LeaseHex;
+
 use crate::deadline::client_deadline;
 use crate::status;
 
@@ -56,7 +58,7 @@ async fn clear_checkpoint(server: &EtcdServer, id: i64) {
     let clear =
         LeaseCheckpointRequest { checkpoints: vec![LeaseCheckpoint { id, remaining_ttl: 0 }] };
     if let Err(e) = server.propose(None, |r| r.lease_checkpoint = Some(clear)).await {
-        tracing::debug!(lease = %format!("{id:016x}"), error = %e, "clearing a lease checkpoint failed");
+        tracing::debug!(lease = %LeaseHex(id), error = %e, "clearing a lease checkpoint failed");
     }
 }
 

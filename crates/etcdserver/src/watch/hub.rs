@@ -8,7 +8,6 @@ use oxetcd_api::mvccpb::Event;
 use oxetcd_mvcc::Store;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::catchup;
 use super::index::{Index, Slot};
 use super::watcher::{Filters, KeyRange, Place, WatchError, Watcher};
 
@@ -100,8 +99,9 @@ impl std::fmt::Debug for WatchHub {
 }
 
 impl WatchHub {
-    /// A hub at the store's current revision, with its catch-up thread running.
-    pub fn new(store: StoreSource) -> Arc<WatchHub> {
+    /// A hub at the store's current revision; [`WatchHub::start`] also runs its
+    /// catch-up thread.
+    pub(super) fn new(store: StoreSource) -> Arc<WatchHub> {
         let current = store();
         let inner = Inner {
             rev: current.current_revision(),
@@ -109,9 +109,7 @@ impl WatchHub {
             ..Default::default()
         };
         drop(current);
-        let hub = Arc::new(WatchHub { inner: Mutex::new(inner), work: Condvar::new(), store });
-        catchup::spawn(Arc::downgrade(&hub));
-        hub
+        Arc::new(WatchHub { inner: Mutex::new(inner), work: Condvar::new(), store })
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -20,8 +20,20 @@ mod hub;
 mod index;
 mod watcher;
 
+use std::sync::Arc;
+
 pub use hub::{CreateWatch, Delivery, StoreSource, StreamId, WatchHub};
 pub use watcher::{Filters, KeyRange, WatchError};
+
+impl WatchHub {
+    /// A hub at the store's current revision, with its catch-up thread running. Built
+    /// here so that the hub knows nothing of the thread that catches its watchers up.
+    pub fn start(store: StoreSource) -> Arc<WatchHub> {
+        let hub = WatchHub::new(store);
+        catchup::spawn(Arc::downgrade(&hub));
+        hub
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -24,7 +24,7 @@ fn fixture() -> Fixture {
             .expect("store opens"),
     );
     let source = store.clone();
-    let hub = WatchHub::new(Box::new(move || source.clone()));
+    let hub = WatchHub::start(Box::new(move || source.clone()));
     Fixture { store, hub, _dir: dir }
 }
 
