@@ -33,15 +33,15 @@ use prost::Message;
 
 use crate::backend::redb::RedbBackend;
 use crate::backend::{
-    Backend, KEY_TABLE, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
-    META_TABLE, META_TERM, Snapshot,
+    Backend, Batch, KEY_TABLE, META_CONSISTENT_INDEX, META_FINISHED_COMPACT,
+    META_SCHEDULED_COMPACT, META_TABLE, META_TERM, Snapshot,
 };
-use crate::compaction::{self, CompactionHandle, Job};
+use crate::compaction::{self, Compactable, CompactionHandle, Job, Pacing};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::lease::{LeaseId, Lessor};
 use crate::read::{self, Buffer, Values, header};
-use crate::revision::Revision;
+use crate::revision::{RevKey, Revision};
 use crate::sync::{lock, read, write};
 use crate::validate;
 use crate::write::{State, WriteTxn};
@@ -156,9 +156,9 @@ struct View<S> {
 }
 
 /// What the store's threads share.
-pub(crate) struct Shared<B: Backend> {
+struct Shared<B: Backend> {
     backend: B,
-    pub(crate) config: StoreConfig,
+    config: StoreConfig,
     lessor: Arc<dyn Lessor>,
     state: RwLock<State>,
     /// The consistent index of the last applied entry.
@@ -172,7 +172,7 @@ pub(crate) struct Shared<B: Backend> {
     /// Signalled once, when the store shuts down.
     shutdown: Condvar,
     failure: Mutex<Option<Error>>,
-    pub(crate) stopping: AtomicBool,
+    stopping: AtomicBool,
 }
 
 /// The multi-version key-value store.
@@ -338,9 +338,13 @@ impl<B: Backend> Store<B> {
         let (jobs, queue) = mpsc::channel();
         let compactor = {
             let shared = Arc::clone(&shared);
+            let pacing = Pacing {
+                batch_limit: shared.config.compaction_batch_limit,
+                pause: shared.config.compaction_pause,
+            };
             thread::Builder::new()
                 .name("mvcc-compact".into())
-                .spawn(move || compaction::run_jobs(&shared, &queue))
+                .spawn(move || compaction::run_jobs(&*shared, pacing, &queue))
                 .map_err(|e| Error::Backend(format!("spawning the compactor: {e}")))?
         };
         let store = Self {
@@ -688,12 +692,12 @@ impl<B: Backend> Shared<B> {
     }
 
     /// The backend's last committed snapshot.
-    pub(crate) fn committed(&self) -> B::Snapshot {
+    fn committed(&self) -> B::Snapshot {
         read(&self.view).committed.clone()
     }
 
     /// Adds a `meta` entry to the pending batch; call with the state lock held exclusively.
-    pub(crate) fn set_meta(&self, key: &'static [u8], value: Vec<u8>) {
+    fn set_meta(&self, key: &'static [u8], value: Vec<u8>) {
         let pending = Arc::clone(&read(&self.view).pending);
         write(&pending).meta.insert(key, value);
     }
@@ -707,27 +711,15 @@ impl<B: Backend> Shared<B> {
         self.set_meta(META_TERM, apply.term.to_be_bytes().to_vec());
     }
 
-    /// Adds row deletions to the pending batch (compaction).
-    pub(crate) fn delete_rows(&self, keys: Vec<crate::revision::RevKey>, finished: Option<i64>) {
+    /// Adds row deletions (compaction) to the pending batch, then lets `more` change the
+    /// same batch before a commit can take it.
+    fn pend_deletes(&self, keys: Vec<RevKey>, more: impl FnOnce(&mut Batch)) {
         let _state = write(&self.state);
         self.pending_ops.fetch_add(keys.len(), Ordering::Relaxed);
         let pending = Arc::clone(&read(&self.view).pending);
         let mut batch = write(&pending);
         batch.deletes.extend(keys);
-        if let Some(rev) = finished {
-            batch.meta.insert(META_FINISHED_COMPACT, Revision::at_main(rev).to_bytes().to_vec());
-        }
-    }
-
-    /// Sleeps for `pause` unless the store shuts down first.
-    pub(crate) fn pause(&self, pause: Duration) {
-        let signal = lock(&self.signal);
-        let _ = self.shutdown.wait_timeout_while(signal, pause, |s| !s.stop);
-    }
-
-    /// Runs `f` with the index, under the exclusive lock (compaction's index chunks).
-    pub(crate) fn with_index<R>(&self, f: impl FnOnce(&mut Index) -> R) -> R {
-        f(&mut write(&self.state).index)
+        more(&mut batch);
     }
 
     fn check_failure(&self) -> Result<()> {
@@ -785,7 +777,7 @@ impl<B: Backend> Shared<B> {
     }
 
     /// Commits the pending buffer to the backend (one commit at a time).
-    pub(crate) fn commit(&self) -> Result<()> {
+    fn commit(&self) -> Result<()> {
         let _one_at_a_time = lock(&self.commit_lock);
         self.check_failure()?;
         let (buffer, covers) = {
@@ -815,5 +807,40 @@ impl<B: Backend> Shared<B> {
         let _signal = lock(&self.signal);
         self.committed.notify_all();
         Ok(())
+    }
+}
+
+impl<B: Backend> Compactable for Shared<B> {
+    type Snapshot = B::Snapshot;
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn with_index<R>(&self, f: impl FnOnce(&mut Index) -> R) -> R {
+        f(&mut write(&self.state).index)
+    }
+
+    fn committed(&self) -> B::Snapshot {
+        Shared::committed(self)
+    }
+
+    fn delete_rows(&self, keys: Vec<RevKey>) {
+        self.pend_deletes(keys, |_| {});
+    }
+
+    fn delete_last_rows(&self, keys: Vec<RevKey>, rev: i64) {
+        self.pend_deletes(keys, |batch| {
+            batch.meta.insert(META_FINISHED_COMPACT, Revision::at_main(rev).to_bytes().to_vec());
+        });
+    }
+
+    fn commit(&self) -> Result<()> {
+        Shared::commit(self)
+    }
+
+    fn pause(&self, pause: Duration) {
+        let signal = lock(&self.signal);
+        let _ = self.shutdown.wait_timeout_while(signal, pause, |s| !s.stop);
     }
 }
