@@ -102,6 +102,13 @@ pub struct ApplyIndex {
     pub term: u64,
 }
 
+impl ApplyIndex {
+    /// Position zero, before the first entry: what a store driven by no raft log (tests,
+    /// benchmarks, tools) writes at. Like any position, a write records it as the
+    /// consistent index.
+    pub const ZERO: ApplyIndex = ApplyIndex { index: 0, term: 0 };
+}
+
 /// A write's response and the events it produced (for watchers).
 #[derive(Clone, Debug)]
 pub struct WriteResult<T> {
@@ -385,7 +392,7 @@ impl<B: Backend> Store<B> {
     pub fn set_consistent_index(&self, apply: ApplyIndex) -> Result<()> {
         self.shared.check_failure()?;
         let _state = write(&self.shared.state);
-        self.shared.record_apply(Some(apply));
+        self.shared.record_apply(apply);
         Ok(())
     }
 
@@ -401,48 +408,48 @@ impl<B: Backend> Store<B> {
         read::execute(&values, req, plan)
     }
 
-    /// Put.
-    pub fn put(
-        &self,
-        req: &PutRequest,
-        apply: Option<ApplyIndex>,
-    ) -> Result<WriteResult<PutResponse>> {
+    /// Put, applying the raft entry at `at`.
+    pub fn put(&self, req: &PutRequest, at: ApplyIndex) -> Result<WriteResult<PutResponse>> {
         validate::check_put(req)?;
         validate::check_request_size(req.encoded_len(), self.shared.config.max_request_bytes)?;
-        self.write(apply, |txn| txn.put(req))
+        self.write(at, |txn| txn.put(req))
     }
 
-    /// DeleteRange.
+    /// DeleteRange, applying the raft entry at `at`.
     pub fn delete_range(
         &self,
         req: &DeleteRangeRequest,
-        apply: Option<ApplyIndex>,
+        at: ApplyIndex,
     ) -> Result<WriteResult<DeleteRangeResponse>> {
         validate::check_delete_range(req)?;
         validate::check_request_size(req.encoded_len(), self.shared.config.max_request_bytes)?;
-        self.write(apply, |txn| txn.delete_range(req))
+        self.write(at, |txn| txn.delete_range(req))
     }
 
-    /// Txn. A txn whose chosen branch only reads changes nothing and creates no revision.
-    pub fn txn(
-        &self,
-        req: &TxnRequest,
-        apply: Option<ApplyIndex>,
-    ) -> Result<WriteResult<TxnResponse>> {
+    /// Txn, applying the raft entry at `at`. A txn whose chosen branch only reads changes
+    /// nothing and creates no revision (`at` is still recorded).
+    pub fn txn(&self, req: &TxnRequest, at: ApplyIndex) -> Result<WriteResult<TxnResponse>> {
         validate::check_txn(req, self.shared.config.max_txn_ops)?;
         validate::check_request_size(req.encoded_len(), self.shared.config.max_request_bytes)?;
-        self.write(apply, |t| txn::run(t, req))
+        self.write(at, |t| txn::run(t, req))
+    }
+
+    /// A read-only Txn served outside the log, as etcd serves one: every op in `req`,
+    /// nested ones included, must be a Range (etcd's `isTxnReadonly`; the caller checks).
+    /// It records no consistent index.
+    pub fn txn_read(&self, req: &TxnRequest) -> Result<TxnResponse> {
+        validate::check_txn(req, self.shared.config.max_txn_ops)?;
+        validate::check_request_size(req.encoded_len(), self.shared.config.max_request_bytes)?;
+        let read = self.transact(|t| txn::run(t, req), || {})?;
+        debug_assert!(read.events.is_empty(), "txn_read was given a txn that writes");
+        Ok(read.response)
     }
 
     /// Deletes each of `keys` (those that exist) at one new revision: a lease revoke,
     /// which etcd applies as one txn. Unlike [`txn`](Self::txn) it has no op limit, since
     /// the request is the server's own, not a client's.
-    pub fn delete_keys(
-        &self,
-        keys: &[Bytes],
-        apply: Option<ApplyIndex>,
-    ) -> Result<WriteResult<i64>> {
-        self.write(apply, |t| {
+    pub fn delete_keys(&self, keys: &[Bytes], at: ApplyIndex) -> Result<WriteResult<i64>> {
+        self.write(at, |t| {
             let mut deleted = 0;
             for key in keys {
                 let req = DeleteRangeRequest { key: key.clone(), ..Default::default() };
@@ -459,7 +466,7 @@ impl<B: Backend> Store<B> {
     pub fn compact(
         &self,
         rev: i64,
-        apply: Option<ApplyIndex>,
+        at: ApplyIndex,
     ) -> Result<(CompactionResponse, CompactionHandle)> {
         self.shared.check_failure()?;
         let current = {
@@ -473,7 +480,7 @@ impl<B: Backend> Store<B> {
             state.compact_rev = rev;
             self.shared
                 .set_meta(META_SCHEDULED_COMPACT, Revision::at_main(rev).to_bytes().to_vec());
-            self.shared.record_apply(apply);
+            self.shared.record_apply(at);
             state.current_rev
         };
         self.shared.commit()?;
@@ -553,7 +560,7 @@ impl<B: Backend> Store<B> {
         &self,
         table: &'static str,
         changes: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
-        apply: Option<ApplyIndex>,
+        at: ApplyIndex,
     ) -> Result<()> {
         check_aux_table(table)?;
         self.shared.check_failure()?;
@@ -567,7 +574,7 @@ impl<B: Backend> Store<B> {
             let added = rows.len() - before;
             drop(batch);
             self.shared.pending_ops.fetch_add(added.max(1), Ordering::Relaxed);
-            self.shared.record_apply(apply);
+            self.shared.record_apply(at);
         }
         self.shared.after_write();
         Ok(())
@@ -636,10 +643,22 @@ impl<B: Backend> Store<B> {
         }
     }
 
+    /// Runs `f` as the write transaction of the raft entry at `at`, recorded with its
+    /// changes if it succeeds.
     fn write<R>(
         &self,
-        apply: Option<ApplyIndex>,
+        at: ApplyIndex,
         f: impl FnOnce(&mut WriteTxn<'_, B::Snapshot>) -> Result<R>,
+    ) -> Result<WriteResult<R>> {
+        self.transact(f, || self.shared.record_apply(at))
+    }
+
+    /// Runs `f` in a write transaction, under the exclusive lock; `succeeded` runs under
+    /// the same lock if `f` succeeds.
+    fn transact<R>(
+        &self,
+        f: impl FnOnce(&mut WriteTxn<'_, B::Snapshot>) -> Result<R>,
+        succeeded: impl FnOnce(),
     ) -> Result<WriteResult<R>> {
         self.shared.check_failure()?;
         let result = {
@@ -661,7 +680,7 @@ impl<B: Backend> Store<B> {
             let events = txn.finish();
             self.shared.pending_ops.fetch_add(events.len(), Ordering::Relaxed);
             if result.is_ok() {
-                self.shared.record_apply(apply);
+                succeeded();
             }
             result.map(|response| WriteResult { response, events })
         };
@@ -704,8 +723,7 @@ impl<B: Backend> Shared<B> {
 
     /// Records the consistent index in the pending batch; call with the state lock held
     /// exclusively.
-    fn record_apply(&self, apply: Option<ApplyIndex>) {
-        let Some(apply) = apply else { return };
+    fn record_apply(&self, apply: ApplyIndex) {
         *lock(&self.applied) = apply;
         self.set_meta(META_CONSISTENT_INDEX, apply.index.to_be_bytes().to_vec());
         self.set_meta(META_TERM, apply.term.to_be_bytes().to_vec());

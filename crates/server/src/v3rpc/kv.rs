@@ -112,7 +112,7 @@ impl Kv for KvService {
             if !Self::is_serializable(&req) {
                 self.server.linearizable_read().await?;
             }
-            let mut resp = self.server.store().txn(&req, None).map_err(ServerError::from)?.response;
+            let mut resp = self.server.store().txn_read(&req).map_err(ServerError::from)?;
             self.full_header(&mut resp.header);
             return Ok(Response::new(resp));
         }
