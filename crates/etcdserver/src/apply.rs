@@ -163,17 +163,17 @@ impl Applier {
         let watch = &self.watch;
         let result = if let Some(put) = request.put {
             store
-                .put(&put, Some(at))
+                .put(&put, at)
                 .map(|w| Applied::Put(published(watch, w)))
                 .map_err(ServerError::from)
         } else if let Some(delete) = request.delete_range {
             store
-                .delete_range(&delete, Some(at))
+                .delete_range(&delete, at)
                 .map(|w| Applied::DeleteRange(published(watch, w)))
                 .map_err(ServerError::from)
         } else if let Some(txn) = request.txn {
             store
-                .txn(&txn, Some(at))
+                .txn(&txn, at)
                 .map(|w| Applied::Txn(published(watch, w)))
                 .map_err(ServerError::from)
         } else if let Some(grant) = request.lease_grant {
@@ -184,7 +184,7 @@ impl Applier {
             self.checkpoint_leases(&store, checkpoint, at)
         } else if let Some(compaction) = request.compaction {
             store
-                .compact(compaction.revision, Some(at))
+                .compact(compaction.revision, at)
                 .map(|(resp, done)| {
                     self.watch.compacted(compaction.revision);
                     Applied::Compaction(resp, done)
@@ -205,7 +205,7 @@ impl Applier {
     /// backend commit as the entry's index).
     fn grant_lease(&self, store: &Store, id: i64, ttl: i64, at: ApplyIndex) -> ApplyResult {
         let lease = self.shared.lessor.grant(id, ttl)?;
-        store.aux_write(LEASE_TABLE, [lease.row()], Some(at))?;
+        store.aux_write(LEASE_TABLE, [lease.row()], at)?;
         Ok(Applied::LeaseGrant(LeaseGrantResponse {
             header: None,
             id,
@@ -219,13 +219,9 @@ impl Applier {
     fn revoke_lease(&self, store: &Store, id: i64, at: ApplyIndex) -> ApplyResult {
         let keys = self.shared.lessor.revoke(id)?;
         if !keys.is_empty() {
-            published(&self.watch, store.delete_keys(&keys, Some(at))?);
+            published(&self.watch, store.delete_keys(&keys, at)?);
         }
-        store.aux_write(
-            LEASE_TABLE,
-            [(Bytes::copy_from_slice(&id.to_be_bytes()), None)],
-            Some(at),
-        )?;
+        store.aux_write(LEASE_TABLE, [(Bytes::copy_from_slice(&id.to_be_bytes()), None)], at)?;
         Ok(Applied::LeaseRevoke(store.current_revision()))
     }
 
@@ -243,7 +239,7 @@ impl Applier {
             .filter_map(|c| self.shared.lessor.checkpoint(c.id, c.remaining_ttl))
             .map(|lease| lease.row())
             .collect();
-        store.aux_write(LEASE_TABLE, rows, Some(at))?;
+        store.aux_write(LEASE_TABLE, rows, at)?;
         Ok(Applied::Done)
     }
 

@@ -52,7 +52,7 @@ fn bench_put(c: &mut Criterion) {
             for _ in 0..iters {
                 n += 1;
                 let req = PutRequest { key: key(n), value: value.clone(), ..Default::default() };
-                black_box(store.put(&req, Some(ApplyIndex { index: n, term: 1 })).expect("put"));
+                black_box(store.put(&req, ApplyIndex { index: n, term: 1 }).expect("put"));
             }
             start.elapsed()
         })
@@ -67,7 +67,7 @@ fn bench_range(c: &mut Criterion) {
     let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
     for i in 0..KEY_SPACE {
         let req = PutRequest { key: key(i), value: value.clone(), ..Default::default() };
-        store.put(&req, None).expect("load");
+        store.put(&req, ApplyIndex::ZERO).expect("load");
     }
     store.force_commit().expect("commit");
     let mut x = 0x9E37_79B9_7F4A_7C15u64;

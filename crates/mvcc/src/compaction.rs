@@ -6,22 +6,54 @@
 //! deleted `compaction_batch_limit` at a time, one backend commit per batch with a pause
 //! between, and the finished revision is recorded with the last batch. Reads at or after
 //! the compaction revision are never affected: they only reach kept rows.
+//!
+//! The compactor reaches the store through [`Compactable`], which the store implements:
+//! this module depends on the index and the backend, never on the store.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crate::backend::{Backend, KEY_TABLE, Snapshot};
+use crate::backend::{KEY_TABLE, Snapshot};
 use crate::error::{Error, Result};
+use crate::index::Index;
 use crate::revision::{RevKey, Revision};
-use crate::store::Shared;
 use crate::sync::lock;
 
 /// Keys compacted per hold of the index lock.
 pub const INDEX_COMPACTION_CHUNK: usize = 10_000;
+
+/// What a compaction needs from the store it runs in.
+pub(crate) trait Compactable {
+    /// The backend's read snapshot.
+    type Snapshot: Snapshot;
+    /// Whether the store is shutting down.
+    fn stopping(&self) -> bool;
+    /// Runs `f` with the index, under the store's exclusive lock.
+    fn with_index<R>(&self, f: impl FnOnce(&mut Index) -> R) -> R;
+    /// The backend's last committed snapshot.
+    fn committed(&self) -> Self::Snapshot;
+    /// Adds row deletions to the pending batch.
+    fn delete_rows(&self, keys: Vec<RevKey>);
+    /// Adds the last row deletions of the compaction at `rev` to the pending batch,
+    /// together with `rev` as the finished compaction revision.
+    fn delete_last_rows(&self, keys: Vec<RevKey>, rev: i64);
+    /// Commits the pending batch to the backend.
+    fn commit(&self) -> Result<()>;
+    /// Sleeps for `pause` unless the store shuts down first.
+    fn pause(&self, pause: Duration);
+}
+
+/// How fast the backend rows go.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pacing {
+    /// Rows deleted per backend commit.
+    pub batch_limit: usize,
+    /// Pause between commits.
+    pub pause: Duration,
+}
 
 /// A scheduled compaction.
 #[derive(Debug)]
@@ -73,26 +105,26 @@ impl CompactionHandle {
 }
 
 /// The compactor thread: runs jobs until the store closes.
-pub(crate) fn run_jobs<B: Backend>(shared: &Shared<B>, jobs: &Receiver<Job>) {
+pub(crate) fn run_jobs(store: &impl Compactable, pacing: Pacing, jobs: &Receiver<Job>) {
     while let Ok(job) = jobs.recv() {
-        let result = compact(shared, job.rev);
+        let result = compact(store, pacing, job.rev);
         job.done.finish(result);
     }
 }
 
-fn stopped<B: Backend>(shared: &Shared<B>) -> Result<()> {
-    if shared.stopping.load(Ordering::SeqCst) {
+fn stopped(store: &impl Compactable) -> Result<()> {
+    if store.stopping() {
         return Err(Error::Closed);
     }
     Ok(())
 }
 
-fn compact<B: Backend>(shared: &Shared<B>, rev: i64) -> Result<()> {
+fn compact(store: &impl Compactable, pacing: Pacing, rev: i64) -> Result<()> {
     let mut keep = HashSet::new();
     let mut resume = None;
     loop {
-        stopped(shared)?;
-        resume = shared.with_index(|index| {
+        stopped(store)?;
+        resume = store.with_index(|index| {
             index.compact_chunk(rev, resume.as_deref(), INDEX_COMPACTION_CHUNK, &mut keep)
         });
         if resume.is_none() {
@@ -100,16 +132,16 @@ fn compact<B: Backend>(shared: &Shared<B>, rev: i64) -> Result<()> {
         }
     }
     // Every row at or below `rev` was committed when the compaction was scheduled.
-    let limit = shared.config.compaction_batch_limit.max(1);
+    let limit = pacing.batch_limit.max(1);
     let end = Revision::at_main(rev.saturating_add(1)).to_bytes();
     let mut from = Vec::new();
     loop {
-        stopped(shared)?;
+        stopped(store)?;
         let mut doomed: Vec<RevKey> = Vec::new();
         let mut scanned = 0;
         let mut corrupt = None;
         let mut last_seen = Vec::new();
-        shared.committed().scan(KEY_TABLE, &from, |key, _| {
+        store.committed().scan(KEY_TABLE, &from, |key, _| {
             if key >= &end[..] || scanned == limit {
                 return ControlFlow::Break(());
             }
@@ -133,11 +165,13 @@ fn compact<B: Backend>(shared: &Shared<B>, rev: i64) -> Result<()> {
         last_seen.push(0);
         from = last_seen;
         let last = scanned < limit;
-        shared.delete_rows(doomed, last.then_some(rev));
-        shared.commit()?;
         if last {
+            store.delete_last_rows(doomed, rev);
+            store.commit()?;
             return Ok(());
         }
-        shared.pause(shared.config.compaction_pause);
+        store.delete_rows(doomed);
+        store.commit()?;
+        store.pause(pacing.pause);
     }
 }

@@ -5,19 +5,26 @@
 //! ```text
 //! Store::open_path(path, StoreConfig, Arc<dyn Lessor>)    // restore: index, leases, compaction
 //! store.range(&RangeRequest)                   -> RangeResponse          (reads, any thread)
-//! store.put(&PutRequest, Some(apply))          -> WriteResult<PutResponse>
-//! store.delete_range(&DeleteRangeRequest, ..)  -> WriteResult<DeleteRangeResponse>
-//! store.txn(&TxnRequest, ..)                   -> WriteResult<TxnResponse>
-//! store.compact(rev, ..)                       -> (CompactionResponse, CompactionHandle)
-//! store.set_consistent_index(apply)            // entries that change no key, or failed
+//! store.txn_read(&TxnRequest)                  -> TxnResponse            (read-only: no log)
+//! store.put(&PutRequest, at)                   -> WriteResult<PutResponse>
+//! store.delete_range(&DeleteRangeRequest, at)  -> WriteResult<DeleteRangeResponse>
+//! store.txn(&TxnRequest, at)                   -> WriteResult<TxnResponse>
+//! store.delete_keys(&[key], at)                -> WriteResult<i64>       (lease revoke)
+//! store.compact(rev, at)                       -> (CompactionResponse, CompactionHandle)
+//! store.set_consistent_index(at)               // entries that change no key, or failed
 //! store.events(from, to)                       // history for watchers catching up
 //! store.hash() / store.hash_kv(rev)            // Maintenance.Hash / HashKV
 //! store.save_snapshot(path)                    // Maintenance.Snapshot, raft snapshots
-//! store.aux_write / aux_get / aux_scan         // lease, auth, members, alarm tables
+//! store.aux_write(table, rows, at)             // lease, auth, members, alarm tables
+//! store.aux_get(table, key) / aux_scan(table)
 //! store.consistent_index() / durable_index()   // replay from / purge WAL up to
 //! store.current_revision() / compact_revision()
 //! validate::{check_range, check_put, check_delete_range, check_txn, check_request_size}
 //! ```
+//!
+//! `at` is the [`ApplyIndex`] (raft index and term) of the log entry being applied: every
+//! write records it as the consistent index, in the same backend batch as its changes. A
+//! store driven by no raft log (tests, benchmarks, tools) writes at [`ApplyIndex::ZERO`].
 //!
 //! Requests and responses are the `etcdserverpb` wire types; headers carry only
 //! `revision` (the server fills `cluster_id`, `member_id`, `raft_term`). Every write

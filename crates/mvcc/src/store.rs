@@ -33,15 +33,15 @@ use prost::Message;
 
 use crate::backend::redb::RedbBackend;
 use crate::backend::{
-    Backend, KEY_TABLE, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
-    META_TABLE, META_TERM, Snapshot,
+    Backend, Batch, KEY_TABLE, META_CONSISTENT_INDEX, META_FINISHED_COMPACT,
+    META_SCHEDULED_COMPACT, META_TABLE, META_TERM, Snapshot,
 };
-use crate::compaction::{self, CompactionHandle, Job};
+use crate::compaction::{self, Compactable, CompactionHandle, Job, Pacing};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::lease::{LeaseId, Lessor};
 use crate::read::{self, Buffer, Values, header};
-use crate::revision::Revision;
+use crate::revision::{RevKey, Revision};
 use crate::sync::{lock, read, write};
 use crate::validate;
 use crate::write::{State, WriteTxn};
@@ -102,6 +102,13 @@ pub struct ApplyIndex {
     pub term: u64,
 }
 
+impl ApplyIndex {
+    /// Position zero, before the first entry: what a store driven by no raft log (tests,
+    /// benchmarks, tools) writes at. Like any position, a write records it as the
+    /// consistent index.
+    pub const ZERO: ApplyIndex = ApplyIndex { index: 0, term: 0 };
+}
+
 /// A write's response and the events it produced (for watchers).
 #[derive(Clone, Debug)]
 pub struct WriteResult<T> {
@@ -156,9 +163,9 @@ struct View<S> {
 }
 
 /// What the store's threads share.
-pub(crate) struct Shared<B: Backend> {
+struct Shared<B: Backend> {
     backend: B,
-    pub(crate) config: StoreConfig,
+    config: StoreConfig,
     lessor: Arc<dyn Lessor>,
     state: RwLock<State>,
     /// The consistent index of the last applied entry.
@@ -172,7 +179,7 @@ pub(crate) struct Shared<B: Backend> {
     /// Signalled once, when the store shuts down.
     shutdown: Condvar,
     failure: Mutex<Option<Error>>,
-    pub(crate) stopping: AtomicBool,
+    stopping: AtomicBool,
 }
 
 /// The multi-version key-value store.
@@ -338,9 +345,13 @@ impl<B: Backend> Store<B> {
         let (jobs, queue) = mpsc::channel();
         let compactor = {
             let shared = Arc::clone(&shared);
+            let pacing = Pacing {
+                batch_limit: shared.config.compaction_batch_limit,
+                pause: shared.config.compaction_pause,
+            };
             thread::Builder::new()
                 .name("mvcc-compact".into())
-                .spawn(move || compaction::run_jobs(&shared, &queue))
+                .spawn(move || compaction::run_jobs(&*shared, pacing, &queue))
                 .map_err(|e| Error::Backend(format!("spawning the compactor: {e}")))?
         };
         let store = Self {
@@ -381,7 +392,7 @@ impl<B: Backend> Store<B> {
     pub fn set_consistent_index(&self, apply: ApplyIndex) -> Result<()> {
         self.shared.check_failure()?;
         let _state = write(&self.shared.state);
-        self.shared.record_apply(Some(apply));
+        self.shared.record_apply(apply);
         Ok(())
     }
 
@@ -397,48 +408,48 @@ impl<B: Backend> Store<B> {
         read::execute(&values, req, plan)
     }
 
-    /// Put.
-    pub fn put(
-        &self,
-        req: &PutRequest,
-        apply: Option<ApplyIndex>,
-    ) -> Result<WriteResult<PutResponse>> {
+    /// Put, applying the raft entry at `at`.
+    pub fn put(&self, req: &PutRequest, at: ApplyIndex) -> Result<WriteResult<PutResponse>> {
         validate::check_put(req)?;
         validate::check_request_size(req.encoded_len(), self.shared.config.max_request_bytes)?;
-        self.write(apply, |txn| txn.put(req))
+        self.write(at, |txn| txn.put(req))
     }
 
-    /// DeleteRange.
+    /// DeleteRange, applying the raft entry at `at`.
     pub fn delete_range(
         &self,
         req: &DeleteRangeRequest,
-        apply: Option<ApplyIndex>,
+        at: ApplyIndex,
     ) -> Result<WriteResult<DeleteRangeResponse>> {
         validate::check_delete_range(req)?;
         validate::check_request_size(req.encoded_len(), self.shared.config.max_request_bytes)?;
-        self.write(apply, |txn| txn.delete_range(req))
+        self.write(at, |txn| txn.delete_range(req))
     }
 
-    /// Txn. A txn whose chosen branch only reads changes nothing and creates no revision.
-    pub fn txn(
-        &self,
-        req: &TxnRequest,
-        apply: Option<ApplyIndex>,
-    ) -> Result<WriteResult<TxnResponse>> {
+    /// Txn, applying the raft entry at `at`. A txn whose chosen branch only reads changes
+    /// nothing and creates no revision (`at` is still recorded).
+    pub fn txn(&self, req: &TxnRequest, at: ApplyIndex) -> Result<WriteResult<TxnResponse>> {
         validate::check_txn(req, self.shared.config.max_txn_ops)?;
         validate::check_request_size(req.encoded_len(), self.shared.config.max_request_bytes)?;
-        self.write(apply, |t| txn::run(t, req))
+        self.write(at, |t| txn::run(t, req))
+    }
+
+    /// A read-only Txn served outside the log, as etcd serves one: every op in `req`,
+    /// nested ones included, must be a Range (etcd's `isTxnReadonly`; the caller checks).
+    /// It records no consistent index.
+    pub fn txn_read(&self, req: &TxnRequest) -> Result<TxnResponse> {
+        validate::check_txn(req, self.shared.config.max_txn_ops)?;
+        validate::check_request_size(req.encoded_len(), self.shared.config.max_request_bytes)?;
+        let read = self.transact(|t| txn::run(t, req), || {})?;
+        debug_assert!(read.events.is_empty(), "txn_read was given a txn that writes");
+        Ok(read.response)
     }
 
     /// Deletes each of `keys` (those that exist) at one new revision: a lease revoke,
     /// which etcd applies as one txn. Unlike [`txn`](Self::txn) it has no op limit, since
     /// the request is the server's own, not a client's.
-    pub fn delete_keys(
-        &self,
-        keys: &[Bytes],
-        apply: Option<ApplyIndex>,
-    ) -> Result<WriteResult<i64>> {
-        self.write(apply, |t| {
+    pub fn delete_keys(&self, keys: &[Bytes], at: ApplyIndex) -> Result<WriteResult<i64>> {
+        self.write(at, |t| {
             let mut deleted = 0;
             for key in keys {
                 let req = DeleteRangeRequest { key: key.clone(), ..Default::default() };
@@ -455,7 +466,7 @@ impl<B: Backend> Store<B> {
     pub fn compact(
         &self,
         rev: i64,
-        apply: Option<ApplyIndex>,
+        at: ApplyIndex,
     ) -> Result<(CompactionResponse, CompactionHandle)> {
         self.shared.check_failure()?;
         let current = {
@@ -469,7 +480,7 @@ impl<B: Backend> Store<B> {
             state.compact_rev = rev;
             self.shared
                 .set_meta(META_SCHEDULED_COMPACT, Revision::at_main(rev).to_bytes().to_vec());
-            self.shared.record_apply(apply);
+            self.shared.record_apply(at);
             state.current_rev
         };
         self.shared.commit()?;
@@ -549,7 +560,7 @@ impl<B: Backend> Store<B> {
         &self,
         table: &'static str,
         changes: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
-        apply: Option<ApplyIndex>,
+        at: ApplyIndex,
     ) -> Result<()> {
         check_aux_table(table)?;
         self.shared.check_failure()?;
@@ -563,7 +574,7 @@ impl<B: Backend> Store<B> {
             let added = rows.len() - before;
             drop(batch);
             self.shared.pending_ops.fetch_add(added.max(1), Ordering::Relaxed);
-            self.shared.record_apply(apply);
+            self.shared.record_apply(at);
         }
         self.shared.after_write();
         Ok(())
@@ -632,10 +643,22 @@ impl<B: Backend> Store<B> {
         }
     }
 
+    /// Runs `f` as the write transaction of the raft entry at `at`, recorded with its
+    /// changes if it succeeds.
     fn write<R>(
         &self,
-        apply: Option<ApplyIndex>,
+        at: ApplyIndex,
         f: impl FnOnce(&mut WriteTxn<'_, B::Snapshot>) -> Result<R>,
+    ) -> Result<WriteResult<R>> {
+        self.transact(f, || self.shared.record_apply(at))
+    }
+
+    /// Runs `f` in a write transaction, under the exclusive lock; `succeeded` runs under
+    /// the same lock if `f` succeeds.
+    fn transact<R>(
+        &self,
+        f: impl FnOnce(&mut WriteTxn<'_, B::Snapshot>) -> Result<R>,
+        succeeded: impl FnOnce(),
     ) -> Result<WriteResult<R>> {
         self.shared.check_failure()?;
         let result = {
@@ -657,7 +680,7 @@ impl<B: Backend> Store<B> {
             let events = txn.finish();
             self.shared.pending_ops.fetch_add(events.len(), Ordering::Relaxed);
             if result.is_ok() {
-                self.shared.record_apply(apply);
+                succeeded();
             }
             result.map(|response| WriteResult { response, events })
         };
@@ -688,46 +711,33 @@ impl<B: Backend> Shared<B> {
     }
 
     /// The backend's last committed snapshot.
-    pub(crate) fn committed(&self) -> B::Snapshot {
+    fn committed(&self) -> B::Snapshot {
         read(&self.view).committed.clone()
     }
 
     /// Adds a `meta` entry to the pending batch; call with the state lock held exclusively.
-    pub(crate) fn set_meta(&self, key: &'static [u8], value: Vec<u8>) {
+    fn set_meta(&self, key: &'static [u8], value: Vec<u8>) {
         let pending = Arc::clone(&read(&self.view).pending);
         write(&pending).meta.insert(key, value);
     }
 
     /// Records the consistent index in the pending batch; call with the state lock held
     /// exclusively.
-    fn record_apply(&self, apply: Option<ApplyIndex>) {
-        let Some(apply) = apply else { return };
+    fn record_apply(&self, apply: ApplyIndex) {
         *lock(&self.applied) = apply;
         self.set_meta(META_CONSISTENT_INDEX, apply.index.to_be_bytes().to_vec());
         self.set_meta(META_TERM, apply.term.to_be_bytes().to_vec());
     }
 
-    /// Adds row deletions to the pending batch (compaction).
-    pub(crate) fn delete_rows(&self, keys: Vec<crate::revision::RevKey>, finished: Option<i64>) {
+    /// Adds row deletions (compaction) to the pending batch, then lets `more` change the
+    /// same batch before a commit can take it.
+    fn pend_deletes(&self, keys: Vec<RevKey>, more: impl FnOnce(&mut Batch)) {
         let _state = write(&self.state);
         self.pending_ops.fetch_add(keys.len(), Ordering::Relaxed);
         let pending = Arc::clone(&read(&self.view).pending);
         let mut batch = write(&pending);
         batch.deletes.extend(keys);
-        if let Some(rev) = finished {
-            batch.meta.insert(META_FINISHED_COMPACT, Revision::at_main(rev).to_bytes().to_vec());
-        }
-    }
-
-    /// Sleeps for `pause` unless the store shuts down first.
-    pub(crate) fn pause(&self, pause: Duration) {
-        let signal = lock(&self.signal);
-        let _ = self.shutdown.wait_timeout_while(signal, pause, |s| !s.stop);
-    }
-
-    /// Runs `f` with the index, under the exclusive lock (compaction's index chunks).
-    pub(crate) fn with_index<R>(&self, f: impl FnOnce(&mut Index) -> R) -> R {
-        f(&mut write(&self.state).index)
+        more(&mut batch);
     }
 
     fn check_failure(&self) -> Result<()> {
@@ -785,7 +795,7 @@ impl<B: Backend> Shared<B> {
     }
 
     /// Commits the pending buffer to the backend (one commit at a time).
-    pub(crate) fn commit(&self) -> Result<()> {
+    fn commit(&self) -> Result<()> {
         let _one_at_a_time = lock(&self.commit_lock);
         self.check_failure()?;
         let (buffer, covers) = {
@@ -815,5 +825,40 @@ impl<B: Backend> Shared<B> {
         let _signal = lock(&self.signal);
         self.committed.notify_all();
         Ok(())
+    }
+}
+
+impl<B: Backend> Compactable for Shared<B> {
+    type Snapshot = B::Snapshot;
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn with_index<R>(&self, f: impl FnOnce(&mut Index) -> R) -> R {
+        f(&mut write(&self.state).index)
+    }
+
+    fn committed(&self) -> B::Snapshot {
+        Shared::committed(self)
+    }
+
+    fn delete_rows(&self, keys: Vec<RevKey>) {
+        self.pend_deletes(keys, |_| {});
+    }
+
+    fn delete_last_rows(&self, keys: Vec<RevKey>, rev: i64) {
+        self.pend_deletes(keys, |batch| {
+            batch.meta.insert(META_FINISHED_COMPACT, Revision::at_main(rev).to_bytes().to_vec());
+        });
+    }
+
+    fn commit(&self) -> Result<()> {
+        Shared::commit(self)
+    }
+
+    fn pause(&self, pause: Duration) {
+        let signal = lock(&self.signal);
+        let _ = self.shutdown.wait_timeout_while(signal, pause, |s| !s.stop);
     }
 }

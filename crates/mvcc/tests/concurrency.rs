@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use oxetcd_api::etcdserverpb::{RangeRequest, TxnRequest};
-use oxetcd_mvcc::{Error, NoLeases, StoreConfig};
+use oxetcd_mvcc::{ApplyIndex, Error, NoLeases, StoreConfig};
 
 const WRITES: u64 = 3000;
 
@@ -38,10 +38,11 @@ fn reads_are_consistent_during_writes_commits_and_compactions() {
                     success: vec![op_put(put("x", &v)), op_put(put("y", &v))],
                     ..Default::default()
                 };
-                store.txn(&req, None).expect("txn");
+                store.txn(&req, ApplyIndex::ZERO).expect("txn");
                 if i % 500 == 0 {
-                    let (_, handle) =
-                        store.compact(store.current_revision() - 50, None).expect("compact");
+                    let (_, handle) = store
+                        .compact(store.current_revision() - 50, ApplyIndex::ZERO)
+                        .expect("compact");
                     if i % 1000 == 0 {
                         handle.wait().expect("physical compaction");
                     }

@@ -25,11 +25,10 @@ const COMPACT_EVERY: u64 = 1000;
 /// Entry number `i`: mostly puts, every seventh a delete, every thousandth a compaction
 /// (left running in the background).
 fn apply(store: &Store, i: u64) {
-    let index = ApplyIndex { index: i, term: 1 };
-    let at = Some(index);
+    let at = ApplyIndex { index: i, term: 1 };
     if i.is_multiple_of(COMPACT_EVERY) {
         if store.compact(store.current_revision() - 100, at).is_err() {
-            store.set_consistent_index(index).expect("consistent index");
+            store.set_consistent_index(at).expect("consistent index");
         }
     } else if i.is_multiple_of(7) {
         store.delete_range(&delete(&format!("k{:04}", (i * 3) % KEYS), ""), at).expect("delete");

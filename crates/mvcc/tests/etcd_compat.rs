@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use oxetcd_api::etcdserverpb::TxnRequest;
 use oxetcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use oxetcd_mvcc::Store;
+use oxetcd_mvcc::{ApplyIndex, Store};
 
 /// How long etcd gets to come up.
 const STARTUP: Duration = Duration::from_secs(20);
@@ -121,15 +121,15 @@ fn step(etcd: &Etcd, store: &Store, i: u64, x: &mut u64) {
     match next(x) % 10 {
         0..=5 => {
             etcd.ctl(&["put", &key, &value], None).expect("etcd put");
-            store.put(&put(&key, &value), None).expect("put");
+            store.put(&put(&key, &value), ApplyIndex::ZERO).expect("put");
         }
         6 => {
             etcd.ctl(&["del", &key], None).expect("etcd del");
-            store.delete_range(&delete(&key, ""), None).expect("delete");
+            store.delete_range(&delete(&key, ""), ApplyIndex::ZERO).expect("delete");
         }
         7 => {
             etcd.ctl(&["del", "k2", "k5"], None).expect("etcd del range");
-            store.delete_range(&delete("k2", "k5"), None).expect("delete range");
+            store.delete_range(&delete("k2", "k5"), ApplyIndex::ZERO).expect("delete range");
         }
         _ => {
             let script = format!(
@@ -147,7 +147,7 @@ fn step(etcd: &Etcd, store: &Store, i: u64, x: &mut u64) {
             };
             // With key "k7" both must refuse the txn (duplicate key).
             let theirs = etcd.ctl(&["txn"], Some(&script));
-            let ours = store.txn(&req, None);
+            let ours = store.txn(&req, ApplyIndex::ZERO);
             assert_eq!(theirs.is_some(), ours.is_ok(), "txn outcome for {key}: ours {ours:?}");
         }
     }
@@ -168,7 +168,7 @@ fn hash_kv_matches_real_etcd() {
     }
     let compact_at = current / 2;
     etcd.ctl(&["compact", &compact_at.to_string(), "--physical"], None).expect("etcd compact");
-    store.compact(compact_at, None).expect("compact").1.wait().expect("physical");
+    store.compact(compact_at, ApplyIndex::ZERO).expect("compact").1.wait().expect("physical");
     for i in OPS..OPS + OPS / 2 {
         step(&etcd, store, i, &mut x);
     }

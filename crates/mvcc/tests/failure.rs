@@ -88,7 +88,7 @@ fn a_read_failing_mid_txn_leaves_nothing_behind() {
     let dir = temp_dir();
     let faults = Arc::new(Faults::default());
     let store = open_flaky(&dir, &faults);
-    store.put(&put("b", "old"), Some(ApplyIndex { index: 1, term: 1 })).unwrap();
+    store.put(&put("b", "old"), ApplyIndex { index: 1, term: 1 }).unwrap();
     store.force_commit().unwrap();
     let rev = store.current_revision();
     // Putting "b" with prev_kv reads its previous value from the backend, after "a" was
@@ -101,11 +101,14 @@ fn a_read_failing_mid_txn_leaves_nothing_behind() {
         ],
         ..Default::default()
     };
-    assert_eq!(store.txn(&txn, Some(ApplyIndex { index: 2, term: 1 })).err(), Some(injected()));
+    assert_eq!(store.txn(&txn, ApplyIndex { index: 2, term: 1 }).err(), Some(injected()));
     faults.reads.store(false, Ordering::SeqCst);
     assert_eq!(store.current_revision(), rev);
     assert_eq!(store.range(&range("a", "")).unwrap().count, 0, "half a txn is invisible");
-    assert!(matches!(store.put(&put("c", "1"), None), Err(Error::Backend(_))));
+    assert!(matches!(
+        store.put(&put("c", "1"), ApplyIndex { index: 3, term: 1 }),
+        Err(Error::Backend(_))
+    ));
     assert!(store.close().is_err(), "close reports the failure");
     let store = reopen_plain(&dir);
     assert_eq!(store.current_revision(), rev);
@@ -119,13 +122,16 @@ fn a_failed_commit_stops_writes_and_keeps_the_last_good_commit() {
     let dir = temp_dir();
     let faults = Arc::new(Faults::default());
     let store = open_flaky(&dir, &faults);
-    store.put(&put("a", "1"), Some(ApplyIndex { index: 1, term: 1 })).unwrap();
+    store.put(&put("a", "1"), ApplyIndex { index: 1, term: 1 }).unwrap();
     store.force_commit().unwrap();
     faults.commits.store(true, Ordering::SeqCst);
-    store.put(&put("a", "2"), Some(ApplyIndex { index: 2, term: 1 })).unwrap();
+    store.put(&put("a", "2"), ApplyIndex { index: 2, term: 1 }).unwrap();
     assert_eq!(store.force_commit().err(), Some(injected()));
     assert_eq!(store.durable_index().index, 1);
-    assert!(matches!(store.put(&put("a", "3"), None), Err(Error::Backend(_))));
+    assert!(matches!(
+        store.put(&put("a", "3"), ApplyIndex { index: 3, term: 1 }),
+        Err(Error::Backend(_))
+    ));
     drop(store);
     let store = reopen_plain(&dir);
     assert_eq!(store.consistent_index().index, 1);

@@ -18,7 +18,7 @@ use oxetcd_api::etcdserverpb::{
 };
 use oxetcd_api::mvccpb::event::EventType;
 use oxetcd_api::mvccpb::{Event, KeyValue};
-use oxetcd_mvcc::{Error, validate};
+use oxetcd_mvcc::{ApplyIndex, Error, validate};
 use proptest::prelude::*;
 
 const KEYS: [&str; 6] = ["a", "ab", "b", "c", "d", "e"];
@@ -501,7 +501,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let current = model.current();
         match op {
             Op::Put(req) => {
-                let got = t.store().put(&req, None).map(|w| (w.response, w.events));
+                let got = t.store().put(&req, ApplyIndex::ZERO).map(|w| (w.response, w.events));
                 events.extend(got.iter().flat_map(|(_, e)| e.clone()));
                 let want = validate::check_put(&req).and_then(|()| {
                     if req.ignore_value && !model.states.last().unwrap().contains_key(&req.key) {
@@ -512,7 +512,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(got, want);
             }
             Op::Delete(req) => {
-                let got = t.store().delete_range(&req, None).map(|w| (w.response, w.events));
+                let got =
+                    t.store().delete_range(&req, ApplyIndex::ZERO).map(|w| (w.response, w.events));
                 events.extend(got.iter().flat_map(|(_, e)| e.clone()));
                 let want = model
                     .write(|_, ws, begin, events| Ok(Model::delete_in(ws, &req, begin, events)));
@@ -520,7 +521,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Txn(mut req) => {
                 resolve_txn(&mut req, current);
-                let got = t.store().txn(&req, None).map(|w| (w.response, w.events));
+                let got = t.store().txn(&req, ApplyIndex::ZERO).map(|w| (w.response, w.events));
                 events.extend(got.iter().flat_map(|(_, e)| e.clone()));
                 prop_assert_eq!(got, model.txn(&req));
             }
@@ -530,7 +531,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Compact(back) => {
                 let rev = current - back;
-                let got = t.store().compact(rev, None).and_then(|(_, h)| h.wait());
+                let got = t.store().compact(rev, ApplyIndex::ZERO).and_then(|(_, h)| h.wait());
                 prop_assert_eq!(got, model.compact(rev));
             }
             Op::Reopen => {

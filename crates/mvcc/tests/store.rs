@@ -32,30 +32,31 @@ fn fresh_store_starts_at_revision_one() {
 fn puts_create_revisions_versions_and_events() {
     let t = TempStore::new();
     let s = t.store();
-    let w = s.put(&put("a", "1"), None).unwrap();
+    let w = s.put(&put("a", "1"), ApplyIndex::ZERO).unwrap();
     assert_eq!(w.response.header.unwrap().revision, 2);
     assert_eq!(w.events.len(), 1);
     assert_eq!(w.events[0].r#type, EventType::Put as i32);
     assert!(w.events[0].prev_kv.is_none());
-    let w = s.put(&PutRequest { prev_kv: true, ..put("a", "2") }, None).unwrap();
+    let w = s.put(&PutRequest { prev_kv: true, ..put("a", "2") }, ApplyIndex::ZERO).unwrap();
     let prev = w.response.prev_kv.unwrap();
     assert_eq!((prev.value.as_ref(), prev.mod_revision), (&b"1"[..], 2));
     let kv = &s.range(&range("a", "")).unwrap().kvs[0];
     assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
     // ignore_value keeps the value.
-    s.put(&PutRequest { key: b("a"), ignore_value: true, ..Default::default() }, None).unwrap();
+    s.put(&PutRequest { key: b("a"), ignore_value: true, ..Default::default() }, ApplyIndex::ZERO)
+        .unwrap();
     let kv = &s.range(&range("a", "")).unwrap().kvs[0];
     assert_eq!((kv.value.as_ref(), kv.version), (&b"2"[..], 3));
     // Delete, then recreate: a new generation.
-    let d = s.delete_range(&delete("a", ""), None).unwrap();
+    let d = s.delete_range(&delete("a", ""), ApplyIndex::ZERO).unwrap();
     assert_eq!(d.response.deleted, 1);
     assert_eq!(d.events[0].r#type, EventType::Delete as i32);
     assert_eq!(d.events[0].kv.as_ref().unwrap().mod_revision, 5);
-    s.put(&put("a", "3"), None).unwrap();
+    s.put(&put("a", "3"), ApplyIndex::ZERO).unwrap();
     let kv = &s.range(&range("a", "")).unwrap().kvs[0];
     assert_eq!((kv.create_revision, kv.version), (6, 1));
     // Deleting nothing creates no revision.
-    let d = s.delete_range(&delete("zz", ""), None).unwrap();
+    let d = s.delete_range(&delete("zz", ""), ApplyIndex::ZERO).unwrap();
     assert_eq!((d.response.deleted, d.response.header.unwrap().revision), (0, 6));
     // History stays readable.
     let old = s.range(&RangeRequest { revision: 3, ..range("a", "") }).unwrap();
@@ -68,9 +69,9 @@ fn range_options_follow_etcd() {
     let t = TempStore::new();
     let s = t.store();
     for (k, v) in [("a", "3"), ("b", "1"), ("c", "2"), ("d", "0")] {
-        s.put(&put(k, v), None).unwrap();
+        s.put(&put(k, v), ApplyIndex::ZERO).unwrap();
     }
-    s.put(&put("b", "9"), None).unwrap();
+    s.put(&put("b", "9"), ApplyIndex::ZERO).unwrap();
     let all = s.range(&range("a", "\0")).unwrap();
     assert_eq!(keys(&all), ["a", "b", "c", "d"]);
     let limited = s.range(&RangeRequest { limit: 2, ..range("a", "\0") }).unwrap();
@@ -116,9 +117,8 @@ fn txn_compares_on_missing_keys_match_etcd() {
     let t = TempStore::new();
     let s = t.store();
     let run = |c| {
-        s.txn(&TxnRequest { compare: vec![c], success: vec![], failure: vec![] }, None)
+        s.txn_read(&TxnRequest { compare: vec![c], success: vec![], failure: vec![] })
             .unwrap()
-            .response
             .succeeded
     };
     assert!(run(cmp("missing", T::Version, R::Equal, U::Version(0))));
@@ -129,8 +129,8 @@ fn txn_compares_on_missing_keys_match_etcd() {
     assert!(!run(cmp("missing", T::Value, R::NotEqual, U::Value(b("x")))));
     // A union of the wrong kind counts as zero.
     assert!(run(cmp("missing", T::Version, R::Equal, U::ModRevision(7))));
-    s.put(&put("k1", "v"), None).unwrap();
-    s.put(&put("k2", "w"), None).unwrap();
+    s.put(&put("k1", "v"), ApplyIndex::ZERO).unwrap();
+    s.put(&put("k2", "w"), ApplyIndex::ZERO).unwrap();
     let mut range_cmp = cmp("k", T::Version, R::Greater, U::Version(0));
     range_cmp.range_end = b("l");
     assert!(run(range_cmp.clone()));
@@ -145,7 +145,7 @@ fn txn_compares_on_missing_keys_match_etcd() {
 fn nested_txn_runs_at_one_revision_with_compares_before_writes() {
     let t = TempStore::new();
     let s = t.store();
-    s.put(&put("x", "0"), None).unwrap();
+    s.put(&put("x", "0"), ApplyIndex::ZERO).unwrap();
     let inner = TxnRequest {
         // Evaluated before the outer put of "y": "y" is missing then.
         compare: vec![cmp("y", T::Version, R::Equal, U::Version(0))],
@@ -157,7 +157,7 @@ fn nested_txn_runs_at_one_revision_with_compares_before_writes() {
         success: vec![op_put(put("y", "1")), op_txn(inner), op_range(range("a", "\0"))],
         failure: vec![],
     };
-    let w = s.txn(&outer, Some(ApplyIndex { index: 9, term: 2 })).unwrap();
+    let w = s.txn(&outer, ApplyIndex { index: 9, term: 2 }).unwrap();
     let resp = w.response;
     assert!(resp.succeeded);
     assert_eq!(resp.header.unwrap().revision, 3);
@@ -179,24 +179,49 @@ fn nested_txn_runs_at_one_revision_with_compares_before_writes() {
 }
 
 #[test]
+fn read_only_txn_is_served_outside_the_log() {
+    let t = TempStore::new();
+    let s = t.store();
+    s.put(&put("a", "1"), ApplyIndex { index: 5, term: 1 }).unwrap();
+    let inner = TxnRequest { success: vec![op_range(range("a", ""))], ..Default::default() };
+    let req = TxnRequest {
+        compare: vec![cmp("a", T::Value, R::Equal, U::Value(b("1")))],
+        success: vec![op_range(range("a", "\0")), op_txn(inner)],
+        failure: vec![],
+    };
+    let resp = s.txn_read(&req).unwrap();
+    assert!(resp.succeeded);
+    assert_eq!(resp.header.unwrap().revision, 2);
+    let Some(Response::ResponseRange(all)) = &resp.responses[0].response else {
+        panic!("range response")
+    };
+    assert_eq!(keys(all), ["a"]);
+    assert_eq!(s.current_revision(), 2);
+    assert_eq!(s.consistent_index(), ApplyIndex { index: 5, term: 1 }, "no index recorded");
+    let ops = vec![op_range(range("a", "")); oxetcd_mvcc::validate::DEFAULT_MAX_TXN_OPS + 1];
+    let too_many = TxnRequest { success: ops, ..Default::default() };
+    assert_eq!(s.txn_read(&too_many).err(), Some(Error::TooManyOps));
+}
+
+#[test]
 fn compaction_errors_and_reads() {
     let mut t = TempStore::new();
     for i in 0..20 {
-        t.store().put(&put("k", &i.to_string()), None).unwrap();
+        t.store().put(&put("k", &i.to_string()), ApplyIndex::ZERO).unwrap();
         if i % 5 == 0 {
-            t.store().delete_range(&delete("k", ""), None).unwrap();
+            t.store().delete_range(&delete("k", ""), ApplyIndex::ZERO).unwrap();
         }
     }
     let s = t.store();
     let current = s.current_revision();
-    assert_eq!(s.compact(current + 1, None).err(), Some(Error::FutureRev));
-    let (resp, handle) = s.compact(10, None).unwrap();
+    assert_eq!(s.compact(current + 1, ApplyIndex::ZERO).err(), Some(Error::FutureRev));
+    let (resp, handle) = s.compact(10, ApplyIndex::ZERO).unwrap();
     assert_eq!(resp.header.unwrap().revision, current);
     assert_eq!(handle.wait_timeout(std::time::Duration::from_secs(30)), Some(Ok(())));
     assert!(handle.is_done());
     handle.wait().unwrap();
-    assert_eq!(s.compact(10, None).err(), Some(Error::Compacted));
-    assert_eq!(s.compact(3, None).err(), Some(Error::Compacted));
+    assert_eq!(s.compact(10, ApplyIndex::ZERO).err(), Some(Error::Compacted));
+    assert_eq!(s.compact(3, ApplyIndex::ZERO).err(), Some(Error::Compacted));
     let at = |rev| s.range(&RangeRequest { revision: rev, ..range("k", "") });
     assert_eq!(at(9), Err(Error::Compacted));
     assert!(at(10).is_ok(), "the compacted revision itself stays readable");
@@ -214,33 +239,39 @@ fn bad_input_returns_etcd_errors_and_changes_nothing() {
         Arc::new(oxetcd_mvcc::NoLeases),
     );
     let s = t.store();
-    s.put(&put("a", "1"), None).unwrap();
+    s.put(&put("a", "1"), ApplyIndex::ZERO).unwrap();
     let before = (s.current_revision(), s.hash_kv(0).unwrap().hash);
     let unchanged = |e: Error, got: Option<Error>| {
         assert_eq!(got, Some(e));
         assert_eq!((s.current_revision(), s.hash_kv(0).unwrap().hash), before);
     };
-    unchanged(Error::EmptyKey, s.put(&put("", "x"), None).err());
+    unchanged(Error::EmptyKey, s.put(&put("", "x"), ApplyIndex::ZERO).err());
     unchanged(Error::EmptyKey, s.range(&range("", "")).err());
-    unchanged(Error::EmptyKey, s.delete_range(&delete("", "z"), None).err());
+    unchanged(Error::EmptyKey, s.delete_range(&delete("", "z"), ApplyIndex::ZERO).err());
     unchanged(
         Error::ValueProvided,
-        s.put(&PutRequest { ignore_value: true, ..put("a", "v") }, None).err(),
+        s.put(&PutRequest { ignore_value: true, ..put("a", "v") }, ApplyIndex::ZERO).err(),
     );
     unchanged(
         Error::LeaseProvided,
-        s.put(&PutRequest { ignore_lease: true, lease: 1, ..put("a", "") }, None).err(),
+        s.put(&PutRequest { ignore_lease: true, lease: 1, ..put("a", "") }, ApplyIndex::ZERO).err(),
     );
     unchanged(
         Error::KeyNotFound,
-        s.put(&PutRequest { ignore_value: true, ..put("missing", "") }, None).err(),
+        s.put(&PutRequest { ignore_value: true, ..put("missing", "") }, ApplyIndex::ZERO).err(),
     );
-    unchanged(Error::LeaseNotFound, s.put(&PutRequest { lease: 7, ..put("a", "v") }, None).err());
-    unchanged(Error::RequestTooLarge, s.put(&put("big", &"x".repeat(2000)), None).err());
+    unchanged(
+        Error::LeaseNotFound,
+        s.put(&PutRequest { lease: 7, ..put("a", "v") }, ApplyIndex::ZERO).err(),
+    );
+    unchanged(
+        Error::RequestTooLarge,
+        s.put(&put("big", &"x".repeat(2000)), ApplyIndex::ZERO).err(),
+    );
     let five: Vec<_> = (0..5).map(|i| op_put(put(&format!("k{i}"), "v"))).collect();
     unchanged(
         Error::TooManyOps,
-        s.txn(&TxnRequest { success: five, ..Default::default() }, None).err(),
+        s.txn(&TxnRequest { success: five, ..Default::default() }, ApplyIndex::ZERO).err(),
     );
     unchanged(
         Error::DuplicateKey,
@@ -249,7 +280,7 @@ fn bad_input_returns_etcd_errors_and_changes_nothing() {
                 success: vec![op_put(put("d", "1")), op_put(put("d", "2"))],
                 ..Default::default()
             },
-            None,
+            ApplyIndex::ZERO,
         )
         .err(),
     );
@@ -264,7 +295,7 @@ fn bad_input_returns_etcd_errors_and_changes_nothing() {
                 ],
                 ..Default::default()
             },
-            None,
+            ApplyIndex::ZERO,
         )
         .err(),
     );
@@ -278,7 +309,7 @@ fn bad_input_returns_etcd_errors_and_changes_nothing() {
                 ],
                 ..Default::default()
             },
-            None,
+            ApplyIndex::ZERO,
         )
         .err(),
     );
@@ -289,11 +320,11 @@ fn bad_input_returns_etcd_errors_and_changes_nothing() {
                 compare: vec![cmp("", T::Version, R::Equal, U::Version(0))],
                 ..Default::default()
             },
-            None,
+            ApplyIndex::ZERO,
         )
         .err(),
     );
-    unchanged(Error::FutureRev, s.compact(99, None).err());
+    unchanged(Error::FutureRev, s.compact(99, ApplyIndex::ZERO).err());
 }
 
 /// A lessor for tests: knows a fixed set of leases and records attachments.
@@ -325,20 +356,20 @@ fn lease_seam_sees_attach_and_detach() {
     let attached = || lessor.attached.lock().unwrap().clone();
     let s = t.store();
     assert_eq!(
-        s.put(&PutRequest { lease: 99, ..put("a", "1") }, None).err(),
+        s.put(&PutRequest { lease: 99, ..put("a", "1") }, ApplyIndex::ZERO).err(),
         Some(Error::LeaseNotFound)
     );
-    s.put(&PutRequest { lease: 10, ..put("a", "1") }, None).unwrap();
-    s.put(&PutRequest { lease: 10, ..put("b", "1") }, None).unwrap();
+    s.put(&PutRequest { lease: 10, ..put("a", "1") }, ApplyIndex::ZERO).unwrap();
+    s.put(&PutRequest { lease: 10, ..put("b", "1") }, ApplyIndex::ZERO).unwrap();
     assert_eq!(attached(), BTreeMap::from([(b"a".to_vec(), 10), (b"b".to_vec(), 10)]));
     // Overwrite with another lease, keep it with ignore_lease, drop it with lease 0.
-    s.put(&PutRequest { lease: 20, ..put("a", "2") }, None).unwrap();
-    s.put(&PutRequest { ignore_lease: true, ..put("a", "3") }, None).unwrap();
+    s.put(&PutRequest { lease: 20, ..put("a", "2") }, ApplyIndex::ZERO).unwrap();
+    s.put(&PutRequest { ignore_lease: true, ..put("a", "3") }, ApplyIndex::ZERO).unwrap();
     assert_eq!(s.range(&range("a", "")).unwrap().kvs[0].lease, 20);
-    s.put(&put("b", "2"), None).unwrap();
+    s.put(&put("b", "2"), ApplyIndex::ZERO).unwrap();
     assert_eq!(attached(), BTreeMap::from([(b"a".to_vec(), 20)]));
-    s.put(&PutRequest { lease: 10, ..put("c", "1") }, None).unwrap();
-    s.delete_range(&delete("c", ""), None).unwrap();
+    s.put(&PutRequest { lease: 10, ..put("c", "1") }, ApplyIndex::ZERO).unwrap();
+    s.delete_range(&delete("c", ""), ApplyIndex::ZERO).unwrap();
     assert_eq!(attached(), BTreeMap::from([(b"a".to_vec(), 20)]));
     // On reopen the store reattaches what is live.
     lessor.attached.lock().unwrap().clear();
@@ -349,7 +380,7 @@ fn lease_seam_sees_attach_and_detach() {
 #[test]
 fn consistent_index_survives_reopen() {
     let mut t = TempStore::new();
-    t.store().put(&put("a", "1"), Some(ApplyIndex { index: 41, term: 3 })).unwrap();
+    t.store().put(&put("a", "1"), ApplyIndex { index: 41, term: 3 }).unwrap();
     t.store().set_consistent_index(ApplyIndex { index: 42, term: 3 }).unwrap();
     t.reopen();
     assert_eq!(t.store().consistent_index(), ApplyIndex { index: 42, term: 3 });
@@ -361,20 +392,23 @@ fn consistent_index_survives_reopen() {
 fn auxiliary_tables_commit_with_the_key_space() {
     let mut t = TempStore::new();
     let s = t.store();
-    assert_eq!(s.aux_write("key", [], None).err(), Some(Error::ReservedTable("key".into())));
+    assert_eq!(
+        s.aux_write("key", [], ApplyIndex::ZERO).err(),
+        Some(Error::ReservedTable("key".into()))
+    );
     assert_eq!(s.aux_get("lease", b"1").unwrap(), None);
     let (empty_hash, _) = s.hash().unwrap();
     s.aux_write(
         "lease",
         [(b("1"), Some(b("ttl=5"))), (b("2"), Some(b("ttl=9")))],
-        Some(ApplyIndex { index: 3, term: 1 }),
+        ApplyIndex { index: 3, term: 1 },
     )
     .unwrap();
     // Visible before the commit, and after it.
     assert_eq!(s.aux_get("lease", b"1").unwrap(), Some(b("ttl=5")));
     s.force_commit().unwrap();
     assert_eq!(s.aux_get("lease", b"2").unwrap(), Some(b("ttl=9")));
-    s.aux_write("lease", [(b("1"), None)], None).unwrap();
+    s.aux_write("lease", [(b("1"), None)], ApplyIndex { index: 4, term: 1 }).unwrap();
     assert_eq!(s.aux_get("lease", b"1").unwrap(), None);
     assert_eq!(s.aux_scan("lease").unwrap(), vec![(b("2"), b("ttl=9"))]);
     let (hash, _) = s.hash().unwrap();
@@ -382,7 +416,7 @@ fn auxiliary_tables_commit_with_the_key_space() {
     t.reopen();
     let s = t.store();
     assert_eq!(s.aux_scan("lease").unwrap(), vec![(b("2"), b("ttl=9"))]);
-    assert_eq!(s.consistent_index().index, 3);
+    assert_eq!(s.consistent_index().index, 4);
     assert_eq!(s.hash().unwrap().0, hash);
 }
 
@@ -390,16 +424,16 @@ fn auxiliary_tables_commit_with_the_key_space() {
 fn interrupted_compaction_resumes_on_open() {
     let history = |s: &oxetcd_mvcc::Store| {
         for i in 0..200 {
-            s.put(&put(&format!("k{}", i % 13), &i.to_string()), None).unwrap();
+            s.put(&put(&format!("k{}", i % 13), &i.to_string()), ApplyIndex::ZERO).unwrap();
             if i % 9 == 0 {
-                s.delete_range(&delete(&format!("k{}", i % 13), ""), None).unwrap();
+                s.delete_range(&delete(&format!("k{}", i % 13), ""), ApplyIndex::ZERO).unwrap();
             }
         }
     };
     // The reference compacts to the end.
     let reference = TempStore::new();
     history(reference.store());
-    reference.store().compact(150, None).unwrap().1.wait().unwrap();
+    reference.store().compact(150, ApplyIndex::ZERO).unwrap().1.wait().unwrap();
     let (want, _) = reference.store().hash().unwrap();
     // This one is closed while its compaction crawls, one row per long pause.
     let slow = StoreConfig {
@@ -409,7 +443,7 @@ fn interrupted_compaction_resumes_on_open() {
     };
     let mut t = TempStore::with(slow, Arc::new(oxetcd_mvcc::NoLeases));
     history(t.store());
-    let (_, handle) = t.store().compact(150, None).unwrap();
+    let (_, handle) = t.store().compact(150, ApplyIndex::ZERO).unwrap();
     t.config = test_config();
     t.reopen();
     assert_eq!(handle.wait(), Err(Error::Closed));
@@ -427,9 +461,7 @@ fn unsafe_no_fsync_still_keeps_data_across_a_clean_close() {
         Arc::new(oxetcd_mvcc::NoLeases),
     );
     for i in 0..100 {
-        t.store()
-            .put(&put(&format!("k{i}"), "v"), Some(ApplyIndex { index: i + 1, term: 1 }))
-            .unwrap();
+        t.store().put(&put(&format!("k{i}"), "v"), ApplyIndex { index: i + 1, term: 1 }).unwrap();
     }
     t.reopen();
     assert_eq!(t.store().range(&range("k", "l")).unwrap().count, 100);
@@ -441,21 +473,19 @@ fn saved_snapshot_opens_as_the_same_store() {
     let t = TempStore::new();
     let s = t.store();
     for i in 0..500 {
-        s.put(
-            &put(&format!("k{}", i % 50), &i.to_string()),
-            Some(ApplyIndex { index: i + 1, term: 2 }),
-        )
-        .unwrap();
+        s.put(&put(&format!("k{}", i % 50), &i.to_string()), ApplyIndex { index: i + 1, term: 2 })
+            .unwrap();
     }
-    s.aux_write("members", [(b("m1"), Some(b("peer")))], None).unwrap();
-    s.compact(300, None).unwrap().1.wait().unwrap();
+    s.aux_write("members", [(b("m1"), Some(b("peer")))], ApplyIndex { index: 501, term: 2 })
+        .unwrap();
+    s.compact(300, ApplyIndex { index: 502, term: 2 }).unwrap().1.wait().unwrap();
     let path = t.dir.path().join("snap.db");
     let saved = s.save_snapshot(&path).unwrap();
     assert_eq!(saved.at.revision, s.current_revision());
-    assert_eq!(saved.at.index, ApplyIndex { index: 500, term: 2 });
+    assert_eq!(saved.at.index, ApplyIndex { index: 502, term: 2 });
     assert!(saved.bytes > 0);
     // Writes after the snapshot are not in it.
-    s.put(&put("later", "x"), None).unwrap();
+    s.put(&put("later", "x"), ApplyIndex { index: 503, term: 2 }).unwrap();
     let copy = oxetcd_mvcc::Store::open_path(&path, test_config(), Arc::new(oxetcd_mvcc::NoLeases))
         .unwrap();
     assert_eq!(copy.current_revision(), saved.at.revision);
@@ -476,12 +506,12 @@ fn delete_keys_removes_many_keys_at_one_revision_without_the_txn_limit() {
     let s = t.store();
     let keys: Vec<_> = (0..300).map(|i| b(&format!("lease/{i:03}"))).collect();
     for key in &keys {
-        s.put(&PutRequest { key: key.clone(), ..Default::default() }, None).unwrap();
+        s.put(&PutRequest { key: key.clone(), ..Default::default() }, ApplyIndex::ZERO).unwrap();
     }
     let before = s.current_revision();
     let mut doomed = keys.clone();
     doomed.push(b("never-existed"));
-    let w = s.delete_keys(&doomed, None).unwrap();
+    let w = s.delete_keys(&doomed, ApplyIndex::ZERO).unwrap();
     assert_eq!(w.response, 300);
     assert_eq!(w.events.len(), 300);
     assert!(
@@ -491,6 +521,6 @@ fn delete_keys_removes_many_keys_at_one_revision_without_the_txn_limit() {
     assert_eq!(s.current_revision(), before + 1);
     assert_eq!(s.range(&range("lease/", "lease0")).unwrap().count, 0);
     // Nothing to delete: no new revision.
-    assert_eq!(s.delete_keys(&keys, None).unwrap().response, 0);
+    assert_eq!(s.delete_keys(&keys, ApplyIndex::ZERO).unwrap().response, 0);
     assert_eq!(s.current_revision(), before + 1);
 }

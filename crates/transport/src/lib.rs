@@ -94,10 +94,12 @@
 
 mod config;
 mod dial;
+mod handler;
 mod header;
 mod peer;
 mod report;
 mod server;
+mod shared;
 mod snapshot;
 mod stats;
 
@@ -109,98 +111,19 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use oxetcd_api::oxetcdpb::peer_server::PeerServer;
-use oxetcd_raft::{Message, MessageType, SnapshotStatus};
+use oxetcd_raft::{Message, MessageType};
 use tokio::runtime::Handle;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info};
 
 pub use config::{DEFAULT_MAX_MESSAGE_BYTES, TransportConfig};
+pub use handler::{Dropped, RaftHandler};
 pub use header::{CLUSTER_ID_HEADER, FROM_HEADER, TO_HEADER};
 pub use server::PeerService;
 pub use stats::TransportStats;
 
 use peer::Peer;
-use report::Reporter;
-use stats::Stats;
-
-/// The server's receive queue was full: the message was not taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Dropped;
-
-impl fmt::Display for Dropped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("raft message dropped: receive queue full")
-    }
-}
-
-impl std::error::Error for Dropped {}
-
-/// What the transport needs from the server. Every method must return quickly and must
-/// not block: they run on the transport's tasks.
-pub trait RaftHandler: Send + Sync + 'static {
-    /// A raft message from a peer. Must not block (`Err` = the message is dropped).
-    fn process(&self, msg: Message) -> Result<(), Dropped>;
-    /// Whether `id` was removed from the cluster (its traffic is refused).
-    fn is_removed(&self, id: u64) -> bool;
-    /// Messages to `id` could not be delivered (raft then probes the peer).
-    fn report_unreachable(&self, id: u64);
-    /// The outcome of a [`Transport::send_snapshot`] to `id`.
-    fn report_snapshot(&self, id: u64, status: SnapshotStatus);
-    /// A `MsgSnap` arrived and its backend file was fully received, checksum-verified
-    /// and fsynced at `db_path` (inside the snapshot directory); the server installs
-    /// it and then steps `msg`.
-    fn receive_snapshot(&self, msg: Message, db_path: PathBuf);
-    /// Peer `by_peer` refused this member's traffic because this member was removed
-    /// from the cluster (etcd stops the member when it learns this). Default: nothing.
-    fn removed_by_peer(&self, by_peer: u64) {
-        let _ = by_peer;
-    }
-}
-
-/// A member id as etcd prints it: lowercase hexadecimal.
-#[derive(Clone, Copy)]
-pub(crate) struct HexId(pub u64);
-
-impl fmt::Display for HexId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:x}", self.0)
-    }
-}
-
-impl fmt::Debug for HexId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// What the transport's tasks and service share.
-pub(crate) struct Shared {
-    pub config: TransportConfig,
-    pub handler: Arc<dyn RaftHandler>,
-    pub reporter: Arc<Reporter>,
-    pub stats: Stats,
-    /// Becomes `true` when the transport stops; incoming calls end on it.
-    pub stopped: watch::Sender<bool>,
-    pub runtime: Handle,
-}
-
-impl Shared {
-    pub(crate) fn new(
-        config: TransportConfig,
-        handler: Arc<dyn RaftHandler>,
-        runtime: Handle,
-    ) -> Shared {
-        Shared {
-            config,
-            handler,
-            reporter: Arc::new(Reporter::default()),
-            stats: Stats::default(),
-            stopped: watch::Sender::new(false),
-            runtime,
-        }
-    }
-}
+use shared::{HexId, Shared};
 
 /// The peer transport of one member. Cheap to clone: clones share everything.
 #[derive(Clone)]
@@ -359,36 +282,5 @@ impl fmt::Debug for Transport {
             .field("member_id", &HexId(self.shared().config.member_id))
             .field("cluster_id", &HexId(self.shared().config.cluster_id))
             .finish_non_exhaustive()
-    }
-}
-
-/// Reports a failed snapshot transfer the way etcd does: unreachable, then failure.
-pub(crate) fn report_snapshot_failure(shared: &Shared, to: u64) {
-    shared.handler.report_unreachable(to);
-    shared.handler.report_snapshot(to, SnapshotStatus::Failure);
-}
-
-#[cfg(test)]
-pub(crate) mod testing {
-    use super::*;
-
-    /// A handler that takes everything and ignores reports.
-    struct Ignore;
-
-    impl RaftHandler for Ignore {
-        fn process(&self, _: Message) -> Result<(), Dropped> {
-            Ok(())
-        }
-        fn is_removed(&self, _: u64) -> bool {
-            false
-        }
-        fn report_unreachable(&self, _: u64) {}
-        fn report_snapshot(&self, _: u64, _: SnapshotStatus) {}
-        fn receive_snapshot(&self, _: Message, _: PathBuf) {}
-    }
-
-    /// Shared state for unit tests, on the current runtime.
-    pub fn shared(config: TransportConfig) -> Shared {
-        Shared::new(config.normalized(), Arc::new(Ignore), Handle::current())
     }
 }

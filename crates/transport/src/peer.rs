@@ -20,8 +20,9 @@ use tracing::{debug, error, info, warn};
 use crate::config::{FRAME_OVERHEAD, TransportConfig};
 use crate::dial::{Backoff, dial};
 use crate::header::CallIds;
+use crate::shared::{HexId, Shared};
+use crate::snapshot;
 use crate::stats::Stats;
-use crate::{HexId, Shared, snapshot};
 
 /// Batches encoded but not yet taken by the HTTP/2 stream. Small on purpose: when the
 /// network is slower than raft, messages should wait (and be dropped) in the peer
@@ -361,7 +362,7 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing;
+    use crate::shared::testing;
     use oxetcd_raft::MessageType;
     use std::sync::atomic::Ordering::Relaxed;
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use oxetcd_raft::SnapshotStatus;
 use tokio::sync::Notify;
 
-use crate::RaftHandler;
+use crate::handler::RaftHandler;
 
 #[derive(Debug, Default)]
 struct Pending {

@@ -6,14 +6,14 @@ use oxetcd_api::oxetcdpb::peer_server::Peer;
 use oxetcd_api::oxetcdpb::{RaftBatch, SnapshotChunk, SnapshotReceived, StreamClosed};
 use oxetcd_raft::{Message, MessageType};
 use prost::Message as _;
-use tokio::sync::watch;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
 use crate::header::CallIds;
+use crate::shared::{HexId, Shared, next_or_stop};
+use crate::snapshot;
 use crate::stats::Stats;
-use crate::{HexId, Shared, snapshot};
 
 /// The message of the status refusing a removed member, as etcd words it.
 pub(crate) const REMOVED_MEMBER: &str = "the member has been permanently removed from the cluster";
@@ -127,17 +127,6 @@ fn decode(raw: &[u8], from: u64, local: u64) -> Result<Message, &'static str> {
         Ok(_) if msg.from != from => Err("sender does not match the stream's sender"),
         Ok(_) if msg.to != local => Err("addressed to another member"),
         Ok(_) => Ok(msg),
-    }
-}
-
-/// The next item of `incoming`, or `Unavailable` once the transport stops.
-pub(crate) async fn next_or_stop<T>(
-    incoming: &mut Streaming<T>,
-    stopped: &mut watch::Receiver<bool>,
-) -> Result<Option<T>, Status> {
-    tokio::select! {
-        _ = stopped.wait_for(|stopped| *stopped) => Err(Status::unavailable("the member's peer transport stopped")),
-        next = incoming.message() => next,
     }
 }
 

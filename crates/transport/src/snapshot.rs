@@ -19,9 +19,8 @@ use tracing::{info, warn};
 
 use crate::dial::dial;
 use crate::header::CallIds;
-use crate::server::next_or_stop;
+use crate::shared::{HexId, Shared, next_or_stop, report_snapshot_failure};
 use crate::stats::Stats;
-use crate::{HexId, Shared, report_snapshot_failure};
 
 /// Chunks read ahead of the network.
 const CHUNKS_IN_FLIGHT: usize = 2;

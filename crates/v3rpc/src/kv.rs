@@ -123,7 +123,7 @@ impl Kv for KvService {
             if !Self::is_serializable(&req) {
                 self.server.linearizable_read(deadline).await.map_err(status)?;
             }
-            let mut resp = self.server.store().txn(&req, None).map_err(status)?.response;
+            let mut resp = self.server.store().txn_read(&req).map_err(status)?;
             self.full_header(&mut resp.header);
             return Ok(Response::new(resp));
         }

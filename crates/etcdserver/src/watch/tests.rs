@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use oxetcd_api::etcdserverpb::{PutRequest, RequestOp, TxnRequest, request_op::Request as Op};
 use oxetcd_api::mvccpb::Event;
-use oxetcd_mvcc::{NoLeases, Store, StoreConfig};
+use oxetcd_mvcc::{ApplyIndex, NoLeases, Store, StoreConfig};
 use tokio::sync::mpsc;
 
 use super::*;
@@ -36,7 +36,7 @@ impl Fixture {
             value: value.to_string().into(),
             ..Default::default()
         };
-        let written = self.store.put(&req, None).expect("put");
+        let written = self.store.put(&req, ApplyIndex::ZERO).expect("put");
         self.hub.publish(&written.events);
         written.response.header.map_or(0, |h| h.revision)
     }
@@ -52,8 +52,10 @@ impl Fixture {
                 })),
             })
             .collect();
-        let written =
-            self.store.txn(&TxnRequest { success, ..Default::default() }, None).expect("txn");
+        let written = self
+            .store
+            .txn(&TxnRequest { success, ..Default::default() }, ApplyIndex::ZERO)
+            .expect("txn");
         self.hub.publish(&written.events);
         written.response.header.map_or(0, |h| h.revision)
     }
@@ -149,7 +151,7 @@ async fn history_then_live_without_gap_or_duplicate() {
                     value: format!("live{i}").into(),
                     ..Default::default()
                 };
-                hub.publish(&store.put(&req, None).expect("put").events);
+                hub.publish(&store.put(&req, ApplyIndex::ZERO).expect("put").events);
             }
         })
     };
@@ -200,7 +202,7 @@ async fn a_compacted_start_revision_cancels_the_watcher() {
     let old = f.put("c", "1");
     f.put("c", "2");
     let at = f.put("c", "3");
-    f.store.compact(at, None).expect("compact");
+    f.store.compact(at, ApplyIndex::ZERO).expect("compact");
     f.hub.compacted(at);
     let (stream, mut rx) = f.hub.open_stream().unwrap();
     // (No progress check here: the catch-up thread may cancel the watcher at once.)
@@ -222,7 +224,7 @@ async fn a_replaced_store_resyncs_watchers_without_duplicates() {
     assert_eq!(next(&mut rx).await.revision, r1);
     // Writes the hub never heard of, as if they came with a leader's snapshot.
     let req = PutRequest { key: "s".into(), value: "2".into(), ..Default::default() };
-    let r2 = f.store.put(&req, None).unwrap().response.header.unwrap().revision;
+    let r2 = f.store.put(&req, ApplyIndex::ZERO).unwrap().response.header.unwrap().revision;
     f.hub.store_replaced();
     assert_eq!(keys_and_revs(&next(&mut rx).await.events), vec![("s".into(), r2)]);
     let r3 = f.put("s", "3");
