@@ -330,7 +330,7 @@ impl Applier {
     /// membership with the snapshot's.
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), ServerError> {
         let meta = snapshot.metadata.unwrap_or_default();
-        let received = self.snap_dir.join(format!("{:016x}.snap.db", meta.index));
+        let received = self.snap_dir.join(oxetcd_transport::received_snapshot_file(meta.index));
         let io = |e: std::io::Error| ServerError::Internal(format!("{}: {e}", received.display()));
         if !received.exists() {
             return Err(ServerError::Internal(format!(

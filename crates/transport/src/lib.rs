@@ -120,6 +120,7 @@ pub use config::{DEFAULT_MAX_MESSAGE_BYTES, TransportConfig};
 pub use handler::{Dropped, RaftHandler};
 pub use header::{CLUSTER_ID_HEADER, FROM_HEADER, TO_HEADER};
 pub use server::PeerService;
+pub use snapshot::received_snapshot_file;
 pub use stats::TransportStats;
 
 use peer::Peer;

@@ -28,8 +28,9 @@ const CHUNKS_IN_FLIGHT: usize = 2;
 const TEMP_PREFIX: &str = ".oxetcd-recv-";
 const TEMP_SUFFIX: &str = ".tmp";
 
-/// The file name a received snapshot at raft index `index` gets.
-pub(crate) fn file_name(index: u64) -> String {
+/// The file name a received snapshot at raft index `index` gets, in the snapshot
+/// directory; the server finds it there when raft hands it the snapshot.
+pub fn received_snapshot_file(index: u64) -> String {
     format!("{index:016x}.snap.db")
 }
 
@@ -234,7 +235,7 @@ async fn receive_file(
     }
     file.sync_all().await.map_err(|e| local_error("syncing", &e))?;
     drop(file);
-    let path = config.snapshot_dir.join(file_name(index));
+    let path = config.snapshot_dir.join(received_snapshot_file(index));
     let target = path.clone();
     tokio::task::spawn_blocking(move || -> io::Result<()> {
         let dir = target.parent().map(Path::to_owned);
@@ -290,7 +291,7 @@ mod tests {
 
     #[test]
     fn file_name_is_sixteen_hex_digits() {
-        assert_eq!(file_name(0x2a), "000000000000002a.snap.db");
+        assert_eq!(received_snapshot_file(0x2a), "000000000000002a.snap.db");
     }
 
     #[test]
@@ -311,7 +312,7 @@ mod tests {
     fn stale_temp_files_are_removed_and_others_kept() {
         let dir = tempfile::tempdir().unwrap();
         let stale = dir.path().join(format!("{TEMP_PREFIX}abc{TEMP_SUFFIX}"));
-        let kept = dir.path().join(file_name(3));
+        let kept = dir.path().join(received_snapshot_file(3));
         std::fs::write(&stale, b"x").unwrap();
         std::fs::write(&kept, b"y").unwrap();
         remove_stale_temp_files(dir.path());
