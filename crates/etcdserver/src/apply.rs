@@ -6,7 +6,8 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::time::Duration;
 
 use bytes::Bytes;
 use oxetcd_api::etcdserverpb::{LeaseCheckpointRequest, LeaseGrantResponse, Member};
@@ -19,7 +20,7 @@ use oxetcd_raft::{
 use oxetcd_transport::Transport;
 use prost::Message as _;
 
-use crate::error::ServerError;
+use crate::error::{Fatal, ServerError};
 use crate::membership::Membership;
 use crate::node::{ApplyTask, Control, Input};
 use crate::state::{Applied, ApplyResult, Shared};
@@ -27,7 +28,11 @@ use crate::watch::WatchHub;
 use oxetcd_lease::{LEASE_TABLE, StoredLease};
 
 /// Applying one entry slower than this is worth a warning (etcd's threshold).
-const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(100);
+const SLOW_APPLY: Duration = Duration::from_millis(100);
+
+/// What the apply thread was doing when the backend failed under it.
+const APPLYING: &str = "applying an entry to the backend";
+const FINAL_COMMIT: &str = "the final backend commit";
 
 pub(crate) struct Applier {
     pub shared: Arc<Shared>,
@@ -48,71 +53,98 @@ pub(crate) struct Applier {
 }
 
 impl Applier {
+    /// Applies until told to stop or until the storage fails; on a failure the member
+    /// stops (see [`Shared::fail_stop`]).
     pub(crate) fn run(mut self) {
-        while let Ok(task) = self.tasks.recv() {
+        if let Err(fatal) = self.run_until_stopped() {
+            self.shared.fail_stop(fatal);
+            // Nothing after the failure is applied, so watchers hear of nothing more.
+            self.watch.close();
+            let _ = self.inbox.try_send(Input::Wake);
+        }
+    }
+
+    fn run_until_stopped(&mut self) -> Result<(), Fatal> {
+        // The committer thread's failures have nobody else to stop the member: an idle
+        // apply thread looks at the store as often as the committer commits.
+        let store_check = self.store_config.batch_interval;
+        loop {
+            let task = match self.tasks.recv_timeout(store_check) {
+                Ok(task) => Some(task),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(e) = self.shared.store().failure() {
+                return Err(Fatal::new("committing to the backend", e));
+            }
+            if self.shared.fatal().is_some() {
+                // The raft loop stopped the member: apply nothing more.
+                return Ok(());
+            }
             match task {
-                ApplyTask::Entries(entries) => {
+                None => {}
+                Some(ApplyTask::Entries(entries)) => {
                     let Some(last) = entries.last().map(|e| e.index) else { continue };
                     for entry in entries {
                         let (index, started) = (entry.index, std::time::Instant::now());
-                        self.apply(entry);
+                        self.apply(entry)?;
                         let took = started.elapsed();
                         if took > SLOW_APPLY {
                             tracing::warn!(index, took = ?took, expected = ?SLOW_APPLY, "apply request took too long");
                         }
                     }
                     self.shared.applied.send_replace(last);
-                    self.maybe_snapshot(last);
+                    self.maybe_snapshot(last)?;
                 }
-                ApplyTask::SendSnapshot(msg) => self.send_snapshot(*msg),
-                ApplyTask::InstallSnapshot(snapshot) => {
-                    if let Err(e) = self.install_snapshot(*snapshot) {
-                        // Applying on top of a half-installed state would diverge from
-                        // the cluster: stop instead (a restart retries from disk).
-                        tracing::error!(error = %e, "installing the leader's snapshot failed; stopping");
-                        self.shared.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
-                        break;
-                    }
-                }
-                ApplyTask::Stop => break,
+                Some(ApplyTask::SendSnapshot(msg)) => self.send_snapshot(*msg)?,
+                // Applying on top of a half-installed state would diverge from the
+                // cluster: the member stops instead (a restart retries from disk).
+                Some(ApplyTask::InstallSnapshot(snapshot)) => self
+                    .install_snapshot(*snapshot)
+                    .map_err(|e| Fatal::new("installing the leader's snapshot", e))?,
+                Some(ApplyTask::Stop) => break,
             }
         }
-        if let Err(e) = self.shared.store().force_commit() {
-            tracing::error!(error = %e, "final backend commit failed");
-        }
+        failpoint!("apply::final-commit", |_| Err(Fatal::new(FINAL_COMMIT, "injected failure")));
+        self.shared.store().force_commit().map_err(|e| Fatal::new(FINAL_COMMIT, e))
     }
 
-    fn apply(&mut self, entry: Entry) {
+    fn apply(&mut self, entry: Entry) -> Result<(), Fatal> {
         let at = ApplyIndex { index: entry.index, term: entry.term };
         // Already in the backend if the store's consistent index covers it.
         let fresh = entry.index > self.shared.store().consistent_index().index;
+        let stop = |e: ServerError| Fatal::new(APPLYING, e);
         match EntryType::try_from(entry.entry_type) {
             Ok(EntryType::EntryNormal) if entry.data.is_empty() => {
                 // A new leader's empty entry: it only moves the index.
-                self.mark_applied(fresh, at);
+                self.mark_applied(fresh, at).map_err(stop)?;
             }
             Ok(EntryType::EntryNormal) => match InternalRaftRequest::decode(entry.data) {
                 Ok(request) => {
                     let id = request.header.as_ref().map_or(request.id, |h| h.id);
                     let result = self.apply_request(request, fresh.then_some(at));
-                    self.shared.wait.trigger(id, result);
+                    match result {
+                        // Its requester hears `Stopped` with every other one.
+                        Err(e) if e.is_storage_failure() => return Err(stop(e)),
+                        result => self.shared.wait.trigger(id, result),
+                    }
                 }
                 Err(e) => {
                     // Every member meets the same bytes and skips them alike.
                     tracing::error!(index = entry.index, error = %e, "undecodable log entry skipped");
-                    self.mark_applied(fresh, at);
+                    self.mark_applied(fresh, at).map_err(stop)?;
                 }
             },
             Ok(EntryType::EntryConfChange) => match ConfChange::decode(entry.data) {
                 Ok(cc) => {
                     let id = cc.id;
                     self.apply_conf_change(cc);
-                    self.mark_applied(fresh, at);
+                    self.mark_applied(fresh, at).map_err(stop)?;
                     self.shared.wait.trigger(id, Ok(Applied::Done));
                 }
                 Err(e) => {
                     tracing::error!(index = entry.index, error = %e, "undecodable conf change skipped");
-                    self.mark_applied(fresh, at);
+                    self.mark_applied(fresh, at).map_err(stop)?;
                 }
             },
             Ok(EntryType::EntryConfChangeV2) | Err(_) => {
@@ -121,16 +153,18 @@ impl Applier {
                     entry_type = entry.entry_type,
                     "unsupported entry type skipped"
                 );
-                self.mark_applied(fresh, at);
+                self.mark_applied(fresh, at).map_err(stop)?;
             }
         }
+        Ok(())
     }
 
     /// Records that `at` was applied without a store write of its own.
-    fn mark_applied(&self, fresh: bool, at: ApplyIndex) {
-        if fresh && let Err(e) = self.shared.store().set_consistent_index(at) {
-            tracing::error!(error = %e, "saving the consistent index failed");
+    fn mark_applied(&self, fresh: bool, at: ApplyIndex) -> Result<(), ServerError> {
+        if fresh {
+            self.shared.store().set_consistent_index(at)?;
         }
+        Ok(())
     }
 
     fn apply_request(
@@ -142,7 +176,7 @@ impl Applier {
             let attributes = attr.member_attributes.unwrap_or_default();
             tracing::info!(member = %format!("{:x}", attr.member_id), name = %attributes.name, "set member attributes");
             self.shared.membership_mut().set_attributes(attr.member_id, attributes);
-            self.mark_applied(at.is_some(), at.unwrap_or_default());
+            self.mark_applied(at.is_some(), at.unwrap_or_default())?;
             return Ok(Applied::Done);
         }
         if let Some(set) = request.cluster_version_set {
@@ -151,13 +185,17 @@ impl Applier {
                 if first { "set initial cluster version" } else { "updated cluster version" };
             tracing::info!(cluster_version = %set.ver, "{message}");
             self.shared.membership_mut().set_cluster_version(set.ver);
-            self.mark_applied(at.is_some(), at.unwrap_or_default());
+            self.mark_applied(at.is_some(), at.unwrap_or_default())?;
             return Ok(Applied::Done);
         }
         let Some(at) = at else {
             // Applied before the restart; nobody in this process waits for it.
             return Err(ServerError::Stopped);
         };
+        failpoint!("apply::store-write", |_| Err(oxetcd_mvcc::Error::Backend(
+            "injected failure".into()
+        )
+        .into()));
         let store = self.shared.store();
         let watch = &self.watch;
         let result = if let Some(put) = request.put {
@@ -190,14 +228,17 @@ impl Applier {
                 })
                 .map_err(ServerError::from)
         } else {
-            self.mark_applied(true, at);
+            self.mark_applied(true, at)?;
             return Err(ServerError::Internal("request kind not served by this version".into()));
         };
-        if result.is_err() {
+        match result {
             // A refused request still occupies its log index.
-            self.mark_applied(true, at);
+            Err(e) if !e.is_storage_failure() => {
+                self.mark_applied(true, at)?;
+                Err(e)
+            }
+            result => result,
         }
-        result
     }
 
     /// A committed grant: the lease joins the lessor and the lease table (in the same
@@ -284,23 +325,24 @@ impl Applier {
 
     /// Every `snapshot_count` entries: make the backend durable, then ask the raft loop
     /// to snapshot, so the log it then drops is covered by what is on disk.
-    fn maybe_snapshot(&mut self, applied: u64) {
+    fn maybe_snapshot(&mut self, applied: u64) -> Result<(), Fatal> {
         if applied < self.last_snapshot + self.snapshot_count {
-            return;
+            return Ok(());
         }
-        if let Err(e) = self.shared.store().force_commit() {
-            tracing::error!(error = %e, "backend commit before snapshot failed");
-            return;
-        }
+        self.shared
+            .store()
+            .force_commit()
+            .map_err(|e| Fatal::new("committing the backend before a snapshot", e))?;
         let data = Bytes::from(self.shared.membership().to_state().encode_to_vec());
         self.last_snapshot = applied;
         let _ = self.control.send(Control::Snapshot { index: applied, data });
         let _ = self.inbox.try_send(Input::Wake);
+        Ok(())
     }
 
     /// etcd's merged snapshot: the follower gets the backend as it is now, and the
     /// raft snapshot is rewritten to the position that backend holds.
-    fn send_snapshot(&mut self, mut msg: Message) {
+    fn send_snapshot(&mut self, mut msg: Message) -> Result<(), Fatal> {
         let to = msg.to;
         // One file per peer: raft sends a peer no new snapshot before the last one's
         // outcome is reported, so the file is free to overwrite.
@@ -311,7 +353,7 @@ impl Applier {
             Err(e) => {
                 tracing::error!(to = %format!("{to:x}"), error = %e, "cannot copy the backend for a snapshot");
                 let _ = self.inbox.try_send(Input::SnapshotStatus(to, SnapshotStatus::Failure));
-                return;
+                return Ok(());
             }
         };
         let membership = self.shared.membership();
@@ -327,6 +369,7 @@ impl Applier {
         drop(membership);
         tracing::info!(to = %format!("{to:x}"), index = at.index, bytes = saved.bytes, "sending merged snapshot");
         self.transport.send_snapshot(msg, path);
+        Ok(())
     }
 
     /// Replaces the backend with the one that came with the leader's snapshot, and

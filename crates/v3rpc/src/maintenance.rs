@@ -42,7 +42,7 @@ impl Maintenance for MaintenanceService {
         if request.get_ref().action != AlarmAction::Get as i32 {
             return Err(not_yet("raising or clearing alarms"));
         }
-        let revision = self.server.store().current_revision();
+        let revision = self.server.store().map_err(status)?.current_revision();
         Ok(Response::new(AlarmResponse {
             header: Some(self.server.header(revision)),
             alarms: Vec::new(),
@@ -56,7 +56,7 @@ impl Maintenance for MaintenanceService {
         let server = &self.server;
         let raft = server.raft_status();
         let db_size = server.backend_size() as i64;
-        let revision = server.store().current_revision();
+        let revision = server.store().map_err(status)?.current_revision();
         Ok(Response::new(StatusResponse {
             header: Some(server.header(revision)),
             version: ETCD_VERSION.to_string(),
@@ -80,7 +80,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let (hash, revision) = self.server.store().hash().map_err(status)?;
+        let (hash, revision) = self.server.store().map_err(status)?.hash().map_err(status)?;
         Ok(Response::new(HashResponse { header: Some(self.server.header(revision)), hash }))
     }
 
@@ -89,7 +89,7 @@ impl Maintenance for MaintenanceService {
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         let revision = request.get_ref().revision;
-        let result = self.server.store().hash_kv(revision).map_err(status)?;
+        let result = self.server.store().map_err(status)?.hash_kv(revision).map_err(status)?;
         Ok(Response::new(HashKvResponse {
             header: Some(self.server.header(result.current_rev)),
             hash: result.hash,
