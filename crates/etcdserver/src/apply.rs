@@ -4,14 +4,16 @@
 //! skipped for the store but still applied to membership and raft's configuration,
 //! which are rebuilt from the newest snapshot on every start.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use oxetcd_api::etcdserverpb::{LeaseCheckpointRequest, LeaseGrantResponse, Member};
 use oxetcd_api::oxetcdpb::{ClusterState, InternalRaftRequest};
+use oxetcd_mvcc::store::PinnedSnapshot;
 use oxetcd_mvcc::{ApplyIndex, Store, StoreConfig, WriteResult};
 use oxetcd_raft::{
     ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot, SnapshotMetadata,
@@ -50,6 +52,8 @@ pub(crate) struct Applier {
     pub last_snapshot: u64,
     /// Watchers hear of every write right after the store applied it, in log order.
     pub watch: Arc<WatchHub>,
+    /// Peers whose snapshot's backend copy is still being written.
+    pub copying: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl Applier {
@@ -341,23 +345,29 @@ impl Applier {
     }
 
     /// etcd's merged snapshot: the follower gets the backend as it is now, and the
-    /// raft snapshot is rewritten to the position that backend holds.
+    /// raft snapshot is rewritten to the position that backend holds. The backend and
+    /// membership are taken here, between two entries, so they agree; the copy (the
+    /// whole backend, fsynced) is written on a thread of its own, for apply not to stall
+    /// on it. A failed commit stops the member; a failed copy is reported to raft, which
+    /// tries again later.
     fn send_snapshot(&mut self, mut msg: Message) -> Result<(), Fatal> {
         let to = msg.to;
-        // One file per peer: raft sends a peer no new snapshot before the last one's
-        // outcome is reported, so the file is free to overwrite.
-        let path = self.snap_dir.join(format!("send-{to:016x}.snap.db"));
-        let _ = std::fs::remove_file(&path);
-        let saved = match self.shared.store().save_snapshot(&path) {
-            Ok(saved) => saved,
+        // Raft asks for a peer's snapshot again only once it has given up on the last
+        // one. If that one is still being copied, its outcome, reported when the copy or
+        // the transfer ends, answers both: a second copy would only race it for the file.
+        if !lock(&self.copying).insert(to) {
+            tracing::warn!(to = %format!("{to:x}"), "a snapshot for this member is still being copied");
+            return Ok(());
+        }
+        let pinned = match self.shared.store().pin_snapshot() {
+            Ok(pinned) => pinned,
             Err(e) => {
-                tracing::error!(to = %format!("{to:x}"), error = %e, "cannot copy the backend for a snapshot");
-                let _ = self.inbox.try_send(Input::SnapshotStatus(to, SnapshotStatus::Failure));
-                return Ok(());
+                lock(&self.copying).remove(&to);
+                return Err(Fatal::new("committing the backend for a snapshot", e));
             }
         };
         let membership = self.shared.membership();
-        let at = saved.at.index;
+        let at = pinned.at().index;
         msg.snapshot = Some(Snapshot {
             data: membership.to_state().encode_to_vec().into(),
             metadata: Some(SnapshotMetadata {
@@ -367,8 +377,24 @@ impl Applier {
             }),
         });
         drop(membership);
-        tracing::info!(to = %format!("{to:x}"), index = at.index, bytes = saved.bytes, "sending merged snapshot");
-        self.transport.send_snapshot(msg, path);
+        let copy = SnapshotCopy {
+            msg,
+            pinned,
+            // One file per peer: raft sends a peer no new snapshot before the last one's
+            // outcome is reported, so the file is free to overwrite.
+            path: self.snap_dir.join(format!("send-{to:016x}.snap.db")),
+            transport: self.transport.clone(),
+            copying: self.copying.clone(),
+        };
+        let inbox = self.inbox.clone();
+        let spawned = std::thread::Builder::new()
+            .name("oxetcd-snapshot-copy".into())
+            .spawn(move || copy.run(&inbox));
+        if let Err(e) = spawned {
+            tracing::error!(to = %format!("{to:x}"), error = %e, "cannot start copying the backend for a snapshot");
+            lock(&self.copying).remove(&to);
+            let _ = self.inbox.try_send(Input::SnapshotStatus(to, SnapshotStatus::Failure));
+        }
         Ok(())
     }
 
@@ -429,6 +455,41 @@ impl Applier {
         );
         Ok(())
     }
+}
+
+/// A follower's snapshot being written: the pinned backend, copied to `path`, then
+/// handed to the transport with the raft message.
+struct SnapshotCopy {
+    msg: Message,
+    pinned: PinnedSnapshot,
+    path: PathBuf,
+    transport: Arc<Transport>,
+    copying: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl SnapshotCopy {
+    fn run(self, inbox: &SyncSender<Input>) {
+        let to = self.msg.to;
+        let _ = std::fs::remove_file(&self.path);
+        let saved = self.pinned.save(&self.path);
+        // From here raft waits for the transfer's outcome before it asks again.
+        lock(&self.copying).remove(&to);
+        match saved {
+            Ok(saved) => {
+                tracing::info!(to = %format!("{to:x}"), index = saved.at.index.index, bytes = saved.bytes, "sending merged snapshot");
+                self.transport.send_snapshot(self.msg, self.path);
+            }
+            Err(e) => {
+                tracing::error!(to = %format!("{to:x}"), error = %e, "cannot copy the backend for a snapshot");
+                let _ = inbox.try_send(Input::SnapshotStatus(to, SnapshotStatus::Failure));
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave a set of ids inconsistent.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Hands a write's events to the watchers, before anyone hears of the write.

@@ -191,6 +191,7 @@ impl EtcdServer {
             snapshot_count: cfg.snapshot_count,
             last_snapshot: opened.applied,
             watch: watch.clone(),
+            copying: Arc::default(),
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
