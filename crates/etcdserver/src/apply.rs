@@ -4,13 +4,16 @@
 //! skipped for the store but still applied to membership and raft's configuration,
 //! which are rebuilt from the newest snapshot on every start.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use oxetcd_api::etcdserverpb::{LeaseCheckpointRequest, LeaseGrantResponse, Member};
 use oxetcd_api::oxetcdpb::{ClusterState, InternalRaftRequest};
+use oxetcd_mvcc::store::PinnedSnapshot;
 use oxetcd_mvcc::{ApplyIndex, Store, StoreConfig, WriteResult};
 use oxetcd_raft::{
     ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot, SnapshotMetadata,
@@ -19,7 +22,7 @@ use oxetcd_raft::{
 use oxetcd_transport::Transport;
 use prost::Message as _;
 
-use crate::error::ServerError;
+use crate::error::{Fatal, ServerError};
 use crate::id::Hex;
 use crate::membership::Membership;
 use crate::node::{ApplyTask, Control, Input};
@@ -28,7 +31,11 @@ use crate::watch::WatchHub;
 use oxetcd_lease::{LEASE_TABLE, StoredLease};
 
 /// Applying one entry slower than this is worth a warning (etcd's threshold).
-const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(100);
+const SLOW_APPLY: Duration = Duration::from_millis(100);
+
+/// What the apply thread was doing when the backend failed under it.
+const APPLYING: &str = "applying an entry to the backend";
+const FINAL_COMMIT: &str = "the final backend commit";
 
 pub(crate) struct Applier {
     pub shared: Arc<Shared>,
@@ -46,74 +53,103 @@ pub(crate) struct Applier {
     pub last_snapshot: u64,
     /// Watchers hear of every write right after the store applied it, in log order.
     pub watch: Arc<WatchHub>,
+    /// Peers whose snapshot's backend copy is still being written.
+    pub copying: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl Applier {
+    /// Applies until told to stop or until the storage fails; on a failure the member
+    /// stops (see [`Shared::fail_stop`]).
     pub(crate) fn run(mut self) {
-        while let Ok(task) = self.tasks.recv() {
+        if let Err(fatal) = self.run_until_stopped() {
+            self.shared.fail_stop(fatal);
+            // Nothing after the failure is applied, so watchers hear of nothing more.
+            self.watch.close();
+            let _ = self.inbox.try_send(Input::Wake);
+        }
+    }
+
+    fn run_until_stopped(&mut self) -> Result<(), Fatal> {
+        // The committer thread's failures have nobody else to stop the member: an idle
+        // apply thread looks at the store as often as the committer commits.
+        let store_check = self.store_config.batch_interval;
+        loop {
+            let task = match self.tasks.recv_timeout(store_check) {
+                Ok(task) => Some(task),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(e) = self.shared.store().failure() {
+                return Err(Fatal::new("committing to the backend", e));
+            }
+            if self.shared.fatal().is_some() {
+                // The raft loop stopped the member: apply nothing more.
+                return Ok(());
+            }
             match task {
-                ApplyTask::Entries(entries) => {
+                None => {}
+                Some(ApplyTask::Entries(entries)) => {
                     let Some(last) = entries.last().map(|e| e.index) else { continue };
                     for entry in entries {
                         let (index, started) = (entry.index, std::time::Instant::now());
-                        self.apply(entry);
+                        self.apply(entry)?;
                         let took = started.elapsed();
                         if took > SLOW_APPLY {
                             tracing::warn!(index, took = ?took, expected = ?SLOW_APPLY, "apply request took too long");
                         }
                     }
                     self.shared.applied.send_replace(last);
-                    self.maybe_snapshot(last);
+                    self.maybe_snapshot(last)?;
                 }
-                ApplyTask::SendSnapshot(msg) => self.send_snapshot(*msg),
-                ApplyTask::InstallSnapshot(snapshot) => {
-                    if let Err(e) = self.install_snapshot(*snapshot) {
-                        // Applying on top of a half-installed state would diverge from
-                        // the cluster: stop instead (a restart retries from disk).
-                        tracing::error!(error = %e, "installing the leader's snapshot failed; stopping");
-                        self.shared.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
-                        break;
-                    }
-                }
-                ApplyTask::Stop => break,
+                Some(ApplyTask::SendSnapshot(msg)) => self.send_snapshot(*msg)?,
+                // Applying on top of a half-installed state would diverge from the
+                // cluster: the member stops instead (a restart retries from disk).
+                Some(ApplyTask::InstallSnapshot(snapshot)) => self
+                    .install_snapshot(*snapshot)
+                    .map_err(|e| Fatal::new("installing the leader's snapshot", e))?,
+                Some(ApplyTask::Stop) => break,
             }
         }
-        if let Err(e) = self.shared.store().force_commit() {
-            tracing::error!(error = %e, "final backend commit failed");
-        }
+        failpoint!("apply::final-commit", |_| Err(Fatal::new(FINAL_COMMIT, "injected failure")));
+        self.shared.store().force_commit().map_err(|e| Fatal::new(FINAL_COMMIT, e))
     }
 
-    fn apply(&mut self, entry: Entry) {
+    fn apply(&mut self, entry: Entry) -> Result<(), Fatal> {
         let at = ApplyIndex { index: entry.index, term: entry.term };
         // Already in the backend if the store's consistent index covers it.
         let fresh = entry.index > self.shared.store().consistent_index().index;
+        let stop = |e: ServerError| Fatal::new(APPLYING, e);
         match EntryType::try_from(entry.entry_type) {
             Ok(EntryType::EntryNormal) if entry.data.is_empty() => {
                 // A new leader's empty entry: it only moves the index.
-                self.mark_applied(fresh, at);
+                self.mark_applied(fresh, at).map_err(stop)?;
             }
             Ok(EntryType::EntryNormal) => match InternalRaftRequest::decode(entry.data) {
                 Ok(request) => {
                     let id = request.header.as_ref().map_or(request.id, |h| h.id);
                     let result = self.apply_request(request, fresh.then_some(at));
-                    self.shared.wait.trigger(id, result);
+                    match result {
+                        // Its requester hears `Stopped` with every other one.
+                        Err(e) if e.is_storage_failure() => return Err(stop(e)),
+                        result => self.shared.wait.trigger(id, result),
+                    }
                 }
                 Err(e) => {
                     // Every member meets the same bytes and skips them alike.
                     tracing::error!(index = entry.index, error = %e, "undecodable log entry skipped");
-                    self.mark_applied(fresh, at);
+                    self.mark_applied(fresh, at).map_err(stop)?;
                 }
             },
             Ok(EntryType::EntryConfChange) => match ConfChange::decode(entry.data) {
                 Ok(cc) => {
                     let id = cc.id;
                     self.apply_conf_change(cc);
-                    self.mark_applied(fresh, at);
+                    self.mark_applied(fresh, at).map_err(stop)?;
                     self.shared.wait.trigger(id, Ok(Applied::Done));
                 }
                 Err(e) => {
                     tracing::error!(index = entry.index, error = %e, "undecodable conf change skipped");
-                    self.mark_applied(fresh, at);
+                    self.mark_applied(fresh, at).map_err(stop)?;
                 }
             },
             Ok(EntryType::EntryConfChangeV2) | Err(_) => {
@@ -122,16 +158,18 @@ impl Applier {
                     entry_type = entry.entry_type,
                     "unsupported entry type skipped"
                 );
-                self.mark_applied(fresh, at);
+                self.mark_applied(fresh, at).map_err(stop)?;
             }
         }
+        Ok(())
     }
 
     /// Records that `at` was applied without a store write of its own.
-    fn mark_applied(&self, fresh: bool, at: ApplyIndex) {
-        if fresh && let Err(e) = self.shared.store().set_consistent_index(at) {
-            tracing::error!(error = %e, "saving the consistent index failed");
+    fn mark_applied(&self, fresh: bool, at: ApplyIndex) -> Result<(), ServerError> {
+        if fresh {
+            self.shared.store().set_consistent_index(at)?;
         }
+        Ok(())
     }
 
     fn apply_request(
@@ -143,7 +181,7 @@ impl Applier {
             let attributes = attr.member_attributes.unwrap_or_default();
             tracing::info!(member = %Hex(attr.member_id), name = %attributes.name, "set member attributes");
             self.shared.membership_mut().set_attributes(attr.member_id, attributes);
-            self.mark_applied(at.is_some(), at.unwrap_or_default());
+            self.mark_applied(at.is_some(), at.unwrap_or_default())?;
             return Ok(Applied::Done);
         }
         if let Some(set) = request.cluster_version_set {
@@ -152,13 +190,17 @@ impl Applier {
                 if first { "set initial cluster version" } else { "updated cluster version" };
             tracing::info!(cluster_version = %set.ver, "{message}");
             self.shared.membership_mut().set_cluster_version(set.ver);
-            self.mark_applied(at.is_some(), at.unwrap_or_default());
+            self.mark_applied(at.is_some(), at.unwrap_or_default())?;
             return Ok(Applied::Done);
         }
         let Some(at) = at else {
             // Applied before the restart; nobody in this process waits for it.
             return Err(ServerError::Stopped);
         };
+        failpoint!("apply::store-write", |_| Err(oxetcd_mvcc::Error::Backend(
+            "injected failure".into()
+        )
+        .into()));
         let store = self.shared.store();
         let watch = &self.watch;
         let result = if let Some(put) = request.put {
@@ -191,14 +233,17 @@ impl Applier {
                 })
                 .map_err(ServerError::from)
         } else {
-            self.mark_applied(true, at);
+            self.mark_applied(true, at)?;
             return Err(ServerError::Internal("request kind not served by this version".into()));
         };
-        if result.is_err() {
+        match result {
             // A refused request still occupies its log index.
-            self.mark_applied(true, at);
+            Err(e) if !e.is_storage_failure() => {
+                self.mark_applied(true, at)?;
+                Err(e)
+            }
+            result => result,
         }
-        result
     }
 
     /// A committed grant: the lease joins the lessor and the lease table (in the same
@@ -281,38 +326,45 @@ impl Applier {
 
     /// Every `snapshot_count` entries: make the backend durable, then ask the raft loop
     /// to snapshot, so the log it then drops is covered by what is on disk.
-    fn maybe_snapshot(&mut self, applied: u64) {
+    fn maybe_snapshot(&mut self, applied: u64) -> Result<(), Fatal> {
         if applied < self.last_snapshot + self.snapshot_count {
-            return;
+            return Ok(());
         }
-        if let Err(e) = self.shared.store().force_commit() {
-            tracing::error!(error = %e, "backend commit before snapshot failed");
-            return;
-        }
+        self.shared
+            .store()
+            .force_commit()
+            .map_err(|e| Fatal::new("committing the backend before a snapshot", e))?;
         let data = Bytes::from(self.shared.membership().to_state().encode_to_vec());
         self.last_snapshot = applied;
         let _ = self.control.send(Control::Snapshot { index: applied, data });
         let _ = self.inbox.try_send(Input::Wake);
+        Ok(())
     }
 
     /// etcd's merged snapshot: the follower gets the backend as it is now, and the
-    /// raft snapshot is rewritten to the position that backend holds.
-    fn send_snapshot(&mut self, mut msg: Message) {
+    /// raft snapshot is rewritten to the position that backend holds. The backend and
+    /// membership are taken here, between two entries, so they agree; the copy (the
+    /// whole backend, fsynced) is written on a thread of its own, for apply not to stall
+    /// on it. A failed commit stops the member; a failed copy is reported to raft, which
+    /// tries again later.
+    fn send_snapshot(&mut self, mut msg: Message) -> Result<(), Fatal> {
         let to = msg.to;
-        // One file per peer: raft sends a peer no new snapshot before the last one's
-        // outcome is reported, so the file is free to overwrite.
-        let path = self.snap_dir.join(format!("send-{to:016x}.snap.db"));
-        let _ = std::fs::remove_file(&path);
-        let saved = match self.shared.store().save_snapshot(&path) {
-            Ok(saved) => saved,
+        // Raft asks for a peer's snapshot again only once it has given up on the last
+        // one. If that one is still being copied, its outcome, reported when the copy or
+        // the transfer ends, answers both: a second copy would only race it for the file.
+        if !lock(&self.copying).insert(to) {
+            tracing::warn!(to = %Hex(to), "a snapshot for this member is still being copied");
+            return Ok(());
+        }
+        let pinned = match self.shared.store().pin_snapshot() {
+            Ok(pinned) => pinned,
             Err(e) => {
-                tracing::error!(to = %Hex(to), error = %e, "cannot copy the backend for a snapshot");
-                let _ = self.inbox.try_send(Input::SnapshotStatus(to, SnapshotStatus::Failure));
-                return;
+                lock(&self.copying).remove(&to);
+                return Err(Fatal::new("committing the backend for a snapshot", e));
             }
         };
         let membership = self.shared.membership();
-        let at = saved.at.index;
+        let at = pinned.at().index;
         msg.snapshot = Some(Snapshot {
             data: membership.to_state().encode_to_vec().into(),
             metadata: Some(SnapshotMetadata {
@@ -322,8 +374,25 @@ impl Applier {
             }),
         });
         drop(membership);
-        tracing::info!(to = %Hex(to), index = at.index, bytes = saved.bytes, "sending merged snapshot");
-        self.transport.send_snapshot(msg, path);
+        let copy = SnapshotCopy {
+            msg,
+            pinned,
+            // One file per peer: raft sends a peer no new snapshot before the last one's
+            // outcome is reported, so the file is free to overwrite.
+            path: self.snap_dir.join(format!("send-{to:016x}.snap.db")),
+            transport: self.transport.clone(),
+            copying: self.copying.clone(),
+        };
+        let inbox = self.inbox.clone();
+        let spawned = std::thread::Builder::new()
+            .name("oxetcd-snapshot-copy".into())
+            .spawn(move || copy.run(&inbox));
+        if let Err(e) = spawned {
+            tracing::error!(to = %Hex(to), error = %e, "cannot start copying the backend for a snapshot");
+            lock(&self.copying).remove(&to);
+            let _ = self.inbox.try_send(Input::SnapshotStatus(to, SnapshotStatus::Failure));
+        }
+        Ok(())
     }
 
     /// Replaces the backend with the one that came with the leader's snapshot, and
@@ -383,6 +452,41 @@ impl Applier {
         );
         Ok(())
     }
+}
+
+/// A follower's snapshot being written: the pinned backend, copied to `path`, then
+/// handed to the transport with the raft message.
+struct SnapshotCopy {
+    msg: Message,
+    pinned: PinnedSnapshot,
+    path: PathBuf,
+    transport: Arc<Transport>,
+    copying: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl SnapshotCopy {
+    fn run(self, inbox: &SyncSender<Input>) {
+        let to = self.msg.to;
+        let _ = std::fs::remove_file(&self.path);
+        let saved = self.pinned.save(&self.path);
+        // From here raft waits for the transfer's outcome before it asks again.
+        lock(&self.copying).remove(&to);
+        match saved {
+            Ok(saved) => {
+                tracing::info!(to = %Hex(to), index = saved.at.index.index, bytes = saved.bytes, "sending merged snapshot");
+                self.transport.send_snapshot(self.msg, self.path);
+            }
+            Err(e) => {
+                tracing::error!(to = %Hex(to), error = %e, "cannot copy the backend for a snapshot");
+                let _ = inbox.try_send(Input::SnapshotStatus(to, SnapshotStatus::Failure));
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave a set of ids inconsistent.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Hands a write's events to the watchers, before anyone hears of the write.

@@ -35,3 +35,32 @@ pub enum ServerError {
     #[error("etcdserver: {0}")]
     Internal(String),
 }
+
+/// Why a member stopped for good: its storage (WAL, backend, snapshot files) failed,
+/// and going on could acknowledge what is not durable or serve what was not applied.
+/// Recorded once per member; the process exits non-zero on it, as etcd logs a fatal
+/// line and exits.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{during}: {cause}")]
+pub struct Fatal {
+    /// What the member was doing, e.g. "saving raft entries to the WAL".
+    pub during: &'static str,
+    /// The failure, as the storage layer reported it.
+    pub cause: String,
+}
+
+impl Fatal {
+    pub(crate) fn new(during: &'static str, cause: impl std::fmt::Display) -> Fatal {
+        Fatal { during, cause: cause.to_string() }
+    }
+}
+
+impl ServerError {
+    /// Whether the storage failed under a request, rather than the request being
+    /// refused: a refusal is deterministic (every member refuses the same entry, and the
+    /// log goes on), a storage failure is this member's alone and stops it.
+    pub(crate) fn is_storage_failure(&self) -> bool {
+        use oxetcd_mvcc::Error as Mvcc;
+        matches!(self, ServerError::Mvcc(Mvcc::Backend(_) | Mvcc::Corrupt(_) | Mvcc::Closed))
+    }
+}

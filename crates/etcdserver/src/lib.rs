@@ -9,6 +9,16 @@
 //! - [`watch`]: the watchable store between apply and the Watch streams.
 //! - [`membership`]: the cluster's members as the log has built them.
 
+/// A failpoint, compiled in only with the `failpoints` feature (tests): when a test
+/// enables `$name` (the `fail` crate's registry), the enclosing function returns
+/// `$e(argument)`.
+macro_rules! failpoint {
+    ($name:literal, $e:expr) => {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!($name, $e);
+    };
+}
+
 mod apply;
 pub mod bootstrap;
 pub mod config;
@@ -23,5 +33,13 @@ mod wait;
 pub mod watch;
 
 pub use config::{InitialClusterState, ServerConfig};
-pub use error::ServerError;
+pub use error::{Fatal, ServerError};
 pub use server::{Applied, EtcdServer};
+
+/// Enables the failpoints named in the `FAILPOINTS` environment variable
+/// (`name=action;...`, the `fail` crate's syntax) for the life of the process, in builds
+/// with the `failpoints` feature; does nothing in others. For the binary under test.
+pub fn failpoints_from_env() {
+    #[cfg(feature = "failpoints")]
+    std::mem::forget(fail::FailScenario::setup());
+}

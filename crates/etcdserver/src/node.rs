@@ -26,7 +26,7 @@ use oxetcd_raft::{
 };
 use oxetcd_wal::{Snapshotter, Wal, WalSnapshot};
 
-use crate::error::ServerError;
+use crate::error::{Fatal, ServerError};
 use crate::id::Hex;
 use crate::state::Shared;
 
@@ -83,6 +83,9 @@ pub trait Outbox: Send + Sync {
 /// many proposals under one fsync, small enough to keep ticks on time.
 const MAX_INPUTS_PER_TURN: usize = 4096;
 
+/// What the raft loop was doing when the WAL failed under it.
+const SAVING_ENTRIES: &str = "saving raft entries to the WAL";
+
 /// An fsync slower than this is worth a warning (etcd's threshold).
 pub(crate) const SLOW_FSYNC: Duration = Duration::from_millis(100);
 
@@ -114,19 +117,23 @@ pub(crate) struct RaftLoop {
 }
 
 impl RaftLoop {
-    /// Runs until stopped or until storage fails; either way the server is marked
-    /// stopped and the apply thread told to finish.
+    /// Runs until stopped, until storage fails here, or until the apply thread stops the
+    /// member; either way the server is marked stopped and the apply thread told to
+    /// finish.
     pub(crate) fn run(mut self) {
-        if let Err(e) = self.run_until_stopped() {
-            tracing::error!(error = %e, "raft loop stopped on a storage failure");
+        if let Err(fatal) = self.run_until_stopped() {
+            self.shared.fail_stop(fatal);
         }
         self.shared.stopped.store(true, Ordering::SeqCst);
         let _ = self.apply_tx.send(ApplyTask::Stop);
     }
 
-    fn run_until_stopped(&mut self) -> Result<(), ServerError> {
+    fn run_until_stopped(&mut self) -> Result<(), Fatal> {
         let mut next_tick = Instant::now() + self.tick;
         loop {
+            if self.shared.is_stopped() {
+                return Ok(());
+            }
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.inbox.recv_timeout(wait) {
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
@@ -184,7 +191,7 @@ impl RaftLoop {
         }
     }
 
-    fn handle_control(&mut self) -> Result<(), ServerError> {
+    fn handle_control(&mut self) -> Result<(), Fatal> {
         while let Ok(control) = self.control.try_recv() {
             match control {
                 Control::ApplyConfChange(cc) => match self.node.apply_conf_change(&cc) {
@@ -200,7 +207,7 @@ impl RaftLoop {
         Ok(())
     }
 
-    fn on_ready(&mut self, mut ready: Ready) -> Result<(), ServerError> {
+    fn on_ready(&mut self, mut ready: Ready) -> Result<(), Fatal> {
         if let Some(soft) = &ready.soft_state {
             self.on_soft_state(soft.leader_id, soft.raft_state);
         }
@@ -227,8 +234,11 @@ impl RaftLoop {
             self.to_apply(ApplyTask::InstallSnapshot(Box::new(snapshot.clone())))?;
         }
         let hard_state = ready.hard_state.unwrap_or_default();
+        failpoint!("raft::wal-save", |_| Err(Fatal::new(SAVING_ENTRIES, "injected failure")));
         let started = Instant::now();
-        self.wal.save(&hard_state, &ready.entries, ready.must_sync).map_err(storage_error)?;
+        self.wal
+            .save(&hard_state, &ready.entries, ready.must_sync)
+            .map_err(|e| Fatal::new(SAVING_ENTRIES, e))?;
         let took = started.elapsed();
         if took > SLOW_FSYNC {
             tracing::warn!(took = ?took, expected = ?SLOW_FSYNC, "slow fdatasync");
@@ -249,7 +259,7 @@ impl RaftLoop {
         Ok(())
     }
 
-    fn hand_committed(&self, ready: &Ready) -> Result<(), ServerError> {
+    fn hand_committed(&self, ready: &Ready) -> Result<(), Fatal> {
         if let Some(last) = ready.committed_entries.last() {
             self.shared.committed.fetch_max(last.index, Ordering::SeqCst);
             // `advance` reads the committed entries to move raft's applied index, so the
@@ -261,7 +271,12 @@ impl RaftLoop {
 
     /// Sends raft messages; a snapshot goes through the apply thread, which knows what
     /// the backend holds and ships it with the message.
-    fn send(&mut self, mut messages: Vec<Message>) -> Result<(), ServerError> {
+    fn send(&mut self, mut messages: Vec<Message>) -> Result<(), Fatal> {
+        if self.shared.is_stopped() {
+            // The apply thread stopped the member during this Ready: a member whose
+            // storage failed acknowledges and votes no more.
+            return Ok(());
+        }
         let snapshot = MessageType::MsgSnap as i32;
         if messages.iter().any(|m| m.msg_type == snapshot) {
             let (snapshots, rest): (Vec<Message>, Vec<Message>) =
@@ -275,8 +290,12 @@ impl RaftLoop {
         Ok(())
     }
 
-    fn to_apply(&self, task: ApplyTask) -> Result<(), ServerError> {
-        self.apply_tx.send(task).map_err(|_| ServerError::Stopped)
+    fn to_apply(&self, task: ApplyTask) -> Result<(), Fatal> {
+        // The apply thread ends only on a stop, recorded first; if it panicked, this is
+        // the record.
+        self.apply_tx
+            .send(task)
+            .map_err(|_| Fatal::new("handing entries to the apply thread", "it has ended"))
     }
 
     fn on_soft_state(&mut self, leader: u64, role: StateRole) {
@@ -303,24 +322,23 @@ impl RaftLoop {
     }
 
     /// A snapshot from the leader: keep it on disk before raft's storage adopts it.
-    fn persist_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ServerError> {
+    fn persist_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Fatal> {
+        const DURING: &str = "saving the leader's snapshot";
         let meta = snapshot.metadata.clone().unwrap_or_default();
-        self.snapshotter.save(snapshot).map_err(storage_error)?;
+        self.snapshotter.save(snapshot).map_err(|e| Fatal::new(DURING, e))?;
         let marker =
             WalSnapshot { index: meta.index, term: meta.term, conf_state: meta.conf_state.clone() };
-        self.wal.save_snapshot(&marker).map_err(storage_error)?;
+        self.wal.save_snapshot(&marker).map_err(|e| Fatal::new(DURING, e))?;
         if let Some(conf_state) = meta.conf_state {
             self.conf_state = conf_state;
         }
-        self.node
-            .mut_store()
-            .apply_snapshot(snapshot.clone())
-            .map_err(|e| ServerError::Internal(e.to_string()))
+        self.node.mut_store().apply_snapshot(snapshot.clone()).map_err(|e| Fatal::new(DURING, e))
     }
 
     /// Snapshots the state machine at `index`, then lets go of the log before it, keeping
     /// `snapshot_catchup_entries` for followers that are a little behind.
-    fn snapshot(&mut self, index: u64, data: Bytes) -> Result<(), ServerError> {
+    fn snapshot(&mut self, index: u64, data: Bytes) -> Result<(), Fatal> {
+        const DURING: &str = "saving a snapshot";
         let conf_state = self.conf_state.clone();
         let snapshot = match self.node.mut_store().create_snapshot(index, conf_state.clone(), data)
         {
@@ -331,21 +349,22 @@ impl RaftLoop {
             }
         };
         let term = snapshot.metadata.as_ref().map_or(0, |m| m.term);
-        self.snapshotter.save(&snapshot).map_err(storage_error)?;
+        self.snapshotter.save(&snapshot).map_err(|e| Fatal::new(DURING, e))?;
         let marker = WalSnapshot { index, term, conf_state: Some(conf_state) };
-        self.wal.save_snapshot(&marker).map_err(storage_error)?;
+        self.wal.save_snapshot(&marker).map_err(|e| Fatal::new(DURING, e))?;
         tracing::info!(index, term, "saved snapshot");
 
         let compact_to = self.compact_index(index);
         let storage = self.node.mut_store();
         if compact_to > storage.first_index().unwrap_or(0) {
-            storage.compact(compact_to).map_err(|e| ServerError::Internal(e.to_string()))?;
+            storage.compact(compact_to).map_err(|e| Fatal::new("compacting the raft log", e))?;
             tracing::info!(compact_index = compact_to, "compacted raft logs");
         }
-        for path in self.wal.purge(compact_to, self.retention.max_wals).map_err(storage_error)? {
+        let purge = |e| Fatal::new("purging old WAL and snapshot files", e);
+        for path in self.wal.purge(compact_to, self.retention.max_wals).map_err(purge)? {
             tracing::info!(path = %path.display(), "purged file");
         }
-        for path in self.snapshotter.purge(self.retention.max_snapshots).map_err(storage_error)? {
+        for path in self.snapshotter.purge(self.retention.max_snapshots).map_err(purge)? {
             tracing::info!(path = %path.display(), "purged file");
         }
         Ok(())
@@ -378,10 +397,6 @@ fn log_cut(index: u64, retention: &Retention, replicating: impl Iterator<Item = 
         }
         _ => cut,
     }
-}
-
-pub(crate) fn storage_error(e: oxetcd_wal::WalError) -> ServerError {
-    ServerError::Internal(e.to_string())
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::apply::Applier;
 use crate::bootstrap::{self, StartError};
 use crate::config::ServerConfig;
-use crate::error::ServerError;
+use crate::error::{Fatal, ServerError};
 use crate::id::IdGenerator;
 use crate::id::{Hex, LeaseHex};
 use crate::node::{Input, RaftLoop, Retention};
@@ -192,6 +192,7 @@ impl EtcdServer {
             snapshot_count: cfg.snapshot_count,
             last_snapshot: opened.applied,
             watch: watch.clone(),
+            copying: Arc::default(),
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -267,9 +268,13 @@ impl EtcdServer {
         self.shared.membership().cluster_version().map(str::to_string)
     }
 
-    /// The store as of now (a snapshot install may replace it later).
-    pub fn store(&self) -> Arc<Store> {
-        self.shared.store()
+    /// The store as of now (a snapshot install may replace it later); `Stopped` once
+    /// the member stopped, which never serves data again, not even a serializable read.
+    pub fn store(&self) -> Result<Arc<Store>, ServerError> {
+        if self.is_stopped() {
+            return Err(ServerError::Stopped);
+        }
+        Ok(self.shared.store())
     }
 
     pub fn member_id(&self) -> u64 {
@@ -294,7 +299,7 @@ impl EtcdServer {
         client_deadline: Option<Instant>,
         fill: impl FnOnce(&mut InternalRaftRequest),
     ) -> ApplyResult {
-        if self.shared.stopped.load(Ordering::SeqCst) {
+        if self.is_stopped() {
             return Err(ServerError::Stopped);
         }
         let committed = self.shared.committed.load(Ordering::SeqCst);
@@ -343,6 +348,9 @@ impl EtcdServer {
         &self,
         client_deadline: Option<Instant>,
     ) -> Result<(), ServerError> {
+        if self.is_stopped() {
+            return Err(ServerError::Stopped);
+        }
         let (tx, rx) = oneshot::channel();
         self.reads.try_send(tx).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => ServerError::TooManyRequests,
@@ -396,7 +404,18 @@ impl EtcdServer {
     }
 
     pub fn is_stopped(&self) -> bool {
-        self.shared.stopped.load(Ordering::SeqCst)
+        self.shared.is_stopped()
+    }
+
+    /// The storage failure that stopped the member, if one did.
+    pub fn fatal(&self) -> Option<Fatal> {
+        self.shared.fatal()
+    }
+
+    /// Waits until a storage failure stops the member: the embedder then closes the
+    /// listeners and exits non-zero (etcd's fatal log line and exit).
+    pub async fn wait_fatal(&self) -> Fatal {
+        self.shared.wait_fatal().await
     }
 }
 
@@ -440,9 +459,11 @@ async fn read_index_round(
         }
     };
     let mut applied = shared.applied.subscribe();
-    match tokio::time::timeout(timeout, applied.wait_for(|&a| a >= index)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(_)) => Err(ServerError::Stopped),
+    // A member that stops applies nothing more: it wakes this wait to say so.
+    let caught_up = applied.wait_for(|&a| a >= index || shared.is_stopped());
+    match tokio::time::timeout(timeout, caught_up).await {
+        Ok(Ok(_)) if !shared.is_stopped() => Ok(()),
+        Ok(_) => Err(ServerError::Stopped),
         Err(_) => Err(ServerError::Timeout),
     }
 }

@@ -1,8 +1,7 @@
 //! What the raft loop, the apply thread and the request handlers share.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use oxetcd_api::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, PutResponse, TxnResponse,
@@ -10,7 +9,8 @@ use oxetcd_api::etcdserverpb::{
 use oxetcd_mvcc::{CompactionHandle, Store};
 use tokio::sync::{oneshot, watch};
 
-use crate::error::ServerError;
+use crate::error::{Fatal, ServerError};
+use crate::id::Hex;
 use crate::membership::Membership;
 use crate::wait::Wait;
 use oxetcd_lease::Lessor;
@@ -42,7 +42,10 @@ pub struct Shared {
     pub committed: AtomicU64,
     /// The index of the last applied entry; watched by linearizable reads.
     pub applied: watch::Sender<u64>,
+    /// Set when the member stops serving: on a clean stop, or on a [`Fatal`] failure.
     pub stopped: AtomicBool,
+    /// The failure that stopped the member, recorded once (see [`Shared::fail_stop`]).
+    fatal: watch::Sender<Option<Fatal>>,
     /// Set once the member has published itself to the cluster: clients are served
     /// from then on (etcd's ReadyNotify).
     pub ready: watch::Sender<bool>,
@@ -54,7 +57,7 @@ pub struct Shared {
     /// Leases: changed by apply, expired and kept alive on the leader.
     pub lessor: Arc<Lessor>,
     /// ReadIndex rounds in flight, by context.
-    reads: Mutex<HashMap<u64, oneshot::Sender<Result<u64, ServerError>>>>,
+    reads: Wait<Result<u64, ServerError>>,
 }
 
 impl Shared {
@@ -75,12 +78,13 @@ impl Shared {
             committed: AtomicU64::new(applied),
             applied: watch::Sender::new(applied),
             stopped: AtomicBool::new(false),
+            fatal: watch::Sender::new(None),
             ready: watch::Sender::new(false),
             membership: RwLock::new(membership),
             store: RwLock::new(store),
             wait: Wait::default(),
             lessor,
-            reads: Mutex::new(HashMap::new()),
+            reads: Wait::default(),
         }
     }
 
@@ -115,32 +119,65 @@ impl Shared {
     }
 
     pub(crate) fn register_read(&self, ctx: u64) -> oneshot::Receiver<Result<u64, ServerError>> {
-        let (tx, rx) = oneshot::channel();
-        self.lock_reads().insert(ctx, tx);
-        rx
+        self.reads.register(ctx)
     }
 
     pub(crate) fn complete_read(&self, ctx: u64, index: u64) {
-        if let Some(tx) = self.lock_reads().remove(&ctx) {
-            let _ = tx.send(Ok(index));
-        }
+        self.reads.trigger(ctx, Ok(index));
     }
 
     pub(crate) fn fail_read(&self, ctx: u64) {
-        if let Some(tx) = self.lock_reads().remove(&ctx) {
-            let _ = tx.send(Err(ServerError::NoLeader));
-        }
+        self.reads.trigger(ctx, Err(ServerError::NoLeader));
     }
 
     pub(crate) fn fail_all_reads(&self, error: ServerError) {
-        for (_, tx) in self.lock_reads().drain() {
-            let _ = tx.send(Err(error.clone()));
-        }
+        self.reads.trigger_all(|| Err(error.clone()));
     }
 
-    fn lock_reads(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<u64, ServerError>>>> {
-        self.reads.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// The failure that stopped the member, if one did.
+    pub fn fatal(&self) -> Option<Fatal> {
+        self.fatal.borrow().clone()
+    }
+
+    /// Waits until a failure stops the member.
+    pub async fn wait_fatal(&self) -> Fatal {
+        let mut fatal = self.fatal.subscribe();
+        let recorded = fatal.wait_for(Option::is_some).await;
+        // The sender lives in `self`: the channel cannot close while this borrows it.
+        recorded.ok().and_then(|f| f.clone()).expect("a recorded failure")
+    }
+
+    /// The one way a member stops on a storage failure, from whichever thread meets it.
+    /// The first failure is kept and logged; from then on no request is taken, every
+    /// request and read still waiting is answered `Stopped` (their senders are dropped),
+    /// and reads waiting for `applied` wake to see the stop. The raft loop and the apply
+    /// thread check [`Shared::is_stopped`] and end: no more acks, votes or applies. The
+    /// embedder awaits [`Shared::wait_fatal`] to close the listeners and exit.
+    pub(crate) fn fail_stop(&self, fatal: Fatal) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let first = self.fatal.send_if_modified(|slot| {
+            if slot.is_some() {
+                return false;
+            }
+            *slot = Some(fatal.clone());
+            true
+        });
+        if !first {
+            tracing::debug!(during = fatal.during, error = %fatal.cause, "after the member stopped");
+            return;
+        }
+        tracing::error!(
+            member = %Hex(self.member_id),
+            during = fatal.during,
+            error = %fatal.cause,
+            "storage failed; the member stops"
+        );
+        self.wait.close();
+        self.reads.close();
+        self.applied.send_modify(|_| {});
     }
 }

@@ -216,13 +216,35 @@ impl Store<RedbBackend> {
     /// has no free pages (a defragmented database) and opens as a store; it is what a
     /// raft snapshot or `snapshot save` ships.
     pub fn save_snapshot(&self, path: impl AsRef<Path>) -> Result<SavedSnapshot> {
+        self.pin_snapshot()?.save(path)
+    }
+
+    /// Commits pending writes and holds the backend as that commit left it, so that
+    /// [`PinnedSnapshot::save`] can copy it later, on another thread, while the caller
+    /// records what else goes with that point (the raft snapshot's membership).
+    pub fn pin_snapshot(&self) -> Result<PinnedSnapshot> {
         self.shared.commit()?;
-        let (snapshot, at) = {
-            let view = read(&self.shared.view);
-            (view.committed.clone(), view.committed_at)
-        };
-        let bytes = crate::backend::redb::save(&snapshot, path.as_ref())?;
-        Ok(SavedSnapshot { at, bytes })
+        let view = read(&self.shared.view);
+        Ok(PinnedSnapshot { snapshot: view.committed.clone(), at: view.committed_at })
+    }
+}
+
+/// One backend commit, held for copying (see [`Store::pin_snapshot`]).
+pub struct PinnedSnapshot {
+    snapshot: <RedbBackend as Backend>::Snapshot,
+    at: CommitPoint,
+}
+
+impl PinnedSnapshot {
+    /// What the copy will hold.
+    pub fn at(&self) -> CommitPoint {
+        self.at
+    }
+
+    /// Writes the copy to a new file at `path` (see [`Store::save_snapshot`]).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<SavedSnapshot> {
+        let bytes = crate::backend::redb::save(&self.snapshot, path.as_ref())?;
+        Ok(SavedSnapshot { at: self.at, bytes })
     }
 }
 
@@ -615,6 +637,12 @@ impl<B: Backend> Store<B> {
         self.shared.commit()
     }
 
+    /// The failure that made the store refuse writes and commits, if any: the
+    /// committer thread's failures have no caller to report to.
+    pub fn failure(&self) -> Option<Error> {
+        lock(&self.shared.failure).clone()
+    }
+
     /// Stops the background threads after a final commit.
     pub fn close(mut self) -> Result<()> {
         self.shutdown();
@@ -794,6 +822,14 @@ impl<B: Backend> Shared<B> {
         }
     }
 
+    fn backend_commit(&self, batch: &crate::backend::Batch) -> Result<B::Snapshot> {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("mvcc::backend-commit", |_| Err(Error::Backend(
+            "injected failure".into()
+        )));
+        self.backend.commit(batch, !self.config.unsafe_no_fsync)
+    }
+
     /// Commits the pending buffer to the backend (one commit at a time).
     fn commit(&self) -> Result<()> {
         let _one_at_a_time = lock(&self.commit_lock);
@@ -809,7 +845,7 @@ impl<B: Backend> Shared<B> {
             self.pending_ops.store(0, Ordering::Relaxed);
             (buffer, CommitPoint { revision: state.current_rev, index: *lock(&self.applied) })
         };
-        let snapshot = match self.backend.commit(&read(&buffer), !self.config.unsafe_no_fsync) {
+        let snapshot = match self.backend_commit(&read(&buffer)) {
             Ok(snapshot) => snapshot,
             Err(e) => {
                 self.fail(e.clone());

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cfg.log_level, cfg.logger);
+    oxetcd_etcdserver::failpoints_from_env();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -32,9 +33,18 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
-        tracing::info!("received signal; shutting down");
+        let server = member.server.clone();
+        tokio::select! {
+            _ = wait_for_signal() => tracing::info!("received signal; shutting down"),
+            // Logged where it was recorded, once.
+            _ = server.wait_fatal() => {}
+        }
         member.close().await;
+        // The final backend commit on close can fail too.
+        if server.fatal().is_some() {
+            tracing::info!("stopped after a storage failure");
+            return ExitCode::FAILURE;
+        }
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })

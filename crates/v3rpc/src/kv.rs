@@ -44,7 +44,7 @@ impl KvService {
         if !req.serializable {
             self.server.linearizable_read(deadline).await.map_err(status)?;
         }
-        let mut resp = self.server.store().range(req).map_err(status)?;
+        let mut resp = self.server.store().map_err(status)?.range(req).map_err(status)?;
         self.full_header(&mut resp.header);
         Ok(resp)
     }
@@ -123,7 +123,8 @@ impl Kv for KvService {
             if !Self::is_serializable(&req) {
                 self.server.linearizable_read(deadline).await.map_err(status)?;
             }
-            let mut resp = self.server.store().txn_read(&req).map_err(status)?;
+            let store = self.server.store().map_err(status)?;
+            let mut resp = store.txn_read(&req).map_err(status)?;
             self.full_header(&mut resp.header);
             return Ok(Response::new(resp));
         }

@@ -78,7 +78,8 @@ impl Lease for LeaseService {
         }
         match self.server.propose(deadline, |r| r.lease_grant = Some(req)).await.map_err(status)? {
             Applied::LeaseGrant(mut resp) => {
-                resp.header = Some(self.server.header(self.server.store().current_revision()));
+                let revision = self.server.store().map_err(status)?.current_revision();
+                resp.header = Some(self.server.header(revision));
                 Ok(Response::new(resp))
             }
             other => Err(unexpected(other)),
@@ -128,10 +129,13 @@ impl Lease for LeaseService {
                 // Only a running leader may renew: a member that stopped or lost the lead
                 // ends the stream, so the client reconnects and reaches the new leader
                 // before the leases expire there.
-                if server.is_stopped() || !server.is_leader() {
-                    let _ = tx.send(Err(Status::unavailable("etcdserver: not leader"))).await;
-                    return;
-                }
+                let store = match server.store() {
+                    Ok(store) if server.is_leader() => store,
+                    _ => {
+                        let _ = tx.send(Err(Status::unavailable("etcdserver: not leader"))).await;
+                        return;
+                    }
+                };
                 let answer = match server.lessor().renew(req.id) {
                     Ok(renewed) => {
                         if renewed.clear_checkpoint {
@@ -144,7 +148,7 @@ impl Lease for LeaseService {
                     Err(e) => Err(status(e)),
                 };
                 let resp = answer.map(|ttl| LeaseKeepAliveResponse {
-                    header: Some(server.header(server.store().current_revision())),
+                    header: Some(server.header(store.current_revision())),
                     id: req.id,
                     ttl,
                 });
@@ -164,7 +168,8 @@ impl Lease for LeaseService {
             return self.leader().await?.lease_time_to_live(request.into_inner()).await;
         }
         let req = request.into_inner();
-        let header = Some(self.server.header(self.server.store().current_revision()));
+        let revision = self.server.store().map_err(status)?.current_revision();
+        let header = Some(self.server.header(revision));
         let resp = match self.server.lessor().status(req.id) {
             Some(status) => LeaseTimeToLiveResponse {
                 header,
@@ -191,7 +196,8 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         let leases =
             self.server.lessor().leases().into_iter().map(|id| LeaseStatus { id }).collect();
-        let header = Some(self.server.header(self.server.store().current_revision()));
+        let revision = self.server.store().map_err(status)?.current_revision();
+        let header = Some(self.server.header(revision));
         Ok(Response::new(LeaseLeasesResponse { header, leases }))
     }
 }

@@ -29,6 +29,14 @@ impl MaintenanceService {
     }
 }
 
+/// Runs a scan of the whole store (a hash) on tokio's blocking pool: it takes as long
+/// as the store is large, and would hold up every request on its async worker.
+async fn blocking<T: Send + 'static>(
+    scan: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(scan).await.map_err(|e| Status::internal(e.to_string()))
+}
+
 fn not_yet(what: &str) -> Status {
     Status::unimplemented(format!("oxetcd: {what} is not implemented yet"))
 }
@@ -42,7 +50,7 @@ impl Maintenance for MaintenanceService {
         if request.get_ref().action != AlarmAction::Get as i32 {
             return Err(not_yet("raising or clearing alarms"));
         }
-        let revision = self.server.store().current_revision();
+        let revision = self.server.store().map_err(status)?.current_revision();
         Ok(Response::new(AlarmResponse {
             header: Some(self.server.header(revision)),
             alarms: Vec::new(),
@@ -56,7 +64,7 @@ impl Maintenance for MaintenanceService {
         let server = &self.server;
         let raft = server.raft_status();
         let db_size = server.backend_size() as i64;
-        let revision = server.store().current_revision();
+        let revision = server.store().map_err(status)?.current_revision();
         Ok(Response::new(StatusResponse {
             header: Some(server.header(revision)),
             version: ETCD_VERSION.to_string(),
@@ -80,7 +88,8 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let (hash, revision) = self.server.store().hash().map_err(status)?;
+        let store = self.server.store().map_err(status)?;
+        let (hash, revision) = blocking(move || store.hash()).await?.map_err(status)?;
         Ok(Response::new(HashResponse { header: Some(self.server.header(revision)), hash }))
     }
 
@@ -89,7 +98,8 @@ impl Maintenance for MaintenanceService {
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         let revision = request.get_ref().revision;
-        let result = self.server.store().hash_kv(revision).map_err(status)?;
+        let store = self.server.store().map_err(status)?;
+        let result = blocking(move || store.hash_kv(revision)).await?.map_err(status)?;
         Ok(Response::new(HashKvResponse {
             header: Some(self.server.header(result.current_rev)),
             hash: result.hash,

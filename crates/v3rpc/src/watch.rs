@@ -227,7 +227,8 @@ impl StreamTask {
     /// Puts and history carry no previous key-values: read each at the revision before
     /// its event, as etcd does (left empty if that was compacted away).
     fn fill_prev_kv(&self, events: &mut [Event]) {
-        let store = self.server.store();
+        // A stopped member serves nothing; its watch streams are ending.
+        let Ok(store) = self.server.store() else { return };
         for event in events.iter_mut().filter(|e| e.prev_kv.is_none() && !is_create(e)) {
             let Some(kv) = &event.kv else { continue };
             let request = RangeRequest {

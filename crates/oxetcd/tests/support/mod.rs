@@ -58,6 +58,8 @@ pub struct MemberConfig {
     pub log: PathBuf,
     /// More flags, e.g. `--heartbeat-interval 50`.
     pub extra: Vec<String>,
+    /// Environment variables for the process, e.g. `FAILPOINTS`.
+    pub env: Vec<(String, String)>,
 }
 
 impl MemberConfig {
@@ -89,6 +91,7 @@ impl MemberConfig {
                 initial_cluster: initial_cluster.join(","),
                 log: dir.join(format!("{name}.log")),
                 extra: extra.clone(),
+                env: Vec::new(),
             })
             .collect()
     }
@@ -146,6 +149,7 @@ impl Process {
             .args(["--initial-advertise-peer-urls", &config.peer_url])
             .args(["--initial-cluster", &config.initial_cluster])
             .args(&config.extra)
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
