@@ -7,7 +7,7 @@
 //! and a lease whose client stops expires within TTL + election timeout.
 //! A Put with a gRPC deadline sent to a follower cut off from its peers, by a client
 //! that retries as etcd 3.4's Go client does, is answered as etcd answers it and
-//! applied at most once.
+//! applied at most once; a linearizable read there runs out of time as in etcd.
 //! Everything on 127.0.0.1 in temp dirs, bounded in time; processes die with the test,
 //! and a failing test prints the tail of every member's log.
 
@@ -171,6 +171,23 @@ impl Cluster {
             statuses.iter().all(|s| s.leader == 0).then_some(())
         })
         .await
+    }
+
+    /// A KV client of member `i`, connected, whose deadlines only the member enforces.
+    async fn server_timed_kv(&self, i: usize) -> KvClient<support::ServerTimedClient> {
+        let origin = self.configs[i].client_url.parse().expect("a client URL");
+        let mut kv = KvClient::with_origin(support::server_timed_client(), origin);
+        let probe = RangeRequest { key: "probe".into(), serializable: true, ..Default::default() };
+        kv.range(probe).await.unwrap_or_else(|e| panic!("a read on {}: {e}", self.name(i)));
+        kv
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to each of `members`. A process dropped by a
+    /// failing test is killed, stopped or not.
+    fn signal(&mut self, members: &[usize], signal: &str) {
+        for &i in members {
+            self.processes[i].signal(signal);
+        }
     }
 
     /// SIGKILL to all of `members` at once, then waits until they are gone.
@@ -731,19 +748,18 @@ fn clientv3_resends_put(status: &tonic::Status) -> bool {
 /// again after [`RETRY_BACKOFF`] while [`clientv3_resends_put`] says so and
 /// [`CALL_BUDGET`] lasts. Each attempt is reported on `attempts` as it ends.
 async fn put_like_clientv3(
-    members: Vec<(usize, String)>,
+    members: Vec<(usize, KvClient<support::ServerTimedClient>)>,
     put: PutRequest,
     attempts: tokio::sync::mpsc::UnboundedSender<Attempt>,
 ) {
     let budget = Instant::now() + CALL_BUDGET;
-    for (member, endpoint) in members.iter().cycle() {
-        let origin = endpoint.parse().expect("a client URL");
-        let mut kv = KvClient::with_origin(support::server_timed_client(), origin);
+    for (member, kv) in members.iter().cycle() {
+        let mut kv = kv.clone();
         let mut request = tonic::Request::new(put.clone());
         request.set_timeout(CALL_DEADLINE);
         let answer = tokio::time::timeout(CALL_DEADLINE + ANSWER_SLACK, kv.put(request))
             .await
-            .unwrap_or_else(|_| panic!("{endpoint} did not answer within its deadline"));
+            .unwrap_or_else(|_| panic!("member {member} did not answer within its deadline"));
         let answer = answer.map(|r| r.into_inner().header.expect("a response header").revision);
         let again = answer.as_ref().is_err_and(clientv3_resends_put);
         let _ = attempts.send((*member, answer));
@@ -810,23 +826,16 @@ async fn a_put_to_a_cut_off_follower_times_out_as_in_etcd_and_is_applied_at_most
     let leader = cluster.leader().await;
     let follower = (0..3).find(|&i| i != leader).expect("a follower");
     let others: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
-    // The follower first, then the others, as a client's endpoint list would have them.
-    let members: Vec<(usize, String)> = [follower]
-        .iter()
-        .chain(&others)
-        .map(|&i| (i, cluster.configs[i].client_url.clone()))
-        .collect();
-    // A connection to the follower before the freeze, as a client would have one.
-    let mut kv =
-        KvClient::with_origin(support::server_timed_client(), members[0].1.parse().unwrap());
-    kv.range(RangeRequest { key: KEY.into(), ..Default::default() }).await.expect("a read");
-
-    // Freeze the others (a process dropped by a failing test is killed, frozen or not),
-    // then send the Put at once: well within the election timeout, the follower still
-    // forwards it to its leader.
-    for &i in &others {
-        cluster.processes[i].signal("STOP");
+    // The follower first, then the others, as a client's endpoint list would have them;
+    // connected before the freeze, as a client would be.
+    let mut members = Vec::new();
+    for i in [follower, others[0], others[1]] {
+        members.push((i, cluster.server_timed_kv(i).await));
     }
+
+    // Freeze the others, then send the Put at once: well within the election timeout,
+    // the follower still forwards it to its leader.
+    cluster.signal(&others, "STOP");
     let (report, mut attempts) = tokio::sync::mpsc::unbounded_channel();
     let put = PutRequest { key: KEY.into(), value: "once".into(), ..Default::default() };
     let client = tokio::spawn(put_like_clientv3(members, put, report));
@@ -835,9 +844,7 @@ async fn a_put_to_a_cut_off_follower_times_out_as_in_etcd_and_is_applied_at_most
         .expect("the follower to answer")
         .expect("an attempt");
     // The partition heals as the follower answers; the client goes on meanwhile.
-    for &i in &others {
-        cluster.processes[i].signal("CONT");
-    }
+    cluster.signal(&others, "CONT");
     tokio::time::timeout(CALL_BUDGET + CALL_DEADLINE + ANSWER_SLACK, client)
         .await
         .expect("the client to finish within its budget")
@@ -884,4 +891,26 @@ async fn a_put_to_a_cut_off_follower_times_out_as_in_etcd_and_is_applied_at_most
         (Code::Unavailable, "etcdserver: request timed out"),
         "attempts {attempts:?}"
     );
+}
+
+/// A linearizable read on a follower cut off from both its peers (frozen), still
+/// waiting at its gRPC deadline, is answered as etcd 3.4 answers it:
+/// `UNKNOWN "context deadline exceeded"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_on_a_cut_off_follower_runs_out_of_time_as_in_etcd() {
+    let mut cluster = Cluster::start_timed(3, PATIENT_TIMING, &[]).await;
+    let leader = cluster.leader().await;
+    let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    let others: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
+    let mut kv = cluster.server_timed_kv(follower).await;
+
+    cluster.signal(&others, "STOP");
+    let mut request = tonic::Request::new(RangeRequest { key: "k".into(), ..Default::default() });
+    request.set_timeout(CALL_DEADLINE);
+    let answer = tokio::time::timeout(CALL_DEADLINE + ANSWER_SLACK, kv.range(request)).await;
+    cluster.signal(&others, "CONT");
+
+    let status = answer.expect("the follower to answer").expect_err("a read without quorum");
+    assert_eq!((status.code(), status.message()), (Code::Unknown, "context deadline exceeded"));
+    cluster.leader().await;
 }

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | no leader, leader changed, server stopped | UNAVAILABLE | `etcdserver: no leader`, … |
 //! | request timed out (a proposal's deadline) | UNAVAILABLE | `etcdserver: request timed out` |
-//! | a read's client deadline | DEADLINE_EXCEEDED | `context deadline exceeded` |
+//! | a read's client deadline | UNKNOWN | `context deadline exceeded` |
 //! | too many requests | RESOURCE_EXHAUSTED | `etcdserver: too many requests` |
 //! | request too large, key/txn validation | INVALID_ARGUMENT | `etcdserver: request is too large`, `etcdserver: key is not provided`, … |
 //! | compacted / future revision | OUT_OF_RANGE | `etcdserver: mvcc: required revision has been compacted`, … |
@@ -14,6 +14,9 @@
 //! | lease exists | FAILED_PRECONDITION | `etcdserver: lease already exists` |
 //! | lease TTL too large | OUT_OF_RANGE | `etcdserver: too large lease TTL` |
 //! | storage and internal failures | UNKNOWN | the failure's text |
+//!
+//! A read's deadline is UNKNOWN because etcd 3.4 returns its context's error, and its
+//! gRPC server sends any error that is not a gRPC status as UNKNOWN.
 
 use oxetcd_etcdserver::ServerError;
 use oxetcd_lease::LeaseError;
@@ -37,11 +40,10 @@ fn code(error: &ServerError) -> Code {
         | ServerError::Timeout
         | ServerError::LeaderChanged
         | ServerError::Stopped => Code::Unavailable,
-        ServerError::DeadlineExceeded => Code::DeadlineExceeded,
         ServerError::TooManyRequests => Code::ResourceExhausted,
         ServerError::RequestTooLarge => Code::InvalidArgument,
         ServerError::MemberNotFound => Code::NotFound,
-        ServerError::Internal(_) => Code::Unknown,
+        ServerError::DeadlineExceeded | ServerError::Internal(_) => Code::Unknown,
         ServerError::Lease(LeaseError::NotFound) => Code::NotFound,
         ServerError::Lease(LeaseError::Exists) => Code::FailedPrecondition,
         ServerError::Lease(LeaseError::TtlTooLarge) => Code::OutOfRange,
@@ -118,7 +120,7 @@ mod tests {
             ),
             (LeaseError::TtlTooLarge.into(), Code::OutOfRange, "etcdserver: too large lease TTL"),
             (ServerError::Timeout, Code::Unavailable, "etcdserver: request timed out"),
-            (ServerError::DeadlineExceeded, Code::DeadlineExceeded, "context deadline exceeded"),
+            (ServerError::DeadlineExceeded, Code::Unknown, "context deadline exceeded"),
             (ServerError::NoLeader, Code::Unavailable, "etcdserver: no leader"),
             (ServerError::LeaderChanged, Code::Unavailable, "etcdserver: leader changed"),
             (ServerError::Stopped, Code::Unavailable, "etcdserver: server stopped"),
