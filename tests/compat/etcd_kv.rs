@@ -10,3 +10,9 @@ async fn kv_semantics_match_reference_etcd() {
     let etcd = ReferenceEtcd::start().await;
     scenario::kv_semantics(&etcd.endpoint).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_refusals_match_reference_etcd() {
+    let etcd = ReferenceEtcd::start().await;
+    oxetcd_tests::refusals::grpc_refusals(&etcd.endpoint).await;
+}

@@ -11,11 +11,41 @@ async fn kv_semantics_match_etcd() {
     member.stop().await;
 }
 
+/// Refusals of the gRPC layer, with etcd's codes and messages (the compatibility suite
+/// runs the same checks against the real etcd).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_refusals_match_etcd() {
+    let member = TestMember::start(&[]).await;
+    oxetcd_tests::refusals::grpc_refusals(&member.endpoint).await;
+    member.stop().await;
+}
+
+/// Services etcd serves and oxetcd does not yet are refused by name, as etcd refuses a
+/// service it does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_not_served_yet_are_refused_by_name() {
+    use oxetcd_tests::refusals::raw_call;
+    let member = TestMember::start(&[]).await;
+    for (path, service) in [
+        ("/etcdserverpb.Auth/Authenticate", "etcdserverpb.Auth"),
+        ("/v3lockpb.Lock/Lock", "v3lockpb.Lock"),
+        ("/v3electionpb.Election/Campaign", "v3electionpb.Election"),
+    ] {
+        let status = raw_call(&member.endpoint, path, vec![]).await.unwrap_err();
+        assert_eq!(
+            (status.code(), status.message()),
+            (tonic::Code::Unimplemented, format!("unknown service {service}").as_str())
+        );
+    }
+    member.stop().await;
+}
+
 mod bad_input {
     use oxetcd_api::etcdserverpb::kv_client::KvClient;
     use oxetcd_api::etcdserverpb::request_op::Request;
     use oxetcd_api::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
     use oxetcd_tests::member::TestMember;
+    use oxetcd_tests::refusals::raw_call;
     use tonic::Code;
 
     fn put(key: &str, value: Vec<u8>) -> PutRequest {
@@ -92,71 +122,15 @@ mod bad_input {
     /// A body that is not a protobuf message is refused; the server keeps serving.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn malformed_protobuf_is_refused() {
-        use tonic::codegen::http::uri::PathAndQuery;
         let member = TestMember::start(&[]).await;
-        let channel = tonic::transport::Endpoint::from_shared(member.endpoint.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut grpc = tonic::client::Grpc::new(channel);
-        grpc.ready().await.unwrap();
         // Field 1 (key) declared with 100 bytes, but only 2 follow.
-        let garbage = RawBytes(vec![0x0a, 100, b'x', b'y']);
-        let path = PathAndQuery::from_static("/etcdserverpb.KV/Put");
-        let result: Result<tonic::Response<RawBytes>, tonic::Status> =
-            grpc.unary(tonic::Request::new(garbage), path, RawCodec).await;
+        let garbage = vec![0x0a, 100, b'x', b'y'];
+        let result = raw_call(&member.endpoint, "/etcdserverpb.KV/Put", garbage).await;
         let err = result.unwrap_err();
         assert_eq!(err.code(), Code::Internal, "{err:?}");
         let mut kv = KvClient::connect(member.endpoint.clone()).await.unwrap();
         kv.put(put("after", b"ok".to_vec())).await.unwrap();
         member.stop().await;
-    }
-
-    /// Bytes sent and received as they are.
-    #[derive(Debug, Clone, Default)]
-    struct RawBytes(Vec<u8>);
-
-    #[derive(Debug, Clone, Default)]
-    struct RawCodec;
-
-    impl tonic::codec::Codec for RawCodec {
-        type Encode = RawBytes;
-        type Decode = RawBytes;
-        type Encoder = RawCodec;
-        type Decoder = RawCodec;
-        fn encoder(&mut self) -> Self::Encoder {
-            RawCodec
-        }
-        fn decoder(&mut self) -> Self::Decoder {
-            RawCodec
-        }
-    }
-
-    impl tonic::codec::Encoder for RawCodec {
-        type Item = RawBytes;
-        type Error = tonic::Status;
-        fn encode(
-            &mut self,
-            item: RawBytes,
-            dst: &mut tonic::codec::EncodeBuf<'_>,
-        ) -> Result<(), tonic::Status> {
-            use bytes::BufMut;
-            dst.put_slice(&item.0);
-            Ok(())
-        }
-    }
-
-    impl tonic::codec::Decoder for RawCodec {
-        type Item = RawBytes;
-        type Error = tonic::Status;
-        fn decode(
-            &mut self,
-            src: &mut tonic::codec::DecodeBuf<'_>,
-        ) -> Result<Option<RawBytes>, tonic::Status> {
-            use bytes::Buf;
-            Ok(Some(RawBytes(src.copy_to_bytes(src.remaining()).to_vec())))
-        }
     }
 }
 

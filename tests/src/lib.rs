@@ -5,5 +5,6 @@
 pub mod etcdctl;
 pub mod member;
 pub mod reference;
+pub mod refusals;
 pub mod scenario;
 pub mod watch_scenario;

@@ -5,6 +5,9 @@
 //! revision it was acknowledged with, revisions are dense, HashKV and MemberList agree.
 //! Leases: `kill -9` of the leader while a client keeps leases alive loses none of them,
 //! and a lease whose client stops expires within TTL + election timeout.
+//! A Put with a gRPC deadline sent to a follower cut off from its peers, by a client
+//! that retries as etcd 3.4's Go client does, is answered as etcd answers it and
+//! applied at most once; a linearizable read there runs out of time as in etcd.
 //! Everything on 127.0.0.1 in temp dirs, bounded in time; processes die with the test,
 //! and a failing test prints the tail of every member's log.
 
@@ -79,10 +82,15 @@ impl Cluster {
     /// Starts `n` members with [`TIMING`] and `extra` flags, and waits until all serve
     /// and agree on a leader.
     async fn start(n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_timed(n, TIMING, extra).await
+    }
+
+    /// [`Cluster::start`] with `timing` instead of [`TIMING`].
+    async fn start_timed(n: usize, timing: &[&str], extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let flags: Vec<&str> = TIMING.iter().chain(extra).copied().collect();
+        let flags: Vec<&str> = timing.iter().chain(extra).copied().collect();
         let configs = MemberConfig::cluster(dir.path(), &names, &flags);
         let processes = configs.iter().map(Process::spawn).collect();
         let mut cluster =
@@ -163,6 +171,23 @@ impl Cluster {
             statuses.iter().all(|s| s.leader == 0).then_some(())
         })
         .await
+    }
+
+    /// A KV client of member `i`, connected, whose deadlines only the member enforces.
+    async fn server_timed_kv(&self, i: usize) -> KvClient<support::ServerTimedClient> {
+        let origin = self.configs[i].client_url.parse().expect("a client URL");
+        let mut kv = KvClient::with_origin(support::server_timed_client(), origin);
+        let probe = RangeRequest { key: "probe".into(), serializable: true, ..Default::default() };
+        kv.range(probe).await.unwrap_or_else(|e| panic!("a read on {}: {e}", self.name(i)));
+        kv
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to each of `members`. A process dropped by a
+    /// failing test is killed, stopped or not.
+    fn signal(&mut self, members: &[usize], signal: &str) {
+        for &i in members {
+            self.processes[i].signal(signal);
+        }
     }
 
     /// SIGKILL to all of `members` at once, then waits until they are gone.
@@ -684,4 +709,208 @@ async fn kept_alive_leases_survive_killing_the_leader_and_a_dropped_one_expires_
     assert!(!state.first_lost.load(Ordering::SeqCst), "a keep-alive found the kept lease gone");
     assert!(!keeper.is_finished(), "the keep-alive client stopped");
     keeper.abort();
+}
+
+/// The partition test's timing: an election timeout (3 s) well past the client's
+/// deadline, so that the cut-off follower still follows its leader, and still waits for
+/// the proposal it forwarded, when the deadline passes.
+const PATIENT_TIMING: &[&str] = &["--heartbeat-interval", "100", "--election-timeout", "3000"];
+/// The gRPC deadline of each attempt of the partition test's Put.
+const CALL_DEADLINE: Duration = Duration::from_millis(1500);
+/// The caller's budget across attempts (its context, in the Go client).
+const CALL_BUDGET: Duration = Duration::from_secs(15);
+/// The retry interceptor's backoff between attempts (clientv3's default: 25 ms).
+const RETRY_BACKOFF: Duration = Duration::from_millis(25);
+/// How long past its deadline a member may take to answer at all.
+const ANSWER_SLACK: Duration = Duration::from_secs(2);
+
+/// One attempt of [`put_like_clientv3`]: the member asked, and the revision it
+/// answered or its refusal.
+type Attempt = (usize, Result<i64, tonic::Status>);
+
+/// Whether etcd 3.4's Go client sends a Put again after `status`: it takes CANCELLED
+/// and DEADLINE_EXCEEDED for its own per-call timeout, and resends a mutating call on
+/// UNAVAILABLE only when no address or connection was available (the request reached
+/// no server).
+fn clientv3_resends_put(status: &tonic::Status) -> bool {
+    match status.code() {
+        Code::Cancelled | Code::DeadlineExceeded => true,
+        Code::Unavailable => matches!(
+            status.message(),
+            "there is no address available" | "there is no connection available"
+        ),
+        _ => false,
+    }
+}
+
+/// A Put sent as clientv3's retry interceptor sends it: to `members` in turn, each
+/// attempt with [`CALL_DEADLINE`] as its gRPC deadline (enforced by the server alone),
+/// again after [`RETRY_BACKOFF`] while [`clientv3_resends_put`] says so and
+/// [`CALL_BUDGET`] lasts. Each attempt is reported on `attempts` as it ends.
+async fn put_like_clientv3(
+    members: Vec<(usize, KvClient<support::ServerTimedClient>)>,
+    put: PutRequest,
+    attempts: tokio::sync::mpsc::UnboundedSender<Attempt>,
+) {
+    let budget = Instant::now() + CALL_BUDGET;
+    for (member, kv) in members.iter().cycle() {
+        let mut kv = kv.clone();
+        let mut request = tonic::Request::new(put.clone());
+        request.set_timeout(CALL_DEADLINE);
+        let answer = tokio::time::timeout(CALL_DEADLINE + ANSWER_SLACK, kv.put(request))
+            .await
+            .unwrap_or_else(|_| panic!("member {member} did not answer within its deadline"));
+        let answer = answer.map(|r| r.into_inner().header.expect("a response header").revision);
+        let again = answer.as_ref().is_err_and(clientv3_resends_put);
+        let _ = attempts.send((*member, answer));
+        if !again || Instant::now() + RETRY_BACKOFF >= budget {
+            return;
+        }
+        tokio::time::sleep(RETRY_BACKOFF).await;
+    }
+}
+
+/// How many times `key` was put, as a watch from revision 1 sees it on member `i`: the
+/// watch runs until it sees `sentinel` (put after everything else under `prefix`).
+async fn puts_seen_by_watch(cluster: &Cluster, i: usize, prefix: &str, key: &str) -> usize {
+    use oxetcd_api::etcdserverpb::watch_client::WatchClient;
+    use oxetcd_api::etcdserverpb::watch_request::RequestUnion;
+    use oxetcd_api::etcdserverpb::{WatchCreateRequest, WatchRequest};
+    use oxetcd_api::mvccpb::event::EventType;
+    let endpoint = &cluster.configs[i].client_url;
+    let sentinel = format!("{prefix}~sentinel");
+    let mut kv = KvClient::new(channel(endpoint, Some(CLIENT_TIMEOUT)));
+    let put = PutRequest { key: sentinel.clone().into(), value: "s".into(), ..Default::default() };
+    kv.put(put).await.expect("the sentinel put");
+    let mut prefix_end = prefix.as_bytes().to_vec();
+    *prefix_end.last_mut().expect("a prefix") += 1;
+    let create = WatchCreateRequest {
+        key: prefix.as_bytes().to_vec().into(),
+        range_end: prefix_end.into(),
+        start_revision: 1,
+        ..Default::default()
+    };
+    let request = WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) };
+    let mut watch = WatchClient::new(channel(endpoint, None));
+    let count = async {
+        let mut events =
+            watch.watch(tokio_stream::iter([request])).await.expect("a watch stream").into_inner();
+        let mut puts = 0;
+        while let Some(response) = events.message().await.expect("watch responses") {
+            for event in response.events {
+                let kv = event.kv.expect("an event's key-value");
+                if kv.key == sentinel.as_bytes() {
+                    return puts;
+                }
+                if kv.key == key.as_bytes() && event.r#type == EventType::Put as i32 {
+                    puts += 1;
+                }
+            }
+        }
+        panic!("the watch on {} ended before the sentinel", cluster.name(i));
+    };
+    tokio::time::timeout(WAIT, count).await.expect("the watch to reach the sentinel")
+}
+
+/// A follower cut off from both its peers (they are frozen with SIGSTOP: the proposal
+/// it forwards to its leader waits, unread, in the leader's socket) gets a Put with a
+/// gRPC deadline from a client that retries as etcd 3.4's Go client does. It must
+/// answer as etcd does, `UNAVAILABLE "etcdserver: request timed out"`, which that client
+/// does not resend; tonic's own answer, `CANCELLED "Timeout expired"`, made it resend
+/// the Put to the next member, and the write was applied twice once the peers thawed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_to_a_cut_off_follower_times_out_as_in_etcd_and_is_applied_at_most_once() {
+    const PREFIX: &str = "partition/";
+    const KEY: &str = "partition/key";
+    let mut cluster = Cluster::start_timed(3, PATIENT_TIMING, &[]).await;
+    let leader = cluster.leader().await;
+    let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    let others: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
+    // The follower first, then the others, as a client's endpoint list would have them;
+    // connected before the freeze, as a client would be.
+    let mut members = Vec::new();
+    for i in [follower, others[0], others[1]] {
+        members.push((i, cluster.server_timed_kv(i).await));
+    }
+
+    // Freeze the others, then send the Put at once: well within the election timeout,
+    // the follower still forwards it to its leader.
+    cluster.signal(&others, "STOP");
+    let (report, mut attempts) = tokio::sync::mpsc::unbounded_channel();
+    let put = PutRequest { key: KEY.into(), value: "once".into(), ..Default::default() };
+    let client = tokio::spawn(put_like_clientv3(members, put, report));
+    let first = tokio::time::timeout(CALL_DEADLINE + ANSWER_SLACK, attempts.recv())
+        .await
+        .expect("the follower to answer")
+        .expect("an attempt");
+    // The partition heals as the follower answers; the client goes on meanwhile.
+    cluster.signal(&others, "CONT");
+    tokio::time::timeout(CALL_BUDGET + CALL_DEADLINE + ANSWER_SLACK, client)
+        .await
+        .expect("the client to finish within its budget")
+        .expect("the client");
+    let mut all = vec![first.clone()];
+    while let Ok(attempt) = attempts.try_recv() {
+        all.push(attempt);
+    }
+    let attempts: Vec<String> = all
+        .iter()
+        .map(|(i, answer)| match answer {
+            Ok(revision) => format!("{}: OK at revision {revision}", cluster.name(*i)),
+            Err(status) => {
+                format!("{}: {:?} {:?}", cluster.name(*i), status.code(), status.message())
+            }
+        })
+        .collect();
+    eprintln!("attempts: {attempts:?}");
+
+    // Once the members agree again, the write is there at most once.
+    cluster.leader().await;
+    cluster.caught_up().await;
+    for i in 0..3 {
+        let mut kv = KvClient::new(channel(&cluster.configs[i].client_url, Some(CLIENT_TIMEOUT)));
+        let range = RangeRequest { key: KEY.into(), serializable: true, ..Default::default() };
+        let found = kv.range(range).await.expect("a read").into_inner().kvs;
+        let version = found.first().map_or(0, |kv| kv.version);
+        assert!(
+            version <= 1,
+            "{}: {KEY} has version {version}; attempts {attempts:?}",
+            cluster.name(i)
+        );
+    }
+    let puts = puts_seen_by_watch(&cluster, leader, PREFIX, KEY).await;
+    eprintln!("a watch from revision 1 saw {puts} put(s) of {KEY}");
+    assert!(puts <= 1, "a watch saw {puts} puts of {KEY}; attempts {attempts:?}");
+
+    assert_eq!(all.len(), 1, "the client sent the Put again: {attempts:?}");
+    let (member, answer) = first;
+    assert_eq!(member, follower);
+    let status = answer.expect_err("a cut-off follower acknowledged a write");
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Unavailable, "etcdserver: request timed out"),
+        "attempts {attempts:?}"
+    );
+}
+
+/// A linearizable read on a follower cut off from both its peers (frozen), still
+/// waiting at its gRPC deadline, is answered as etcd 3.4 answers it:
+/// `UNKNOWN "context deadline exceeded"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_on_a_cut_off_follower_runs_out_of_time_as_in_etcd() {
+    let mut cluster = Cluster::start_timed(3, PATIENT_TIMING, &[]).await;
+    let leader = cluster.leader().await;
+    let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    let others: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
+    let mut kv = cluster.server_timed_kv(follower).await;
+
+    cluster.signal(&others, "STOP");
+    let mut request = tonic::Request::new(RangeRequest { key: "k".into(), ..Default::default() });
+    request.set_timeout(CALL_DEADLINE);
+    let answer = tokio::time::timeout(CALL_DEADLINE + ANSWER_SLACK, kv.range(request)).await;
+    cluster.signal(&others, "CONT");
+
+    let status = answer.expect("the follower to answer").expect_err("a read without quorum");
+    assert_eq!((status.code(), status.message()), (Code::Unknown, "context deadline exceeded"));
+    cluster.leader().await;
 }

@@ -1,6 +1,7 @@
 //! The client's gRPC deadline, carried into the server as etcd carries its request
 //! context: a proposal still waiting when it passes is answered with etcd's
-//! `UNAVAILABLE "etcdserver: request timed out"`, a read with `DEADLINE_EXCEEDED`.
+//! `UNAVAILABLE "etcdserver: request timed out"`, a read with `UNKNOWN "context deadline
+//! exceeded"`.
 //!
 //! Why not leave it to tonic: tonic's server answers an expired `grpc-timeout` by
 //! itself with `CANCELLED "Timeout expired"`, and etcd 3.4's Go client takes CANCELLED

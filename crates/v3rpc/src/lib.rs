@@ -1,8 +1,9 @@
 //! The client-facing services: etcd's `v3rpc`. The gRPC services, the one mapping of
 //! server errors to etcd's gRPC codes and messages ([`status`]), and the HTTP routes
 //! served beside gRPC on the client port ([`http`]). Services that are not served yet
-//! are not registered at all, so clients get gRPC `Unimplemented` for them;
-//! docs/compatibility.md lists them.
+//! are not registered at all, so clients get gRPC `Unimplemented "unknown service …"`
+//! for them, as from etcd for a service it does not know; docs/compatibility.md lists
+//! them.
 
 mod cluster;
 mod deadline;
@@ -10,6 +11,7 @@ mod http;
 mod kv;
 mod lease;
 mod maintenance;
+mod refusals;
 mod status;
 mod watch;
 
@@ -57,8 +59,13 @@ pub fn routes(server: Arc<EtcdServer>) -> Routes {
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
     );
-    let router = grpc.into_axum_router().merge(http::router(server));
-    Routes::from(router.layer(axum::middleware::from_fn(deadline::stamp_arrival)))
+    let router = grpc
+        .into_axum_router()
+        .merge(http::router(server))
+        .fallback(refusals::unknown_service)
+        .layer(axum::middleware::from_fn(refusals::as_etcd))
+        .layer(axum::middleware::from_fn(deadline::stamp_arrival));
+    Routes::from(router)
 }
 
 /// The reply when an applied request produced a result of the wrong kind: a bug.

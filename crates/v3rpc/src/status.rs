@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | no leader, leader changed, server stopped | UNAVAILABLE | `etcdserver: no leader`, … |
 //! | request timed out (a proposal's deadline) | UNAVAILABLE | `etcdserver: request timed out` |
-//! | a read's client deadline | DEADLINE_EXCEEDED | `context deadline exceeded` |
+//! | a read's client deadline | UNKNOWN | `context deadline exceeded` |
 //! | too many requests | RESOURCE_EXHAUSTED | `etcdserver: too many requests` |
 //! | request too large, key/txn validation | INVALID_ARGUMENT | `etcdserver: request is too large`, `etcdserver: key is not provided`, … |
 //! | compacted / future revision | OUT_OF_RANGE | `etcdserver: mvcc: required revision has been compacted`, … |
@@ -14,6 +14,19 @@
 //! | lease exists | FAILED_PRECONDITION | `etcdserver: lease already exists` |
 //! | lease TTL too large | OUT_OF_RANGE | `etcdserver: too large lease TTL` |
 //! | storage and internal failures | UNKNOWN | the failure's text |
+//!
+//! A read's deadline is UNKNOWN because etcd 3.4 returns its context's error, and its
+//! gRPC server sends any error that is not a gRPC status as UNKNOWN.
+//!
+//! Refusals of the gRPC layer itself, worded as etcd's gRPC server (grpc-go) words them
+//! ([`grpc_refusal`], [`unknown_service`]; tonic words them its own way or not at all):
+//!
+//! | refusal | code | message |
+//! |---|---|---|
+//! | message over `--max-request-bytes` + 512 KiB | RESOURCE_EXHAUSTED | `grpc: received message larger than max (N vs. M)` |
+//! | no such service (or one not served yet) | UNIMPLEMENTED | `unknown service etcdserverpb.Auth` |
+//! | no such method | UNIMPLEMENTED | `unknown method Nope for service etcdserverpb.KV` |
+//! | a path that names no method | RESOURCE_EXHAUSTED | `malformed method name: "/nothing"` |
 
 use oxetcd_etcdserver::ServerError;
 use oxetcd_lease::LeaseError;
@@ -37,11 +50,10 @@ fn code(error: &ServerError) -> Code {
         | ServerError::Timeout
         | ServerError::LeaderChanged
         | ServerError::Stopped => Code::Unavailable,
-        ServerError::DeadlineExceeded => Code::DeadlineExceeded,
         ServerError::TooManyRequests => Code::ResourceExhausted,
         ServerError::RequestTooLarge => Code::InvalidArgument,
         ServerError::MemberNotFound => Code::NotFound,
-        ServerError::Internal(_) => Code::Unknown,
+        ServerError::DeadlineExceeded | ServerError::Internal(_) => Code::Unknown,
         ServerError::Lease(LeaseError::NotFound) => Code::NotFound,
         ServerError::Lease(LeaseError::Exists) => Code::FailedPrecondition,
         ServerError::Lease(LeaseError::TtlTooLarge) => Code::OutOfRange,
@@ -73,6 +85,44 @@ fn mvcc_message(error: &oxetcd_mvcc::Error) -> String {
         }
         known => format!("etcdserver: {known}"),
     }
+}
+
+/// The status etcd's gRPC server gives where tonic refused a call to `path` by itself
+/// with `refused`, or `None` if tonic's answer stands.
+pub(crate) fn grpc_refusal(refused: &Status, path: &str) -> Option<Status> {
+    match refused.code() {
+        Code::OutOfRange => {
+            let sizes = refused
+                .message()
+                .strip_prefix("Error, decoded message length too large: found ")?
+                .strip_suffix(" bytes")?;
+            let (size, limit) = sizes.split_once(" bytes, the limit is: ")?;
+            Some(Status::resource_exhausted(format!(
+                "grpc: received message larger than max ({size} vs. {limit})"
+            )))
+        }
+        // A served service without the method: tonic's generated server says nothing.
+        Code::Unimplemented if refused.message().is_empty() => Some(match split_method(path) {
+            Some((service, method)) if !service.contains('/') => {
+                Status::unimplemented(format!("unknown method {method} for service {service}"))
+            }
+            _ => unknown_service(path),
+        }),
+        _ => None,
+    }
+}
+
+/// etcd's answer to a call to `path` when no service is served under it.
+pub(crate) fn unknown_service(path: &str) -> Status {
+    match split_method(path) {
+        Some((service, _)) => Status::unimplemented(format!("unknown service {service}")),
+        None => Status::resource_exhausted(format!("malformed method name: {path:?}")),
+    }
+}
+
+/// `/service/method` as grpc-go splits it: at the last `/`.
+fn split_method(path: &str) -> Option<(&str, &str)> {
+    path.strip_prefix('/').unwrap_or(path).rsplit_once('/')
 }
 
 #[cfg(test)]
@@ -118,7 +168,7 @@ mod tests {
             ),
             (LeaseError::TtlTooLarge.into(), Code::OutOfRange, "etcdserver: too large lease TTL"),
             (ServerError::Timeout, Code::Unavailable, "etcdserver: request timed out"),
-            (ServerError::DeadlineExceeded, Code::DeadlineExceeded, "context deadline exceeded"),
+            (ServerError::DeadlineExceeded, Code::Unknown, "context deadline exceeded"),
             (ServerError::NoLeader, Code::Unavailable, "etcdserver: no leader"),
             (ServerError::LeaderChanged, Code::Unavailable, "etcdserver: leader changed"),
             (ServerError::Stopped, Code::Unavailable, "etcdserver: server stopped"),
@@ -137,5 +187,49 @@ mod tests {
         for (error, code, message) in cases {
             assert_eq!(wire(error.clone()), (code, message.to_string()), "{error:?}");
         }
+    }
+
+    #[test]
+    fn grpc_refusals_are_worded_as_etcds_grpc_server_words_them() {
+        let wire = |status: Option<Status>| status.map(|s| (s.code(), s.message().to_string()));
+        let too_large = Status::out_of_range(
+            "Error, decoded message length too large: found 2200010 bytes, the limit is: 2097152 bytes",
+        );
+        assert_eq!(
+            wire(grpc_refusal(&too_large, "/etcdserverpb.KV/Put")),
+            Some((
+                Code::ResourceExhausted,
+                "grpc: received message larger than max (2200010 vs. 2097152)".into()
+            ))
+        );
+        let no_method = Status::unimplemented("");
+        assert_eq!(
+            wire(grpc_refusal(&no_method, "/etcdserverpb.KV/Nope")),
+            Some((Code::Unimplemented, "unknown method Nope for service etcdserverpb.KV".into()))
+        );
+        assert_eq!(
+            wire(grpc_refusal(&no_method, "/etcdserverpb.KV/a/b")),
+            Some((Code::Unimplemented, "unknown service etcdserverpb.KV/a".into()))
+        );
+        // The server's own refusals stand.
+        let named = Status::unimplemented("oxetcd: MoveLeader is not implemented yet");
+        assert!(grpc_refusal(&named, "/etcdserverpb.Maintenance/MoveLeader").is_none());
+        assert!(
+            grpc_refusal(
+                &Status::out_of_range("etcdserver: mvcc: required revision is a future revision"),
+                "/etcdserverpb.KV/Range"
+            )
+            .is_none()
+        );
+
+        let wire = |s: Status| (s.code(), s.message().to_string());
+        assert_eq!(
+            wire(unknown_service("/etcdserverpb.Auth/Authenticate")),
+            (Code::Unimplemented, "unknown service etcdserverpb.Auth".into())
+        );
+        assert_eq!(
+            wire(unknown_service("/nothing")),
+            (Code::ResourceExhausted, r#"malformed method name: "/nothing""#.into())
+        );
     }
 }

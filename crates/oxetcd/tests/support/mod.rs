@@ -2,6 +2,7 @@
 //! a member's flags, starting it, waiting until it serves, SIGTERM and SIGKILL.
 //! Each member's stderr (its log) goes to a file; a member dropped while the test
 //! panics prints the tail of that log. Everything on 127.0.0.1.
+//! Also a gRPC client that leaves a request's deadline to the server.
 
 // Each test crate that includes this module uses its own part of it.
 #![allow(dead_code)]
@@ -43,6 +44,21 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         }
     }
     listeners.iter().map(|l| l.local_addr().expect("a bound port").port()).collect()
+}
+
+/// A gRPC transport for the generated clients (`KvClient::with_origin(client, url)`)
+/// with no timer of its own: tonic's channel enforces a request's `grpc-timeout` on the
+/// client side as well, answering `CANCELLED "Timeout expired"` itself at the same
+/// instant as the server's deadline; over this one the answer is always the server's.
+pub type ServerTimedClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    tonic::body::Body,
+>;
+
+pub fn server_timed_client() -> ServerTimedClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
 }
 
 /// The flags of one member.
@@ -116,7 +132,7 @@ impl MemberConfig {
     }
 }
 
-/// One running `oxetcd` process; killed (SIGKILL) when dropped.
+/// One running `oxetcd` process; killed (SIGKILL) when dropped, stopped (SIGSTOP) or not.
 pub struct Process {
     child: Child,
     config: MemberConfig,

@@ -1,0 +1,34 @@
+//! Refusals that the gRPC layer makes by itself, before a handler runs (a message over
+//! the size limit, a service or method that is not served), put on the wire as etcd's
+//! gRPC server puts them: tonic words them its own way or not at all. The codes and
+//! texts are the one mapping's ([`crate::status`]); this is only the plumbing.
+
+use axum::extract::Request as HttpRequest;
+use axum::middleware::Next;
+use axum::response::Response as HttpResponse;
+use tonic::Status;
+
+use crate::status;
+
+/// Rewrites tonic's own refusals (axum middleware on the client routes).
+pub(crate) async fn as_etcd(request: HttpRequest, next: Next) -> HttpResponse {
+    let uri = request.uri().clone();
+    let mut response = next.run(request).await;
+    // A refusal is a trailers-only response: its status travels in the headers.
+    if let Some(refused) = Status::from_header_map(response.headers())
+        && let Some(etcd) = status::grpc_refusal(&refused, uri.path())
+    {
+        let headers = response.headers_mut();
+        for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+            headers.remove(name);
+        }
+        // Only fails for a message that is not a valid header value: etcd's never are.
+        let _ = etcd.add_header(headers);
+    }
+    response
+}
+
+/// The answer under a path where no service is served (the routes' fallback).
+pub(crate) async fn unknown_service(request: HttpRequest) -> HttpResponse {
+    status::unknown_service(request.uri().path()).into_http()
+}
