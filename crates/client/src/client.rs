@@ -324,6 +324,7 @@ impl Client {
             dials.spawn(async move { (i, builder.connect().await) });
         }
         let mut connected: Option<(usize, Channel)> = None;
+        let mut failed = vec![false; uris.len()];
         let mut last_error = String::from("no attempt finished");
         while let Some(joined) = dials.join_next().await {
             match joined {
@@ -331,7 +332,10 @@ impl Client {
                     connected = Some((i, channel));
                     break;
                 }
-                Ok((i, Err(e))) => last_error = format!("{}: {}", uris[i], error_chain(&e)),
+                Ok((i, Err(e))) => {
+                    failed[i] = true;
+                    last_error = format!("{}: {}", uris[i], error_chain(&e));
+                }
                 Err(e) => last_error = format!("dial task failed: {e}"),
             }
         }
@@ -351,13 +355,15 @@ impl Client {
                 } else {
                     builder.connect_lazy()
                 },
-                down_until: StdMutex::new(None),
+                // Endpoints that refused the first dial start out of the rotation.
+                down_until: StdMutex::new(failed[i].then(|| Instant::now() + ENDPOINT_COOLDOWN)),
             })
             .collect();
         let client = Client {
             inner: Arc::new(Inner {
                 endpoints,
-                next: AtomicUsize::new(first),
+                // The rotation starts with the first endpoint given (unless it is down).
+                next: AtomicUsize::new(0),
                 options,
                 token: RwLock::new(None),
                 auth_lock: tokio::sync::Mutex::new(()),

@@ -50,6 +50,16 @@ pub(crate) enum KeyRange {
 }
 
 impl KeyRange {
+    /// The key and range end to send: an empty key with a prefix or "from key" range
+    /// means every key (`"\0"` to `"\0"`), as etcd's clients send it.
+    pub(crate) fn resolve(&self, key: Bytes) -> (Bytes, Bytes) {
+        if key.is_empty() && matches!(self, KeyRange::Prefix | KeyRange::FromKey) {
+            return (Bytes::from_static(b"\0"), Bytes::from_static(b"\0"));
+        }
+        let end = self.range_end(&key);
+        (key, end)
+    }
+
     pub(crate) fn range_end(&self, key: &[u8]) -> Bytes {
         match self {
             KeyRange::Single => Bytes::new(),
@@ -232,8 +242,9 @@ impl GetOptions {
             SortTarget::Mod => PbSortTarget::Mod,
             SortTarget::Value => PbSortTarget::Value,
         };
+        let (key, range_end) = self.range.resolve(key);
         RangeRequest {
-            range_end: self.range.range_end(&key),
+            range_end,
             key,
             limit: self.limit,
             revision: self.revision,
@@ -356,8 +367,8 @@ impl DeleteOptions {
 
     /// The DeleteRange request these options make for `key`.
     pub fn to_request(&self, key: impl IntoBytes) -> DeleteRangeRequest {
-        let key = key.into_bytes();
-        DeleteRangeRequest { range_end: self.range.range_end(&key), key, prev_kv: self.prev_kv }
+        let (key, range_end) = self.range.resolve(key.into_bytes());
+        DeleteRangeRequest { range_end, key, prev_kv: self.prev_kv }
     }
 }
 
@@ -667,6 +678,8 @@ mod tests {
         assert_eq!((r.key.as_ref(), r.range_end.as_ref()), (b"k".as_ref(), b"".as_ref()));
         let r = GetOptions::new().with_from_key().to_request("k");
         assert_eq!(r.range_end.as_ref(), b"\0");
+        let r = GetOptions::new().with_prefix().to_request("");
+        assert_eq!((r.key.as_ref(), r.range_end.as_ref()), (b"\0".as_ref(), b"\0".as_ref()));
         let r =
             GetOptions::new().with_range("z").with_revision(7).with_count_only().to_request("a");
         assert_eq!((r.range_end.as_ref(), r.revision, r.count_only), (b"z".as_ref(), 7, true));

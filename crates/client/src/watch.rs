@@ -129,8 +129,9 @@ impl WatchOptions {
         if self.no_delete {
             filters.push(FilterType::Nodelete as i32);
         }
+        let (key, range_end) = self.range.resolve(key);
         WatchCreateRequest {
-            range_end: self.range.range_end(&key),
+            range_end,
             key,
             start_revision: self.start_revision,
             progress_notify: self.progress_notify,
@@ -309,7 +310,9 @@ impl Client {
     /// has created the watch: every change after [`Watcher::created_revision`] (or from
     /// the start revision) is delivered.
     ///
-    /// Fails with [`Error::WatchCompacted`] when the start revision has been compacted.
+    /// When the start revision has been compacted, the watcher's first message is
+    /// [`Error::WatchCompacted`] (some servers refuse the creation itself; then this
+    /// call fails with it).
     pub async fn watch(
         &self,
         key: impl IntoBytes,
