@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex as StdMutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use oxetcd_api::etcdserverpb::AuthenticateRequest;
@@ -205,12 +205,16 @@ pub(crate) type CallFuture<T> =
 struct EndpointSlot {
     uri: String,
     channel: Channel,
-    /// Skipped by the round-robin until then (after a failed connection).
-    down_until: StdMutex<Option<Instant>>,
+    /// Skipped by the round-robin until this many nanoseconds after `Inner::epoch`
+    /// (after a failed connection); 0 when up. An atomic, so picking an endpoint takes
+    /// no lock.
+    down_until: AtomicU64,
 }
 
 struct Inner {
     endpoints: Vec<EndpointSlot>,
+    /// The origin of the endpoints' `down_until` times.
+    epoch: Instant,
     next: AtomicUsize,
     options: ClientOptions,
     token: RwLock<Option<AsciiMetadataValue>>,
@@ -344,6 +348,7 @@ impl Client {
             return Err(Error::Unreachable { endpoints: uris.join(","), last_error });
         };
         let mut channel = Some(channel);
+        let epoch = Instant::now();
         let endpoints = builders
             .into_iter()
             .zip(uris)
@@ -356,12 +361,17 @@ impl Client {
                     builder.connect_lazy()
                 },
                 // Endpoints that refused the first dial start out of the rotation.
-                down_until: StdMutex::new(failed[i].then(|| Instant::now() + ENDPOINT_COOLDOWN)),
+                down_until: AtomicU64::new(if failed[i] {
+                    nanos_since(epoch) + cooldown_nanos()
+                } else {
+                    0
+                }),
             })
             .collect();
         let client = Client {
             inner: Arc::new(Inner {
                 endpoints,
+                epoch,
                 // The rotation starts with the first endpoint given (unless it is down).
                 next: AtomicUsize::new(0),
                 options,
@@ -375,6 +385,23 @@ impl Client {
             client.refresh_token(u64::MAX).await?;
         }
         Ok(client)
+    }
+
+    /// A channel to the next endpoint in the rotation, for calls this crate does not
+    /// wrap (custom streams, other services on the same port). Calls made on it get no
+    /// retries, no auth token and no require-leader flag.
+    ///
+    /// ```no_run
+    /// # async fn example(client: oxetcd_client::Client) -> Result<(), tonic::Status> {
+    /// use oxetcd_client::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
+    ///
+    /// let mut kv = KvClient::new(client.channel());
+    /// kv.range(RangeRequest { key: "k".into(), ..Default::default() }).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn channel(&self) -> Channel {
+        self.pick().1.channel
     }
 
     /// The endpoints, normalized (`http://host:port`).
@@ -391,12 +418,13 @@ impl Client {
     /// tests of code that needs a client but never calls it.
     #[cfg(test)]
     pub(crate) fn for_tests() -> Client {
-        let options = ClientOptions::default();
+        let options = ClientOptions::default().with_user("test", "test");
         let uri = "http://127.0.0.1:1".to_string();
         let channel = endpoint_builder(&uri, &options).expect("valid").connect_lazy();
         Client {
             inner: Arc::new(Inner {
-                endpoints: vec![EndpointSlot { uri, channel, down_until: StdMutex::new(None) }],
+                endpoints: vec![EndpointSlot { uri, channel, down_until: AtomicU64::new(0) }],
+                epoch: Instant::now(),
                 next: AtomicUsize::new(0),
                 options,
                 token: RwLock::new(None),
@@ -428,13 +456,13 @@ impl Client {
     /// connection unless all did.
     pub(crate) fn pick(&self) -> (usize, Conn) {
         let n = self.inner.endpoints.len();
-        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
+        let start = if n == 1 { 0 } else { self.inner.next.fetch_add(1, Ordering::Relaxed) };
         let mut chosen = start % n;
+        let mut now = None;
         for k in 0..n {
             let i = (start + k) % n;
-            let down = self.inner.endpoints[i].down_until.lock().unwrap_or_else(|e| e.into_inner());
-            if down.is_none_or(|until| until <= now) {
+            let until = self.inner.endpoints[i].down_until.load(Ordering::Relaxed);
+            if until == 0 || until <= *now.get_or_insert_with(|| nanos_since(self.inner.epoch)) {
                 chosen = i;
                 break;
             }
@@ -453,10 +481,16 @@ impl Client {
     /// Records the outcome of a call on endpoint `i`: a failed connection takes it out
     /// of the rotation for a while; anything the server answered puts it back.
     pub(crate) fn report(&self, i: usize, status: Option<&Status>) {
-        let mut down = self.inner.endpoints[i].down_until.lock().unwrap_or_else(|e| e.into_inner());
+        let down = &self.inner.endpoints[i].down_until;
         match status {
-            Some(status) if never_sent(status) => *down = Some(Instant::now() + ENDPOINT_COOLDOWN),
-            _ => *down = None,
+            Some(status) if never_sent(status) => {
+                down.store(nanos_since(self.inner.epoch) + cooldown_nanos(), Ordering::Relaxed)
+            }
+            _ => {
+                if down.load(Ordering::Relaxed) != 0 {
+                    down.store(0, Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -468,7 +502,10 @@ impl Client {
     }
 
     fn decorate(&self, metadata: &mut MetadataMap) {
-        if let Some(token) = self.inner.token.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        // Only a client with a user ever holds a token: the others take no lock here.
+        if self.inner.options.user.is_some()
+            && let Some(token) = self.inner.token.read().unwrap_or_else(|e| e.into_inner()).as_ref()
+        {
             metadata.insert(TOKEN_METADATA_KEY, token.clone());
         }
         if self.inner.options.require_leader {
@@ -634,6 +671,15 @@ impl Client {
             }
         }
     }
+}
+
+fn nanos_since(epoch: Instant) -> u64 {
+    // Never 0 (which means "up"), and far from overflowing (584 years).
+    Instant::now().saturating_duration_since(epoch).as_nanos() as u64 | 1
+}
+
+fn cooldown_nanos() -> u64 {
+    ENDPOINT_COOLDOWN.as_nanos() as u64
 }
 
 fn endpoint_builder(uri: &str, options: &ClientOptions) -> Result<Endpoint> {

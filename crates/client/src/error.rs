@@ -133,6 +133,31 @@ impl Error {
         }
     }
 
+    /// The error as a gRPC status: the server's own for errors it answered, a status
+    /// with a fitting code for the client's (`DeadlineExceeded` for a timeout,
+    /// `Unavailable` when no endpoint is reachable, …).
+    pub fn into_status(self) -> Status {
+        match self {
+            Error::Etcd { status, .. } | Error::Grpc { status } => status,
+            Error::Timeout => Status::deadline_exceeded(self.to_string()),
+            Error::Unreachable { .. } | Error::LeaseKeepAliveTimeout { .. } => {
+                Status::unavailable(self.to_string())
+            }
+            Error::InvalidEndpoint { .. } | Error::InvalidArgument(_) => {
+                Status::invalid_argument(self.to_string())
+            }
+            Error::WatchCompacted { .. } => Status::out_of_range(self.to_string()),
+            Error::WatchCanceled { .. } | Error::Closed(_) => Status::cancelled(self.to_string()),
+            Error::LeaseExpired { .. } => Status::not_found(self.to_string()),
+            Error::StmConflict { .. } => Status::aborted(self.to_string()),
+            Error::MalformedResponse(_) => Status::internal(self.to_string()),
+            Error::SessionExpired
+            | Error::Locked
+            | Error::ElectionNotLeader
+            | Error::ElectionNoLeader => Status::failed_precondition(self.to_string()),
+        }
+    }
+
     /// Which of etcd's errors this is, if it is one of them. Watch compaction
     /// ([`Error::WatchCompacted`]) counts as [`EtcdErrorKind::Compacted`].
     pub fn etcd_kind(&self) -> Option<EtcdErrorKind> {
