@@ -88,7 +88,8 @@ impl ClientOptions {
     }
 
     /// A bound on every unary call, retries included; past it the call fails with
-    /// [`Error::Timeout`]. Streams (watch, keep-alive, snapshot) are not bounded by it.
+    /// [`Error::Timeout`]. It also bounds the creation of a watch and the first renewal
+    /// of a keep-alive, not the streams' lives.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
         self

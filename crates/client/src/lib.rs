@@ -36,6 +36,8 @@
 //! # }
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod auth;
 mod client;
 mod cluster;

@@ -320,19 +320,28 @@ impl Client {
     ) -> Result<Watcher> {
         let create = options.unwrap_or_default().to_request(key);
         let max_retries = self.options().max_retries();
-        let mut attempt = 0;
-        let opened = loop {
-            match open(self, create.clone()).await {
-                Ok(opened) => break opened,
-                Err(OpenError::Fatal(e)) => return Err(e),
-                Err(OpenError::Retry(e)) => {
-                    if attempt >= max_retries {
-                        return Err(e);
+        let establish = async {
+            let mut attempt = 0;
+            loop {
+                match open(self, create.clone()).await {
+                    Ok(opened) => return Ok(opened),
+                    Err(OpenError::Fatal(e)) => return Err(e),
+                    Err(OpenError::Retry(e)) => {
+                        if attempt >= max_retries {
+                            return Err(e);
+                        }
+                        attempt += 1;
+                        tokio::time::sleep(self.backoff(attempt)).await;
                     }
-                    attempt += 1;
-                    tokio::time::sleep(self.backoff(attempt)).await;
                 }
             }
+        };
+        // The request timeout bounds the creation (not the watch's life).
+        let opened = match self.options().request_timeout() {
+            Some(timeout) => {
+                tokio::time::timeout(timeout, establish).await.unwrap_or(Err(Error::Timeout))?
+            }
+            None => establish.await?,
         };
         let created_revision = opened.created.header.as_ref().map_or(0, |h| h.revision);
         let next_revision =
