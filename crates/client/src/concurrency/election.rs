@@ -8,7 +8,7 @@ use oxetcd_api::mvccpb::event::EventType;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{Session, wait_deletes};
+use super::{Abandon, Session, wait_deletes};
 use crate::{
     Client, Compare, CompareOp, Error, GetOptions, PutOptions, Result, Txn, TxnOp, WatchOptions,
 };
@@ -80,7 +80,8 @@ impl Election {
     }
 
     /// Puts this candidate up with `value` and waits until it leads. If it was already
-    /// a candidate under this session, keeps its place and updates the value.
+    /// a candidate under this session, keeps its place and updates the value. If this
+    /// future is dropped before it completes, the candidacy is withdrawn in the background.
     pub async fn campaign(&mut self, value: impl Into<Bytes>) -> Result<()> {
         let value = value.into();
         let client = self.session.client().clone();
@@ -109,12 +110,16 @@ impl Election {
                 return Err(e);
             }
         }
+        // If this future is dropped while waiting, the candidacy is withdrawn.
+        let mut abandon = Abandon { client: client.clone(), key: Some(key.clone()) };
         if let Err(e) = wait_deletes(&client, &self.prefix, self.leader_revision - 1).await {
+            abandon.key = None;
             let _ = self.resign().await;
             return Err(e);
         }
         // Still a candidate? (the lease may have expired while waiting)
         let mine = client.get(&key, None).await?;
+        abandon.key = None;
         if mine.kvs.is_empty() {
             self.leader_key = None;
             return Err(Error::SessionExpired);

@@ -50,3 +50,22 @@ pub(crate) async fn wait_deletes(
         wait_delete(client, last.key, revision).await?;
     }
 }
+
+/// Deletes a contender's key when a `lock` or `campaign` call is abandoned half-way
+/// (its future dropped, or an error after the key was written), as etcd's recipes do
+/// when their context ends.
+pub(crate) struct Abandon {
+    pub(crate) client: Client,
+    pub(crate) key: Option<Bytes>,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let (Some(key), Ok(runtime)) = (self.key.take(), tokio::runtime::Handle::try_current()) {
+            let client = self.client.clone();
+            runtime.spawn(async move {
+                let _ = client.delete(key, None).await;
+            });
+        }
+    }
+}

@@ -4,8 +4,8 @@ use bytes::Bytes;
 use oxetcd_api::etcdserverpb::response_op::Response;
 use oxetcd_api::etcdserverpb::{ResponseHeader, TxnResponse};
 
-use super::{Session, wait_deletes};
-use crate::{Client, Compare, CompareOp, Error, GetOptions, PutOptions, Result, Txn, TxnOp};
+use super::{Abandon, Session, wait_deletes};
+use crate::{Compare, CompareOp, Error, GetOptions, PutOptions, Result, Txn, TxnOp};
 
 /// A lock shared by every client that uses the same key prefix.
 ///
@@ -33,23 +33,6 @@ pub struct Mutex {
     my_key: Bytes,
     my_revision: i64,
     header: Option<ResponseHeader>,
-}
-
-/// Deletes a contender's key if a `lock` call is abandoned half-way (its future dropped).
-struct Abandon {
-    client: Client,
-    key: Option<Bytes>,
-}
-
-impl Drop for Abandon {
-    fn drop(&mut self) {
-        if let (Some(key), Ok(runtime)) = (self.key.take(), tokio::runtime::Handle::try_current()) {
-            let client = self.client.clone();
-            runtime.spawn(async move {
-                let _ = client.delete(key, None).await;
-            });
-        }
-    }
 }
 
 impl Mutex {
