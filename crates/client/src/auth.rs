@@ -134,7 +134,7 @@ macro_rules! auth_call {
             let request = $req;
             self.client
                 .unary(Retry::$policy, request, |conn, req| {
-                    Box::pin(async move { conn.auth().$name(req).await })
+                    async move { conn.auth().$name(req).await }
                 })
                 .await
         }

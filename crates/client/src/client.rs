@@ -2,7 +2,6 @@
 //! policy of unary calls.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -180,8 +179,8 @@ pub(crate) struct Conn {
 
 macro_rules! stub {
     ($name:ident, $client:ident) => {
-        pub(crate) fn $name(&self) -> $client<Channel> {
-            $client::new(self.channel.clone())
+        pub(crate) fn $name(self) -> $client<Channel> {
+            $client::new(self.channel)
                 .max_encoding_message_size(self.max_send)
                 .max_decoding_message_size(self.max_recv)
         }
@@ -198,10 +197,6 @@ impl Conn {
     stub!(lock, LockClient);
     stub!(election, ElectionClient);
 }
-
-/// A boxed call of a gRPC stub, for the retry loop.
-pub(crate) type CallFuture<T> =
-    Pin<Box<dyn Future<Output = std::result::Result<tonic::Response<T>, Status>> + Send>>;
 
 struct EndpointSlot {
     uri: String,
@@ -538,7 +533,7 @@ impl Client {
     }
 
     /// Runs a unary call with the retry policy, the request timeout and token refresh.
-    pub(crate) async fn unary<Req, Resp, F>(
+    pub(crate) async fn unary<Req, Resp, F, Fut>(
         &self,
         policy: Retry,
         message: Req,
@@ -546,7 +541,8 @@ impl Client {
     ) -> Result<Resp>
     where
         Req: Clone,
-        F: Fn(Conn, tonic::Request<Req>) -> CallFuture<Resp>,
+        F: Fn(Conn, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, Status>>,
     {
         match self.inner.options.request_timeout {
             Some(timeout) => tokio::time::timeout(timeout, self.unary_inner(policy, message, call))
@@ -556,10 +552,16 @@ impl Client {
         }
     }
 
-    async fn unary_inner<Req, Resp, F>(&self, policy: Retry, message: Req, call: F) -> Result<Resp>
+    async fn unary_inner<Req, Resp, F, Fut>(
+        &self,
+        policy: Retry,
+        message: Req,
+        call: F,
+    ) -> Result<Resp>
     where
         Req: Clone,
-        F: Fn(Conn, tonic::Request<Req>) -> CallFuture<Resp>,
+        F: Fn(Conn, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, Status>>,
     {
         let max_retries = self.inner.options.max_retries;
         let mut refreshed = false;

@@ -35,9 +35,11 @@ impl Cluster<'_> {
     /// Every member (linearizable: served through the leader). Retried on `Unavailable`.
     pub async fn member_list(&self) -> Result<MemberListResponse> {
         self.client
-            .unary(Retry::Repeatable, MemberListRequest { linearizable: true }, |conn, req| {
-                Box::pin(async move { conn.cluster().member_list(req).await })
-            })
+            .unary(
+                Retry::Repeatable,
+                MemberListRequest { linearizable: true },
+                |conn, req| async move { conn.cluster().member_list(req).await },
+            )
             .await
     }
 
@@ -49,8 +51,8 @@ impl Cluster<'_> {
     ) -> Result<MemberAddResponse> {
         let request = MemberAddRequest { peer_ur_ls: peer_urls, is_learner };
         self.client
-            .unary(Retry::NonRepeatable, request, |conn, req| {
-                Box::pin(async move { conn.cluster().member_add(req).await })
+            .unary(Retry::NonRepeatable, request, |conn, req| async move {
+                conn.cluster().member_add(req).await
             })
             .await
     }
@@ -58,8 +60,8 @@ impl Cluster<'_> {
     /// Removes a member.
     pub async fn member_remove(&self, id: u64) -> Result<MemberRemoveResponse> {
         self.client
-            .unary(Retry::NonRepeatable, MemberRemoveRequest { id }, |conn, req| {
-                Box::pin(async move { conn.cluster().member_remove(req).await })
+            .unary(Retry::NonRepeatable, MemberRemoveRequest { id }, |conn, req| async move {
+                conn.cluster().member_remove(req).await
             })
             .await
     }
@@ -72,8 +74,8 @@ impl Cluster<'_> {
     ) -> Result<MemberUpdateResponse> {
         let request = MemberUpdateRequest { id, peer_ur_ls: peer_urls };
         self.client
-            .unary(Retry::NonRepeatable, request, |conn, req| {
-                Box::pin(async move { conn.cluster().member_update(req).await })
+            .unary(Retry::NonRepeatable, request, |conn, req| async move {
+                conn.cluster().member_update(req).await
             })
             .await
     }
@@ -81,8 +83,8 @@ impl Cluster<'_> {
     /// Promotes a learner to a voting member.
     pub async fn member_promote(&self, id: u64) -> Result<MemberPromoteResponse> {
         self.client
-            .unary(Retry::NonRepeatable, MemberPromoteRequest { id }, |conn, req| {
-                Box::pin(async move { conn.cluster().member_promote(req).await })
+            .unary(Retry::NonRepeatable, MemberPromoteRequest { id }, |conn, req| async move {
+                conn.cluster().member_promote(req).await
             })
             .await
     }

@@ -588,9 +588,11 @@ impl Client {
 
     /// Sends a Range request as it is. Retried on `Unavailable`.
     pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse> {
-        self.unary(Retry::Repeatable, request, |conn, req| {
-            Box::pin(async move { conn.kv().range(req).await })
-        })
+        self.unary(
+            Retry::Repeatable,
+            request,
+            |conn, req| async move { conn.kv().range(req).await },
+        )
         .await
     }
 
@@ -619,9 +621,11 @@ impl Client {
 
     /// Sends a Put request as it is. Sent again only if it never reached a server.
     pub async fn put_request(&self, request: PutRequest) -> Result<PutResponse> {
-        self.unary(Retry::NonRepeatable, request, |conn, req| {
-            Box::pin(async move { conn.kv().put(req).await })
-        })
+        self.unary(
+            Retry::NonRepeatable,
+            request,
+            |conn, req| async move { conn.kv().put(req).await },
+        )
         .await
     }
 
@@ -638,8 +642,8 @@ impl Client {
 
     /// Sends a DeleteRange request as it is.
     pub async fn delete_range(&self, request: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        self.unary(Retry::NonRepeatable, request, |conn, req| {
-            Box::pin(async move { conn.kv().delete_range(req).await })
+        self.unary(Retry::NonRepeatable, request, |conn, req| async move {
+            conn.kv().delete_range(req).await
         })
         .await
     }
@@ -651,9 +655,11 @@ impl Client {
 
     /// Sends a Txn request as it is.
     pub async fn txn_request(&self, request: TxnRequest) -> Result<TxnResponse> {
-        self.unary(Retry::NonRepeatable, request, |conn, req| {
-            Box::pin(async move { conn.kv().txn(req).await })
-        })
+        self.unary(
+            Retry::NonRepeatable,
+            request,
+            |conn, req| async move { conn.kv().txn(req).await },
+        )
         .await
     }
 
@@ -661,8 +667,8 @@ impl Client {
     /// once the compaction is done on the backend.
     pub async fn compact(&self, revision: i64, physical: bool) -> Result<CompactionResponse> {
         let request = CompactionRequest { revision, physical };
-        self.unary(Retry::NonRepeatable, request, |conn, req| {
-            Box::pin(async move { conn.kv().compact(req).await })
+        self.unary(Retry::NonRepeatable, request, |conn, req| async move {
+            conn.kv().compact(req).await
         })
         .await
     }

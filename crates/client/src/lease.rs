@@ -50,8 +50,8 @@ impl Client {
     /// ```
     pub async fn lease_grant(&self, ttl: i64, id: i64) -> Result<LeaseGrantResponse> {
         let request = LeaseGrantRequest { ttl, id };
-        self.unary(Retry::NonRepeatable, request, |conn, req| {
-            Box::pin(async move { conn.lease().lease_grant(req).await })
+        self.unary(Retry::NonRepeatable, request, |conn, req| async move {
+            conn.lease().lease_grant(req).await
         })
         .await
     }
@@ -59,8 +59,8 @@ impl Client {
     /// Revokes a lease, deleting its keys. Sent again only if it never reached a server.
     pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
         let request = LeaseRevokeRequest { id };
-        self.unary(Retry::NonRepeatable, request, |conn, req| {
-            Box::pin(async move { conn.lease().lease_revoke(req).await })
+        self.unary(Retry::NonRepeatable, request, |conn, req| async move {
+            conn.lease().lease_revoke(req).await
         })
         .await
     }
@@ -69,16 +69,16 @@ impl Client {
     /// with its keys if `keys`. Retried on `Unavailable`.
     pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
         let request = LeaseTimeToLiveRequest { id, keys };
-        self.unary(Retry::Repeatable, request, |conn, req| {
-            Box::pin(async move { conn.lease().lease_time_to_live(req).await })
+        self.unary(Retry::Repeatable, request, |conn, req| async move {
+            conn.lease().lease_time_to_live(req).await
         })
         .await
     }
 
     /// Every lease. Retried on `Unavailable`.
     pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse> {
-        self.unary(Retry::Repeatable, LeaseLeasesRequest {}, |conn, req| {
-            Box::pin(async move { conn.lease().lease_leases(req).await })
+        self.unary(Retry::Repeatable, LeaseLeasesRequest {}, |conn, req| async move {
+            conn.lease().lease_leases(req).await
         })
         .await
     }

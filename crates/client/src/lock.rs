@@ -85,8 +85,8 @@ impl LockService<'_> {
     /// does); the response's key is the ownership key to unlock with.
     pub async fn lock(&self, name: impl IntoBytes, lease: i64) -> Result<LockResponse> {
         self.client
-            .unary(Retry::NonRepeatable, requests::lock(name, lease), |conn, req| {
-                Box::pin(async move { conn.lock().lock(req).await })
+            .unary(Retry::NonRepeatable, requests::lock(name, lease), |conn, req| async move {
+                conn.lock().lock(req).await
             })
             .await
     }
@@ -94,8 +94,8 @@ impl LockService<'_> {
     /// Releases a lock by its ownership key.
     pub async fn unlock(&self, key: impl IntoBytes) -> Result<UnlockResponse> {
         self.client
-            .unary(Retry::NonRepeatable, requests::unlock(key), |conn, req| {
-                Box::pin(async move { conn.lock().unlock(req).await })
+            .unary(Retry::NonRepeatable, requests::unlock(key), |conn, req| async move {
+                conn.lock().unlock(req).await
             })
             .await
     }
@@ -110,9 +110,11 @@ impl ElectionService<'_> {
         value: impl IntoBytes,
     ) -> Result<CampaignResponse> {
         self.client
-            .unary(Retry::NonRepeatable, requests::campaign(name, lease, value), |conn, req| {
-                Box::pin(async move { conn.election().campaign(req).await })
-            })
+            .unary(
+                Retry::NonRepeatable,
+                requests::campaign(name, lease, value),
+                |conn, req| async move { conn.election().campaign(req).await },
+            )
             .await
     }
 
@@ -123,17 +125,19 @@ impl ElectionService<'_> {
         value: impl IntoBytes,
     ) -> Result<ProclaimResponse> {
         self.client
-            .unary(Retry::NonRepeatable, requests::proclaim(leader, value), |conn, req| {
-                Box::pin(async move { conn.election().proclaim(req).await })
-            })
+            .unary(
+                Retry::NonRepeatable,
+                requests::proclaim(leader, value),
+                |conn, req| async move { conn.election().proclaim(req).await },
+            )
             .await
     }
 
     /// The current leader's key-value. Retried on `Unavailable`.
     pub async fn leader(&self, name: impl IntoBytes) -> Result<LeaderResponse> {
         self.client
-            .unary(Retry::Repeatable, requests::leader(name), |conn, req| {
-                Box::pin(async move { conn.election().leader(req).await })
+            .unary(Retry::Repeatable, requests::leader(name), |conn, req| async move {
+                conn.election().leader(req).await
             })
             .await
     }
@@ -141,8 +145,8 @@ impl ElectionService<'_> {
     /// Gives up leadership.
     pub async fn resign(&self, leader: LeaderKey) -> Result<ResignResponse> {
         self.client
-            .unary(Retry::NonRepeatable, requests::resign(leader), |conn, req| {
-                Box::pin(async move { conn.election().resign(req).await })
+            .unary(Retry::NonRepeatable, requests::resign(leader), |conn, req| async move {
+                conn.election().resign(req).await
             })
             .await
     }

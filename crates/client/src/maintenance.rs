@@ -50,8 +50,8 @@ impl Maintenance<'_> {
     /// The member's status. Retried on `Unavailable`.
     pub async fn status(&self) -> Result<StatusResponse> {
         self.client
-            .unary(Retry::Repeatable, StatusRequest {}, |conn, req| {
-                Box::pin(async move { conn.maintenance().status(req).await })
+            .unary(Retry::Repeatable, StatusRequest {}, |conn, req| async move {
+                conn.maintenance().status(req).await
             })
             .await
     }
@@ -59,8 +59,8 @@ impl Maintenance<'_> {
     /// A hash of the member's whole backend. Retried on `Unavailable`.
     pub async fn hash(&self) -> Result<HashResponse> {
         self.client
-            .unary(Retry::Repeatable, HashRequest {}, |conn, req| {
-                Box::pin(async move { conn.maintenance().hash(req).await })
+            .unary(Retry::Repeatable, HashRequest {}, |conn, req| async move {
+                conn.maintenance().hash(req).await
             })
             .await
     }
@@ -69,8 +69,8 @@ impl Maintenance<'_> {
     /// between members. Retried on `Unavailable`.
     pub async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse> {
         self.client
-            .unary(Retry::Repeatable, HashKvRequest { revision }, |conn, req| {
-                Box::pin(async move { conn.maintenance().hash_kv(req).await })
+            .unary(Retry::Repeatable, HashKvRequest { revision }, |conn, req| async move {
+                conn.maintenance().hash_kv(req).await
             })
             .await
     }
@@ -90,8 +90,8 @@ impl Maintenance<'_> {
         };
         let request = AlarmRequest { action: action as i32, member_id, alarm: alarm as i32 };
         self.client
-            .unary(Retry::Repeatable, request, |conn, req| {
-                Box::pin(async move { conn.maintenance().alarm(req).await })
+            .unary(Retry::Repeatable, request, |conn, req| async move {
+                conn.maintenance().alarm(req).await
             })
             .await
     }
@@ -99,8 +99,8 @@ impl Maintenance<'_> {
     /// Defragments the backend of the member the call lands on.
     pub async fn defragment(&self) -> Result<DefragmentResponse> {
         self.client
-            .unary(Retry::NonRepeatable, DefragmentRequest {}, |conn, req| {
-                Box::pin(async move { conn.maintenance().defragment(req).await })
+            .unary(Retry::NonRepeatable, DefragmentRequest {}, |conn, req| async move {
+                conn.maintenance().defragment(req).await
             })
             .await
     }
@@ -109,8 +109,8 @@ impl Maintenance<'_> {
     /// `Unavailable`, as etcd's client does.
     pub async fn move_leader(&self, target_id: u64) -> Result<MoveLeaderResponse> {
         self.client
-            .unary(Retry::Repeatable, MoveLeaderRequest { target_id }, |conn, req| {
-                Box::pin(async move { conn.maintenance().move_leader(req).await })
+            .unary(Retry::Repeatable, MoveLeaderRequest { target_id }, |conn, req| async move {
+                conn.maintenance().move_leader(req).await
             })
             .await
     }
