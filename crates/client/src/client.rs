@@ -529,7 +529,7 @@ impl Client {
         x ^= x << 17;
         self.inner.jitter_state.store(x, Ordering::Relaxed);
         let fraction = (x % 10_000) as f64 / 10_000.0 * self.inner.options.backoff_jitter;
-        base.mul_f64(1.0 + fraction)
+        Duration::try_from_secs_f64(base.as_secs_f64() * (1.0 + fraction)).unwrap_or(base)
     }
 
     /// Runs a unary call with the retry policy, the request timeout and token refresh.

@@ -22,6 +22,14 @@ const MIN_RENEW_INTERVAL: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts to reopen a keep-alive stream.
 const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(1);
 
+/// The longest TTL the keep-alive loop plans with (a server may answer anything).
+const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// A TTL in seconds as a duration, within `[0, MAX_TTL]`.
+fn ttl_duration(ttl: i64) -> Duration {
+    Duration::from_secs(ttl.max(0) as u64).min(MAX_TTL)
+}
+
 fn lease_not_found() -> Error {
     Error::from(Status::not_found(EtcdErrorKind::LeaseNotFound.message()))
 }
@@ -148,7 +156,7 @@ impl Client {
     pub async fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeepAlive> {
         let sent_at = Instant::now();
         let first = self.lease_keep_alive_once(id).await?;
-        let deadline = sent_at + Duration::from_secs(first.ttl as u64);
+        let deadline = sent_at + ttl_duration(first.ttl);
         let (state_tx, state) = watch::channel(KeepAliveState::Alive { ttl: first.ttl });
         let (stop, stop_rx) = oneshot::channel();
         let task =
@@ -241,7 +249,7 @@ struct KeepAliveTask {
 
 impl KeepAliveTask {
     fn renew_interval(&self) -> Duration {
-        (Duration::from_secs(self.ttl.max(0) as u64) / 3).max(MIN_RENEW_INTERVAL)
+        (ttl_duration(self.ttl) / 3).max(MIN_RENEW_INTERVAL)
     }
 
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
@@ -275,7 +283,7 @@ impl KeepAliveTask {
                     last_error = status.to_string();
                     failures += 1;
                     let wait = self.client.jittered(
-                        (self.client.options_backoff() * 2u32.pow(failures.min(8)))
+                        (self.client.options_backoff().saturating_mul(2u32.pow(failures.min(8))))
                             .min(MAX_REOPEN_BACKOFF),
                     );
                     tokio::select! {
@@ -307,7 +315,7 @@ impl KeepAliveTask {
                     Ok(Some(resp)) if resp.ttl <= 0 => return KeepAliveState::Expired,
                     Ok(Some(resp)) => {
                         self.ttl = resp.ttl;
-                        self.deadline = sent_at + Duration::from_secs(resp.ttl as u64);
+                        self.deadline = sent_at + ttl_duration(resp.ttl);
                         failures = 0;
                         let _ = self.state.send(KeepAliveState::Alive { ttl: resp.ttl });
                     }

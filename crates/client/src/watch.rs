@@ -395,8 +395,11 @@ impl WatchTask {
             // Open again, on the next endpoint, until it works or the watcher goes.
             loop {
                 let wait = self.client.jittered(
-                    (self.client.options_backoff() * 2u32.saturating_pow(failures.min(10)))
-                        .min(MAX_RESUME_BACKOFF),
+                    (self
+                        .client
+                        .options_backoff()
+                        .saturating_mul(2u32.saturating_pow(failures.min(10))))
+                    .min(MAX_RESUME_BACKOFF),
                 );
                 failures = failures.saturating_add(1);
                 tokio::select! {
