@@ -1,7 +1,5 @@
 //! What can stop a benchmark before it produces a report.
 
-use std::error::Error as _;
-
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("{0}")]
@@ -31,14 +29,11 @@ impl BenchError {
         }
     }
 
-    pub fn connect(endpoint: &str, err: &tonic::transport::Error) -> Self {
-        // tonic's transport error says only "transport error": the cause is below.
-        let mut reason = err.to_string();
-        let mut source = err.source();
-        while let Some(s) = source {
-            reason = format!("{reason}: {s}");
-            source = s.source();
-        }
+    pub fn connect(endpoint: &str, err: oxetcd_client::Error) -> Self {
+        let reason = match err {
+            oxetcd_client::Error::Unreachable { last_error, .. } => last_error,
+            other => other.to_string(),
+        };
         Self::Connect { endpoint: endpoint.to_string(), reason }
     }
 }

@@ -24,9 +24,9 @@ use crate::workloads::Ctx;
 
 async fn bench(cli: &Cli) -> Result<Report, BenchError> {
     let timeout = Duration::from_secs(cli.dial_timeout);
-    let channels = client::connect(&cli.endpoints, cli.conns, cli.target_leader, timeout).await?;
+    let conns = client::connect(&cli.endpoints, cli.conns, cli.target_leader, timeout).await?;
     let ctx = Ctx {
-        channels,
+        conns,
         clients: cli.clients,
         total: cli.total,
         progress: !cli.json,

@@ -49,7 +49,7 @@ impl Op for KeepAliveOp {
 
 pub async fn keepalive(ctx: &Ctx) -> Result<Report, BenchError> {
     let mut grants = JoinSet::new();
-    for mut lease in ctx.per_client(|_, channel| LeaseClient::new(channel)) {
+    for mut lease in ctx.per_client(|_, conn| LeaseClient::new(conn.channel())) {
         grants.spawn(async move {
             let req = LeaseGrantRequest { ttl: LEASE_TTL, id: 0 };
             let id = lease.lease_grant(req).await?.into_inner().id;

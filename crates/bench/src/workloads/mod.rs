@@ -7,6 +7,7 @@ mod watch;
 
 use std::time::Duration;
 
+use oxetcd_client::Client;
 use tonic::transport::Channel;
 
 use crate::args::Command;
@@ -16,7 +17,8 @@ use crate::runner::{Plan, Schedule};
 
 /// What every workload needs from the command line and the connections.
 pub struct Ctx {
-    pub channels: Vec<Channel>,
+    /// One client per connection.
+    pub conns: Vec<Client>,
     pub clients: u64,
     pub total: u64,
     pub progress: bool,
@@ -26,13 +28,18 @@ pub struct Ctx {
 
 impl Ctx {
     /// The connection client `i` uses: clients are spread evenly over connections.
+    fn conn(&self, i: u64) -> Client {
+        self.conns[i as usize % self.conns.len()].clone()
+    }
+
+    /// The raw channel of client `i`'s connection, for streams.
     fn channel(&self, i: u64) -> Channel {
-        self.channels[i as usize % self.channels.len()].clone()
+        self.conn(i).channel()
     }
 
     /// One op per client.
-    fn per_client<O>(&self, mut make: impl FnMut(u64, Channel) -> O) -> Vec<O> {
-        (0..self.clients).map(|i| make(i, self.channel(i))).collect()
+    fn per_client<O>(&self, mut make: impl FnMut(u64, Client) -> O) -> Vec<O> {
+        (0..self.clients).map(|i| make(i, self.conn(i))).collect()
     }
 
     /// `--total` requests, whichever client is free sends the next one.
