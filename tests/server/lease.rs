@@ -286,3 +286,27 @@ async fn a_keep_alive_clears_the_checkpoint_so_the_lease_starts_full_again() {
     assert!(left >= 60, "the kept-alive lease restarted with {left} s, not its full TTL");
     member.stop().await;
 }
+
+/// An open keep-alive stream never ends on its own; closing the member ends it, so the
+/// member closes without waiting out the grace period and its data dir can be opened
+/// again at once (before, the stream's connection kept the backend open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_member_ends_its_keep_alive_streams() {
+    let member = TestMember::start(&[]).await;
+    let (id, _) = grant(&member.endpoint, 0, 60).await.unwrap();
+    let (tx, mut answers) = keep_alive_stream(&member.endpoint).await;
+    tx.send(LeaseKeepAliveRequest { id }).await.unwrap();
+    assert!(answers.message().await.unwrap().is_some_and(|a| a.ttl > 0));
+    let started = Instant::now();
+    let dir = member.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closing took {:?}: the stream held it open",
+        started.elapsed()
+    );
+    assert!(answers.message().await.map_or(true, |a| a.is_none()), "the stream ended");
+    let member = TestMember::start_in(dir, &[]).await;
+    assert!(ttl(&member.endpoint, id).await.0 > 0, "the lease survived the restart");
+    drop(tx);
+    member.stop().await;
+}

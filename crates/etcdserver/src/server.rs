@@ -77,6 +77,8 @@ pub struct EtcdServer {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// The watchable store: apply publishes to it, Watch streams subscribe to it.
     watch: Arc<WatchHub>,
+    /// Set when the member begins to close.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl EtcdServer {
@@ -216,6 +218,7 @@ impl EtcdServer {
             peer_runtime,
             threads: Mutex::new(threads),
             watch,
+            closing: tokio::sync::watch::Sender::new(false),
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&server), reads_rx));
         tokio::spawn(publish_attributes(server.clone()));
@@ -365,11 +368,25 @@ impl EtcdServer {
         }
     }
 
+    /// The first step of closing, before the listeners drain: ends the streams that
+    /// never end on their own (peers', watches, lease keep-alives), or a graceful
+    /// shutdown would wait for them until its grace period runs out, and their
+    /// connections would keep the server, and so the data dir, open.
+    pub fn begin_close(&self) {
+        self.transport.stop();
+        self.watch.close();
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`EtcdServer::begin_close`] was called: long-lived streams end then.
+    pub async fn closing(&self) {
+        let _ = self.closing.subscribe().wait_for(|&closing| closing).await;
+    }
+
     /// Stops the raft loop and the apply thread and waits for them; the backend gets a
     /// final commit. Safe to call more than once.
     pub fn stop(&self) {
-        self.transport.stop();
-        self.watch.close();
+        self.begin_close();
         let _ = self.inbox.send(Input::Stop);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for thread in threads {

@@ -123,12 +123,9 @@ impl Member {
 
     /// Stops serving, then stops the server (final backend commit included).
     pub async fn close(self) {
-        // Peers' long-lived streams into this member end first; otherwise the graceful
-        // shutdown of the peer listener would wait for them forever.
-        self.server.transport().stop();
-        // Watch streams never end on their own: end them, or the graceful shutdown of
-        // the client listeners waits out its grace period.
-        self.server.watch_hub().close();
+        // Long-lived streams (peers', watches, lease keep-alives) end first; otherwise
+        // the graceful shutdown of the listeners would wait for them.
+        self.server.begin_close();
         let _ = self.shutdown.send(true);
         for mut listener in self.listeners {
             if tokio::time::timeout(SHUTDOWN_GRACE, &mut listener).await.is_err() {

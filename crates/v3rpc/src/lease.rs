@@ -3,7 +3,7 @@
 //! forwards them to the leader's client URL (one upstream stream per client stream).
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use oxetcd_api::etcdserverpb::lease_client::LeaseClient;
 use oxetcd_api::etcdserverpb::lease_server::Lease;
@@ -13,9 +13,11 @@ use oxetcd_api::etcdserverpb::{
     LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
     LeaseTimeToLiveResponse,
 };
+use oxetcd_client::{Client, ClientOptions};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use oxetcd_etcdserver::id::LeaseHex;
@@ -34,20 +36,37 @@ const KEEPALIVE_BUFFER: usize = 16;
 
 pub struct LeaseService {
     server: Arc<EtcdServer>,
+    /// The leader's client URL and a client connected to it.
+    leader: Mutex<Option<(String, Client)>>,
 }
 
 impl LeaseService {
     pub fn new(server: Arc<EtcdServer>) -> LeaseService {
-        LeaseService { server }
+        LeaseService { server, leader: Mutex::new(None) }
     }
 
     /// A client of the current leader's Lease service, for requests only it can answer.
-    async fn leader(&self) -> Result<LeaseClient<tonic::transport::Channel>, Status> {
+    /// The connection to a leader is kept and shared by every forwarded call until the
+    /// leader changes.
+    async fn leader(&self) -> Result<LeaseClient<Channel>, Status> {
         let url = self.server.leader_client_url().ok_or_else(|| status(ServerError::NoLeader))?;
-        LeaseClient::connect(url)
-            .await
-            .map_err(|e| Status::unavailable(format!("etcdserver: cannot reach the leader: {e}")))
+        if let Some((cached, client)) = &*lock(&self.leader)
+            && *cached == url
+        {
+            return Ok(LeaseClient::new(client.channel()));
+        }
+        let client =
+            Client::connect([url.as_str()], ClientOptions::default()).await.map_err(|e| {
+                Status::unavailable(format!("etcdserver: cannot reach the leader: {e}"))
+            })?;
+        let channel = client.channel();
+        *lock(&self.leader) = Some((url, client));
+        Ok(LeaseClient::new(channel))
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Clears a renewed lease's recorded remaining TTL through the log before the keep-alive
@@ -59,6 +78,18 @@ async fn clear_checkpoint(server: &EtcdServer, id: i64) {
         LeaseCheckpointRequest { checkpoints: vec![LeaseCheckpoint { id, remaining_ttl: 0 }] };
     if let Err(e) = server.propose(None, |r| r.lease_checkpoint = Some(clear)).await {
         tracing::debug!(lease = %LeaseHex(id), error = %e, "clearing a lease checkpoint failed");
+    }
+}
+
+/// The client's next keep-alive, or `None` once the member begins to close: a stream
+/// never ends on its own, and an open one would hold the member open.
+async fn next_unless_closing(
+    server: &EtcdServer,
+    requests: &mut Streaming<LeaseKeepAliveRequest>,
+) -> Option<Result<LeaseKeepAliveRequest, Status>> {
+    tokio::select! {
+        next = requests.next() => next,
+        () = server.closing() => None,
     }
 }
 
@@ -112,8 +143,9 @@ impl Lease for LeaseService {
             // ends and the client reconnects, as with etcd.
             let mut leader = self.leader().await?;
             let (tx, rx) = mpsc::channel(KEEPALIVE_BUFFER);
+            let server = self.server.clone();
             tokio::spawn(async move {
-                while let Some(Ok(req)) = requests.next().await {
+                while let Some(Ok(req)) = next_unless_closing(&server, &mut requests).await {
                     if tx.send(req).await.is_err() {
                         return;
                     }
@@ -125,7 +157,7 @@ impl Lease for LeaseService {
         let server = self.server.clone();
         let (tx, rx) = mpsc::channel(KEEPALIVE_BUFFER);
         tokio::spawn(async move {
-            while let Some(Ok(req)) = requests.next().await {
+            while let Some(Ok(req)) = next_unless_closing(&server, &mut requests).await {
                 // Only a running leader may renew: a member that stopped or lost the lead
                 // ends the stream, so the client reconnects and reaches the new leader
                 // before the leases expire there.
