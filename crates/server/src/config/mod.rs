@@ -72,7 +72,8 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
                   both ways is an error. With --config-file, the file is the only source: \
                   other flags and ETCD_* variables are ignored.",
     mut_arg("enable_v2", etcd_bool),
-    mut_arg("experimental_enable_lease_checkpoint", etcd_bool)
+    mut_arg("experimental_enable_lease_checkpoint", etcd_bool),
+    mut_arg("experimental_initial_corrupt_check", etcd_bool)
 )]
 struct Values {
     /// Path to a YAML configuration file whose keys are the flag names. When given,
@@ -217,6 +218,14 @@ struct Values {
         help_heading = EXPERIMENTAL
     )]
     experimental_enable_lease_checkpoint: bool,
+    /// Check data corruption before serving (compare hashes with peers). Accepted; the
+    /// check is not performed yet, and a warning says so.
+    #[arg(
+        long = "experimental-initial-corrupt-check",
+        default_value_t = false,
+        help_heading = EXPERIMENTAL
+    )]
+    experimental_initial_corrupt_check: bool,
     /// Duration of periodic watch progress notifications, in Go's syntax (10m, 5s, 200ms).
     #[arg(
         long = "experimental-watch-progress-notify-interval",
@@ -488,6 +497,11 @@ impl Values {
                 "warning: --quota-backend-bytes={} is accepted but not enforced yet: no NOSPACE alarm is raised",
                 self.quota_backend_bytes
             ));
+        }
+        if self.experimental_initial_corrupt_check {
+            notices.push(
+                "warning: --experimental-initial-corrupt-check is accepted but the check is not performed yet".into(),
+            );
         }
         let watch_progress_notify_interval = match self
             .experimental_watch_progress_notify_interval

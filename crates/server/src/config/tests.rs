@@ -163,6 +163,17 @@ fn lease_checkpoints_are_a_boolean_flag_like_etcds() {
 }
 
 #[test]
+fn initial_corrupt_check_is_accepted_with_a_warning_that_it_is_not_performed() {
+    // The bare flag must not swallow the next argument (etcd's e2e harness passes it so).
+    let (result, notices) = resolve(&["--experimental-initial-corrupt-check", "--name", "n1"], &[]);
+    assert_eq!(result.unwrap().name, "n1");
+    assert!(notices.iter().any(|n| n.contains("check is not performed")), "{notices:?}");
+    let (result, notices) = resolve(&["--experimental-initial-corrupt-check=false"], &[]);
+    assert!(result.is_ok());
+    assert!(notices.is_empty(), "{notices:?}");
+}
+
+#[test]
 fn environment_variables_fill_in_flags_not_given() {
     let (result, notices) = resolve(
         &["--name", "cli"],
@@ -243,6 +254,7 @@ logger: text
 log-level: warn
 experimental-enable-lease-checkpoint: true
 experimental-watch-progress-notify-interval: 2m
+experimental-initial-corrupt-check: true
 ";
 
 #[test]
