@@ -102,6 +102,8 @@ impl Member {
                 .merge(http::router(server.clone()));
             let mut stop = shutdown.subscribe();
             let ready = server.clone();
+            let max_streams =
+                Some(server.config().max_concurrent_streams).filter(|&n| n != u32::MAX);
             listeners.push(tokio::spawn(async move {
                 // Connections wait in the listen backlog until the member is ready.
                 tokio::select! {
@@ -111,6 +113,7 @@ impl Member {
                 tracing::info!(address = %addr, "ready to serve client requests");
                 let serving = tonic::transport::Server::builder()
                     .accept_http1(true)
+                    .max_concurrent_streams(max_streams)
                     .add_routes(Routes::from(router))
                     .serve_with_incoming_shutdown(no_delay(listener), async move {
                         let _ = stop.wait_for(|&s| s).await;

@@ -73,7 +73,8 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
                   other flags and ETCD_* variables are ignored.",
     mut_arg("enable_v2", etcd_bool),
     mut_arg("experimental_enable_lease_checkpoint", etcd_bool),
-    mut_arg("experimental_initial_corrupt_check", etcd_bool)
+    mut_arg("experimental_initial_corrupt_check", etcd_bool),
+    mut_arg("strict_reconfig_check", etcd_bool)
 )]
 struct Values {
     /// Path to a YAML configuration file whose keys are the flag names. When given,
@@ -161,6 +162,14 @@ struct Values {
         help_heading = MEMBER
     )]
     max_request_bytes: usize,
+    /// Maximum concurrent streams that each client can open at a time.
+    #[arg(
+        long = "max-concurrent-streams",
+        value_name = "N",
+        default_value_t = u32::MAX,
+        help_heading = MEMBER
+    )]
+    max_concurrent_streams: u32,
 
     /// List of this member's peer URLs to advertise to the rest of the cluster.
     #[arg(
@@ -199,6 +208,10 @@ struct Values {
         help_heading = CLUSTERING
     )]
     advertise_client_urls: String,
+    /// Reject reconfiguration requests that would cause quorum loss. Accepted; oxetcd
+    /// serves no runtime membership changes yet, so it has nothing to check.
+    #[arg(long = "strict-reconfig-check", default_value_t = true, help_heading = CLUSTERING)]
+    strict_reconfig_check: bool,
     /// Serve etcd's v2 API: oxetcd serves only v3, so only 'false' is accepted.
     #[arg(long = "enable-v2", default_value_t = false, help_heading = CLUSTERING)]
     enable_v2: bool,
@@ -342,6 +355,9 @@ pub struct ServerConfig {
     pub quota_backend_bytes: i64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// HTTP/2 streams one client connection may have open at once (etcd's default,
+    /// `u32::MAX`, means no limit).
+    pub max_concurrent_streams: u32,
     pub log_level: LogLevel,
     pub logger: Logger,
     /// How often a watcher that asked for progress notifications gets one when idle.
@@ -498,6 +514,11 @@ impl Values {
                 self.quota_backend_bytes
             ));
         }
+        if !self.strict_reconfig_check {
+            notices.push(
+                "warning: --strict-reconfig-check=false has no effect: oxetcd serves no runtime membership changes yet".into(),
+            );
+        }
         if self.experimental_initial_corrupt_check {
             notices.push(
                 "warning: --experimental-initial-corrupt-check is accepted but the check is not performed yet".into(),
@@ -541,6 +562,7 @@ impl Values {
             quota_backend_bytes: self.quota_backend_bytes,
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
+            max_concurrent_streams: self.max_concurrent_streams,
             log_level: self.log_level,
             logger: self.logger,
             watch_progress_notify_interval,

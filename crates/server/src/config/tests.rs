@@ -174,6 +174,23 @@ fn initial_corrupt_check_is_accepted_with_a_warning_that_it_is_not_performed() {
 }
 
 #[test]
+fn strict_reconfig_check_is_accepted() {
+    let (result, notices) = resolve(&["--strict-reconfig-check=false", "--name", "n1"], &[]);
+    assert!(result.is_ok());
+    assert!(notices.iter().any(|n| n.contains("no runtime membership changes")), "{notices:?}");
+    let (result, notices) = resolve(&["--strict-reconfig-check"], &[]);
+    assert!(result.is_ok());
+    assert!(notices.is_empty(), "{notices:?}");
+}
+
+#[test]
+fn max_concurrent_streams_defaults_to_etcds_no_limit() {
+    assert_eq!(parse(&[]).unwrap().max_concurrent_streams, u32::MAX);
+    assert_eq!(parse(&["--max-concurrent-streams", "2"]).unwrap().max_concurrent_streams, 2);
+    assert!(Flags::try_parse_from(["oxetcd", "--max-concurrent-streams=-1"]).is_err());
+}
+
+#[test]
 fn environment_variables_fill_in_flags_not_given() {
     let (result, notices) = resolve(
         &["--name", "cli"],
@@ -244,11 +261,13 @@ max-wals: 0
 quota-backend-bytes: -1
 max-txn-ops: 256
 max-request-bytes: 10485760
+max-concurrent-streams: 100
 initial-advertise-peer-urls: http://127.0.0.1:12380
 initial-cluster: infra1=http://127.0.0.1:12380,infra2=http://127.0.0.2:12380
 initial-cluster-state: existing
 initial-cluster-token: 1234
 advertise-client-urls: http://127.0.0.1:12379
+strict-reconfig-check: false
 enable-v2: false
 logger: text
 log-level: warn
@@ -270,6 +289,7 @@ fn the_config_file_sets_every_key() {
     assert_eq!(cfg.listen_client_urls.len(), 2);
     assert_eq!((cfg.max_snapshots, cfg.max_wals, cfg.quota_backend_bytes), (7, 0, -1));
     assert_eq!((cfg.max_txn_ops, cfg.max_request_bytes), (256, 10 << 20));
+    assert_eq!(cfg.max_concurrent_streams, 100);
     assert_eq!(cfg.initial_advertise_peer_urls, ["http://127.0.0.1:12380"]);
     assert_eq!(cfg.initial_cluster.len(), 2);
     assert_eq!(cfg.initial_cluster_state, ClusterState::Existing);
