@@ -189,6 +189,8 @@ impl Applier {
             let message =
                 if first { "set initial cluster version" } else { "updated cluster version" };
             tracing::info!(cluster_version = %set.ver, "{message}");
+            // etcd's line, which its e2e harness waits for before using a member.
+            tracing::info!(cluster_version = %set.ver, "enabled capabilities for version");
             self.shared.membership_mut().set_cluster_version(set.ver);
             self.mark_applied(at.is_some(), at.unwrap_or_default())?;
             return Ok(Applied::Done);

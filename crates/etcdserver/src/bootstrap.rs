@@ -93,6 +93,9 @@ fn restart(wal_dir: &Path, snapshotter: Snapshotter) -> Result<Opened, StartErro
                 .map_err(|e| StartError::Corrupt(format!("snapshot: {e}")))?,
         );
         storage.apply_snapshot(snapshot)?;
+        if let Some(version) = membership.cluster_version() {
+            tracing::info!(cluster_version = %version, "enabled capabilities for version");
+        }
     }
     storage.append(&recovered.entries);
     storage.set_hard_state(recovered.hard_state);

@@ -53,6 +53,8 @@ impl Member {
                 .map_err(|error| StartError::Listen { url: url.text.clone(), error })?;
             peer_listeners.push(listener);
         }
+        // etcd's default (`u32::MAX`) means no limit, which is also HTTP/2's.
+        let max_streams = Some(cfg.max_concurrent_streams).filter(|&n| n != u32::MAX);
         let server = EtcdServer::start(cfg.server)?;
         let (shutdown, _) = watch::channel(false);
         let mut client_addrs = Vec::new();
@@ -108,6 +110,7 @@ impl Member {
                 tracing::info!(address = %addr, "ready to serve client requests");
                 let serving = tonic::transport::Server::builder()
                     .accept_http1(true)
+                    .max_concurrent_streams(max_streams)
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(no_delay(listener), async move {
                         let _ = stop.wait_for(|&s| s).await;

@@ -72,7 +72,9 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
                   both ways is an error. With --config-file, the file is the only source: \
                   other flags and ETCD_* variables are ignored.",
     mut_arg("enable_v2", etcd_bool),
-    mut_arg("experimental_enable_lease_checkpoint", etcd_bool)
+    mut_arg("experimental_enable_lease_checkpoint", etcd_bool),
+    mut_arg("experimental_initial_corrupt_check", etcd_bool),
+    mut_arg("strict_reconfig_check", etcd_bool)
 )]
 struct Values {
     /// Path to a YAML configuration file whose keys are the flag names. When given,
@@ -160,6 +162,14 @@ struct Values {
         help_heading = MEMBER
     )]
     max_request_bytes: usize,
+    /// Maximum concurrent streams that each client can open at a time.
+    #[arg(
+        long = "max-concurrent-streams",
+        value_name = "N",
+        default_value_t = u32::MAX,
+        help_heading = MEMBER
+    )]
+    max_concurrent_streams: u32,
 
     /// List of this member's peer URLs to advertise to the rest of the cluster.
     #[arg(
@@ -198,6 +208,10 @@ struct Values {
         help_heading = CLUSTERING
     )]
     advertise_client_urls: String,
+    /// Reject reconfiguration requests that would cause quorum loss. Accepted; oxetcd
+    /// serves no runtime membership changes yet, so it has nothing to check.
+    #[arg(long = "strict-reconfig-check", default_value_t = true, help_heading = CLUSTERING)]
+    strict_reconfig_check: bool,
     /// Serve etcd's v2 API: oxetcd serves only v3, so only 'false' is accepted.
     #[arg(long = "enable-v2", default_value_t = false, help_heading = CLUSTERING)]
     enable_v2: bool,
@@ -217,6 +231,14 @@ struct Values {
         help_heading = EXPERIMENTAL
     )]
     experimental_enable_lease_checkpoint: bool,
+    /// Check data corruption before serving (compare hashes with peers). Accepted; the
+    /// check is not performed yet, and a warning says so.
+    #[arg(
+        long = "experimental-initial-corrupt-check",
+        default_value_t = false,
+        help_heading = EXPERIMENTAL
+    )]
+    experimental_initial_corrupt_check: bool,
     /// Duration of periodic watch progress notifications, in Go's syntax (10m, 5s, 200ms).
     #[arg(
         long = "experimental-watch-progress-notify-interval",
@@ -328,6 +350,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub listen_client_urls: Vec<Url>,
     pub listen_peer_urls: Vec<Url>,
+    /// HTTP/2 streams one client connection may have open at once (etcd's default,
+    /// `u32::MAX`, means no limit).
+    pub max_concurrent_streams: u32,
     pub log_level: LogLevel,
     pub logger: Logger,
 }
@@ -477,6 +502,16 @@ impl Values {
                 self.quota_backend_bytes
             ));
         }
+        if !self.strict_reconfig_check {
+            notices.push(
+                "warning: --strict-reconfig-check=false has no effect: oxetcd serves no runtime membership changes yet".into(),
+            );
+        }
+        if self.experimental_initial_corrupt_check {
+            notices.push(
+                "warning: --experimental-initial-corrupt-check is accepted but the check is not performed yet".into(),
+            );
+        }
         let watch_progress_notify_interval = match self
             .experimental_watch_progress_notify_interval
             .positive()
@@ -522,6 +557,7 @@ impl Values {
             server,
             listen_client_urls: parse_listen_urls(&self.listen_client_urls)?,
             listen_peer_urls: parse_listen_urls(&self.listen_peer_urls)?,
+            max_concurrent_streams: self.max_concurrent_streams,
             log_level: self.log_level,
             logger: self.logger,
         })

@@ -163,6 +163,34 @@ fn lease_checkpoints_are_a_boolean_flag_like_etcds() {
 }
 
 #[test]
+fn initial_corrupt_check_is_accepted_with_a_warning_that_it_is_not_performed() {
+    // The bare flag must not swallow the next argument (etcd's e2e harness passes it so).
+    let (result, notices) = resolve(&["--experimental-initial-corrupt-check", "--name", "n1"], &[]);
+    assert_eq!(result.unwrap().server.name, "n1");
+    assert!(notices.iter().any(|n| n.contains("check is not performed")), "{notices:?}");
+    let (result, notices) = resolve(&["--experimental-initial-corrupt-check=false"], &[]);
+    assert!(result.is_ok());
+    assert!(notices.is_empty(), "{notices:?}");
+}
+
+#[test]
+fn strict_reconfig_check_is_accepted() {
+    let (result, notices) = resolve(&["--strict-reconfig-check=false", "--name", "n1"], &[]);
+    assert!(result.is_ok());
+    assert!(notices.iter().any(|n| n.contains("no runtime membership changes")), "{notices:?}");
+    let (result, notices) = resolve(&["--strict-reconfig-check"], &[]);
+    assert!(result.is_ok());
+    assert!(notices.is_empty(), "{notices:?}");
+}
+
+#[test]
+fn max_concurrent_streams_defaults_to_etcds_no_limit() {
+    assert_eq!(parse(&[]).unwrap().max_concurrent_streams, u32::MAX);
+    assert_eq!(parse(&["--max-concurrent-streams", "2"]).unwrap().max_concurrent_streams, 2);
+    assert!(Flags::try_parse_from(["oxetcd", "--max-concurrent-streams=-1"]).is_err());
+}
+
+#[test]
 fn environment_variables_fill_in_flags_not_given() {
     let (result, notices) = resolve(
         &["--name", "cli"],
@@ -233,16 +261,19 @@ max-wals: 0
 quota-backend-bytes: -1
 max-txn-ops: 256
 max-request-bytes: 10485760
+max-concurrent-streams: 100
 initial-advertise-peer-urls: http://127.0.0.1:12380
 initial-cluster: infra1=http://127.0.0.1:12380,infra2=http://127.0.0.2:12380
 initial-cluster-state: existing
 initial-cluster-token: 1234
 advertise-client-urls: http://127.0.0.1:12379
+strict-reconfig-check: false
 enable-v2: false
 logger: text
 log-level: warn
 experimental-enable-lease-checkpoint: true
 experimental-watch-progress-notify-interval: 2m
+experimental-initial-corrupt-check: true
 ";
 
 #[test]
@@ -266,6 +297,7 @@ fn the_config_file_sets_every_key() {
     assert_eq!(cfg.server.initial_cluster_state, InitialClusterState::Existing);
     assert_eq!(cfg.server.initial_cluster_token, "1234", "a number is read as the string it is");
     assert_eq!(cfg.server.advertise_client_urls, ["http://127.0.0.1:12379"]);
+    assert_eq!(cfg.max_concurrent_streams, 100);
     assert_eq!((cfg.logger, cfg.log_level), (Logger::Text, LogLevel::Warn));
     assert!(cfg.server.enable_lease_checkpoint);
     assert_eq!(cfg.server.watch_progress_notify_interval, Duration::from_secs(120));
