@@ -12,13 +12,14 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::Request as HttpRequest;
-use axum::middleware::Next;
-use axum::response::Response as HttpResponse;
 use tonic::Request;
 
 /// How much earlier than tonic's own timer (started as the request arrived) the server
 /// gives up: enough for the answer to be written first, given a millisecond timer.
 const ANSWER_AHEAD_OF_TONIC: Duration = Duration::from_millis(5);
+
+/// The header in which a gRPC client sends its deadline.
+const GRPC_TIMEOUT: &str = "grpc-timeout";
 
 /// The longest timeout a `grpc-timeout` header can carry: 8 digits (gRPC's spec).
 const MAX_TIMEOUT_DIGITS: usize = 8;
@@ -27,16 +28,18 @@ const MAX_TIMEOUT_DIGITS: usize = 8;
 #[derive(Debug, Clone, Copy)]
 struct Arrival(Instant);
 
-/// Stamps each request with its arrival time (axum middleware on the client routes).
-pub(crate) async fn stamp_arrival(mut request: HttpRequest, next: Next) -> HttpResponse {
-    request.extensions_mut().insert(Arrival(Instant::now()));
-    next.run(request).await
+/// Stamps a request that carries a deadline with its arrival time (the others need
+/// none, and are spared the allocation).
+pub(crate) fn stamp_arrival(request: &mut HttpRequest) {
+    if request.headers().contains_key(GRPC_TIMEOUT) {
+        request.extensions_mut().insert(Arrival(Instant::now()));
+    }
 }
 
 /// When the server stops waiting for `request`: shortly before the client's deadline,
 /// or never if the client sent none (the server's own request timeout still applies).
 pub(crate) fn client_deadline<T>(request: &Request<T>) -> Option<Instant> {
-    let timeout = request.metadata().get("grpc-timeout")?.to_str().ok().and_then(parse)?;
+    let timeout = request.metadata().get(GRPC_TIMEOUT)?.to_str().ok().and_then(parse)?;
     let arrived = request.extensions().get::<Arrival>().map_or_else(Instant::now, |a| a.0);
     Some(arrived + timeout.saturating_sub(ANSWER_AHEAD_OF_TONIC))
 }
