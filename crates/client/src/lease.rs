@@ -21,6 +21,8 @@ use crate::error::{Error, EtcdErrorKind, Result};
 const MIN_RENEW_INTERVAL: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts to reopen a keep-alive stream.
 const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(1);
+/// At least this many tries to reopen a keep-alive stream fit before the lease runs out.
+const REOPEN_TRIES_LEFT: u32 = 4;
 
 /// The longest TTL the keep-alive loop plans with (a server may answer anything).
 const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -282,9 +284,14 @@ impl KeepAliveTask {
                     }
                     last_error = status.to_string();
                     failures += 1;
+                    // Backing off must leave room for several more tries before the
+                    // lease runs out: during an election every member refuses at once,
+                    // and the next leader is usually there within an election timeout.
+                    let remaining = self.deadline.saturating_duration_since(Instant::now());
                     let wait = self.client.jittered(
                         (self.client.options_backoff().saturating_mul(2u32.pow(failures.min(8))))
-                            .min(MAX_REOPEN_BACKOFF),
+                            .min(MAX_REOPEN_BACKOFF)
+                            .min(remaining / REOPEN_TRIES_LEFT),
                     );
                     tokio::select! {
                         _ = &mut *stop => return KeepAliveState::Stopped,

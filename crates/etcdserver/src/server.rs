@@ -378,6 +378,11 @@ impl EtcdServer {
         self.closing.send_replace(true);
     }
 
+    /// Whether [`EtcdServer::begin_close`] was called: new long-lived streams are refused.
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
     /// Resolves once [`EtcdServer::begin_close`] was called: long-lived streams end then.
     pub async fn closing(&self) {
         let _ = self.closing.subscribe().wait_for(|&closing| closing).await;

@@ -65,6 +65,28 @@ impl LeaseService {
     }
 }
 
+impl LeaseService {
+    /// A call forwarded to the leader, bounded by an election timeout: a leader that is
+    /// going away may hold the connection open without answering, and by then another
+    /// leader is due. On failure the connection is dropped, so the next call dials the
+    /// leader anew.
+    async fn forwarded<T>(
+        &self,
+        call: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> Result<Response<T>, Status> {
+        let cfg = self.server.config();
+        let election_timeout = cfg.heartbeat * cfg.election_ticks as u32;
+        let answer = match tokio::time::timeout(election_timeout, call).await {
+            Ok(answer) => answer,
+            Err(_) => Err(status(ServerError::Timeout)),
+        };
+        if answer.is_err() {
+            lock(&self.leader).take();
+        }
+        answer
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -138,6 +160,9 @@ impl Lease for LeaseService {
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let mut requests = request.into_inner();
+        if self.server.is_closing() {
+            return Err(status(ServerError::Stopped));
+        }
         if !self.server.is_leader() {
             // Proxy the whole stream to the leader; if leadership moves, the stream
             // ends and the client reconnects, as with etcd.
@@ -151,7 +176,10 @@ impl Lease for LeaseService {
                     }
                 }
             });
-            let upstream = leader.lease_keep_alive(ReceiverStream::new(rx)).await?.into_inner();
+            let upstream = self
+                .forwarded(leader.lease_keep_alive(ReceiverStream::new(rx)))
+                .await?
+                .into_inner();
             return Ok(Response::new(Box::pin(upstream)));
         }
         let server = self.server.clone();
@@ -197,7 +225,8 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         if !self.server.is_leader() {
-            return self.leader().await?.lease_time_to_live(request.into_inner()).await;
+            let mut leader = self.leader().await?;
+            return self.forwarded(leader.lease_time_to_live(request.into_inner())).await;
         }
         let req = request.into_inner();
         let revision = self.server.store().map_err(status)?.current_revision();
