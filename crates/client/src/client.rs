@@ -56,6 +56,7 @@ pub struct ClientOptions {
     keep_alive: Option<(Duration, Duration)>,
     user: Option<(String, String)>,
     require_leader: bool,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientOptions {
@@ -74,6 +75,7 @@ impl Default for ClientOptions {
             keep_alive: None,
             user: None,
             require_leader: false,
+            tls: None,
         }
     }
 }
@@ -139,6 +141,14 @@ impl ClientOptions {
     /// leader, instead of waiting (etcd's `WithRequireLeader`).
     pub fn with_require_leader(mut self, require: bool) -> Self {
         self.require_leader = require;
+        self
+    }
+
+    /// How `https://` and `unixs://` endpoints are dialed (etcdctl's `--cacert`, `--cert`,
+    /// `--key`; [`oxetcd_tls`] builds such configurations from files). Without it only
+    /// plaintext endpoints can be reached.
+    pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -253,27 +263,20 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// `host:port` becomes `http://host:port`; `http://host:port` stays. TLS (`https://`)
-/// is not supported by this client yet.
+/// `host:port` becomes `http://host:port`; `http://`, `https://`, `unix://` and
+/// `unixs://` URLs stay as written (less a trailing `/`).
 pub(crate) fn normalize_endpoint(endpoint: &str) -> Result<String> {
     let invalid = |reason: &str| Error::InvalidEndpoint {
         endpoint: endpoint.to_string(),
         reason: reason.to_string(),
     };
     let trimmed = endpoint.trim().trim_end_matches('/');
-    let uri = if let Some(rest) = trimmed.strip_prefix("http://") {
-        if rest.is_empty() {
-            return Err(invalid("no host"));
-        }
-        trimmed.to_string()
-    } else if trimmed.starts_with("https://") || trimmed.starts_with("unix") {
-        return Err(invalid("only plain http endpoints are supported"));
-    } else if trimmed.contains("://") {
-        return Err(invalid("unknown scheme"));
-    } else if trimmed.is_empty() {
-        return Err(invalid("empty"));
-    } else {
-        format!("http://{trimmed}")
+    let uri = match trimmed.split_once("://") {
+        Some(("http" | "https" | "unix" | "unixs", "")) => return Err(invalid("no host")),
+        Some(("http" | "https" | "unix" | "unixs", _)) => trimmed.to_string(),
+        Some(_) => return Err(invalid("unknown scheme")),
+        None if trimmed.is_empty() => return Err(invalid("empty")),
+        None => format!("http://{trimmed}"),
     };
     let parsed: tonic::transport::Uri = uri.parse().map_err(|e| invalid(&format!("{e}")))?;
     if parsed.host().is_none() || parsed.port().is_none() {
@@ -314,7 +317,7 @@ impl Client {
         let builders = uris
             .iter()
             .map(|uri| endpoint_builder(uri, &options))
-            .collect::<Result<Vec<Endpoint>>>()?;
+            .collect::<Result<Vec<Dialer>>>()?;
 
         // Dial all endpoints at once; the first that answers ends the wait, the rest are
         // connected lazily on first use.
@@ -685,18 +688,35 @@ fn cooldown_nanos() -> u64 {
     ENDPOINT_COOLDOWN.as_nanos() as u64
 }
 
-fn endpoint_builder(uri: &str, options: &ClientOptions) -> Result<Endpoint> {
-    let mut builder = Endpoint::from_shared(uri.to_string())
+/// How one endpoint is dialed: its HTTP/2 settings and the connector (TCP or unix
+/// socket, plaintext or TLS).
+#[derive(Clone)]
+struct Dialer {
+    endpoint: Endpoint,
+    connector: oxetcd_tls::Connector,
+}
+
+impl Dialer {
+    async fn connect(&self) -> std::result::Result<Channel, tonic::transport::Error> {
+        self.endpoint.connect_with_connector(self.connector.clone()).await
+    }
+
+    fn connect_lazy(&self) -> Channel {
+        self.endpoint.connect_with_connector_lazy(self.connector.clone())
+    }
+}
+
+fn endpoint_builder(uri: &str, options: &ClientOptions) -> Result<Dialer> {
+    let mut endpoint = Endpoint::from_shared(uri.to_string())
         .map_err(|e| Error::InvalidEndpoint { endpoint: uri.to_string(), reason: e.to_string() })?
-        .connect_timeout(options.dial_timeout)
-        .tcp_nodelay(true);
+        .connect_timeout(options.dial_timeout);
     if let Some((interval, timeout)) = options.keep_alive {
-        builder = builder
+        endpoint = endpoint
             .http2_keep_alive_interval(interval)
             .keep_alive_timeout(timeout)
             .keep_alive_while_idle(true);
     }
-    Ok(builder)
+    Ok(Dialer { endpoint, connector: oxetcd_tls::Connector::new(options.tls.clone()) })
 }
 
 /// Whether the status says the request never left the client: the connection to the
@@ -763,7 +783,9 @@ mod tests {
     fn endpoints_normalize_to_http_uris() {
         assert_eq!(normalize_endpoint("127.0.0.1:2379").unwrap(), "http://127.0.0.1:2379");
         assert_eq!(normalize_endpoint("http://localhost:2379/").unwrap(), "http://localhost:2379");
-        assert!(normalize_endpoint("https://localhost:2379").is_err());
+        assert_eq!(normalize_endpoint("https://localhost:2379").unwrap(), "https://localhost:2379");
+        assert_eq!(normalize_endpoint("unix://localhost:2379").unwrap(), "unix://localhost:2379");
+        assert!(normalize_endpoint("https://").is_err());
         assert!(normalize_endpoint("localhost").is_err());
         assert!(normalize_endpoint("").is_err());
         assert!(normalize_endpoint("ftp://x:1").is_err());

@@ -2,6 +2,7 @@
 //! `ETCD_*` variables, a YAML file) is the binary's business, not the server's.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::membership::InitialMember;
@@ -43,6 +44,12 @@ pub struct ServerConfig {
     /// The wait between two checkpoints of a lease. Not a flag (etcd 3.4 has none): the
     /// default is etcd's, and tests shorten it.
     pub lease_checkpoint_interval: Duration,
+    /// How this member dials other members' `https://` peer URLs (built from the
+    /// `--peer-*` TLS flags); `None`: plaintext peer URLs only.
+    pub peer_dial_tls: Option<Arc<rustls::ClientConfig>>,
+    /// How this member dials the leader's `https://` client URLs to forward lease
+    /// keep-alives (built from the client TLS flags); `None`: plaintext only.
+    pub client_dial_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ServerConfig {

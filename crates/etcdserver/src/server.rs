@@ -150,10 +150,10 @@ impl EtcdServer {
         let peer_runtime = PeerRuntime::new().map_err(StartError::Runtime)?;
         let transport = {
             let _on_peer_runtime = peer_runtime.handle().enter();
-            Arc::new(Transport::new(
-                TransportConfig::new(opened.cluster_id, opened.member_id, snap_dir),
-                Arc::new(bridge),
-            ))
+            let mut transport_config =
+                TransportConfig::new(opened.cluster_id, opened.member_id, snap_dir);
+            transport_config.tls = cfg.peer_dial_tls.clone();
+            Arc::new(Transport::new(transport_config, Arc::new(bridge)))
         };
         // Members known from the snapshot; the log's conf changes add the rest.
         for member in shared.membership().members() {

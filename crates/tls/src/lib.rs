@@ -69,3 +69,7 @@ impl Default for TlsOptions {
         }
     }
 }
+
+mod connector;
+
+pub use connector::{Connector, Plain, Stream};

@@ -47,6 +47,9 @@ pub struct TransportConfig {
     pub snapshot_chunk_bytes: usize,
     /// Largest snapshot file accepted from a peer; it must exceed the backend quota.
     pub max_snapshot_bytes: u64,
+    /// How `https://` and `unixs://` peer URLs are dialed (the peer-side TLS flags);
+    /// `None` dials only plaintext URLs.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl TransportConfig {
@@ -68,6 +71,7 @@ impl TransportConfig {
             keepalive_timeout: Duration::from_secs(5),
             snapshot_chunk_bytes: 1024 * 1024,
             max_snapshot_bytes: 64 * 1024 * 1024 * 1024,
+            tls: None,
         }
     }
 

@@ -35,12 +35,14 @@ async fn connect(config: &TransportConfig, url: &str) -> Result<Channel, String>
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("invalid peer URL: {e}"))?
         .connect_timeout(config.dial_timeout)
-        .tcp_nodelay(true)
         .http2_keep_alive_interval(config.keepalive_interval)
         .keep_alive_timeout(config.keepalive_timeout)
         .keep_alive_while_idle(true)
         .http2_adaptive_window(true);
-    match tokio::time::timeout(config.dial_timeout, endpoint.connect()).await {
+    let connector = oxetcd_tls::Connector::new(config.tls.clone());
+    match tokio::time::timeout(config.dial_timeout, endpoint.connect_with_connector(connector))
+        .await
+    {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(e)) => Err(error_chain(&e)),
         Err(_) => Err(format!("timed out after {:?}", config.dial_timeout)),

@@ -55,10 +55,13 @@ impl LeaseService {
         {
             return Ok(LeaseClient::new(client.channel()));
         }
-        let client =
-            Client::connect([url.as_str()], ClientOptions::default()).await.map_err(|e| {
-                Status::unavailable(format!("etcdserver: cannot reach the leader: {e}"))
-            })?;
+        let mut options = ClientOptions::default();
+        if let Some(tls) = &self.server.config().client_dial_tls {
+            options = options.with_tls(tls.clone());
+        }
+        let client = Client::connect([url.as_str()], options).await.map_err(|e| {
+            Status::unavailable(format!("etcdserver: cannot reach the leader: {e}"))
+        })?;
         let channel = client.channel();
         *lock(&self.leader) = Some((url, client));
         Ok(LeaseClient::new(channel))

@@ -551,6 +551,8 @@ impl Values {
             watch_progress_notify_interval,
             enable_lease_checkpoint: self.experimental_enable_lease_checkpoint,
             lease_checkpoint_interval: DEFAULT_LEASE_CHECKPOINT_INTERVAL,
+            peer_dial_tls: None,
+            client_dial_tls: None,
             name: self.name,
         };
         Ok(Config {
