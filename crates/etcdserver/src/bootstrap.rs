@@ -64,7 +64,7 @@ pub(crate) fn backend_path(data_dir: &Path) -> PathBuf {
 
 pub(crate) fn open(cfg: &ServerConfig) -> Result<Opened, StartError> {
     let member = member_dir(&cfg.data_dir);
-    let wal_dir = member.join("wal");
+    let wal_dir = cfg.wal_dir.clone().unwrap_or_else(|| member.join("wal"));
     let snapshotter = Snapshotter::new(&member.join("snap"))?;
     let has_wal = std::fs::read_dir(&wal_dir)
         .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wal"))))
@@ -147,8 +147,13 @@ fn bootstrap_new(
     let cluster_id = initial.cluster_id();
 
     let metadata = Metadata { node_id: member_id, cluster_id };
-    std::fs::create_dir_all(wal_dir.parent().expect("the wal dir is inside the member dir"))
-        .map_err(|e| StartError::Wal(WalError::Io { path: wal_dir.to_path_buf(), source: e }))?;
+    // The WAL is created beside its final place and renamed into it: the parent must exist
+    // (the member dir, or wherever `--wal-dir` points).
+    if let Some(parent) = wal_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StartError::Wal(WalError::Io { path: wal_dir.to_path_buf(), source: e })
+        })?;
+    }
     let mut wal = Wal::create(wal_dir, metadata.encode_to_vec().into(), WalOptions::default())?;
 
     // Like etcd, the initial members enter the log as committed conf changes of term 1;

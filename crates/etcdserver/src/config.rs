@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use crate::membership::InitialMember;
 
+/// `--backend-batch-interval`'s default: the store's own.
+pub const DEFAULT_BACKEND_BATCH_INTERVAL: Duration = oxetcd_mvcc::store::DEFAULT_BATCH_INTERVAL;
+/// `--backend-batch-limit`'s default: the store's own.
+pub const DEFAULT_BACKEND_BATCH_LIMIT: usize = oxetcd_mvcc::store::DEFAULT_BATCH_LIMIT;
+
 /// etcd's interval between checkpoints of one lease (3.4 has no flag for it).
 pub const DEFAULT_LEASE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
@@ -44,6 +49,19 @@ pub struct ServerConfig {
     /// The wait between two checkpoints of a lease. Not a flag (etcd 3.4 has none): the
     /// default is etcd's, and tests shorten it.
     pub lease_checkpoint_interval: Duration,
+    /// `--wal-dir`: where the WAL lives when not under the data dir.
+    pub wal_dir: Option<PathBuf>,
+    /// `--pre-vote`: a candidate first asks whether it could win, so a member rejoining
+    /// after a partition does not depose a working leader.
+    pub pre_vote: bool,
+    /// `--initial-election-tick-advance`: a starting member's first election comes after
+    /// a tick or two instead of a whole election timeout.
+    pub initial_election_tick_advance: bool,
+    /// `--backend-batch-interval`: the longest a change waits in the store's buffer
+    /// before its backend commit.
+    pub backend_batch_interval: Duration,
+    /// `--backend-batch-limit`: changes that trigger a backend commit at once.
+    pub backend_batch_limit: usize,
     /// How this member dials other members' `https://` peer URLs (built from the
     /// `--peer-*` TLS flags); `None`: plaintext peer URLs only.
     pub peer_dial_tls: Option<Arc<rustls::ClientConfig>>,

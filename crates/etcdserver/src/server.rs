@@ -90,6 +90,8 @@ impl EtcdServer {
         let store_config = StoreConfig {
             max_txn_ops: cfg.max_txn_ops,
             max_request_bytes: cfg.max_request_bytes,
+            batch_interval: cfg.backend_batch_interval,
+            batch_limit: cfg.backend_batch_limit,
             ..Default::default()
         };
         let lessor = Lessor::new(
@@ -137,11 +139,14 @@ impl EtcdServer {
         raft_config.max_inflight_msgs = MAX_INFLIGHT_MSGS;
         raft_config.max_uncommitted_entries_size = MAX_UNCOMMITTED_BYTES;
         raft_config.seed = opened.member_id ^ std::process::id() as u64;
+        raft_config.pre_vote = cfg.pre_vote;
         let mut node = RawNode::new(&raft_config, opened.storage)?;
-        // Like etcd's initial election tick advance: the first election comes after a
-        // tick or a few rather than a whole election timeout.
-        for _ in 1..cfg.election_ticks {
-            node.tick();
+        // etcd's initial election tick advance: the first election comes after a tick or
+        // a few rather than a whole election timeout.
+        if cfg.initial_election_tick_advance {
+            for _ in 1..cfg.election_ticks {
+                node.tick();
+            }
         }
 
         let (inbox, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_CAPACITY);

@@ -28,7 +28,9 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 use duration::GoDuration;
-use oxetcd_etcdserver::config::DEFAULT_LEASE_CHECKPOINT_INTERVAL;
+use oxetcd_etcdserver::config::{
+    DEFAULT_BACKEND_BATCH_INTERVAL, DEFAULT_BACKEND_BATCH_LIMIT, DEFAULT_LEASE_CHECKPOINT_INTERVAL,
+};
 use oxetcd_etcdserver::membership::InitialMember;
 use oxetcd_etcdserver::server::ETCD_VERSION;
 use oxetcd_etcdserver::{InitialClusterState, ServerConfig};
@@ -551,6 +553,11 @@ impl Values {
             watch_progress_notify_interval,
             enable_lease_checkpoint: self.experimental_enable_lease_checkpoint,
             lease_checkpoint_interval: DEFAULT_LEASE_CHECKPOINT_INTERVAL,
+            wal_dir: None,
+            pre_vote: true,
+            initial_election_tick_advance: true,
+            backend_batch_interval: DEFAULT_BACKEND_BATCH_INTERVAL,
+            backend_batch_limit: DEFAULT_BACKEND_BATCH_LIMIT,
             peer_dial_tls: None,
             client_dial_tls: None,
             name: self.name,
