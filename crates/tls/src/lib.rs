@@ -25,6 +25,8 @@
 //! P-256 (ring cannot sign with etcd's P-521); the system roots are not used, so verifying
 //! needs a trusted CA file; the peer SAN check does forward DNS lookups only (no PTR).
 
+#![warn(missing_docs)]
+
 mod auto;
 mod check;
 mod cipher;

@@ -550,3 +550,23 @@ async fn etcd_fixtures_load_and_revoke_crl_revokes() {
     };
     server_tls(&ecdsa);
 }
+
+/// What tonic's `serve_with_incoming` and the callers need of these types.
+#[test]
+fn types_fit_tonic_and_threads() {
+    fn conn<T>()
+    where
+        T: tonic::transport::server::Connected
+            + tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + Unpin
+            + Send
+            + 'static,
+    {
+    }
+    fn shared<T: Clone + Send + Sync + 'static>() {}
+    conn::<oxetcd_tls::Conn>();
+    shared::<ServerTls>();
+    shared::<ClientTls>();
+    shared::<oxetcd_tls::ConnInfo>();
+}
