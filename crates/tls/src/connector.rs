@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tonic::transport::Uri;
+
+use crate::socket::{Socket, delegate_io};
 
 /// Connects to the URI's host and port, over TLS for `https`/`unixs`. Cheap to clone.
 ///
@@ -49,7 +50,7 @@ impl Connector {
         };
         let plain = if unix {
             let path = uri.authority().map(|a| a.as_str()).unwrap_or(host);
-            Plain::Unix(UnixStream::connect(path).await?)
+            Socket::Unix(UnixStream::connect(path).await?)
         } else {
             let port = uri.port_u16().ok_or_else(|| invalid("no port"))?;
             // Brackets are part of an IPv6 host in a URI, not of the address.
@@ -58,7 +59,7 @@ impl Connector {
                     .await?;
             // Raft messages and small replies are written once: no coalescing delay.
             tcp.set_nodelay(true)?;
-            Plain::Tcp(tcp)
+            Socket::Tcp(tcp)
         };
         if !secure {
             return Ok(Stream::Plain(plain));
@@ -88,46 +89,13 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
-/// A dialed connection before TLS.
-#[derive(Debug)]
-pub enum Plain {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
 /// A dialed connection: plaintext or TLS, over TCP or a unix socket.
 #[derive(Debug)]
 pub enum Stream {
-    Plain(Plain),
-    Tls(Box<TlsStream<Plain>>),
+    /// Plaintext (`http`, `unix`).
+    Plain(Socket),
+    /// TLS (`https`, `unixs`).
+    Tls(Box<TlsStream<Socket>>),
 }
 
-macro_rules! delegate_io {
-    ($type:ty, $($variant:path),+) => {
-        impl AsyncRead for $type {
-            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-                match self.get_mut() { $($variant(s) => Pin::new(s).poll_read(cx, buf),)+ }
-            }
-        }
-        impl AsyncWrite for $type {
-            fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-                match self.get_mut() { $($variant(s) => Pin::new(s).poll_write(cx, buf),)+ }
-            }
-            fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-                match self.get_mut() { $($variant(s) => Pin::new(s).poll_write_vectored(cx, bufs),)+ }
-            }
-            fn is_write_vectored(&self) -> bool {
-                match self { $($variant(s) => s.is_write_vectored(),)+ }
-            }
-            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                match self.get_mut() { $($variant(s) => Pin::new(s).poll_flush(cx),)+ }
-            }
-            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                match self.get_mut() { $($variant(s) => Pin::new(s).poll_shutdown(cx),)+ }
-            }
-        }
-    };
-}
-
-delegate_io!(Plain, Plain::Tcp, Plain::Unix);
 delegate_io!(Stream, Stream::Plain, Stream::Tls);

@@ -1,75 +1,52 @@
 //! TLS for oxetcd's listeners and peer connections: etcd's `pkg/transport`.
 //!
-//! [`TlsInfo`] is what etcd's TLS flags say about one side (client or peer). The rest of
-//! the crate turns it into rustls configurations, generates auto-TLS certificates, and
-//! accepts connections.
+//! [`TlsInfo`] is what etcd's TLS flags say about one side (client or peer), [`TlsOptions`]
+//! what applies to both. The rest of the crate turns them into rustls configurations,
+//! generates auto-TLS certificates, and accepts connections.
+//!
+//! | module | job |
+//! |---|---|
+//! | `info` | [`TlsInfo`], [`TlsOptions`]: the flags |
+//! | `server` | [`ServerTls`]: server config, handshake with a timeout, etcd's post-handshake checks (CRL, allowed CN/hostname, peer SANs), [`PeerIdentity`] |
+//! | `connector` | [`Connector`]: dialing `http`/`https`/`unix`/`unixs` URLs for tonic (peers, the client, lease forwarding) |
+//! | `client` | [`ClientTls`]: dialing members with the peer flags (auto-TLS skips server verification, as etcd) |
+//! | `listener` | [`Listener`], [`Conn`], [`ConnInfo`]: TCP or unix sockets serving plaintext, TLS or both (first-byte sniffing) |
+//! | `auto` | [`self_cert`]: the auto-TLS certificate in `<data-dir>/fixtures/{client,peer}` |
+//! | `cipher` | `--cipher-suites` and `--tls-{min,max}-version` to rustls suites and versions |
+//! | `reload` | certificate/key reload on change (stat per handshake), CRL reload |
+//! | `check` | X.509 name checks (Go's `VerifyHostname`, etcd's `checkCertSAN`) |
+//! | `pem` | reading PEM certificates, keys, CA bundles and CRLs |
+//! | `error` | [`TlsError`] |
+//!
+//! Crypto is rustls with ring, always through `rustls::crypto::ring::default_provider()`
+//! passed explicitly; the process-wide default provider is never installed or used.
+//!
+//! Differences from etcd 3.4, all forced by rustls or deliberate: TLS 1.0/1.1, CBC, RC4,
+//! 3DES and RSA key exchange are refused with an error naming rustls; auto-TLS keys are
+//! P-256 (ring cannot sign with etcd's P-521); the system roots are not used, so verifying
+//! needs a trusted CA file; the peer SAN check does forward DNS lookups only (no PTR).
 
-use std::path::PathBuf;
+#![warn(missing_docs)]
 
-/// etcd's TLS settings for one listener side: the client side (`--cert-file`,
-/// `--key-file`, …) or the peer side (`--peer-cert-file`, …). All empty means plaintext.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsInfo {
-    /// `--cert-file` / `--peer-cert-file`: PEM certificate chain served (and, on the peer
-    /// side, presented as the client certificate when dialing other members).
-    pub cert_file: Option<PathBuf>,
-    /// `--key-file` / `--peer-key-file`: PEM private key of `cert_file`.
-    pub key_file: Option<PathBuf>,
-    /// `--trusted-ca-file` / `--peer-trusted-ca-file`: PEM CA bundle that client (or peer)
-    /// certificates must chain to; on the peer side also the roots for dialing peers.
-    pub trusted_ca_file: Option<PathBuf>,
-    /// `--client-cert-auth` / `--peer-client-cert-auth`: require a verified client
-    /// certificate.
-    pub client_cert_auth: bool,
-    /// `--client-crl-file` / `--peer-crl-file`: PEM or DER CRL; revoked certificates are
-    /// refused.
-    pub crl_file: Option<PathBuf>,
-    /// `--peer-cert-allowed-cn` (peer side only in etcd 3.4): the verified client
-    /// certificate's CN must equal this.
-    pub allowed_cn: Option<String>,
-    /// `--client-cert-allowed-hostname` / `--peer-cert-allowed-hostname`: the verified client
-    /// certificate must be valid for this host name.
-    pub allowed_hostname: Option<String>,
-    /// `--auto-tls` / `--peer-auto-tls`: with no `cert_file`, serve a self-signed
-    /// certificate generated into the data dir.
-    pub auto_tls: bool,
-    /// `--experimental-peer-skip-client-san-verification` (peer side): do not check that a
-    /// connecting peer's certificate names its source address.
-    pub skip_client_san_verification: bool,
-}
-
-impl TlsInfo {
-    /// Whether any TLS is configured on this side (a certificate or auto-TLS).
-    pub fn is_enabled(&self) -> bool {
-        self.cert_file.is_some() || self.auto_tls
-    }
-}
-
-/// Settings common to both sides, as etcd applies them to every TLS configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsOptions {
-    /// `--cipher-suites`: etcd's (Go's) cipher-suite names, e.g.
-    /// `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`; empty means the library's defaults.
-    pub cipher_suites: Vec<String>,
-    /// `--tls-min-version` (etcd 3.5): `TLS1.2` or `TLS1.3`; `None` is TLS 1.2.
-    pub min_version: Option<String>,
-    /// `--tls-max-version` (etcd 3.5): `TLS1.2` or `TLS1.3`; `None` is the highest.
-    pub max_version: Option<String>,
-    /// `--self-signed-cert-validity`: years an auto-TLS certificate is valid (etcd: 1).
-    pub self_signed_cert_validity_years: u32,
-}
-
-impl Default for TlsOptions {
-    fn default() -> Self {
-        TlsOptions {
-            cipher_suites: Vec::new(),
-            min_version: None,
-            max_version: None,
-            self_signed_cert_validity_years: 1,
-        }
-    }
-}
-
+mod auto;
+mod check;
+mod cipher;
+mod client;
 mod connector;
+mod error;
+mod info;
+mod listener;
+mod pem;
+mod reload;
+mod server;
+mod socket;
 
-pub use connector::{Connector, Plain, Stream};
+pub use auto::{AUTO_CERT_FILE, AUTO_KEY_FILE, self_cert};
+pub use cipher::cipher_suite;
+pub use client::ClientTls;
+pub use connector::{Connector, Stream};
+pub use error::TlsError;
+pub use info::{TlsInfo, TlsOptions};
+pub use listener::{Conn, ConnInfo, ListenAddr, ListenScheme, Listener, MAX_PENDING_HANDSHAKES};
+pub use server::{HANDSHAKE_TIMEOUT, PeerIdentity, ServerTls};
+pub use socket::Socket;
