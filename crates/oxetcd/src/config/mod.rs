@@ -65,6 +65,21 @@ const MIN_WATCH_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// negative value as etcd does.
 const DEFAULT_WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
+/// The exit status for a command line that does not parse (an unknown flag, a bad value):
+/// 2, as etcd's Go flag parsing exits (`etcd --foo; echo $?` prints 2 for etcd 3.4.23).
+pub const COMMAND_LINE_EXIT_CODE: u8 = 2;
+/// The exit status for any other configuration error (environment, file, checks): 1, as
+/// etcd's "error verifying flags".
+pub const CONFIG_EXIT_CODE: u8 = 1;
+
+/// The message for a command line clap refuses: its first line, plain text whatever the
+/// terminal (no colour codes in logs), and etcd's pointer to the help.
+pub fn command_line_error(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    format!("{}\nSee 'oxetcd --help'.", first.trim_start_matches("error: "))
+}
+
 /// What `--version` prints after the program name.
 static VERSION: LazyLock<String> = LazyLock::new(|| {
     format!(
