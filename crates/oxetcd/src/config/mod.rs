@@ -54,8 +54,6 @@ const DEPRECATED: &str = "To be deprecated";
 /// etcd's `--log-outputs` default (embed.DefaultLogOutput): journald under systemd, else
 /// stderr; oxetcd has no journald output, so it is stderr.
 const DEFAULT_LOG_OUTPUT: &str = "default";
-/// etcd 3.5's default `--self-signed-cert-validity`, in years.
-const DEFAULT_SELF_SIGNED_CERT_VALIDITY_YEARS: u32 = 1;
 
 /// etcd's upper bound on `--election-timeout`, in milliseconds.
 const MAX_ELECTION_MS: u64 = 50_000;
@@ -394,7 +392,8 @@ struct Values {
     #[arg(
         long = "self-signed-cert-validity",
         value_name = "YEARS",
-        default_value_t = DEFAULT_SELF_SIGNED_CERT_VALIDITY_YEARS,
+        // etcd 3.5's default, which oxetcd-tls keeps.
+        default_value_t = TlsOptions::default().self_signed_cert_validity_years,
         help_heading = SECURITY
     )]
     self_signed_cert_validity: u32,
