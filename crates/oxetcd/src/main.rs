@@ -3,16 +3,28 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use oxetcd::config::Flags;
+use clap::error::ErrorKind;
+use oxetcd::config::{self, Flags};
 use oxetcd::embed::Member;
 use oxetcd::logging;
 
 fn main() -> ExitCode {
-    let cfg = match Flags::parse().into_config() {
+    let flags = match Flags::try_parse() {
+        Ok(flags) => flags,
+        // `--help` and `--version` print on stdout and exit 0.
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("oxetcd: {}", config::command_line_error(&e));
+            return ExitCode::from(config::COMMAND_LINE_EXIT_CODE);
+        }
+    };
+    let cfg = match flags.into_config() {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("oxetcd: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(config::CONFIG_EXIT_CODE);
         }
     };
     logging::init(cfg.log_level, cfg.logger);

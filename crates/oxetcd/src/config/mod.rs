@@ -16,10 +16,11 @@
 //! Notices and warnings go to stderr before logging starts, as etcd's do.
 
 mod duration;
+mod refused;
 mod sources;
+mod url;
 
 use std::ffi::OsString;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -34,12 +35,27 @@ use oxetcd_etcdserver::config::{
 use oxetcd_etcdserver::membership::InitialMember;
 use oxetcd_etcdserver::server::ETCD_VERSION;
 use oxetcd_etcdserver::{InitialClusterState, ServerConfig};
+use oxetcd_tls::{TlsInfo, TlsOptions};
 use sources::{Setting, Source};
+use url::{parse_listen_urls, split_urls};
+
+pub use refused::{REFUSED, Refusal};
+pub use url::{UNIX_URL_ADDR, Url, UrlScheme};
 
 const MEMBER: &str = "Member";
 const CLUSTERING: &str = "Clustering";
+const SECURITY: &str = "Security";
+const AUTH: &str = "Auth";
+const PROFILING: &str = "Profiling and Monitoring";
 const LOGGING: &str = "Logging";
+const V2_PROXY: &str = "v2 Proxy (etcd's, to be deprecated in v4; not served)";
 const EXPERIMENTAL: &str = "Experimental feature";
+const UNSAFE: &str = "Unsafe feature";
+const DEPRECATED: &str = "To be deprecated";
+
+/// etcd's `--log-outputs` default (embed.DefaultLogOutput): journald under systemd, else
+/// stderr; oxetcd has no journald output, so it is stderr.
+const DEFAULT_LOG_OUTPUT: &str = "default";
 
 /// etcd's upper bound on `--election-timeout`, in milliseconds.
 const MAX_ELECTION_MS: u64 = 50_000;
@@ -48,6 +64,21 @@ const MIN_WATCH_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// etcd's default `--experimental-watch-progress-notify-interval`, used for a zero or
 /// negative value as etcd does.
 const DEFAULT_WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// The exit status for a command line that does not parse (an unknown flag, a bad value):
+/// 2, as etcd's Go flag parsing exits (`etcd --foo; echo $?` prints 2 for etcd 3.4.23).
+pub const COMMAND_LINE_EXIT_CODE: u8 = 2;
+/// The exit status for any other configuration error (environment, file, checks): 1, as
+/// etcd's "error verifying flags".
+pub const CONFIG_EXIT_CODE: u8 = 1;
+
+/// The message for a command line clap refuses: its first line, plain text whatever the
+/// terminal (no colour codes in logs), and etcd's pointer to the help.
+pub fn command_line_error(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    format!("{}\nSee 'oxetcd --help'.", first.trim_start_matches("error: "))
+}
 
 /// What `--version` prints after the program name.
 static VERSION: LazyLock<String> = LazyLock::new(|| {
@@ -62,7 +93,7 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
 
 /// The flags, as clap parses them from one list of `--flag=value` settings. Every flag is
 /// also an `ETCD_*` variable and a key of the configuration file (see the module docs).
-#[derive(Debug, Clone, Parser)]
+#[derive(Debug, Clone, PartialEq, Parser)]
 #[command(
     name = "oxetcd",
     version = VERSION.as_str(),
@@ -73,10 +104,7 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
                   name in upper case, '-' as '_' (--data-dir is ETCD_DATA_DIR). A flag given \
                   both ways is an error. With --config-file, the file is the only source: \
                   other flags and ETCD_* variables are ignored.",
-    mut_arg("enable_v2", etcd_bool),
-    mut_arg("experimental_enable_lease_checkpoint", etcd_bool),
-    mut_arg("experimental_initial_corrupt_check", etcd_bool),
-    mut_arg("strict_reconfig_check", etcd_bool)
+    mut_args(etcd_bool)
 )]
 struct Values {
     /// Path to a YAML configuration file whose keys are the flag names. When given,
@@ -173,6 +201,49 @@ struct Values {
     )]
     max_concurrent_streams: u32,
 
+    /// Path to the dedicated wal directory [default: <data-dir>/member/wal].
+    #[arg(long = "wal-dir", value_name = "PATH", help_heading = MEMBER)]
+    wal_dir: Option<PathBuf>,
+    /// Whether to fast-forward initial election ticks on boot for faster election.
+    #[arg(long = "initial-election-tick-advance", default_value_t = true, help_heading = MEMBER)]
+    initial_election_tick_advance: bool,
+    /// Maximum time before committing the backend transaction [default: the backend's].
+    #[arg(long = "backend-batch-interval", value_name = "DURATION", help_heading = MEMBER)]
+    backend_batch_interval: Option<GoDuration>,
+    /// Maximum operations before committing the backend transaction (0: the backend's).
+    #[arg(
+        long = "backend-batch-limit",
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true,
+        help_heading = MEMBER
+    )]
+    backend_batch_limit: i64,
+    /// Minimum interval a client should wait before pinging the server.
+    #[arg(
+        long = "grpc-keepalive-min-time",
+        value_name = "DURATION",
+        default_value = "5s",
+        help_heading = MEMBER
+    )]
+    grpc_keepalive_min_time: GoDuration,
+    /// Frequency of server-to-client pings to check a connection is alive (0 disables).
+    #[arg(
+        long = "grpc-keepalive-interval",
+        value_name = "DURATION",
+        default_value = "2h",
+        help_heading = MEMBER
+    )]
+    grpc_keepalive_interval: GoDuration,
+    /// Additional wait before closing a non-responsive connection (0 disables).
+    #[arg(
+        long = "grpc-keepalive-timeout",
+        value_name = "DURATION",
+        default_value = "20s",
+        help_heading = MEMBER
+    )]
+    grpc_keepalive_timeout: GoDuration,
+
     /// List of this member's peer URLs to advertise to the rest of the cluster.
     #[arg(
         long = "initial-advertise-peer-urls",
@@ -214,13 +285,172 @@ struct Values {
     /// serves no runtime membership changes yet, so it has nothing to check.
     #[arg(long = "strict-reconfig-check", default_value_t = true, help_heading = CLUSTERING)]
     strict_reconfig_check: bool,
+    /// Enable to run an additional Raft election phase.
+    #[arg(long = "pre-vote", default_value_t = false, help_heading = CLUSTERING)]
+    pre_vote: bool,
+    /// Discovery URL used to bootstrap the cluster.
+    #[arg(long, value_name = "URL", default_value = "", help_heading = CLUSTERING)]
+    discovery: String,
+    /// Expected behavior ('exit' or 'proxy') when the discovery service fails.
+    #[arg(
+        long = "discovery-fallback",
+        value_name = "FALLBACK",
+        default_value = "proxy",
+        help_heading = CLUSTERING
+    )]
+    discovery_fallback: DiscoveryFallback,
+    /// HTTP proxy to use for traffic to the discovery service.
+    #[arg(long = "discovery-proxy", value_name = "URL", default_value = "", help_heading = CLUSTERING)]
+    discovery_proxy: String,
+    /// DNS srv domain used to bootstrap the cluster.
+    #[arg(long = "discovery-srv", value_name = "DOMAIN", default_value = "", help_heading = CLUSTERING)]
+    discovery_srv: String,
+    /// Suffix to the DNS srv name queried when bootstrapping.
+    #[arg(
+        long = "discovery-srv-name",
+        value_name = "NAME",
+        default_value = "",
+        help_heading = CLUSTERING
+    )]
+    discovery_srv_name: String,
+    /// Auto compaction retention length; 0 disables auto compaction.
+    #[arg(
+        long = "auto-compaction-retention",
+        value_name = "RETENTION",
+        default_value = "0",
+        help_heading = CLUSTERING
+    )]
+    auto_compaction_retention: String,
+    /// Interpret --auto-compaction-retention as 'periodic' (a duration) or 'revision'.
+    #[arg(
+        long = "auto-compaction-mode",
+        value_name = "MODE",
+        default_value = "periodic",
+        help_heading = CLUSTERING
+    )]
+    auto_compaction_mode: CompactionMode,
     /// Serve etcd's v2 API: oxetcd serves only v3, so only 'false' is accepted.
     #[arg(long = "enable-v2", default_value_t = false, help_heading = CLUSTERING)]
     enable_v2: bool,
 
+    /// Path to the client server TLS cert file.
+    #[arg(long = "cert-file", value_name = "PATH", help_heading = SECURITY)]
+    cert_file: Option<PathBuf>,
+    /// Path to the client server TLS key file.
+    #[arg(long = "key-file", value_name = "PATH", help_heading = SECURITY)]
+    key_file: Option<PathBuf>,
+    /// Enable client cert authentication.
+    #[arg(long = "client-cert-auth", default_value_t = false, help_heading = SECURITY)]
+    client_cert_auth: bool,
+    /// Path to the client certificate revocation list file.
+    #[arg(long = "client-crl-file", value_name = "PATH", help_heading = SECURITY)]
+    client_crl_file: Option<PathBuf>,
+    /// Allowed TLS hostname for client cert authentication.
+    #[arg(long = "client-cert-allowed-hostname", value_name = "HOST", help_heading = SECURITY)]
+    client_cert_allowed_hostname: Option<String>,
+    /// Path to the client server TLS trusted CA cert file.
+    #[arg(long = "trusted-ca-file", value_name = "PATH", help_heading = SECURITY)]
+    trusted_ca_file: Option<PathBuf>,
+    /// Client TLS using generated certificates.
+    #[arg(long = "auto-tls", default_value_t = false, help_heading = SECURITY)]
+    auto_tls: bool,
+    /// Path to the peer server TLS cert file.
+    #[arg(long = "peer-cert-file", value_name = "PATH", help_heading = SECURITY)]
+    peer_cert_file: Option<PathBuf>,
+    /// Path to the peer server TLS key file.
+    #[arg(long = "peer-key-file", value_name = "PATH", help_heading = SECURITY)]
+    peer_key_file: Option<PathBuf>,
+    /// Enable peer client cert authentication.
+    #[arg(long = "peer-client-cert-auth", default_value_t = false, help_heading = SECURITY)]
+    peer_client_cert_auth: bool,
+    /// Path to the peer server TLS trusted CA file.
+    #[arg(long = "peer-trusted-ca-file", value_name = "PATH", help_heading = SECURITY)]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// Required CN for client certs connecting to the peer endpoint.
+    #[arg(long = "peer-cert-allowed-cn", value_name = "CN", help_heading = SECURITY)]
+    peer_cert_allowed_cn: Option<String>,
+    /// Allowed TLS hostname for inter peer authentication.
+    #[arg(long = "peer-cert-allowed-hostname", value_name = "HOST", help_heading = SECURITY)]
+    peer_cert_allowed_hostname: Option<String>,
+    /// Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file
+    /// are not provided.
+    #[arg(long = "peer-auto-tls", default_value_t = false, help_heading = SECURITY)]
+    peer_auto_tls: bool,
+    /// Path to the peer certificate revocation list file.
+    #[arg(long = "peer-crl-file", value_name = "PATH", help_heading = SECURITY)]
+    peer_crl_file: Option<PathBuf>,
+    /// Comma-separated list of supported TLS cipher suites between client/server and
+    /// peers (empty: the TLS library's defaults).
+    #[arg(long = "cipher-suites", value_name = "SUITES", default_value = "", help_heading = SECURITY)]
+    cipher_suites: String,
+    /// Minimum TLS version (etcd 3.5): TLS1.2 or TLS1.3 [default: TLS1.2].
+    #[arg(long = "tls-min-version", value_name = "VERSION", help_heading = SECURITY)]
+    tls_min_version: Option<TlsVersion>,
+    /// Maximum TLS version (etcd 3.5): TLS1.2 or TLS1.3 [default: the highest].
+    #[arg(long = "tls-max-version", value_name = "VERSION", help_heading = SECURITY)]
+    tls_max_version: Option<TlsVersion>,
+    /// Validity period, in years, of the self-signed certificates of --auto-tls and
+    /// --peer-auto-tls (etcd 3.5).
+    #[arg(
+        long = "self-signed-cert-validity",
+        value_name = "YEARS",
+        // etcd 3.5's default, which oxetcd-tls keeps.
+        default_value_t = TlsOptions::default().self_signed_cert_validity_years,
+        help_heading = SECURITY
+    )]
+    self_signed_cert_validity: u32,
+    /// Comma-separated whitelist of origins for CORS (empty or * means allow all).
+    #[arg(long, value_name = "ORIGINS", default_value = "*", help_heading = SECURITY)]
+    cors: String,
+    /// Acceptable hostnames from HTTP client requests, if the server is not secure (empty
+    /// or * means allow all).
+    #[arg(long = "host-whitelist", value_name = "HOSTS", default_value = "*", help_heading = SECURITY)]
+    host_whitelist: String,
+
+    /// Specify a v3 authentication token type and its options ('simple' or 'jwt').
+    #[arg(long = "auth-token", value_name = "TOKEN", default_value = "simple", help_heading = AUTH)]
+    auth_token: String,
+    /// Cost of the bcrypt algorithm for hashing auth passwords (4 to 31).
+    #[arg(long = "bcrypt-cost", value_name = "COST", default_value_t = 10, help_heading = AUTH)]
+    bcrypt_cost: u32,
+    /// Time (in seconds) of the auth-token-ttl.
+    #[arg(long = "auth-token-ttl", value_name = "SECONDS", default_value_t = 300, help_heading = AUTH)]
+    auth_token_ttl: u32,
+
+    /// Enable runtime profiling data via HTTP server at client URL + "/debug/pprof/".
+    #[arg(long = "enable-pprof", default_value_t = false, help_heading = PROFILING)]
+    enable_pprof: bool,
+    /// Level of detail for exported metrics: 'basic', or 'extensive' to include histograms.
+    #[arg(long, value_name = "LEVEL", default_value = "basic", help_heading = PROFILING)]
+    metrics: MetricsLevel,
+    /// List of URLs to listen on for the metrics and health endpoints.
+    #[arg(
+        long = "listen-metrics-urls",
+        value_name = "URLS",
+        default_value = "",
+        help_heading = PROFILING
+    )]
+    listen_metrics_urls: String,
+    /// Serve the grpc-gateway (etcd's JSON API on the client port).
+    #[arg(long = "enable-grpc-gateway", default_value_t = true, help_heading = PROFILING)]
+    enable_grpc_gateway: bool,
+
     /// Specify 'zap' for structured (JSON) logging or 'text' for human-readable lines.
+    /// etcd 3.4's deprecated 'capnslog' is read as 'text'.
     #[arg(long, value_name = "LOGGER", default_value = "zap", help_heading = LOGGING)]
-    logger: Logger,
+    logger: LoggerFlag,
+    /// Log format (etcd 3.5): 'json', or 'console' for human-readable lines; overrides
+    /// --logger.
+    #[arg(long = "log-format", value_name = "FORMAT", help_heading = LOGGING)]
+    log_format: Option<LogFormat>,
+    /// Comma-separated log outputs: 'default' (stderr), 'stderr', 'stdout', or file paths.
+    #[arg(
+        long = "log-outputs",
+        value_name = "OUTPUTS",
+        default_value = DEFAULT_LOG_OUTPUT,
+        help_heading = LOGGING
+    )]
+    log_outputs: String,
     /// Configures log level.
     #[arg(long = "log-level", value_name = "LEVEL", default_value = "info", help_heading = LOGGING)]
     log_level: LogLevel,
@@ -249,11 +479,126 @@ struct Values {
         help_heading = EXPERIMENTAL
     )]
     experimental_watch_progress_notify_interval: GoDuration,
+
+    /// Proxy mode setting ('off', 'readonly' or 'on').
+    #[arg(long, value_name = "MODE", default_value = "off", help_heading = V2_PROXY)]
+    proxy: ProxyMode,
+    /// Time (in milliseconds) an endpoint will be held in a failed state.
+    #[arg(long = "proxy-failure-wait", value_name = "MS", default_value_t = 5000, help_heading = V2_PROXY)]
+    proxy_failure_wait: u32,
+    /// Time (in milliseconds) of the endpoints refresh interval.
+    #[arg(
+        long = "proxy-refresh-interval",
+        value_name = "MS",
+        default_value_t = 30_000,
+        help_heading = V2_PROXY
+    )]
+    proxy_refresh_interval: u32,
+    /// Time (in milliseconds) for a dial to timeout.
+    #[arg(long = "proxy-dial-timeout", value_name = "MS", default_value_t = 1000, help_heading = V2_PROXY)]
+    proxy_dial_timeout: u32,
+    /// Time (in milliseconds) for a write to timeout.
+    #[arg(long = "proxy-write-timeout", value_name = "MS", default_value_t = 5000, help_heading = V2_PROXY)]
+    proxy_write_timeout: u32,
+    /// Time (in milliseconds) for a read to timeout.
+    #[arg(long = "proxy-read-timeout", value_name = "MS", default_value_t = 0, help_heading = V2_PROXY)]
+    proxy_read_timeout: u32,
+
+    /// Duration of time between cluster corruption check passes.
+    #[arg(
+        long = "experimental-corrupt-check-time",
+        value_name = "DURATION",
+        default_value = "0s",
+        help_heading = EXPERIMENTAL
+    )]
+    experimental_corrupt_check_time: GoDuration,
+    /// Serve v2 requests through the v3 backend under a given prefix.
+    #[arg(
+        long = "experimental-enable-v2v3",
+        value_name = "PREFIX",
+        default_value = "",
+        help_heading = EXPERIMENTAL
+    )]
+    experimental_enable_v2v3: String,
+    /// The type of freelist the bbolt backend uses ('array' or 'map').
+    #[arg(
+        long = "experimental-backend-bbolt-freelist-type",
+        value_name = "TYPE",
+        default_value = "array",
+        help_heading = EXPERIMENTAL
+    )]
+    experimental_backend_bbolt_freelist_type: FreelistType,
+    /// Persist leases' remaining TTLs (always so in oxetcd); requires
+    /// --experimental-enable-lease-checkpoint.
+    #[arg(
+        long = "experimental-enable-lease-checkpoint-persist",
+        default_value_t = false,
+        help_heading = EXPERIMENTAL
+    )]
+    experimental_enable_lease_checkpoint_persist: bool,
+    /// Maximum revisions deleted in each compaction batch.
+    #[arg(
+        long = "experimental-compaction-batch-limit",
+        value_name = "N",
+        default_value_t = 1000,
+        allow_negative_numbers = true,
+        help_heading = EXPERIMENTAL
+    )]
+    experimental_compaction_batch_limit: i64,
+    /// Skip verification of the SAN field in client certificates for peer connections.
+    #[arg(
+        long = "experimental-peer-skip-client-san-verification",
+        default_value_t = false,
+        help_heading = EXPERIMENTAL
+    )]
+    experimental_peer_skip_client_san_verification: bool,
+    /// A warning is logged if a request takes more than this duration to apply.
+    #[arg(
+        long = "experimental-warning-apply-duration",
+        value_name = "DURATION",
+        default_value = "100ms",
+        help_heading = EXPERIMENTAL
+    )]
+    experimental_warning_apply_duration: GoDuration,
+    /// Feature gates (etcd 3.6), as gate=bool pairs; oxetcd has none, so only '' is accepted.
+    #[arg(long = "feature-gates", value_name = "GATES", default_value = "", help_heading = EXPERIMENTAL)]
+    feature_gates: String,
+
+    /// Force to create a new one-member cluster.
+    #[arg(long = "force-new-cluster", default_value_t = false, help_heading = UNSAFE)]
+    force_new_cluster: bool,
+    /// Disables fsync; unsafe, will cause data loss.
+    #[arg(long = "unsafe-no-fsync", default_value_t = false, help_heading = UNSAFE)]
+    unsafe_no_fsync: bool,
+
+    /// Enable debug-level logging (deprecated: use --log-level=debug).
+    #[arg(long, default_value_t = false, help_heading = DEPRECATED)]
+    debug: bool,
+    /// Per-package log levels of etcd's capnslog logger, e.g. 'etcdserver=DEBUG'.
+    #[arg(
+        long = "log-package-levels",
+        value_name = "LEVELS",
+        default_value = "",
+        help_heading = DEPRECATED
+    )]
+    log_package_levels: String,
+    /// The former name of --log-outputs.
+    #[arg(
+        long = "log-output",
+        value_name = "OUTPUTS",
+        default_value = DEFAULT_LOG_OUTPUT,
+        help_heading = DEPRECATED
+    )]
+    log_output: String,
 }
 
-/// etcd's boolean flags: `--flag` alone is true and `--flag=false` false; a separate
-/// value is not taken, so `--flag next-arg` never swallows the next argument.
+/// etcd's boolean flags (every `bool` field): `--flag` alone is true and `--flag=false`
+/// false; a separate value is not taken, so `--flag next-arg` never swallows the next
+/// argument.
 fn etcd_bool(arg: clap::Arg) -> clap::Arg {
+    if !matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+        return arg;
+    }
     arg.value_name("BOOL")
         .num_args(0..=1)
         .require_equals(true)
@@ -306,6 +651,76 @@ impl FromArgMatches for Flags {
 
 impl Parser for Flags {}
 
+/// `--discovery-fallback`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DiscoveryFallback {
+    Exit,
+    Proxy,
+}
+
+/// `--auto-compaction-mode`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CompactionMode {
+    Periodic,
+    Revision,
+}
+
+/// `--metrics`' values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MetricsLevel {
+    Basic,
+    Extensive,
+}
+
+/// `--proxy`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProxyMode {
+    Off,
+    Readonly,
+    On,
+}
+
+/// `--experimental-backend-bbolt-freelist-type`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FreelistType {
+    Array,
+    Map,
+}
+
+/// `--logger`'s values: etcd 3.4's `zap` and (deprecated) `capnslog`, and oxetcd's `text`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LoggerFlag {
+    Zap,
+    Text,
+    Capnslog,
+}
+
+/// `--log-format`'s values (etcd 3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Console,
+}
+
+/// `--tls-min-version` and `--tls-max-version` values (etcd 3.5's names); rustls has no
+/// TLS 1.0 or 1.1, and etcd 3.5 accepts neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+enum TlsVersion {
+    #[value(name = "TLS1.2")]
+    Tls12,
+    #[value(name = "TLS1.3")]
+    Tls13,
+}
+
+impl TlsVersion {
+    fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLS1.2",
+            TlsVersion::Tls13 => "TLS1.3",
+        }
+    }
+}
+
 /// `--initial-cluster-state`'s values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ClusterState {
@@ -338,11 +753,14 @@ pub enum Logger {
     Text,
 }
 
-/// A parsed `http://host:port` URL.
+/// Where logs go (`--log-outputs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    pub text: String,
-    pub addr: SocketAddr,
+pub enum LogOutput {
+    /// `stderr`, and etcd's `default` (journald only under systemd, which oxetcd lacks).
+    Stderr,
+    Stdout,
+    /// Any other value: a file, appended to.
+    File(PathBuf),
 }
 
 /// Everything a member is started with: the server's settings plus what only the
@@ -352,11 +770,58 @@ pub struct Config {
     pub server: ServerConfig,
     pub listen_client_urls: Vec<Url>,
     pub listen_peer_urls: Vec<Url>,
+    /// `--listen-metrics-urls`: extra listeners serving only `/metrics` and `/health`
+    /// (empty: none). An `https` one uses `client_tls`, as in etcd.
+    pub listen_metrics_urls: Vec<Url>,
+    /// `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`,
+    /// `--client-crl-file`, `--client-cert-allowed-hostname`, `--auto-tls`: TLS of the
+    /// `https`/`unixs` client (and metrics) URLs.
+    pub client_tls: TlsInfo,
+    /// `--peer-*` TLS flags and `--experimental-peer-skip-client-san-verification`: TLS of
+    /// the `https` peer URLs, and of dialing peers.
+    pub peer_tls: TlsInfo,
+    /// `--cipher-suites`, `--tls-min-version`, `--tls-max-version`,
+    /// `--self-signed-cert-validity`: for both sides.
+    pub tls_options: TlsOptions,
     /// HTTP/2 streams one client connection may have open at once (etcd's default,
     /// `u32::MAX`, means no limit).
     pub max_concurrent_streams: u32,
+    /// `--grpc-keepalive-min-time`: clients pinging more often are told to go away
+    /// (zero: no enforcement).
+    pub grpc_keepalive_min_time: Duration,
+    /// `--grpc-keepalive-interval`: the server pings an idle connection this often (zero:
+    /// never; etcd pings only when this and the timeout are both non-zero).
+    pub grpc_keepalive_interval: Duration,
+    /// `--grpc-keepalive-timeout`: a ping unanswered this long closes the connection.
+    pub grpc_keepalive_timeout: Duration,
+    /// `--wal-dir`: the WAL's directory instead of `<data-dir>/member/wal`. ServerConfig
+    /// has no field for it yet; embed passes it on once it has.
+    pub wal_dir: Option<PathBuf>,
+    /// `--pre-vote`: raft's pre-vote phase (etcd 3.4's default: off).
+    pub pre_vote: bool,
+    /// `--initial-election-tick-advance`: on boot, fast-forward election ticks so the
+    /// first election comes sooner (etcd's default: on).
+    pub initial_election_tick_advance: bool,
+    /// `--backend-batch-interval`: longest wait before a backend commit (`None`: the
+    /// backend's default).
+    pub backend_batch_interval: Option<Duration>,
+    /// `--backend-batch-limit`: most operations in one backend commit (`None`: the
+    /// backend's default).
+    pub backend_batch_limit: Option<u64>,
+    /// `--enable-grpc-gateway`: serve etcd's JSON API on the client port (default on; not
+    /// served yet).
+    pub enable_grpc_gateway: bool,
+    /// `--host-whitelist`: host names accepted in HTTP requests to insecure listeners;
+    /// empty or containing `*` means any.
+    pub host_whitelist: Vec<String>,
+    /// `--cors`: origins allowed for CORS; empty or containing `*` means any.
+    pub cors: Vec<String>,
+    /// `--log-level`, or `debug` with etcd 3.4's `--debug`.
     pub log_level: LogLevel,
+    /// `--logger` (`capnslog` read as `text`), or `--log-format` when given.
     pub logger: Logger,
+    /// `--log-outputs` (or the deprecated `--log-output`).
+    pub log_outputs: Vec<LogOutput>,
 }
 
 /// A configuration mistake, reported before the server touches the disk.
@@ -382,6 +847,23 @@ pub enum ConfigError {
     AdvertiseClientUrlsRequired,
     #[error("--{flag}={value} is not supported: {reason}")]
     Unsupported { flag: &'static str, value: String, reason: &'static str },
+    /// A flag of [`REFUSED`] set to other than its default.
+    #[error("--{flag} is not supported yet ({until})")]
+    NotSupportedYet { flag: &'static str, until: &'static str },
+    /// etcd's error for an `https`/`unixs` client URL without a certificate.
+    #[error(
+        "TLS key/cert (--cert-file, --key-file) must be provided for client url {0} with HTTPS scheme"
+    )]
+    ClientTlsRequired(String),
+    /// etcd's error for a TLS listener (peer or metrics) without a certificate.
+    #[error("cannot listen on TLS for {0}: KeyFile and CertFile are not presented")]
+    TlsNotPresented(String),
+    /// etcd's error for a TLS side with a certificate and no key, or the reverse.
+    #[error("KeyFile and CertFile must both be present[key: {key}, cert: {cert}]")]
+    KeyCertPair { key: String, cert: String },
+    /// Another check of etcd's, in etcd's words.
+    #[error("{0}")]
+    Rejected(String),
     /// `origin` names where the value came from: `--flag`, `ETCD_FLAG` or `key in file`.
     #[error("invalid value {value:?} for {origin}: {reason}")]
     InvalidValue { origin: String, value: String, reason: String },
@@ -442,6 +924,7 @@ impl Flags {
                 .find_map(|s| parse_values(std::slice::from_ref(s)).err().map(|e| s.invalid(&e)))
                 .unwrap_or_else(|| ConfigError::Settings(error.to_string()))
         })?;
+        check_refused(&settings)?;
         let config = values.check(notices)?;
         if let Some(path) = config_file {
             notices.push(format!(
@@ -461,6 +944,31 @@ fn flag_names() -> Vec<String> {
         .filter(|arg| arg.get_action().takes_values())
         .filter_map(|arg| arg.get_long().map(String::from))
         .collect()
+}
+
+/// Fails on the first setting of a [`REFUSED`] flag whose value differs from the default
+/// (compared parsed, so `--bcrypt-cost=10` is the default however it is spelled).
+fn check_refused(settings: &[Setting]) -> Result<(), ConfigError> {
+    let defaults = parse_values(&[]).map_err(|e| ConfigError::Settings(e.to_string()))?;
+    for setting in settings {
+        let Some((flag, refusal)) = REFUSED.iter().find(|(flag, _)| *flag == setting.key) else {
+            continue;
+        };
+        let parsed =
+            parse_values(std::slice::from_ref(setting)).map_err(|e| setting.invalid(&e))?;
+        if parsed == defaults {
+            continue;
+        }
+        return Err(match *refusal {
+            Refusal::NotYet(until) => ConfigError::NotSupportedYet { flag, until },
+            Refusal::Never(reason) => ConfigError::Unsupported {
+                flag,
+                value: setting.value.to_string_lossy().into_owned(),
+                reason,
+            },
+        });
+    }
+    Ok(())
 }
 
 fn parse_values(settings: &[Setting]) -> Result<Values, clap::Error> {
@@ -491,12 +999,19 @@ impl Values {
                 return Err(ConfigError::NotPositive(flag));
             }
         }
-        if self.enable_v2 {
+        if !self.feature_gates.trim().is_empty() {
             return Err(ConfigError::Unsupported {
-                flag: "enable-v2",
-                value: "true".into(),
-                reason: "oxetcd serves only etcd's v3 API",
+                flag: "feature-gates",
+                value: self.feature_gates,
+                reason: "oxetcd has no feature gates",
             });
+        }
+        if self.experimental_enable_lease_checkpoint_persist
+            && !self.experimental_enable_lease_checkpoint
+        {
+            return Err(ConfigError::Rejected(
+                "setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint".into(),
+            ));
         }
         if self.quota_backend_bytes != 0 {
             notices.push(format!(
@@ -527,6 +1042,8 @@ impl Values {
             }
             Some(interval) => interval,
         };
+        let (log_level, logger, log_outputs) = self.logging(notices)?;
+        let (client_tls, peer_tls, tls_options) = self.tls(notices)?;
         let initial_cluster = self
             .initial_cluster
             .clone()
@@ -562,61 +1079,260 @@ impl Values {
             client_dial_tls: None,
             name: self.name,
         };
+        let listen_client_urls = parse_listen_urls(&self.listen_client_urls)?;
+        let listen_peer_urls = parse_listen_urls(&self.listen_peer_urls)?;
+        let listen_metrics_urls = match self.listen_metrics_urls.trim() {
+            "" => Vec::new(),
+            list => parse_listen_urls(list)?,
+        };
+        check_tls_urls(&listen_client_urls, &client_tls, Side::Client, notices)?;
+        check_tls_urls(&listen_peer_urls, &peer_tls, Side::Peer, notices)?;
+        check_tls_urls(&listen_metrics_urls, &client_tls, Side::Metrics, notices)?;
         Ok(Config {
             server,
-            listen_client_urls: parse_listen_urls(&self.listen_client_urls)?,
-            listen_peer_urls: parse_listen_urls(&self.listen_peer_urls)?,
+            listen_client_urls,
+            listen_peer_urls,
+            listen_metrics_urls,
+            client_tls,
+            peer_tls,
+            tls_options,
             max_concurrent_streams: self.max_concurrent_streams,
-            log_level: self.log_level,
-            logger: self.logger,
+            // etcd enforces, and pings, only for positive durations.
+            grpc_keepalive_min_time: self.grpc_keepalive_min_time.positive().unwrap_or_default(),
+            grpc_keepalive_interval: self.grpc_keepalive_interval.positive().unwrap_or_default(),
+            grpc_keepalive_timeout: self.grpc_keepalive_timeout.positive().unwrap_or_default(),
+            wal_dir: self.wal_dir.filter(|dir| !dir.as_os_str().is_empty()),
+            pre_vote: self.pre_vote,
+            initial_election_tick_advance: self.initial_election_tick_advance,
+            // etcd's backend takes zero (or less) as "its default".
+            backend_batch_interval: self.backend_batch_interval.and_then(GoDuration::positive),
+            backend_batch_limit: u64::try_from(self.backend_batch_limit).ok().filter(|&n| n > 0),
+            enable_grpc_gateway: self.enable_grpc_gateway,
+            host_whitelist: split_list(&self.host_whitelist),
+            cors: split_list(&self.cors),
+            log_level,
+            logger,
+            log_outputs,
         })
     }
+
+    /// The log level, logger and outputs, with etcd 3.4's deprecated `--debug`,
+    /// `--logger=capnslog` and `--log-output`, and etcd 3.5's `--log-format`.
+    fn logging(
+        &self,
+        notices: &mut Vec<String>,
+    ) -> Result<(LogLevel, Logger, Vec<LogOutput>), ConfigError> {
+        let mut level = self.log_level;
+        if self.debug {
+            notices
+                .push("warning: deprecated --debug is set (use --log-level=debug instead)".into());
+            if level != LogLevel::Debug {
+                notices.push(format!(
+                    "warning: deprecated --debug is set with an inconsistent --log-level={}; logging at debug",
+                    self.log_level_name()
+                ));
+            }
+            level = LogLevel::Debug;
+        }
+        let outputs = match (self.log_output.as_str(), self.log_outputs.as_str()) {
+            (DEFAULT_LOG_OUTPUT, outputs) => outputs,
+            (output, DEFAULT_LOG_OUTPUT) => {
+                notices.push(
+                    "warning: '--log-output' flag has been deprecated! Please use '--log-outputs'!"
+                        .into(),
+                );
+                output
+            }
+            _ => {
+                return Err(ConfigError::Rejected(
+                    "both '--log-output' and '--log-outputs' are set; only set '--log-outputs'"
+                        .into(),
+                ));
+            }
+        };
+        let outputs = split_list(outputs);
+        if outputs.is_empty() {
+            return Err(ConfigError::Rejected(
+                "either '--log-output' or '--log-outputs' flag must be set".into(),
+            ));
+        }
+        if outputs.len() > 1 && outputs.iter().any(|o| o == DEFAULT_LOG_OUTPUT) {
+            return Err(ConfigError::Rejected(format!(
+                "multi logoutput for {DEFAULT_LOG_OUTPUT:?} is not supported yet"
+            )));
+        }
+        let logger = match (self.log_format, self.logger) {
+            (Some(LogFormat::Json), _) => Logger::Zap,
+            (Some(LogFormat::Console), _) => Logger::Text,
+            (None, LoggerFlag::Zap) => Logger::Zap,
+            (None, LoggerFlag::Text) => Logger::Text,
+            (None, LoggerFlag::Capnslog) => {
+                notices.push(
+                    "warning: deprecated '--logger=capnslog' flag is set; use '--logger=zap' flag instead (oxetcd logs text lines for capnslog)"
+                        .into(),
+                );
+                if outputs.len() > 1 {
+                    return Err(ConfigError::Rejected(format!(
+                        "--logger=capnslog supports only 1 value in '--log-outputs', got {outputs:?}"
+                    )));
+                }
+                Logger::Text
+            }
+        };
+        let outputs = outputs
+            .into_iter()
+            .map(|output| match output.as_str() {
+                DEFAULT_LOG_OUTPUT | "stderr" => Ok(LogOutput::Stderr),
+                "stdout" => Ok(LogOutput::Stdout),
+                "systemd/journal" => Err(ConfigError::Unsupported {
+                    flag: "log-outputs",
+                    value: output.clone(),
+                    reason: "oxetcd does not write to journald; systemd captures stderr",
+                }),
+                _ => Ok(LogOutput::File(PathBuf::from(output))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((level, logger, outputs))
+    }
+
+    fn log_level_name(&self) -> String {
+        use clap::ValueEnum;
+        self.log_level.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
+    }
+
+    /// Both sides' TLS settings and the shared options, with etcd's checks.
+    fn tls(
+        &self,
+        notices: &mut Vec<String>,
+    ) -> Result<(TlsInfo, TlsInfo, TlsOptions), ConfigError> {
+        let path = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        let text = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        let client = TlsInfo {
+            cert_file: path(&self.cert_file),
+            key_file: path(&self.key_file),
+            trusted_ca_file: path(&self.trusted_ca_file),
+            client_cert_auth: self.client_cert_auth,
+            crl_file: path(&self.client_crl_file),
+            allowed_cn: None,
+            allowed_hostname: text(&self.client_cert_allowed_hostname),
+            auto_tls: self.auto_tls,
+            skip_client_san_verification: false,
+        };
+        let peer = TlsInfo {
+            cert_file: path(&self.peer_cert_file),
+            key_file: path(&self.peer_key_file),
+            trusted_ca_file: path(&self.peer_trusted_ca_file),
+            client_cert_auth: self.peer_client_cert_auth,
+            crl_file: path(&self.peer_crl_file),
+            allowed_cn: text(&self.peer_cert_allowed_cn),
+            allowed_hostname: text(&self.peer_cert_allowed_hostname),
+            auto_tls: self.peer_auto_tls,
+            skip_client_san_verification: self.experimental_peer_skip_client_san_verification,
+        };
+        for (side, tls) in [("client", &client), ("peer", &peer)] {
+            if tls.auto_tls && has_cert_or_key(tls) {
+                notices.push(format!("warning: ignoring {side} auto TLS since certs given"));
+            }
+        }
+        if self.self_signed_cert_validity == 0 {
+            return Err(ConfigError::NotPositive("self-signed-cert-validity"));
+        }
+        let options = TlsOptions {
+            cipher_suites: split_list(&self.cipher_suites),
+            min_version: self.tls_min_version.map(|v| v.name().to_string()),
+            max_version: self.tls_max_version.map(|v| v.name().to_string()),
+            self_signed_cert_validity_years: self.self_signed_cert_validity,
+        };
+        // etcd 3.5's checks of the version range.
+        if let (Some(min), Some(max)) = (self.tls_min_version, self.tls_max_version)
+            && min > max
+        {
+            return Err(ConfigError::Rejected(format!(
+                "min version ({}) is greater than max version ({})",
+                min.name(),
+                max.name()
+            )));
+        }
+        if self.tls_min_version == Some(TlsVersion::Tls13) && !options.cipher_suites.is_empty() {
+            return Err(ConfigError::Rejected(
+                "cipher suites cannot be configured when only TLS1.3 is enabled".into(),
+            ));
+        }
+        Ok((client, peer, options))
+    }
 }
 
-/// Checks a comma-separated URL list; only plain `http` is served so far.
-fn split_urls(list: &str) -> Result<Vec<String>, ConfigError> {
-    let urls: Vec<String> =
-        list.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
-    if urls.is_empty() {
-        return Err(ConfigError::BadUrl(list.to_string(), "no URL given".into()));
-    }
-    for url in &urls {
-        host_port(url)?;
-    }
-    Ok(urls)
+fn has_cert_or_key(tls: &TlsInfo) -> bool {
+    tls.cert_file.is_some() || tls.key_file.is_some()
 }
 
-fn host_port(url: &str) -> Result<&str, ConfigError> {
-    let bad = |why: &str| ConfigError::BadUrl(url.to_string(), why.to_string());
-    let rest = match url.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => return Err(bad("TLS is not supported yet; use http")),
-        Some((scheme, _)) => return Err(bad(&format!("URL scheme must be http, got {scheme}"))),
-        None => return Err(bad("missing scheme (http://host:port)")),
+/// Which listeners a URL list is for, for etcd's messages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Peer,
+    Metrics,
+}
+
+/// etcd's checks of listen URLs against their side's TLS: a TLS URL needs a certificate
+/// and its key (or auto-TLS); a plain one ignores them, with a warning.
+fn check_tls_urls(
+    urls: &[Url],
+    tls: &TlsInfo,
+    side: Side,
+    notices: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let (url_kind, auth_flag) = match side {
+        Side::Client => ("client-url", "--client-cert-auth"),
+        Side::Peer => ("peer-url", "--peer-client-cert-auth"),
+        // etcd serves metrics URLs with the client side's TLS and warns nothing.
+        Side::Metrics => ("metrics-url", ""),
     };
-    let host_port = rest.trim_end_matches('/');
-    if host_port.contains('/') || !host_port.contains(':') {
-        return Err(bad("expected http://host:port"));
+    for url in urls {
+        if url.scheme.is_tls() {
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                let shown = |p: &Option<PathBuf>| {
+                    p.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+                };
+                return Err(ConfigError::KeyCertPair {
+                    key: shown(&tls.key_file),
+                    cert: shown(&tls.cert_file),
+                });
+            }
+            if !tls.is_enabled() {
+                return Err(match side {
+                    Side::Client => ConfigError::ClientTlsRequired(url.text.clone()),
+                    Side::Peer | Side::Metrics => ConfigError::TlsNotPresented(url.text.clone()),
+                });
+            }
+        } else if side != Side::Metrics {
+            if has_cert_or_key(tls) {
+                notices.push(format!(
+                    "warning: scheme is HTTP while key and cert files are present; ignoring key and cert files ({url_kind} {})",
+                    url.text
+                ));
+            }
+            if tls.client_cert_auth {
+                notices.push(format!(
+                    "warning: scheme is HTTP while {auth_flag} is enabled; ignoring client cert auth for this URL ({url_kind} {})",
+                    url.text
+                ));
+            }
+        }
     }
-    Ok(host_port)
+    Ok(())
 }
 
-fn parse_listen_urls(list: &str) -> Result<Vec<Url>, ConfigError> {
-    split_urls(list)?
-        .into_iter()
-        .map(|text| {
-            let host_port = host_port(&text)?;
-            let addr = host_port
-                .to_socket_addrs()
-                .map_err(|e| ConfigError::BadUrl(text.clone(), e.to_string()))?
-                // Prefer IPv4 for `localhost`, as clients dialing it mostly do.
-                .min_by_key(|a| a.is_ipv6())
-                .ok_or_else(|| {
-                    ConfigError::BadUrl(text.clone(), "resolves to no address".into())
-                })?;
-            Ok(Url { text, addr })
-        })
-        .collect()
+/// A comma-separated list, trimmed, without empty items or repeats (etcd's
+/// `UniqueStrings` flags).
+fn split_list(list: &str) -> Vec<String> {
+    let mut items: Vec<String> = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        if !items.iter().any(|i| i == item) {
+            items.push(item.to_string());
+        }
+    }
+    items
 }
 
 fn parse_initial_cluster(value: &str) -> Result<Vec<InitialMember>, ConfigError> {
@@ -625,7 +1341,7 @@ fn parse_initial_cluster(value: &str) -> Result<Vec<InitialMember>, ConfigError>
         let (name, url) = pair
             .split_once('=')
             .ok_or_else(|| ConfigError::BadInitialCluster(format!("{pair:?} is not name=url")))?;
-        host_port(url)?;
+        url::host_port(url)?;
         match members.iter_mut().find(|m| m.name == name) {
             Some(m) => m.peer_urls.push(url.to_string()),
             None => members

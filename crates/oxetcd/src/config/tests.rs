@@ -220,13 +220,12 @@ fn a_flag_given_on_the_command_line_and_in_the_environment_is_refused() {
 
 #[test]
 fn unrecognized_etcd_variables_draw_a_warning() {
-    let (result, notices) =
-        resolve(&[], &[("ETCD_AUTO_COMPACTION_RETENTION", "1"), ("ETCD_NAMEE", "typo")]);
+    let (result, notices) = resolve(&[], &[("ETCD_NO_SUCH_FLAG", "1"), ("ETCD_NAMEE", "typo")]);
     assert!(result.is_ok());
     assert_eq!(
         notices,
         [
-            "warning: unrecognized environment variable ETCD_AUTO_COMPACTION_RETENTION=1",
+            "warning: unrecognized environment variable ETCD_NO_SUCH_FLAG=1",
             "warning: unrecognized environment variable ETCD_NAMEE=typo",
         ]
     );
@@ -241,9 +240,9 @@ fn invalid_environment_values_name_the_variable() {
             if origin == "ETCD_HEARTBEAT_INTERVAL" && value == "fast"),
         "{err}"
     );
-    let (result, _) = resolve(&[], &[("ETCD_LOGGER", "capnslog")]);
+    let (result, _) = resolve(&[], &[("ETCD_LOGGER", "syslog")]);
     let err = result.unwrap_err().to_string();
-    assert!(err.contains("ETCD_LOGGER") && err.contains("zap, text"), "{err}");
+    assert!(err.contains("ETCD_LOGGER") && err.contains("zap, text, capnslog"), "{err}");
 }
 
 /// A value, different from the default, for every key of the configuration file.
@@ -274,6 +273,44 @@ log-level: warn
 experimental-enable-lease-checkpoint: true
 experimental-watch-progress-notify-interval: 2m
 experimental-initial-corrupt-check: true
+wal-dir: /var/lib/infra1-wal
+initial-election-tick-advance: false
+backend-batch-interval: 10ms
+backend-batch-limit: 5000
+grpc-keepalive-min-time: 1s
+grpc-keepalive-interval: 1h
+grpc-keepalive-timeout: 0
+pre-vote: true
+cert-file: /tls/server.crt
+key-file: /tls/server.key
+client-cert-auth: true
+client-crl-file: /tls/client.crl
+client-cert-allowed-hostname: client.example.com
+trusted-ca-file: /tls/ca.crt
+auto-tls: false
+peer-cert-file: /tls/peer.crt
+peer-key-file: /tls/peer.key
+peer-client-cert-auth: true
+peer-trusted-ca-file: /tls/peer-ca.crt
+peer-cert-allowed-cn: etcd-peer
+peer-cert-allowed-hostname: peer.example.com
+peer-auto-tls: false
+peer-crl-file: /tls/peer.crl
+cipher-suites: TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+tls-min-version: TLS1.2
+tls-max-version: TLS1.3
+self-signed-cert-validity: 3
+cors: http://a.example.com,http://b.example.com
+host-whitelist: a.example.com
+listen-metrics-urls: http://127.0.0.1:12381
+enable-grpc-gateway: false
+log-outputs: stdout
+log-format: json
+experimental-enable-lease-checkpoint-persist: true
+experimental-peer-skip-client-san-verification: true
+feature-gates: ''
+debug: false
+log-output: default
 ";
 
 #[test]
@@ -298,13 +335,41 @@ fn the_config_file_sets_every_key() {
     assert_eq!(cfg.server.initial_cluster_token, "1234", "a number is read as the string it is");
     assert_eq!(cfg.server.advertise_client_urls, ["http://127.0.0.1:12379"]);
     assert_eq!(cfg.max_concurrent_streams, 100);
-    assert_eq!((cfg.logger, cfg.log_level), (Logger::Text, LogLevel::Warn));
+    assert_eq!(cfg.log_level, LogLevel::Warn);
     assert!(cfg.server.enable_lease_checkpoint);
     assert_eq!(cfg.server.watch_progress_notify_interval, Duration::from_secs(120));
     assert!(notices.iter().any(|n| n.starts_with("loaded the configuration from")), "{notices:?}");
 
-    // Every flag is a key of the file, so this test covers them all.
-    for flag in flag_names().iter().filter(|f| *f != sources::CONFIG_FILE) {
+    assert_eq!(cfg.wal_dir, Some(PathBuf::from("/var/lib/infra1-wal")));
+    assert!(!cfg.initial_election_tick_advance && cfg.pre_vote);
+    assert_eq!(cfg.backend_batch_interval, Some(Duration::from_millis(10)));
+    assert_eq!(cfg.backend_batch_limit, Some(5000));
+    assert_eq!(
+        (cfg.grpc_keepalive_min_time, cfg.grpc_keepalive_interval, cfg.grpc_keepalive_timeout),
+        (Duration::from_secs(1), Duration::from_secs(3600), Duration::ZERO)
+    );
+    assert_eq!(cfg.client_tls.cert_file, Some(PathBuf::from("/tls/server.crt")));
+    assert_eq!(cfg.client_tls.crl_file, Some(PathBuf::from("/tls/client.crl")));
+    assert_eq!(cfg.client_tls.allowed_hostname.as_deref(), Some("client.example.com"));
+    assert!(cfg.client_tls.client_cert_auth && cfg.peer_tls.client_cert_auth);
+    assert_eq!(cfg.peer_tls.allowed_cn.as_deref(), Some("etcd-peer"));
+    assert_eq!(cfg.peer_tls.trusted_ca_file, Some(PathBuf::from("/tls/peer-ca.crt")));
+    assert!(cfg.peer_tls.skip_client_san_verification);
+    assert_eq!(cfg.tls_options.cipher_suites.len(), 2);
+    assert_eq!(cfg.tls_options.min_version.as_deref(), Some("TLS1.2"));
+    assert_eq!(cfg.tls_options.max_version.as_deref(), Some("TLS1.3"));
+    assert_eq!(cfg.tls_options.self_signed_cert_validity_years, 3);
+    assert_eq!(cfg.cors, ["http://a.example.com", "http://b.example.com"]);
+    assert_eq!(cfg.host_whitelist, ["a.example.com"]);
+    assert_eq!(cfg.listen_metrics_urls[0].addr, "127.0.0.1:12381".parse().unwrap());
+    assert!(!cfg.enable_grpc_gateway);
+    assert_eq!(cfg.log_outputs, [LogOutput::Stdout]);
+    assert_eq!(cfg.logger, Logger::Zap, "--log-format=json overrides --logger=text");
+
+    // Every flag is a key of the file, so this test covers them all (the refused ones
+    // have their own test: any value but their default fails).
+    let refused = |flag: &str| REFUSED.iter().any(|(name, _)| *name == flag);
+    for flag in flag_names().iter().filter(|f| *f != sources::CONFIG_FILE && !refused(f)) {
         assert!(EVERY_KEY.contains(&format!("\n{flag}: ")), "EVERY_KEY lacks {flag}");
     }
 }
@@ -333,11 +398,11 @@ fn the_config_file_keeps_defaults_for_absent_and_null_keys() {
 
 #[test]
 fn unknown_config_file_keys_are_ignored_with_one_warning() {
-    let file = yaml_file("name: a\nwal-dir:\nauto-compaction-retention: 1\nconfig-file: x\n");
+    let file = yaml_file("name: a\nwal-dir:\nno-such-key: 1\nconfig-file: x\n");
     let (result, notices) = resolve(&["--config-file", path_of(&file)], &[]);
     assert_eq!(result.unwrap().server.name, "a");
     let warning = format!(
-        "warning: {}: ignoring keys oxetcd does not know: auto-compaction-retention, config-file",
+        "warning: {}: ignoring keys oxetcd does not know: no-such-key, config-file",
         path_of(&file)
     );
     assert_eq!(notices[0], warning, "a null value sets nothing, so it draws no warning");
@@ -392,4 +457,245 @@ fn version_reads_like_etcds() {
     for line in ["etcd API Version: 3.5.0", "Git SHA: ", "OS/Arch: "] {
         assert!(version.contains(line), "{version}");
     }
+}
+
+/// etcd 3.4.23's flags, from `etcd --help` and etcdmain's flag set.
+const ETCD_FLAGS: &str = include_str!("etcd-3.4-flags.txt");
+
+#[test]
+fn every_etcd_3_4_flag_is_accepted_by_name() {
+    let mut command = Flags::command();
+    command.build(); // adds --help and --version
+    let ours: Vec<&str> = command.get_arguments().filter_map(|arg| arg.get_long()).collect();
+    let etcds: Vec<&str> = ETCD_FLAGS
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(etcds.len() > 80, "the fixture lists etcd's flags");
+    let missing: Vec<&&str> = etcds.iter().filter(|flag| !ours.contains(flag)).collect();
+    assert!(missing.is_empty(), "flags of etcd 3.4 oxetcd does not accept: {missing:?}");
+    // And each parses at its default, on its own, from the command line.
+    for flag in etcds.iter().filter(|f| !["version", "config-file"].contains(f)) {
+        let default = command
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some(flag))
+            .and_then(|arg| arg.get_default_values().first().cloned());
+        if let Some(default) = default {
+            let arg = format!("--{flag}={}", default.to_string_lossy());
+            // etcd too requires advertising with --listen-client-urls.
+            let args = [arg.as_str(), "--advertise-client-urls=http://localhost:2379"];
+            let args = if *flag == "listen-client-urls" { &args[..] } else { &args[..1] };
+            assert!(parse(args).is_ok(), "{arg} refused: {:?}", parse(args).err());
+        }
+    }
+}
+
+/// A value other than the default for each refused flag.
+fn non_default(flag: &str) -> &'static str {
+    match flag {
+        "auth-token" => "jwt",
+        "auto-compaction-mode" => "revision",
+        "auto-compaction-retention" => "1h",
+        "discovery-fallback" => "exit",
+        "experimental-backend-bbolt-freelist-type" => "map",
+        "experimental-corrupt-check-time" | "experimental-warning-apply-duration" => "1m",
+        "metrics" => "extensive",
+        "proxy" => "on",
+        "discovery" | "discovery-proxy" => "http://discovery.example.com:2379",
+        "discovery-srv" | "discovery-srv-name" | "experimental-enable-v2v3" => "x",
+        "log-package-levels" => "etcdserver=DEBUG",
+        "enable-v2" | "enable-pprof" | "force-new-cluster" | "unsafe-no-fsync" => "true",
+        _ => "7",
+    }
+}
+
+#[test]
+fn refused_flags_start_at_their_default_and_fail_otherwise() {
+    let command = Flags::command();
+    for (flag, refusal) in REFUSED {
+        let arg = command.get_arguments().find(|arg| arg.get_long() == Some(flag));
+        let default = arg.and_then(|arg| arg.get_default_values().first().cloned());
+        let default = default.unwrap_or_else(|| panic!("--{flag} has a default"));
+        let at_default = format!("--{flag}={}", default.to_string_lossy());
+        assert!(parse(&[&at_default]).is_ok(), "{at_default}");
+
+        let value = non_default(flag);
+        let err = parse(&[&format!("--{flag}={value}")]).unwrap_err();
+        match refusal {
+            Refusal::NotYet(_) => {
+                assert!(err.to_string().starts_with(&format!("--{flag} is not supported yet (")))
+            }
+            Refusal::Never(reason) => {
+                assert_eq!(err.to_string(), format!("--{flag}={value} is not supported: {reason}"))
+            }
+        }
+        // From the environment and the file alike.
+        let (result, _) = resolve(&[], &[(&sources::env_name(flag), value)]);
+        assert!(result.is_err(), "{flag} from the environment");
+        let file = yaml_file(&format!("{flag}: {value:?}\n"));
+        assert!(parse(&["--config-file", path_of(&file)]).is_err(), "{flag} from a file");
+    }
+    // The default however spelled, and defaults that are what oxetcd does, start.
+    assert!(parse(&["--experimental-corrupt-check-time=0"]).is_ok());
+    assert!(parse(&["--bcrypt-cost", "10", "--enable-grpc-gateway", "--proxy=off"]).is_ok());
+    assert_eq!(
+        parse(&["--auth-token=jwt"]).unwrap_err().to_string(),
+        "--auth-token is not supported yet (comes with authentication, issue: auth)"
+    );
+}
+
+#[test]
+fn https_urls_need_a_certificate_as_in_etcd() {
+    let client = [
+        "--listen-client-urls=https://127.0.0.1:2379",
+        "--advertise-client-urls=https://127.0.0.1:2379",
+    ];
+    assert_eq!(
+        parse(&client).unwrap_err().to_string(),
+        "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"
+    );
+    let cfg = parse(&[&client[..], &["--cert-file=s.crt", "--key-file=s.key"]].concat()).unwrap();
+    assert_eq!(cfg.listen_client_urls[0].scheme, UrlScheme::Https);
+    assert_eq!(cfg.client_tls.cert_file, Some(PathBuf::from("s.crt")));
+    assert!(parse(&[&client[..], &["--auto-tls"]].concat()).unwrap().client_tls.auto_tls);
+    let err = parse(&[&client[..], &["--cert-file=s.crt"]].concat()).unwrap_err();
+    assert_eq!(err.to_string(), "KeyFile and CertFile must both be present[key: , cert: s.crt]");
+
+    let peer = ["--listen-peer-urls=https://127.0.0.1:2380"];
+    assert_eq!(
+        parse(&peer).unwrap_err().to_string(),
+        "cannot listen on TLS for https://127.0.0.1:2380: KeyFile and CertFile are not presented"
+    );
+    let cfg = parse(
+        &[&peer[..], &["--peer-auto-tls", "--initial-advertise-peer-urls=https://127.0.0.1:2380"]]
+            .concat(),
+    )
+    .unwrap();
+    assert!(cfg.peer_tls.is_enabled());
+    assert_eq!(cfg.server.initial_cluster[0].peer_urls, ["https://127.0.0.1:2380"]);
+    let metrics = ["--listen-metrics-urls=https://127.0.0.1:2381"];
+    assert!(matches!(parse(&metrics).unwrap_err(), ConfigError::TlsNotPresented(_)));
+}
+
+#[test]
+fn plain_urls_ignore_certificates_with_etcds_warnings() {
+    let (result, notices) = resolve(
+        &["--cert-file=s.crt", "--key-file=s.key", "--client-cert-auth", "--auto-tls"],
+        &[],
+    );
+    assert!(result.is_ok());
+    for warning in [
+        "ignoring client auto TLS since certs given",
+        "scheme is HTTP while key and cert files are present; ignoring key and cert files (client-url http://localhost:2379)",
+        "scheme is HTTP while --client-cert-auth is enabled",
+    ] {
+        assert!(notices.iter().any(|n| n.contains(warning)), "{warning}: {notices:?}");
+    }
+}
+
+#[test]
+fn unix_urls_name_a_socket_file_as_in_etcd() {
+    let cfg = parse(&[
+        "--listen-client-urls=unix://localhost:2379,unixs:///run/oxetcd.sock,http://127.0.0.1:2379",
+        "--advertise-client-urls=unix://localhost:2379",
+        "--cert-file=s.crt",
+        "--key-file=s.key",
+    ])
+    .unwrap();
+    let urls = &cfg.listen_client_urls;
+    assert_eq!(
+        (urls[0].scheme, urls[0].unix_path.as_deref()),
+        (UrlScheme::Unix, Some("localhost:2379".as_ref()))
+    );
+    assert_eq!(urls[0].addr, UNIX_URL_ADDR);
+    assert_eq!(
+        (urls[1].scheme, urls[1].unix_path.as_deref()),
+        (UrlScheme::Unixs, Some("/run/oxetcd.sock".as_ref()))
+    );
+    assert_eq!((urls[2].scheme, urls[2].unix_path.as_deref()), (UrlScheme::Http, None));
+    // etcd binds IP addresses, and `localhost`, only.
+    let err = parse(&["--listen-peer-urls=http://example.com:2380"]).unwrap_err();
+    assert_eq!(err.to_string(), "expected IP in URL for binding (http://example.com:2380)");
+    let err = parse(&["--listen-peer-urls=ftp://127.0.0.1:2380"]).unwrap_err();
+    assert!(err.to_string().contains("must be http, https, unix, or unixs"), "{err}");
+}
+
+#[test]
+fn new_flags_come_from_the_environment_too() {
+    let (result, _) = resolve(
+        &[],
+        &[
+            ("ETCD_PRE_VOTE", "true"),
+            ("ETCD_GRPC_KEEPALIVE_INTERVAL", "30s"),
+            ("ETCD_PEER_CERT_ALLOWED_CN", "peer"),
+            ("ETCD_CIPHER_SUITES", "A, B,A"),
+            ("ETCD_LOG_OUTPUTS", "stderr,/var/log/oxetcd.log"),
+            ("ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", "true"),
+        ],
+    );
+    let cfg = result.unwrap();
+    assert!(cfg.pre_vote && cfg.peer_tls.skip_client_san_verification);
+    assert_eq!(cfg.grpc_keepalive_interval, Duration::from_secs(30));
+    assert_eq!(cfg.peer_tls.allowed_cn.as_deref(), Some("peer"));
+    assert_eq!(cfg.tls_options.cipher_suites, ["A", "B"]);
+    assert_eq!(cfg.log_outputs, [LogOutput::Stderr, LogOutput::File("/var/log/oxetcd.log".into())]);
+}
+
+#[test]
+fn defaults_of_the_new_flags_are_etcds() {
+    let cfg = parse(&[]).unwrap();
+    assert_eq!(cfg.grpc_keepalive_min_time, Duration::from_secs(5));
+    assert_eq!(cfg.grpc_keepalive_interval, Duration::from_secs(2 * 60 * 60));
+    assert_eq!(cfg.grpc_keepalive_timeout, Duration::from_secs(20));
+    assert!(!cfg.pre_vote && cfg.initial_election_tick_advance && cfg.enable_grpc_gateway);
+    assert_eq!(
+        (cfg.backend_batch_interval, cfg.backend_batch_limit, cfg.wal_dir),
+        (None, None, None)
+    );
+    assert_eq!((cfg.cors, cfg.host_whitelist), (vec!["*".to_string()], vec!["*".to_string()]));
+    assert_eq!(cfg.log_outputs, [LogOutput::Stderr]);
+    assert!(cfg.listen_metrics_urls.is_empty());
+    assert_eq!((cfg.client_tls, cfg.peer_tls), (TlsInfo::default(), TlsInfo::default()));
+    assert_eq!(cfg.tls_options, TlsOptions::default());
+}
+
+#[test]
+fn deprecated_logging_flags_behave_as_in_etcd_3_4() {
+    let (result, notices) = resolve(&["--debug"], &[]);
+    assert_eq!(result.unwrap().log_level, LogLevel::Debug);
+    assert!(notices.iter().any(|n| n.contains("deprecated --debug")), "{notices:?}");
+    let (result, notices) = resolve(&["--logger=capnslog"], &[]);
+    assert_eq!(result.unwrap().logger, Logger::Text);
+    assert!(notices.iter().any(|n| n.contains("'--logger=capnslog'")), "{notices:?}");
+    assert_eq!(parse(&["--log-format=console"]).unwrap().logger, Logger::Text);
+    let (result, notices) = resolve(&["--log-output=stdout"], &[]);
+    assert_eq!(result.unwrap().log_outputs, [LogOutput::Stdout]);
+    assert!(notices.iter().any(|n| n.contains("deprecated")), "{notices:?}");
+    assert!(parse(&["--log-output=stdout", "--log-outputs=stderr"]).is_err());
+    let err = parse(&["--log-outputs=default,stdout"]).unwrap_err();
+    assert_eq!(err.to_string(), "multi logoutput for \"default\" is not supported yet");
+    assert!(parse(&["--log-outputs=systemd/journal"]).is_err());
+}
+
+#[test]
+fn tls_versions_and_feature_gates_follow_etcd_3_5_and_3_6() {
+    let err = parse(&["--tls-min-version=TLS1.3", "--tls-max-version=TLS1.2"]).unwrap_err();
+    assert_eq!(err.to_string(), "min version (TLS1.3) is greater than max version (TLS1.2)");
+    let err = parse(&["--tls-min-version=TLS1.3", "--cipher-suites=X"]).unwrap_err();
+    assert_eq!(err.to_string(), "cipher suites cannot be configured when only TLS1.3 is enabled");
+    assert!(Flags::try_parse_from(["oxetcd", "--tls-min-version=TLS1.1"]).is_err());
+    assert!(parse(&["--feature-gates="]).is_ok());
+    let err = parse(&["--feature-gates=StopGRPCServiceOnDefrag=true"]).unwrap_err();
+    assert!(matches!(err, ConfigError::Unsupported { flag: "feature-gates", .. }), "{err}");
+    let err = parse(&["--experimental-enable-lease-checkpoint-persist"]).unwrap_err();
+    assert!(err.to_string().contains("requires experimental-enable-lease-checkpoint"), "{err}");
+}
+
+#[test]
+fn command_line_errors_are_plain_text() {
+    let err = Flags::try_parse_from(["oxetcd", "--foo"]).unwrap_err();
+    let text = command_line_error(&err);
+    assert_eq!(text, "unexpected argument '--foo' found\nSee 'oxetcd --help'.");
+    assert!(!text.contains('\u{1b}'));
 }

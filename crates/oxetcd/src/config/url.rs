@@ -1,0 +1,131 @@
+//! The URLs of etcd's URL flags: `http`, `https`, `unix` and `unixs`, as etcd's
+//! `types.NewURLs` accepts them, and the checks etcd applies to URLs it binds or advertises.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use super::ConfigError;
+
+/// A URL's scheme. `https` and `unixs` are served with TLS; `unix` and `unixs` listen on
+/// a unix socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlScheme {
+    Http,
+    Https,
+    Unix,
+    Unixs,
+}
+
+impl UrlScheme {
+    fn parse(name: &str) -> Option<UrlScheme> {
+        match name {
+            "http" => Some(UrlScheme::Http),
+            "https" => Some(UrlScheme::Https),
+            "unix" => Some(UrlScheme::Unix),
+            "unixs" => Some(UrlScheme::Unixs),
+            _ => None,
+        }
+    }
+
+    /// Whether connections to this URL are TLS (`https`, `unixs`).
+    pub fn is_tls(self) -> bool {
+        matches!(self, UrlScheme::Https | UrlScheme::Unixs)
+    }
+
+    /// Whether this URL is a unix socket (`unix`, `unixs`).
+    pub fn is_unix(self) -> bool {
+        matches!(self, UrlScheme::Unix | UrlScheme::Unixs)
+    }
+}
+
+/// The `addr` of a unix-socket URL, which has no socket address: loopback port 0, so that
+/// code which forgets to look at `scheme` binds nothing reachable from outside.
+pub const UNIX_URL_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+/// A parsed listen URL: what to bind, and whether to serve TLS on it.
+///
+/// - `http://host:port`, `https://host:port`: TCP on `addr` (`host` is an IP address or
+///   `localhost`, as etcd requires of a URL it binds); `unix_path` is `None`.
+/// - `unix://name`, `unixs://name`: the unix socket file `name`, which is everything after
+///   `://` as etcd takes it (`unix://localhost:2379` is the file `localhost:2379` in the
+///   working directory, `unix:///run/etcd.sock` the absolute path); `addr` is
+///   [`UNIX_URL_ADDR`], never to be bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub scheme: UrlScheme,
+    /// The URL as given, for messages and for advertising.
+    pub text: String,
+    /// The socket address of a TCP URL.
+    pub addr: SocketAddr,
+    /// The socket file of a unix URL.
+    pub unix_path: Option<PathBuf>,
+}
+
+/// Splits a comma-separated URL list, checking each URL has a known scheme and a
+/// `host:port` (etcd's `checkHostURLs`, for URLs that are advertised).
+pub(super) fn split_urls(list: &str) -> Result<Vec<String>, ConfigError> {
+    let urls: Vec<String> =
+        list.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+    if urls.is_empty() {
+        return Err(ConfigError::BadUrl(list.to_string(), "no URL given".into()));
+    }
+    for url in &urls {
+        host_port(url)?;
+    }
+    Ok(urls)
+}
+
+/// The scheme of `url` and what follows `://`, without a trailing `/`.
+fn scheme_and_rest(url: &str) -> Result<(UrlScheme, &str), ConfigError> {
+    let bad = |why: String| ConfigError::BadUrl(url.to_string(), why);
+    let (name, rest) =
+        url.split_once("://").ok_or_else(|| bad("missing scheme (http://host:port)".into()))?;
+    let scheme = UrlScheme::parse(name).ok_or_else(|| {
+        bad(format!("URL scheme must be http, https, unix, or unixs, got {name}"))
+    })?;
+    Ok((scheme, rest.trim_end_matches('/')))
+}
+
+/// The `host:port` of a URL, checked: etcd requires one of every URL it advertises.
+pub(super) fn host_port(url: &str) -> Result<(UrlScheme, &str), ConfigError> {
+    let (scheme, host_port) = scheme_and_rest(url)?;
+    match host_port.rsplit_once(':') {
+        Some((host, _)) if !host.is_empty() && !host_port.contains('/') => Ok((scheme, host_port)),
+        _ => Err(ConfigError::BadUrl(url.to_string(), "expected scheme://host:port".into())),
+    }
+}
+
+/// Parses a comma-separated list of URLs to bind.
+pub(super) fn parse_listen_urls(list: &str) -> Result<Vec<Url>, ConfigError> {
+    let texts: Vec<String> =
+        list.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+    if texts.is_empty() {
+        return Err(ConfigError::BadUrl(list.to_string(), "no URL given".into()));
+    }
+    texts.into_iter().map(parse_listen_url).collect()
+}
+
+fn parse_listen_url(text: String) -> Result<Url, ConfigError> {
+    let (scheme, rest) = scheme_and_rest(&text)?;
+    if scheme.is_unix() {
+        if rest.is_empty() {
+            return Err(ConfigError::BadUrl(text, "no socket path".into()));
+        }
+        let unix_path = Some(PathBuf::from(rest));
+        return Ok(Url { scheme, addr: UNIX_URL_ADDR, unix_path, text });
+    }
+    let (_, host_port) = host_port(&text)?;
+    let host = host_port.rsplit_once(':').map_or(host_port, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    // etcd binds IP addresses only (its checkBindURLs), with `localhost` the one name.
+    if host != "localhost" && host.parse::<IpAddr>().is_err() {
+        return Err(ConfigError::Rejected(format!("expected IP in URL for binding ({text})")));
+    }
+    let addr = host_port
+        .to_socket_addrs()
+        .map_err(|e| ConfigError::BadUrl(text.clone(), e.to_string()))?
+        // Prefer IPv4 for `localhost`, as clients dialing it mostly do.
+        .min_by_key(|a| a.is_ipv6())
+        .ok_or_else(|| ConfigError::BadUrl(text.clone(), "resolves to no address".into()))?;
+    Ok(Url { scheme, text, addr, unix_path: None })
+}
