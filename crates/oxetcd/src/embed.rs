@@ -1,80 +1,212 @@
-//! A running member: the server plus its client listeners (gRPC and HTTP on the same
-//! port). `main` runs one; tests run several in one process.
+//! A running member: the server plus its listeners (etcd's `embed`). Client URLs serve
+//! gRPC and HTTP on the same port; peer URLs the peer transport; metrics URLs `/health`
+//! and `/metrics`. Each is plaintext, TLS, or both on one port, over TCP or a unix
+//! socket. `main` runs one member; tests run several in one process.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 
 use oxetcd_etcdserver::EtcdServer;
-use oxetcd_etcdserver::bootstrap::StartError;
+use oxetcd_etcdserver::bootstrap;
+use oxetcd_tls::{ClientTls, Listener, ServerTls, TlsError, TlsInfo};
+use oxetcd_v3rpc::HttpAccess;
 
-use crate::config::Config;
+use crate::config::{Config, Url};
 
 /// How long open connections get to finish when the member closes.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// HTTP/2 keepalive on the peer listener (the transport's senders use the same).
-const PEER_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-const PEER_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const PEER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a member did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Server(#[from] bootstrap::StartError),
+    #[error("cannot listen on {url}: {error}")]
+    Listen { url: String, error: std::io::Error },
+    #[error("{side} TLS: {error}")]
+    Tls { side: &'static str, error: TlsError },
+}
 
 pub struct Member {
     pub server: Arc<EtcdServer>,
-    /// The addresses the client listeners are bound to (useful with port 0).
+    /// The TCP addresses the client listeners are bound to (useful with port 0).
     pub client_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
 }
 
-/// Accepted connections with Nagle's algorithm off: responses are small and written
-/// once, and waiting to coalesce them meets the client's delayed ACK (a 40 ms stall).
-fn no_delay(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+/// The TLS a member serves and dials with, built from its flags before anything is bound.
+struct MemberTls {
+    client: Option<ServerTls>,
+    peer: Option<ServerTls>,
+}
+
+impl MemberTls {
+    /// Builds the servers' TLS, and puts into `cfg.server` how the member dials peers and
+    /// the leader's client URLs.
+    fn new(cfg: &mut Config) -> Result<MemberTls, StartError> {
+        let data_dir = cfg.server.data_dir.clone();
+        let options = &cfg.tls_options;
+        let client = enabled(&cfg.client_tls)
+            .map(|info| {
+                let hosts = hosts(&cfg.listen_client_urls);
+                ServerTls::new(info, options, &auto_tls_dir(&data_dir, "client"), &hosts)
+            })
+            .transpose()
+            .map_err(|error| StartError::Tls { side: "client", error })?;
+        let peer = enabled(&cfg.peer_tls)
+            .map(|info| {
+                let hosts = hosts(&cfg.listen_peer_urls);
+                ServerTls::new_peer(info, options, &auto_tls_dir(&data_dir, "peer"), &hosts)
+            })
+            .transpose()
+            .map_err(|error| StartError::Tls { side: "peer", error })?;
+        if let Some(info) = enabled(&cfg.peer_tls) {
+            let dial = ClientTls::new(info, options, &auto_tls_dir(&data_dir, "peer"))
+                .map_err(|error| StartError::Tls { side: "peer", error })?;
+            cfg.server.peer_dial_tls = Some(dial.config());
+        }
+        if let Some(info) = enabled(&cfg.client_tls) {
+            // Only lease keep-alives forwarded to the leader dial client URLs; a member that
+            // cannot verify them (no CA given) still serves everything else.
+            match ClientTls::new(info, options, &auto_tls_dir(&data_dir, "client")) {
+                Ok(dial) => cfg.server.client_dial_tls = Some(dial.config()),
+                Err(error) => tracing::warn!(
+                    %error,
+                    "cannot dial other members' https client URLs; lease keep-alives sent to a follower will fail"
+                ),
+            }
+        }
+        Ok(MemberTls { client, peer })
+    }
+}
+
+fn enabled(info: &TlsInfo) -> Option<&TlsInfo> {
+    Some(info).filter(|info| info.is_enabled())
+}
+
+/// Where auto-TLS certificates live, as in etcd: `<data-dir>/fixtures/{client,peer}`.
+fn auto_tls_dir(data_dir: &Path, side: &str) -> PathBuf {
+    data_dir.join("fixtures").join(side)
+}
+
+/// The host names and addresses an auto-TLS certificate is made for: the listen URLs'.
+fn hosts(urls: &[Url]) -> Vec<String> {
+    urls.iter()
+        .filter_map(|url| url.text.split_once("://").map(|(_, rest)| rest))
+        .map(|rest| {
+            let host_port = rest.split('/').next().unwrap_or(rest);
+            let host = host_port.rsplit_once(':').map_or(host_port, |(host, _)| host);
+            host.trim_start_matches('[').trim_end_matches(']').to_string()
+        })
+        .collect()
+}
+
+/// A bound listener, the URLs it serves, and whether it serves plaintext and TLS.
+struct Bound {
+    listener: Listener,
+    urls: String,
+    plain: bool,
+    secure: bool,
+}
+
+impl Bound {
+    /// etcd's lines saying how a listener serves `traffic`.
+    fn log_serving(&self, traffic: &str, at: &str) {
+        if self.secure {
+            tracing::info!(address = %at, "serving {traffic} traffic securely");
+        }
+        if self.plain {
+            tracing::info!(address = %at, "serving {traffic} traffic insecurely; this is strongly discouraged!");
+        }
+    }
+}
+
+/// Binds `urls`, one listener per address: URLs that share one (`http://` and
+/// `https://` on the same port) are served together, told apart by their first byte, as
+/// etcd's cmux does.
+async fn bind(urls: &[Url], tls: Option<&ServerTls>) -> Result<Vec<Bound>, StartError> {
+    let mut groups: Vec<(&oxetcd_tls::ListenAddr, Vec<&Url>)> = Vec::new();
+    for url in urls {
+        match groups.iter_mut().find(|(addr, _)| **addr == url.addr) {
+            Some((_, group)) => group.push(url),
+            None => groups.push((&url.addr, vec![url])),
+        }
+    }
+    let mut bound = Vec::new();
+    for (addr, group) in groups {
+        let urls = group.iter().map(|u| u.text.as_str()).collect::<Vec<_>>().join(",");
+        let plain = group.iter().any(|u| !u.scheme.is_tls());
+        let secure = group.iter().any(|u| u.scheme.is_tls());
+        // The configuration refuses TLS URLs without certificates; this is a backstop.
+        let tls = match (secure, tls) {
+            (false, _) => None,
+            (true, Some(tls)) => Some(tls.clone()),
+            (true, None) => {
+                let error = std::io::Error::other("TLS URL without a certificate");
+                return Err(StartError::Listen { url: urls, error });
+            }
+        };
+        let listener = Listener::bind(addr, plain, tls)
+            .await
+            .map_err(|error| StartError::Listen { url: urls.clone(), error })?;
+        bound.push(Bound { listener, urls, plain, secure });
+    }
+    Ok(bound)
+}
+
+/// Where a listener is, for log lines: its bound address, or its socket file.
+fn where_bound(listener: &Listener) -> String {
+    match (listener.local_addr(), listener.unix_path()) {
+        (Ok(addr), _) => addr.to_string(),
+        (Err(_), Some(path)) => path.display().to_string(),
+        (Err(e), None) => e.to_string(),
+    }
 }
 
 impl Member {
-    /// Binds the client URLs, starts the server, and serves. Binding comes first, so a
-    /// taken port fails before the data dir is touched.
-    pub async fn start(cfg: Config) -> Result<Member, StartError> {
-        let mut bound = Vec::new();
-        for url in &cfg.listen_client_urls {
-            let listener = TcpListener::bind(url.addr)
-                .await
-                .map_err(|error| StartError::Listen { url: url.text.clone(), error })?;
-            bound.push(listener);
-        }
-        let mut peer_listeners = Vec::new();
-        for url in &cfg.listen_peer_urls {
-            let listener = TcpListener::bind(url.addr)
-                .await
-                .map_err(|error| StartError::Listen { url: url.text.clone(), error })?;
-            peer_listeners.push(listener);
-        }
+    /// Builds TLS, binds every URL, starts the server, and serves. Certificates and
+    /// binding come first, so a bad certificate or a taken port fails before the data dir
+    /// is written (auto-TLS aside, which writes its certificates there, as etcd does).
+    pub async fn start(mut cfg: Config) -> Result<Member, StartError> {
+        let tls = MemberTls::new(&mut cfg)?;
+        let client_listeners = bind(&cfg.listen_client_urls, tls.client.as_ref()).await?;
+        let peer_listeners = bind(&cfg.listen_peer_urls, tls.peer.as_ref()).await?;
+        let metrics_listeners = bind(&cfg.listen_metrics_urls, tls.client.as_ref()).await?;
         // etcd's default (`u32::MAX`) means no limit, which is also HTTP/2's.
         let max_streams = Some(cfg.max_concurrent_streams).filter(|&n| n != u32::MAX);
+        // etcd pings idle clients only when both durations are set.
+        let client_keepalive = (!cfg.grpc_keepalive_interval.is_zero()
+            && !cfg.grpc_keepalive_timeout.is_zero())
+        .then_some((cfg.grpc_keepalive_interval, cfg.grpc_keepalive_timeout));
+        let access =
+            HttpAccess { host_whitelist: cfg.host_whitelist.clone(), cors: cfg.cors.clone() };
         let server = EtcdServer::start(cfg.server)?;
         let (shutdown, _) = watch::channel(false);
         let mut client_addrs = Vec::new();
         let mut listeners = Vec::new();
         // Peers are served at once: members must talk before any of them is ready.
-        for listener in peer_listeners {
-            let addr = listener
-                .local_addr()
-                .map_err(|error| StartError::Listen { url: "peer".into(), error })?;
+        for bound in peer_listeners {
+            let at = where_bound(&bound.listener);
+            bound.log_serving("peer", &at);
+            let Bound { listener, urls, .. } = bound;
             let service = server.transport().service();
             let mut stop = shutdown.subscribe();
-            // Re-registered on the peer runtime, so its events are polled there too.
-            let listener = listener
-                .into_std()
-                .map_err(|error| StartError::Listen { url: addr.to_string(), error })?;
             listeners.push(server.peer_runtime().spawn(async move {
-                let listener = match TcpListener::from_std(listener) {
+                // Connections are polled on the peer runtime, away from client load.
+                let listener = match listener.move_to_current_runtime() {
                     Ok(listener) => listener,
                     Err(e) => {
-                        tracing::error!(address = %addr, error = %e, "peer listener failed");
+                        tracing::error!(%urls, error = %e, "peer listener failed");
                         return;
                     }
                 };
@@ -84,21 +216,20 @@ impl Member {
                     .http2_keepalive_timeout(Some(PEER_KEEPALIVE_TIMEOUT))
                     .http2_adaptive_window(Some(true))
                     .add_service(service)
-                    .serve_with_incoming_shutdown(no_delay(listener), async move {
+                    .serve_with_incoming_shutdown(listener.into_incoming(), async move {
                         let _ = stop.wait_for(|&s| s).await;
                     });
                 if let Err(e) = serving.await {
-                    tracing::error!(address = %addr, error = %e, "peer listener failed");
+                    tracing::error!(%urls, error = %e, "peer listener failed");
                 }
             }));
-            tracing::info!(address = %addr, "serving peer traffic insecurely; this is strongly discouraged!");
         }
-        for listener in bound {
-            let addr = listener
-                .local_addr()
-                .map_err(|error| StartError::Listen { url: "client".into(), error })?;
-            client_addrs.push(addr);
-            let routes = oxetcd_v3rpc::routes(server.clone());
+        for bound in client_listeners {
+            let at = where_bound(&bound.listener);
+            bound.log_serving("client", &at);
+            let Bound { listener, urls, .. } = bound;
+            client_addrs.extend(listener.local_addr().ok());
+            let routes = oxetcd_v3rpc::routes(server.clone(), access.clone());
             let mut stop = shutdown.subscribe();
             let ready = server.clone();
             listeners.push(tokio::spawn(async move {
@@ -107,19 +238,42 @@ impl Member {
                     _ = ready.wait_ready() => {}
                     _ = stop.wait_for(|&s| s) => return,
                 }
-                tracing::info!(address = %addr, "ready to serve client requests");
+                tracing::info!(address = %at, "ready to serve client requests");
+                let mut builder = tonic::transport::Server::builder()
+                    .accept_http1(true)
+                    .max_concurrent_streams(max_streams);
+                if let Some((interval, timeout)) = client_keepalive {
+                    builder = builder
+                        .http2_keepalive_interval(Some(interval))
+                        .http2_keepalive_timeout(Some(timeout));
+                }
+                let serving = builder.add_routes(routes).serve_with_incoming_shutdown(
+                    listener.into_incoming(),
+                    async move {
+                        let _ = stop.wait_for(|&s| s).await;
+                    },
+                );
+                if let Err(e) = serving.await {
+                    tracing::error!(%urls, error = %e, "client listener failed");
+                }
+            }));
+        }
+        for Bound { listener, urls, .. } in metrics_listeners {
+            let at = where_bound(&listener);
+            let router = oxetcd_v3rpc::metrics_router(server.clone());
+            let mut stop = shutdown.subscribe();
+            listeners.push(tokio::spawn(async move {
                 let serving = tonic::transport::Server::builder()
                     .accept_http1(true)
-                    .max_concurrent_streams(max_streams)
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(no_delay(listener), async move {
+                    .add_routes(tonic::service::Routes::from(router))
+                    .serve_with_incoming_shutdown(listener.into_incoming(), async move {
                         let _ = stop.wait_for(|&s| s).await;
                     });
                 if let Err(e) = serving.await {
-                    tracing::error!(address = %addr, error = %e, "client listener failed");
+                    tracing::error!(%urls, error = %e, "metrics listener failed");
                 }
             }));
-            tracing::info!(address = %addr, "serving client traffic insecurely; this is strongly discouraged!");
+            tracing::info!(address = %at, "serving metrics");
         }
         Ok(Member { server, client_addrs, shutdown, listeners })
     }

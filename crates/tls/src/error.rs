@@ -136,12 +136,4 @@ pub enum TlsError {
     /// The client certificate's SANs do not cover the address it connects from.
     #[error("{0}")]
     SanMismatch(String),
-    /// A listen URL that is not `http://`, `https://`, `unix://` or `unixs://` with an address.
-    #[error("invalid listen URL {url:?}: {reason}")]
-    BadListenUrl {
-        /// The URL.
-        url: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
 }

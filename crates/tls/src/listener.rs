@@ -21,7 +21,6 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::error::TlsError;
 use crate::server::{HANDSHAKE_TIMEOUT, PeerIdentity, ServerTls};
 use crate::socket::{Socket, delegate_io};
 
@@ -59,55 +58,36 @@ pub enum ListenScheme {
 }
 
 impl ListenScheme {
+    /// The scheme named `name` (`http`, `https`, `unix`, `unixs`), if etcd knows it.
+    pub fn parse(name: &str) -> Option<ListenScheme> {
+        match name {
+            "http" => Some(ListenScheme::Http),
+            "https" => Some(ListenScheme::Https),
+            "unix" => Some(ListenScheme::Unix),
+            "unixs" => Some(ListenScheme::Unixs),
+            _ => None,
+        }
+    }
+
     /// Whether the scheme serves TLS (`https`, `unixs`).
     pub fn is_tls(self) -> bool {
         matches!(self, ListenScheme::Https | ListenScheme::Unixs)
+    }
+
+    /// Whether the scheme listens on a unix socket (`unix`, `unixs`).
+    pub fn is_unix(self) -> bool {
+        matches!(self, ListenScheme::Unix | ListenScheme::Unixs)
     }
 }
 
 /// Where a listener binds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ListenAddr {
-    /// A TCP `host:port` (a name is resolved when binding, as Go's `net.Listen` does).
-    Tcp(String),
+    /// A TCP address.
+    Tcp(SocketAddr),
     /// A unix socket file. etcd's `unix://localhost:2379` names a file literally called
     /// `localhost:2379` in the working directory (etcd listens on the URL's host plus path).
     Unix(PathBuf),
-}
-
-impl ListenAddr {
-    /// Splits an etcd listen URL into its scheme and address: `http(s)://host:port[/...]`
-    /// binds `host:port`; `unix(s)://rest` binds the socket file `rest` (host and path, as
-    /// etcd does: `unix://localhost:2379` is the file `localhost:2379`, `unix:///run/e.sock`
-    /// is `/run/e.sock`).
-    pub fn parse_url(url: &str) -> Result<(ListenScheme, ListenAddr), TlsError> {
-        let bad = |reason| TlsError::BadListenUrl { url: url.to_owned(), reason };
-        let (scheme, rest) = url.split_once("://").ok_or(bad("no scheme"))?;
-        let scheme = match scheme {
-            "http" => ListenScheme::Http,
-            "https" => ListenScheme::Https,
-            "unix" => ListenScheme::Unix,
-            "unixs" => ListenScheme::Unixs,
-            _ => return Err(bad("scheme must be http, https, unix or unixs")),
-        };
-        let rest = rest.split(['?', '#']).next().unwrap_or_default();
-        let addr = match scheme {
-            ListenScheme::Http | ListenScheme::Https => {
-                let host = rest.split('/').next().unwrap_or_default();
-                if host.is_empty() {
-                    return Err(bad("no host:port"));
-                }
-                ListenAddr::Tcp(host.to_owned())
-            }
-            ListenScheme::Unix | ListenScheme::Unixs => {
-                if rest.is_empty() {
-                    return Err(bad("no socket path"));
-                }
-                ListenAddr::Unix(PathBuf::from(rest))
-            }
-        };
-        Ok((scheme, addr))
-    }
 }
 
 /// What a served connection knows about its client (tonic's connect info for [`Conn`]).
@@ -177,9 +157,7 @@ impl Listener {
             }
         };
         let (raw, unix_guard) = match addr {
-            ListenAddr::Tcp(hostport) => {
-                (RawListener::Tcp(TcpListener::bind(hostport.as_str()).await?), None)
-            }
+            ListenAddr::Tcp(addr) => (RawListener::Tcp(TcpListener::bind(addr).await?), None),
             ListenAddr::Unix(path) => {
                 match std::fs::remove_file(path) {
                     Ok(()) => {}
@@ -208,6 +186,17 @@ impl Listener {
     /// The socket file of a unix listener.
     pub fn unix_path(&self) -> Option<&Path> {
         self.unix_guard.as_ref().map(|g| g.0.as_path())
+    }
+
+    /// The same listener registered with the runtime this is called on, so its
+    /// connections are polled there (a member serves peers on a runtime of their own, but
+    /// binds before that runtime exists).
+    pub fn move_to_current_runtime(self) -> io::Result<Listener> {
+        let raw = match self.raw {
+            RawListener::Tcp(l) => RawListener::Tcp(TcpListener::from_std(l.into_std()?)?),
+            RawListener::Unix(l) => RawListener::Unix(UnixListener::from_std(l.into_std()?)?),
+        };
+        Ok(Listener { raw, ..self })
     }
 
     /// Starts accepting (on the current tokio runtime) and yields the connections that pass
@@ -446,25 +435,5 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parse_listen_urls() {
-        let (s, a) = ListenAddr::parse_url("http://127.0.0.1:2379").unwrap();
-        assert_eq!((s, a), (ListenScheme::Http, ListenAddr::Tcp("127.0.0.1:2379".into())));
-        let (s, a) = ListenAddr::parse_url("https://[::1]:2380/").unwrap();
-        assert_eq!((s, a), (ListenScheme::Https, ListenAddr::Tcp("[::1]:2380".into())));
-        let (s, a) = ListenAddr::parse_url("unix://localhost:2379").unwrap();
-        assert_eq!((s, a), (ListenScheme::Unix, ListenAddr::Unix("localhost:2379".into())));
-        let (s, a) = ListenAddr::parse_url("unixs:///run/etcd.sock").unwrap();
-        assert_eq!((s, a), (ListenScheme::Unixs, ListenAddr::Unix("/run/etcd.sock".into())));
-        assert!(ListenAddr::parse_url("ftp://x:1").is_err());
-        assert!(ListenAddr::parse_url("127.0.0.1:2379").is_err());
-        assert!(ListenAddr::parse_url("http://").is_err());
     }
 }

@@ -24,6 +24,7 @@ use oxetcd_api::etcdserverpb::{
 use oxetcd_etcdserver::EtcdServer;
 use tonic::service::Routes;
 
+pub use http::{HttpAccess, metrics_router};
 pub use status::status;
 
 /// Room etcd's gRPC server leaves above `--max-request-bytes` for framing
@@ -36,7 +37,7 @@ fn max_message_bytes(server: &EtcdServer) -> usize {
 }
 
 /// Every client service and the HTTP endpoints, to be served on one client listener.
-pub fn routes(server: Arc<EtcdServer>) -> Routes {
+pub fn routes(server: Arc<EtcdServer>, access: HttpAccess) -> Routes {
     let limit = max_message_bytes(&server);
     let grpc = Routes::new(
         KvServer::new(kv::KvService::new(server.clone()))
@@ -61,7 +62,7 @@ pub fn routes(server: Arc<EtcdServer>) -> Routes {
     );
     let router = grpc
         .into_axum_router()
-        .merge(http::router(server))
+        .merge(http::router(server, access))
         .fallback(refusals::unknown_service)
         .layer(axum::middleware::from_fn(edge));
     Routes::from(router)

@@ -40,7 +40,7 @@ use sources::{Setting, Source};
 use url::{parse_listen_urls, split_urls};
 
 pub use refused::{REFUSED, Refusal};
-pub use url::{UNIX_URL_ADDR, Url, UrlScheme};
+pub use url::Url;
 
 const MEMBER: &str = "Member";
 const CLUSTERING: &str = "Clustering";
@@ -285,8 +285,10 @@ struct Values {
     /// serves no runtime membership changes yet, so it has nothing to check.
     #[arg(long = "strict-reconfig-check", default_value_t = true, help_heading = CLUSTERING)]
     strict_reconfig_check: bool,
-    /// Enable to run an additional Raft election phase.
-    #[arg(long = "pre-vote", default_value_t = false, help_heading = CLUSTERING)]
+    /// Enable to run an additional Raft election phase, so a member returning from a
+    /// partition does not depose a working leader. On by default, as in etcd 3.5+ (etcd
+    /// 3.4 defaults to off).
+    #[arg(long = "pre-vote", default_value_t = true, help_heading = CLUSTERING)]
     pre_vote: bool,
     /// Discovery URL used to bootstrap the cluster.
     #[arg(long, value_name = "URL", default_value = "", help_heading = CLUSTERING)]
@@ -786,28 +788,15 @@ pub struct Config {
     /// HTTP/2 streams one client connection may have open at once (etcd's default,
     /// `u32::MAX`, means no limit).
     pub max_concurrent_streams: u32,
-    /// `--grpc-keepalive-min-time`: clients pinging more often are told to go away
-    /// (zero: no enforcement).
+    /// `--grpc-keepalive-min-time`: in etcd, clients pinging more often are told to go
+    /// away. Accepted and not enforced: the HTTP/2 server answers every ping (more lenient
+    /// than etcd; docs/compatibility.md says so).
     pub grpc_keepalive_min_time: Duration,
     /// `--grpc-keepalive-interval`: the server pings an idle connection this often (zero:
     /// never; etcd pings only when this and the timeout are both non-zero).
     pub grpc_keepalive_interval: Duration,
     /// `--grpc-keepalive-timeout`: a ping unanswered this long closes the connection.
     pub grpc_keepalive_timeout: Duration,
-    /// `--wal-dir`: the WAL's directory instead of `<data-dir>/member/wal`. ServerConfig
-    /// has no field for it yet; embed passes it on once it has.
-    pub wal_dir: Option<PathBuf>,
-    /// `--pre-vote`: raft's pre-vote phase (etcd 3.4's default: off).
-    pub pre_vote: bool,
-    /// `--initial-election-tick-advance`: on boot, fast-forward election ticks so the
-    /// first election comes sooner (etcd's default: on).
-    pub initial_election_tick_advance: bool,
-    /// `--backend-batch-interval`: longest wait before a backend commit (`None`: the
-    /// backend's default).
-    pub backend_batch_interval: Option<Duration>,
-    /// `--backend-batch-limit`: most operations in one backend commit (`None`: the
-    /// backend's default).
-    pub backend_batch_limit: Option<u64>,
     /// `--enable-grpc-gateway`: serve etcd's JSON API on the client port (default on; not
     /// served yet).
     pub enable_grpc_gateway: bool,
@@ -1070,11 +1059,18 @@ impl Values {
             watch_progress_notify_interval,
             enable_lease_checkpoint: self.experimental_enable_lease_checkpoint,
             lease_checkpoint_interval: DEFAULT_LEASE_CHECKPOINT_INTERVAL,
-            wal_dir: None,
-            pre_vote: true,
-            initial_election_tick_advance: true,
-            backend_batch_interval: DEFAULT_BACKEND_BATCH_INTERVAL,
-            backend_batch_limit: DEFAULT_BACKEND_BATCH_LIMIT,
+            wal_dir: self.wal_dir.filter(|dir| !dir.as_os_str().is_empty()),
+            pre_vote: self.pre_vote,
+            initial_election_tick_advance: self.initial_election_tick_advance,
+            // etcd's backend takes zero (or less) as "its default".
+            backend_batch_interval: self
+                .backend_batch_interval
+                .and_then(GoDuration::positive)
+                .unwrap_or(DEFAULT_BACKEND_BATCH_INTERVAL),
+            backend_batch_limit: usize::try_from(self.backend_batch_limit)
+                .ok()
+                .filter(|&n| n > 0)
+                .unwrap_or(DEFAULT_BACKEND_BATCH_LIMIT),
             peer_dial_tls: None,
             client_dial_tls: None,
             name: self.name,
@@ -1101,12 +1097,6 @@ impl Values {
             grpc_keepalive_min_time: self.grpc_keepalive_min_time.positive().unwrap_or_default(),
             grpc_keepalive_interval: self.grpc_keepalive_interval.positive().unwrap_or_default(),
             grpc_keepalive_timeout: self.grpc_keepalive_timeout.positive().unwrap_or_default(),
-            wal_dir: self.wal_dir.filter(|dir| !dir.as_os_str().is_empty()),
-            pre_vote: self.pre_vote,
-            initial_election_tick_advance: self.initial_election_tick_advance,
-            // etcd's backend takes zero (or less) as "its default".
-            backend_batch_interval: self.backend_batch_interval.and_then(GoDuration::positive),
-            backend_batch_limit: u64::try_from(self.backend_batch_limit).ok().filter(|&n| n > 0),
             enable_grpc_gateway: self.enable_grpc_gateway,
             host_whitelist: split_list(&self.host_whitelist),
             cors: split_list(&self.cors),

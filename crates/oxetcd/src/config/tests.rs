@@ -2,6 +2,11 @@ use std::ffi::OsString;
 use std::io::Write;
 
 use super::*;
+use oxetcd_tls::{ListenAddr, ListenScheme};
+
+fn tcp(addr: &str) -> ListenAddr {
+    ListenAddr::Tcp(addr.parse().expect("a socket address"))
+}
 
 /// Resolves `args` against the environment `env`, returning the notices too.
 fn resolve(args: &[&str], env: &[(&str, &str)]) -> (Result<Config, ConfigError>, Vec<String>) {
@@ -32,9 +37,9 @@ fn defaults_are_etcds() {
     let cfg = parse(&[]).unwrap();
     assert_eq!(cfg.server.name, "default");
     assert_eq!(cfg.server.data_dir, PathBuf::from("default.oxetcd"));
-    assert_eq!(cfg.listen_client_urls[0].addr.port(), 2379);
+    assert_eq!(cfg.listen_client_urls[0].addr, tcp("127.0.0.1:2379"));
     assert_eq!(cfg.server.advertise_client_urls, ["http://localhost:2379"]);
-    assert_eq!(cfg.listen_peer_urls[0].addr.port(), 2380);
+    assert_eq!(cfg.listen_peer_urls[0].addr, tcp("127.0.0.1:2380"));
     assert_eq!(
         cfg.server.initial_cluster,
         vec![InitialMember {
@@ -280,7 +285,7 @@ backend-batch-limit: 5000
 grpc-keepalive-min-time: 1s
 grpc-keepalive-interval: 1h
 grpc-keepalive-timeout: 0
-pre-vote: true
+pre-vote: false
 cert-file: /tls/server.crt
 key-file: /tls/server.key
 client-cert-auth: true
@@ -322,7 +327,7 @@ fn the_config_file_sets_every_key() {
     assert_eq!(cfg.server.data_dir, PathBuf::from("/var/lib/infra1"));
     assert_eq!((cfg.server.snapshot_count, cfg.server.snapshot_catchup_entries), (20_000, 100));
     assert_eq!((cfg.server.heartbeat, cfg.server.election_ticks), (Duration::from_millis(50), 10));
-    assert_eq!(cfg.listen_peer_urls[0].addr, "127.0.0.1:12380".parse().unwrap());
+    assert_eq!(cfg.listen_peer_urls[0].addr, tcp("127.0.0.1:12380"));
     assert_eq!(cfg.listen_client_urls.len(), 2);
     assert_eq!(
         (cfg.server.max_snapshots, cfg.server.max_wals, cfg.server.quota_backend_bytes),
@@ -340,10 +345,10 @@ fn the_config_file_sets_every_key() {
     assert_eq!(cfg.server.watch_progress_notify_interval, Duration::from_secs(120));
     assert!(notices.iter().any(|n| n.starts_with("loaded the configuration from")), "{notices:?}");
 
-    assert_eq!(cfg.wal_dir, Some(PathBuf::from("/var/lib/infra1-wal")));
-    assert!(!cfg.initial_election_tick_advance && cfg.pre_vote);
-    assert_eq!(cfg.backend_batch_interval, Some(Duration::from_millis(10)));
-    assert_eq!(cfg.backend_batch_limit, Some(5000));
+    assert_eq!(cfg.server.wal_dir, Some(PathBuf::from("/var/lib/infra1-wal")));
+    assert!(!cfg.server.initial_election_tick_advance && !cfg.server.pre_vote);
+    assert_eq!(cfg.server.backend_batch_interval, Duration::from_millis(10));
+    assert_eq!(cfg.server.backend_batch_limit, 5000);
     assert_eq!(
         (cfg.grpc_keepalive_min_time, cfg.grpc_keepalive_interval, cfg.grpc_keepalive_timeout),
         (Duration::from_secs(1), Duration::from_secs(3600), Duration::ZERO)
@@ -361,7 +366,7 @@ fn the_config_file_sets_every_key() {
     assert_eq!(cfg.tls_options.self_signed_cert_validity_years, 3);
     assert_eq!(cfg.cors, ["http://a.example.com", "http://b.example.com"]);
     assert_eq!(cfg.host_whitelist, ["a.example.com"]);
-    assert_eq!(cfg.listen_metrics_urls[0].addr, "127.0.0.1:12381".parse().unwrap());
+    assert_eq!(cfg.listen_metrics_urls[0].addr, tcp("127.0.0.1:12381"));
     assert!(!cfg.enable_grpc_gateway);
     assert_eq!(cfg.log_outputs, [LogOutput::Stdout]);
     assert_eq!(cfg.logger, Logger::Zap, "--log-format=json overrides --logger=text");
@@ -556,7 +561,7 @@ fn https_urls_need_a_certificate_as_in_etcd() {
         "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"
     );
     let cfg = parse(&[&client[..], &["--cert-file=s.crt", "--key-file=s.key"]].concat()).unwrap();
-    assert_eq!(cfg.listen_client_urls[0].scheme, UrlScheme::Https);
+    assert_eq!(cfg.listen_client_urls[0].scheme, ListenScheme::Https);
     assert_eq!(cfg.client_tls.cert_file, Some(PathBuf::from("s.crt")));
     assert!(parse(&[&client[..], &["--auto-tls"]].concat()).unwrap().client_tls.auto_tls);
     let err = parse(&[&client[..], &["--cert-file=s.crt"]].concat()).unwrap_err();
@@ -605,15 +610,17 @@ fn unix_urls_name_a_socket_file_as_in_etcd() {
     .unwrap();
     let urls = &cfg.listen_client_urls;
     assert_eq!(
-        (urls[0].scheme, urls[0].unix_path.as_deref()),
-        (UrlScheme::Unix, Some("localhost:2379".as_ref()))
+        (urls[0].scheme, &urls[0].addr),
+        (ListenScheme::Unix, &ListenAddr::Unix("localhost:2379".into()))
     );
-    assert_eq!(urls[0].addr, UNIX_URL_ADDR);
     assert_eq!(
-        (urls[1].scheme, urls[1].unix_path.as_deref()),
-        (UrlScheme::Unixs, Some("/run/oxetcd.sock".as_ref()))
+        (urls[1].scheme, &urls[1].addr),
+        (ListenScheme::Unixs, &ListenAddr::Unix("/run/oxetcd.sock".into()))
     );
-    assert_eq!((urls[2].scheme, urls[2].unix_path.as_deref()), (UrlScheme::Http, None));
+    assert_eq!(
+        (urls[2].scheme, &urls[2].addr),
+        (ListenScheme::Http, &tcp("127.0.0.1:2379"))
+    );
     // etcd binds IP addresses, and `localhost`, only.
     let err = parse(&["--listen-peer-urls=http://example.com:2380"]).unwrap_err();
     assert_eq!(err.to_string(), "expected IP in URL for binding (http://example.com:2380)");
@@ -626,7 +633,7 @@ fn new_flags_come_from_the_environment_too() {
     let (result, _) = resolve(
         &[],
         &[
-            ("ETCD_PRE_VOTE", "true"),
+            ("ETCD_PRE_VOTE", "false"),
             ("ETCD_GRPC_KEEPALIVE_INTERVAL", "30s"),
             ("ETCD_PEER_CERT_ALLOWED_CN", "peer"),
             ("ETCD_CIPHER_SUITES", "A, B,A"),
@@ -635,7 +642,7 @@ fn new_flags_come_from_the_environment_too() {
         ],
     );
     let cfg = result.unwrap();
-    assert!(cfg.pre_vote && cfg.peer_tls.skip_client_san_verification);
+    assert!(!cfg.server.pre_vote && cfg.peer_tls.skip_client_san_verification);
     assert_eq!(cfg.grpc_keepalive_interval, Duration::from_secs(30));
     assert_eq!(cfg.peer_tls.allowed_cn.as_deref(), Some("peer"));
     assert_eq!(cfg.tls_options.cipher_suites, ["A", "B"]);
@@ -648,10 +655,12 @@ fn defaults_of_the_new_flags_are_etcds() {
     assert_eq!(cfg.grpc_keepalive_min_time, Duration::from_secs(5));
     assert_eq!(cfg.grpc_keepalive_interval, Duration::from_secs(2 * 60 * 60));
     assert_eq!(cfg.grpc_keepalive_timeout, Duration::from_secs(20));
-    assert!(!cfg.pre_vote && cfg.initial_election_tick_advance && cfg.enable_grpc_gateway);
+    // Pre-vote is on by default as in etcd 3.5+ (etcd 3.4: off), a deliberate difference.
+    assert!(cfg.server.pre_vote && cfg.server.initial_election_tick_advance);
+    assert!(cfg.enable_grpc_gateway);
     assert_eq!(
-        (cfg.backend_batch_interval, cfg.backend_batch_limit, cfg.wal_dir),
-        (None, None, None)
+        (cfg.server.backend_batch_interval, cfg.server.backend_batch_limit, cfg.server.wal_dir),
+        (DEFAULT_BACKEND_BATCH_INTERVAL, DEFAULT_BACKEND_BATCH_LIMIT, None)
     );
     assert_eq!((cfg.cors, cfg.host_whitelist), (vec!["*".to_string()], vec!["*".to_string()]));
     assert_eq!(cfg.log_outputs, [LogOutput::Stderr]);

@@ -1,64 +1,26 @@
 //! The URLs of etcd's URL flags: `http`, `https`, `unix` and `unixs`, as etcd's
 //! `types.NewURLs` accepts them, and the checks etcd applies to URLs it binds or advertises.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
+
+use oxetcd_tls::{ListenAddr, ListenScheme};
 
 use super::ConfigError;
 
-/// A URL's scheme. `https` and `unixs` are served with TLS; `unix` and `unixs` listen on
-/// a unix socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UrlScheme {
-    Http,
-    Https,
-    Unix,
-    Unixs,
-}
-
-impl UrlScheme {
-    fn parse(name: &str) -> Option<UrlScheme> {
-        match name {
-            "http" => Some(UrlScheme::Http),
-            "https" => Some(UrlScheme::Https),
-            "unix" => Some(UrlScheme::Unix),
-            "unixs" => Some(UrlScheme::Unixs),
-            _ => None,
-        }
-    }
-
-    /// Whether connections to this URL are TLS (`https`, `unixs`).
-    pub fn is_tls(self) -> bool {
-        matches!(self, UrlScheme::Https | UrlScheme::Unixs)
-    }
-
-    /// Whether this URL is a unix socket (`unix`, `unixs`).
-    pub fn is_unix(self) -> bool {
-        matches!(self, UrlScheme::Unix | UrlScheme::Unixs)
-    }
-}
-
-/// The `addr` of a unix-socket URL, which has no socket address: loopback port 0, so that
-/// code which forgets to look at `scheme` binds nothing reachable from outside.
-pub const UNIX_URL_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-
 /// A parsed listen URL: what to bind, and whether to serve TLS on it.
 ///
-/// - `http://host:port`, `https://host:port`: TCP on `addr` (`host` is an IP address or
-///   `localhost`, as etcd requires of a URL it binds); `unix_path` is `None`.
+/// - `http://host:port`, `https://host:port`: TCP (`host` is an IP address or `localhost`,
+///   as etcd requires of a URL it binds).
 /// - `unix://name`, `unixs://name`: the unix socket file `name`, which is everything after
 ///   `://` as etcd takes it (`unix://localhost:2379` is the file `localhost:2379` in the
-///   working directory, `unix:///run/etcd.sock` the absolute path); `addr` is
-///   [`UNIX_URL_ADDR`], never to be bound.
+///   working directory, `unix:///run/etcd.sock` the absolute path).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
-    pub scheme: UrlScheme,
+    pub scheme: ListenScheme,
     /// The URL as given, for messages and for advertising.
     pub text: String,
-    /// The socket address of a TCP URL.
-    pub addr: SocketAddr,
-    /// The socket file of a unix URL.
-    pub unix_path: Option<PathBuf>,
+    pub addr: ListenAddr,
 }
 
 /// Splits a comma-separated URL list, checking each URL has a known scheme and a
@@ -76,18 +38,18 @@ pub(super) fn split_urls(list: &str) -> Result<Vec<String>, ConfigError> {
 }
 
 /// The scheme of `url` and what follows `://`, without a trailing `/`.
-fn scheme_and_rest(url: &str) -> Result<(UrlScheme, &str), ConfigError> {
+fn scheme_and_rest(url: &str) -> Result<(ListenScheme, &str), ConfigError> {
     let bad = |why: String| ConfigError::BadUrl(url.to_string(), why);
     let (name, rest) =
         url.split_once("://").ok_or_else(|| bad("missing scheme (http://host:port)".into()))?;
-    let scheme = UrlScheme::parse(name).ok_or_else(|| {
+    let scheme = ListenScheme::parse(name).ok_or_else(|| {
         bad(format!("URL scheme must be http, https, unix, or unixs, got {name}"))
     })?;
     Ok((scheme, rest.trim_end_matches('/')))
 }
 
 /// The `host:port` of a URL, checked: etcd requires one of every URL it advertises.
-pub(super) fn host_port(url: &str) -> Result<(UrlScheme, &str), ConfigError> {
+pub(super) fn host_port(url: &str) -> Result<(ListenScheme, &str), ConfigError> {
     let (scheme, host_port) = scheme_and_rest(url)?;
     match host_port.rsplit_once(':') {
         Some((host, _)) if !host.is_empty() && !host_port.contains('/') => Ok((scheme, host_port)),
@@ -111,8 +73,7 @@ fn parse_listen_url(text: String) -> Result<Url, ConfigError> {
         if rest.is_empty() {
             return Err(ConfigError::BadUrl(text, "no socket path".into()));
         }
-        let unix_path = Some(PathBuf::from(rest));
-        return Ok(Url { scheme, addr: UNIX_URL_ADDR, unix_path, text });
+        return Ok(Url { scheme, addr: ListenAddr::Unix(PathBuf::from(rest)), text });
     }
     let (_, host_port) = host_port(&text)?;
     let host = host_port.rsplit_once(':').map_or(host_port, |(host, _)| host);
@@ -127,5 +88,5 @@ fn parse_listen_url(text: String) -> Result<Url, ConfigError> {
         // Prefer IPv4 for `localhost`, as clients dialing it mostly do.
         .min_by_key(|a| a.is_ipv6())
         .ok_or_else(|| ConfigError::BadUrl(text.clone(), "resolves to no address".into()))?;
-    Ok(Url { scheme, text, addr, unix_path: None })
+    Ok(Url { scheme, text, addr: ListenAddr::Tcp(addr) })
 }
