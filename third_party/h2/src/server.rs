@@ -1701,7 +1701,9 @@ impl proto::Peer for Peer {
         // A request translated from HTTP/1 must not include the :authority
         // header
         if let Some(authority) = pseudo.authority {
-            let maybe_authority = uri::Authority::from_maybe_shared(authority.clone().into_inner());
+            let maybe_authority = uri::Authority::from_maybe_shared(authority.clone().into_inner())
+                // OXETCD PATCH: see OXETCD-PATCH.md.
+                .or_else(|why| authority_without_scheme(authority.clone().into_inner()).ok_or(why));
             parts.authority = Some(maybe_authority.or_else(|why| {
                 malformed!(
                     "malformed headers: malformed authority ({:?}): {}",
@@ -1769,6 +1771,16 @@ impl proto::Peer for Peer {
 
         Ok(request)
     }
+}
+
+// OXETCD PATCH: see OXETCD-PATCH.md. An `:authority` written as a URL prefix
+// (`http://host:port`, as gRPC-Go's passthrough resolver sends it) is read as the
+// authority after the scheme, as Go's HTTP/2 servers accept it.
+fn authority_without_scheme(bytes: Bytes) -> Option<http::uri::Authority> {
+    let scheme = ["http://", "https://"].into_iter().find(|scheme| {
+        bytes.len() > scheme.len() && bytes[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+    })?;
+    http::uri::Authority::from_maybe_shared(bytes.slice(scheme.len()..)).ok()
 }
 
 // ===== impl Handshaking =====
