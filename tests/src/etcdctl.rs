@@ -2,10 +2,11 @@
 //! that the answers of two servers (the reference etcd and oxetcd) can be compared
 //! line by line.
 //!
-//! etcdctl is always given endpoints WITHOUT a scheme (`127.0.0.1:PORT`): with
-//! `http://` in the endpoint, etcdctl 3.4's `endpoint status` / `endpoint hashkv` send
-//! a gRPC `:authority` that still holds the scheme, which Rust's h2 (under oxetcd's
-//! server) rejects. Scheme-less endpoints everywhere keep every command comparable.
+//! etcdctl is given endpoints without a scheme (`127.0.0.1:PORT`), or, for the
+//! scenarios that check it, as URLs (`http://127.0.0.1:PORT`): with a URL, etcdctl
+//! 3.4's `endpoint status` / `endpoint hashkv` / `defrag` send a gRPC `:authority` that
+//! still holds the scheme, which oxetcd accepts only through its patched h2
+//! (third_party/h2/OXETCD-PATCH.md).
 //!
 //! Normalization replaces only what legitimately differs between two servers: cluster
 //! and member ids (decimal and hex), member names, peer and client URLs, endpoints,
@@ -203,7 +204,7 @@ pub fn etcdctl_bin() -> String {
     std::env::var(ETCDCTL_BIN_VAR).unwrap_or_else(|_| "etcdctl".to_string())
 }
 
-/// `http://127.0.0.1:PORT` → `127.0.0.1:PORT` (see the module docs for why).
+/// `http://127.0.0.1:PORT` → `127.0.0.1:PORT` (see the module docs).
 pub fn scheme_less(endpoint: &str) -> String {
     endpoint
         .strip_prefix("http://")
@@ -351,14 +352,15 @@ fn granted_lease(step: &Step, output: &Output) -> Option<i64> {
 /// A server as etcdctl sees it, with what its answers may legitimately differ in.
 #[derive(Clone, Debug)]
 pub struct Target {
-    /// Comma-separated scheme-less endpoints, as given to `--endpoints`.
+    /// Comma-separated endpoints, as given to `--endpoints` (scheme-less unless
+    /// [`Target::with_url_endpoints`]).
     pub endpoints: String,
     pub cluster_id: u64,
     /// Members in MemberList order.
     pub members: Vec<Member>,
     /// The version each endpoint's Status reports (e.g. `3.4.23`).
     pub versions: Vec<String>,
-    /// The scheme-less endpoints, in order.
+    /// The endpoints, in order.
     pub endpoint_list: Vec<String>,
 }
 
@@ -396,6 +398,14 @@ impl Target {
             versions,
             endpoint_list,
         }
+    }
+
+    /// The same server, with etcdctl given the endpoints as `http://` URLs, as users
+    /// write them.
+    pub fn with_url_endpoints(mut self) -> Target {
+        self.endpoint_list = self.endpoint_list.iter().map(|e| format!("http://{e}")).collect();
+        self.endpoints = self.endpoint_list.join(",");
+        self
     }
 
     /// Runs one step against this target.
@@ -454,12 +464,17 @@ impl Target {
     }
 
     /// Exact tokens that differ between servers, with their placeholders; longer
-    /// tokens first so a URL is replaced before the endpoint inside it.
+    /// tokens first so a URL is replaced before the endpoint inside it. An endpoint
+    /// given as a URL that is also a member's client URL becomes `<ENDPOINT>`.
     fn replacements(&self) -> Vec<(String, String)> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         let numbered = |what: &str, i: usize, n: usize| {
             if n == 1 { format!("<{what}>") } else { format!("<{what}_{i}>") }
         };
+        let e = self.endpoint_list.len();
+        for (i, endpoint) in self.endpoint_list.iter().enumerate() {
+            pairs.push((endpoint.clone(), numbered("ENDPOINT", i, e)));
+        }
         let n = self.members.len();
         for (i, member) in self.members.iter().enumerate() {
             for url in &member.peer_ur_ls {
@@ -476,10 +491,6 @@ impl Target {
         }
         pairs.push((self.cluster_id.to_string(), "<CLUSTER_ID>".into()));
         pairs.push((format!("{:x}", self.cluster_id), "<CLUSTER_ID>".into()));
-        let e = self.endpoint_list.len();
-        for (i, endpoint) in self.endpoint_list.iter().enumerate() {
-            pairs.push((endpoint.clone(), numbered("ENDPOINT", i, e)));
-        }
         for version in &self.versions {
             pairs.push((version.clone(), "<VERSION>".into()));
         }
@@ -725,13 +736,26 @@ pub async fn start_oxetcd() -> TestMember {
 /// Runs `steps` against a fresh reference etcd and a fresh oxetcd member and fails,
 /// showing both normalized transcripts, for every step whose outputs differ.
 pub async fn same_as_etcd(steps: Vec<Step>) {
+    compare_with_etcd(steps, false).await;
+}
+
+/// [`same_as_etcd`], with etcdctl given `http://` URLs as endpoints.
+pub async fn same_as_etcd_with_url_endpoints(steps: Vec<Step>) {
+    compare_with_etcd(steps, true).await;
+}
+
+async fn compare_with_etcd(steps: Vec<Step>, url_endpoints: bool) {
     tokio::time::timeout(SCENARIO_TIMEOUT, async {
         init_test_logs();
         let (etcd, oxetcd) = tokio::join!(ReferenceEtcd::start(), start_oxetcd());
-        let (etcd_target, oxetcd_target) = tokio::join!(
+        let (mut etcd_target, mut oxetcd_target) = tokio::join!(
             Target::connect(std::slice::from_ref(&etcd.endpoint)),
             Target::connect(std::slice::from_ref(&oxetcd.endpoint))
         );
+        if url_endpoints {
+            etcd_target = etcd_target.with_url_endpoints();
+            oxetcd_target = oxetcd_target.with_url_endpoints();
+        }
         let (expected, actual) =
             tokio::join!(etcd_target.run_all(&steps), oxetcd_target.run_all(&steps));
         oxetcd.stop().await;
