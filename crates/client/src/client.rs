@@ -337,7 +337,7 @@ impl Client {
                 }
                 Ok((i, Err(e))) => {
                     failed[i] = true;
-                    last_error = format!("{}: {}", uris[i], error_chain(&e));
+                    last_error = format!("{}: {}", uris[i], oxetcd_tls::describe(&e));
                 }
                 Err(e) => last_error = format!("dial task failed: {e}"),
             }
@@ -755,17 +755,6 @@ pub(crate) fn stream_retryable(status: &Status) -> bool {
             | Code::Aborted
             | Code::DeadlineExceeded
     )
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 fn seed() -> u64 {

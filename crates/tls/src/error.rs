@@ -130,10 +130,68 @@ pub enum TlsError {
     /// A certificate of the client's chain is listed in the CRL (etcd's message).
     #[error("transport: certificate serial {0} revoked")]
     Revoked(String),
-    /// The client certificate fails the allowed-CN or allowed-hostname check (etcd's message).
-    #[error("client certificate authentication failed")]
-    ClientCertNotAllowed,
     /// The client certificate's SANs do not cover the address it connects from.
     #[error("{0}")]
     SanMismatch(String),
+}
+
+/// An error and its sources on one line, with a TLS alert from the other side in Go's
+/// words (`remote error: tls: bad certificate`): etcd logs those words, and operators and
+/// etcd's own tests look for them.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        // tokio-rustls reports rustls' errors inside an `io::Error`.
+        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        match tls {
+            Some(rustls::Error::AlertReceived(alert)) => {
+                text.push_str("remote error: tls: ");
+                text.push_str(&go_alert_text(*alert));
+            }
+            _ => text.push_str(&e.to_string()),
+        }
+        next = e.source();
+    }
+    text
+}
+
+/// Go's `crypto/tls` text for an alert.
+fn go_alert_text(alert: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription as A;
+    match alert {
+        A::CloseNotify => "close notify",
+        A::UnexpectedMessage => "unexpected message",
+        A::BadRecordMac => "bad record MAC",
+        A::RecordOverflow => "record overflow",
+        A::HandshakeFailure => "handshake failure",
+        A::BadCertificate => "bad certificate",
+        A::UnsupportedCertificate => "unsupported certificate",
+        A::CertificateRevoked => "revoked certificate",
+        A::CertificateExpired => "expired certificate",
+        A::CertificateUnknown => "unknown certificate",
+        A::IllegalParameter => "illegal parameter",
+        A::UnknownCA => "unknown certificate authority",
+        A::AccessDenied => "access denied",
+        A::DecodeError => "error decoding message",
+        A::DecryptError => "error decrypting message",
+        A::ProtocolVersion => "protocol version not supported",
+        A::InsufficientSecurity => "insufficient security level",
+        A::InternalError => "internal error",
+        A::UserCanceled => "user canceled",
+        A::MissingExtension => "missing extension",
+        A::UnsupportedExtension => "unsupported extension",
+        A::UnrecognisedName => "unrecognized name",
+        A::CertificateRequired => "certificate required",
+        A::NoApplicationProtocol => "no application protocol",
+        other => return format!("alert({})", u8::from(other)),
+    }
+    .to_string()
 }

@@ -14,6 +14,7 @@
 //! | `auto` | [`self_cert`]: the auto-TLS certificate in `<data-dir>/fixtures/{client,peer}` |
 //! | `cipher` | `--cipher-suites` and `--tls-{min,max}-version` to rustls suites and versions |
 //! | `reload` | certificate/key reload on change (stat per handshake), CRL reload |
+//! | `verifier` | the client-certificate verifier: CA chain, then the allowed CN or host name, in the handshake |
 //! | `check` | X.509 name checks (Go's `VerifyHostname`, etcd's `checkCertSAN`) |
 //! | `pem` | reading PEM certificates, keys, CA bundles and CRLs |
 //! | `error` | [`TlsError`] |
@@ -40,12 +41,13 @@ mod pem;
 mod reload;
 mod server;
 mod socket;
+mod verifier;
 
 pub use auto::{AUTO_CERT_FILE, AUTO_KEY_FILE, self_cert};
 pub use cipher::cipher_suite;
 pub use client::ClientTls;
 pub use connector::{Connector, Stream};
-pub use error::TlsError;
+pub use error::{TlsError, describe};
 pub use info::{TlsInfo, TlsOptions};
 pub use listener::{Conn, ConnInfo, ListenAddr, ListenScheme, Listener, MAX_PENDING_HANDSHAKES};
 pub use server::{HANDSHAKE_TIMEOUT, PeerIdentity, ServerTls};

@@ -14,6 +14,7 @@ use crate::check::{self, CertNames};
 use crate::cipher;
 use crate::error::TlsError;
 use crate::reload::{CertKeyFiles, CrlFile};
+use crate::verifier::{AllowedNames, EtcdClientVerifier};
 use crate::{TlsInfo, TlsOptions, auto, pem};
 
 /// How long a client may take to finish the TLS handshake. etcd sets no bound of its own
@@ -45,8 +46,6 @@ struct Inner {
     config: Arc<rustls::ServerConfig>,
     acceptor: TlsAcceptor,
     crl: Option<CrlFile>,
-    allowed_cn: Option<String>,
-    allowed_hostname: Option<String>,
     check_san: bool,
     cert_file: PathBuf,
 }
@@ -56,8 +55,6 @@ impl std::fmt::Debug for ServerTls {
         f.debug_struct("ServerTls")
             .field("cert_file", &self.inner.cert_file)
             .field("crl", &self.inner.crl.is_some())
-            .field("allowed_cn", &self.inner.allowed_cn)
-            .field("allowed_hostname", &self.inner.allowed_hostname)
             .field("check_san", &self.inner.check_san)
             .finish()
     }
@@ -182,7 +179,18 @@ impl ServerTls {
                     WebPkiClientVerifier::builder_with_provider(roots, protocols.provider.clone())
                         .build()
                         .map_err(|e| TlsError::BadCa { path: ca.clone(), reason: e.to_string() })?;
-                builder.with_client_cert_verifier(verifier)
+                let allowed = AllowedNames {
+                    cn: info.allowed_cn.clone(),
+                    hostname: info.allowed_hostname.clone(),
+                };
+                if allowed.is_empty() {
+                    builder.with_client_cert_verifier(verifier)
+                } else {
+                    builder.with_client_cert_verifier(Arc::new(EtcdClientVerifier {
+                        chain: verifier,
+                        allowed,
+                    }))
+                }
             }
             (None, true) => return Err(TlsError::ClientAuthWithoutCa),
             (None, false) => builder.with_no_client_auth(),
@@ -195,8 +203,6 @@ impl ServerTls {
                 acceptor: TlsAcceptor::from(config.clone()),
                 config,
                 crl,
-                allowed_cn: info.allowed_cn.clone(),
-                allowed_hostname: info.allowed_hostname.clone(),
                 check_san,
                 cert_file: cert.to_owned(),
             }),
@@ -248,17 +254,8 @@ impl ServerTls {
         if let Some(crl) = &self.inner.crl {
             crl.check(chain)?;
         }
+        // The allowed CN and host name were checked in the handshake (`verifier.rs`).
         let names = CertNames::of(&chain[0]);
-        if let Some(cn) = &self.inner.allowed_cn
-            && names.common_name.as_deref() != Some(cn.as_str())
-        {
-            return Err(TlsError::ClientCertNotAllowed);
-        }
-        if let Some(hostname) = &self.inner.allowed_hostname
-            && !names.valid_for(hostname)
-        {
-            return Err(TlsError::ClientCertNotAllowed);
-        }
         if self.inner.check_san
             && let Some(remote) = remote
         {

@@ -44,21 +44,9 @@ async fn connect(config: &TransportConfig, url: &str) -> Result<Channel, String>
         .await
     {
         Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(e)) => Err(error_chain(&e)),
+        Ok(Err(e)) => Err(oxetcd_tls::describe(&e)),
         Err(_) => Err(format!("timed out after {:?}", config.dial_timeout)),
     }
-}
-
-/// An error and its sources on one line (tonic's transport errors say little alone).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// Exponential backoff between reconnection attempts: `min`, doubling up to `max`.

@@ -189,7 +189,12 @@ impl Writer {
             }
             Err(status) => status,
         };
-        let (code, error) = (status.code(), status.message());
+        // The cause below tonic's summary ("transport error"), TLS alerts in Go's words.
+        let error = match std::error::Error::source(&status) {
+            Some(cause) => format!("{}: {}", status.message(), oxetcd_tls::describe(cause)),
+            None => status.message().to_string(),
+        };
+        let code = status.code();
         match code {
             Code::PermissionDenied => {
                 error!(%peer, %url, %error, "peer refused this member: it was removed from the cluster");

@@ -617,10 +617,7 @@ fn unix_urls_name_a_socket_file_as_in_etcd() {
         (urls[1].scheme, &urls[1].addr),
         (ListenScheme::Unixs, &ListenAddr::Unix("/run/oxetcd.sock".into()))
     );
-    assert_eq!(
-        (urls[2].scheme, &urls[2].addr),
-        (ListenScheme::Http, &tcp("127.0.0.1:2379"))
-    );
+    assert_eq!((urls[2].scheme, &urls[2].addr), (ListenScheme::Http, &tcp("127.0.0.1:2379")));
     // etcd binds IP addresses, and `localhost`, only.
     let err = parse(&["--listen-peer-urls=http://example.com:2380"]).unwrap_err();
     assert_eq!(err.to_string(), "expected IP in URL for binding (http://example.com:2380)");

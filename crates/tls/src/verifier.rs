@@ -1,0 +1,93 @@
+//! The client-certificate verifier of a listener: the CA chain (rustls' WebPKI verifier),
+//! then etcd's allowed CN or host name, inside the handshake. A refused certificate is
+//! answered with a `bad_certificate` alert, as Go answers etcd's `VerifyPeerCertificate`
+//! failures: the dialing member logs `remote error: tls: bad certificate`, the words etcd's
+//! tests and operators look for.
+
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+use crate::check::CertNames;
+
+/// Which client certificates a listener accepts beyond a valid chain.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AllowedNames {
+    /// `--peer-cert-allowed-cn`: the subject CN must be exactly this.
+    pub cn: Option<String>,
+    /// `--client-cert-allowed-hostname` / `--peer-cert-allowed-hostname`: the certificate
+    /// must be valid for this host name.
+    pub hostname: Option<String>,
+}
+
+impl AllowedNames {
+    pub fn is_empty(&self) -> bool {
+        self.cn.is_none() && self.hostname.is_none()
+    }
+
+    fn allow(&self, names: &CertNames) -> bool {
+        self.cn.as_ref().is_none_or(|cn| names.common_name.as_deref() == Some(cn.as_str()))
+            && self.hostname.as_ref().is_none_or(|host| names.valid_for(host))
+    }
+}
+
+/// A chain verifier followed by the allowed-names check.
+#[derive(Debug)]
+pub(crate) struct EtcdClientVerifier {
+    pub chain: Arc<dyn ClientCertVerifier>,
+    pub allowed: AllowedNames,
+}
+
+impl ClientCertVerifier for EtcdClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.chain.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.chain.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.chain.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.chain.verify_client_cert(end_entity, intermediates, now)?;
+        if self.allowed.allow(&CertNames::of(end_entity)) {
+            Ok(verified)
+        } else {
+            // The alert rustls sends for this is `bad_certificate`, Go's for the same refusal.
+            Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.chain.supported_verify_schemes()
+    }
+}
