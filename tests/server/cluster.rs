@@ -2,34 +2,28 @@
 
 use std::time::Duration;
 
-use oxetcd_api::etcdserverpb::cluster_client::ClusterClient;
-use oxetcd_api::etcdserverpb::kv_client::KvClient;
-use oxetcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
-use oxetcd_api::etcdserverpb::{HashKvRequest, MemberListRequest, PutRequest, RangeRequest};
+use oxetcd_client::{Client, ClientOptions};
 use oxetcd_tests::member::TestCluster;
 
+/// A client of the one member at `endpoint`, retries off: each call is one request that
+/// this member answers (a follower forwarding a write, a restarted member catching up).
+async fn client(endpoint: &str) -> Client {
+    let options = ClientOptions::default().with_max_retries(0);
+    Client::connect([endpoint], options).await.expect("client connects")
+}
+
 async fn put(endpoint: &str, key: &str, value: &str) -> i64 {
-    let mut kv = KvClient::connect(endpoint.to_string()).await.unwrap();
-    let req = PutRequest {
-        key: key.as_bytes().to_vec().into(),
-        value: value.as_bytes().to_vec().into(),
-        ..Default::default()
-    };
-    kv.put(req).await.unwrap().into_inner().header.unwrap().revision
+    let resp = client(endpoint).await.put(key, value, None).await.unwrap();
+    resp.header.unwrap().revision
 }
 
 async fn get(endpoint: &str, key: &str) -> Option<String> {
-    let mut kv = KvClient::connect(endpoint.to_string()).await.unwrap();
-    let resp = kv
-        .range(RangeRequest { key: key.as_bytes().to_vec().into(), ..Default::default() })
-        .await
-        .unwrap();
-    resp.into_inner().kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+    let resp = client(endpoint).await.get(key, None).await.unwrap();
+    resp.kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
 }
 
 async fn hash_kv(endpoint: &str, revision: i64) -> u32 {
-    let mut m = MaintenanceClient::connect(endpoint.to_string()).await.unwrap();
-    m.hash_kv(HashKvRequest { revision }).await.unwrap().into_inner().hash
+    client(endpoint).await.maintenance().hash_kv(revision).await.unwrap().hash
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,9 +44,7 @@ async fn three_members_replicate_forward_and_fail_over() {
             );
         }
     }
-    let mut members = ClusterClient::connect(cluster.endpoint(0)).await.unwrap();
-    let list =
-        members.member_list(MemberListRequest::default()).await.unwrap().into_inner().members;
+    let list = client(&cluster.endpoint(0)).await.cluster().member_list().await.unwrap().members;
     let mut names: Vec<String> = list.iter().map(|m| m.name.clone()).collect();
     names.sort();
     assert_eq!(names, cluster.names);

@@ -4,30 +4,35 @@
 
 use std::time::{Duration, Instant};
 
-use oxetcd_api::etcdserverpb::kv_client::KvClient;
 use oxetcd_api::etcdserverpb::lease_client::LeaseClient;
-use oxetcd_api::etcdserverpb::{
-    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
-    LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
-};
+use oxetcd_api::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
+use oxetcd_client::{Client, ClientOptions, PutOptions};
 use oxetcd_etcdserver::ServerConfig;
 use oxetcd_tests::member::{TestCluster, TestMember, single_member_config};
 use tonic::Code;
 use tonic::transport::Channel;
 
+/// A client of the one member at `endpoint`, retries off: each call is one request,
+/// answered by this member with its own error (code and message) if any.
+async fn client(endpoint: &str) -> Client {
+    let options = ClientOptions::default().with_max_retries(0);
+    Client::connect([endpoint], options).await.expect("client connects")
+}
+
+/// A raw Lease stub, for the keep-alive streams: the tests check every answer (TTL 0
+/// for a lease that is gone, the stream ending when its member closes), which
+/// oxetcd-client's keep-alive loop handles itself.
 async fn lease_client(endpoint: &str) -> LeaseClient<Channel> {
     LeaseClient::connect(endpoint.to_string()).await.unwrap()
 }
 
 async fn grant(endpoint: &str, id: i64, ttl: i64) -> Result<(i64, i64), tonic::Status> {
-    let resp =
-        lease_client(endpoint).await.lease_grant(LeaseGrantRequest { ttl, id }).await?.into_inner();
+    let resp = client(endpoint).await.lease_grant(ttl, id).await.map_err(|e| e.into_status())?;
     Ok((resp.id, resp.ttl))
 }
 
 async fn ttl(endpoint: &str, id: i64) -> (i64, Vec<String>) {
-    let req = LeaseTimeToLiveRequest { id, keys: true };
-    let resp = lease_client(endpoint).await.lease_time_to_live(req).await.unwrap().into_inner();
+    let resp = client(endpoint).await.lease_time_to_live(id, true).await.unwrap();
     (resp.ttl, resp.keys.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect())
 }
 
@@ -46,20 +51,13 @@ async fn keep_alive_stream(
 }
 
 async fn put_with_lease(endpoint: &str, key: &str, lease: i64) -> Result<i64, tonic::Status> {
-    let mut kv = KvClient::connect(endpoint.to_string()).await.unwrap();
-    let req = PutRequest {
-        key: key.as_bytes().to_vec().into(),
-        value: "v".into(),
-        lease,
-        ..Default::default()
-    };
-    Ok(kv.put(req).await?.into_inner().header.unwrap().revision)
+    let options = PutOptions::new().with_lease(lease);
+    let resp = client(endpoint).await.put(key, "v", Some(options)).await;
+    Ok(resp.map_err(|e| e.into_status())?.header.unwrap().revision)
 }
 
 async fn exists(endpoint: &str, key: &str) -> bool {
-    let mut kv = KvClient::connect(endpoint.to_string()).await.unwrap();
-    let req = RangeRequest { key: key.as_bytes().to_vec().into(), ..Default::default() };
-    kv.range(req).await.unwrap().into_inner().count == 1
+    client(endpoint).await.get(key, None).await.unwrap().count == 1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,13 +84,7 @@ async fn grant_attach_time_to_live_and_revoke() {
     let (left, keys) = ttl(&ep, 4242).await;
     assert!(left > 55 && left <= 60, "{left}");
     assert_eq!(keys, vec!["leased/a", "leased/b"]);
-    let leases = lease_client(&ep)
-        .await
-        .lease_leases(LeaseLeasesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .leases;
+    let leases = client(&ep).await.lease_leases().await.unwrap().leases;
     let mut ids: Vec<i64> = leases.iter().map(|l| l.id).collect();
     ids.sort_unstable();
     assert_eq!(ids, {
@@ -103,12 +95,7 @@ async fn grant_attach_time_to_live_and_revoke() {
 
     // Revoking deletes every attached key in one revision.
     let before = put_with_lease(&ep, "plain", 0).await.unwrap();
-    let resp = lease_client(&ep)
-        .await
-        .lease_revoke(LeaseRevokeRequest { id: 4242 })
-        .await
-        .unwrap()
-        .into_inner();
+    let resp = client(&ep).await.lease_revoke(4242).await.unwrap();
     assert_eq!(resp.header.unwrap().revision, before + 1);
     assert!(
         !exists(&ep, "leased/a").await
@@ -121,8 +108,7 @@ async fn grant_attach_time_to_live_and_revoke() {
         (err.code(), err.message()),
         (Code::NotFound, "etcdserver: requested lease not found")
     );
-    let err =
-        lease_client(&ep).await.lease_revoke(LeaseRevokeRequest { id: 4242 }).await.unwrap_err();
+    let err = client(&ep).await.lease_revoke(4242).await.unwrap_err().into_status();
     assert_eq!(err.message(), "etcdserver: requested lease not found");
     member.stop().await;
 }
@@ -172,6 +158,8 @@ async fn keep_alives_through_a_follower_survive_the_leader_going_away() {
     put_with_lease(&ep, "held", id).await.unwrap();
 
     // Keep the lease alive through the follower, reconnecting whenever a stream ends.
+    // A raw stream, not oxetcd-client's keep-alive: it must stay on the follower (the
+    // client's would fail over to another member) and check every answer's TTL.
     let keeper = tokio::spawn(async move {
         loop {
             let Ok(mut client) = LeaseClient::connect(ep.clone()).await else {

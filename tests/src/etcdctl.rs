@@ -26,9 +26,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oxetcd_api::etcdserverpb::cluster_client::ClusterClient;
-use oxetcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
-use oxetcd_api::etcdserverpb::{Member, MemberListRequest, StatusRequest};
+use oxetcd_api::etcdserverpb::Member;
+use oxetcd_client::{Client, ClientOptions};
 
 use crate::member::{TestMember, free_port, init_test_logs};
 use crate::reference::ReferenceEtcd;
@@ -368,26 +367,28 @@ impl Target {
     /// Learns, through the gRPC API, the ids, names, URLs and versions of the server
     /// or cluster behind `endpoint_urls` (`http://host:port` each).
     pub async fn connect(endpoint_urls: &[String]) -> Target {
-        let first = endpoint_urls.first().expect("at least one endpoint").clone();
-        let mut cluster = ClusterClient::connect(first.clone())
+        // One client per endpoint: each Status must come from that endpoint.
+        let connect = async |url: &String| {
+            Client::connect([url], ClientOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+        };
+        let first = endpoint_urls.first().expect("at least one endpoint");
+        let list = connect(first)
             .await
-            .unwrap_or_else(|e| panic!("connect to {first}: {e}"));
-        let list = cluster
-            .member_list(MemberListRequest::default())
+            .cluster()
+            .member_list()
             .await
-            .unwrap_or_else(|e| panic!("MemberList on {first}: {e}"))
-            .into_inner();
+            .unwrap_or_else(|e| panic!("MemberList on {first}: {e}"));
         let cluster_id = list.header.as_ref().map_or(0, |h| h.cluster_id);
         let mut versions = Vec::new();
         for url in endpoint_urls {
-            let mut maintenance = MaintenanceClient::connect(url.clone())
+            let status = connect(url)
                 .await
-                .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-            let status = maintenance
-                .status(StatusRequest::default())
+                .maintenance()
+                .status()
                 .await
-                .unwrap_or_else(|e| panic!("Status on {url}: {e}"))
-                .into_inner();
+                .unwrap_or_else(|e| panic!("Status on {url}: {e}"));
             versions.push(status.version);
         }
         let endpoint_list: Vec<String> = endpoint_urls.iter().map(|u| scheme_less(u)).collect();

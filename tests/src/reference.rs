@@ -69,6 +69,8 @@ impl ReferenceEtcd {
             if let Some(status) = self.child.try_wait().expect("poll the reference etcd") {
                 panic!("the reference etcd exited with {status}:\n{}", self.log_text());
             }
+            // A raw stub, as the response-by-response comparisons against this server
+            // use: one probe per try, no retries or failover to account for.
             if let Ok(mut kv) = KvClient::connect(self.endpoint.clone()).await {
                 let probe = RangeRequest { key: "probe".into(), ..Default::default() };
                 if kv.range(probe).await.is_ok() {

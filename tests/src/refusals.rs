@@ -14,6 +14,8 @@ const MAX_MESSAGE_BYTES: usize = 3 * 1024 * 1024 / 2 + 512 * 1024;
 
 /// Every refusal, answered by the server at `endpoint` with etcd's code and message.
 pub async fn grpc_refusals(endpoint: &str) {
+    // Raw stubs, not oxetcd-client: each refusal's exact code and message, one request
+    // each, compared with etcd's (the client checks sizes itself and may retry).
     let mut kv = KvClient::new(connect(endpoint).await);
     let put = |size: usize| PutRequest {
         key: "big".into(),

@@ -118,6 +118,8 @@ fn assert_status(err: tonic::Status, code: Code, message: &str) {
 /// Put, Range (single, prefix, from-key, limit, historical, sorted, filtered,
 /// keys-only, count-only), DeleteRange, Txn with compares, Compact and their errors.
 pub async fn kv_semantics(endpoint: &str) {
+    // Raw stubs, not oxetcd-client: responses are compared with etcd's field by field,
+    // one request each, exactly as sent.
     let mut kv = KvClient::connect(endpoint.to_string()).await.expect("connect");
 
     let empty = kv.range(prefix("k/")).await.expect("range").into_inner();

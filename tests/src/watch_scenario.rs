@@ -33,6 +33,9 @@ pub struct WatchStream {
 }
 
 impl WatchStream {
+    /// Raw stubs, not oxetcd-client: the scenarios check every response of the stream
+    /// as the server sends it (created, canceled, progress), which the client's
+    /// `Watcher` consumes or resumes from.
     pub async fn open(endpoint: &str) -> WatchStream {
         let client = WatchClient::connect(endpoint.to_string()).await.expect("connect");
         let (requests, rx) = mpsc::channel(1024);
@@ -147,6 +150,7 @@ async fn next_two(stream: &mut WatchStream) -> (WatchResponse, WatchResponse) {
 /// prev_kv, filters, duplicate ids, empty ranges, cancel, progress, historical replay
 /// and a compacted start revision.
 pub async fn watch_semantics(endpoint: &str) {
+    // Raw stubs (see `WatchStream::open`): each response is compared with etcd's.
     let mut client = KvClient::connect(endpoint.to_string()).await.expect("connect");
     let mut s = WatchStream::open(endpoint).await;
 

@@ -33,6 +33,10 @@ pub struct Cli {
     /// Seconds allowed to connect to an endpoint
     #[arg(long, global = true, default_value_t = 5)]
     pub dial_timeout: u64,
+    /// Send put, range and txn-put through oxetcd-client's calls instead of the
+    /// generated stubs (to measure the client's own cost)
+    #[arg(long, global = true)]
+    pub via_client: bool,
     #[command(subcommand)]
     pub command: Command,
 }

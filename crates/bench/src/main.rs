@@ -31,6 +31,7 @@ async fn bench(cli: &Cli) -> Result<Report, BenchError> {
         total: cli.total,
         progress: !cli.json,
         max_duration: (cli.max_seconds > 0).then(|| Duration::from_secs(cli.max_seconds)),
+        via_client: cli.via_client,
     };
     workloads::run(&cli.command, &ctx).await
 }

@@ -18,13 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oxetcd_api::etcdserverpb::cluster_client::ClusterClient;
 use oxetcd_api::etcdserverpb::kv_client::KvClient;
-use oxetcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
-use oxetcd_api::etcdserverpb::{
-    HashKvRequest, MemberListRequest, PutRequest, RangeRequest, StatusRequest, StatusResponse,
-};
-use support::{MemberConfig, Process};
+use oxetcd_api::etcdserverpb::{PutRequest, RangeRequest, StatusResponse};
+use oxetcd_client::{Client, GetOptions, PutOptions, WatchOptions};
+use support::{MemberConfig, Process, member_client};
 use tokio::task::JoinHandle;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
@@ -42,15 +39,13 @@ const NO_QUORUM_BOUND: Duration = Duration::from_secs(10);
 const KEYS: &str = "k/";
 const KEYS_END: &str = "k0";
 
-/// A lazily connecting channel: it reconnects by itself after a member restarts.
-fn channel(endpoint: &str, timeout: Option<Duration>) -> Channel {
-    let endpoint = Endpoint::from_shared(endpoint.to_string())
+/// A lazily connecting channel for the raw keep-alive stream: it reconnects by itself
+/// after a member restarts.
+fn channel(endpoint: &str) -> Channel {
+    Endpoint::from_shared(endpoint.to_string())
         .expect("a valid endpoint")
-        .connect_timeout(Duration::from_secs(1));
-    match timeout {
-        Some(timeout) => endpoint.timeout(timeout).connect_lazy(),
-        None => endpoint.connect_lazy(),
-    }
+        .connect_timeout(Duration::from_secs(1))
+        .connect_lazy()
 }
 
 /// Polls `condition` until it yields a value; panics naming `what` after [`WAIT`].
@@ -127,11 +122,17 @@ impl Cluster {
             .count()
     }
 
+    /// A client of member `i` alone, each call bounded by [`CLIENT_TIMEOUT`], retries off.
+    async fn client(&self, i: usize) -> Client {
+        member_client(&self.configs[i].client_url, Some(CLIENT_TIMEOUT))
+            .await
+            .unwrap_or_else(|e| panic!("a client of {}: {e}", self.name(i)))
+    }
+
     /// Member `i`'s Status, or `None` if it does not answer in time.
     async fn status(&self, i: usize) -> Option<StatusResponse> {
-        let mut maintenance =
-            MaintenanceClient::new(channel(&self.configs[i].client_url, Some(CLIENT_TIMEOUT)));
-        maintenance.status(StatusRequest::default()).await.ok().map(|r| r.into_inner())
+        let client = member_client(&self.configs[i].client_url, Some(CLIENT_TIMEOUT)).await.ok()?;
+        client.maintenance().status().await.ok()
     }
 
     /// Statuses of all running members, once all of them answer.
@@ -174,6 +175,8 @@ impl Cluster {
     }
 
     /// A KV client of member `i`, connected, whose deadlines only the member enforces.
+    /// A raw stub: the partition tests set each request's gRPC deadline and check the
+    /// member's exact answer to it, which oxetcd-client's own timeout would hide.
     async fn server_timed_kv(&self, i: usize) -> KvClient<support::ServerTimedClient> {
         let origin = self.configs[i].client_url.parse().expect("a client URL");
         let mut kv = KvClient::with_origin(support::server_timed_client(), origin);
@@ -246,14 +249,9 @@ impl Cluster {
     /// Member `i`'s test keys with their mod revisions (a serializable read: what this
     /// member itself holds), and its current revision.
     async fn contents(&self, i: usize) -> (BTreeMap<String, i64>, i64) {
-        let mut kv = KvClient::new(channel(&self.configs[i].client_url, Some(CLIENT_TIMEOUT)));
-        let range = RangeRequest {
-            key: KEYS.into(),
-            range_end: KEYS_END.into(),
-            serializable: true,
-            ..Default::default()
-        };
-        let response = kv.range(range).await.expect("a serializable range").into_inner();
+        let range = GetOptions::new().with_range(KEYS_END).with_serializable();
+        let response =
+            self.client(i).await.get(KEYS, Some(range)).await.expect("a serializable range");
         let stored = response
             .kvs
             .iter()
@@ -263,10 +261,8 @@ impl Cluster {
     }
 
     async fn hash_kv(&self, i: usize, revision: i64) -> u32 {
-        let mut maintenance =
-            MaintenanceClient::new(channel(&self.configs[i].client_url, Some(CLIENT_TIMEOUT)));
-        let response = maintenance.hash_kv(HashKvRequest { revision }).await;
-        response.unwrap_or_else(|e| panic!("HashKV on {}: {e}", self.name(i))).into_inner().hash
+        let response = self.client(i).await.maintenance().hash_kv(revision).await;
+        response.unwrap_or_else(|e| panic!("HashKV on {}: {e}", self.name(i))).hash
     }
 
     /// Once the running members have caught up: each holds every acknowledged write at
@@ -314,12 +310,9 @@ impl Cluster {
             .collect();
         let mut cluster_ids = Vec::new();
         for i in self.running() {
-            let mut cluster =
-                ClusterClient::new(channel(&self.configs[i].client_url, Some(CLIENT_TIMEOUT)));
-            let response = cluster.member_list(MemberListRequest { linearizable: true }).await;
-            let response = response
-                .unwrap_or_else(|e| panic!("MemberList on {}: {e}", self.name(i)))
-                .into_inner();
+            let response = self.client(i).await.cluster().member_list().await;
+            let response =
+                response.unwrap_or_else(|e| panic!("MemberList on {}: {e}", self.name(i)));
             let mut listed: Vec<_> = response
                 .members
                 .into_iter()
@@ -337,7 +330,9 @@ impl Cluster {
 }
 
 /// Tasks writing new keys as fast as they can, each starting on its own member and
-/// moving to the next one on any error; they record every acknowledged put.
+/// moving to the next one on any error; they record every acknowledged put. Each writer
+/// holds one client per member rather than one client over all of them: a client's
+/// round-robin would keep sending every third put to a frozen (SIGSTOP) leader.
 struct Writers {
     stop: Arc<AtomicBool>,
     acknowledged: Arc<Mutex<Vec<(String, i64)>>>,
@@ -353,26 +348,28 @@ impl Writers {
         let tasks = (0..count)
             .map(|writer| {
                 let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
-                let mut clients: Vec<KvClient<Channel>> = endpoints
-                    .iter()
-                    .map(|e| KvClient::new(channel(e, Some(CLIENT_TIMEOUT))))
-                    .collect();
+                let endpoints = endpoints.to_vec();
                 let prefix = format!("{KEYS}{phase}/{writer}/");
                 tokio::spawn(async move {
+                    let mut clients: Vec<Option<Client>> = vec![None; endpoints.len()];
                     let mut target = writer % clients.len();
                     for attempt in 0.. {
                         if stop.load(Ordering::SeqCst) {
                             return;
                         }
                         let key = format!("{prefix}{attempt:06}");
-                        let put = PutRequest {
-                            key: key.clone().into(),
-                            value: key.clone().into(),
-                            ..Default::default()
+                        if clients[target].is_none() {
+                            // Connected on first use; a member down then is tried later.
+                            clients[target] =
+                                member_client(&endpoints[target], Some(CLIENT_TIMEOUT)).await.ok();
+                        }
+                        let put = match &clients[target] {
+                            Some(client) => client.put(key.clone(), key.clone(), None).await,
+                            None => Err(oxetcd_client::Error::Closed("no connection")),
                         };
-                        match clients[target].put(put).await {
+                        match put {
                             Ok(response) => {
-                                let header = response.into_inner().header.expect("a header");
+                                let header = response.header.expect("a header");
                                 acknowledged.lock().unwrap().push((key, header.revision));
                             }
                             Err(_) => {
@@ -411,15 +408,15 @@ impl Writers {
 }
 
 /// A write to `endpoint` without a quorum: it must fail (not hang) within
-/// [`NO_QUORUM_BOUND`], with etcd's "unavailable" errors.
+/// [`NO_QUORUM_BOUND`], with etcd's "unavailable" errors (the member's own answer: one
+/// endpoint, retries off).
 async fn put_fails_without_quorum(endpoint: String, key: &'static str) {
-    let mut kv = KvClient::new(channel(&endpoint, None));
-    let put = PutRequest { key: key.into(), value: key.into(), ..Default::default() };
+    let client = member_client(&endpoint, None).await.expect("a client of a survivor");
     let started = Instant::now();
-    let result = tokio::time::timeout(NO_QUORUM_BOUND, kv.put(put))
+    let result = tokio::time::timeout(NO_QUORUM_BOUND, client.put(key, key, None))
         .await
         .unwrap_or_else(|_| panic!("a write to {endpoint} without quorum hung"));
-    let status = result.expect_err("a write without quorum succeeded");
+    let status = result.expect_err("a write without quorum succeeded").into_status();
     assert_eq!(status.code(), Code::Unavailable, "{endpoint}: {status:?}");
     assert!(status.message().starts_with("etcdserver: "), "{endpoint}: {status:?}");
     eprintln!("{endpoint}: {:?} after {:?}", status.message(), started.elapsed());
@@ -610,13 +607,15 @@ struct KeepAlives {
 /// Keeps `first` (and `second`, until told to drop it) alive every sixth of the TTL,
 /// like a client would: one stream at a time, moving to the next member when a stream
 /// fails (its member died, or a follower's stream to the old leader ended).
+/// A raw stub: the test needs when each keep-alive was sent and whether one was answered
+/// with TTL 0, which oxetcd-client's keep-alive loop keeps to itself.
 async fn keep_alive(endpoints: Vec<String>, first: i64, second: i64, state: Arc<KeepAlives>) {
     use oxetcd_api::etcdserverpb::LeaseKeepAliveRequest;
     use oxetcd_api::etcdserverpb::lease_client::LeaseClient;
     let period = Duration::from_secs(LEASE_TTL) / 6;
     for endpoint in endpoints.iter().cycle() {
         let (requests, rx) = tokio::sync::mpsc::channel(4);
-        let mut client = LeaseClient::new(channel(endpoint, None));
+        let mut client = LeaseClient::new(channel(endpoint));
         let call = client.lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx));
         let Ok(Ok(answers)) = tokio::time::timeout(CLIENT_TIMEOUT, call).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -655,22 +654,16 @@ async fn keep_alive(endpoints: Vec<String>, first: i64, second: i64, state: Arc<
 /// TTL + election timeout (plus slack), while the first lives on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_alive_leases_survive_killing_the_leader_and_a_dropped_one_expires_in_bounds() {
-    use oxetcd_api::etcdserverpb::LeaseGrantRequest;
-    use oxetcd_api::etcdserverpb::lease_client::LeaseClient;
     let mut cluster = Cluster::start(3, &[]).await;
     let leader = cluster.leader().await;
-    let endpoint = cluster.configs[leader].client_url.clone();
-    let mut leases = LeaseClient::new(channel(&endpoint, Some(CLIENT_TIMEOUT)));
-    let mut kv = KvClient::new(channel(&endpoint, Some(CLIENT_TIMEOUT)));
+    let client = cluster.client(leader).await;
     let mut ids = Vec::new();
     for key in ["lease/kept", "lease/dropped"] {
-        let grant = LeaseGrantRequest { ttl: LEASE_TTL as i64, id: 0 };
-        let id = leases.lease_grant(grant).await.expect("a grant").into_inner().id;
-        let put =
-            PutRequest { key: key.into(), value: "v".into(), lease: id, ..Default::default() };
-        kv.put(put).await.expect("a put with the lease");
+        let id = client.lease_grant(LEASE_TTL as i64, 0).await.expect("a grant").id;
+        client.put(key, "v", Some(PutOptions::new().with_lease(id))).await.expect("a put");
         ids.push(id);
     }
+    drop(client);
     let state = Arc::new(KeepAlives::default());
     // Followers first: their streams to the leader end when it dies.
     let mut endpoints = cluster.endpoints(&cluster.running());
@@ -683,10 +676,7 @@ async fn kept_alive_leases_survive_killing_the_leader_and_a_dropped_one_expires_
     // Longer than the TTL: only the keep-alives hold the leases now.
     tokio::time::sleep(Duration::from_secs(LEASE_TTL + 1)).await;
     let exists = async |key: &str| {
-        let endpoint = cluster.configs[new_leader].client_url.clone();
-        let mut kv = KvClient::new(channel(&endpoint, Some(CLIENT_TIMEOUT)));
-        let range = RangeRequest { key: key.as_bytes().to_vec().into(), ..Default::default() };
-        kv.range(range).await.expect("a read").into_inner().count == 1
+        cluster.client(new_leader).await.get(key, None).await.expect("a read").count == 1
     };
     assert!(exists("lease/kept").await, "a kept-alive lease expired across the failover");
     assert!(exists("lease/dropped").await, "a kept-alive lease expired across the failover");
@@ -773,28 +763,13 @@ async fn put_like_clientv3(
 /// How many times `key` was put, as a watch from revision 1 sees it on member `i`: the
 /// watch runs until it sees `sentinel` (put after everything else under `prefix`).
 async fn puts_seen_by_watch(cluster: &Cluster, i: usize, prefix: &str, key: &str) -> usize {
-    use oxetcd_api::etcdserverpb::watch_client::WatchClient;
-    use oxetcd_api::etcdserverpb::watch_request::RequestUnion;
-    use oxetcd_api::etcdserverpb::{WatchCreateRequest, WatchRequest};
-    use oxetcd_api::mvccpb::event::EventType;
-    let endpoint = &cluster.configs[i].client_url;
+    use oxetcd_client::EventType;
     let sentinel = format!("{prefix}~sentinel");
-    let mut kv = KvClient::new(channel(endpoint, Some(CLIENT_TIMEOUT)));
-    let put = PutRequest { key: sentinel.clone().into(), value: "s".into(), ..Default::default() };
-    kv.put(put).await.expect("the sentinel put");
-    let mut prefix_end = prefix.as_bytes().to_vec();
-    *prefix_end.last_mut().expect("a prefix") += 1;
-    let create = WatchCreateRequest {
-        key: prefix.as_bytes().to_vec().into(),
-        range_end: prefix_end.into(),
-        start_revision: 1,
-        ..Default::default()
-    };
-    let request = WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) };
-    let mut watch = WatchClient::new(channel(endpoint, None));
+    let client = cluster.client(i).await;
+    client.put(sentinel.clone(), "s", None).await.expect("the sentinel put");
     let count = async {
-        let mut events =
-            watch.watch(tokio_stream::iter([request])).await.expect("a watch stream").into_inner();
+        let options = WatchOptions::new().with_prefix().with_start_revision(1);
+        let mut events = client.watch(prefix, Some(options)).await.expect("a watch");
         let mut puts = 0;
         while let Some(response) = events.message().await.expect("watch responses") {
             for event in response.events {
@@ -868,9 +843,8 @@ async fn a_put_to_a_cut_off_follower_times_out_as_in_etcd_and_is_applied_at_most
     cluster.leader().await;
     cluster.caught_up().await;
     for i in 0..3 {
-        let mut kv = KvClient::new(channel(&cluster.configs[i].client_url, Some(CLIENT_TIMEOUT)));
-        let range = RangeRequest { key: KEY.into(), serializable: true, ..Default::default() };
-        let found = kv.range(range).await.expect("a read").into_inner().kvs;
+        let read = GetOptions::new().with_serializable();
+        let found = cluster.client(i).await.get(KEY, Some(read)).await.expect("a read").kvs;
         let version = found.first().map_or(0, |kv| kv.version);
         assert!(
             version <= 1,

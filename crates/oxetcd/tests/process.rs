@@ -7,9 +7,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oxetcd_api::etcdserverpb::kv_client::KvClient;
-use oxetcd_api::etcdserverpb::{PutRequest, RangeRequest};
-use support::{MemberConfig, Process, START_TIMEOUT};
+use oxetcd_client::GetOptions;
+use support::{MemberConfig, Process, START_TIMEOUT, member_client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9_and_restart() {
@@ -24,19 +23,14 @@ async fn acknowledged_writes_survive_kill_9_and_restart() {
         let endpoint = process.endpoint().to_string();
         let acknowledged = acknowledged.clone();
         writers.push(tokio::spawn(async move {
-            let mut kv = KvClient::connect(endpoint).await.unwrap();
+            // Retries off: each put is sent once, and the first failure ends the writer.
+            let client = member_client(&endpoint, None).await.unwrap();
             for i in 0..100_000 {
                 let key = format!("k/{writer}/{i:06}");
-                let put = PutRequest {
-                    key: key.clone().into(),
-                    value: key.clone().into(),
-                    ..Default::default()
-                };
-                match kv.put(put).await {
-                    Ok(resp) => acknowledged
-                        .lock()
-                        .unwrap()
-                        .push((key, resp.into_inner().header.unwrap().revision)),
+                match client.put(key.clone(), key.clone(), None).await {
+                    Ok(resp) => {
+                        acknowledged.lock().unwrap().push((key, resp.header.unwrap().revision))
+                    }
                     Err(_) => return,
                 }
             }
@@ -54,12 +48,8 @@ async fn acknowledged_writes_survive_kill_9_and_restart() {
     assert!(acknowledged.len() >= 400, "only {} writes before the deadline", acknowledged.len());
 
     let process = Process::start(&config).await;
-    let mut kv = KvClient::connect(process.endpoint().to_string()).await.unwrap();
-    let all = kv
-        .range(RangeRequest { key: "k/".into(), range_end: "k0".into(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner();
+    let client = member_client(process.endpoint(), None).await.unwrap();
+    let all = client.get("k/", Some(GetOptions::new().with_prefix())).await.unwrap();
     let stored: std::collections::HashMap<Vec<u8>, i64> =
         all.kvs.iter().map(|kv| (kv.key.to_vec(), kv.mod_revision)).collect();
     for (key, revision) in &acknowledged {
@@ -96,8 +86,6 @@ async fn a_second_process_on_the_same_data_dir_is_refused() {
     assert!(message.contains("is locked by another process"), "{message}");
 
     // The first one is unharmed.
-    let mut kv = KvClient::connect(first.endpoint().to_string()).await.unwrap();
-    kv.put(PutRequest { key: "still".into(), value: "here".into(), ..Default::default() })
-        .await
-        .unwrap();
+    let client = member_client(first.endpoint(), None).await.unwrap();
+    client.put("still", "here", None).await.unwrap();
 }

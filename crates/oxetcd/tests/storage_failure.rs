@@ -7,9 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use oxetcd_api::etcdserverpb::PutRequest;
-use oxetcd_api::etcdserverpb::kv_client::KvClient;
-use support::{MemberConfig, Process};
+use support::{MemberConfig, Process, member_client};
 use tonic::Code;
 
 /// How long the member may take to close its listeners and exit.
@@ -27,14 +25,14 @@ async fn a_member_whose_storage_fails_exits_non_zero() {
     config.env.push(("FAILPOINTS".into(), "apply::store-write=1*off->return".into()));
     let mut process = Process::start(&config).await;
 
-    let mut kv = KvClient::connect(process.endpoint().to_string()).await.unwrap();
-    let put =
-        |key: &'static str| PutRequest { key: key.into(), value: "v".into(), ..Default::default() };
-    kv.put(put("a")).await.expect("a write before the failure");
-    let err = kv.put(put("b")).await.expect_err("the write that met the failure");
+    // One endpoint, retries off: the member's own answer to the one write.
+    let client = member_client(process.endpoint(), None).await.unwrap();
+    client.put("a", "v", None).await.expect("a write before the failure");
+    let err = client.put("b", "v", None).await.expect_err("the write that met the failure");
+    let err = err.into_status();
     assert_eq!((err.code(), err.message()), (Code::Unavailable, "etcdserver: server stopped"));
     // An open connection would hold up the listeners' graceful close.
-    drop(kv);
+    drop(client);
 
     let status = process.wait_exit(EXIT_TIMEOUT).await;
     let log = config.last_run_log();

@@ -24,6 +24,8 @@ pub struct Ctx {
     pub progress: bool,
     /// --max-seconds, if set.
     pub max_duration: Option<Duration>,
+    /// --via-client: KV requests through `Client`'s calls, not the generated stubs.
+    pub via_client: bool,
 }
 
 impl Ctx {

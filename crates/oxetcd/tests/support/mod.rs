@@ -2,7 +2,8 @@
 //! a member's flags, starting it, waiting until it serves, SIGTERM and SIGKILL.
 //! Each member's stderr (its log) goes to a file; a member dropped while the test
 //! panics prints the tail of that log. Everything on 127.0.0.1.
-//! Also a gRPC client that leaves a request's deadline to the server.
+//! Clients go through `oxetcd-client` ([`member_client`]), but for a gRPC client that
+//! leaves a request's deadline to the server ([`server_timed_client`]).
 
 // Each test crate that includes this module uses its own part of it.
 #![allow(dead_code)]
@@ -12,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use oxetcd_api::etcdserverpb::RangeRequest;
-use oxetcd_api::etcdserverpb::kv_client::KvClient;
+use oxetcd_client::{Client, ClientOptions};
 
 /// How long a member may take to start serving clients.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,6 +44,25 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         }
     }
     listeners.iter().map(|l| l.local_addr().expect("a bound port").port()).collect()
+}
+
+/// How long a [`member_client`] waits for its TCP connection.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// An `oxetcd-client` of the one member at `endpoint`, each call bounded by `timeout`
+/// (if any), with retries off: every call is one request to that member, so a test sees
+/// the member's own answer (its error code, a write applied at most once) and does any
+/// retrying or failing over itself. Fails if the member accepts no connection within
+/// [`DIAL_TIMEOUT`]; once connected, it reconnects by itself after the member restarts.
+pub async fn member_client(
+    endpoint: &str,
+    timeout: Option<Duration>,
+) -> oxetcd_client::Result<Client> {
+    let mut options = ClientOptions::default().with_dial_timeout(DIAL_TIMEOUT).with_max_retries(0);
+    if let Some(timeout) = timeout {
+        options = options.with_request_timeout(timeout);
+    }
+    Client::connect([endpoint], options).await
 }
 
 /// A gRPC transport for the generated clients (`KvClient::with_origin(client, url)`)
@@ -198,8 +217,8 @@ impl Process {
                 panic!("{} exited with {status}:\n{}", self.config.name, self.log_tail(40));
             }
             let probe = async {
-                let mut kv = KvClient::connect(self.config.client_url.clone()).await.ok()?;
-                kv.range(RangeRequest { key: "probe".into(), ..Default::default() }).await.ok()
+                let client = member_client(&self.config.client_url, None).await.ok()?;
+                client.get("probe", None).await.ok()
             };
             if let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), probe).await {
                 return;
