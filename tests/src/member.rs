@@ -121,6 +121,8 @@ pub struct TestCluster {
     extra: Vec<String>,
     /// Applied to every member's configuration, for settings that are not flags.
     adjust: fn(&mut ServerConfig),
+    /// `http`, or `https` for every client and peer URL.
+    scheme: &'static str,
     dir: tempfile::TempDir,
 }
 
@@ -141,16 +143,31 @@ impl TestCluster {
         extra: &[&str],
         adjust: fn(&mut ServerConfig),
     ) -> TestCluster {
+        TestCluster::start_scheme(n, extra, adjust, "http").await
+    }
+
+    /// A cluster whose client and peer URLs are all `https://`; `extra` must give the
+    /// members certificates (`--auto-tls --peer-auto-tls`, or files).
+    pub async fn start_secure(n: usize, extra: &[&str]) -> TestCluster {
+        TestCluster::start_scheme(n, extra, |_| {}, "https").await
+    }
+
+    async fn start_scheme(
+        n: usize,
+        extra: &[&str],
+        adjust: fn(&mut ServerConfig),
+        scheme: &'static str,
+    ) -> TestCluster {
         init_test_logs();
         let dir = tempfile::tempdir().expect("temp dir");
         let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
         let peer_urls: Vec<String> =
-            (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+            (0..n).map(|_| format!("{scheme}://127.0.0.1:{}", free_port())).collect();
         let extra = extra.iter().map(|s| s.to_string()).collect();
         let members = (0..n).map(|_| None).collect();
-        let client_urls = (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+        let client_urls = (0..n).map(|_| format!("{scheme}://127.0.0.1:{}", free_port())).collect();
         let mut cluster =
-            TestCluster { members, names, peer_urls, client_urls, extra, adjust, dir };
+            TestCluster { members, names, peer_urls, client_urls, extra, adjust, scheme, dir };
         for i in 0..n {
             cluster.start_member(i).await;
         }
@@ -208,7 +225,8 @@ impl TestCluster {
     }
 
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://{}", self.members[i].as_ref().expect("member is running").client_addrs[0])
+        let member = self.members[i].as_ref().expect("member is running");
+        format!("{}://{}", self.scheme, member.client_addrs[0])
     }
 
     /// The index of the member every running member agrees leads, waiting for one.
