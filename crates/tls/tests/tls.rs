@@ -40,6 +40,24 @@ impl Ca {
 
     /// A leaf for both server and client auth, with the given CN, SANs and serial.
     fn leaf(&self, cn: Option<&str>, sans: &[&str], serial: u64) -> (String, String) {
+        self.sign(Self::leaf_params(cn, sans, serial))
+    }
+
+    /// A leaf like [`Ca::leaf`] whose validity ended in 2001.
+    fn expired_leaf(&self, cn: &str, serial: u64) -> (String, String) {
+        let mut params = Self::leaf_params(Some(cn), &["127.0.0.1"], serial);
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        self.sign(params)
+    }
+
+    fn sign(&self, params: CertificateParams) -> (String, String) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn leaf_params(cn: Option<&str>, sans: &[&str], serial: u64) -> CertificateParams {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         if let Some(cn) = cn {
@@ -58,9 +76,7 @@ impl Ca {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages =
             vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
+        params
     }
 
     fn crl(&self, revoked: &[u64]) -> String {
@@ -244,7 +260,11 @@ async fn client_cert_auth_refuses_missing_foreign_and_revoked_certs() {
     assert_eq!(ask(&s.client(Some(good.clone())), addr).await.unwrap(), "ok cn=alice tls=true\n");
     let e = ask(&s.client(None), addr).await.unwrap_err();
     assert!(!e.is_empty());
-    ask(&s.client(Some(foreign)), addr).await.unwrap_err();
+    let e = ask(&s.client(Some(foreign)), addr).await.unwrap_err();
+    assert!(e.contains("remote error: tls: unknown certificate authority"), "{e}");
+    let expired = s.dir.pair("expired", &s.ca.expired_leaf("old", 13));
+    let e = ask(&s.client(Some(expired)), addr).await.unwrap_err();
+    assert!(e.contains("remote error: tls: expired certificate"), "{e}");
     ask(&s.client(Some(revoked.clone())), addr).await.unwrap_err();
     // The listener keeps serving after the refusals.
     assert_eq!(ask(&s.client(Some(good.clone())), addr).await.unwrap(), "ok cn=alice tls=true\n");
@@ -405,6 +425,16 @@ async fn plaintext_client_on_tls_port_fails_cleanly() {
     // A client that connects and says nothing does not block the others.
     let _silent = TcpStream::connect(addr).await.unwrap();
     assert_eq!(ask(&s.client(None), addr).await.unwrap(), "ok cn= tls=true\n");
+}
+
+#[tokio::test]
+async fn tls_client_on_a_plaintext_port_fails_cleanly() {
+    let s = Setup::new();
+    let addr = serve(true, None).await;
+    let e = ask(&s.client(None), addr).await.unwrap_err();
+    assert!(e.starts_with("handshake:"), "{e}");
+    // The listener keeps serving plaintext clients.
+    assert_eq!(ask_plain(addr, b"hello").await, "ok cn= tls=false\n");
 }
 
 #[tokio::test]
