@@ -62,6 +62,11 @@ impl Setting {
     }
 }
 
+/// `ETCD_*` variables etcd reads that are not flags, so it does not warn about them:
+/// `ETCD_UNSUPPORTED_ARCH` lets etcd start on an architecture it does not support (etcd's
+/// own e2e harness sets it everywhere). oxetcd runs on every architecture Rust targets.
+const NON_FLAG_VARIABLES: &[&str] = &["ETCD_UNSUPPORTED_ARCH"];
+
 /// The environment variable of a flag, as etcd names it: `data-dir` is `ETCD_DATA_DIR`.
 pub(super) fn env_name(flag: &str) -> String {
     format!("ETCD_{}", flag.to_uppercase().replace('-', "_"))
@@ -83,7 +88,8 @@ pub(super) fn with_env(
     notices: &mut Vec<String>,
 ) -> Result<Vec<Setting>, ConfigError> {
     let mut from_env = Vec::new();
-    for (name, value) in env.iter().filter(|(name, _)| name.starts_with("ETCD_")) {
+    let read = |name: &str| name.starts_with("ETCD_") && !NON_FLAG_VARIABLES.contains(&name);
+    for (name, value) in env.iter().filter(|(name, _)| read(name)) {
         let shown = value.to_string_lossy();
         match flags.iter().find(|flag| env_name(flag) == *name) {
             None => {
