@@ -57,6 +57,15 @@ pub(crate) struct Applier {
     pub copying: Arc<Mutex<HashSet<u64>>>,
 }
 
+/// Whether a committed entry's effects still have to reach the backend, or are there
+/// already (the store's consistent index covers it: replayed from the WAL on restart,
+/// where only membership changes, kept in memory, are applied again).
+#[derive(Debug, Clone, Copy)]
+enum Applying {
+    New(ApplyIndex),
+    Replayed,
+}
+
 impl Applier {
     /// Applies until told to stop or until the storage fails; on a failure the member
     /// stops (see [`Shared::fail_stop`]).
@@ -117,17 +126,21 @@ impl Applier {
     fn apply(&mut self, entry: Entry) -> Result<(), Fatal> {
         let at = ApplyIndex { index: entry.index, term: entry.term };
         // Already in the backend if the store's consistent index covers it.
-        let fresh = entry.index > self.shared.store().consistent_index().index;
+        let applying = if entry.index > self.shared.store().consistent_index().index {
+            Applying::New(at)
+        } else {
+            Applying::Replayed
+        };
         let stop = |e: ServerError| Fatal::new(APPLYING, e);
         match EntryType::try_from(entry.entry_type) {
             Ok(EntryType::EntryNormal) if entry.data.is_empty() => {
                 // A new leader's empty entry: it only moves the index.
-                self.mark_applied(fresh, at).map_err(stop)?;
+                self.mark_applied(applying).map_err(stop)?;
             }
             Ok(EntryType::EntryNormal) => match InternalRaftRequest::decode(entry.data) {
                 Ok(request) => {
                     let id = request.header.as_ref().map_or(request.id, |h| h.id);
-                    let result = self.apply_request(request, fresh.then_some(at));
+                    let result = self.apply_request(request, applying);
                     match result {
                         // Its requester hears `Stopped` with every other one.
                         Err(e) if e.is_storage_failure() => return Err(stop(e)),
@@ -137,19 +150,19 @@ impl Applier {
                 Err(e) => {
                     // Every member meets the same bytes and skips them alike.
                     tracing::error!(index = entry.index, error = %e, "undecodable log entry skipped");
-                    self.mark_applied(fresh, at).map_err(stop)?;
+                    self.mark_applied(applying).map_err(stop)?;
                 }
             },
             Ok(EntryType::EntryConfChange) => match ConfChange::decode(entry.data) {
                 Ok(cc) => {
                     let id = cc.id;
                     self.apply_conf_change(cc);
-                    self.mark_applied(fresh, at).map_err(stop)?;
+                    self.mark_applied(applying).map_err(stop)?;
                     self.shared.wait.trigger(id, Ok(Applied::Done));
                 }
                 Err(e) => {
                     tracing::error!(index = entry.index, error = %e, "undecodable conf change skipped");
-                    self.mark_applied(fresh, at).map_err(stop)?;
+                    self.mark_applied(applying).map_err(stop)?;
                 }
             },
             Ok(EntryType::EntryConfChangeV2) | Err(_) => {
@@ -158,30 +171,26 @@ impl Applier {
                     entry_type = entry.entry_type,
                     "unsupported entry type skipped"
                 );
-                self.mark_applied(fresh, at).map_err(stop)?;
+                self.mark_applied(applying).map_err(stop)?;
             }
         }
         Ok(())
     }
 
-    /// Records that `at` was applied without a store write of its own.
-    fn mark_applied(&self, fresh: bool, at: ApplyIndex) -> Result<(), ServerError> {
-        if fresh {
+    /// Records that a new entry was applied without a store write of its own.
+    fn mark_applied(&self, entry: Applying) -> Result<(), ServerError> {
+        if let Applying::New(at) = entry {
             self.shared.store().set_consistent_index(at)?;
         }
         Ok(())
     }
 
-    fn apply_request(
-        &mut self,
-        request: InternalRaftRequest,
-        at: Option<ApplyIndex>,
-    ) -> ApplyResult {
+    fn apply_request(&mut self, request: InternalRaftRequest, entry: Applying) -> ApplyResult {
         if let Some(attr) = request.cluster_member_attr_set {
             let attributes = attr.member_attributes.unwrap_or_default();
             tracing::info!(member = %Hex(attr.member_id), name = %attributes.name, "set member attributes");
             self.shared.membership_mut().set_attributes(attr.member_id, attributes);
-            self.mark_applied(at.is_some(), at.unwrap_or_default())?;
+            self.mark_applied(entry)?;
             return Ok(Applied::Done);
         }
         if let Some(set) = request.cluster_version_set {
@@ -192,10 +201,10 @@ impl Applier {
             // etcd's line, which its e2e harness waits for before using a member.
             tracing::info!(cluster_version = %set.ver, "enabled capabilities for version");
             self.shared.membership_mut().set_cluster_version(set.ver);
-            self.mark_applied(at.is_some(), at.unwrap_or_default())?;
+            self.mark_applied(entry)?;
             return Ok(Applied::Done);
         }
-        let Some(at) = at else {
+        let Applying::New(at) = entry else {
             // Applied before the restart; nobody in this process waits for it.
             return Err(ServerError::Stopped);
         };
@@ -235,13 +244,13 @@ impl Applier {
                 })
                 .map_err(ServerError::from)
         } else {
-            self.mark_applied(true, at)?;
+            self.mark_applied(entry)?;
             return Err(ServerError::Internal("request kind not served by this version".into()));
         };
         match result {
             // A refused request still occupies its log index.
             Err(e) if !e.is_storage_failure() => {
-                self.mark_applied(true, at)?;
+                self.mark_applied(entry)?;
                 Err(e)
             }
             result => result,
