@@ -130,6 +130,10 @@ pub enum TlsError {
     /// A certificate of the client's chain is listed in the CRL (etcd's message).
     #[error("transport: certificate serial {0} revoked")]
     Revoked(String),
+    /// The client certificate fails the allowed-CN or allowed-hostname check (etcd's
+    /// message, which etcd's tests wait for).
+    #[error("client certificate authentication failed")]
+    ClientCertNotAllowed,
     /// The client certificate's SANs do not cover the address it connects from.
     #[error("{0}")]
     SanMismatch(String),
@@ -145,53 +149,79 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         if !text.is_empty() {
             text.push_str(": ");
         }
-        // tokio-rustls reports rustls' errors inside an `io::Error`.
-        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        match tls {
-            Some(rustls::Error::AlertReceived(alert)) => {
-                text.push_str("remote error: tls: ");
-                text.push_str(&go_alert_text(*alert));
-            }
-            _ => text.push_str(&e.to_string()),
+        if let Some(alert) = received_alert(e) {
+            text.push_str("remote error: tls: ");
+            text.push_str(alert);
+            // What follows is the same error again, in rustls' words.
+            break;
         }
+        text.push_str(&e.to_string());
         next = e.source();
     }
     text
 }
 
-/// Go's `crypto/tls` text for an alert.
-fn go_alert_text(alert: rustls::AlertDescription) -> String {
-    use rustls::AlertDescription as A;
-    match alert {
-        A::CloseNotify => "close notify",
-        A::UnexpectedMessage => "unexpected message",
-        A::BadRecordMac => "bad record MAC",
-        A::RecordOverflow => "record overflow",
-        A::HandshakeFailure => "handshake failure",
-        A::BadCertificate => "bad certificate",
-        A::UnsupportedCertificate => "unsupported certificate",
-        A::CertificateRevoked => "revoked certificate",
-        A::CertificateExpired => "expired certificate",
-        A::CertificateUnknown => "unknown certificate",
-        A::IllegalParameter => "illegal parameter",
-        A::UnknownCA => "unknown certificate authority",
-        A::AccessDenied => "access denied",
-        A::DecodeError => "error decoding message",
-        A::DecryptError => "error decrypting message",
-        A::ProtocolVersion => "protocol version not supported",
-        A::InsufficientSecurity => "insufficient security level",
-        A::InternalError => "internal error",
-        A::UserCanceled => "user canceled",
-        A::MissingExtension => "missing extension",
-        A::UnsupportedExtension => "unsupported extension",
-        A::UnrecognisedName => "unrecognized name",
-        A::CertificateRequired => "certificate required",
-        A::NoApplicationProtocol => "no application protocol",
-        other => return format!("alert({})", u8::from(other)),
+/// Go's words for the TLS alert `error` reports having received, if any. tokio-rustls
+/// reports rustls' errors inside an `io::Error`; HTTP/2 keeps only their text (h2 stores
+/// an I/O error as its kind and message), so the text is compared too.
+fn received_alert(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let received = error
+        .downcast_ref::<rustls::Error>()
+        .or_else(|| error.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref());
+    if let Some(rustls::Error::AlertReceived(alert)) = received {
+        return GO_ALERTS.iter().find(|(a, _)| a == alert).map(|(_, words)| *words);
     }
-    .to_string()
+    let text = error.to_string();
+    GO_ALERTS
+        .iter()
+        .find(|(alert, _)| text == rustls::Error::AlertReceived(*alert).to_string())
+        .map(|(_, words)| *words)
+}
+
+/// Go's `crypto/tls` words for the alerts a peer may send.
+const GO_ALERTS: &[(rustls::AlertDescription, &str)] = {
+    use rustls::AlertDescription as A;
+    &[
+        (A::CloseNotify, "close notify"),
+        (A::UnexpectedMessage, "unexpected message"),
+        (A::BadRecordMac, "bad record MAC"),
+        (A::RecordOverflow, "record overflow"),
+        (A::HandshakeFailure, "handshake failure"),
+        (A::BadCertificate, "bad certificate"),
+        (A::UnsupportedCertificate, "unsupported certificate"),
+        (A::CertificateRevoked, "revoked certificate"),
+        (A::CertificateExpired, "expired certificate"),
+        (A::CertificateUnknown, "unknown certificate"),
+        (A::IllegalParameter, "illegal parameter"),
+        (A::UnknownCA, "unknown certificate authority"),
+        (A::AccessDenied, "access denied"),
+        (A::DecodeError, "error decoding message"),
+        (A::DecryptError, "error decrypting message"),
+        (A::ProtocolVersion, "protocol version not supported"),
+        (A::InsufficientSecurity, "insufficient security level"),
+        (A::InternalError, "internal error"),
+        (A::UserCanceled, "user canceled"),
+        (A::MissingExtension, "missing extension"),
+        (A::UnsupportedExtension, "unsupported extension"),
+        (A::UnrecognisedName, "unrecognized name"),
+        (A::CertificateRequired, "certificate required"),
+        (A::NoApplicationProtocol, "no application protocol"),
+    ]
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_are_described_in_go_words_even_as_bare_text() {
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate);
+        let typed = std::io::Error::new(std::io::ErrorKind::InvalidData, alert.clone());
+        assert_eq!(describe(&typed), "remote error: tls: bad certificate");
+        // What h2 keeps of an I/O error: its kind and text.
+        let text_only = std::io::Error::other(alert.to_string());
+        assert_eq!(describe(&text_only), "remote error: tls: bad certificate");
+        let other = std::io::Error::other("connection reset");
+        assert_eq!(describe(&other), "connection reset");
+    }
 }

@@ -14,7 +14,7 @@ use crate::check::{self, CertNames};
 use crate::cipher;
 use crate::error::TlsError;
 use crate::reload::{CertKeyFiles, CrlFile};
-use crate::verifier::{AllowedNames, EtcdClientVerifier};
+use crate::verifier::{self, AllowedNames, EtcdClientVerifier};
 use crate::{TlsInfo, TlsOptions, auto, pem};
 
 /// How long a client may take to finish the TLS handshake. etcd sets no bound of its own
@@ -234,6 +234,9 @@ impl ServerTls {
         let stream =
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.inner.acceptor.accept(io)).await {
                 Ok(Ok(stream)) => stream,
+                Ok(Err(e)) if verifier::refused_names(&e) => {
+                    return Err(TlsError::ClientCertNotAllowed);
+                }
                 Ok(Err(e)) => return Err(TlsError::Handshake(e)),
                 Err(_) => return Err(TlsError::HandshakeTimeout(HANDSHAKE_TIMEOUT)),
             };

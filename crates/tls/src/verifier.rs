@@ -34,6 +34,19 @@ impl AllowedNames {
     }
 }
 
+/// The error a client's handshake fails with when [`EtcdClientVerifier`] refused its
+/// certificate's names.
+const REFUSED_NAMES: CertificateError = CertificateError::NotValidForName;
+
+/// Whether a failed server handshake is the allowed-names refusal (the chain verifier
+/// never checks a client certificate's names, so this error can only come from ours).
+pub(crate) fn refused_names(handshake: &std::io::Error) -> bool {
+    matches!(
+        handshake.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(e)) if *e == REFUSED_NAMES
+    )
+}
+
 /// A chain verifier followed by the allowed-names check.
 #[derive(Debug)]
 pub(crate) struct EtcdClientVerifier {
@@ -65,7 +78,7 @@ impl ClientCertVerifier for EtcdClientVerifier {
             Ok(verified)
         } else {
             // The alert rustls sends for this is `bad_certificate`, Go's for the same refusal.
-            Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName))
+            Err(rustls::Error::InvalidCertificate(REFUSED_NAMES))
         }
     }
 

@@ -301,8 +301,19 @@ async fn allowed_cn() {
     let none = s.dir.pair("nocn", &s.ca.leaf(None, &["127.0.0.1"], 22));
     assert_eq!(ask(&s.client(Some(member)), addr).await.unwrap(), "ok cn=member tls=true\n");
     // Refused in the handshake with Go's alert: the dialer sees etcd's words.
-    let refused = ask(&s.client(Some(other)), addr).await.unwrap_err();
+    let refused = ask(&s.client(Some(other.clone())), addr).await.unwrap_err();
     assert!(refused.contains("remote error: tls: bad certificate"), "{refused}");
+    // The listener's side says etcd's words too.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let dialer = tokio::spawn({
+        let client = s.client(Some(other));
+        async move { ask(&client, at).await }
+    });
+    let (tcp, remote) = listener.accept().await.unwrap();
+    let e = server_tls(&info).accept(tcp, Some(remote)).await.err().expect("refused");
+    assert_eq!(e.to_string(), "client certificate authentication failed");
+    dialer.await.unwrap().unwrap_err();
     ask(&s.client(Some(none)), addr).await.unwrap_err();
 }
 
