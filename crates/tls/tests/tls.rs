@@ -311,7 +311,7 @@ async fn allowed_cn() {
         async move { ask(&client, at).await }
     });
     let (tcp, remote) = listener.accept().await.unwrap();
-    let e = server_tls(&info).accept(tcp, Some(remote)).await.err().expect("refused");
+    let e = server_tls(&info).accept(tcp, Some(remote)).await.expect_err("refused");
     assert_eq!(e.to_string(), "client certificate authentication failed");
     dialer.await.unwrap().unwrap_err();
     ask(&s.client(Some(none)), addr).await.unwrap_err();
