@@ -16,21 +16,27 @@
 //! values, counts, `more`, error messages, exit codes, zero fields, field presence) is
 //! compared as printed.
 //!
+//! Over TLS ([`SideBySide::tls`]), both servers get the same client-side TLS flags
+//! ([`ServerTlsFlags`], with etcd's own test certificates) and etcdctl the same
+//! `--cacert`/`--cert`/`--key` or `--insecure-skip-tls-verify` ([`EtcdctlTls`]), for a
+//! whole target or for one step ([`Step::with_tls`]), with `https://` endpoints.
+//!
 //! Steps refer to the leases granted before them as `{L1}`, `{L2}`, …: each target
 //! runs the step with its own ids there. Commands that do not end by themselves
 //! (`watch`, `lease keep-alive`) are stopped once they printed a given number of lines,
 //! and may run in the background of the steps after them.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oxetcd_api::etcdserverpb::Member;
 use oxetcd_client::{Client, ClientOptions};
+use oxetcd_tls::ClientTls;
 
 use crate::member::{TestMember, free_port, init_test_logs};
-use crate::reference::ReferenceEtcd;
+use crate::reference::{Harness, ReferenceEtcd, ServerTlsFlags, ServerUrls, fixture};
 
 /// Environment variable that names the etcdctl binary when it is not `etcdctl` on `PATH`.
 pub const ETCDCTL_BIN_VAR: &str = "OXETCD_REFERENCE_ETCDCTL";
@@ -55,6 +61,9 @@ pub struct Step {
     pub masked_columns: Vec<usize>,
     /// Field prefixes (e.g. `"raftIndex":`) whose numbers are masked in this step.
     pub masked_numbers: Vec<String>,
+    /// Prefixes inside JSON strings (e.g. `latest balancer error: `) after which the
+    /// rest of the string is masked in this step.
+    pub masked_strings: Vec<String>,
     /// Whether etcdctl is expected to fail (exit non-zero) against the reference etcd;
     /// checked so that a scenario cannot silently compare two identical usage errors.
     pub expect_failure: bool,
@@ -65,6 +74,8 @@ pub struct Step {
     /// Run beside the steps that follow; they start once its stdout holds this text
     /// (at once if empty). Its transcript keeps its place among the steps.
     pub background: Option<String>,
+    /// etcdctl's TLS flags for this step, instead of its target's.
+    pub tls: Option<EtcdctlTls>,
 }
 
 impl Step {
@@ -75,9 +86,11 @@ impl Step {
             stdin: None,
             masked_columns: Vec::new(),
             masked_numbers: Vec::new(),
+            masked_strings: Vec::new(),
             expect_failure: false,
             stop_after_lines: None,
             background: None,
+            tls: None,
         }
     }
 
@@ -104,6 +117,13 @@ impl Step {
         self
     }
 
+    /// The step with the rest of the JSON string after each of `prefixes` masked (for
+    /// text that varies from run to run, as the last connection error gRPC saw).
+    pub fn mask_strings_after(mut self, prefixes: &[&str]) -> Step {
+        self.masked_strings.extend(prefixes.iter().map(|p| p.to_string()));
+        self
+    }
+
     /// The step, expected to fail.
     pub fn fails(mut self) -> Step {
         self.expect_failure = true;
@@ -120,6 +140,12 @@ impl Step {
     /// `ready_when` (e.g. a watch's first line), or start at once if it is empty.
     pub fn in_background(mut self, ready_when: &str) -> Step {
         self.background = Some(ready_when.to_string());
+        self
+    }
+
+    /// The step, run with etcdctl's TLS flags `tls` instead of its target's.
+    pub fn with_tls(mut self, tls: EtcdctlTls) -> Step {
+        self.tls = Some(tls);
         self
     }
 
@@ -154,9 +180,14 @@ impl Step {
         );
     }
 
-    /// How the step reads in a transcript.
+    /// How the step reads in a transcript (TLS flags of its own with file names only:
+    /// both servers' runs use the same files).
     pub fn describe(&self) -> String {
-        let mut text = format!("$ etcdctl {}", self.args.join(" "));
+        let mut text = "$ etcdctl ".to_string();
+        if let Some(tls) = &self.tls {
+            let _ = write!(text, "{} ", tls.describe());
+        }
+        text.push_str(&self.args.join(" "));
         match &self.stdin {
             Some(input) if input.len() <= 400 => {
                 let _ = write!(text, " <<EOF\n{}EOF", String::from_utf8_lossy(input));
@@ -185,6 +216,75 @@ pub fn txn_input(compares: &[&str], success: &[&str], failure: &[&str]) -> Strin
         input.push('\n');
     }
     input
+}
+
+/// etcdctl's TLS flags: `--cacert`, `--cert`, `--key`, and
+/// `--insecure-transport=false --insecure-skip-tls-verify` (etcdctl 3.4 applies
+/// `--insecure-skip-tls-verify` only when it builds a TLS configuration, which, with no
+/// certificate files, `--insecure-transport=false` asks for). The default is none:
+/// plaintext, unless an endpoint says `https://`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EtcdctlTls {
+    pub cacert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub insecure_skip_tls_verify: bool,
+}
+
+impl EtcdctlTls {
+    /// No TLS flags.
+    pub fn none() -> EtcdctlTls {
+        EtcdctlTls::default()
+    }
+
+    /// `--cacert <fixture>`: servers verified against one of etcd's test CAs.
+    pub fn cacert(ca: &str) -> EtcdctlTls {
+        EtcdctlTls { cacert: Some(fixture(ca)), ..EtcdctlTls::default() }
+    }
+
+    /// `--insecure-transport=false --insecure-skip-tls-verify`: TLS, servers unverified.
+    pub fn insecure_skip_tls_verify() -> EtcdctlTls {
+        EtcdctlTls { insecure_skip_tls_verify: true, ..EtcdctlTls::default() }
+    }
+
+    /// With `--cert <name>.crt --key <name>.key.insecure` from etcd's fixtures.
+    pub fn client_cert(mut self, name: &str) -> EtcdctlTls {
+        self.cert = Some(fixture(&format!("{name}.crt")));
+        self.key = Some(fixture(&format!("{name}.key.insecure")));
+        self
+    }
+
+    /// The flags, with `show` writing each file.
+    fn flags(&self, show: impl Fn(&Path) -> String) -> Vec<String> {
+        let mut flags = Vec::new();
+        for (flag, path) in
+            [("--cacert", &self.cacert), ("--cert", &self.cert), ("--key", &self.key)]
+        {
+            if let Some(path) = path {
+                flags.push(format!("{flag}={}", show(path)));
+            }
+        }
+        if self.insecure_skip_tls_verify {
+            flags.push("--insecure-transport=false".to_string());
+            flags.push("--insecure-skip-tls-verify".to_string());
+        }
+        flags
+    }
+
+    /// The arguments etcdctl gets.
+    pub fn args(&self) -> Vec<String> {
+        self.flags(|path| path.display().to_string())
+    }
+
+    /// The flags with file names only, for transcripts; `(no TLS flags)` if none.
+    pub fn describe(&self) -> String {
+        let name = |path: &Path| {
+            path.file_name()
+                .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into())
+        };
+        let flags = self.flags(name);
+        if flags.is_empty() { "(no TLS flags)".to_string() } else { flags.join(" ") }
+    }
 }
 
 /// What one etcdctl run did.
@@ -361,15 +461,36 @@ pub struct Target {
     pub versions: Vec<String>,
     /// The endpoints, in order.
     pub endpoint_list: Vec<String>,
+    /// etcdctl's TLS flags for every step (unless a step has its own).
+    pub etcdctl_tls: EtcdctlTls,
 }
 
 impl Target {
     /// Learns, through the gRPC API, the ids, names, URLs and versions of the server
     /// or cluster behind `endpoint_urls` (`http://host:port` each).
     pub async fn connect(endpoint_urls: &[String]) -> Target {
+        Target::connect_with(endpoint_urls, None).await
+    }
+
+    /// [`Target::connect`] to a single server whose client URL is `endpoint_url`,
+    /// learning its ids through `harness`.
+    pub async fn connect_via(endpoint_url: &str, harness: &Harness) -> Target {
+        let target = Target::connect_with(std::slice::from_ref(&harness.url), harness.tls.as_ref());
+        let mut target = target.await;
+        target.endpoint_list = vec![scheme_less(endpoint_url)];
+        target.endpoints = target.endpoint_list.join(",");
+        target
+    }
+
+    /// [`Target::connect`], dialing `https://` URLs with `tls`.
+    pub async fn connect_with(endpoint_urls: &[String], tls: Option<&ClientTls>) -> Target {
+        let options = match tls {
+            Some(tls) => ClientOptions::default().with_tls(tls.config()),
+            None => ClientOptions::default(),
+        };
         // One client per endpoint: each Status must come from that endpoint.
         let connect = async |url: &String| {
-            Client::connect([url], ClientOptions::default())
+            Client::connect([url], options.clone())
                 .await
                 .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
         };
@@ -398,20 +519,43 @@ impl Target {
             members: list.members,
             versions,
             endpoint_list,
+            etcdctl_tls: EtcdctlTls::none(),
         }
     }
 
     /// The same server, with etcdctl given the endpoints as `http://` URLs, as users
     /// write them.
-    pub fn with_url_endpoints(mut self) -> Target {
-        self.endpoint_list = self.endpoint_list.iter().map(|e| format!("http://{e}")).collect();
+    pub fn with_url_endpoints(self) -> Target {
+        self.with_endpoint_scheme("http")
+    }
+
+    /// The same server, with etcdctl given the endpoints as `<scheme>://` URLs.
+    pub fn with_endpoint_scheme(mut self, scheme: &str) -> Target {
+        self.endpoint_list =
+            self.endpoint_list.iter().map(|e| format!("{scheme}://{}", scheme_less(e))).collect();
         self.endpoints = self.endpoint_list.join(",");
         self
     }
 
+    /// The same server, with etcdctl given `tls` for every step without TLS flags of its
+    /// own.
+    pub fn with_etcdctl_tls(mut self, tls: EtcdctlTls) -> Target {
+        self.etcdctl_tls = tls;
+        self
+    }
+
+    /// `step` as etcdctl runs it here: its TLS flags (or the target's) before its
+    /// arguments.
+    fn with_tls_args(&self, step: &Step) -> Step {
+        let tls = step.tls.as_ref().unwrap_or(&self.etcdctl_tls);
+        let mut step = step.clone();
+        step.args = tls.args().into_iter().chain(step.args).collect();
+        step
+    }
+
     /// Runs one step against this target.
     pub async fn run(&self, step: &Step) -> Output {
-        run(&self.endpoints, step).await
+        run(&self.endpoints, &self.with_tls_args(step)).await
     }
 
     /// Runs the steps in order (background steps beside the ones after them); returns
@@ -432,6 +576,7 @@ impl Target {
                 continue;
             };
             let (ready, is_ready) = std::sync::mpsc::channel();
+            let concrete = self.with_tls_args(&concrete);
             runs.push(Run::Background(spawn_run(&self.endpoints, &concrete, Some(ready))));
             if !ready_when.is_empty() {
                 // An early end drops the sender: the steps after it go on, and the
@@ -475,6 +620,8 @@ impl Target {
         let e = self.endpoint_list.len();
         for (i, endpoint) in self.endpoint_list.iter().enumerate() {
             pairs.push((endpoint.clone(), numbered("ENDPOINT", i, e)));
+            // A URL's host:port too (in Go's network errors).
+            pairs.push((scheme_less(endpoint), numbered("ENDPOINT", i, e)));
         }
         let n = self.members.len();
         for (i, member) in self.members.iter().enumerate() {
@@ -510,6 +657,9 @@ impl Target {
             let mut text = normalize_text(raw, &replacements, &step.masked_columns);
             for prefix in &step.masked_numbers {
                 text = mask_number(&text, prefix, MASKED, true);
+            }
+            for prefix in &step.masked_strings {
+                text = mask_after(&text, prefix, MASKED, json_string_len);
             }
             text
         };
@@ -637,6 +787,17 @@ fn mask_quoted(text: &str, prefix: &str, placeholder: &str) -> String {
     mask_after(text, prefix, placeholder, |rest| rest.find('"').unwrap_or(rest.len()))
 }
 
+/// The length of the rest of a JSON string: up to its first unescaped `"` (or the end
+/// of the line).
+fn json_string_len(rest: &str) -> usize {
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+        i += if bytes[i] == b'\\' { 2 } else { 1 };
+    }
+    i.min(bytes.len())
+}
+
 /// Replaces the number after `prefix`; a zero is kept unless `zero_too`.
 fn mask_number(text: &str, prefix: &str, placeholder: &str, zero_too: bool) -> String {
     mask_after(text, prefix, placeholder, |rest| {
@@ -730,33 +891,89 @@ pub fn steps(lines: &[&str]) -> Vec<Step> {
 /// A single oxetcd member. Its peer listener goes on a free 127.0.0.1 port: the
 /// default (`localhost:2380`) would collide between tests running in parallel.
 pub async fn start_oxetcd() -> TestMember {
+    start_oxetcd_with(&ServerTlsFlags::plaintext()).await.0
+}
+
+/// [`start_oxetcd`], serving its client URL with `tls`, as [`ReferenceEtcd::start_with`]
+/// does: on a free port it also advertises, so that `member list` shows both servers'
+/// URLs alike; its `endpoint` is that URL. Returns how the harness reaches it.
+pub async fn start_oxetcd_with(tls: &ServerTlsFlags) -> (TestMember, Harness) {
     let listen_peer = format!("http://127.0.0.1:{}", free_port());
-    TestMember::start(&["--listen-peer-urls", &listen_peer]).await
+    let mut args = vec!["--listen-peer-urls".to_string(), listen_peer];
+    let urls = tls.info.is_enabled().then(|| tls.urls());
+    if let Some(ServerUrls { listen, client, .. }) = &urls {
+        args.extend(["--listen-client-urls".to_string(), listen.clone()]);
+        args.extend(["--advertise-client-urls".to_string(), client.clone()]);
+        args.extend(tls.flags());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut member = TestMember::start(&args).await;
+    match urls {
+        Some(ServerUrls { client, harness, .. }) => {
+            member.endpoint = client;
+            (member, harness)
+        }
+        None => {
+            let harness = Harness { url: member.endpoint.clone(), tls: None };
+            (member, harness)
+        }
+    }
+}
+
+/// How a side-by-side comparison runs its two servers and etcdctl: the TLS flags both
+/// servers get, etcdctl's TLS flags, and the scheme etcdctl's endpoints are written with.
+/// The default is plaintext with scheme-less endpoints.
+#[derive(Clone, Debug, Default)]
+pub struct SideBySide {
+    pub server: ServerTlsFlags,
+    pub etcdctl: EtcdctlTls,
+    /// `None`: `127.0.0.1:PORT`; `Some("https")`: `https://127.0.0.1:PORT`.
+    pub endpoint_scheme: Option<&'static str>,
+}
+
+impl SideBySide {
+    /// Both servers serving `server`'s TLS, etcdctl given `etcdctl` and `https://`
+    /// endpoints.
+    pub fn tls(server: ServerTlsFlags, etcdctl: EtcdctlTls) -> SideBySide {
+        SideBySide { server, etcdctl, endpoint_scheme: Some("https") }
+    }
+
+    /// The same, with etcdctl's endpoints written `<scheme>://`.
+    pub fn with_endpoint_scheme(mut self, scheme: &'static str) -> SideBySide {
+        self.endpoint_scheme = Some(scheme);
+        self
+    }
 }
 
 /// Runs `steps` against a fresh reference etcd and a fresh oxetcd member and fails,
 /// showing both normalized transcripts, for every step whose outputs differ.
 pub async fn same_as_etcd(steps: Vec<Step>) {
-    compare_with_etcd(steps, false).await;
+    same_as_etcd_with(&SideBySide::default(), steps).await;
 }
 
 /// [`same_as_etcd`], with etcdctl given `http://` URLs as endpoints.
 pub async fn same_as_etcd_with_url_endpoints(steps: Vec<Step>) {
-    compare_with_etcd(steps, true).await;
+    same_as_etcd_with(&SideBySide::default().with_endpoint_scheme("http"), steps).await;
 }
 
-async fn compare_with_etcd(steps: Vec<Step>, url_endpoints: bool) {
+/// [`same_as_etcd`], with the servers and etcdctl run as `how` says.
+pub async fn same_as_etcd_with(how: &SideBySide, steps: Vec<Step>) {
     tokio::time::timeout(SCENARIO_TIMEOUT, async {
         init_test_logs();
-        let (etcd, oxetcd) = tokio::join!(ReferenceEtcd::start(), start_oxetcd());
-        let (mut etcd_target, mut oxetcd_target) = tokio::join!(
-            Target::connect(std::slice::from_ref(&etcd.endpoint)),
-            Target::connect(std::slice::from_ref(&oxetcd.endpoint))
+        let (etcd, (oxetcd, oxetcd_harness)) =
+            tokio::join!(ReferenceEtcd::start_with(&how.server), start_oxetcd_with(&how.server));
+        let (etcd_target, oxetcd_target) = tokio::join!(
+            Target::connect_via(&etcd.endpoint, &etcd.harness),
+            Target::connect_via(&oxetcd.endpoint, &oxetcd_harness)
         );
-        if url_endpoints {
-            etcd_target = etcd_target.with_url_endpoints();
-            oxetcd_target = oxetcd_target.with_url_endpoints();
-        }
+        let prepare = |target: Target| {
+            let target = target.with_etcdctl_tls(how.etcdctl.clone());
+            match how.endpoint_scheme {
+                Some(scheme) => target.with_endpoint_scheme(scheme),
+                None => target,
+            }
+        };
+        let (etcd_target, oxetcd_target) = (prepare(etcd_target), prepare(oxetcd_target));
         let (expected, actual) =
             tokio::join!(etcd_target.run_all(&steps), oxetcd_target.run_all(&steps));
         oxetcd.stop().await;
@@ -888,6 +1105,15 @@ mod tests {
         assert!(
             step.describe().starts_with("$ etcdctl put --lease {L2} k v"),
             "transcripts show the template"
+        );
+    }
+
+    #[test]
+    fn strings_are_masked_up_to_their_unescaped_end() {
+        let raw = r#"{"error":"rpc error: desc = latest balancer error: connection error: desc = \"x: y\"","n":1}"#;
+        assert_eq!(
+            mask_after(raw, "latest balancer error: ", MASKED, json_string_len),
+            r#"{"error":"rpc error: desc = latest balancer error: <MASKED>","n":1}"#
         );
     }
 
