@@ -75,14 +75,14 @@ impl TestMember {
 
 /// With `OXETCD_TEST_LOG=debug` (or info, warn), members log to stderr as text.
 pub fn init_test_logs() {
-    use oxetcd::config::{LogLevel, Logger};
+    use oxetcd::config::{LogLevel, LogOutput, Logger};
     let level = match std::env::var("OXETCD_TEST_LOG").as_deref() {
         Ok("debug") => LogLevel::Debug,
         Ok("info") => LogLevel::Info,
         Ok("warn") => LogLevel::Warn,
         _ => return,
     };
-    oxetcd::logging::init(level, Logger::Text);
+    oxetcd::logging::init(level, Logger::Text, &[LogOutput::Stderr]).expect("stderr logging");
 }
 
 /// A port on 127.0.0.1 that was free a moment ago and that this process has not handed

@@ -27,7 +27,10 @@ fn main() -> ExitCode {
             return ExitCode::from(config::CONFIG_EXIT_CODE);
         }
     };
-    logging::init(cfg.log_level, cfg.logger);
+    if let Err(e) = logging::init(cfg.log_level, cfg.logger, &cfg.log_outputs) {
+        eprintln!("oxetcd: {e}");
+        return ExitCode::FAILURE;
+    }
     oxetcd_etcdserver::failpoints_from_env();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -89,3 +89,26 @@ async fn a_second_process_on_the_same_data_dir_is_refused() {
     let client = member_client(first.endpoint(), None).await.unwrap();
     client.put("still", "here", None).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_go_to_every_log_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("member.log");
+    let mut config = MemberConfig::single(dir.path(), "logs");
+    config.extra = vec![format!("--log-outputs=stderr,{}", file.display())];
+    let member = Process::start(&config).await;
+    drop(member);
+    let in_file = std::fs::read_to_string(&file).unwrap();
+    assert!(in_file.contains("ready to serve client requests"), "{in_file}");
+    assert!(config.log().contains("ready to serve client requests"), "stderr has it too");
+
+    // A log file that cannot be opened stops the start, as in etcd.
+    let unwritable = MemberConfig {
+        extra: vec!["--log-outputs=/nonexistent/dir/member.log".into()],
+        ..MemberConfig::single(&dir.path().join("second"), "unwritable")
+    };
+    std::fs::create_dir_all(dir.path().join("second")).unwrap();
+    let status = Process::spawn(&unwritable).wait_exit(START_TIMEOUT).await;
+    assert_eq!(status.code(), Some(1));
+    assert!(unwritable.log().contains("cannot open log output"), "{}", unwritable.log());
+}
