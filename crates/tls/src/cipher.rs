@@ -87,12 +87,18 @@ fn version(flag: &'static str, value: &str) -> Result<&'static SupportedProtocol
     }
 }
 
-/// ring's provider, the workspace's one crypto backend. rustls 0.23.48 deprecates it for
-/// lacking post-quantum key exchange (aws-lc-rs has it but needs a C/cmake build, which the
-/// workspace avoids); Go 1.x as etcd 3.4 ships it has none either.
+/// ring's provider, the workspace's one crypto backend, with ECDSA P-521/SHA-512 added to its
+/// signature verification algorithms (`p521.rs`: ring has none, and etcd 3.4's auto-TLS
+/// certificates are P-521). Every configuration and verifier of the crate is built from it.
+/// rustls 0.23.48 deprecates ring's provider for lacking post-quantum key exchange (aws-lc-rs
+/// has it but needs a C/cmake build, which the workspace avoids); Go 1.x as etcd 3.4 ships it
+/// has none either.
 #[allow(deprecated)]
 pub(crate) fn ring_provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.signature_verification_algorithms =
+        crate::p521::with_p521(provider.signature_verification_algorithms);
+    provider
 }
 
 /// What the options allow: the provider (ring with the chosen suites) and the versions.

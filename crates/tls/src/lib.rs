@@ -16,16 +16,22 @@
 //! | `reload` | certificate/key reload on change (stat per handshake), CRL reload |
 //! | `verifier` | the client-certificate verifier: CA chain, then the allowed CN or host name, in the handshake |
 //! | `check` | X.509 name checks (Go's `VerifyHostname`, etcd's `checkCertSAN`) |
+//! | `p521` | ECDSA P-521/SHA-512 signature verification (pure Rust), added to ring's algorithms |
 //! | `pem` | reading PEM certificates, keys, CA bundles and CRLs |
 //! | `error` | [`TlsError`] |
 //!
 //! Crypto is rustls with ring, always through `rustls::crypto::ring::default_provider()`
-//! passed explicitly; the process-wide default provider is never installed or used.
+//! extended with ECDSA P-521/SHA-512 verification (RustCrypto's pure-Rust `p521`, as ring has
+//! none) and passed explicitly; the process-wide default provider is never installed or used.
+//! So certificates and handshake signatures made with P-521 keys (etcd 3.4's auto-TLS
+//! certificates, P-521 CAs) verify, in every verifier of the crate, and rustls offers
+//! `ecdsa_secp521r1_sha512`.
 //!
 //! Differences from etcd 3.4, all forced by rustls or deliberate: TLS 1.0/1.1, CBC, RC4,
 //! 3DES and RSA key exchange are refused with an error naming rustls; auto-TLS keys are
-//! P-256 (ring cannot sign with etcd's P-521); the system roots are not used, so verifying
-//! needs a trusted CA file; the peer SAN check does forward DNS lookups only (no PTR).
+//! P-256 and our certificate/key files cannot hold P-521 keys (ring cannot sign with P-521;
+//! P-521 peers, certificates and CAs are verified, though); the system roots are not used, so
+//! verifying needs a trusted CA file; the peer SAN check does forward DNS lookups only (no PTR).
 
 #![warn(missing_docs)]
 
@@ -37,6 +43,7 @@ mod connector;
 mod error;
 mod info;
 mod listener;
+mod p521;
 mod pem;
 mod reload;
 mod server;
