@@ -8,7 +8,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use oxetcd_tls::{ClientTls, ListenAddr, Listener, ServerTls, TlsInfo, TlsOptions};
 use p521::pkcs8::DecodePrivateKey;
@@ -22,8 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::StreamExt;
 
-/// Bound on every network step of a test.
-const STEP: Duration = Duration::from_secs(10);
+mod common;
+use common::{STEP, ask};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/p521").join(name)
@@ -134,21 +133,6 @@ async fn p521_server(version: &'static rustls::SupportedProtocolVersion) -> Sock
         }
     });
     addr
-}
-
-/// Dials `addr` with `client` and returns what the server said, or the error.
-async fn ask(client: &ClientTls, addr: SocketAddr) -> Result<String, String> {
-    let run = async {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let mut tls = client
-            .connect(&addr.ip().to_string(), tcp)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        let mut out = String::new();
-        tls.read_to_string(&mut out).await.map_err(|e| format!("read: {e}"))?;
-        Ok(out)
-    };
-    tokio::time::timeout(STEP, run).await.expect("bounded step")
 }
 
 fn versions() -> [(&'static rustls::SupportedProtocolVersion, &'static str); 2] {

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use oxetcd_tls::{ClientTls, ListenAddr, Listener, ServerTls, TlsError, TlsInfo, TlsOptions};
 use rcgen::{
@@ -15,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_stream::StreamExt;
 
-/// Bound on every network step of a test.
-const STEP: Duration = Duration::from_secs(10);
+mod common;
+use common::{STEP, ask};
 
 struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
@@ -193,26 +192,6 @@ async fn answer(listener: Listener) {
             let _ = tokio::time::timeout(STEP, conn.read_to_end(&mut rest)).await;
         });
     }
-}
-
-/// Dials over TLS and returns what the server said, or the error (handshake or read).
-async fn ask(client: &ClientTls, addr: SocketAddr) -> Result<String, String> {
-    let run = async {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let mut tls = client
-            .connect(&addr.ip().to_string(), tcp)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        let mut out = String::new();
-        tls.read_to_string(&mut out)
-            .await
-            .map_err(|e| format!("read: {}", oxetcd_tls::describe(&e)))?;
-        if out.is_empty() {
-            return Err("closed without answer".into());
-        }
-        Ok(out)
-    };
-    tokio::time::timeout(STEP, run).await.expect("bounded step")
 }
 
 async fn ask_plain(addr: SocketAddr, hello: &[u8]) -> String {
