@@ -162,3 +162,28 @@ async fn restart_keeps_data_and_revisions() {
     assert_eq!(all.kvs[49].value.as_ref(), &[49]);
     member.stop().await;
 }
+
+/// `--wal-dir` puts the WAL outside the data dir, and a restart finds it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedicated_wal_dir_holds_the_log_across_restarts() {
+    let wal_parent = tempfile::tempdir().unwrap();
+    let wal_dir = wal_parent.path().join("wal");
+    let wal_flag = format!("--wal-dir={}", wal_dir.display());
+    let member = TestMember::start(&[&wal_flag]).await;
+    let client = oxetcd_client::Client::connect([member.endpoint.as_str()], Default::default())
+        .await
+        .unwrap();
+    client.put("in", "the wal dir", None).await.unwrap();
+    let dir = member.stop().await;
+    let segments = std::fs::read_dir(&wal_dir).unwrap().filter_map(Result::ok);
+    assert!(segments.into_iter().any(|e| e.path().extension().is_some_and(|x| x == "wal")));
+    assert!(!dir.path().join("data/member/wal").exists(), "nothing in the data dir's wal");
+
+    let member = TestMember::start_in(dir, &[&wal_flag]).await;
+    let client = oxetcd_client::Client::connect([member.endpoint.as_str()], Default::default())
+        .await
+        .unwrap();
+    let got = client.get("in", None).await.unwrap();
+    assert_eq!(got.kvs[0].value, &b"the wal dir"[..]);
+    member.stop().await;
+}
