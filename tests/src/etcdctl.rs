@@ -914,7 +914,7 @@ pub async fn start_oxetcd_with(tls: &ServerTlsFlags) -> (TestMember, Harness) {
             (member, harness)
         }
         None => {
-            let harness = Harness { url: member.endpoint.clone(), tls: None };
+            let harness = Harness::plain(member.endpoint.clone());
             (member, harness)
         }
     }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oxetcd_api::etcdserverpb::RangeRequest;
@@ -120,32 +121,36 @@ impl ServerTlsFlags {
     /// With certificate files the harness dials the client URL, presenting the server's
     /// own certificate (the fixtures' server certificates are client certificates too)
     /// and verifying the server against the trusted CA (etcd's `ca.crt` if none is set).
-    /// Under auto-TLS it dials a second, plaintext listener instead: etcd 3.4's
-    /// self-signed certificates are ECDSA P-521, which rustls' ring provider cannot
-    /// verify (a handshake with etcd fails with `handshake_failure`).
+    /// Under auto-TLS it dials without verifying, as etcdctl's
+    /// `--insecure-skip-tls-verify` (etcd 3.4's self-signed certificates are ECDSA P-521,
+    /// which oxetcd-tls verifies in handshakes).
     pub fn urls(&self) -> ServerUrls {
         let client = format!("{}://127.0.0.1:{}", self.scheme(), free_port());
-        if self.info.auto_tls {
-            let plain = format!("http://127.0.0.1:{}", free_port());
-            let listen = format!("{client},{plain}");
-            return ServerUrls { listen, client, harness: Harness { url: plain, tls: None } };
-        }
+        let mut auto_tls_dir = None;
         let tls = self.info.is_enabled().then(|| {
-            let info = TlsInfo {
-                cert_file: self.info.cert_file.clone(),
-                key_file: self.info.key_file.clone(),
-                trusted_ca_file: Some(
-                    self.info.trusted_ca_file.clone().unwrap_or_else(|| fixture("ca.crt")),
-                ),
-                ..TlsInfo::default()
+            let (info, dir) = if self.info.auto_tls {
+                let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+                let info = TlsInfo { auto_tls: true, ..TlsInfo::default() };
+                auto_tls_dir = Some(dir.clone());
+                (info, dir.path().to_path_buf())
+            } else {
+                let info = TlsInfo {
+                    cert_file: self.info.cert_file.clone(),
+                    key_file: self.info.key_file.clone(),
+                    trusted_ca_file: Some(
+                        self.info.trusted_ca_file.clone().unwrap_or_else(|| fixture("ca.crt")),
+                    ),
+                    ..TlsInfo::default()
+                };
+                (info, PathBuf::from("/nonexistent"))
             };
-            ClientTls::new(&info, &TlsOptions::default(), Path::new("/nonexistent"))
+            ClientTls::new(&info, &TlsOptions::default(), &dir)
                 .unwrap_or_else(|e| panic!("the harness's client TLS for {self:?}: {e}"))
         });
         ServerUrls {
             listen: client.clone(),
             client: client.clone(),
-            harness: Harness { url: client, tls },
+            harness: Harness { url: client, tls, _auto_tls_dir: auto_tls_dir },
         }
     }
 }
@@ -166,6 +171,16 @@ pub struct ServerUrls {
 pub struct Harness {
     pub url: String,
     pub tls: Option<ClientTls>,
+    /// Where an auto-TLS client keeps its generated certificate, removed with the last
+    /// clone.
+    _auto_tls_dir: Option<Arc<tempfile::TempDir>>,
+}
+
+impl Harness {
+    /// Plaintext, to `url`.
+    pub fn plain(url: String) -> Harness {
+        Harness { url, tls: None, _auto_tls_dir: None }
+    }
 }
 
 /// How long the reference etcd may take to start serving before the test fails.
