@@ -5,9 +5,11 @@
 #
 #   bench/compare.sh OUTPUT.md            # full run (~15 min on 2 cores)
 #   QUICK=1 bench/compare.sh OUTPUT.md    # ~2 min, small totals
+#   ONLY=put-1000c,put-1000c-tls bench/compare.sh OUTPUT.md   # some workloads only
 #
 # Environment (defaults in brackets):
 #   RUNS [3]                runs per server and workload (medians are reported)
+#   ONLY [all]              comma-separated workload names to run (see WORKLOADS)
 #   PUT1_TOTAL [20000]      put, 1 client, 256-byte values
 #   PUTN_TOTAL [200000]     put, 1000 clients on 100 conns
 #   RANGE_TOTAL [200000]    range of one key, 1000 clients, l and s
@@ -25,6 +27,10 @@
 #                           shows how many requests each run completed)
 #   BENCH_TIMEOUT [300]     seconds allowed per benchmark invocation (hang guard)
 #   BASE_PORT [32379]       client port; the peer port is BASE_PORT+1
+#
+# Rows marked tls in WORKLOADS serve the client URLs over https (peers stay http) with
+# one CA and server certificate generated per run (openssl; etcd's test fixtures if
+# openssl is missing); the bench verifies it with --cacert.
 set -euo pipefail
 
 OUT=${1:?usage: bench/compare.sh OUTPUT.md}
@@ -81,10 +87,44 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start SERVER MEMBERS: starts a fresh cluster of MEMBERS on 127.0.0.1..N, sets
-# PIDS, ENDPOINTS and DATA_DIRS, waits until a linearizable read succeeds.
+# make_certs: a CA and a server certificate for 127.0.0.1-3 (ECDSA P-256) under
+# $WORK/tls; sets TLS_CA, TLS_CERT, TLS_KEY. Once per run.
+make_certs() {
+    local d=$WORK/tls
+    mkdir -p "$d"
+    if command -v openssl >/dev/null; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj /CN=compare-ca -keyout "$d/ca.key" -out "$d/ca.crt" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -subj /CN=compare-server -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+        printf '%s\n' 'subjectAltName=IP:127.0.0.1,IP:127.0.0.2,IP:127.0.0.3' \
+            'basicConstraints=CA:FALSE' 'keyUsage=critical,digitalSignature' \
+            'extendedKeyUsage=serverAuth,clientAuth' >"$d/server.ext"
+        openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+            -days 2 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+        TLS_CA=$d/ca.crt TLS_CERT=$d/server.crt TLS_KEY=$d/server.key
+    else
+        # etcd's fixtures (RSA; SANs cover 127.0.0.1 only: single-member rows).
+        local f=/usr/share/gocode/src/go.etcd.io/etcd/integration/fixtures
+        [[ -r $f/server.crt ]] || { echo "TLS rows need openssl or $f" >&2; exit 1; }
+        TLS_CA=$f/ca.crt TLS_CERT=$f/server.crt TLS_KEY=$f/server.key.insecure
+    fi
+    log "TLS: CA $TLS_CA, server certificate $TLS_CERT"
+}
+
+# start SERVER MEMBERS TLS: starts a fresh cluster of MEMBERS on 127.0.0.1..N (client
+# URLs over https if TLS is "tls"), sets PIDS, ENDPOINTS, BENCH_TLS (the bench's TLS
+# flags) and DATA_DIRS, waits until a linearizable read succeeds.
 start() {
-    local server=$1 members=$2 bin i cluster="" name ip dir
+    local server=$1 members=$2 tls=$3 bin i cluster="" name ip dir scheme=http
+    local server_tls=()
+    BENCH_TLS=()
+    if [[ $tls == tls ]]; then
+        scheme=https
+        server_tls=(--cert-file "$TLS_CERT" --key-file "$TLS_KEY")
+        BENCH_TLS=(--cacert "$TLS_CA")
+    fi
     case $server in etcd) bin=$ETCD ;; oxetcd) bin=$OXETCD_BIN ;; esac
     for ((i = 1; i <= members; i++)); do
         cluster+="${cluster:+,}m$i=http://127.0.0.$i:$PEER_PORT"
@@ -94,7 +134,8 @@ start() {
         name=m$i ip=127.0.0.$i dir=$WORK/$server-$members-$i
         rm -rf "$dir"
         local cmd=("$bin" --name "$name" --data-dir "$dir"
-            --listen-client-urls "http://$ip:$BASE_PORT" --advertise-client-urls "http://$ip:$BASE_PORT"
+            --listen-client-urls "$scheme://$ip:$BASE_PORT" --advertise-client-urls "$scheme://$ip:$BASE_PORT"
+            "${server_tls[@]}"
             --listen-peer-urls "http://$ip:$PEER_PORT" --initial-advertise-peer-urls "http://$ip:$PEER_PORT"
             --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token bench
             --snapshot-count "$SNAPSHOT_COUNT")
@@ -102,10 +143,10 @@ start() {
         "${cmd[@]}" >"$dir.log" 2>&1 &
         PIDS+=($!)
         DATA_DIRS+=("$dir")
-        ENDPOINTS+="${ENDPOINTS:+,}127.0.0.$i:$BASE_PORT"
+        ENDPOINTS+="${ENDPOINTS:+,}$scheme://127.0.0.$i:$BASE_PORT"
     done
     local deadline=$((SECONDS + 30))
-    until "$BENCH_BIN" --endpoints "$ENDPOINTS" --total 1 --json range ready >/dev/null 2>&1; do
+    until "$BENCH_BIN" --endpoints "$ENDPOINTS" "${BENCH_TLS[@]}" --total 1 --json range ready >/dev/null 2>&1; do
         if ((SECONDS > deadline)); then
             log "$server ($members members) did not become ready; log tail:"
             tail -n 20 "${DATA_DIRS[0]}.log" >&2
@@ -131,21 +172,21 @@ rss_kib() { # VmHWM (peak RSS) summed over PIDS
 }
 disk_kib() { du -sk "${DATA_DIRS[@]}" | awk '{s += $1} END {print s}'; }
 
-# measure SERVER MEMBERS WORKLOAD RUN BENCH-ARGS...: fresh cluster, optional
+# measure SERVER MEMBERS TLS WORKLOAD RUN BENCH-ARGS...: fresh cluster, optional
 # setup, one timed bench invocation, resources, one TSV row.
 measure() {
-    local server=$1 members=$2 workload=$3 run=$4
-    shift 4
-    start "$server" "$members"
+    local server=$1 members=$2 tls=$3 workload=$4 run=$5
+    shift 5
+    start "$server" "$members" "$tls"
     if [[ $workload == range-* ]]; then
         # The key the range workloads read: put's key 0 with --key-size 3 is "000".
-        local setup=("$BENCH_BIN" --endpoints "$ENDPOINTS" --total 1 put --key-size 3 --val-size 256)
+        local setup=("$BENCH_BIN" --endpoints "$ENDPOINTS" "${BENCH_TLS[@]}" --total 1 put --key-size 3 --val-size 256)
         echo "${setup[*]}" >>"$COMMANDS"
         "${setup[@]}" >/dev/null
     fi
     local limit=$MAX_SECONDS
     [[ $workload == fill-* ]] && limit=$FILL_MAX_SECONDS
-    local cmd=("$BENCH_BIN" --endpoints "$ENDPOINTS" --max-seconds "$limit" --json "$@")
+    local cmd=("$BENCH_BIN" --endpoints "$ENDPOINTS" "${BENCH_TLS[@]}" --max-seconds "$limit" --json "$@")
     echo "${cmd[*]}" >>"$COMMANDS"
     local before json status=0 client_before client_after
     before=$(cpu_ticks)
@@ -185,7 +226,8 @@ EOF
     log "$server $workload run $run: $(tail -n 1 "$RESULTS" | cut -f4-)"
 }
 
-# The workloads: name, members, bench arguments.
+# The workloads: name, members, bench arguments, and optionally "tls" (client URLs over
+# https for both servers, the bench with --cacert; see make_certs).
 WORKLOADS=(
     "put-1c|1|--conns 1 --clients 1 --total $PUT1_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
     "put-1000c|1|--conns 100 --clients 1000 --total $PUTN_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
@@ -211,6 +253,27 @@ WORKLOADS+=(
     "lease-keepalive-1000c|1|--conns 100 --clients 1000 --total $KEEPALIVE_TOTAL lease-keepalive"
 )
 
+# TLS (issue #11): put-1000c and range-l-1000c again, over https.
+WORKLOADS+=(
+    "put-1000c-tls|1|--conns 100 --clients 1000 --total $PUTN_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE|tls"
+    "range-l-1000c-tls|1|--conns 100 --clients 1000 --total $RANGE_TOTAL range 000 --consistency l|tls"
+)
+
+if [[ -n ${ONLY:-} ]]; then
+    selected=()
+    for w in "${WORKLOADS[@]}"; do
+        [[ ,$ONLY, == *",${w%%|*},"* ]] && selected+=("$w")
+    done
+    ((${#selected[@]})) || { echo "ONLY=$ONLY names no workload" >&2; exit 1; }
+    WORKLOADS=("${selected[@]}")
+fi
+for w in "${WORKLOADS[@]}"; do
+    if [[ $w == *"|tls" ]]; then
+        make_certs
+        break
+    fi
+done
+
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 printf 'server\tworkload\trun\tok\treq_per_s\tp50_ms\tp99_ms\trss_mib\tcpu_s_per_10k\tbench_cpu_s_per_10k\tdata_dir_mib\terrors\n' >"$RESULTS"
 : >"$COMMANDS"
@@ -219,10 +282,10 @@ for ((run = 1; run <= RUNS; run++)); do
     # Alternate which server goes first, so drift (page cache, thermal) hits both.
     if ((run % 2)); then order=(etcd oxetcd); else order=(oxetcd etcd); fi
     for w in "${WORKLOADS[@]}"; do
-        IFS='|' read -r name members args <<<"$w"
+        IFS='|' read -r name members args tls <<<"$w"
         for server in "${order[@]}"; do
             # shellcheck disable=SC2086 # args is a word list
-            measure "$server" "$members" "$name" "$run" $args
+            measure "$server" "$members" "${tls:-plain}" "$name" "$run" $args
         done
     done
 done
@@ -273,7 +336,10 @@ Workloads: `put-1c` one client, 256-byte values; `put-1000c` 1000 clients on 100
 `range-l-1000c` / `range-s-1000c` linearizable / serializable range of one key, 1000 clients on
 100 connections; `fill-1000c` writes FILL_KEYS distinct keys of 256 bytes (1M in a full run: its
 RSS row is the server's memory holding 1M keys); `put-3m-1000c` 3 members on 127.0.0.1-3, 1000 clients on 100 connections to
-the leader (`--target-leader`). Each measurement starts a fresh cluster in a fresh data dir.
+the leader (`--target-leader`); `*-tls` the same workloads with both servers serving their client
+URL over https (`--cert-file`/`--key-file`, one ECDSA P-256 certificate from a CA made for the
+run; peers plaintext) and the bench verifying it (`--cacert`).
+Each measurement starts a fresh cluster in a fresh data dir.
 RSS is VmHWM after the run (summed over members for 3 members), CPU is utime+stime of the
 server process(es) during the benchmark only (the load generator's own CPU is shown too: on a
 small machine it competes with the server for the same cores), data dir is `du -sk` after the run (WAL

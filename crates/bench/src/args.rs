@@ -1,5 +1,7 @@
 //! Command line, modelled on etcd's tools/benchmark.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -9,7 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Load generator for any etcd v3 endpoint (etcd or oxetcd)"
 )]
 pub struct Cli {
-    /// gRPC endpoints, comma separated, with or without http://
+    /// gRPC endpoints, comma separated, with or without http:// or https:// (without a
+    /// scheme: https when a TLS flag is given, as etcd's clients do, else http)
     #[arg(long, global = true, value_delimiter = ',', default_value = "127.0.0.1:2379")]
     pub endpoints: Vec<String>,
     /// gRPC connections, spread over the endpoints
@@ -37,6 +40,8 @@ pub struct Cli {
     /// generated stubs (to measure the client's own cost)
     #[arg(long, global = true)]
     pub via_client: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -112,6 +117,35 @@ pub enum Command {
     LeaseKeepalive,
 }
 
+/// TLS for `https://` endpoints, with etcd's names (tools/benchmark's `--cacert`, `--cert`,
+/// `--key`; etcdctl's `--insecure-skip-tls-verify`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// Verify servers with this CA bundle (PEM)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM), presented to servers that ask for one (needs --key)
+    #[arg(long = "cert", id = "cert_file", global = true, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert
+    #[arg(long = "key", id = "key_file", global = true, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Do not verify the server's certificate (self-signed or --auto-tls servers);
+    /// handshake signatures are still checked
+    #[arg(long, global = true)]
+    pub insecure_skip_tls_verify: bool,
+}
+
+impl TlsArgs {
+    /// Whether any TLS flag is given (bare endpoints are then dialed with https).
+    pub fn enabled(&self) -> bool {
+        self.cacert.is_some()
+            || self.cert.is_some()
+            || self.key.is_some()
+            || self.insecure_skip_tls_verify
+    }
+}
+
 /// Key and value shapes shared by the writing workloads.
 #[derive(Debug, Clone, Args)]
 pub struct KeyValueArgs {
@@ -147,10 +181,18 @@ pub enum Consistency {
     S,
 }
 
-/// `http://host:port` for an endpoint given with or without a scheme.
-pub fn endpoint_url(endpoint: &str) -> String {
+/// The URL of an endpoint given with or without a scheme: a bare `host:port` is
+/// `https://host:port` when `tls` (a TLS flag is given: etcd's clients dial scheme-less
+/// endpoints with their TLS configuration), else `http://host:port`.
+pub fn endpoint_url(endpoint: &str, tls: bool) -> String {
     let e = endpoint.trim();
-    if e.contains("://") { e.to_string() } else { format!("http://{e}") }
+    if e.contains("://") {
+        e.to_string()
+    } else if tls {
+        format!("https://{e}")
+    } else {
+        format!("http://{e}")
+    }
 }
 
 #[cfg(test)]
@@ -252,8 +294,36 @@ mod tests {
 
     #[test]
     fn endpoints_get_a_scheme() {
-        assert_eq!(endpoint_url("127.0.0.1:2379"), "http://127.0.0.1:2379");
-        assert_eq!(endpoint_url(" http://127.0.0.2:2379"), "http://127.0.0.2:2379");
-        assert_eq!(endpoint_url("https://a:1"), "https://a:1");
+        assert_eq!(endpoint_url("127.0.0.1:2379", false), "http://127.0.0.1:2379");
+        assert_eq!(endpoint_url(" http://127.0.0.2:2379", false), "http://127.0.0.2:2379");
+        assert_eq!(endpoint_url("https://a:1", false), "https://a:1");
+        assert_eq!(endpoint_url("127.0.0.1:2379", true), "https://127.0.0.1:2379");
+        assert_eq!(endpoint_url("http://a:1", true), "http://a:1");
+    }
+
+    #[test]
+    fn tls_flags_have_etcds_names_and_go_anywhere() {
+        let cli = parse(&["put"]).unwrap();
+        assert!(!cli.tls.enabled());
+        let cli = parse(&[
+            "--cacert",
+            "ca.crt",
+            "range",
+            "foo",
+            "--cert=client.crt",
+            "--key",
+            "client.key",
+        ])
+        .unwrap();
+        assert_eq!(cli.tls.cacert.as_deref(), Some(std::path::Path::new("ca.crt")));
+        assert_eq!(cli.tls.cert.as_deref(), Some(std::path::Path::new("client.crt")));
+        assert_eq!(cli.tls.key.as_deref(), Some(std::path::Path::new("client.key")));
+        assert!(!cli.tls.insecure_skip_tls_verify && cli.tls.enabled());
+        // `--key` is the client key file, not range's positional key.
+        let Command::Range { key, .. } = cli.command else { panic!("not range") };
+        assert_eq!(key, "foo");
+        let cli = parse(&["put", "--insecure-skip-tls-verify"]).unwrap();
+        assert!(cli.tls.insecure_skip_tls_verify && cli.tls.enabled());
+        assert!(parse(&["--cacert", "put"]).is_err());
     }
 }

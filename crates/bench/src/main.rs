@@ -9,6 +9,7 @@ mod keys;
 mod progress;
 mod report;
 mod runner;
+mod tls;
 mod workloads;
 
 use std::io::Write;
@@ -24,7 +25,10 @@ use crate::workloads::Ctx;
 
 async fn bench(cli: &Cli) -> Result<Report, BenchError> {
     let timeout = Duration::from_secs(cli.dial_timeout);
-    let conns = client::connect(&cli.endpoints, cli.conns, cli.target_leader, timeout).await?;
+    let tls = tls::client_tls(&cli.tls)?;
+    let conns =
+        client::connect(&cli.endpoints, cli.conns, cli.target_leader, tls.as_ref(), timeout)
+            .await?;
     let ctx = Ctx {
         conns,
         clients: cli.clients,

@@ -1,6 +1,7 @@
 //! Runs the bench binary against a tiny in-process KV server (test scaffolding
 //! that records what it is sent) and checks that the bench sends exactly what it
-//! was asked to, reports it, and fails cleanly on services the server lacks.
+//! was asked to, reports it, and fails cleanly on services the server lacks; and
+//! that it reaches the same server over TLS with etcd's TLS flags.
 
 use std::net::SocketAddr;
 use std::process::Output;
@@ -71,9 +72,13 @@ async fn serve() -> (SocketAddr, Arc<Mutex<Seen>>) {
 }
 
 async fn bench(addr: SocketAddr, args: &[&str]) -> Output {
+    bench_at(&addr.to_string(), args).await
+}
+
+async fn bench_at(endpoints: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_oxetcd-bench"))
         .arg("--endpoints")
-        .arg(addr.to_string())
+        .arg(endpoints)
         .args(args)
         .output()
         .await
@@ -229,4 +234,121 @@ async fn max_seconds_stops_a_long_run() {
     let ok = report["ok"].as_u64().unwrap();
     assert!(ok > 0 && ok < 1_000_000_000);
     assert_eq!(seen.lock().unwrap().puts.len() as u64, ok);
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files in a temp dir.
+struct Certs {
+    dir: tempfile::TempDir,
+}
+
+impl Certs {
+    fn new() -> Certs {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa,
+            KeyPair, KeyUsagePurpose, SanType,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "bench test ca");
+        ca.distinguished_name = dn;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let issuer = CertifiedIssuer::self_signed(ca, ca_key).unwrap();
+        let mut leaf = CertificateParams::default();
+        leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), issuer.pem()).unwrap();
+        std::fs::write(dir.path().join("server.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+        Certs { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+/// Serves only KV over TLS (and only TLS) on 127.0.0.1, with the server certificate.
+async fn serve_tls(certs: &Certs) -> (SocketAddr, Arc<Mutex<Seen>>) {
+    use oxetcd_tls::{ListenAddr, Listener, ServerTls, TlsInfo, TlsOptions};
+    let info = TlsInfo {
+        cert_file: Some(certs.path("server.crt").into()),
+        key_file: Some(certs.path("server.key").into()),
+        ..TlsInfo::default()
+    };
+    let tls = ServerTls::new(&info, &TlsOptions::default(), certs.dir.path(), &[]).unwrap();
+    let listener =
+        Listener::bind(&ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()), false, Some(tls))
+            .await
+            .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stub = StubKv::default();
+    let seen = stub.0.clone();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(KvServer::new(stub))
+            .serve_with_incoming(listener.into_incoming()),
+    );
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn https_endpoints_with_cacert() {
+    let certs = Certs::new();
+    let (addr, seen) = serve_tls(&certs).await;
+    let ca = certs.path("ca.crt");
+    let https = format!("https://{addr}");
+    let report = json(
+        &bench_at(&https, &["--cacert", &ca, "--conns=2", "--total=7", "--json", "put"]).await,
+    );
+    assert_eq!(report["ok"].as_u64(), Some(7));
+    // A bare endpoint is dialed with TLS when a TLS flag is given, as etcd's clients do.
+    let report = json(&bench(addr, &["--total=3", "--json", "range", "k", "--cacert", &ca]).await);
+    assert_eq!(report["ok"].as_u64(), Some(3));
+    let seen = seen.lock().unwrap();
+    assert_eq!((seen.puts.len(), seen.ranges.len()), (7, 3));
+}
+
+#[tokio::test]
+async fn https_endpoints_with_insecure_skip_tls_verify() {
+    let certs = Certs::new();
+    let (addr, seen) = serve_tls(&certs).await;
+    let https = format!("https://{addr}");
+    let report = json(
+        &bench_at(&https, &["--insecure-skip-tls-verify", "--total=4", "--json", "put"]).await,
+    );
+    assert_eq!(report["ok"].as_u64(), Some(4));
+    assert_eq!(seen.lock().unwrap().puts.len(), 4);
+}
+
+#[tokio::test]
+async fn https_refusals_are_explained() {
+    let certs = Certs::new();
+    let (addr, _) = serve_tls(&certs).await;
+    let https = format!("https://{addr}");
+    let stderr = |out: Output| {
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // No TLS flag for an https endpoint.
+    let err = stderr(bench_at(&https, &["--total=1", "put"]).await);
+    assert!(err.contains("give --cacert"), "{err}");
+    // A CA that did not sign the server's certificate.
+    let other = Certs::new();
+    let err = stderr(
+        bench_at(&https, &["--dial-timeout=3", "--cacert", &other.path("ca.crt"), "put"]).await,
+    );
+    assert!(err.contains(&format!("cannot connect to {https}")), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // Plaintext to a TLS-only port: the connection is refused at connect or at every
+    // request (the TLS listener drops a client that does not start a handshake).
+    let err = stderr(bench(addr, &["--dial-timeout=3", "--total=3", "put"]).await);
+    assert!(
+        err.contains(&format!("cannot connect to http://{addr}"))
+            || err.contains("every request failed"),
+        "{err}"
+    );
 }
