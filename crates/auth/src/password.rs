@@ -39,7 +39,9 @@ pub(crate) fn verify(password: &str, hash: &[u8]) -> bool {
 
 /// A hash no password is checked against successfully in practice, compared for unknown
 /// users so a failed login costs the same whether or not the user exists (etcd 3.4
-/// answers at once for an unknown user, which tells an attacker which names exist).
+/// answers at once for an unknown user, which tells an attacker which names exist). It is
+/// made once, at `DEFAULT_BCRYPT_COST`: with another `--bcrypt-cost`, unknown users cost
+/// what users hashed at the default cost do.
 pub(crate) fn dummy_hash() -> &'static [u8] {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| hash_password("oxetcd: no such user", DEFAULT_BCRYPT_COST)).as_bytes()

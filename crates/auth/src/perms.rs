@@ -100,8 +100,12 @@ impl UnifiedPerms {
     pub(crate) fn new<'a>(perms: impl IntoIterator<Item = &'a Permission>) -> UnifiedPerms {
         let (mut read, mut write) = (Vec::new(), Vec::new());
         for perm in perms {
-            let Some(iv) = granted(perm) else { continue };
-            match perm.perm_type() {
+            // A type this version does not know grants nothing, as in etcd.
+            let (Some(iv), Ok(perm_type)) = (granted(perm), PermType::try_from(perm.perm_type))
+            else {
+                continue;
+            };
+            match perm_type {
                 PermType::Read => read.push(iv),
                 PermType::Write => write.push(iv),
                 PermType::Readwrite => {

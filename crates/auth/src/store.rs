@@ -20,14 +20,18 @@ pub const ROOT_ROLE: &str = "root";
 /// was checked at (etcd's `AuthInfo`). The default, revision 0, is "no user".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthInfo {
+    /// The user's name; empty for none.
     pub user: String,
+    /// The auth revision the request's token was checked at; 0 for no token.
     pub revision: u64,
 }
 
 /// What AuthStatus answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthStatus {
+    /// Whether requests are checked.
     pub enabled: bool,
+    /// The auth revision: how many changes the users and roles have seen.
     pub revision: u64,
 }
 
@@ -116,14 +120,17 @@ impl AuthStore {
         }
     }
 
+    /// Whether requests are checked.
     pub fn is_enabled(&self) -> bool {
         self.enabled
     }
 
+    /// The auth revision a token checked now is valid at.
     pub fn revision(&self) -> u64 {
         self.revision
     }
 
+    /// What AuthStatus answers.
     pub fn status(&self) -> AuthStatus {
         AuthStatus { enabled: self.enabled, revision: self.revision }
     }
@@ -217,6 +224,7 @@ impl AuthStore {
         self.users.keys().cloned().collect()
     }
 
+    /// Adds a role with no permissions.
     pub fn role_add(&mut self, name: &str) -> Result<(), AuthError> {
         if name.is_empty() {
             return Err(AuthError::RoleEmpty);

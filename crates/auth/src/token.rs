@@ -25,6 +25,7 @@ const LETTERS: &[u8; 52] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
 
 /// Where "now" comes from: the system clock, or a test's (the seam `crates/lease` uses).
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current instant; never goes back.
     fn now(&self) -> Instant;
 }
 
@@ -80,6 +81,8 @@ pub struct SimpleTokens {
     tokens: Mutex<HashMap<String, Entry>>,
     ttl: Duration,
     clock: Arc<dyn Clock>,
+    /// [`MAX_SIMPLE_TOKENS`]; smaller in tests, which cannot afford a million tokens.
+    max_tokens: usize,
 }
 
 impl SimpleTokens {
@@ -87,7 +90,12 @@ impl SimpleTokens {
     /// etcd reads `--auth-token-ttl`.
     pub fn new(ttl: Duration, clock: Arc<dyn Clock>) -> SimpleTokens {
         let ttl = if ttl.is_zero() { DEFAULT_TOKEN_TTL } else { ttl };
-        SimpleTokens { tokens: Mutex::new(HashMap::new()), ttl, clock }
+        SimpleTokens {
+            tokens: Mutex::new(HashMap::new()),
+            ttl,
+            clock,
+            max_tokens: MAX_SIMPLE_TOKENS,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
@@ -100,9 +108,9 @@ impl SimpleTokens {
         let token = format!("{prefix}.{index}");
         let now = self.clock.now();
         let mut tokens = self.lock();
-        if tokens.len() >= MAX_SIMPLE_TOKENS && !tokens.contains_key(&token) {
+        if tokens.len() >= self.max_tokens && !tokens.contains_key(&token) {
             tokens.retain(|_, e| e.expiry >= now);
-            if tokens.len() >= MAX_SIMPLE_TOKENS {
+            if tokens.len() >= self.max_tokens {
                 // O(n), but only when a million live tokens are already held.
                 let oldest = tokens.iter().min_by_key(|(_, e)| e.expiry).map(|(t, _)| t.clone());
                 if let Some(oldest) = oldest {
@@ -151,6 +159,7 @@ impl SimpleTokens {
         self.lock().len()
     }
 
+    /// Whether no token is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -209,6 +218,30 @@ mod tests {
         clock.advance(Duration::from_secs(11));
         assert_eq!(t.user(&tok), None);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn bounded_drops_expired_then_the_closest_to_expiry() {
+        let (mut t, clock) = tokens(Duration::from_secs(10));
+        t.max_tokens = 2;
+        let a = t.assign("a", "aaaaaaaaaaaaaaaa", 1);
+        clock.advance(Duration::from_secs(1));
+        let b = t.assign("b", "bbbbbbbbbbbbbbbb", 2);
+        clock.advance(Duration::from_secs(1));
+        let c = t.assign("c", "cccccccccccccccc", 3);
+        assert_eq!((t.user(&a), t.len()), (None, 2));
+        // Using b a second later renews it past c, so c is now the closest to expiry.
+        clock.advance(Duration::from_secs(1));
+        t.user(&b).unwrap();
+        t.assign("d", "dddddddddddddddd", 4);
+        assert_eq!(t.user(&c), None);
+        assert_eq!(t.user(&b).as_deref(), Some("b"));
+        // Expired tokens (b and d, both held still) go first.
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(t.len(), 2);
+        let e = t.assign("e", "eeeeeeeeeeeeeeee", 5);
+        t.assign("f", "ffffffffffffffff", 6);
+        assert_eq!((t.user(&e).as_deref(), t.len()), (Some("e"), 2));
     }
 
     #[test]
