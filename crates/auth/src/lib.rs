@@ -24,6 +24,6 @@ pub use password::{DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, hash_p
 pub use perms::PermType;
 pub use store::{AuthInfo, AuthStatus, AuthStore, Credentials, ROOT_ROLE, ROOT_USER};
 pub use token::{
-    Clock, DEFAULT_TOKEN_TTL, MAX_SIMPLE_TOKENS, SIMPLE_TOKEN_PREFIX_LEN, SimpleTokens,
-    SystemClock, gen_token_prefix, token_index,
+    DEFAULT_TOKEN_TTL, MAX_SIMPLE_TOKENS, SIMPLE_TOKEN_PREFIX_LEN, SimpleTokens, gen_token_prefix,
+    token_index,
 };

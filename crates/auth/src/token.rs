@@ -8,7 +8,7 @@
 //! etcd's `isValidSimpleToken` does.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// A token's life after its last use (etcd's `--auth-token-ttl` default, 300 s).
@@ -22,22 +22,6 @@ pub const MAX_SIMPLE_TOKENS: usize = 1 << 20;
 
 /// The letters a token prefix is drawn from (etcd's).
 const LETTERS: &[u8; 52] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-
-/// Where "now" comes from: the system clock, or a test's (the seam `crates/lease` uses).
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// The current instant; never goes back.
-    fn now(&self) -> Instant;
-}
-
-/// The monotonic system clock.
-#[derive(Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
 
 /// A new token's random prefix: [`SIMPLE_TOKEN_PREFIX_LEN`] letters from the OS's
 /// cryptographic source, drawn without modulo bias.
@@ -80,22 +64,17 @@ struct Entry {
 pub struct SimpleTokens {
     tokens: Mutex<HashMap<String, Entry>>,
     ttl: Duration,
-    clock: Arc<dyn Clock>,
     /// [`MAX_SIMPLE_TOKENS`]; smaller in tests, which cannot afford a million tokens.
     max_tokens: usize,
 }
 
 impl SimpleTokens {
     /// Tokens that live `ttl` after their last use; a zero TTL means the default, as
-    /// etcd reads `--auth-token-ttl`.
-    pub fn new(ttl: Duration, clock: Arc<dyn Clock>) -> SimpleTokens {
+    /// etcd reads `--auth-token-ttl`. The table keeps no clock: callers pass `now`
+    /// (the monotonic clock in the server, a chosen instant in tests), as raft is ticked.
+    pub fn new(ttl: Duration) -> SimpleTokens {
         let ttl = if ttl.is_zero() { DEFAULT_TOKEN_TTL } else { ttl };
-        SimpleTokens {
-            tokens: Mutex::new(HashMap::new()),
-            ttl,
-            clock,
-            max_tokens: MAX_SIMPLE_TOKENS,
-        }
+        SimpleTokens { tokens: Mutex::new(HashMap::new()), ttl, max_tokens: MAX_SIMPLE_TOKENS }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
@@ -104,9 +83,8 @@ impl SimpleTokens {
 
     /// Assigns `<prefix>.<index>` to `user` (when applying the Authenticate entry at raft
     /// index `index`) and answers the token.
-    pub fn assign(&self, user: &str, prefix: &str, index: u64) -> String {
+    pub fn assign(&self, user: &str, prefix: &str, index: u64, now: Instant) -> String {
         let token = format!("{prefix}.{index}");
-        let now = self.clock.now();
         let mut tokens = self.lock();
         if tokens.len() >= self.max_tokens && !tokens.contains_key(&token) {
             tokens.retain(|_, e| e.expiry >= now);
@@ -125,8 +103,7 @@ impl SimpleTokens {
     /// The user a live token names; the use renews the token's TTL. An expired token is
     /// forgotten. The request is then checked at the store's current auth revision, as
     /// etcd's simple tokens carry none of their own.
-    pub fn user(&self, token: &str) -> Option<String> {
-        let now = self.clock.now();
+    pub fn user(&self, token: &str, now: Instant) -> Option<String> {
         let mut tokens = self.lock();
         let entry = tokens.get_mut(token)?;
         if entry.expiry < now {
@@ -149,8 +126,7 @@ impl SimpleTokens {
 
     /// Forgets expired tokens; run it periodically (etcd sweeps every second) so unused
     /// tokens do not pile up.
-    pub fn purge_expired(&self) {
-        let now = self.clock.now();
+    pub fn purge_expired(&self, now: Instant) {
         self.lock().retain(|_, e| e.expiry >= now);
     }
 
@@ -169,24 +145,9 @@ impl SimpleTokens {
 mod tests {
     use super::*;
 
-    #[derive(Debug)]
-    struct FakeClock(Mutex<Instant>);
-
-    impl FakeClock {
-        fn advance(&self, d: Duration) {
-            *self.0.lock().unwrap() += d;
-        }
-    }
-
-    impl Clock for FakeClock {
-        fn now(&self) -> Instant {
-            *self.0.lock().unwrap()
-        }
-    }
-
-    fn tokens(ttl: Duration) -> (SimpleTokens, Arc<FakeClock>) {
-        let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
-        (SimpleTokens::new(ttl, clock.clone()), clock)
+    /// A token table and the instant a test starts from (its clock, moved by hand).
+    fn tokens(ttl: Duration) -> (SimpleTokens, Instant) {
+        (SimpleTokens::new(ttl), Instant::now())
     }
 
     #[test]
@@ -207,59 +168,59 @@ mod tests {
 
     #[test]
     fn expires_after_ttl_of_disuse_and_use_renews() {
-        let (t, clock) = tokens(Duration::from_secs(10));
-        let tok = t.assign("alice", "abcdefghijklmnop", 7);
+        let (t, mut now) = tokens(Duration::from_secs(10));
+        let tok = t.assign("alice", "abcdefghijklmnop", 7, now);
         assert_eq!(tok, "abcdefghijklmnop.7");
-        clock.advance(Duration::from_secs(8));
-        assert_eq!(t.user(&tok).as_deref(), Some("alice"));
+        now += Duration::from_secs(8);
+        assert_eq!(t.user(&tok, now).as_deref(), Some("alice"));
         // Renewed at 8 s: still live at 16 s, gone past 18 s.
-        clock.advance(Duration::from_secs(8));
-        assert_eq!(t.user(&tok).as_deref(), Some("alice"));
-        clock.advance(Duration::from_secs(11));
-        assert_eq!(t.user(&tok), None);
+        now += Duration::from_secs(8);
+        assert_eq!(t.user(&tok, now).as_deref(), Some("alice"));
+        now += Duration::from_secs(11);
+        assert_eq!(t.user(&tok, now), None);
         assert!(t.is_empty());
     }
 
     #[test]
     fn bounded_drops_expired_then_the_closest_to_expiry() {
-        let (mut t, clock) = tokens(Duration::from_secs(10));
+        let (mut t, mut now) = tokens(Duration::from_secs(10));
         t.max_tokens = 2;
-        let a = t.assign("a", "aaaaaaaaaaaaaaaa", 1);
-        clock.advance(Duration::from_secs(1));
-        let b = t.assign("b", "bbbbbbbbbbbbbbbb", 2);
-        clock.advance(Duration::from_secs(1));
-        let c = t.assign("c", "cccccccccccccccc", 3);
-        assert_eq!((t.user(&a), t.len()), (None, 2));
+        let a = t.assign("a", "aaaaaaaaaaaaaaaa", 1, now);
+        now += Duration::from_secs(1);
+        let b = t.assign("b", "bbbbbbbbbbbbbbbb", 2, now);
+        now += Duration::from_secs(1);
+        let c = t.assign("c", "cccccccccccccccc", 3, now);
+        assert_eq!((t.user(&a, now), t.len()), (None, 2));
         // Using b a second later renews it past c, so c is now the closest to expiry.
-        clock.advance(Duration::from_secs(1));
-        t.user(&b).unwrap();
-        t.assign("d", "dddddddddddddddd", 4);
-        assert_eq!(t.user(&c), None);
-        assert_eq!(t.user(&b).as_deref(), Some("b"));
+        now += Duration::from_secs(1);
+        t.user(&b, now).unwrap();
+        t.assign("d", "dddddddddddddddd", 4, now);
+        assert_eq!(t.user(&c, now), None);
+        assert_eq!(t.user(&b, now).as_deref(), Some("b"));
         // Expired tokens (b and d, both held still) go first.
-        clock.advance(Duration::from_secs(11));
+        now += Duration::from_secs(11);
         assert_eq!(t.len(), 2);
-        let e = t.assign("e", "eeeeeeeeeeeeeeee", 5);
-        t.assign("f", "ffffffffffffffff", 6);
-        assert_eq!((t.user(&e).as_deref(), t.len()), (Some("e"), 2));
+        let e = t.assign("e", "eeeeeeeeeeeeeeee", 5, now);
+        t.assign("f", "ffffffffffffffff", 6, now);
+        assert_eq!((t.user(&e, now).as_deref(), t.len()), (Some("e"), 2));
     }
 
     #[test]
     fn purge_invalidate_and_clear() {
-        let (t, clock) = tokens(Duration::ZERO);
-        let a = t.assign("alice", "aaaaaaaaaaaaaaaa", 1);
-        let b = t.assign("bob", "bbbbbbbbbbbbbbbb", 2);
-        let c = t.assign("alice", "cccccccccccccccc", 3);
+        let (t, mut now) = tokens(Duration::ZERO);
+        let a = t.assign("alice", "aaaaaaaaaaaaaaaa", 1, now);
+        let b = t.assign("bob", "bbbbbbbbbbbbbbbb", 2, now);
+        let c = t.assign("alice", "cccccccccccccccc", 3, now);
         t.invalidate_user("alice");
-        assert_eq!((t.user(&a), t.user(&c)), (None, None));
-        assert_eq!(t.user(&b).as_deref(), Some("bob"));
-        clock.advance(DEFAULT_TOKEN_TTL - Duration::from_secs(1));
-        t.purge_expired();
+        assert_eq!((t.user(&a, now), t.user(&c, now)), (None, None));
+        assert_eq!(t.user(&b, now).as_deref(), Some("bob"));
+        now += DEFAULT_TOKEN_TTL - Duration::from_secs(1);
+        t.purge_expired(now);
         assert_eq!(t.len(), 1);
-        clock.advance(DEFAULT_TOKEN_TTL);
-        t.purge_expired();
+        now += DEFAULT_TOKEN_TTL;
+        t.purge_expired(now);
         assert!(t.is_empty());
-        t.assign("bob", "dddddddddddddddd", 4);
+        t.assign("bob", "dddddddddddddddd", 4, now);
         t.clear();
         assert!(t.is_empty());
     }
