@@ -35,6 +35,31 @@ pub fn prefix_range_end(prefix: &[u8]) -> Bytes {
     Bytes::from_static(b"\0")
 }
 
+/// The builder methods that choose which keys an option set covers, shared by
+/// [`GetOptions`], [`DeleteOptions`] and [`crate::WatchOptions`] (each has a `range` field).
+macro_rules! key_range_options {
+    () => {
+        /// Every key that starts with the key.
+        pub fn with_prefix(mut self) -> Self {
+            self.range = KeyRange::Prefix;
+            self
+        }
+
+        /// Every key in `[key, end)`.
+        pub fn with_range(mut self, end: impl IntoBytes) -> Self {
+            self.range = KeyRange::End(end.into_bytes());
+            self
+        }
+
+        /// Every key greater than or equal to the key.
+        pub fn with_from_key(mut self) -> Self {
+            self.range = KeyRange::FromKey;
+            self
+        }
+    };
+}
+pub(crate) use key_range_options;
+
 /// Which keys a request covers, relative to its key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum KeyRange {
@@ -133,23 +158,7 @@ impl GetOptions {
         Self::default()
     }
 
-    /// Every key that starts with the key.
-    pub fn with_prefix(mut self) -> Self {
-        self.range = KeyRange::Prefix;
-        self
-    }
-
-    /// Every key in `[key, end)`.
-    pub fn with_range(mut self, end: impl IntoBytes) -> Self {
-        self.range = KeyRange::End(end.into_bytes());
-        self
-    }
-
-    /// Every key greater than or equal to the key.
-    pub fn with_from_key(mut self) -> Self {
-        self.range = KeyRange::FromKey;
-        self
-    }
+    key_range_options!();
 
     /// Read the store as of `revision` (0: the latest).
     pub fn with_revision(mut self, revision: i64) -> Self {
@@ -341,23 +350,7 @@ impl DeleteOptions {
         Self::default()
     }
 
-    /// Every key that starts with the key.
-    pub fn with_prefix(mut self) -> Self {
-        self.range = KeyRange::Prefix;
-        self
-    }
-
-    /// Every key in `[key, end)`.
-    pub fn with_range(mut self, end: impl IntoBytes) -> Self {
-        self.range = KeyRange::End(end.into_bytes());
-        self
-    }
-
-    /// Every key greater than or equal to the key.
-    pub fn with_from_key(mut self) -> Self {
-        self.range = KeyRange::FromKey;
-        self
-    }
+    key_range_options!();
 
     /// Return the deleted key-values.
     pub fn with_prev_kv(mut self) -> Self {

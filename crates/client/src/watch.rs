@@ -22,7 +22,7 @@ use tonic::Streaming;
 use crate::IntoBytes;
 use crate::client::{Client, stream_retryable};
 use crate::error::{Error, Result};
-use crate::kv::KeyRange;
+use crate::kv::{KeyRange, key_range_options};
 
 /// Responses buffered between a watch's task and its [`Watcher`]; past it the task
 /// stops reading, and HTTP/2 flow control slows the server down.
@@ -63,23 +63,7 @@ impl WatchOptions {
         Self::default()
     }
 
-    /// Every key that starts with the key.
-    pub fn with_prefix(mut self) -> Self {
-        self.range = KeyRange::Prefix;
-        self
-    }
-
-    /// Every key in `[key, end)`.
-    pub fn with_range(mut self, end: impl IntoBytes) -> Self {
-        self.range = KeyRange::End(end.into_bytes());
-        self
-    }
-
-    /// Every key greater than or equal to the key.
-    pub fn with_from_key(mut self) -> Self {
-        self.range = KeyRange::FromKey;
-        self
-    }
+    key_range_options!();
 
     /// Deliver events from `revision` on (history included); 0 means "from now".
     pub fn with_start_revision(mut self, revision: i64) -> Self {
