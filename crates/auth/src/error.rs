@@ -36,6 +36,10 @@ pub enum AuthError {
     AuthOldRevision,
     #[error("etcdserver: invalid auth token")]
     InvalidAuthToken,
+    /// A RoleGrantPermission without a permission (etcd 3.5's `ErrPermissionNotGiven`;
+    /// etcd 3.4 crashes on it).
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
     #[error("etcdserver: invalid auth management")]
     InvalidAuthMgmt,
 }

@@ -16,12 +16,16 @@
 mod error;
 mod password;
 mod perms;
+mod rows;
 mod store;
 mod token;
 
 pub use error::AuthError;
 pub use password::{DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, hash_password};
 pub use perms::PermType;
+pub use rows::{
+    AUTH_ROLES_TABLE, AUTH_TABLE, AUTH_USERS_TABLE, AuthChanges, AuthRows, RecoverError, Row,
+};
 pub use store::{AuthInfo, AuthStatus, AuthStore, Credentials, ROOT_ROLE, ROOT_USER};
 pub use token::{
     DEFAULT_TOKEN_TTL, MAX_SIMPLE_TOKENS, SIMPLE_TOKEN_PREFIX_LEN, SimpleTokens, gen_token_prefix,

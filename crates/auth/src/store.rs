@@ -1,6 +1,6 @@
 //! Users, roles and the enabled flag, as etcd's `authStore` keeps them in its backend.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -71,11 +71,22 @@ impl Credentials {
 /// O(p log p) in that user's permissions p.
 #[derive(Debug, Default)]
 pub struct AuthStore {
-    enabled: bool,
-    revision: u64,
-    users: BTreeMap<String, User>,
-    roles: BTreeMap<String, Role>,
+    pub(crate) enabled: bool,
+    pub(crate) revision: u64,
+    pub(crate) users: BTreeMap<String, User>,
+    pub(crate) roles: BTreeMap<String, Role>,
     perm_cache: Mutex<HashMap<String, Arc<UnifiedPerms>>>,
+    /// What changed since the last [`AuthStore::take_changes`]: the rows to write.
+    pub(crate) dirty: Dirty,
+}
+
+/// The parts of the store changed since they were last written to the backend.
+#[derive(Debug, Default)]
+pub(crate) struct Dirty {
+    /// The enabled flag or the revision.
+    pub(crate) meta: bool,
+    pub(crate) users: BTreeSet<String>,
+    pub(crate) roles: BTreeSet<String>,
 }
 
 fn has_root_role(user: &User) -> bool {
@@ -91,6 +102,7 @@ impl AuthStore {
     /// A changed store: bump the revision, forget the merged permissions.
     fn commit_revision(&mut self) {
         self.revision += 1;
+        self.dirty.meta = true;
         self.perm_cache.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
@@ -109,6 +121,7 @@ impl AuthStore {
             return Err(AuthError::RootRoleNotExist);
         }
         self.enabled = true;
+        self.dirty.meta = true;
         Ok(())
     }
 
@@ -156,6 +169,7 @@ impl AuthStore {
             options: Some(UserAddOptions { no_password }),
         };
         self.users.insert(name.to_owned(), user);
+        self.dirty.users.insert(name.to_owned());
         self.commit_revision();
         Ok(())
     }
@@ -167,6 +181,7 @@ impl AuthStore {
             return Err(AuthError::InvalidAuthMgmt);
         }
         self.users.remove(name).ok_or(AuthError::UserNotFound)?;
+        self.dirty.users.insert(name.to_owned());
         self.commit_revision();
         Ok(())
     }
@@ -181,6 +196,7 @@ impl AuthStore {
     ) -> Result<(), AuthError> {
         let user = self.users.get_mut(name).ok_or(AuthError::UserNotFound)?;
         user.password = Bytes::from(hashed_password);
+        self.dirty.users.insert(name.to_owned());
         self.commit_revision();
         Ok(())
     }
@@ -195,6 +211,7 @@ impl AuthStore {
         let Some(user) = self.users.get_mut(name) else { return Err(AuthError::UserNotFound) };
         let Err(idx) = user.roles.binary_search_by(|r| r.as_str().cmp(role)) else { return Ok(()) };
         user.roles.insert(idx, role.to_owned());
+        self.dirty.users.insert(name.to_owned());
         self.commit_revision();
         Ok(())
     }
@@ -210,6 +227,7 @@ impl AuthStore {
             .binary_search_by(|r| r.as_str().cmp(role))
             .map_err(|_| AuthError::RoleNotGranted)?;
         user.roles.remove(idx);
+        self.dirty.users.insert(name.to_owned());
         self.commit_revision();
         Ok(())
     }
@@ -235,6 +253,7 @@ impl AuthStore {
         let role =
             Role { name: Bytes::copy_from_slice(name.as_bytes()), key_permission: Vec::new() };
         self.roles.insert(name.to_owned(), role);
+        self.dirty.roles.insert(name.to_owned());
         self.commit_revision();
         Ok(())
     }
@@ -246,9 +265,11 @@ impl AuthStore {
             return Err(AuthError::InvalidAuthMgmt);
         }
         self.roles.remove(name).ok_or(AuthError::RoleNotFound)?;
-        for user in self.users.values_mut() {
+        self.dirty.roles.insert(name.to_owned());
+        for (user_name, user) in &mut self.users {
             if let Ok(idx) = user.roles.binary_search_by(|r| r.as_str().cmp(name)) {
                 user.roles.remove(idx);
+                self.dirty.users.insert(user_name.clone());
             }
         }
         self.commit_revision();
@@ -277,6 +298,7 @@ impl AuthStore {
             Ok(idx) => perms[idx].perm_type = perm.perm_type,
             Err(idx) => perms.insert(idx, perm),
         }
+        self.dirty.roles.insert(name.to_owned());
         self.commit_revision();
         Ok(())
     }
@@ -294,6 +316,7 @@ impl AuthStore {
             .binary_search_by(|p| (p.key.as_ref(), p.range_end.as_ref()).cmp(&(key, range_end)))
             .map_err(|_| AuthError::PermissionNotGranted)?;
         perms.remove(idx);
+        self.dirty.roles.insert(name.to_owned());
         self.commit_revision();
         Ok(())
     }

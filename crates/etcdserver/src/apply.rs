@@ -22,6 +22,7 @@ use oxetcd_raft::{
 use oxetcd_transport::Transport;
 use prost::Message as _;
 
+use crate::auth::{self, AuthApplied, Requester};
 use crate::error::{Fatal, ServerError};
 use crate::id::Hex;
 use crate::membership::Membership;
@@ -212,6 +213,13 @@ impl Applier {
             "injected failure".into()
         )
         .into()));
+        let from = Requester::from_header(request.header.as_ref());
+        let authorized =
+            auth::authorize(&self.shared.auth.store(), &self.shared.lessor, &from, &request);
+        if let Err(e) = authorized {
+            self.mark_applied(entry)?;
+            return Err(e.into());
+        }
         let store = self.shared.store();
         let watch = &self.watch;
         let result = if let Some(put) = request.put {
@@ -243,6 +251,10 @@ impl Applier {
                     Applied::Compaction(resp, done)
                 })
                 .map_err(ServerError::from)
+        } else if let Some(result) =
+            auth::apply(&self.shared.auth, &request, at.index, std::time::Instant::now())
+        {
+            self.persist_auth(&store, result, at)
         } else {
             self.mark_applied(entry)?;
             return Err(ServerError::Internal("request kind not served by this version".into()));
@@ -255,6 +267,24 @@ impl Applier {
             }
             result => result,
         }
+    }
+
+    /// Writes what an applied auth request changed to the auth tables, in the same
+    /// backend commit as the entry's index.
+    fn persist_auth(
+        &self,
+        store: &Store,
+        result: Result<AuthApplied, oxetcd_auth::AuthError>,
+        at: ApplyIndex,
+    ) -> ApplyResult {
+        let changes = self.shared.auth.store_mut().take_changes();
+        if changes.is_empty() {
+            store.set_consistent_index(at)?;
+        }
+        for (table, rows) in changes.tables() {
+            store.aux_write(table, rows, at)?;
+        }
+        Ok(Applied::Auth(result?))
     }
 
     /// A committed grant: the lease joins the lessor and the lease table (in the same
@@ -433,6 +463,8 @@ impl Applier {
         self.shared
             .lessor
             .recover(leases.map_err(|e| ServerError::Internal(format!("lease table: {e}")))?);
+        let auth_store = crate::server::stored_auth(&store)?;
+        self.shared.auth.replace_store(auth_store);
         let consistent = store.consistent_index();
         self.shared.replace_store(Arc::new(store));
         self.watch.store_replaced();

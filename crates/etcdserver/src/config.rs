@@ -65,6 +65,13 @@ pub struct ServerConfig {
     /// How this member dials other members' `https://` peer URLs (built from the
     /// `--peer-*` TLS flags); `None`: plaintext peer URLs only.
     pub peer_dial_tls: Option<Arc<rustls::ClientConfig>>,
+    /// `--auth-token-ttl`: how long a simple token lives after its last use.
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost`: what hashing a password costs.
+    pub bcrypt_cost: u32,
+    /// `--client-cert-auth`: a verified client certificate's common name authenticates
+    /// a request that carries no token.
+    pub client_cert_auth: bool,
     /// How this member dials the leader's `https://` client URLs to forward lease
     /// keep-alives (built from the client TLS flags); `None`: plaintext only.
     pub client_dial_tls: Option<Arc<rustls::ClientConfig>>,

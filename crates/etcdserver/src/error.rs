@@ -2,6 +2,7 @@
 //! failure; the gRPC code and wire message of each are decided in one place, the
 //! services crate's `status` mapping (etcd's `rpctypes`).
 
+use oxetcd_auth::AuthError;
 use oxetcd_lease::LeaseError;
 
 /// Why a request failed.
@@ -31,6 +32,8 @@ pub enum ServerError {
     Mvcc(#[from] oxetcd_mvcc::Error),
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// A failure inside the server that a client cannot fix (storage, a bug).
     #[error("etcdserver: {0}")]
     Internal(String),

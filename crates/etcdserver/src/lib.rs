@@ -20,6 +20,7 @@ macro_rules! failpoint {
 }
 
 mod apply;
+pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod error;
@@ -32,9 +33,10 @@ mod state;
 mod wait;
 pub mod watch;
 
+pub use auth::{AuthApplied, Requester};
 pub use config::{InitialClusterState, ServerConfig};
 pub use error::{Fatal, ServerError};
-pub use server::{Applied, EtcdServer};
+pub use server::{Applied, ClientCredentials, EtcdServer};
 
 /// Enables the failpoints named in the `FAILPOINTS` environment variable
 /// (`name=action;...`, the `fail` crate's syntax) for the life of the process, in builds

@@ -20,6 +20,7 @@ use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::apply::Applier;
+use crate::auth::{Requester, ServerAuth, TokenProvider};
 use crate::bootstrap::{self, StartError};
 use crate::config::ServerConfig;
 use crate::error::{Fatal, ServerError};
@@ -109,6 +110,12 @@ impl EtcdServer {
         let store = Store::open_path(&backend, store_config.clone(), lessor.clone())
             .map_err(backend_error)?;
         lessor.recover(stored_leases(&store).map_err(backend_error)?);
+        let auth_store = stored_auth(&store).map_err(backend_error)?;
+        let auth = ServerAuth::new(
+            auth_store,
+            TokenProvider::Simple(oxetcd_auth::SimpleTokens::new(cfg.auth_token_ttl)),
+            cfg.bcrypt_cost,
+        );
         let consistent = store.consistent_index();
         if consistent.index < opened.applied {
             return Err(StartError::Corrupt(format!(
@@ -123,6 +130,7 @@ impl EtcdServer {
             opened.membership,
             opened.applied,
             lessor,
+            auth,
         ));
 
         let watch = {
@@ -229,6 +237,7 @@ impl EtcdServer {
         tokio::spawn(publish_attributes(server.clone()));
         tokio::spawn(set_cluster_version(Arc::downgrade(&server)));
         tokio::spawn(revoke_expired_leases(Arc::downgrade(&server)));
+        tokio::spawn(purge_expired_tokens(Arc::downgrade(&server)));
         Ok(server)
     }
 
@@ -304,6 +313,7 @@ impl EtcdServer {
     /// (etcd's request context): then `Timeout`, though the request may still commit.
     pub async fn propose(
         &self,
+        from: &Requester,
         client_deadline: Option<Instant>,
         fill: impl FnOnce(&mut InternalRaftRequest),
     ) -> ApplyResult {
@@ -315,10 +325,9 @@ impl EtcdServer {
             return Err(ServerError::TooManyRequests);
         }
         let id = self.ids.next();
-        let mut request = InternalRaftRequest {
-            header: Some(RequestHeader { id, ..Default::default() }),
-            ..Default::default()
-        };
+        let mut header = RequestHeader { id, ..Default::default() };
+        from.fill_header(&mut header);
+        let mut request = InternalRaftRequest { header: Some(header), ..Default::default() };
         fill(&mut request);
         let data = request.encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
@@ -408,6 +417,100 @@ impl EtcdServer {
     /// Waits until the member has published itself and serves clients.
     pub async fn wait_ready(&self) {
         let _ = self.shared.ready.subscribe().wait_for(|&ready| ready).await;
+    }
+
+    /// Users, roles and tokens.
+    pub fn auth(&self) -> &ServerAuth {
+        &self.shared.auth
+    }
+
+    /// Who a client request is for, from what it carries (etcd's `AuthInfoFromCtx`): a
+    /// token names its user; without one, a verified client certificate's common name
+    /// does, with `--client-cert-auth`; otherwise nobody. While auth is disabled nothing
+    /// is checked, so credentials are not looked at.
+    pub async fn requester(
+        &self,
+        credentials: ClientCredentials<'_>,
+        client_deadline: Option<Instant>,
+    ) -> Result<Requester, ServerError> {
+        let auth = &self.shared.auth;
+        if !auth.store().is_enabled() {
+            return Ok(Requester::anonymous());
+        }
+        if let Some(token) = credentials.token {
+            self.wait_token_applied(token, client_deadline).await?;
+            return match auth.token_info(token, Instant::now()) {
+                Some(info) => Ok(Requester::Client(info)),
+                None => {
+                    tracing::warn!(token, "invalid auth token");
+                    Err(oxetcd_auth::AuthError::InvalidAuthToken.into())
+                }
+            };
+        }
+        match credentials.cert_common_name {
+            Some(name) if self.cfg.client_cert_auth && !name.is_empty() => {
+                let revision = auth.store().revision();
+                Ok(Requester::Client(oxetcd_auth::AuthInfo { user: name.to_owned(), revision }))
+            }
+            _ => Ok(Requester::anonymous()),
+        }
+    }
+
+    /// A simple token names the raft index of the Authenticate entry that made it: a
+    /// member that has not applied it yet waits until it has (etcd's
+    /// `isValidSimpleToken`), at most until the request's deadline. A malformed token
+    /// is left for the lookup to refuse.
+    async fn wait_token_applied(
+        &self,
+        token: &str,
+        client_deadline: Option<Instant>,
+    ) -> Result<(), ServerError> {
+        let Some(index) = oxetcd_auth::token_index(token) else { return Ok(()) };
+        if self.shared.applied_index() >= index {
+            return Ok(());
+        }
+        let own_deadline = Instant::now() + self.cfg.request_timeout();
+        let deadline = client_deadline.map_or(own_deadline, |client| client.min(own_deadline));
+        let mut applied = self.shared.applied.subscribe();
+        let shared = &self.shared;
+        let caught_up = applied.wait_for(|&a| a >= index || shared.is_stopped());
+        match tokio::time::timeout_at(deadline.into(), caught_up).await {
+            Ok(Ok(_)) if !shared.is_stopped() => Ok(()),
+            Ok(_) => Err(ServerError::Stopped),
+            Err(_) => Err(oxetcd_auth::AuthError::InvalidAuthToken.into()),
+        }
+    }
+
+    /// Checks a request served locally (a read) against the auth store as of now.
+    /// Members pass; so does everyone while auth is disabled.
+    pub fn authorize_local(
+        &self,
+        from: &Requester,
+        check: impl FnOnce(
+            &oxetcd_auth::AuthStore,
+            &oxetcd_auth::AuthInfo,
+        ) -> Result<(), oxetcd_auth::AuthError>,
+    ) -> Result<(), ServerError> {
+        let Requester::Client(info) = from else { return Ok(()) };
+        let store = self.shared.auth.store();
+        if !store.is_enabled() {
+            return Ok(());
+        }
+        check(&store, info).map_err(ServerError::from)
+    }
+
+    /// After a local read was served: refuses it if the auth state changed since the
+    /// requester's token was checked, for the read may have used a revoked permission
+    /// (etcd's `doSerialize`).
+    pub fn auth_unchanged(&self, from: &Requester) -> Result<(), ServerError> {
+        match from {
+            Requester::Client(info)
+                if info.revision != 0 && info.revision != self.shared.auth.store().revision() =>
+            {
+                Err(oxetcd_auth::AuthError::AuthOldRevision.into())
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn lessor(&self) -> &Lessor {
@@ -506,7 +609,10 @@ async fn publish_attributes(server: Arc<EtcdServer>) {
     while !server.is_stopped() {
         let request =
             ClusterMemberAttrSetRequest { member_id, member_attributes: Some(attributes.clone()) };
-        match server.propose(None, |r| r.cluster_member_attr_set = Some(request)).await {
+        match server
+            .propose(&Requester::Member, None, |r| r.cluster_member_attr_set = Some(request))
+            .await
+        {
             Ok(_) => {
                 // A leader records the cluster version before serving, so clients never
                 // see the log without it (etcd's leader sets it right after starting).
@@ -555,8 +661,34 @@ async fn propose_cluster_version(server: &EtcdServer) {
     }
     tracing::info!(cluster_version = ETCD_CLUSTER_VERSION, "setting up initial cluster version");
     let set = ClusterVersionSetRequest { ver: ETCD_CLUSTER_VERSION.to_string() };
-    if let Err(e) = server.propose(None, |r| r.cluster_version_set = Some(set)).await {
+    if let Err(e) =
+        server.propose(&Requester::Member, None, |r| r.cluster_version_set = Some(set)).await
+    {
         tracing::debug!(error = %e, "setting the cluster version failed; retrying");
+    }
+}
+
+/// What a client request carries to say who sends it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCredentials<'a> {
+    /// The `token` (or `authorization`) metadata.
+    pub token: Option<&'a str>,
+    /// The common name of the client's verified TLS certificate.
+    pub cert_common_name: Option<&'a str>,
+}
+
+/// How often expired simple tokens are forgotten (etcd sweeps every second).
+const TOKEN_PURGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Forgets expired simple tokens, so unused ones do not pile up. Ends with the server.
+async fn purge_expired_tokens(server: Weak<EtcdServer>) {
+    loop {
+        tokio::time::sleep(TOKEN_PURGE_INTERVAL).await;
+        let Some(server) = server.upgrade() else { return };
+        if server.is_stopped() {
+            return;
+        }
+        server.shared.auth.purge_expired(Instant::now());
     }
 }
 
@@ -571,6 +703,16 @@ fn stored_leases(store: &Store) -> Result<Vec<StoredLease>, oxetcd_mvcc::Error> 
             StoredLease::decode(value).map_err(|e| oxetcd_mvcc::Error::Corrupt(e.to_string()))
         })
         .collect()
+}
+
+/// The auth store the backend's auth tables hold.
+pub(crate) fn stored_auth(store: &Store) -> Result<oxetcd_auth::AuthStore, oxetcd_mvcc::Error> {
+    let rows = oxetcd_auth::AuthRows {
+        auth: store.aux_scan(oxetcd_auth::AUTH_TABLE)?,
+        users: store.aux_scan(oxetcd_auth::AUTH_USERS_TABLE)?,
+        roles: store.aux_scan(oxetcd_auth::AUTH_ROLES_TABLE)?,
+    };
+    oxetcd_auth::AuthStore::recover(rows).map_err(|e| oxetcd_mvcc::Error::Corrupt(e.to_string()))
 }
 
 /// On the leader, with checkpoints enabled: records the remaining TTL of the leases
@@ -588,7 +730,9 @@ async fn checkpoint_leases(server: &EtcdServer) {
             .map(|(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
             .collect();
         let request = LeaseCheckpointRequest { checkpoints };
-        if let Err(e) = server.propose(None, |r| r.lease_checkpoint = Some(request)).await {
+        if let Err(e) =
+            server.propose(&Requester::Member, None, |r| r.lease_checkpoint = Some(request)).await
+        {
             // The leases are scheduled again; a new leader schedules its own anyway.
             tracing::debug!(error = %e, "proposing lease checkpoints failed");
         }
@@ -611,7 +755,8 @@ async fn revoke_expired_leases(server: Weak<EtcdServer>) {
         checkpoint_leases(&server).await;
         for id in server.lessor().expired(MAX_REVOKES_PER_CHECK) {
             let revoke = oxetcd_api::etcdserverpb::LeaseRevokeRequest { id };
-            match server.propose(None, |r| r.lease_revoke = Some(revoke)).await {
+            match server.propose(&Requester::Member, None, |r| r.lease_revoke = Some(revoke)).await
+            {
                 Ok(_) => tracing::info!(lease = %LeaseHex(id), "revoked expired lease"),
                 Err(e) => {
                     tracing::debug!(lease = %LeaseHex(id), error = %e, "revoking an expired lease failed; retrying")

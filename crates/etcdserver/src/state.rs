@@ -9,6 +9,7 @@ use oxetcd_api::etcdserverpb::{
 use oxetcd_mvcc::{CompactionHandle, Store};
 use tokio::sync::{oneshot, watch};
 
+use crate::auth::{AuthApplied, ServerAuth};
 use crate::error::{Fatal, ServerError};
 use crate::id::Hex;
 use crate::membership::Membership;
@@ -25,6 +26,7 @@ pub enum Applied {
     LeaseGrant(LeaseGrantResponse),
     /// The revision after the revoke (its keys' deletes, if any).
     LeaseRevoke(i64),
+    Auth(AuthApplied),
     /// A request with nothing to report (membership attributes, conf changes).
     Done,
 }
@@ -56,6 +58,8 @@ pub struct Shared {
     pub wait: Wait<ApplyResult>,
     /// Leases: changed by apply, expired and kept alive on the leader.
     pub lessor: Arc<Lessor>,
+    /// Users, roles and tokens: changed by apply, read by every request.
+    pub auth: ServerAuth,
     /// ReadIndex rounds in flight, by context.
     reads: Wait<Result<u64, ServerError>>,
 }
@@ -68,6 +72,7 @@ impl Shared {
         membership: Membership,
         applied: u64,
         lessor: Arc<Lessor>,
+        auth: ServerAuth,
     ) -> Shared {
         Shared {
             member_id,
@@ -84,6 +89,7 @@ impl Shared {
             store: RwLock::new(store),
             wait: Wait::default(),
             lessor,
+            auth,
             reads: Wait::default(),
         }
     }

@@ -337,6 +337,11 @@ impl Lessor {
         Some(LeaseStatus { granted_ttl: lease.ttl, remaining, keys })
     }
 
+    /// The keys attached to a lease (none for an unknown one).
+    pub fn keys(&self, id: LeaseId) -> Vec<Bytes> {
+        self.lock().keys.get(&id).map(|k| k.iter().cloned().collect()).unwrap_or_default()
+    }
+
     /// Every lease, the soonest to expire first (as etcd lists them), then by id.
     pub fn leases(&self) -> Vec<LeaseId> {
         let state = self.lock();

@@ -11,6 +11,7 @@ use oxetcd_api::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::caller::require_admin;
 use crate::deadline::client_deadline;
 use crate::status;
 
@@ -34,22 +35,25 @@ fn not_yet(what: &str) -> Status {
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _request: Request<MemberAddRequest>,
+        request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         Err(not_yet("MemberAdd"))
     }
 
     async fn member_remove(
         &self,
-        _request: Request<MemberRemoveRequest>,
+        request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         Err(not_yet("MemberRemove"))
     }
 
     async fn member_update(
         &self,
-        _request: Request<MemberUpdateRequest>,
+        request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         Err(not_yet("MemberUpdate"))
     }
 
@@ -66,8 +70,9 @@ impl Cluster for ClusterService {
 
     async fn member_promote(
         &self,
-        _request: Request<MemberPromoteRequest>,
+        request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         Err(not_yet("MemberPromote"))
     }
 }

@@ -12,8 +12,10 @@ use oxetcd_api::etcdserverpb::{
 use oxetcd_mvcc::validate;
 use tonic::{Request, Response, Status};
 
+use crate::caller::requester;
 use crate::deadline::client_deadline;
 use crate::status;
+use oxetcd_etcdserver::{Requester, auth};
 
 use crate::unexpected;
 use oxetcd_etcdserver::Applied;
@@ -38,13 +40,16 @@ impl KvService {
 
     async fn range_local(
         &self,
+        from: &Requester,
         deadline: Option<Instant>,
         req: &RangeRequest,
     ) -> Result<RangeResponse, Status> {
         if !req.serializable {
             self.server.linearizable_read(deadline).await.map_err(status)?;
         }
+        self.server.authorize_local(from, |s, i| auth::check_range(s, i, req)).map_err(status)?;
         let mut resp = self.server.store().map_err(status)?.range(req).map_err(status)?;
+        self.server.auth_unchanged(from).map_err(status)?;
         self.full_header(&mut resp.header);
         Ok(resp)
     }
@@ -79,16 +84,18 @@ impl Kv for KvService {
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
         let deadline = client_deadline(&request);
+        let from = requester(&self.server, &request).await?;
         let req = request.into_inner();
         validate::check_range(&req).map_err(status)?;
-        Ok(Response::new(self.range_local(deadline, &req).await?))
+        Ok(Response::new(self.range_local(&from, deadline, &req).await?))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let deadline = client_deadline(&request);
+        let from = requester(&self.server, &request).await?;
         let req = request.into_inner();
         validate::check_put(&req).map_err(status)?;
-        match self.server.propose(deadline, |r| r.put = Some(req)).await.map_err(status)? {
+        match self.server.propose(&from, deadline, |r| r.put = Some(req)).await.map_err(status)? {
             Applied::Put(mut resp) => {
                 self.full_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -102,9 +109,11 @@ impl Kv for KvService {
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let deadline = client_deadline(&request);
+        let from = requester(&self.server, &request).await?;
         let req = request.into_inner();
         validate::check_delete_range(&req).map_err(status)?;
-        match self.server.propose(deadline, |r| r.delete_range = Some(req)).await.map_err(status)? {
+        let proposed = self.server.propose(&from, deadline, |r| r.delete_range = Some(req));
+        match proposed.await.map_err(status)? {
             Applied::DeleteRange(mut resp) => {
                 self.full_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -115,6 +124,7 @@ impl Kv for KvService {
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let deadline = client_deadline(&request);
+        let from = requester(&self.server, &request).await?;
         let req = request.into_inner();
         validate::check_txn(&req, self.server.config().max_txn_ops).map_err(status)?;
         if Self::is_read_only(&req) {
@@ -123,12 +133,17 @@ impl Kv for KvService {
             if !Self::is_serializable(&req) {
                 self.server.linearizable_read(deadline).await.map_err(status)?;
             }
+            let lessor = self.server.lessor();
+            self.server
+                .authorize_local(&from, |s, i| auth::check_txn(s, lessor, i, &req))
+                .map_err(status)?;
             let store = self.server.store().map_err(status)?;
             let mut resp = store.txn_read(&req).map_err(status)?;
+            self.server.auth_unchanged(&from).map_err(status)?;
             self.full_header(&mut resp.header);
             return Ok(Response::new(resp));
         }
-        match self.server.propose(deadline, |r| r.txn = Some(req)).await.map_err(status)? {
+        match self.server.propose(&from, deadline, |r| r.txn = Some(req)).await.map_err(status)? {
             Applied::Txn(mut resp) => {
                 self.full_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -142,9 +157,11 @@ impl Kv for KvService {
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let deadline = client_deadline(&request);
+        let from = requester(&self.server, &request).await?;
         let req = request.into_inner();
         let physical = req.physical;
-        match self.server.propose(deadline, |r| r.compaction = Some(req)).await.map_err(status)? {
+        let proposed = self.server.propose(&from, deadline, |r| r.compaction = Some(req));
+        match proposed.await.map_err(status)? {
             Applied::Compaction(mut resp, done) => {
                 if physical {
                     // Blocks on the compaction finishing; keep it off the async workers.

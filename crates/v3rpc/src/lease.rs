@@ -1,6 +1,9 @@
 //! The Lease service. Grant and revoke go through the log; keep-alives and
 //! time-to-live are answered by the leader, which alone tracks expiry, so a follower
 //! forwards them to the leader's client URL (one upstream stream per client stream).
+//! Forwarded calls carry no credentials: keep-alives need none (as in etcd), and a
+//! time-to-live's keys, which do, are checked and filled in by the member the client
+//! asked, from its own lessor, which apply keeps as the leader's.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,8 +25,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use oxetcd_etcdserver::id::LeaseHex;
 
+use crate::caller::requester;
 use crate::deadline::client_deadline;
 use crate::status;
+use oxetcd_auth::PermType;
+use oxetcd_etcdserver::{Requester, auth};
 
 use crate::unexpected;
 use oxetcd_etcdserver::Applied;
@@ -101,7 +107,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 async fn clear_checkpoint(server: &EtcdServer, id: i64) {
     let clear =
         LeaseCheckpointRequest { checkpoints: vec![LeaseCheckpoint { id, remaining_ttl: 0 }] };
-    if let Err(e) = server.propose(None, |r| r.lease_checkpoint = Some(clear)).await {
+    let proposed = server.propose(&Requester::Member, None, |r| r.lease_checkpoint = Some(clear));
+    if let Err(e) = proposed.await {
         tracing::debug!(lease = %LeaseHex(id), error = %e, "clearing a lease checkpoint failed");
     }
 }
@@ -127,12 +134,14 @@ impl Lease for LeaseService {
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let deadline = client_deadline(&request);
+        let from = requester(&self.server, &request).await?;
         let mut req = request.into_inner();
         if req.id == 0 {
             // Chosen by the proposer, so every member grants the same id.
             req.id = self.server.next_lease_id();
         }
-        match self.server.propose(deadline, |r| r.lease_grant = Some(req)).await.map_err(status)? {
+        let proposed = self.server.propose(&from, deadline, |r| r.lease_grant = Some(req));
+        match proposed.await.map_err(status)? {
             Applied::LeaseGrant(mut resp) => {
                 let revision = self.server.store().map_err(status)?.current_revision();
                 resp.header = Some(self.server.header(revision));
@@ -147,8 +156,10 @@ impl Lease for LeaseService {
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let deadline = client_deadline(&request);
+        let from = requester(&self.server, &request).await?;
         let req = request.into_inner();
-        match self.server.propose(deadline, |r| r.lease_revoke = Some(req)).await.map_err(status)? {
+        let proposed = self.server.propose(&from, deadline, |r| r.lease_revoke = Some(req));
+        match proposed.await.map_err(status)? {
             Applied::LeaseRevoke(revision) => Ok(Response::new(LeaseRevokeResponse {
                 header: Some(self.server.header(revision)),
             })),
@@ -227,11 +238,26 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let from = requester(&self.server, &request).await?;
+        let req = request.into_inner();
+        if req.keys {
+            // The keys' names are data too: read on each (etcd 3.6's rule).
+            let lessor = self.server.lessor();
+            self.server
+                .authorize_local(&from, |s, i| {
+                    auth::check_lease_keys(s, lessor, i, req.id, PermType::Read)
+                })
+                .map_err(status)?;
+        }
         if !self.server.is_leader() {
             let mut leader = self.leader().await?;
-            return self.forwarded(leader.lease_time_to_live(request.into_inner())).await;
+            let upstream = LeaseTimeToLiveRequest { keys: false, ..req };
+            let mut resp = self.forwarded(leader.lease_time_to_live(upstream)).await?;
+            if req.keys && resp.get_ref().ttl >= 0 {
+                resp.get_mut().keys = self.server.lessor().keys(req.id);
+            }
+            return Ok(resp);
         }
-        let req = request.into_inner();
         let revision = self.server.store().map_err(status)?.current_revision();
         let header = Some(self.server.header(revision));
         let resp = match self.server.lessor().status(req.id) {

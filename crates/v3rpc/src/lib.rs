@@ -5,6 +5,8 @@
 //! for them, as from etcd for a service it does not know; docs/compatibility.md lists
 //! them.
 
+mod auth;
+mod caller;
 mod cluster;
 mod deadline;
 mod http;
@@ -18,8 +20,8 @@ mod watch;
 use std::sync::Arc;
 
 use oxetcd_api::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use oxetcd_etcdserver::EtcdServer;
 use tonic::service::Routes;
@@ -51,6 +53,9 @@ pub fn routes(server: Arc<EtcdServer>, access: HttpAccess) -> Routes {
     .add_service(
         ClusterServer::new(cluster::ClusterService::new(server.clone()))
             .max_decoding_message_size(limit),
+    )
+    .add_service(
+        AuthServer::new(auth::AuthService::new(server.clone())).max_decoding_message_size(limit),
     )
     .add_service(
         LeaseServer::new(lease::LeaseService::new(server.clone())).max_decoding_message_size(limit),

@@ -14,6 +14,7 @@ use oxetcd_api::etcdserverpb::{
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::caller::require_admin;
 use crate::status;
 
 use oxetcd_etcdserver::EtcdServer;
@@ -47,6 +48,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         if request.get_ref().action != AlarmAction::Get as i32 {
             return Err(not_yet("raising or clearing alarms"));
         }
@@ -82,12 +84,14 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _request: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         Err(not_yet("Defragment"))
     }
 
-    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         let store = self.server.store().map_err(status)?;
         let (hash, revision) = blocking(move || store.hash()).await?.map_err(status)?;
         Ok(Response::new(HashResponse { header: Some(self.server.header(revision)), hash }))
@@ -97,6 +101,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         let revision = request.get_ref().revision;
         let store = self.server.store().map_err(status)?;
         let result = blocking(move || store.hash_kv(revision)).await?.map_err(status)?;
@@ -112,22 +117,25 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _request: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        require_admin(&self.server, &request).await?;
         Err(not_yet("Snapshot"))
     }
 
     async fn move_leader(
         &self,
-        _request: Request<MoveLeaderRequest>,
+        request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         Err(not_yet("MoveLeader"))
     }
 
     async fn downgrade(
         &self,
-        _request: Request<DowngradeRequest>,
+        request: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
+        require_admin(&self.server, &request).await?;
         Err(not_yet("Downgrade"))
     }
 }

@@ -14,6 +14,11 @@
 //! | lease exists | FAILED_PRECONDITION | `etcdserver: lease already exists` |
 //! | lease TTL too large | OUT_OF_RANGE | `etcdserver: too large lease TTL` |
 //! | storage and internal failures | UNKNOWN | the failure's text |
+//! | bad password, empty names, invalid auth management, old auth revision | INVALID_ARGUMENT | `etcdserver: authentication failed, invalid user ID or password`, … |
+//! | missing user/role, role or permission not granted, auth not enabled, no root | FAILED_PRECONDITION | `etcdserver: user name not found`, … |
+//! | permission denied | PERMISSION_DENIED | `etcdserver: permission denied` |
+//! | invalid auth token | UNAUTHENTICATED | `etcdserver: invalid auth token` |
+//! | a password for a `no_password` user | UNKNOWN | `auth: authentication failed, password was given for no password user` |
 //!
 //! A read's deadline is UNKNOWN because etcd 3.4 returns its context's error, and its
 //! gRPC server sends any error that is not a gRPC status as UNKNOWN.
@@ -28,6 +33,7 @@
 //! | no such method | UNIMPLEMENTED | `unknown method Nope for service etcdserverpb.KV` |
 //! | a path that names no method | RESOURCE_EXHAUSTED | `malformed method name: "/nothing"` |
 
+use oxetcd_auth::AuthError;
 use oxetcd_etcdserver::ServerError;
 use oxetcd_lease::LeaseError;
 use tonic::{Code, Status};
@@ -57,6 +63,7 @@ fn code(error: &ServerError) -> Code {
         ServerError::Lease(LeaseError::NotFound) => Code::NotFound,
         ServerError::Lease(LeaseError::Exists) => Code::FailedPrecondition,
         ServerError::Lease(LeaseError::TtlTooLarge) => Code::OutOfRange,
+        ServerError::Auth(e) => auth_code(e),
         ServerError::Mvcc(Mvcc::Compacted | Mvcc::FutureRev) => Code::OutOfRange,
         ServerError::Mvcc(
             Mvcc::EmptyKey
@@ -74,6 +81,30 @@ fn code(error: &ServerError) -> Code {
     }
 }
 
+/// etcd's `rpctypes` codes for the auth store's errors.
+fn auth_code(error: &AuthError) -> Code {
+    match error {
+        AuthError::UserEmpty
+        | AuthError::RoleEmpty
+        | AuthError::AuthFailed
+        | AuthError::InvalidAuthMgmt
+        | AuthError::AuthOldRevision
+        | AuthError::PermissionNotGiven => Code::InvalidArgument,
+        AuthError::RootUserNotExist
+        | AuthError::RootRoleNotExist
+        | AuthError::UserAlreadyExist
+        | AuthError::UserNotFound
+        | AuthError::RoleAlreadyExist
+        | AuthError::RoleNotFound
+        | AuthError::RoleNotGranted
+        | AuthError::PermissionNotGranted
+        | AuthError::AuthNotEnabled => Code::FailedPrecondition,
+        AuthError::PermissionDenied => Code::PermissionDenied,
+        AuthError::InvalidAuthToken => Code::Unauthenticated,
+        AuthError::NoPasswordUser => Code::Unknown,
+    }
+}
+
 /// The store's errors read as etcd's mvcc messages inside the server; on the wire etcd
 /// adds its `etcdserver: ` prefix to those it knows, and names a missing lease its own way.
 fn mvcc_message(error: &oxetcd_mvcc::Error) -> String {
@@ -84,6 +115,30 @@ fn mvcc_message(error: &oxetcd_mvcc::Error) -> String {
             error.to_string()
         }
         known => format!("etcdserver: {known}"),
+    }
+}
+
+/// A gRPC code's name as grpc-go prints it (`codes.Code.String`), for messages that
+/// quote a status the way etcd's do (`rpc error: code = PermissionDenied desc = …`).
+pub(crate) fn go_code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
     }
 }
 

@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::caller::StreamCredentials;
+use crate::status::go_code_name;
 use oxetcd_etcdserver::EtcdServer;
 use oxetcd_etcdserver::watch::{CreateWatch, Delivery, Filters, KeyRange, StreamId, WatchHub};
 
@@ -61,6 +63,7 @@ impl Watch for WatchService {
             hub.open_stream().map_err(|e| Status::unavailable(e.to_string()))?;
         let (out, responses) = mpsc::channel(OUT_QUEUE);
         let task = StreamTask {
+            credentials: StreamCredentials::of(&request),
             max_bytes: crate::max_message_bytes(&self.server),
             server: self.server.clone(),
             hub,
@@ -76,6 +79,8 @@ impl Watch for WatchService {
 
 struct StreamTask {
     server: Arc<EtcdServer>,
+    /// Who opened the stream: each create is checked as this caller, then.
+    credentials: StreamCredentials,
     hub: Arc<WatchHub>,
     stream: StreamId,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
@@ -170,6 +175,17 @@ impl StreamTask {
     }
 
     async fn create(&mut self, create: WatchCreateRequest) -> bool {
+        if let Err(refused) = self.check_create(&create).await {
+            let response = WatchResponse {
+                header: Some(self.server.header(self.hub.revision())),
+                watch_id: NO_WATCH_ID,
+                created: true,
+                canceled: true,
+                cancel_reason: refused,
+                ..Default::default()
+            };
+            return self.send(response).await;
+        }
         let created = KeyRange::new(&create.key, &create.range_end).and_then(|range| {
             let request = CreateWatch {
                 id: create.watch_id,
@@ -196,6 +212,22 @@ impl StreamTask {
             },
         };
         self.send(response).await
+    }
+
+    /// Whether the stream's caller may read the watched range; if not, the cancel
+    /// reason etcd gives: the gRPC error as grpc-go prints it.
+    async fn check_create(&self, create: &WatchCreateRequest) -> Result<(), String> {
+        let server = &self.server;
+        let checked = match self.credentials.requester(server).await {
+            Ok(from) => server.authorize_local(&from, |store, info| {
+                store.check(info, &create.key, &create.range_end, oxetcd_auth::PermType::Read)
+            }),
+            Err(e) => Err(e),
+        };
+        checked.map_err(|e| {
+            let status = crate::status(e);
+            format!("rpc error: code = {} desc = {}", go_code_name(status.code()), status.message())
+        })
     }
 
     async fn deliver(&mut self, delivery: Delivery) -> bool {

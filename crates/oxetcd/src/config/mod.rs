@@ -29,6 +29,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 use duration::GoDuration;
+use oxetcd_auth::{DEFAULT_BCRYPT_COST, DEFAULT_TOKEN_TTL, MAX_BCRYPT_COST, MIN_BCRYPT_COST};
 use oxetcd_etcdserver::config::{
     DEFAULT_BACKEND_BATCH_INTERVAL, DEFAULT_BACKEND_BATCH_LIMIT, DEFAULT_LEASE_CHECKPOINT_INTERVAL,
 };
@@ -1037,6 +1038,16 @@ impl Values {
             .initial_cluster
             .clone()
             .unwrap_or_else(|| format!("{}={}", self.name, self.initial_advertise_peer_urls));
+        let bcrypt_cost = if (MIN_BCRYPT_COST..=MAX_BCRYPT_COST).contains(&self.bcrypt_cost) {
+            self.bcrypt_cost
+        } else {
+            // etcd's answer to a cost bcrypt cannot use: its default, with a warning.
+            notices.push(format!(
+                "--bcrypt-cost={} is not between {MIN_BCRYPT_COST} and {MAX_BCRYPT_COST}; using the default {DEFAULT_BCRYPT_COST}",
+                self.bcrypt_cost
+            ));
+            DEFAULT_BCRYPT_COST
+        };
         let server = ServerConfig {
             data_dir: self
                 .data_dir
@@ -1073,6 +1084,13 @@ impl Values {
                 .unwrap_or(DEFAULT_BACKEND_BATCH_LIMIT),
             peer_dial_tls: None,
             client_dial_tls: None,
+            // etcd reads 0 as its default TTL.
+            auth_token_ttl: match self.auth_token_ttl {
+                0 => DEFAULT_TOKEN_TTL,
+                seconds => Duration::from_secs(seconds.into()),
+            },
+            bcrypt_cost,
+            client_cert_auth: self.client_cert_auth,
             name: self.name,
         };
         let listen_client_urls = parse_listen_urls(&self.listen_client_urls)?;

@@ -31,8 +31,6 @@ const CAPNSLOG: Refusal = Refusal::Never(
 /// and `--experimental-corrupt-check-time=0` start).
 pub const REFUSED: &[(&str, Refusal)] = &[
     ("auth-token", AUTH),
-    ("bcrypt-cost", AUTH),
-    ("auth-token-ttl", AUTH),
     ("force-new-cluster", MEMBERSHIP),
     ("discovery", DISCOVERY),
     ("discovery-fallback", DISCOVERY),
