@@ -27,7 +27,6 @@ async fn services_not_served_yet_are_refused_by_name() {
     use oxetcd_tests::refusals::raw_call;
     let member = TestMember::start(&[]).await;
     for (path, service) in [
-        ("/etcdserverpb.Auth/Authenticate", "etcdserverpb.Auth"),
         ("/v3lockpb.Lock/Lock", "v3lockpb.Lock"),
         ("/v3electionpb.Election/Campaign", "v3electionpb.Election"),
     ] {
