@@ -14,12 +14,17 @@
 //! knows it, and forgets it after its TTL of disuse.
 
 mod error;
+mod jwt;
+mod options;
 mod password;
 mod perms;
 mod store;
 mod token;
 
 pub use error::AuthError;
+pub use jsonwebtoken::Algorithm as JwtSignMethod;
+pub use jwt::JwtTokens;
+pub use options::{DEFAULT_JWT_TTL, JwtOptions, TokenSpec};
 pub use password::{DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, hash_password};
 pub use perms::PermType;
 pub use store::{AuthInfo, AuthStatus, AuthStore, Credentials, ROOT_ROLE, ROOT_USER};
