@@ -14,6 +14,8 @@
 //! knows it, and forgets it after its TTL of disuse.
 
 mod error;
+mod jwt;
+mod options;
 mod password;
 mod perms;
 mod rows;
@@ -21,6 +23,9 @@ mod store;
 mod token;
 
 pub use error::AuthError;
+pub use jsonwebtoken::Algorithm as JwtSignMethod;
+pub use jwt::JwtTokens;
+pub use options::{DEFAULT_JWT_TTL, JwtOptions, TokenSpec};
 pub use password::{DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, hash_password};
 pub use perms::PermType;
 pub use rows::{
