@@ -9,14 +9,16 @@
 //! (etcd's `doSerialize`), so a concurrent change cannot leak a read either.
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use oxetcd_api::etcdserverpb::request_op::Request as Op;
 use oxetcd_api::etcdserverpb::{
     DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use oxetcd_api::oxetcdpb::{InternalRaftRequest, RequestHeader};
-use oxetcd_auth::{AuthError, AuthInfo, AuthStore, PermType, SimpleTokens, hash_password};
+use oxetcd_auth::{
+    AuthError, AuthInfo, AuthStore, JwtTokens, PermType, SimpleTokens, hash_password,
+};
 use oxetcd_lease::Lessor;
 
 /// Who a request is for: what apply checks it as.
@@ -62,6 +64,9 @@ impl Requester {
 pub enum TokenProvider {
     /// Random tokens every member assigns when it applies the Authenticate entry.
     Simple(SimpleTokens),
+    /// Signed tokens that carry the user and the auth revision; any member with the
+    /// public key checks them, so no member keeps any.
+    Jwt(Box<JwtTokens>),
 }
 
 /// The member's auth state: the store (changed only by apply) and its tokens.
@@ -95,13 +100,28 @@ impl ServerAuth {
                 // Simple tokens carry no revision: they are checked at the current one.
                 Some(AuthInfo { user, revision: self.store().revision() })
             }
+            // A JWT carries the revision it was signed at: any auth change since makes
+            // its requests fail with `revision of auth store is old`, and clients log in
+            // again (etcd's behaviour).
+            TokenProvider::Jwt(tokens) => tokens.info(token, SystemTime::now()),
+        }
+    }
+
+    /// The JWT for a user authenticated at auth revision `revision`, signed by the
+    /// member that proposed the Authenticate entry (etcd signs on every member, in
+    /// apply; signing is slow enough to keep off it).
+    pub fn sign(&self, user: &str, revision: u64) -> Result<String, AuthError> {
+        match &self.tokens {
+            TokenProvider::Jwt(tokens) => tokens.assign(user, revision, SystemTime::now()),
+            TokenProvider::Simple(_) => Err(AuthError::AuthFailed),
         }
     }
 
     /// Forgets tokens that went unused for their TTL.
     pub(crate) fn purge_expired(&self, now: Instant) {
-        let TokenProvider::Simple(tokens) = &self.tokens;
-        tokens.purge_expired(now);
+        if let TokenProvider::Simple(tokens) = &self.tokens {
+            tokens.purge_expired(now);
+        }
     }
 
     /// Replaces the store with one read from a new backend (a snapshot installed).
@@ -110,8 +130,9 @@ impl ServerAuth {
     }
 
     /// Forgets tokens the change made invalid.
+    /// JWTs cannot be taken back: the auth revision they carry is what stops them.
     fn after_change(&self, change: &AuthChange) {
-        let TokenProvider::Simple(tokens) = &self.tokens;
+        let TokenProvider::Simple(tokens) = &self.tokens else { return };
         match change {
             AuthChange::UserGone(user) => tokens.invalidate_user(user),
             AuthChange::Disabled => tokens.clear(),
@@ -126,6 +147,10 @@ pub enum AuthApplied {
     Done,
     /// Authenticate: the simple token this member assigned.
     Token(String),
+    /// Authenticate with JWTs: the auth revision the proposer signs the token at.
+    Authenticated {
+        revision: u64,
+    },
 }
 
 /// What an auth change means for the tokens held.
@@ -164,8 +189,12 @@ pub(crate) fn apply(
         if store.user_get(&r.name).is_err() {
             return Some(Err(AuthError::AuthFailed));
         }
-        let TokenProvider::Simple(tokens) = &auth.tokens;
-        return Some(Ok(AuthApplied::Token(tokens.assign(&r.name, &r.simple_token, index, now))));
+        return Some(Ok(match &auth.tokens {
+            TokenProvider::Simple(tokens) => {
+                AuthApplied::Token(tokens.assign(&r.name, &r.simple_token, index, now))
+            }
+            TokenProvider::Jwt(_) => AuthApplied::Authenticated { revision: store.revision() },
+        }));
     } else if let Some(r) = &request.auth_user_add {
         let no_password = r.options.is_some_and(|o| o.no_password);
         let hashed = if no_password {

@@ -40,6 +40,9 @@ pub enum StartError {
     Raft(#[from] oxetcd_raft::Error),
     #[error("cannot start the peer runtime: {0}")]
     Runtime(std::io::Error),
+    /// The JWT keys of `--auth-token` cannot be used.
+    #[error("{0}")]
+    AuthToken(String),
 }
 
 pub(crate) struct Opened {

@@ -65,6 +65,8 @@ pub struct ServerConfig {
     /// How this member dials other members' `https://` peer URLs (built from the
     /// `--peer-*` TLS flags); `None`: plaintext peer URLs only.
     pub peer_dial_tls: Option<Arc<rustls::ClientConfig>>,
+    /// `--auth-token`: simple tokens or JWTs, and the JWT keys.
+    pub auth_token: oxetcd_auth::TokenSpec,
     /// `--auth-token-ttl`: how long a simple token lives after its last use.
     pub auth_token_ttl: Duration,
     /// `--bcrypt-cost`: what hashing a password costs.

@@ -31,6 +31,7 @@ use crate::peers::{PeerRuntime, RaftBridge, TransportOutbox};
 pub use crate::state::Applied;
 use crate::state::{ApplyResult, Shared};
 use crate::watch::WatchHub;
+use oxetcd_auth::{JwtTokens, SimpleTokens, TokenSpec};
 use oxetcd_lease::{
     LEASE_TABLE, Lessor, MAX_CHECKPOINT_PROPOSALS_PER_CHECK, MAX_CHECKPOINTS_PER_PROPOSAL,
     MAX_REVOKES_PER_CHECK, StoredLease, SystemClock,
@@ -111,11 +112,7 @@ impl EtcdServer {
             .map_err(backend_error)?;
         lessor.recover(stored_leases(&store).map_err(backend_error)?);
         let auth_store = stored_auth(&store).map_err(backend_error)?;
-        let auth = ServerAuth::new(
-            auth_store,
-            TokenProvider::Simple(oxetcd_auth::SimpleTokens::new(cfg.auth_token_ttl)),
-            cfg.bcrypt_cost,
-        );
+        let auth = ServerAuth::new(auth_store, token_provider(&cfg)?, cfg.bcrypt_cost);
         let consistent = store.consistent_index();
         if consistent.index < opened.applied {
             return Err(StartError::Corrupt(format!(
@@ -703,6 +700,23 @@ fn stored_leases(store: &Store) -> Result<Vec<StoredLease>, oxetcd_mvcc::Error> 
             StoredLease::decode(value).map_err(|e| oxetcd_mvcc::Error::Corrupt(e.to_string()))
         })
         .collect()
+}
+
+/// The token provider `--auth-token` names, its keys loaded.
+fn token_provider(cfg: &ServerConfig) -> Result<TokenProvider, StartError> {
+    match &cfg.auth_token {
+        TokenSpec::Simple => Ok(TokenProvider::Simple(SimpleTokens::new(cfg.auth_token_ttl))),
+        TokenSpec::Jwt(options) => {
+            for unknown in &options.unknown_options {
+                tracing::warn!(option = %unknown, "unknown token option");
+            }
+            let tokens = JwtTokens::new(options).map_err(StartError::AuthToken)?;
+            if tokens.is_verify_only() {
+                tracing::warn!("JWT has no private key: this member cannot sign tokens");
+            }
+            Ok(TokenProvider::Jwt(Box::new(tokens)))
+        }
+    }
 }
 
 /// The auth store the backend's auth tables hold.

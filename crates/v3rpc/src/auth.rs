@@ -226,8 +226,18 @@ impl Auth for AuthService {
                 tracing::info!("revision when password checked became stale; retrying");
                 continue;
             }
-            let AuthApplied::Token(token) = applied else {
-                return Err(Status::internal("etcdserver: Authenticate applied without a token"));
+            let token = match applied {
+                AuthApplied::Token(token) => token,
+                AuthApplied::Authenticated { revision } => self
+                    .server
+                    .auth()
+                    .sign(&name, revision)
+                    .map_err(|e| status(ServerError::from(e)))?,
+                AuthApplied::Done => {
+                    return Err(Status::internal(
+                        "etcdserver: Authenticate applied without a token",
+                    ));
+                }
             };
             return Ok(Response::new(AuthenticateResponse { header: self.header(), token }));
         }

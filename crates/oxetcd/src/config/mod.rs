@@ -29,7 +29,9 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 use duration::GoDuration;
-use oxetcd_auth::{DEFAULT_BCRYPT_COST, DEFAULT_TOKEN_TTL, MAX_BCRYPT_COST, MIN_BCRYPT_COST};
+use oxetcd_auth::{
+    DEFAULT_BCRYPT_COST, DEFAULT_TOKEN_TTL, MAX_BCRYPT_COST, MIN_BCRYPT_COST, TokenSpec,
+};
 use oxetcd_etcdserver::config::{
     DEFAULT_BACKEND_BATCH_INTERVAL, DEFAULT_BACKEND_BATCH_LIMIT, DEFAULT_LEASE_CHECKPOINT_INTERVAL,
 };
@@ -831,6 +833,9 @@ pub enum ConfigError {
     ElectionTimeoutTooLong(u64),
     #[error("--heartbeat-interval must be positive")]
     ZeroHeartbeat,
+    /// `--auth-token` names no token provider etcd knows, or its options are wrong.
+    #[error("--auth-token: {0}")]
+    AuthToken(String),
     #[error("--{0} must be positive")]
     NotPositive(&'static str),
     #[error("--advertise-client-urls is required when --listen-client-urls is set explicitly")]
@@ -1085,6 +1090,7 @@ impl Values {
             peer_dial_tls: None,
             client_dial_tls: None,
             // etcd reads 0 as its default TTL.
+            auth_token: TokenSpec::parse(&self.auth_token).map_err(ConfigError::AuthToken)?,
             auth_token_ttl: match self.auth_token_ttl {
                 0 => DEFAULT_TOKEN_TTL,
                 seconds => Duration::from_secs(seconds.into()),

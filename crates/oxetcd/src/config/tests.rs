@@ -502,7 +502,6 @@ fn every_etcd_3_4_flag_is_accepted_by_name() {
 /// A value other than the default for each refused flag.
 fn non_default(flag: &str) -> &'static str {
     match flag {
-        "auth-token" => "jwt",
         "auto-compaction-mode" => "revision",
         "auto-compaction-retention" => "1h",
         "discovery-fallback" => "exit",
@@ -547,10 +546,6 @@ fn refused_flags_start_at_their_default_and_fail_otherwise() {
     // The default however spelled, and defaults that are what oxetcd does, start.
     assert!(parse(&["--experimental-corrupt-check-time=0"]).is_ok());
     assert!(parse(&["--bcrypt-cost", "10", "--enable-grpc-gateway", "--proxy=off"]).is_ok());
-    assert_eq!(
-        parse(&["--auth-token=jwt"]).unwrap_err().to_string(),
-        "--auth-token is not supported yet (comes with authentication, issue: auth)"
-    );
 }
 
 #[test]
