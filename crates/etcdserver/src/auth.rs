@@ -382,3 +382,117 @@ pub fn check_lease_keys(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use oxetcd_api::authpb::Permission;
+    use oxetcd_api::etcdserverpb::{LeaseRevokeRequest, RequestOp};
+    use oxetcd_auth::{MIN_BCRYPT_COST, ROOT_ROLE};
+    use oxetcd_lease::SystemClock;
+    use oxetcd_mvcc::Lessor as _;
+
+    use super::*;
+
+    /// Auth enabled; `alice` may read and write `a` only.
+    fn store() -> AuthStore {
+        let mut s = AuthStore::new();
+        s.user_add("root", Some(hash_password("pw", MIN_BCRYPT_COST))).unwrap();
+        s.user_grant_role("root", ROOT_ROLE).unwrap();
+        s.user_add("alice", None).unwrap();
+        s.role_add("r").unwrap();
+        let perm = Permission {
+            perm_type: PermType::Readwrite as i32,
+            key: Bytes::from_static(b"a"),
+            range_end: Bytes::new(),
+        };
+        s.role_grant_permission("r", perm).unwrap();
+        s.user_grant_role("alice", "r").unwrap();
+        s.auth_enable().unwrap();
+        s
+    }
+
+    fn alice(s: &AuthStore) -> Requester {
+        Requester::Client(AuthInfo { user: "alice".into(), revision: s.revision() })
+    }
+
+    fn put(key: &'static [u8]) -> RequestOp {
+        RequestOp {
+            request: Some(Op::RequestPut(PutRequest {
+                key: Bytes::from_static(key),
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn lessor() -> Lessor {
+        Lessor::new(1, Arc::new(SystemClock))
+    }
+
+    #[test]
+    fn a_write_in_a_nested_txn_needs_its_permission() {
+        let s = store();
+        let nested = |op| TxnRequest { success: vec![op], ..Default::default() };
+        let outer = |inner: TxnRequest| InternalRaftRequest {
+            txn: Some(TxnRequest {
+                success: vec![RequestOp { request: Some(Op::RequestTxn(inner)) }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let lessor = lessor();
+        authorize(&s, &lessor, &alice(&s), &outer(nested(put(b"a")))).unwrap();
+        assert_eq!(
+            authorize(&s, &lessor, &alice(&s), &outer(nested(put(b"b")))),
+            Err(AuthError::PermissionDenied)
+        );
+    }
+
+    #[test]
+    fn members_pass_and_anonymous_clients_do_not() {
+        let s = store();
+        let lessor = lessor();
+        let request = InternalRaftRequest {
+            lease_revoke: Some(LeaseRevokeRequest { id: 7 }),
+            ..Default::default()
+        };
+        lessor.grant(7, 60).unwrap();
+        lessor.attach(7, b"b");
+        authorize(&s, &lessor, &Requester::Member, &request).unwrap();
+        assert_eq!(
+            authorize(&s, &lessor, &alice(&s), &request),
+            Err(AuthError::PermissionDenied),
+            "alice may not delete b"
+        );
+        assert_eq!(
+            authorize(&s, &lessor, &Requester::anonymous(), &request),
+            Err(AuthError::UserEmpty)
+        );
+    }
+
+    #[test]
+    fn the_header_says_who_asked() {
+        for from in [Requester::Member, Requester::anonymous(), alice(&store())] {
+            let mut header = RequestHeader::default();
+            from.fill_header(&mut header);
+            assert_eq!(Requester::from_header(Some(&header)), from);
+        }
+    }
+
+    #[test]
+    fn a_put_on_a_lease_needs_write_on_the_lease_keys() {
+        let s = store();
+        let lessor = lessor();
+        lessor.grant(9, 60).unwrap();
+        lessor.attach(9, b"b");
+        let request = InternalRaftRequest {
+            put: Some(PutRequest { key: Bytes::from_static(b"a"), lease: 9, ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(authorize(&s, &lessor, &alice(&s), &request), Err(AuthError::PermissionDenied));
+        let root = Requester::Client(AuthInfo { user: "root".into(), revision: s.revision() });
+        authorize(&s, &lessor, &root, &request).unwrap();
+    }
+}
