@@ -1717,9 +1717,13 @@ async fn revocation_race(servers: &mut Servers) {
     // The moment the revocation is sent, and the moment its answer arrived.
     let sending = Arc::new(AtomicBool::new(false));
     let revoked = Arc::new(AtomicBool::new(false));
+    // Writes acknowledged so far: the revocation waits for some, so the race is real
+    // however slow logging in is (bcrypt in a debug build).
+    let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut writers = tokio::task::JoinSet::new();
     for w in 0..2 {
         let (ep, sending, revoked) = (ep.clone(), sending.clone(), revoked.clone());
+        let acknowledged = acknowledged.clone();
         writers.spawn(async move {
             let mut session = Session::login(&ep, "writer", "writer-pw").await;
             let mut landed: Vec<i64> = Vec::new();
@@ -1738,6 +1742,7 @@ async fn revocation_race(servers: &mut Servers) {
                         );
                         assert!(refusals.is_empty(), "writer {w}: a put landed after a refusal");
                         landed.push(put.header.expect("a header").revision);
+                        acknowledged.fetch_add(1, Ordering::SeqCst);
                     }
                     Err(e) => {
                         assert!(may_fail, "writer {w}: refused before the revocation: {e:?}");
@@ -1762,7 +1767,9 @@ async fn revocation_race(servers: &mut Servers) {
             (landed, refusals)
         });
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    while acknowledged.load(Ordering::SeqCst) < 20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     sending.store(true, Ordering::SeqCst);
     let header = root.revoke_role("writer", "w").await.expect("revoke w");
     revoked.store(true, Ordering::SeqCst);

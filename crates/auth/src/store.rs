@@ -89,6 +89,12 @@ pub(crate) struct Dirty {
     pub(crate) roles: BTreeSet<String>,
 }
 
+/// Whether a permission names at least one key: a key, and a range end that is empty
+/// (the key alone), `"\0"` (every key from it on) or after the key.
+fn is_valid_permission_range(key: &[u8], range_end: &[u8]) -> bool {
+    !key.is_empty() && (range_end.is_empty() || range_end == [0] || key < range_end)
+}
+
 fn has_root_role(user: &User) -> bool {
     user.roles.binary_search_by(|r| r.as_str().cmp(ROOT_ROLE)).is_ok()
 }
@@ -292,6 +298,10 @@ impl AuthStore {
     /// duplicate; we always find the match.
     pub fn role_grant_permission(&mut self, name: &str, perm: Permission) -> Result<(), AuthError> {
         let role = self.roles.get_mut(name).ok_or(AuthError::RoleNotFound)?;
+        if !is_valid_permission_range(&perm.key, &perm.range_end) {
+            // etcd 3.5's answer; etcd 3.4 stores such a permission, which grants nothing.
+            return Err(AuthError::InvalidAuthMgmt);
+        }
         let perms = &mut role.key_permission;
         match perms.binary_search_by(|p| (&p.key, &p.range_end).cmp(&(&perm.key, &perm.range_end)))
         {
@@ -518,6 +528,17 @@ mod tests {
         );
         assert_eq!(s.role_revoke_permission("x", b"a", b""), Err(AuthError::RoleNotFound));
         assert_eq!(s.role_revoke_permission("r", b"a", b""), Err(AuthError::PermissionNotGranted));
+        // Permissions that name no key change nothing (etcd 3.5's rule).
+        let rev = s.revision();
+        for (key, end) in [("", ""), ("", "b"), ("b", "a"), ("b", "b")] {
+            assert_eq!(
+                s.role_grant_permission("r", perm(key, end, PermType::Read)),
+                Err(AuthError::InvalidAuthMgmt),
+                "[{key:?}, {end:?})"
+            );
+        }
+        assert_eq!(s.revision(), rev);
+        assert!(s.role_get("r").unwrap().key_permission.is_empty());
 
         s.role_grant_permission("r", perm("b", "c", PermType::Read)).unwrap();
         s.role_grant_permission("r", perm("a", "", PermType::Read)).unwrap();

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use oxetcd_api::authpb::Permission;
-use oxetcd_auth::{AuthStore, PermType};
+use oxetcd_auth::{AuthError, AuthStore, PermType};
 use proptest::prelude::*;
 
 /// Keys from a two-letter alphabet, up to three long: grants overlap and touch often.
@@ -135,7 +135,10 @@ proptest! {
                     key: Bytes::from(g.key.clone()),
                     range_end: Bytes::from(range_end(&g.key, &g.shape)),
                 };
-                store.role_grant_permission(&format!("role{r}"), perm).unwrap();
+                // A permission naming no key is refused; the model grants nothing for it.
+                if let Err(e) = store.role_grant_permission(&format!("role{r}"), perm) {
+                    prop_assert_eq!(e, AuthError::InvalidAuthMgmt);
+                }
             }
         }
         for (u, user_roles) in users.iter().enumerate() {
