@@ -5,13 +5,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::DigitallySignedStruct;
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{WebPkiServerVerifier, verify_server_name};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 
+use crate::anchor::{Purpose, TrustedCerts};
 use crate::error::TlsError;
 use crate::reload::CertKeyFiles;
 use crate::server::{cert_and_key, effective};
@@ -28,8 +30,10 @@ impl ClientTls {
     /// Builds the dialing side from one side's flags, as etcd's peer transport does:
     /// `cert_file`/`key_file` (or the auto-TLS pair in `auto_tls_dir`, generated without SANs
     /// if the server side has not made it yet) are presented as the client certificate; the
-    /// server is verified against `trusted_ca_file`; under auto-TLS the server is not
-    /// verified at all (etcd's InsecureSkipVerify; signatures are still checked).
+    /// server is verified against `trusted_ca_file` (a server presenting one of its
+    /// certificates as its own is accepted, as Go does: `anchor.rs`); under auto-TLS the
+    /// server is not verified at all (etcd's InsecureSkipVerify; signatures are still
+    /// checked).
     ///
     /// Errors: unreadable or mismatched cert/key, an unusable CA, bad cipher suites or
     /// versions, or nothing to verify servers against (no CA and no auto-TLS: the system
@@ -50,11 +54,14 @@ impl ClientTls {
                 provider.clone(),
             )))
         } else if let Some(ca) = &info.trusted_ca_file {
-            let roots = Arc::new(pem::roots(ca)?);
-            let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|e| TlsError::BadCa { path: ca.clone(), reason: e.to_string() })?;
-            builder.with_webpki_verifier(verifier)
+            let (roots, trusted) = pem::roots(ca)?;
+            let chain =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| TlsError::BadCa { path: ca.clone(), reason: e.to_string() })?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(EtcdServerVerifier { chain, trusted }))
         } else {
             return Err(TlsError::NoRootsToVerifyServers);
         };
@@ -92,6 +99,73 @@ impl ClientTls {
             )
         })?;
         TlsConnector::from(self.config.clone()).connect(name, io).await
+    }
+}
+
+/// rustls' WebPKI verifier, except that a server presenting one of the trusted CA
+/// certificates as its own is accepted (as Go does; `anchor.rs`), its names still checked
+/// against the name dialed.
+#[derive(Debug)]
+struct EtcdServerVerifier {
+    chain: Arc<WebPkiServerVerifier>,
+    trusted: TrustedCerts,
+}
+
+impl ServerCertVerifier for EtcdServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.chain.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(verified) => Ok(verified),
+            Err(e) => {
+                self.trusted.rescue(e, end_entity, now, Purpose::ServerAuth)?;
+                // What the WebPKI verifier checks after the chain: the name (its SANs; an IP
+                // only against IP SANs, no CN fallback), exactly as for any server.
+                verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.chain.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.chain.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.chain.root_hint_subjects()
     }
 }
 

@@ -14,7 +14,8 @@
 //! | `auto` | [`self_cert`]: the auto-TLS certificate in `<data-dir>/fixtures/{client,peer}` |
 //! | `cipher` | `--cipher-suites` and `--tls-{min,max}-version` to rustls suites and versions |
 //! | `reload` | certificate/key reload on change (stat per handshake), CRL reload |
-//! | `verifier` | the client-certificate verifier: CA chain, then the allowed CN or host name, in the handshake |
+//! | `verifier` | the client-certificate verifier: CA chain (or a trusted CA as the leaf), then the allowed CN or host name, in the handshake |
+//! | `anchor` | a trusted CA certificate presented as the peer's own (Go accepts it; webpki does not) |
 //! | `check` | X.509 name checks (Go's `VerifyHostname`, etcd's `checkCertSAN`) |
 //! | `p521` | ECDSA P-521/SHA-512 signature verification (pure Rust), added to ring's algorithms |
 //! | `pem` | reading PEM certificates, keys, CA bundles and CRLs |
@@ -35,6 +36,7 @@
 
 #![warn(missing_docs)]
 
+mod anchor;
 mod auto;
 mod check;
 mod cipher;

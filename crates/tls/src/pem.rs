@@ -10,6 +10,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
+use crate::anchor::TrustedCerts;
 use crate::error::TlsError;
 
 /// Reads a whole file, naming it in the error.
@@ -55,19 +56,20 @@ pub(crate) fn certified_key(
     }
 }
 
-/// The roots of a CA bundle; every certificate in it must be usable as a root.
-pub(crate) fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+/// The roots of a CA bundle, and its certificates as they are in the file (to recognise
+/// one presented as a peer's own certificate); every certificate must be usable as a root.
+pub(crate) fn roots(path: &Path) -> Result<(RootCertStore, TrustedCerts), TlsError> {
     let certs = certs(path).map_err(|e| match e {
         TlsError::Io { .. } => e,
         other => TlsError::BadCa { path: path.to_owned(), reason: other.to_string() },
     })?;
     let mut store = RootCertStore::empty();
-    for cert in certs {
+    for cert in &certs {
         store
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| TlsError::BadCa { path: path.to_owned(), reason: e.to_string() })?;
     }
-    Ok(store)
+    Ok((store, TrustedCerts::new(certs)))
 }
 
 /// The serial numbers a CRL (PEM or DER, as Go's `x509.ParseCRL` accepts) revokes, as

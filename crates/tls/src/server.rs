@@ -174,23 +174,22 @@ impl ServerTls {
             .with_protocol_versions(&protocols.versions)?;
         let builder = match (&info.trusted_ca_file, info.client_cert_auth) {
             (Some(ca), _) => {
-                let roots = Arc::new(pem::roots(ca)?);
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(roots, protocols.provider.clone())
-                        .build()
-                        .map_err(|e| TlsError::BadCa { path: ca.clone(), reason: e.to_string() })?;
+                let (roots, trusted) = pem::roots(ca)?;
+                let chain = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    protocols.provider.clone(),
+                )
+                .build()
+                .map_err(|e| TlsError::BadCa { path: ca.clone(), reason: e.to_string() })?;
                 let allowed = AllowedNames {
                     cn: info.allowed_cn.clone(),
                     hostname: info.allowed_hostname.clone(),
                 };
-                if allowed.is_empty() {
-                    builder.with_client_cert_verifier(verifier)
-                } else {
-                    builder.with_client_cert_verifier(Arc::new(EtcdClientVerifier {
-                        chain: verifier,
-                        allowed,
-                    }))
-                }
+                builder.with_client_cert_verifier(Arc::new(EtcdClientVerifier {
+                    chain,
+                    trusted,
+                    allowed,
+                }))
             }
             (None, true) => return Err(TlsError::ClientAuthWithoutCa),
             (None, false) => builder.with_no_client_auth(),

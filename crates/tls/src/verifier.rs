@@ -1,4 +1,5 @@
-//! The client-certificate verifier of a listener: the CA chain (rustls' WebPKI verifier),
+//! The client-certificate verifier of a listener: the CA chain (rustls' WebPKI verifier,
+//! or a trusted CA certificate presented as the client's own, as Go accepts: `anchor.rs`),
 //! then etcd's allowed CN or host name, inside the handshake. A refused certificate is
 //! answered with a `bad_certificate` alert, as Go answers etcd's `VerifyPeerCertificate`
 //! failures: the dialing member logs `remote error: tls: bad certificate`, the words etcd's
@@ -11,6 +12,7 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+use crate::anchor::{Purpose, TrustedCerts};
 use crate::check::CertNames;
 
 /// Which client certificates a listener accepts beyond a valid chain.
@@ -24,10 +26,6 @@ pub(crate) struct AllowedNames {
 }
 
 impl AllowedNames {
-    pub fn is_empty(&self) -> bool {
-        self.cn.is_none() && self.hostname.is_none()
-    }
-
     fn allow(&self, names: &CertNames) -> bool {
         self.cn.as_ref().is_none_or(|cn| names.common_name.as_deref() == Some(cn.as_str()))
             && self.hostname.as_ref().is_none_or(|host| names.valid_for(host))
@@ -51,6 +49,9 @@ pub(crate) fn refused_names(handshake: &std::io::Error) -> bool {
 #[derive(Debug)]
 pub(crate) struct EtcdClientVerifier {
     pub chain: Arc<dyn ClientCertVerifier>,
+    /// The trusted CA file's certificates: one of them presented as the client's own
+    /// certificate is accepted (`anchor.rs`).
+    pub trusted: TrustedCerts,
     pub allowed: AllowedNames,
 }
 
@@ -73,7 +74,13 @@ impl ClientCertVerifier for EtcdClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self.chain.verify_client_cert(end_entity, intermediates, now)?;
+        let verified = match self.chain.verify_client_cert(end_entity, intermediates, now) {
+            Ok(verified) => verified,
+            Err(e) => {
+                self.trusted.rescue(e, end_entity, now, Purpose::ClientAuth)?;
+                ClientCertVerified::assertion()
+            }
+        };
         if self.allowed.allow(&CertNames::of(end_entity)) {
             Ok(verified)
         } else {

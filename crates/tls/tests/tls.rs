@@ -24,6 +24,11 @@ struct Ca {
 
 impl Ca {
     fn new(name: &str) -> Ca {
+        Ca::self_signed(Ca::params(name))
+    }
+
+    /// The parameters of a CA certificate named `name` (CA:TRUE, no extended key usage).
+    fn params(name: &str) -> CertificateParams {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
@@ -34,8 +39,30 @@ impl Ca {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
+        params
+    }
+
+    fn self_signed(params: CertificateParams) -> Ca {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         Ca { issuer: CertifiedIssuer::self_signed(params, key).unwrap() }
+    }
+
+    /// Like etcd's `CommonName-root.crt`: a self-signed CA certificate (CA:TRUE) with the
+    /// given CN, valid for 127.0.0.1 and localhost, meant to be used as its own leaf.
+    fn root(cn: &str, serial: u64, edit: impl FnOnce(&mut CertificateParams)) -> Ca {
+        let mut params = Ca::params(cn);
+        params.subject_alt_names = vec![
+            SanType::IpAddress("127.0.0.1".parse().unwrap()),
+            SanType::DnsName("localhost".try_into().unwrap()),
+        ];
+        params.serial_number = Some(SerialNumber::from(serial));
+        edit(&mut params);
+        Ca::self_signed(params)
+    }
+
+    /// The CA's own certificate and key, as a pair to serve or present.
+    fn own_pair(&self) -> (String, String) {
+        (self.issuer.pem(), self.issuer.key().serialize_pem())
     }
 
     /// A leaf for both server and client auth, with the given CN, SANs and serial.
@@ -313,6 +340,155 @@ async fn allowed_hostname() {
     assert_eq!(ask(&s.client(Some(ok)), addr).await.unwrap(), "ok cn=x tls=true\n");
     assert_eq!(ask(&s.client(Some(wild)), addr).await.unwrap(), "ok cn=y tls=true\n");
     ask(&s.client(Some(bad)), addr).await.unwrap_err();
+}
+
+/// Server and client configured as etcd's `TestCtlV3AuthCertCN*` tests do: one self-signed
+/// CA certificate (`CommonName-root.crt`) as `--cert-file`, `--trusted-ca-file` and the
+/// client's certificate. Go accepts a trusted certificate as a leaf; so do we (only when it
+/// is byte for byte one of the trusted ones: `anchor.rs`).
+fn root_setup(dir: &Dir, root: &Ca) -> TlsInfo {
+    let (cert, key) = dir.pair("root", &root.own_pair());
+    TlsInfo {
+        cert_file: Some(cert.clone()),
+        key_file: Some(key),
+        trusted_ca_file: Some(cert),
+        client_cert_auth: true,
+        ..TlsInfo::default()
+    }
+}
+
+fn client_tls(info: &TlsInfo, dir: &Dir) -> ClientTls {
+    ClientTls::new(info, &TlsOptions::default(), dir.path()).unwrap()
+}
+
+#[tokio::test]
+async fn trusted_ca_certificate_as_server_and_client_certificate() {
+    let dir = Dir::new();
+    let root = Ca::root("root", 7, |_| {});
+    let info = root_setup(&dir, &root);
+    let addr = serve(false, Some(server_tls(&info))).await;
+    let client = client_tls(&info, &dir);
+    // Both sides accept it, and the listener reports the CN (etcd's CN-based auth).
+    assert_eq!(ask(&client, addr).await.unwrap(), "ok cn=root tls=true\n");
+    // TLS 1.2 too (its handshake signatures are checked with the certificate's key as well).
+    let tls12 = TlsOptions { max_version: Some("TLS1.2".into()), ..TlsOptions::default() };
+    let client12 = ClientTls::new(&info, &tls12, dir.path()).unwrap();
+    assert_eq!(ask(&client12, addr).await.unwrap(), "ok cn=root tls=true\n");
+    // The client still checks the server's names: the certificate is not valid for this one.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let e = client.connect("other.example", tcp).await.unwrap_err();
+    assert!(e.to_string().contains("not valid for name"), "{e}");
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    client.connect("localhost", tcp).await.unwrap();
+
+    // A CRL revoking it (signed by itself) is still applied.
+    let crl = dir.write("crl.pem", &root.crl(&[7]));
+    let revoking = TlsInfo { crl_file: Some(crl), ..info.clone() };
+    let addr = serve(false, Some(server_tls(&revoking))).await;
+    ask(&client, addr).await.unwrap_err();
+}
+
+#[tokio::test]
+async fn ca_certificates_not_among_the_trusted_ones_are_refused_as_leaves() {
+    let s = Setup::new();
+    let info = TlsInfo {
+        trusted_ca_file: Some(s.ca_file.clone()),
+        client_cert_auth: true,
+        ..s.server_info()
+    };
+    let addr = serve(false, Some(server_tls(&info))).await;
+    let leaf = s.dir.pair("leaf", &s.ca.leaf(Some("alice"), &["127.0.0.1"], 50));
+    assert_eq!(ask(&s.client(Some(leaf)), addr).await.unwrap(), "ok cn=alice tls=true\n");
+
+    // Another self-signed CA certificate, not trusted.
+    let other = s.dir.pair("other", &Ca::root("root", 51, |_| {}).own_pair());
+    ask(&s.client(Some(other.clone())), addr).await.unwrap_err();
+    // A CA certificate issued by the trusted CA: Go accepts it as a leaf, we do not (only the
+    // trusted certificates themselves are accepted as leaves: see `anchor.rs`).
+    let mut params = Ca::params("sub ca");
+    params.serial_number = Some(SerialNumber::from(52u64));
+    let sub = s.dir.pair("sub", &s.ca.sign(params));
+    ask(&s.client(Some(sub)), addr).await.unwrap_err();
+    // The trusted CA re-issued: same subject and key, another serial. It is not the
+    // trusted certificate, byte for byte.
+    let key = KeyPair::from_pem(&s.ca.issuer.key().serialize_pem()).unwrap();
+    let mut params = Ca::params("test ca");
+    params.serial_number = Some(SerialNumber::from(53u64));
+    let copy = CertifiedIssuer::self_signed(params, key).unwrap();
+    assert_ne!(copy.der(), s.ca.issuer.der());
+    let copy = s.dir.pair("copy", &(copy.pem(), copy.key().serialize_pem()));
+    ask(&s.client(Some(copy)), addr).await.unwrap_err();
+
+    // On the client's side likewise: a server presenting a CA certificate the client does
+    // not trust is refused.
+    let addr = serve(
+        false,
+        Some(server_tls(&TlsInfo {
+            cert_file: Some(other.0),
+            key_file: Some(other.1),
+            ..TlsInfo::default()
+        })),
+    )
+    .await;
+    let e = ask(&s.client(None), addr).await.unwrap_err();
+    assert!(e.starts_with("handshake:"), "{e}");
+}
+
+#[tokio::test]
+async fn allowed_cn_applies_to_a_trusted_ca_certificate_as_leaf() {
+    let dir = Dir::new();
+    let root = Ca::root("root", 60, |_| {});
+    let info = root_setup(&dir, &root);
+    let client = client_tls(&info, &dir);
+    let member = TlsInfo { allowed_cn: Some("member".into()), ..info.clone() };
+    let addr = serve(false, Some(server_tls(&member))).await;
+    let refused = ask(&client, addr).await.unwrap_err();
+    assert!(refused.contains("remote error: tls: bad certificate"), "{refused}");
+    let as_root = TlsInfo { allowed_cn: Some("root".into()), ..info.clone() };
+    let addr = serve(false, Some(server_tls(&as_root))).await;
+    assert_eq!(ask(&client, addr).await.unwrap(), "ok cn=root tls=true\n");
+    let host = TlsInfo { allowed_hostname: Some("member.example".into()), ..info };
+    let addr = serve(false, Some(server_tls(&host))).await;
+    ask(&client, addr).await.unwrap_err();
+}
+
+#[tokio::test]
+async fn a_trusted_ca_certificate_as_leaf_must_be_valid_for_its_use() {
+    // Expired: refused (by webpki, before it looks at the basic constraints).
+    let dir = Dir::new();
+    let expired = Ca::root("root", 70, |p| {
+        p.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    });
+    let info = root_setup(&dir, &expired);
+    let addr = serve(false, Some(server_tls(&info))).await;
+    let e = ask(&client_tls(&info, &dir), addr).await.unwrap_err();
+    assert!(e.contains("expired"), "{e}");
+
+    // Its extended key usage, when present, must list the use: a server-only certificate
+    // is refused as a client's, a client-only one as a server's.
+    let dir = Dir::new();
+    let server_only = Ca::root("root", 71, |p| {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    });
+    let info = root_setup(&dir, &server_only);
+    let addr = serve(false, Some(server_tls(&info))).await;
+    let e = ask(&client_tls(&info, &dir), addr).await.unwrap_err();
+    assert!(e.contains("remote error"), "the server refused it: {e}");
+    let no_client_cert = TlsInfo { cert_file: None, key_file: None, ..info.clone() };
+    let server_only_server = TlsInfo { client_cert_auth: false, trusted_ca_file: None, ..info };
+    let addr = serve(false, Some(server_tls(&server_only_server))).await;
+    assert_eq!(ask(&client_tls(&no_client_cert, &dir), addr).await.unwrap(), "ok cn= tls=true\n");
+
+    let dir = Dir::new();
+    let client_only = Ca::root("root", 72, |p| {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    });
+    let info = root_setup(&dir, &client_only);
+    let server = TlsInfo { client_cert_auth: false, trusted_ca_file: None, ..info.clone() };
+    let addr = serve(false, Some(server_tls(&server))).await;
+    let e = ask(&client_tls(&info, &dir), addr).await.unwrap_err();
+    assert!(e.contains("handshake:") && !e.contains("remote error"), "the client refused it: {e}");
 }
 
 #[tokio::test]
