@@ -20,6 +20,9 @@ pub struct TransportConfig {
     pub member_id: u64,
     /// Where received snapshot files are written (created on first use).
     pub snapshot_dir: PathBuf,
+    /// This member's advertised peer URLs, sent with every call: a peer that does not
+    /// know this member yet answers it there (etcd's `X-PeerURLs`). Empty: not sent.
+    pub peer_urls: Vec<String>,
     /// Raft messages queued per peer before [`crate::Transport::send`] starts dropping
     /// (etcd: 4096).
     pub queue_len: usize,
@@ -60,6 +63,7 @@ impl TransportConfig {
             cluster_id,
             member_id,
             snapshot_dir: snapshot_dir.into(),
+            peer_urls: Vec::new(),
             queue_len: 4096,
             max_batch_messages: 2048,
             max_batch_bytes: 4 * 1024 * 1024,

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use oxetcd_api::oxetcdpb::MembersResponse;
 use oxetcd_raft::{Message, SnapshotStatus};
 
 /// The server's receive queue was full: the message was not taken.
@@ -36,5 +37,11 @@ pub trait RaftHandler: Send + Sync + 'static {
     /// from the cluster (etcd stops the member when it learns this). Default: nothing.
     fn removed_by_peer(&self, by_peer: u64) {
         let _ = by_peer;
+    }
+    /// The cluster id and the members as this member has applied them, for a member
+    /// about to join (`Peer.Members`); `None` while there is nothing to tell (the call
+    /// is answered `Unavailable`). Default: `None`.
+    fn members(&self) -> Option<MembersResponse> {
+        None
     }
 }

@@ -22,14 +22,22 @@
 //! * **Incoming calls.** [`Transport::service`] is the gRPC service to mount on the
 //!   member's peer listener. Every decoded message goes to [`RaftHandler::process`];
 //!   malformed, misaddressed or local-only messages are logged and discarded, never a
-//!   reason to close the stream.
+//!   reason to close the stream. A caller this member does not send to yet (it is
+//!   joining, or this member has not applied its addition) is added as a peer at the
+//!   URLs its call carries (etcd's `addRemoteFromRequest`), unless it was removed with
+//!   [`Transport::remove_peer`].
+//! * **Membership.** `Peer.Members` answers [`RaftHandler::members`] (the cluster id
+//!   and the applied members) to anyone, without ids: [`fetch_members`] is how a member
+//!   started with `--initial-cluster-state existing` asks the running ones.
 //!
 //! # Metadata
 //!
-//! Every call carries three ASCII metadata entries, each a lowercase hexadecimal id
-//! without prefix (as etcd prints ids): [`CLUSTER_ID_HEADER`] (`x-oxetcd-cluster-id`),
-//! [`FROM_HEADER`] (`x-oxetcd-from`) and [`TO_HEADER`] (`x-oxetcd-to`). The receiver
-//! refuses, with a `warn` log line naming both sides:
+//! Every stream and snapshot call carries three ASCII metadata entries, each a
+//! lowercase hexadecimal id without prefix (as etcd prints ids): [`CLUSTER_ID_HEADER`]
+//! (`x-oxetcd-cluster-id`), [`FROM_HEADER`] (`x-oxetcd-from`) and [`TO_HEADER`]
+//! (`x-oxetcd-to`); and, when [`TransportConfig::peer_urls`] is set, the sender's peer
+//! URLs, comma-separated, in [`PEER_URLS_HEADER`] (`x-oxetcd-peer-urls`). The
+//! receiver refuses, with a `warn` log line naming both sides:
 //!
 //! * a missing or malformed header: `InvalidArgument`;
 //! * another cluster's call: `FailedPrecondition`, "request cluster ID mismatch";
@@ -37,8 +45,9 @@
 //!   mismatch";
 //! * a call from a removed member ([`RaftHandler::is_removed`], checked when the call
 //!   opens and again for every batch): `PermissionDenied`, "the member has been
-//!   permanently removed from the cluster". The refused sender logs an error and calls
-//!   [`RaftHandler::removed_by_peer`].
+//!   permanently removed from the cluster". The refused sender (of a stream or of a
+//!   snapshot) logs an error and calls [`RaftHandler::removed_by_peer`]; the server
+//!   stops on it, as etcd does.
 //!
 //! # Limits
 //!
@@ -64,8 +73,8 @@
 //! queue. HTTP/2 keepalive pings ([`TransportConfig::keepalive_interval`],
 //! [`TransportConfig::keepalive_timeout`]) detect a silently dead peer. A refused stream
 //! (wrong cluster, removed member) is retried with the same backoff, so a fixed
-//! configuration heals without a restart. Peer URLs are `http://host:port`; TLS between
-//! members is not supported yet.
+//! configuration heals without a restart. Peer URLs are `http://` or `https://` (with
+//! [`TransportConfig::tls`]), or unix sockets.
 //!
 //! # Mounting
 //!
@@ -96,6 +105,7 @@ mod config;
 mod dial;
 mod handler;
 mod header;
+mod members;
 mod peer;
 mod report;
 mod server;
@@ -103,8 +113,8 @@ mod shared;
 mod snapshot;
 mod stats;
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -118,7 +128,8 @@ use tracing::{debug, error, info};
 
 pub use config::{DEFAULT_MAX_MESSAGE_BYTES, TransportConfig};
 pub use handler::{Dropped, RaftHandler};
-pub use header::{CLUSTER_ID_HEADER, FROM_HEADER, TO_HEADER};
+pub use header::{CLUSTER_ID_HEADER, FROM_HEADER, PEER_URLS_HEADER, TO_HEADER};
+pub use members::{FetchError, FetchOptions, fetch_members};
 pub use server::PeerService;
 pub use snapshot::received_snapshot_file;
 pub use stats::TransportStats;
@@ -134,9 +145,18 @@ pub struct Transport {
 
 struct Inner {
     shared: Arc<Shared>,
-    peers: Mutex<HashMap<u64, Peer>>,
+    peers: Mutex<Peers>,
     /// The report task; aborted when the last clone is dropped.
     _tasks: JoinSet<()>,
+}
+
+/// The members this one sends to, and those it must not learn of again from their calls.
+#[derive(Default)]
+struct Peers {
+    active: HashMap<u64, Peer>,
+    /// Ids given to [`Transport::remove_peer`]: a call from one of them never adds it
+    /// back as a remote.
+    removed: HashSet<u64>,
 }
 
 impl Drop for Inner {
@@ -157,12 +177,10 @@ impl Transport {
         let shared = Arc::new(Shared::new(config, handler, Handle::current()));
         let mut tasks = JoinSet::new();
         tasks.spawn_on(shared.reporter.clone().run(shared.handler.clone()), &shared.runtime);
-        Transport {
-            inner: Arc::new(Inner { shared, peers: Mutex::new(HashMap::new()), _tasks: tasks }),
-        }
+        Transport { inner: Arc::new(Inner { shared, peers: Mutex::default(), _tasks: tasks }) }
     }
 
-    fn peers(&self) -> MutexGuard<'_, HashMap<u64, Peer>> {
+    fn peers(&self) -> MutexGuard<'_, Peers> {
         self.inner.peers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -174,14 +192,24 @@ impl Transport {
         *self.shared().stopped.borrow()
     }
 
-    /// Starts sending to member `id` at `peer_urls`. Adding a known peer (or this
-    /// member) does nothing.
+    /// Starts sending to member `id` at `peer_urls`. Adding this member does nothing;
+    /// adding a known peer only takes the given URLs if they differ (a peer first
+    /// learned from its own call, see below, gets the URLs the log has for it).
     pub fn add_peer(&self, id: u64, peer_urls: Vec<String>) {
         if self.is_stopped() || id == self.shared().config.member_id {
             return;
         }
-        match self.peers().entry(id) {
-            Entry::Occupied(_) => debug!(peer = %HexId(id), "ignored adding a known peer"),
+        let mut peers = self.peers();
+        peers.removed.remove(&id);
+        match peers.active.entry(id) {
+            Entry::Occupied(known) => {
+                if known.get().urls() == peer_urls {
+                    debug!(peer = %HexId(id), "ignored adding a known peer");
+                } else {
+                    info!(peer = %HexId(id), urls = ?peer_urls, "updated remote peer URLs");
+                    known.get().set_urls(peer_urls);
+                }
+            }
             Entry::Vacant(slot) => {
                 info!(peer = %HexId(id), urls = ?peer_urls, "added remote peer");
                 slot.insert(Peer::start(self.shared().clone(), id, peer_urls));
@@ -189,10 +217,29 @@ impl Transport {
         }
     }
 
+    /// A member this one does not know called it with its peer URLs (etcd's
+    /// `addRemoteFromRequest`): it is sent to at those URLs from now on, so a member
+    /// that is joining, or that restarts before its log names the others, can answer
+    /// the leader. Known peers, peers removed through [`Transport::remove_peer`] and
+    /// this member are left alone.
+    pub(crate) fn add_remote(&self, id: u64, peer_urls: Vec<String>) {
+        if self.is_stopped() || id == self.shared().config.member_id || peer_urls.is_empty() {
+            return;
+        }
+        let mut peers = self.peers();
+        if peers.removed.contains(&id) {
+            return;
+        }
+        if let Entry::Vacant(slot) = peers.active.entry(id) {
+            info!(peer = %HexId(id), urls = ?peer_urls, "added remote peer from its call");
+            slot.insert(Peer::start(self.shared().clone(), id, peer_urls));
+        }
+    }
+
     /// Replaces the URLs of peer `id`; they are used from the next connection attempt
     /// on (a waiting reconnection starts at once). Unknown peers are ignored.
     pub fn update_peer(&self, id: u64, peer_urls: Vec<String>) {
-        match self.peers().get(&id) {
+        match self.peers().active.get(&id) {
             Some(peer) => {
                 info!(peer = %HexId(id), urls = ?peer_urls, "updated remote peer URLs");
                 peer.set_urls(peer_urls);
@@ -201,9 +248,13 @@ impl Transport {
         }
     }
 
-    /// Stops sending to peer `id`: its stream, queue and snapshot transfers end.
+    /// Stops sending to peer `id`: its stream, queue and snapshot transfers end. A call
+    /// from it does not add it back; only [`Transport::add_peer`] does.
     pub fn remove_peer(&self, id: u64) {
-        let removed = self.peers().remove(&id);
+        let mut peers = self.peers();
+        peers.removed.insert(id);
+        let removed = peers.active.remove(&id);
+        drop(peers);
         if removed.is_some() {
             info!(peer = %HexId(id), "removed remote peer");
         }
@@ -227,7 +278,7 @@ impl Transport {
                 shared.reporter.snapshot_failed(to);
                 continue;
             }
-            match peers.get(&to) {
+            match peers.active.get(&to) {
                 Some(peer) => peer.enqueue(shared, msg),
                 None => debug!(peer = %HexId(to), "ignored message to an unknown peer"),
             }
@@ -242,7 +293,12 @@ impl Transport {
         let to = msg.to;
         let shared = self.shared();
         let sent = !self.is_stopped()
-            && self.peers().get_mut(&to).map(|peer| peer.send_snapshot(shared, msg, db)).is_some();
+            && self
+                .peers()
+                .active
+                .get_mut(&to)
+                .map(|peer| peer.send_snapshot(shared, msg, db))
+                .is_some();
         if !sent {
             error!(peer = %HexId(to), "cannot send snapshot to an unknown peer");
             shared.reporter.snapshot_failed(to);
@@ -252,7 +308,7 @@ impl Transport {
     /// The gRPC service to mount on this member's peer listener.
     pub fn service(&self) -> PeerServer<PeerService> {
         let max = self.shared().config.max_message_bytes;
-        PeerServer::new(PeerService::new(self.shared().clone()))
+        PeerServer::new(PeerService::new(self.shared().clone(), Arc::downgrade(&self.inner)))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max)
     }
@@ -260,7 +316,7 @@ impl Transport {
     /// When the stream to peer `id` was last established, or `None` while it is down
     /// (or the peer is unknown).
     pub fn active_since(&self, id: u64) -> Option<Instant> {
-        self.peers().get(&id).and_then(Peer::active_since)
+        self.peers().active.get(&id).and_then(Peer::active_since)
     }
 
     /// The transport's counters so far.
@@ -272,7 +328,7 @@ impl Transport {
     /// calls end with `Unavailable`, and later calls to this transport do nothing.
     pub fn stop(&self) {
         self.shared().stopped.send_replace(true);
-        let peers = std::mem::take(&mut *self.peers());
+        let peers = std::mem::take(&mut self.peers().active);
         drop(peers);
     }
 }

@@ -19,7 +19,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{FRAME_OVERHEAD, TransportConfig};
 use crate::dial::{Backoff, dial};
-use crate::header::CallIds;
+use crate::header::{CallIds, stamp_peer_urls};
+use crate::server::REMOVED_MEMBER;
 use crate::shared::{HexId, Shared};
 use crate::snapshot;
 use crate::stats::Stats;
@@ -98,6 +99,10 @@ impl Peer {
 
     pub fn set_urls(&self, urls: Vec<String>) {
         self.urls.send_replace(urls);
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.urls.borrow().clone()
     }
 
     pub fn active_since(&self) -> Option<Instant> {
@@ -196,12 +201,15 @@ impl Writer {
         };
         let code = status.code();
         match code {
-            Code::PermissionDenied => {
+            Code::PermissionDenied if status.message() == REMOVED_MEMBER => {
                 error!(%peer, %url, %error, "peer refused this member: it was removed from the cluster");
                 self.shared.handler.removed_by_peer(self.id);
                 true
             }
-            Code::FailedPrecondition | Code::InvalidArgument | Code::Unimplemented => {
+            Code::PermissionDenied
+            | Code::FailedPrecondition
+            | Code::InvalidArgument
+            | Code::Unimplemented => {
                 warn!(%peer, %url, ?code, %error, "peer refused the stream");
                 true
             }
@@ -244,6 +252,7 @@ impl Writer {
         let config = &self.shared.config;
         CallIds { cluster_id: config.cluster_id, from: config.member_id, to: self.id }
             .stamp(request.metadata_mut());
+        stamp_peer_urls(request.metadata_mut(), &config.peer_urls);
         let call = client.stream(request);
         tokio::pin!(call);
         tokio::select! {

@@ -1,16 +1,18 @@
 //! The receiving side: the `oxetcdpb.Peer` service.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use oxetcd_api::oxetcdpb::peer_server::Peer;
-use oxetcd_api::oxetcdpb::{RaftBatch, SnapshotChunk, SnapshotReceived, StreamClosed};
+use oxetcd_api::oxetcdpb::{
+    MembersRequest, MembersResponse, RaftBatch, SnapshotChunk, SnapshotReceived, StreamClosed,
+};
 use oxetcd_raft::{Message, MessageType};
 use prost::Message as _;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
-use crate::header::CallIds;
+use crate::header::{CallIds, peer_urls};
 use crate::shared::{HexId, Shared, next_or_stop};
 use crate::snapshot;
 use crate::stats::Stats;
@@ -22,11 +24,26 @@ pub(crate) const REMOVED_MEMBER: &str = "the member has been permanently removed
 /// [`crate::Transport::service`].
 pub struct PeerService {
     shared: Arc<Shared>,
+    /// The transport, to add callers it does not know yet; weak, as the service lives
+    /// in the listener, which must not keep the transport alive.
+    transport: Weak<crate::Inner>,
 }
 
 impl PeerService {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        PeerService { shared }
+    pub(crate) fn new(shared: Arc<Shared>, transport: Weak<crate::Inner>) -> Self {
+        PeerService { shared, transport }
+    }
+
+    /// An admitted caller this member does not send to yet is added at the URLs its call
+    /// carries (see [`crate::Transport::add_remote`]).
+    fn learn_caller(&self, from: u64, metadata: &MetadataMap) {
+        let urls = peer_urls(metadata);
+        if urls.is_empty() {
+            return;
+        }
+        if let Some(inner) = self.transport.upgrade() {
+            crate::Transport { inner }.add_remote(from, urls);
+        }
     }
 
     /// Checks an incoming call's headers; refuses (and logs) calls of another cluster,
@@ -137,6 +154,7 @@ impl Peer for PeerService {
         request: Request<Streaming<RaftBatch>>,
     ) -> Result<Response<StreamClosed>, Status> {
         let ids = self.admit(request.metadata(), "stream")?;
+        self.learn_caller(ids.from, request.metadata());
         let mut stopped = self.shared.stopped.subscribe();
         let mut incoming = request.into_inner();
         debug!(remote = %HexId(ids.from), "peer stream opened");
@@ -162,10 +180,29 @@ impl Peer for PeerService {
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotReceived>, Status> {
         let ids = self.admit(request.metadata(), "snapshot")?;
+        self.learn_caller(ids.from, request.metadata());
         let stopped = self.shared.stopped.subscribe();
         snapshot::receive(&self.shared, ids.from, request.into_inner(), stopped)
             .await
             .map(Response::new)
+    }
+
+    /// Needs no ids: the caller is a member about to join, which knows neither its own
+    /// nor the cluster's yet.
+    async fn members(
+        &self,
+        _request: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        if *self.shared.stopped.borrow() {
+            return Err(Status::unavailable("the member's peer transport stopped"));
+        }
+        match self.shared.handler.members() {
+            Some(members) => {
+                debug!(members = members.members.len(), "answered a membership request");
+                Ok(Response::new(members))
+            }
+            None => Err(Status::unavailable("the member has no membership to tell yet")),
+        }
     }
 }
 

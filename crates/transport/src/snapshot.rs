@@ -18,7 +18,8 @@ use tonic::{Status, Streaming};
 use tracing::{info, warn};
 
 use crate::dial::dial;
-use crate::header::CallIds;
+use crate::header::{CallIds, stamp_peer_urls};
+use crate::server::REMOVED_MEMBER;
 use crate::shared::{HexId, Shared, next_or_stop, report_snapshot_failure};
 use crate::stats::Stats;
 
@@ -85,6 +86,14 @@ pub(crate) async fn send(
             shared.handler.report_snapshot(to, SnapshotStatus::Finish);
         }
         Err(error) => {
+            if let SendError::Refused(status) = &error
+                && status.code() == tonic::Code::PermissionDenied
+                && status.message() == REMOVED_MEMBER
+            {
+                // This member was removed: it stops (etcd's critical error).
+                tracing::error!(peer = %HexId(to), "peer refused this member's snapshot: it was removed from the cluster");
+                shared.handler.removed_by_peer(to);
+            }
             warn!(peer = %HexId(to), index, %error, "failed to send database snapshot");
             Stats::add(&shared.stats.snapshots_failed, 1);
             report_snapshot_failure(&shared, to);
@@ -107,6 +116,7 @@ async fn transfer(
     let mut request = tonic::Request::new(ReceiverStream::new(outgoing));
     CallIds { cluster_id: config.cluster_id, from: config.member_id, to: msg.to }
         .stamp(request.metadata_mut());
+    stamp_peer_urls(request.metadata_mut(), &config.peer_urls);
     let message = Bytes::from(msg.encode_to_vec());
     let (answer, fed) = tokio::join!(
         client.snapshot(request),

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use oxetcd_api::oxetcdpb::MembersResponse;
 use oxetcd_api::oxetcdpb::peer_client::PeerClient;
 use oxetcd_raft::{Message, MessageType, SnapshotStatus};
 use oxetcd_transport::{
@@ -35,6 +36,8 @@ pub struct Recorder {
     pub removed_by: Mutex<Vec<u64>>,
     /// When set, `process` refuses everything (a full receive queue).
     pub full: AtomicBool,
+    /// What `members` answers.
+    pub members: Mutex<Option<MembersResponse>>,
 }
 
 impl Recorder {
@@ -72,6 +75,10 @@ impl RaftHandler for Recorder {
 
     fn removed_by_peer(&self, by_peer: u64) {
         self.removed_by.lock().unwrap().push(by_peer);
+    }
+
+    fn members(&self) -> Option<MembersResponse> {
+        self.members.lock().unwrap().clone()
     }
 }
 
