@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Weak};
 
+use oxetcd_api::oxetcdpb::MembersResponse;
 use oxetcd_raft::{Message, SnapshotStatus};
 use oxetcd_transport::{Dropped, RaftHandler, Transport};
 use tokio::runtime::{Handle, Runtime};
@@ -78,6 +79,15 @@ impl RaftHandler for RaftBridge {
 
     fn removed_by_peer(&self, by_peer: u64) {
         tracing::error!(peer = %Hex(by_peer), "this member was removed from the cluster");
+        if let Some(shared) = self.shared.upgrade() {
+            shared.stop_removed("refused by a peer");
+        }
+    }
+
+    fn members(&self) -> Option<MembersResponse> {
+        let shared = self.shared.upgrade().filter(|s| !s.is_stopped())?;
+        let members = shared.membership().members();
+        Some(MembersResponse { cluster_id: shared.cluster_id, members })
     }
 }
 

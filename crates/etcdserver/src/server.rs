@@ -163,6 +163,7 @@ impl EtcdServer {
             let mut transport_config =
                 TransportConfig::new(opened.cluster_id, opened.member_id, snap_dir);
             transport_config.tls = cfg.peer_dial_tls.clone();
+            transport_config.peer_urls = cfg.initial_advertise_peer_urls.clone();
             Arc::new(Transport::new(transport_config, Arc::new(bridge)))
         };
         // Members known from the snapshot; the log's conf changes add the rest.
@@ -235,6 +236,7 @@ impl EtcdServer {
         tokio::spawn(set_cluster_version(Arc::downgrade(&server)));
         tokio::spawn(revoke_expired_leases(Arc::downgrade(&server)));
         tokio::spawn(purge_expired_tokens(Arc::downgrade(&server)));
+        tokio::spawn(crate::removal::stop_when_removed(Arc::downgrade(&server.shared)));
         Ok(server)
     }
 

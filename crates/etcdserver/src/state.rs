@@ -164,15 +164,7 @@ impl Shared {
     /// thread check [`Shared::is_stopped`] and end: no more acks, votes or applies. The
     /// embedder awaits [`Shared::wait_fatal`] to close the listeners and exit.
     pub(crate) fn fail_stop(&self, fatal: Fatal) {
-        self.stopped.store(true, Ordering::SeqCst);
-        let first = self.fatal.send_if_modified(|slot| {
-            if slot.is_some() {
-                return false;
-            }
-            *slot = Some(fatal.clone());
-            true
-        });
-        if !first {
+        if !self.record_stop(&fatal) {
             tracing::debug!(during = fatal.during, error = %fatal.cause, "after the member stopped");
             return;
         }
@@ -182,6 +174,39 @@ impl Shared {
             error = %fatal.cause,
             "storage failed; the member stops"
         );
+        self.release_waiters();
+    }
+
+    /// Stops the member for good because the cluster removed it (etcd's "the member has
+    /// been permanently removed from the cluster"): the same stop as
+    /// [`Shared::fail_stop`], recorded as a [`Fatal`] so the embedder exits non-zero.
+    /// `how` says how this member learned it (applying its removal, or a peer refusing
+    /// it).
+    pub(crate) fn stop_removed(&self, how: &'static str) {
+        let fatal = Fatal::removed(how);
+        if !self.record_stop(&fatal) {
+            return;
+        }
+        tracing::warn!(member = %Hex(self.member_id), how, "{}", crate::error::REMOVED_MEMBER);
+        tracing::warn!("data-dir used by this member must be removed");
+        self.release_waiters();
+    }
+
+    /// Marks the member stopped and records `fatal` if it is the first; returns whether
+    /// it was.
+    fn record_stop(&self, fatal: &Fatal) -> bool {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.fatal.send_if_modified(|slot| {
+            if slot.is_some() {
+                return false;
+            }
+            *slot = Some(fatal.clone());
+            true
+        })
+    }
+
+    /// Answers everything waiting on the member: it serves nothing more.
+    fn release_waiters(&self) {
         self.wait.close();
         self.reads.close();
         self.applied.send_modify(|_| {});

@@ -190,6 +190,9 @@ impl Member {
         .then_some((cfg.grpc_keepalive_interval, cfg.grpc_keepalive_timeout));
         let access =
             HttpAccess { host_whitelist: cfg.host_whitelist.clone(), cors: cfg.cors.clone() };
+        // A member joining a running cluster asks it who it is first (network I/O, so
+        // here rather than in the synchronous start).
+        bootstrap::join_existing(&cfg.server).await?;
         let server = EtcdServer::start(cfg.server)?;
         let (shutdown, _) = watch::channel(false);
         let mut client_addrs = Vec::new();

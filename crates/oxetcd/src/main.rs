@@ -56,8 +56,12 @@ fn main() -> ExitCode {
         }
         member.close().await;
         // The final backend commit on close can fail too.
-        if server.fatal().is_some() {
-            tracing::info!("stopped after a storage failure");
+        if let Some(fatal) = server.fatal() {
+            if fatal.is_removal() {
+                tracing::info!("stopped: the member was removed from the cluster");
+            } else {
+                tracing::info!("stopped after a storage failure");
+            }
             return ExitCode::FAILURE;
         }
         tracing::info!("stopped");

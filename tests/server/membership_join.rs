@@ -1,0 +1,249 @@
+//! Joining a running cluster (`--initial-cluster-state existing`) and removed members,
+//! in process: the `Peer.Members` call a joining member asks, etcd's refusals of a
+//! member the cluster did not add, and (once MemberAdd and MemberRemove are served)
+//! the whole add → join → catch up → remove → stop → refused again path.
+
+use std::path::Path;
+use std::time::Duration;
+
+use clap::Parser;
+use oxetcd::config::{Config, Flags};
+use oxetcd::embed::Member;
+use oxetcd_api::etcdserverpb::Member as MemberInfo;
+use oxetcd_api::oxetcdpb::MembersRequest;
+use oxetcd_api::oxetcdpb::peer_client::PeerClient;
+use oxetcd_client::{Client, ClientOptions};
+use oxetcd_tests::member::{TestCluster, TestMember, free_port};
+
+/// How long a member may take to join, catch up, or stop.
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn client(endpoint: &str) -> Client {
+    let options = ClientOptions::default().with_max_retries(0);
+    Client::connect([endpoint], options).await.expect("client connects")
+}
+
+/// The running members, as member 0 lists them, with the cluster id of its header.
+async fn member_list(cluster: &TestCluster) -> (u64, Vec<MemberInfo>) {
+    let resp = client(&cluster.endpoint(0)).await.cluster().member_list().await.unwrap();
+    (resp.header.unwrap().cluster_id, resp.members)
+}
+
+/// `name=url` for each member, as `--initial-cluster` lists them.
+fn listed(members: &[(String, String)]) -> String {
+    members.iter().map(|(name, url)| format!("{name}={url}")).collect::<Vec<_>>().join(",")
+}
+
+/// The configuration of a member named `name` at `peer_url` (listening there) that
+/// joins the cluster `initial` lists.
+fn joining_config(dir: &Path, name: &str, peer_url: &str, initial: &str, extra: &[&str]) -> Config {
+    let client_url = format!("http://127.0.0.1:{}", free_port());
+    let data_dir = dir.join(name).display().to_string();
+    let args = [
+        "oxetcd",
+        "--name",
+        name,
+        "--data-dir",
+        &data_dir,
+        "--listen-client-urls",
+        &client_url,
+        "--advertise-client-urls",
+        &client_url,
+        "--listen-peer-urls",
+        peer_url,
+        "--initial-advertise-peer-urls",
+        peer_url,
+        "--initial-cluster",
+        initial,
+        "--initial-cluster-state",
+        "existing",
+    ];
+    let args = args.iter().chain(extra).map(|s| s.to_string());
+    Flags::try_parse_from(args).expect("flags parse").into_config().expect("flags are valid")
+}
+
+/// The running members' names and peer URLs, in id order.
+async fn running(cluster: &TestCluster) -> Vec<(String, String)> {
+    let (_, members) = member_list(cluster).await;
+    members.iter().map(|m| (m.name.clone(), m.peer_ur_ls[0].clone())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_answers_the_applied_membership_over_the_peer_port() {
+    let cluster = TestCluster::start(3).await;
+    let (cluster_id, listed) = member_list(&cluster).await;
+    assert_eq!(listed.len(), 3);
+    for member in &listed {
+        let url = member.peer_ur_ls[0].clone();
+        let mut peer = PeerClient::connect(url).await.expect("peer port answers");
+        let answer = peer.members(MembersRequest {}).await.unwrap().into_inner();
+        assert_eq!(answer.cluster_id, cluster_id);
+        assert_eq!(answer.members, listed, "every member tells the same membership");
+        assert!(answer.members.iter().all(|m| !m.is_learner && !m.client_ur_ls.is_empty()));
+    }
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_the_cluster_did_not_add_is_refused_with_etcd_s_errors() {
+    let cluster = TestCluster::start(3).await;
+    let (cluster_id, _) = member_list(&cluster).await;
+    let mut members = running(&cluster).await;
+    let dir = tempfile::tempdir().unwrap();
+    let new_url = format!("http://127.0.0.1:{}", free_port());
+
+    // Listed beside the three running members, but never added: four against three.
+    members.push(("m3".into(), new_url.clone()));
+    let config = joining_config(dir.path(), "m3", &new_url, &listed(&members), &[]);
+    let err = Member::start(config).await.err().expect("the join is refused").to_string();
+    let cluster_text =
+        format!("error validating peerURLs {{ClusterID:{cluster_id:x} Members:[&{{ID:");
+    assert!(err.starts_with(&cluster_text), "{err}");
+    assert!(err.ends_with("RemovedMemberIDs:[]}: member count is unequal"), "{err}");
+
+    // In place of a running member: the count matches, that member's URLs do not.
+    let (_, by_id) = member_list(&cluster).await;
+    let replaced = &by_id[2];
+    members.truncate(2);
+    members.push(("m3".into(), new_url.clone()));
+    let config = joining_config(dir.path(), "m3", &new_url, &listed(&members), &[]);
+    let err = Member::start(config).await.err().expect("the join is refused").to_string();
+    let expected = format!(
+        ": PeerURLs: no match found for existing member ({:x}, [{}]), last resolver error (<nil>)",
+        replaced.id, replaced.peer_ur_ls[0]
+    );
+    assert!(err.starts_with(&cluster_text) && err.ends_with(&expected), "{err}");
+
+    // Nothing was written: a corrected command line can join later.
+    assert!(!dir.path().join("m3").join("member").join("wal").exists());
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_with_no_running_member_reachable_fails_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let own = format!("http://127.0.0.1:{}", free_port());
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let initial = format!("m0={nobody},m1={own}");
+    let started = std::time::Instant::now();
+    let config = joining_config(dir.path(), "m1", &own, &initial, &[]);
+    let err = Member::start(config).await.err().expect("nobody answers").to_string();
+    assert_eq!(
+        err,
+        "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs"
+    );
+    let took = started.elapsed();
+    let bound = oxetcd_etcdserver::bootstrap::JOIN_FETCH_TIMEOUT + Duration::from_secs(5);
+    assert!(took < bound, "took {took:?}");
+    assert!(!dir.path().join("m1").join("member").join("wal").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_data_restarts_as_always_whatever_the_flag_says() {
+    let member = TestMember::start(&[]).await;
+    client(&member.endpoint).await.put("k", "v", None).await.unwrap();
+    let id = member.member.server.member_id();
+    let dir = member.stop().await;
+    // The restart lists nobody else to ask: with a WAL, nobody is asked.
+    let member = TestMember::start_in(dir, &["--initial-cluster-state", "existing"]).await;
+    assert_eq!(member.member.server.member_id(), id);
+    tokio::time::timeout(WAIT, member.member.server.wait_ready()).await.expect("ready");
+    let resp = client(&member.endpoint).await.get("k", None).await.unwrap();
+    assert_eq!(resp.kvs[0].value.as_ref(), b"v");
+    member.stop().await;
+}
+
+/// Waits until `endpoint` serves `key` locally (a serializable read).
+async fn wait_for_key(endpoint: &str, key: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let got = client(endpoint)
+            .await
+            .get(key, Some(oxetcd_client::GetOptions::default().with_serializable()))
+            .await;
+        if got.is_ok_and(|r| !r.kvs.is_empty()) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{endpoint} never served {key}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The full path: a member added with MemberAdd joins with `existing`, catches up by
+/// snapshot (the log was compacted), serves, and is then removed: it stops with etcd's
+/// words, and its data dir, restarted, is refused and stops again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MemberAdd and MemberRemove"]
+async fn an_added_member_joins_catches_up_and_once_removed_cannot_come_back() {
+    // A short log, so the new member catches up from a snapshot.
+    let flags = ["--snapshot-count", "20", "--snapshot-catchup-entries", "5"];
+    let cluster = TestCluster::start_with(3, &flags).await;
+    let endpoint = cluster.endpoint(0);
+    for i in 0..100 {
+        client(&endpoint).await.put(format!("before/{i:03}"), "v", None).await.unwrap();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let new_url = format!("http://127.0.0.1:{}", free_port());
+    let added = client(&endpoint).await.cluster().member_add(vec![new_url.clone()], false).await;
+    let new_id = added.unwrap().member.unwrap().id;
+    let mut members = running(&cluster).await;
+    members.retain(|(name, _)| !name.is_empty());
+    members.push(("m3".into(), new_url.clone()));
+    let config = joining_config(dir.path(), "m3", &new_url, &listed(&members), &flags);
+    let joined = Member::start(config.clone()).await.expect("the added member joins");
+    assert_eq!(joined.server.member_id(), new_id);
+    tokio::time::timeout(WAIT, joined.server.wait_ready()).await.expect("it becomes ready");
+    let joined_endpoint = format!("http://{}", joined.client_addrs[0]);
+    wait_for_key(&joined_endpoint, "before/099").await;
+    client(&endpoint).await.put("after", "v", None).await.unwrap();
+    wait_for_key(&joined_endpoint, "after").await;
+    let (_, listed_now) = member_list(&cluster).await;
+    let me = listed_now.iter().find(|m| m.id == new_id).expect("listed");
+    assert_eq!(me.name, "m3");
+    let revision =
+        client(&endpoint).await.get("after", None).await.unwrap().header.unwrap().revision;
+    let mut hashes = Vec::new();
+    for e in
+        [cluster.endpoint(0), cluster.endpoint(1), cluster.endpoint(2), joined_endpoint.clone()]
+    {
+        hashes.push(client(&e).await.maintenance().hash_kv(revision).await.unwrap().hash);
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+
+    // Removed: it applies its removal (or is refused) and stops, as etcd's does.
+    client(&endpoint).await.cluster().member_remove(new_id).await.unwrap();
+    let fatal = tokio::time::timeout(WAIT, joined.server.wait_fatal()).await.expect("it stops");
+    assert!(fatal.is_removal(), "{fatal:?}");
+    assert_eq!(fatal.cause, oxetcd_etcdserver::REMOVED_MEMBER);
+    joined.close().await;
+
+    // Its data dir never rejoins.
+    let again = Member::start(config).await.expect("the data dir opens");
+    let fatal = tokio::time::timeout(WAIT, again.server.wait_fatal()).await.expect("it stops");
+    assert!(fatal.is_removal(), "{fatal:?}");
+    again.close().await;
+    let (_, after) = member_list(&cluster).await;
+    assert!(after.iter().all(|m| m.id != new_id));
+    cluster.stop_all().await;
+}
+
+/// A member removed while it was down learns it from its peers when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MemberRemove"]
+async fn a_member_removed_while_down_is_refused_by_its_peers_and_stops() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let gone = (leader + 1) % 3;
+    let gone_id = cluster.members[gone].as_ref().unwrap().server.member_id();
+    cluster.stop_member(gone).await;
+    let survivor = (gone + 1) % 3;
+    client(&cluster.endpoint(survivor)).await.cluster().member_remove(gone_id).await.unwrap();
+
+    cluster.start_member(gone).await;
+    let member = cluster.members[gone].as_ref().unwrap();
+    let fatal = tokio::time::timeout(WAIT, member.server.wait_fatal()).await.expect("it stops");
+    assert!(fatal.is_removal(), "{fatal:?}");
+    assert!(member.server.is_stopped());
+    cluster.stop_all().await;
+}
