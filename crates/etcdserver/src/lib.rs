@@ -28,6 +28,7 @@ pub mod id;
 pub mod membership;
 mod node;
 mod peers;
+mod reconfig;
 pub mod server;
 mod state;
 mod wait;

@@ -48,6 +48,8 @@ pub struct Shared {
     pub stopped: AtomicBool,
     /// The failure that stopped the member, recorded once (see [`Shared::fail_stop`]).
     fatal: watch::Sender<Option<Fatal>>,
+    /// Set when the member applied its own removal (see [`Shared::stop_removed`]).
+    removed: watch::Sender<bool>,
     /// Set once the member has published itself to the cluster: clients are served
     /// from then on (etcd's ReadyNotify).
     pub ready: watch::Sender<bool>,
@@ -84,6 +86,7 @@ impl Shared {
             applied: watch::Sender::new(applied),
             stopped: AtomicBool::new(false),
             fatal: watch::Sender::new(None),
+            removed: watch::Sender::new(false),
             ready: watch::Sender::new(false),
             membership: RwLock::new(membership),
             store: RwLock::new(store),
@@ -182,6 +185,32 @@ impl Shared {
             error = %fatal.cause,
             "storage failed; the member stops"
         );
+        self.halt();
+    }
+
+    /// Stops the member once the cluster removed it: like a failure, nothing more is
+    /// taken or applied, but nothing failed, so the process ends cleanly (as etcd's).
+    pub(crate) fn stop_removed(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if self.removed.send_replace(true) {
+            return;
+        }
+        tracing::warn!(
+            member = %Hex(self.member_id),
+            "the member has been permanently removed from the cluster"
+        );
+        self.halt();
+    }
+
+    /// Waits until the cluster removed this member.
+    pub async fn wait_removed(&self) {
+        // The sender lives in `self`: the channel cannot close while this borrows it.
+        let _ = self.removed.subscribe().wait_for(|&removed| removed).await;
+    }
+
+    /// Answers every waiting request and read `Stopped`, and wakes the reads waiting for
+    /// `applied` to see the stop.
+    fn halt(&self) {
         self.wait.close();
         self.reads.close();
         self.applied.send_modify(|_| {});
