@@ -25,7 +25,7 @@ use prost::Message as _;
 use crate::auth::{self, AuthApplied, Requester};
 use crate::error::{Fatal, ServerError};
 use crate::id::Hex;
-use crate::membership::Membership;
+use crate::membership::{MemberChange, Membership};
 use crate::node::{ApplyTask, Control, Input};
 use crate::state::{Applied, ApplyResult, Shared};
 use crate::watch::WatchHub;
@@ -157,9 +157,9 @@ impl Applier {
             Ok(EntryType::EntryConfChange) => match ConfChange::decode(entry.data) {
                 Ok(cc) => {
                     let id = cc.id;
-                    self.apply_conf_change(cc);
+                    let result = self.apply_conf_change(cc);
                     self.mark_applied(applying).map_err(stop)?;
-                    self.shared.wait.trigger(id, Ok(Applied::Done));
+                    self.shared.wait.trigger(id, result.map(|()| Applied::Done));
                 }
                 Err(e) => {
                     tracing::error!(index = entry.index, error = %e, "undecodable conf change skipped");
@@ -329,40 +329,67 @@ impl Applier {
         Ok(Applied::Done)
     }
 
-    fn apply_conf_change(&mut self, cc: ConfChange) {
-        let member = || Member::decode(cc.context.clone()).ok();
-        match ConfChangeType::try_from(cc.change_type) {
-            Ok(ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode) => {
-                match member() {
-                    Some(m) if m.id == cc.node_id => {
-                        tracing::info!(member = %Hex(m.id), peers = ?m.peer_ur_ls, "added member");
-                        if m.id != self.shared.member_id {
-                            self.transport.add_peer(m.id, m.peer_ur_ls.clone());
-                        }
-                        self.shared.membership_mut().add(m);
-                    }
-                    _ => {
-                        tracing::error!(node = cc.node_id, "conf change without a matching member")
-                    }
-                }
+    /// Applies a committed conf change to membership, the transport and raft. One that
+    /// the members now refuse (etcd's `ValidateConfigurationChange`: an id taken or
+    /// removed, peer URLs in use, too many learners, promoting a voter) is refused alike
+    /// on every member, and raft applies it as a change of nobody.
+    fn apply_conf_change(&mut self, mut cc: ConfChange) -> Result<(), ServerError> {
+        let checked = match ConfChangeType::try_from(cc.change_type) {
+            Ok(change_type) => self.shared.membership().check_change(
+                change_type,
+                cc.node_id,
+                Member::decode(cc.context.clone()).ok(),
+            ),
+            Err(_) => {
+                Err(ServerError::Internal(format!("unknown conf change type {}", cc.change_type)))
             }
-            Ok(ConfChangeType::ConfChangeRemoveNode) => {
-                tracing::info!(member = %Hex(cc.node_id), "removed member");
-                self.transport.remove_peer(cc.node_id);
-                self.shared.membership_mut().remove(cc.node_id);
+        };
+        let result = match checked {
+            Ok(change) => {
+                self.member_change(&change);
+                Ok(())
             }
-            Ok(ConfChangeType::ConfChangeUpdateNode) => {
-                if let Some(m) = member() {
-                    if m.id != self.shared.member_id {
-                        self.transport.update_peer(m.id, m.peer_ur_ls.clone());
-                    }
-                    self.shared.membership_mut().add(m);
-                }
+            Err(e) => {
+                tracing::warn!(member = %Hex(cc.node_id), error = %e, "refused a conf change");
+                cc.node_id = 0;
+                Err(e)
             }
-            Err(_) => tracing::error!(change_type = cc.change_type, "unknown conf change type"),
-        }
+        };
         let _ = self.control.send(Control::ApplyConfChange(cc));
         let _ = self.inbox.try_send(Input::Wake);
+        result
+    }
+
+    fn member_change(&mut self, change: &MemberChange) {
+        let local = self.shared.member_id;
+        match change {
+            MemberChange::Add(m) => {
+                let kind = if m.is_learner { "added learner member" } else { "added member" };
+                tracing::info!(member = %Hex(m.id), peers = ?m.peer_ur_ls, "{kind}");
+                if m.id != local {
+                    self.transport.add_peer(m.id, m.peer_ur_ls.clone());
+                }
+            }
+            MemberChange::Promote(id) => {
+                tracing::info!(member = %Hex(*id), "promoted learner member")
+            }
+            MemberChange::Remove(id) => {
+                tracing::info!(member = %Hex(*id), "removed member");
+                if *id != local {
+                    self.transport.remove_peer(*id);
+                }
+            }
+            MemberChange::Update(m) => {
+                tracing::info!(member = %Hex(m.id), peers = ?m.peer_ur_ls, "updated member");
+                if m.id != local {
+                    self.transport.update_peer(m.id, m.peer_ur_ls.clone());
+                }
+            }
+        }
+        self.shared.membership_mut().apply_change(change);
+        if *change == MemberChange::Remove(local) {
+            self.shared.stop_removed();
+        }
     }
 
     /// Every `snapshot_count` entries: make the backend durable, then ask the raft loop

@@ -65,6 +65,9 @@ pub struct ServerConfig {
     /// How this member dials other members' `https://` peer URLs (built from the
     /// `--peer-*` TLS flags); `None`: plaintext peer URLs only.
     pub peer_dial_tls: Option<Arc<rustls::ClientConfig>>,
+    /// `--strict-reconfig-check`: refuse a membership change that would leave fewer
+    /// started members than a quorum, or that this member cannot see a quorum through.
+    pub strict_reconfig_check: bool,
     /// `--auth-token`: simple tokens or JWTs, and the JWT keys.
     pub auth_token: oxetcd_auth::TokenSpec,
     /// `--auth-token-ttl`: how long a simple token lives after its last use.

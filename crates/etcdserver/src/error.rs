@@ -28,6 +28,30 @@ pub enum ServerError {
     Stopped,
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
     #[error(transparent)]
     Mvcc(#[from] oxetcd_mvcc::Error),
     #[error(transparent)]
@@ -40,9 +64,9 @@ pub enum ServerError {
 }
 
 /// Why a member stopped for good: its storage (WAL, backend, snapshot files) failed,
-/// and going on could acknowledge what is not durable or serve what was not applied;
-/// or the cluster removed it ([`Fatal::is_removal`]). Recorded once per member; the
-/// process exits non-zero on it, as etcd logs a fatal line and exits.
+/// and going on could acknowledge what is not durable or serve what was not applied.
+/// Recorded once per member; the process exits non-zero on it, as etcd logs a fatal
+/// line and exits.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("{during}: {cause}")]
 pub struct Fatal {
@@ -52,22 +76,9 @@ pub struct Fatal {
     pub cause: String,
 }
 
-/// etcd's words for a member the cluster removed, in its log and in its peers' refusal.
-pub const REMOVED_MEMBER: &str = "the member has been permanently removed from the cluster";
-
 impl Fatal {
     pub(crate) fn new(during: &'static str, cause: impl std::fmt::Display) -> Fatal {
         Fatal { during, cause: cause.to_string() }
-    }
-
-    /// The stop of a member the cluster removed; `how` it learned it is the `during`.
-    pub(crate) fn removed(how: &'static str) -> Fatal {
-        Fatal { during: how, cause: REMOVED_MEMBER.to_owned() }
-    }
-
-    /// Whether this stop is a removal from the cluster rather than a storage failure.
-    pub fn is_removal(&self) -> bool {
-        self.cause == REMOVED_MEMBER
     }
 }
 

@@ -28,7 +28,7 @@ pub mod id;
 pub mod membership;
 mod node;
 mod peers;
-mod removal;
+mod reconfig;
 pub mod server;
 mod state;
 mod wait;
@@ -36,7 +36,7 @@ pub mod watch;
 
 pub use auth::{AuthApplied, Requester};
 pub use config::{InitialClusterState, ServerConfig};
-pub use error::{Fatal, REMOVED_MEMBER, ServerError};
+pub use error::{Fatal, ServerError};
 pub use server::{Applied, ClientCredentials, EtcdServer};
 
 /// Enables the failpoints named in the `FAILPOINTS` environment variable

@@ -7,7 +7,28 @@ use std::collections::{BTreeMap, BTreeSet};
 use oxetcd_api::etcdserverpb::Member;
 use oxetcd_api::oxetcdpb::{ClusterState, MemberAttributes};
 
+use crate::error::ServerError;
 use crate::id;
+
+/// Learners a cluster may have at once (etcd's `maxLearners`).
+pub const MAX_LEARNERS: usize = 1;
+
+/// A majority of `voters`.
+pub fn quorum(voters: usize) -> usize {
+    voters / 2 + 1
+}
+
+/// A conf change as this membership reads it, once checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemberChange {
+    /// A new member, voter or learner.
+    Add(Member),
+    /// A learner becomes a voter.
+    Promote(u64),
+    Remove(u64),
+    /// New peer URLs for a member.
+    Update(Member),
+}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Membership {
@@ -99,6 +120,124 @@ impl Membership {
 
     pub fn cluster_id(&self) -> u64 {
         id::cluster_id(&self.ids())
+    }
+
+    /// Reads and checks a committed conf change against the members now (etcd's
+    /// `ValidateConfigurationChange`): a removed id never comes back, a new member's id
+    /// and peer URLs are its own, a cluster has at most [`MAX_LEARNERS`] learners, and
+    /// only a learner is promoted. `member` is the conf change's context; an AddNode of an
+    /// existing learner promotes it.
+    pub fn check_change(
+        &self,
+        change_type: oxetcd_raft::ConfChangeType,
+        node_id: u64,
+        member: Option<Member>,
+    ) -> Result<MemberChange, ServerError> {
+        use oxetcd_raft::ConfChangeType as T;
+        if self.removed.contains(&node_id) {
+            return Err(ServerError::MemberNotFound);
+        }
+        let existing = self.members.get(&node_id);
+        let urls_taken = |member: &Member| {
+            self.members
+                .values()
+                .filter(|m| m.id != member.id)
+                .any(|m| m.peer_ur_ls.iter().any(|u| member.peer_ur_ls.contains(u)))
+        };
+        match change_type {
+            T::ConfChangeAddNode if existing.is_some_and(|m| m.is_learner) => {
+                Ok(MemberChange::Promote(node_id))
+            }
+            T::ConfChangeAddNode | T::ConfChangeAddLearnerNode => {
+                if existing.is_some() {
+                    return Err(ServerError::MemberExists);
+                }
+                let mut member = member
+                    .filter(|m| m.id == node_id)
+                    .ok_or(ServerError::Internal("conf change without its member".into()))?;
+                member.is_learner = change_type == T::ConfChangeAddLearnerNode;
+                if urls_taken(&member) {
+                    return Err(ServerError::PeerUrlExists);
+                }
+                if member.is_learner && self.learners() + 1 > MAX_LEARNERS {
+                    return Err(ServerError::TooManyLearners);
+                }
+                Ok(MemberChange::Add(member))
+            }
+            T::ConfChangeRemoveNode => {
+                existing.ok_or(ServerError::MemberNotFound)?;
+                Ok(MemberChange::Remove(node_id))
+            }
+            T::ConfChangeUpdateNode => {
+                let current = existing.ok_or(ServerError::MemberNotFound)?;
+                let mut member = member
+                    .filter(|m| m.id == node_id)
+                    .ok_or(ServerError::Internal("conf change without its member".into()))?;
+                if urls_taken(&member) {
+                    return Err(ServerError::PeerUrlExists);
+                }
+                // Only the peer URLs change; the rest is what the member published.
+                member.name.clone_from(&current.name);
+                member.client_ur_ls.clone_from(&current.client_ur_ls);
+                member.is_learner = current.is_learner;
+                Ok(MemberChange::Update(member))
+            }
+        }
+    }
+
+    /// Applies a checked change.
+    pub fn apply_change(&mut self, change: &MemberChange) {
+        match change {
+            MemberChange::Add(member) | MemberChange::Update(member) => self.add(member.clone()),
+            MemberChange::Promote(id) => {
+                if let Some(m) = self.members.get_mut(id) {
+                    m.is_learner = false;
+                }
+            }
+            MemberChange::Remove(id) => self.remove(*id),
+        }
+    }
+
+    /// How many members are learners.
+    pub fn learners(&self) -> usize {
+        self.members.values().filter(|m| m.is_learner).count()
+    }
+
+    /// Voting members, in id order.
+    pub fn voters(&self) -> Vec<&Member> {
+        self.members.values().filter(|m| !m.is_learner).collect()
+    }
+
+    /// Whether a member has started: it published its name (etcd's `IsStarted`).
+    pub fn is_started(member: &Member) -> bool {
+        !member.name.is_empty()
+    }
+
+    /// Whether enough voters have started for a new voter to keep a quorum of started
+    /// members (etcd's `IsReadyToAddVotingMember`).
+    pub fn ready_to_add_voter(&self) -> bool {
+        let voters = self.voters();
+        let started = voters.iter().filter(|m| Self::is_started(m)).count();
+        let members = voters.len() + 1;
+        // A one-member cluster may always grow to two.
+        (started == 1 && members == 2) || started >= quorum(members)
+    }
+
+    /// Whether the voters left after removing `id` keep a quorum of started members
+    /// (etcd's `IsReadyToRemoveVotingMember`).
+    pub fn ready_to_remove_voter(&self, id: u64) -> bool {
+        let left: Vec<&Member> = self.voters().into_iter().filter(|m| m.id != id).collect();
+        let started = left.iter().filter(|m| Self::is_started(m)).count();
+        started >= quorum(left.len())
+    }
+
+    /// Whether promoting learner `id` keeps a quorum of started voters (etcd's
+    /// `IsReadyToPromoteMember`; the learner counts as started).
+    pub fn ready_to_promote(&self, id: u64) -> bool {
+        let voters = self.voters();
+        let started = voters.iter().filter(|m| Self::is_started(m)).count() + 1;
+        let members = voters.len() + usize::from(self.members.contains_key(&id));
+        started >= quorum(members)
     }
 
     /// Adds or replaces a member (a committed AddNode or AddLearnerNode).

@@ -37,6 +37,13 @@ pub(crate) enum Input {
         id: u64,
         data: Bytes,
     },
+    /// Propose a membership change; its waiter is registered under `cc.id`.
+    ProposeConfChange(ConfChange),
+    /// Hand leadership to this voter (raft's leadership transfer).
+    TransferLeader(u64),
+    /// The leader's view of how far each member's log matches its own: `None` on a
+    /// member that does not lead.
+    Progress(tokio::sync::oneshot::Sender<Option<Vec<(u64, u64)>>>),
     /// A raft message from a peer.
     Step(Box<Message>),
     /// Messages to this peer could not be delivered.
@@ -173,6 +180,19 @@ impl RaftLoop {
                     tracing::debug!(error = %e, "proposal dropped");
                     self.shared.wait.trigger(id, Err(ServerError::NoLeader));
                 }
+            }
+            Input::ProposeConfChange(cc) => {
+                if let Err(e) = self.node.propose_conf_change(&cc) {
+                    tracing::debug!(error = %e, "conf change dropped");
+                    self.shared.wait.trigger(cc.id, Err(ServerError::NoLeader));
+                }
+            }
+            Input::TransferLeader(to) => self.node.transfer_leader(to),
+            Input::Progress(reply) => {
+                let status = self.node.status();
+                let matched = (status.soft_state.raft_state == StateRole::Leader)
+                    .then(|| status.progress.iter().map(|(id, pr)| (*id, pr.matched)).collect());
+                let _ = reply.send(matched);
             }
             Input::Step(msg) => {
                 if let Err(e) = self.node.step(*msg) {

@@ -80,7 +80,7 @@ impl RaftHandler for RaftBridge {
     fn removed_by_peer(&self, by_peer: u64) {
         tracing::error!(peer = %Hex(by_peer), "this member was removed from the cluster");
         if let Some(shared) = self.shared.upgrade() {
-            shared.stop_removed("refused by a peer");
+            shared.stop_removed();
         }
     }
 

@@ -69,12 +69,12 @@ pub struct RaftStatus {
 }
 
 pub struct EtcdServer {
-    shared: Arc<Shared>,
-    inbox: SyncSender<Input>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) inbox: SyncSender<Input>,
     reads: mpsc::Sender<ReadWaiter>,
-    ids: IdGenerator,
-    cfg: ServerConfig,
-    transport: Arc<Transport>,
+    pub(crate) ids: IdGenerator,
+    pub(crate) cfg: ServerConfig,
+    pub(crate) transport: Arc<Transport>,
     peer_runtime: PeerRuntime,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// The watchable store: apply publishes to it, Watch streams subscribe to it.
@@ -236,7 +236,6 @@ impl EtcdServer {
         tokio::spawn(set_cluster_version(Arc::downgrade(&server)));
         tokio::spawn(revoke_expired_leases(Arc::downgrade(&server)));
         tokio::spawn(purge_expired_tokens(Arc::downgrade(&server)));
-        tokio::spawn(crate::removal::stop_when_removed(Arc::downgrade(&server.shared)));
         Ok(server)
     }
 
@@ -528,6 +527,13 @@ impl EtcdServer {
         self.shared.membership().member(leader).and_then(|m| m.client_ur_ls.first().cloned())
     }
 
+    /// Whether this member is a learner: it replicates the log but does not vote, and
+    /// serves only serializable reads and its status.
+    pub fn is_learner(&self) -> bool {
+        let id = self.shared.member_id;
+        self.shared.membership().member(id).is_some_and(|m| m.is_learner)
+    }
+
     pub fn is_leader(&self) -> bool {
         self.shared.is_leader.load(Ordering::SeqCst)
     }
@@ -545,6 +551,12 @@ impl EtcdServer {
     /// listeners and exits non-zero (etcd's fatal log line and exit).
     pub async fn wait_fatal(&self) -> Fatal {
         self.shared.wait_fatal().await
+    }
+
+    /// Waits until this member applied its own removal from the cluster: the embedder
+    /// then closes the listeners and exits cleanly, as etcd does.
+    pub async fn wait_removed(&self) {
+        self.shared.wait_removed().await
     }
 }
 

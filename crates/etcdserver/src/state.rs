@@ -48,6 +48,8 @@ pub struct Shared {
     pub stopped: AtomicBool,
     /// The failure that stopped the member, recorded once (see [`Shared::fail_stop`]).
     fatal: watch::Sender<Option<Fatal>>,
+    /// Set when the member applied its own removal (see [`Shared::stop_removed`]).
+    removed: watch::Sender<bool>,
     /// Set once the member has published itself to the cluster: clients are served
     /// from then on (etcd's ReadyNotify).
     pub ready: watch::Sender<bool>,
@@ -84,6 +86,7 @@ impl Shared {
             applied: watch::Sender::new(applied),
             stopped: AtomicBool::new(false),
             fatal: watch::Sender::new(None),
+            removed: watch::Sender::new(false),
             ready: watch::Sender::new(false),
             membership: RwLock::new(membership),
             store: RwLock::new(store),
@@ -164,7 +167,15 @@ impl Shared {
     /// thread check [`Shared::is_stopped`] and end: no more acks, votes or applies. The
     /// embedder awaits [`Shared::wait_fatal`] to close the listeners and exit.
     pub(crate) fn fail_stop(&self, fatal: Fatal) {
-        if !self.record_stop(&fatal) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let first = self.fatal.send_if_modified(|slot| {
+            if slot.is_some() {
+                return false;
+            }
+            *slot = Some(fatal.clone());
+            true
+        });
+        if !first {
             tracing::debug!(during = fatal.during, error = %fatal.cause, "after the member stopped");
             return;
         }
@@ -174,39 +185,32 @@ impl Shared {
             error = %fatal.cause,
             "storage failed; the member stops"
         );
-        self.release_waiters();
+        self.halt();
     }
 
-    /// Stops the member for good because the cluster removed it (etcd's "the member has
-    /// been permanently removed from the cluster"): the same stop as
-    /// [`Shared::fail_stop`], recorded as a [`Fatal`] so the embedder exits non-zero.
-    /// `how` says how this member learned it (applying its removal, or a peer refusing
-    /// it).
-    pub(crate) fn stop_removed(&self, how: &'static str) {
-        let fatal = Fatal::removed(how);
-        if !self.record_stop(&fatal) {
+    /// Stops the member once the cluster removed it: like a failure, nothing more is
+    /// taken or applied, but nothing failed, so the process ends cleanly (as etcd's).
+    pub(crate) fn stop_removed(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if self.removed.send_replace(true) {
             return;
         }
-        tracing::warn!(member = %Hex(self.member_id), how, "{}", crate::error::REMOVED_MEMBER);
-        tracing::warn!("data-dir used by this member must be removed");
-        self.release_waiters();
+        tracing::warn!(
+            member = %Hex(self.member_id),
+            "the member has been permanently removed from the cluster"
+        );
+        self.halt();
     }
 
-    /// Marks the member stopped and records `fatal` if it is the first; returns whether
-    /// it was.
-    fn record_stop(&self, fatal: &Fatal) -> bool {
-        self.stopped.store(true, Ordering::SeqCst);
-        self.fatal.send_if_modified(|slot| {
-            if slot.is_some() {
-                return false;
-            }
-            *slot = Some(fatal.clone());
-            true
-        })
+    /// Waits until the cluster removed this member.
+    pub async fn wait_removed(&self) {
+        // The sender lives in `self`: the channel cannot close while this borrows it.
+        let _ = self.removed.subscribe().wait_for(|&removed| removed).await;
     }
 
-    /// Answers everything waiting on the member: it serves nothing more.
-    fn release_waiters(&self) {
+    /// Answers every waiting request and read `Stopped`, and wakes the reads waiting for
+    /// `applied` to see the stop.
+    fn halt(&self) {
         self.wait.close();
         self.reads.close();
         self.applied.send_modify(|_| {});

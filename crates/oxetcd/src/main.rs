@@ -50,18 +50,22 @@ fn main() -> ExitCode {
         };
         let server = member.server.clone();
         tokio::select! {
-            _ = wait_for_signal() => tracing::info!("received signal; shutting down"),
+            _ = wait_for_signal() => {
+                tracing::info!("received signal; shutting down");
+                // A leader hands leadership over first, so a rolling restart never
+                // waits an election timeout for a new leader (etcd does the same).
+                if let Err(e) = server.transfer_leadership().await {
+                    tracing::warn!(error = %e, "leadership transfer failed; stopping anyway");
+                }
+            }
             // Logged where it was recorded, once.
             _ = server.wait_fatal() => {}
+            _ = server.wait_removed() => {}
         }
         member.close().await;
         // The final backend commit on close can fail too.
-        if let Some(fatal) = server.fatal() {
-            if fatal.is_removal() {
-                tracing::info!("stopped: the member was removed from the cluster");
-            } else {
-                tracing::info!("stopped after a storage failure");
-            }
+        if server.fatal().is_some() {
+            tracing::info!("stopped after a storage failure");
             return ExitCode::FAILURE;
         }
         tracing::info!("stopped");

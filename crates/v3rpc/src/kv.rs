@@ -19,7 +19,7 @@ use oxetcd_etcdserver::{Requester, auth};
 
 use crate::unexpected;
 use oxetcd_etcdserver::Applied;
-use oxetcd_etcdserver::EtcdServer;
+use oxetcd_etcdserver::{EtcdServer, ServerError};
 
 pub struct KvService {
     server: Arc<EtcdServer>,
@@ -45,6 +45,9 @@ impl KvService {
         req: &RangeRequest,
     ) -> Result<RangeResponse, Status> {
         if !req.serializable {
+            if self.server.is_learner() {
+                return Err(status(ServerError::NotSupportedForLearner));
+            }
             self.server.linearizable_read(deadline).await.map_err(status)?;
         }
         self.server.authorize_local(from, |s, i| auth::check_range(s, i, req)).map_err(status)?;

@@ -6,7 +6,7 @@
 //! asked, from its own lessor, which apply keeps as the leader's.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use oxetcd_api::etcdserverpb::lease_client::LeaseClient;
 use oxetcd_api::etcdserverpb::lease_server::Lease;
@@ -16,7 +16,6 @@ use oxetcd_api::etcdserverpb::{
     LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
     LeaseTimeToLiveResponse,
 };
-use oxetcd_client::{Client, ClientOptions};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
@@ -27,6 +26,7 @@ use oxetcd_etcdserver::id::LeaseHex;
 
 use crate::caller::requester;
 use crate::deadline::client_deadline;
+use crate::leader::LeaderLink;
 use crate::status;
 use oxetcd_auth::PermType;
 use oxetcd_etcdserver::{Requester, auth};
@@ -42,62 +42,18 @@ const KEEPALIVE_BUFFER: usize = 16;
 
 pub struct LeaseService {
     server: Arc<EtcdServer>,
-    /// The leader's client URL and a client connected to it.
-    leader: Mutex<Option<(String, Client)>>,
+    leader: LeaderLink,
 }
 
 impl LeaseService {
     pub fn new(server: Arc<EtcdServer>) -> LeaseService {
-        LeaseService { server, leader: Mutex::new(None) }
+        LeaseService { leader: LeaderLink::new(server.clone()), server }
     }
 
-    /// A client of the current leader's Lease service, for requests only it can answer.
-    /// The connection to a leader is kept and shared by every forwarded call until the
-    /// leader changes.
+    /// A client of the current leader's Lease service.
     async fn leader(&self) -> Result<LeaseClient<Channel>, Status> {
-        let url = self.server.leader_client_url().ok_or_else(|| status(ServerError::NoLeader))?;
-        if let Some((cached, client)) = &*lock(&self.leader)
-            && *cached == url
-        {
-            return Ok(LeaseClient::new(client.channel()));
-        }
-        let mut options = ClientOptions::default();
-        if let Some(tls) = &self.server.config().client_dial_tls {
-            options = options.with_tls(tls.clone());
-        }
-        let client = Client::connect([url.as_str()], options).await.map_err(|e| {
-            Status::unavailable(format!("etcdserver: cannot reach the leader: {e}"))
-        })?;
-        let channel = client.channel();
-        *lock(&self.leader) = Some((url, client));
-        Ok(LeaseClient::new(channel))
+        Ok(LeaseClient::new(self.leader.channel().await?))
     }
-}
-
-impl LeaseService {
-    /// A call forwarded to the leader, bounded by an election timeout: a leader that is
-    /// going away may hold the connection open without answering, and by then another
-    /// leader is due. On failure the connection is dropped, so the next call dials the
-    /// leader anew.
-    async fn forwarded<T>(
-        &self,
-        call: impl Future<Output = Result<Response<T>, Status>>,
-    ) -> Result<Response<T>, Status> {
-        let cfg = self.server.config();
-        let election_timeout = cfg.heartbeat * cfg.election_ticks as u32;
-        let answer = match tokio::time::timeout(election_timeout, call).await {
-            Ok(answer) => answer,
-            Err(_) => Err(status(ServerError::Timeout)),
-        };
-        if answer.is_err() {
-            lock(&self.leader).take();
-        }
-        answer
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Clears a renewed lease's recorded remaining TTL through the log before the keep-alive
@@ -191,6 +147,7 @@ impl Lease for LeaseService {
                 }
             });
             let upstream = self
+                .leader
                 .forwarded(leader.lease_keep_alive(ReceiverStream::new(rx)))
                 .await?
                 .into_inner();
@@ -252,7 +209,7 @@ impl Lease for LeaseService {
         if !self.server.is_leader() {
             let mut leader = self.leader().await?;
             let upstream = LeaseTimeToLiveRequest { keys: false, ..req };
-            let mut resp = self.forwarded(leader.lease_time_to_live(upstream)).await?;
+            let mut resp = self.leader.forwarded(leader.lease_time_to_live(upstream)).await?;
             if req.keys && resp.get_ref().ttl >= 0 {
                 resp.get_mut().keys = self.server.lessor().keys(req.id);
             }

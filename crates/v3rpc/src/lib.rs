@@ -11,6 +11,7 @@ mod cluster;
 mod deadline;
 mod http;
 mod kv;
+mod leader;
 mod lease;
 mod maintenance;
 mod refusals;
@@ -65,23 +66,39 @@ pub fn routes(server: Arc<EtcdServer>, access: HttpAccess) -> Routes {
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
     );
+    let learner_check = server.clone();
     let router = grpc
         .into_axum_router()
         .merge(http::router(server, access))
         .fallback(refusals::unknown_service)
-        .layer(axum::middleware::from_fn(edge));
+        .layer(axum::middleware::from_fn(move |request, next| {
+            edge(learner_check.clone(), request, next)
+        }));
     Routes::from(router)
 }
 
 /// What every request meets before its handler, in one middleware (each one costs an
-/// allocation per request): the arrival stamp for its deadline, and etcd's wording for
-/// the refusals tonic makes by itself.
+/// allocation per request): the arrival stamp for its deadline, a learner's refusal of
+/// what it does not serve, and etcd's wording for the refusals tonic makes by itself.
 async fn edge(
+    server: Arc<EtcdServer>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    if server.is_learner() && !served_by_learners(request.uri().path()) {
+        return status(oxetcd_etcdserver::ServerError::NotSupportedForLearner).into_http();
+    }
     deadline::stamp_arrival(&mut request);
     refusals::as_etcd(request, next).await
+}
+
+/// What a learner serves (etcd's `isRPCSupportedForLearner`): Status, and Range, which
+/// refuses linearizable reads by itself; and the HTTP endpoints (`/health`, `/version`).
+fn served_by_learners(path: &str) -> bool {
+    const GRPC_PREFIXES: [&str; 5] =
+        ["/etcdserverpb.", "/v3lockpb.", "/v3electionpb.", "/grpc.", "/mvccpb."];
+    matches!(path, "/etcdserverpb.Maintenance/Status" | "/etcdserverpb.KV/Range")
+        || !GRPC_PREFIXES.iter().any(|prefix| path.starts_with(prefix))
 }
 
 /// The reply when an applied request produced a result of the wrong kind: a bug.

@@ -1,5 +1,5 @@
-//! The Maintenance service: status and hashes are served; alarms can be listed (none is
-//! ever raised yet); the rest answers `Unimplemented`.
+//! The Maintenance service: status, hashes and leadership transfer are served; alarms
+//! can be listed (none is ever raised yet); the rest answers `Unimplemented`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -76,7 +76,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: raft.applied,
             errors: Vec::new(),
             db_size_in_use: db_size,
-            is_learner: false,
+            is_learner: server.is_learner(),
             ..Default::default()
         }))
     }
@@ -127,7 +127,11 @@ impl Maintenance for MaintenanceService {
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         require_admin(&self.server, &request).await?;
-        Err(not_yet("MoveLeader"))
+        let deadline = crate::deadline::client_deadline(&request);
+        let target = request.into_inner().target_id;
+        self.server.move_leader(target, deadline).await.map_err(status)?;
+        let revision = self.server.store().map_err(status)?.current_revision();
+        Ok(Response::new(MoveLeaderResponse { header: Some(self.server.header(revision)) }))
     }
 
     async fn downgrade(

@@ -59,6 +59,18 @@ fn code(error: &ServerError) -> Code {
         ServerError::TooManyRequests => Code::ResourceExhausted,
         ServerError::RequestTooLarge => Code::InvalidArgument,
         ServerError::MemberNotFound => Code::NotFound,
+        ServerError::MemberExists
+        | ServerError::PeerUrlExists
+        | ServerError::MemberNotLearner
+        | ServerError::LearnerNotReady
+        | ServerError::TooManyLearners
+        | ServerError::NotEnoughStartedMembers
+        | ServerError::NotLeader
+        | ServerError::BadLeaderTransferee => Code::FailedPrecondition,
+        ServerError::MemberBadUrls => Code::InvalidArgument,
+        ServerError::Unhealthy | ServerError::NotSupportedForLearner => Code::Unavailable,
+        // etcd 3.4 maps no code to it: its gRPC server sends Unknown.
+        ServerError::LeaderTransferTimeout => Code::Unknown,
         ServerError::DeadlineExceeded | ServerError::Internal(_) => Code::Unknown,
         ServerError::Lease(LeaseError::NotFound) => Code::NotFound,
         ServerError::Lease(LeaseError::Exists) => Code::FailedPrecondition,

@@ -1014,11 +1014,6 @@ impl Values {
                 self.quota_backend_bytes
             ));
         }
-        if !self.strict_reconfig_check {
-            notices.push(
-                "warning: --strict-reconfig-check=false has no effect: oxetcd serves no runtime membership changes yet".into(),
-            );
-        }
         if self.experimental_initial_corrupt_check {
             notices.push(
                 "warning: --experimental-initial-corrupt-check is accepted but the check is not performed yet".into(),
@@ -1097,6 +1092,7 @@ impl Values {
             },
             bcrypt_cost,
             client_cert_auth: self.client_cert_auth,
+            strict_reconfig_check: self.strict_reconfig_check,
             name: self.name,
         };
         let listen_client_urls = parse_listen_urls(&self.listen_client_urls)?;

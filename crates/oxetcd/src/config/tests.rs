@@ -179,13 +179,11 @@ fn initial_corrupt_check_is_accepted_with_a_warning_that_it_is_not_performed() {
 }
 
 #[test]
-fn strict_reconfig_check_is_accepted() {
+fn strict_reconfig_check_reaches_the_server() {
     let (result, notices) = resolve(&["--strict-reconfig-check=false", "--name", "n1"], &[]);
-    assert!(result.is_ok());
-    assert!(notices.iter().any(|n| n.contains("no runtime membership changes")), "{notices:?}");
-    let (result, notices) = resolve(&["--strict-reconfig-check"], &[]);
-    assert!(result.is_ok());
+    assert!(!result.unwrap().server.strict_reconfig_check);
     assert!(notices.is_empty(), "{notices:?}");
+    assert!(parse(&[]).unwrap().server.strict_reconfig_check, "on by default, as in etcd");
 }
 
 #[test]
@@ -319,6 +317,9 @@ experimental-peer-skip-client-san-verification: true
 feature-gates: ''
 debug: false
 log-output: default
+auth-token: jwt,pub-key=/keys/jwt.pub,sign-method=ES256,ttl=10m
+bcrypt-cost: 12
+auth-token-ttl: 60
 ";
 
 #[test]
@@ -373,6 +374,12 @@ fn the_config_file_sets_every_key() {
     assert!(!cfg.enable_grpc_gateway);
     assert_eq!(cfg.log_outputs, [LogOutput::Stdout]);
     assert_eq!(cfg.logger, Logger::Zap, "--log-format=json overrides --logger=text");
+    assert_eq!(
+        cfg.server.auth_token.to_string(),
+        "jwt,pub-key=/keys/jwt.pub,sign-method=ES256,ttl=10m"
+    );
+    assert_eq!((cfg.server.bcrypt_cost, cfg.server.auth_token_ttl), (12, Duration::from_secs(60)));
+    assert!(!cfg.server.strict_reconfig_check);
 
     // Every flag is a key of the file, so this test covers them all (the refused ones
     // have their own test: any value but their default fails).
