@@ -543,6 +543,7 @@ mod tests {
             bcrypt_cost: 4,
             client_cert_auth: false,
             client_dial_tls: None,
+            strict_reconfig_check: true,
         }
     }
 
