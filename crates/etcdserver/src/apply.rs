@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use oxetcd_api::etcdserverpb::{LeaseCheckpointRequest, LeaseGrantResponse, Member};
+use oxetcd_api::etcdserverpb::{LeaseCheckpointRequest, LeaseGrantResponse};
 use oxetcd_api::oxetcdpb::{ClusterState, InternalRaftRequest};
 use oxetcd_mvcc::store::PinnedSnapshot;
 use oxetcd_mvcc::{ApplyIndex, Store, StoreConfig, WriteResult};
@@ -335,11 +335,9 @@ impl Applier {
     /// on every member, and raft applies it as a change of nobody.
     fn apply_conf_change(&mut self, mut cc: ConfChange) -> Result<(), ServerError> {
         let checked = match ConfChangeType::try_from(cc.change_type) {
-            Ok(change_type) => self.shared.membership().check_change(
-                change_type,
-                cc.node_id,
-                Member::decode(cc.context.clone()).ok(),
-            ),
+            Ok(change_type) => {
+                self.shared.membership().check_change(change_type, cc.node_id, &cc.context)
+            }
             Err(_) => {
                 Err(ServerError::Internal(format!("unknown conf change type {}", cc.change_type)))
             }

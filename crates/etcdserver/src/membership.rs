@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use oxetcd_api::etcdserverpb::Member;
 use oxetcd_api::oxetcdpb::{ClusterState, MemberAttributes};
+use prost::Message as _;
 
 use crate::error::ServerError;
 use crate::id;
@@ -125,19 +126,21 @@ impl Membership {
     /// Reads and checks a committed conf change against the members now (etcd's
     /// `ValidateConfigurationChange`): a removed id never comes back, a new member's id
     /// and peer URLs are its own, a cluster has at most [`MAX_LEARNERS`] learners, and
-    /// only a learner is promoted. `member` is the conf change's context; an AddNode of an
-    /// existing learner promotes it.
+    /// only a learner is promoted. `context` is the conf change's: the member, encoded,
+    /// for an add or an update; empty for a promotion (an AddNode that names no member;
+    /// etcd marks it in a JSON context instead).
     pub fn check_change(
         &self,
         change_type: oxetcd_raft::ConfChangeType,
         node_id: u64,
-        member: Option<Member>,
+        context: &[u8],
     ) -> Result<MemberChange, ServerError> {
         use oxetcd_raft::ConfChangeType as T;
         if self.removed.contains(&node_id) {
             return Err(ServerError::MemberNotFound);
         }
         let existing = self.members.get(&node_id);
+        let member = (!context.is_empty()).then(|| Member::decode(context).ok()).flatten();
         let urls_taken = |member: &Member| {
             self.members
                 .values()
@@ -145,9 +148,11 @@ impl Membership {
                 .any(|m| m.peer_ur_ls.iter().any(|u| member.peer_ur_ls.contains(u)))
         };
         match change_type {
-            T::ConfChangeAddNode if existing.is_some_and(|m| m.is_learner) => {
-                Ok(MemberChange::Promote(node_id))
-            }
+            T::ConfChangeAddNode if context.is_empty() => match existing {
+                Some(m) if m.is_learner => Ok(MemberChange::Promote(node_id)),
+                Some(_) => Err(ServerError::MemberNotLearner),
+                None => Err(ServerError::MemberNotFound),
+            },
             T::ConfChangeAddNode | T::ConfChangeAddLearnerNode => {
                 if existing.is_some() {
                     return Err(ServerError::MemberExists);

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use oxetcd_api::etcdserverpb::Member;
 use oxetcd_raft::{ConfChange, ConfChangeType};
 use prost::Message as _;
@@ -54,7 +55,8 @@ impl EtcdServer {
         } else {
             ConfChangeType::ConfChangeAddNode
         };
-        let members = self.configure(change_type, &member, client_deadline).await?;
+        let context = member.encode_to_vec().into();
+        let members = self.configure(change_type, member.id, context, client_deadline).await?;
         Ok((member, members))
     }
 
@@ -77,8 +79,8 @@ impl EtcdServer {
         if id == self.shared.member_id && self.is_leader() {
             self.transfer_leadership().await?;
         }
-        let member = member.unwrap_or(Member { id, ..Default::default() });
-        self.configure(ConfChangeType::ConfChangeRemoveNode, &member, client_deadline).await
+        self.configure(ConfChangeType::ConfChangeRemoveNode, id, Bytes::new(), client_deadline)
+            .await
     }
 
     /// Changes a member's peer URLs.
@@ -88,8 +90,9 @@ impl EtcdServer {
         peer_urls: Vec<String>,
         client_deadline: Option<Instant>,
     ) -> Result<Vec<Member>, ServerError> {
-        let member = Member { id, peer_ur_ls: peer_urls, ..Default::default() };
-        self.configure(ConfChangeType::ConfChangeUpdateNode, &member, client_deadline).await
+        let context = Member { id, peer_ur_ls: peer_urls, ..Default::default() }.encode_to_vec();
+        self.configure(ConfChangeType::ConfChangeUpdateNode, id, context.into(), client_deadline)
+            .await
     }
 
     /// Makes a learner a voter, once its log has caught up with the leader's. Only the
@@ -100,12 +103,11 @@ impl EtcdServer {
         id: u64,
         client_deadline: Option<Instant>,
     ) -> Result<Vec<Member>, ServerError> {
-        let member = self.shared.membership().member(id).cloned();
-        let member = match member {
-            Some(m) if m.is_learner => m,
+        match self.shared.membership().member(id) {
+            Some(m) if m.is_learner => {}
             Some(_) => return Err(ServerError::MemberNotLearner),
             None => return Err(ServerError::MemberNotFound),
-        };
+        }
         let matched = self.raft_progress().await?.ok_or(ServerError::NotLeader)?;
         let of = |id: u64| matched.iter().find(|(m, _)| *m == id).map_or(0, |(_, i)| *i);
         if of(id) * 100 < of(self.shared.member_id) * LEARNER_READY_PERCENT {
@@ -114,8 +116,8 @@ impl EtcdServer {
         if self.cfg.strict_reconfig_check && !self.shared.membership().ready_to_promote(id) {
             return Err(ServerError::NotEnoughStartedMembers);
         }
-        let voter = Member { is_learner: false, ..member };
-        self.configure(ConfChangeType::ConfChangeAddNode, &voter, client_deadline).await
+        // An AddNode without a member: a promotion (see `Membership::check_change`).
+        self.configure(ConfChangeType::ConfChangeAddNode, id, Bytes::new(), client_deadline).await
     }
 
     /// Hands leadership to `transferee`, a voter, and waits until it leads (etcd's
@@ -188,23 +190,19 @@ impl EtcdServer {
         }
     }
 
-    /// Proposes a conf change for `member` and waits until this member applied it.
+    /// Proposes a conf change of `node_id` and waits until this member applied it.
     async fn configure(
         &self,
         change_type: ConfChangeType,
-        member: &Member,
+        node_id: u64,
+        context: Bytes,
         client_deadline: Option<Instant>,
     ) -> Result<Vec<Member>, ServerError> {
         if self.is_stopped() {
             return Err(ServerError::Stopped);
         }
         let id = self.ids.next();
-        let cc = ConfChange {
-            id,
-            change_type: change_type as i32,
-            node_id: member.id,
-            context: member.encode_to_vec().into(),
-        };
+        let cc = ConfChange { id, change_type: change_type as i32, node_id, context };
         let done = self.shared.wait.register(id);
         if let Err(e) = self.send(Input::ProposeConfChange(cc)) {
             self.shared.wait.cancel(id);
