@@ -76,11 +76,20 @@ impl EtcdServer {
                 return Err(ServerError::Unhealthy);
             }
         }
-        if id == self.shared.member_id && self.is_leader() {
+        let local = self.shared.member_id;
+        if id == local && self.is_leader() {
             self.transfer_leadership().await?;
         }
-        self.configure(ConfChangeType::ConfChangeRemoveNode, id, Bytes::new(), client_deadline)
-            .await
+        let removal = ConfChangeType::ConfChangeRemoveNode;
+        match self.configure(removal, id, Bytes::new(), client_deadline).await {
+            // A member removing itself may learn of it from its peers' refusals before it
+            // applies the removal (the leader stops sending to it): it stopped because
+            // the request succeeded.
+            Err(ServerError::Stopped) if id == local && self.shared.is_removed() => {
+                Ok(self.members().into_iter().filter(|m| m.id != local).collect())
+            }
+            answer => answer,
+        }
     }
 
     /// Changes a member's peer URLs.

@@ -202,6 +202,11 @@ impl Shared {
         self.halt();
     }
 
+    /// Whether the cluster removed this member.
+    pub fn is_removed(&self) -> bool {
+        *self.removed.borrow()
+    }
+
     /// Waits until the cluster removed this member.
     pub async fn wait_removed(&self) {
         // The sender lives in `self`: the channel cannot close while this borrows it.
