@@ -294,3 +294,84 @@ async fn a_member_removed_while_down_is_refused_by_its_peers_and_stops() {
     assert!(member.server.is_stopped() && member.server.fatal().is_none());
     cluster.stop_all().await;
 }
+
+/// A learner end to end: added, joined, caught up; it serves serializable reads and its
+/// status, refuses everything else with etcd's error, and once promoted votes and serves
+/// like any member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_serves_serializable_reads_only_until_promoted() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let cluster = TestCluster::start(3).await;
+        let endpoint = cluster.endpoint(0);
+        let admin = client(&endpoint).await;
+        admin.put("before", "v", None).await.unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("http://127.0.0.1:{}", free_port());
+        let added = admin.cluster().member_add(vec![url.clone()], true).await.expect("learner");
+        let learner_id = added.member.unwrap().id;
+        let mut members = running(&cluster);
+        members.retain(|(name, _)| !name.is_empty());
+        members.push(("learner".into(), url.clone()));
+        let config = joining_config(dir.path(), "learner", &url, &listed(&members), &[]);
+        let learner = Member::start(config).await.expect("the learner joins");
+        tokio::time::timeout(WAIT, learner.server.wait_ready()).await.expect("ready");
+        let learner_endpoint = format!("http://{}", learner.client_addrs[0]);
+        wait_for_key(&learner_endpoint, "before").await;
+
+        // What a learner refuses, with etcd's code and message.
+        let mut kv =
+            oxetcd_api::etcdserverpb::kv_client::KvClient::connect(learner_endpoint.clone())
+                .await
+                .unwrap();
+        let linearizable =
+            oxetcd_api::etcdserverpb::RangeRequest { key: "before".into(), ..Default::default() };
+        let put = oxetcd_api::etcdserverpb::PutRequest {
+            key: "k".into(),
+            value: "v".into(),
+            ..Default::default()
+        };
+        for refused in [kv.range(linearizable.clone()).await.err(), kv.put(put).await.err()] {
+            let refused = refused.expect("refused on a learner");
+            assert_eq!(
+                (refused.code(), refused.message()),
+                (tonic::Code::Unavailable, "etcdserver: rpc not supported for learner")
+            );
+        }
+        let status = client(&learner_endpoint).await.maintenance().status().await.unwrap();
+        assert!(status.is_learner);
+
+        // Promoted once in sync (the leader decides; asked of member 0 it may forward).
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            match admin.cluster().member_promote(learner_id).await {
+                Ok(_) => break,
+                Err(e)
+                    if matches!(
+                        e.etcd_kind(),
+                        Some(
+                            oxetcd_client::EtcdErrorKind::LearnerNotReady
+                                | oxetcd_client::EtcdErrorKind::Unhealthy
+                        )
+                    ) =>
+                {
+                    assert!(std::time::Instant::now() < deadline, "never in sync: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("promotion refused: {e}"),
+            }
+        }
+        let deadline = std::time::Instant::now() + WAIT;
+        while learner.server.is_learner() {
+            assert!(std::time::Instant::now() < deadline, "the promotion never applied there");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got = kv.range(linearizable).await.expect("a voter serves linearizable reads");
+        assert_eq!(got.into_inner().kvs.len(), 1);
+        assert!(member_list(&cluster).1.iter().all(|m| !m.is_learner));
+        learner.close().await;
+        cluster.stop_all().await;
+    })
+    .await
+    .expect("the scenario ends in time");
+}
