@@ -8,6 +8,8 @@
 //! A Put with a gRPC deadline sent to a follower cut off from its peers, by a client
 //! that retries as etcd 3.4's Go client does, is answered as etcd answers it and
 //! applied at most once; a linearizable read there runs out of time as in etcd.
+//! A rolling restart with SIGTERM never stops writes for an election timeout: a leader
+//! hands leadership over before it stops.
 //! Everything on 127.0.0.1 in temp dirs, bounded in time; processes die with the test,
 //! and a failing test prints the tail of every member's log.
 
@@ -887,4 +889,79 @@ async fn a_read_on_a_cut_off_follower_runs_out_of_time_as_in_etcd() {
     let status = answer.expect("the follower to answer").expect_err("a read without quorum");
     assert_eq!((status.code(), status.message()), (Code::Unknown, "context deadline exceeded"));
     cluster.leader().await;
+}
+
+/// Sends a put to one member every 10 ms, each on its own, until stopped; answers how
+/// long each stretch of failed puts lasted, by send time: from the first put of the
+/// stretch to the next put that succeeded. A put lost with a leader that went away fails
+/// only at its 1 s deadline, but the puts sent after it count on their own, so the
+/// stretch measures how long the cluster took no writes, not how long one put waited.
+fn unavailability_probe(endpoint: String, stop: Arc<AtomicBool>) -> JoinHandle<Vec<Duration>> {
+    tokio::spawn(async move {
+        let kv = KvClient::new(channel(&endpoint));
+        let mut puts = tokio::task::JoinSet::new();
+        for attempt in 0u64.. {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let mut kv = kv.clone();
+            let mut put = tonic::Request::new(PutRequest {
+                key: format!("{KEYS}probe/{attempt}").into(),
+                value: "v".into(),
+                ..Default::default()
+            });
+            put.set_timeout(Duration::from_secs(1));
+            let sent = Instant::now();
+            puts.spawn(async move { (sent, kv.put(put).await.is_ok()) });
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut results = puts.join_all().await;
+        results.sort_by_key(|(sent, _)| *sent);
+        let (mut windows, mut failing_since) = (Vec::new(), None);
+        for (sent, ok) in results {
+            match (ok, failing_since) {
+                (false, None) => failing_since = Some(sent),
+                (true, Some(since)) => {
+                    windows.push(sent - since);
+                    failing_since = None;
+                }
+                _ => {}
+            }
+        }
+        windows.extend(failing_since.map(|since: Instant| since.elapsed()));
+        windows
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_with_sigterm_never_stalls_writes_for_an_election_timeout() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    let election_timeout = Duration::from_millis(500);
+    for round in 0..3 {
+        // The leader first, then the others: every SIGTERM of a leader hands over.
+        let leader = cluster.leader().await;
+        let stopping = (leader + round) % 3;
+        let others: Vec<usize> = (0..3).filter(|&i| i != stopping).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let probes: Vec<_> = cluster
+            .endpoints(&others)
+            .into_iter()
+            .map(|endpoint| unavailability_probe(endpoint, stop.clone()))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cluster.terminate(&[stopping]).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.restart(&[stopping]).await;
+        cluster.leader().await;
+        stop.store(true, Ordering::SeqCst);
+        for probe in probes {
+            let windows = probe.await.expect("a probe");
+            let longest = windows.iter().max().copied().unwrap_or_default();
+            assert!(
+                longest < election_timeout,
+                "round {round}: writes failed for {longest:?} while {} restarted (runs: {windows:?})",
+                cluster.name(stopping)
+            );
+        }
+    }
 }
