@@ -6,6 +6,7 @@
 #   bench/compare.sh OUTPUT.md            # full run (~15 min on 2 cores)
 #   QUICK=1 bench/compare.sh OUTPUT.md    # ~2 min, small totals
 #   ONLY=put-1000c,put-1000c-tls bench/compare.sh OUTPUT.md   # some workloads only
+#   ONLY=put-1000c,put-1000c-auth,range-l-1000c,range-l-1000c-auth bench/compare.sh OUTPUT.md
 #
 # Environment (defaults in brackets):
 #   RUNS [3]                runs per server and workload (medians are reported)
@@ -27,10 +28,22 @@
 #                           shows how many requests each run completed)
 #   BENCH_TIMEOUT [300]     seconds allowed per benchmark invocation (hang guard)
 #   BASE_PORT [32379]       client port; the peer port is BASE_PORT+1
+#   ETCDCTL [etcdctl]       sets up users and roles for the auth rows (Debian's etcd-client)
+#   AUTH_BCRYPT_COST [4]    --bcrypt-cost for both servers in the auth rows (see below)
 #
 # Rows marked tls in WORKLOADS serve the client URLs over https (peers stay http) with
 # one CA and server certificate generated per run (openssl; etcd's test fixtures if
 # openssl is missing); the bench verifies it with --cacert.
+#
+# Rows marked auth run with authentication enabled on both servers (simple tokens, the
+# default of both): before the benchmark, etcdctl adds user root (role root) and user
+# bench with role bench, which may read and write the prefix "000" (every key the put
+# workloads write, 00000000-00099999, and the key the range workloads read, 000), and
+# enables auth; the bench then runs as bench (--user bench:bench, one Authenticate per
+# connection), so every request is checked against a non-root user's permissions. Both
+# servers start with --bcrypt-cost AUTH_BCRYPT_COST: the benchmark measures requests
+# with a token, not logins, and at etcd's default cost (10) the 100 connections'
+# logins would add seconds of server CPU to the CPU-per-request column.
 set -euo pipefail
 
 OUT=${1:?usage: bench/compare.sh OUTPUT.md}
@@ -53,6 +66,8 @@ SNAPSHOT_COUNT=${SNAPSHOT_COUNT:-100000}
 ETCD=${ETCD:-/usr/bin/etcd}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
 BASE_PORT=${BASE_PORT:-32379}
+ETCDCTL=${ETCDCTL:-etcdctl}
+AUTH_BCRYPT_COST=${AUTH_BCRYPT_COST:-4}
 PEER_PORT=$((BASE_PORT + 1))
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -113,18 +128,24 @@ make_certs() {
     log "TLS: CA $TLS_CA, server certificate $TLS_CERT"
 }
 
-# start SERVER MEMBERS TLS: starts a fresh cluster of MEMBERS on 127.0.0.1..N (client
-# URLs over https if TLS is "tls"), sets PIDS, ENDPOINTS, BENCH_TLS (the bench's TLS
-# flags) and DATA_DIRS, waits until a linearizable read succeeds.
+# has OPTS OPT: whether the comma-separated options OPTS (a WORKLOADS row's fourth
+# field: tls, auth) include OPT.
+has() { [[ ,$1, == *",$2,"* ]]; }
+
+# start SERVER MEMBERS OPTS: starts a fresh cluster of MEMBERS on 127.0.0.1..N (client
+# URLs over https if OPTS has tls; --bcrypt-cost AUTH_BCRYPT_COST if it has auth), sets
+# PIDS, ENDPOINTS, BENCH_TLS (the bench's TLS flags) and DATA_DIRS, waits until a
+# linearizable read succeeds.
 start() {
-    local server=$1 members=$2 tls=$3 bin i cluster="" name ip dir scheme=http
-    local server_tls=()
+    local server=$1 members=$2 opts=$3 bin i cluster="" name ip dir scheme=http
+    local server_tls=() server_auth=()
     BENCH_TLS=()
-    if [[ $tls == tls ]]; then
+    if has "$opts" tls; then
         scheme=https
         server_tls=(--cert-file "$TLS_CERT" --key-file "$TLS_KEY")
         BENCH_TLS=(--cacert "$TLS_CA")
     fi
+    has "$opts" auth && server_auth=(--bcrypt-cost "$AUTH_BCRYPT_COST")
     case $server in etcd) bin=$ETCD ;; oxetcd) bin=$OXETCD_BIN ;; esac
     for ((i = 1; i <= members; i++)); do
         cluster+="${cluster:+,}m$i=http://127.0.0.$i:$PEER_PORT"
@@ -135,7 +156,7 @@ start() {
         rm -rf "$dir"
         local cmd=("$bin" --name "$name" --data-dir "$dir"
             --listen-client-urls "$scheme://$ip:$BASE_PORT" --advertise-client-urls "$scheme://$ip:$BASE_PORT"
-            "${server_tls[@]}"
+            "${server_tls[@]}" "${server_auth[@]}"
             --listen-peer-urls "http://$ip:$PEER_PORT" --initial-advertise-peer-urls "http://$ip:$PEER_PORT"
             --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token bench
             --snapshot-count "$SNAPSHOT_COUNT")
@@ -156,6 +177,31 @@ start() {
     done
 }
 
+# setup_auth: users root (role root) and bench (role bench: readwrite on the prefix
+# "000"), then auth enabled, with etcdctl against ENDPOINTS. The same commands for both
+# servers; each is logged to COMMANDS.
+setup_auth() {
+    local ctl=("$ETCDCTL" --endpoints "$ENDPOINTS") step
+    [[ ${#BENCH_TLS[@]} -gt 0 ]] && ctl+=(--cacert "$TLS_CA")
+    local steps=(
+        "user add root:root"
+        "user grant-role root root"
+        "role add bench"
+        "role grant-permission bench --prefix=true readwrite 000"
+        "user add bench:bench"
+        "user grant-role bench bench"
+        "auth enable"
+    )
+    for step in "${steps[@]}"; do
+        echo "${ctl[*]} $step" >>"$COMMANDS"
+        # shellcheck disable=SC2086 # step is a word list
+        if ! ETCDCTL_API=3 "${ctl[@]}" $step >"$WORK/etcdctl.out" 2>&1; then
+            log "auth setup failed at '$step': $(head -c 300 "$WORK/etcdctl.out")"
+            return 1
+        fi
+    done
+}
+
 cpu_ticks() { # utime+stime of all PIDS
     local pid sum=0
     for pid in "${PIDS[@]}"; do
@@ -172,21 +218,26 @@ rss_kib() { # VmHWM (peak RSS) summed over PIDS
 }
 disk_kib() { du -sk "${DATA_DIRS[@]}" | awk '{s += $1} END {print s}'; }
 
-# measure SERVER MEMBERS TLS WORKLOAD RUN BENCH-ARGS...: fresh cluster, optional
+# measure SERVER MEMBERS OPTS WORKLOAD RUN BENCH-ARGS...: fresh cluster, optional
 # setup, one timed bench invocation, resources, one TSV row.
 measure() {
-    local server=$1 members=$2 tls=$3 workload=$4 run=$5
+    local server=$1 members=$2 opts=$3 workload=$4 run=$5
     shift 5
-    start "$server" "$members" "$tls"
+    start "$server" "$members" "$opts"
+    local bench_user=()
+    if has "$opts" auth; then
+        setup_auth
+        bench_user=(--user bench:bench)
+    fi
     if [[ $workload == range-* ]]; then
         # The key the range workloads read: put's key 0 with --key-size 3 is "000".
-        local setup=("$BENCH_BIN" --endpoints "$ENDPOINTS" "${BENCH_TLS[@]}" --total 1 put --key-size 3 --val-size 256)
+        local setup=("$BENCH_BIN" --endpoints "$ENDPOINTS" "${BENCH_TLS[@]}" "${bench_user[@]}" --total 1 put --key-size 3 --val-size 256)
         echo "${setup[*]}" >>"$COMMANDS"
         "${setup[@]}" >/dev/null
     fi
     local limit=$MAX_SECONDS
     [[ $workload == fill-* ]] && limit=$FILL_MAX_SECONDS
-    local cmd=("$BENCH_BIN" --endpoints "$ENDPOINTS" "${BENCH_TLS[@]}" --max-seconds "$limit" --json "$@")
+    local cmd=("$BENCH_BIN" --endpoints "$ENDPOINTS" "${BENCH_TLS[@]}" "${bench_user[@]}" --max-seconds "$limit" --json "$@")
     echo "${cmd[*]}" >>"$COMMANDS"
     local before json status=0 client_before client_after
     before=$(cpu_ticks)
@@ -226,8 +277,9 @@ EOF
     log "$server $workload run $run: $(tail -n 1 "$RESULTS" | cut -f4-)"
 }
 
-# The workloads: name, members, bench arguments, and optionally "tls" (client URLs over
-# https for both servers, the bench with --cacert; see make_certs).
+# The workloads: name, members, bench arguments, and optionally options, comma separated:
+# "tls" (client URLs over https for both servers, the bench with --cacert; see
+# make_certs), "auth" (auth enabled, the bench as a non-root user; see setup_auth).
 WORKLOADS=(
     "put-1c|1|--conns 1 --clients 1 --total $PUT1_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
     "put-1000c|1|--conns 100 --clients 1000 --total $PUTN_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
@@ -259,6 +311,12 @@ WORKLOADS+=(
     "range-l-1000c-tls|1|--conns 100 --clients 1000 --total $RANGE_TOTAL range 000 --consistency l|tls"
 )
 
+# Auth (issue #12): put-1000c and range-l-1000c again, with auth enabled and a simple token.
+WORKLOADS+=(
+    "put-1000c-auth|1|--conns 100 --clients 1000 --total $PUTN_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE|auth"
+    "range-l-1000c-auth|1|--conns 100 --clients 1000 --total $RANGE_TOTAL range 000 --consistency l|auth"
+)
+
 if [[ -n ${ONLY:-} ]]; then
     selected=()
     for w in "${WORKLOADS[@]}"; do
@@ -268,8 +326,16 @@ if [[ -n ${ONLY:-} ]]; then
     WORKLOADS=("${selected[@]}")
 fi
 for w in "${WORKLOADS[@]}"; do
-    if [[ $w == *"|tls" ]]; then
+    IFS='|' read -r _ _ _ opts <<<"$w"
+    if has "${opts:-}" tls; then
         make_certs
+        break
+    fi
+done
+for w in "${WORKLOADS[@]}"; do
+    IFS='|' read -r _ _ _ opts <<<"$w"
+    if has "${opts:-}" auth; then
+        command -v "$ETCDCTL" >/dev/null || { echo "auth rows need etcdctl (apt-get install -y etcd-client) or ETCDCTL" >&2; exit 1; }
         break
     fi
 done
@@ -282,15 +348,15 @@ for ((run = 1; run <= RUNS; run++)); do
     # Alternate which server goes first, so drift (page cache, thermal) hits both.
     if ((run % 2)); then order=(etcd oxetcd); else order=(oxetcd etcd); fi
     for w in "${WORKLOADS[@]}"; do
-        IFS='|' read -r name members args tls <<<"$w"
+        IFS='|' read -r name members args opts <<<"$w"
         for server in "${order[@]}"; do
             # shellcheck disable=SC2086 # args is a word list
-            measure "$server" "$members" "${tls:-plain}" "$name" "$run" $args
+            measure "$server" "$members" "${opts:-plain}" "$name" "$run" $args
         done
     done
 done
 
-LOAD_BEFORE=$LOAD_BEFORE python3 - "$RESULTS" "$COMMANDS" "$OUT" "$RUNS" "$WORK" "$ETCD" "$OXETCD_BIN" "$ROOT" <<'EOF'
+LOAD_BEFORE=$LOAD_BEFORE AUTH_BCRYPT_COST=$AUTH_BCRYPT_COST python3 - "$RESULTS" "$COMMANDS" "$OUT" "$RUNS" "$WORK" "$ETCD" "$OXETCD_BIN" "$ROOT" <<'EOF'
 import csv, os, platform, statistics, subprocess, sys, datetime
 results, commands, out, runs, work, etcd, oxetcd, root = sys.argv[1:]
 rows = list(csv.DictReader(open(results), delimiter="\t"))
@@ -299,6 +365,19 @@ metrics = [("req_per_s", "throughput (req/s)"), ("p50_ms", "p50 latency (ms)"), 
            ("bench_cpu_s_per_10k", "bench client CPU s / 10k req"),
            ("data_dir_mib", "data dir (MiB)"), ("errors", "errors (sum of runs)")]
 workloads = list(dict.fromkeys(r["workload"] for r in rows))
+VARIANTS = ("-tls", "-auth")  # a row "X-tls" or "X-auth" is X with TLS or auth on
+
+
+def base_of(w):
+    for suffix in VARIANTS:
+        if w.endswith(suffix) and w[: -len(suffix)] in workloads:
+            return w[: -len(suffix)]
+    return None
+
+
+# Each variant right after its plain row (in the order run), so the cost shows at a glance.
+order = {w: i for i, w in enumerate(workloads)}
+workloads.sort(key=lambda w: (order[base_of(w) or w], base_of(w) is not None, order[w]))
 
 def values(server, workload, key):
     vs = [float(r[key]) for r in rows if r["server"] == server and r["workload"] == workload]
@@ -331,6 +410,32 @@ for w in workloads:
         e, x = agg("etcd", w, key), agg("oxetcd", w, key)
         ratio = "" if not e or x is None or key == "errors" else f"{x / e:.2f}×" if x / e >= 0.1 else f"{x / e:.2g}×"
         o.append(f"| {w} | {label} | {fmt(e)} | {fmt(x)} | {ratio} |")
+variants = [(w, base_of(w)) for w in workloads if base_of(w)]
+if variants:
+    o.append("\n## What TLS and auth cost each server\n")
+    o.append("Each `-tls`/`-auth` row against its plain row, per server. Throughput: the "
+             "variant's median as a share of the plain median (1.00× = no loss), then the same "
+             "ratio taken run by run (each run measures both rows of one server minutes apart), "
+             "as median (min–max). CPU: server CPU seconds per 10k requests, plain → variant.\n")
+    o.append("| variant | server | plain req/s | variant req/s | kept (medians) | kept, run by run | "
+             "server CPU s/10k plain → variant |")
+    o.append("|---|---|---:|---:|---:|---:|---:|")
+
+    def per_run(server, w, key):
+        return {r["run"]: float(r[key]) for r in rows if r["server"] == server and r["workload"] == w
+                and float(r[key]) == float(r[key])}
+
+    for w, base in variants:
+        for server in ("etcd", "oxetcd"):
+            p, v = agg(server, base, "req_per_s"), agg(server, w, "req_per_s")
+            kept = f"{v / p:.2f}×" if p and v is not None else "—"
+            plain_runs, variant_runs = per_run(server, base, "req_per_s"), per_run(server, w, "req_per_s")
+            paired = sorted(variant_runs[k] / plain_runs[k] for k in variant_runs if plain_runs.get(k))
+            by_run = (f"{statistics.median(paired):.2f}× ({paired[0]:.2f}–{paired[-1]:.2f})"
+                      if paired else "—")
+            cp, cv = agg(server, base, "cpu_s_per_10k"), agg(server, w, "cpu_s_per_10k")
+            o.append(f"| {w} | {server} | {fmt(p)} | {fmt(v)} | {kept} | {by_run} | {fmt(cp)} → {fmt(cv)} |")
+
 o.append("""
 Workloads: `put-1c` one client, 256-byte values; `put-1000c` 1000 clients on 100 connections;
 `range-l-1000c` / `range-s-1000c` linearizable / serializable range of one key, 1000 clients on
@@ -338,14 +443,17 @@ Workloads: `put-1c` one client, 256-byte values; `put-1000c` 1000 clients on 100
 RSS row is the server's memory holding 1M keys); `put-3m-1000c` 3 members on 127.0.0.1-3, 1000 clients on 100 connections to
 the leader (`--target-leader`); `*-tls` the same workloads with both servers serving their client
 URL over https (`--cert-file`/`--key-file`, one ECDSA P-256 certificate from a CA made for the
-run; peers plaintext) and the bench verifying it (`--cacert`).
+run; peers plaintext) and the bench verifying it (`--cacert`); `*-auth` the same workloads with
+auth enabled on both servers (simple tokens, `--bcrypt-cost` AUTH_BCRYPT_COST) and the bench
+running as user `bench`, whose only role may read and write the prefix `000` (one
+Authenticate per connection, the token on every request).
 Each measurement starts a fresh cluster in a fresh data dir.
 RSS is VmHWM after the run (summed over members for 3 members), CPU is utime+stime of the
 server process(es) during the benchmark only (the load generator's own CPU is shown too: on a
 small machine it competes with the server for the same cores), data dir is `du -sk` after the run (WAL
 segments are preallocated by both servers). A benchmark stops at its total or after
 `--max-seconds` (see the `ok` column of the raw runs), so a slow server writes fewer keys.
-""")
+""".replace("AUTH_BCRYPT_COST", os.environ["AUTH_BCRYPT_COST"]))
 cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")
 disk = sh(f"df -hT {work} | tail -1")
 etcd_version = sh(f"{etcd} --version | head -1")

@@ -26,9 +26,15 @@ use crate::workloads::Ctx;
 async fn bench(cli: &Cli) -> Result<Report, BenchError> {
     let timeout = Duration::from_secs(cli.dial_timeout);
     let tls = tls::client_tls(&cli.tls)?;
-    let conns =
-        client::connect(&cli.endpoints, cli.conns, cli.target_leader, tls.as_ref(), timeout)
-            .await?;
+    let conns = client::connect(
+        &cli.endpoints,
+        cli.conns,
+        cli.target_leader,
+        tls.as_ref(),
+        cli.user.as_ref(),
+        timeout,
+    )
+    .await?;
     let ctx = Ctx {
         conns,
         clients: cli.clients,

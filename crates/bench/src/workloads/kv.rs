@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 
 use super::Ctx;
 use crate::args::{Consistency, KeyValueArgs};
+use crate::client::{Conn, Token};
 use crate::error::BenchError;
 use crate::keys::{KeyValues, Rng};
 use crate::report::Report;
@@ -22,8 +23,9 @@ use crate::runner::{self, Op};
 /// How an op sends its KV requests.
 ///
 /// `Stub` (the default) is a generated stub kept by the op across requests, on its
-/// connection's channel. `Client` (`--via-client`) is the connection's `Client`
-/// (one endpoint, retries off). Per request the client clones the channel (tower's
+/// connection's channel, with the connection's auth token (attached to each request).
+/// `Client` (`--via-client`) is the connection's `Client` (one endpoint, retries off,
+/// attaching the token itself). Per request the client clones the channel (tower's
 /// buffer sender: an allocation and a few atomics, where the stub reuses its own),
 /// builds a stub on it, clones the request for a possible retry (a `Bytes` key built
 /// from a `Vec` becomes shared on its first clone: another allocation), and nests the
@@ -42,18 +44,22 @@ use crate::runner::{self, Op};
 /// 3 % more client CPU per request, so the stubs stay the default and the report's
 /// numbers stay comparable with earlier runs.
 enum Kv {
-    Stub(KvClient<Channel>),
+    Stub(KvClient<Channel>, Token),
     Client(Client),
 }
 
 impl Kv {
-    fn new(ctx: &Ctx, conn: Client) -> Kv {
-        if ctx.via_client { Kv::Client(conn) } else { Kv::Stub(KvClient::new(conn.channel())) }
+    fn new(ctx: &Ctx, conn: Conn) -> Kv {
+        if ctx.via_client {
+            Kv::Client(conn.client)
+        } else {
+            Kv::Stub(KvClient::new(conn.client.channel()), conn.token)
+        }
     }
 
     async fn put(&mut self, req: PutRequest) -> Result<(), Status> {
         match self {
-            Kv::Stub(kv) => kv.put(req).await.map(drop),
+            Kv::Stub(kv, token) => kv.put(token.request(req)).await.map(drop),
             Kv::Client(client) => {
                 client.put_request(req).await.map(drop).map_err(|e| e.into_status())
             }
@@ -62,14 +68,14 @@ impl Kv {
 
     async fn range(&mut self, req: RangeRequest) -> Result<(), Status> {
         match self {
-            Kv::Stub(kv) => kv.range(req).await.map(drop),
+            Kv::Stub(kv, token) => kv.range(token.request(req)).await.map(drop),
             Kv::Client(client) => client.range(req).await.map(drop).map_err(|e| e.into_status()),
         }
     }
 
     async fn txn(&mut self, req: TxnRequest) -> Result<(), Status> {
         match self {
-            Kv::Stub(kv) => kv.txn(req).await.map(drop),
+            Kv::Stub(kv, token) => kv.txn(token.request(req)).await.map(drop),
             Kv::Client(client) => {
                 client.txn_request(req).await.map(drop).map_err(|e| e.into_status())
             }

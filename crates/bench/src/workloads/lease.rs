@@ -10,6 +10,7 @@ use tonic::transport::Channel;
 
 use super::Ctx;
 use super::stream::Bidi;
+use crate::client::Token;
 use crate::error::BenchError;
 use crate::report::Report;
 use crate::runner::{self, Op};
@@ -19,6 +20,7 @@ const LEASE_TTL: i64 = 60;
 
 struct KeepAliveOp {
     lease: LeaseClient<Channel>,
+    token: Token,
     id: i64,
     stream: Option<Bidi<LeaseKeepAliveRequest, LeaseKeepAliveResponse>>,
 }
@@ -28,18 +30,22 @@ impl Op for KeepAliveOp {
 
     async fn call(&mut self, _seq: u64) -> Result<(), Status> {
         let req = LeaseKeepAliveRequest { id: self.id };
-        let stream = match &mut self.stream {
-            Some(stream) => {
-                stream.send(req).await?;
-                stream
-            }
-            None => {
-                let mut lease = self.lease.clone();
-                let opened =
-                    Bidi::open(req, |r| async move { lease.lease_keep_alive(r).await }).await?;
-                self.stream.insert(opened)
-            }
-        };
+        let stream =
+            match &mut self.stream {
+                Some(stream) => {
+                    stream.send(req).await?;
+                    stream
+                }
+                None => {
+                    let mut lease = self.lease.clone();
+                    let token = &self.token;
+                    let opened = Bidi::open(req, |r| async move {
+                        lease.lease_keep_alive(token.request(r)).await
+                    })
+                    .await?;
+                    self.stream.insert(opened)
+                }
+            };
         match stream.recv().await? {
             resp if resp.ttl > 0 => Ok(()),
             _ => Err(Status::not_found("lease expired or revoked")),
@@ -49,11 +55,12 @@ impl Op for KeepAliveOp {
 
 pub async fn keepalive(ctx: &Ctx) -> Result<Report, BenchError> {
     let mut grants = JoinSet::new();
-    for mut lease in ctx.per_client(|_, conn| LeaseClient::new(conn.channel())) {
+    for (channel, token) in ctx.per_client(|_, conn| (conn.client.channel(), conn.token)) {
+        let mut lease = LeaseClient::new(channel);
         grants.spawn(async move {
             let req = LeaseGrantRequest { ttl: LEASE_TTL, id: 0 };
-            let id = lease.lease_grant(req).await?.into_inner().id;
-            Ok::<_, Status>(KeepAliveOp { lease, id, stream: None })
+            let id = lease.lease_grant(token.request(req)).await?.into_inner().id;
+            Ok::<_, Status>(KeepAliveOp { lease, token, id, stream: None })
         });
     }
     let mut ops = Vec::new();

@@ -7,18 +7,18 @@ mod watch;
 
 use std::time::Duration;
 
-use oxetcd_client::Client;
 use tonic::transport::Channel;
 
 use crate::args::Command;
+use crate::client::{Conn, Token};
 use crate::error::BenchError;
 use crate::report::Report;
 use crate::runner::{Plan, Schedule};
 
 /// What every workload needs from the command line and the connections.
 pub struct Ctx {
-    /// One client per connection.
-    pub conns: Vec<Client>,
+    /// One client (and auth token) per connection.
+    pub conns: Vec<Conn>,
     pub clients: u64,
     pub total: u64,
     pub progress: bool,
@@ -30,17 +30,19 @@ pub struct Ctx {
 
 impl Ctx {
     /// The connection client `i` uses: clients are spread evenly over connections.
-    fn conn(&self, i: u64) -> Client {
+    fn conn(&self, i: u64) -> Conn {
         self.conns[i as usize % self.conns.len()].clone()
     }
 
-    /// The raw channel of client `i`'s connection, for streams.
-    fn channel(&self, i: u64) -> Channel {
-        self.conn(i).channel()
+    /// The raw channel of client `i`'s connection, for the generated stubs, and the
+    /// token their requests carry.
+    fn channel(&self, i: u64) -> (Channel, Token) {
+        let conn = &self.conns[i as usize % self.conns.len()];
+        (conn.client.channel(), conn.token.clone())
     }
 
     /// One op per client.
-    fn per_client<O>(&self, mut make: impl FnMut(u64, Client) -> O) -> Vec<O> {
+    fn per_client<O>(&self, mut make: impl FnMut(u64, Conn) -> O) -> Vec<O> {
         (0..self.clients).map(|i| make(i, self.conn(i))).collect()
     }
 

@@ -20,6 +20,7 @@ use tonic::transport::Channel;
 use super::Ctx;
 use super::stream::Bidi;
 use crate::args::{KeyValueArgs, WatchArgs};
+use crate::client::Token;
 use crate::error::BenchError;
 use crate::histogram::Histogram;
 use crate::keys::KeyValues;
@@ -34,6 +35,7 @@ type WatchStream = Bidi<WatchRequest, WatchResponse>;
 /// Creates watchers on one stream, opening it with the first.
 struct CreateOp {
     watch: WatchClient<Channel>,
+    token: Token,
     keys: KeyValues,
     stream: Option<WatchStream>,
 }
@@ -55,7 +57,9 @@ impl Op for CreateOp {
             }
             None => {
                 let mut watch = self.watch.clone();
-                let opened = Bidi::open(req, |r| async move { watch.watch(r).await }).await?;
+                let token = &self.token;
+                let opened =
+                    Bidi::open(req, |r| async move { watch.watch(token.request(r)).await }).await?;
                 self.stream.insert(opened)
             }
         };
@@ -101,6 +105,7 @@ impl Stamps {
 
 struct StampedPutOp {
     kv: KvClient<Channel>,
+    token: Token,
     keys: KeyValues,
     stamps: Arc<Stamps>,
 }
@@ -116,7 +121,7 @@ impl Op for StampedPutOp {
         self.stamps.stamp(seq);
         let req =
             PutRequest { key: self.keys.key(seq), value: value.freeze(), ..PutRequest::default() };
-        self.kv.put(req).await.map(drop)
+        self.kv.put(self.token.request(req)).await.map(drop)
     }
 }
 
@@ -214,10 +219,9 @@ async fn run(
     }
     let keys = KeyValues::new(&args.kv)?;
     let creators = (0..streams)
-        .map(|s| CreateOp {
-            watch: WatchClient::new(ctx.channel(s)),
-            keys: keys.clone(),
-            stream: None,
+        .map(|s| {
+            let (channel, token) = ctx.channel(s);
+            CreateOp { watch: WatchClient::new(channel), token, keys: keys.clone(), stream: None }
         })
         .collect();
     let plan = Plan {
@@ -257,7 +261,8 @@ async fn run(
     }
 
     let start = Instant::now();
-    let putter = StampedPutOp { kv: KvClient::new(ctx.channel(0)), keys, stamps };
+    let (channel, token) = ctx.channel(0);
+    let putter = StampedPutOp { kv: KvClient::new(channel), token, keys, stamps };
     let plan = Plan {
         total: args.put_total,
         schedule: Schedule::Shared,
