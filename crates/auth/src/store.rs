@@ -334,6 +334,10 @@ impl AuthStore {
     /// The user's merged permissions, from the cache or built now.
     fn perms_of(&self, user: &User, name: &str) -> Arc<UnifiedPerms> {
         let mut cache = self.perm_cache.lock().unwrap_or_else(|e| e.into_inner());
+        // The hit, the common case, allocates no key.
+        if let Some(perms) = cache.get(name) {
+            return Arc::clone(perms);
+        }
         let perms = cache.entry(name.to_owned()).or_insert_with(|| {
             let granted =
                 user.roles.iter().filter_map(|r| self.roles.get(r)).flat_map(|r| &r.key_permission);
