@@ -375,3 +375,101 @@ async fn a_learner_serves_serializable_reads_only_until_promoted() {
     .await
     .expect("the scenario ends in time");
 }
+
+/// A cluster grows from one member to five and shrinks to three, one change at a time,
+/// while a client writes: every acknowledged write is on every member left, at the
+/// revision it was acknowledged with, and their HashKV agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_grows_to_five_and_shrinks_to_three_while_a_client_writes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    tokio::time::timeout(Duration::from_secs(240), async {
+        let cluster = TestCluster::start(1).await;
+        let seed = cluster.endpoint(0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+        let writer = {
+            let (stop, acknowledged, seed) = (stop.clone(), acknowledged.clone(), seed.clone());
+            tokio::spawn(async move {
+                let options = ClientOptions::default()
+                    .with_max_retries(0)
+                    .with_request_timeout(Duration::from_secs(2));
+                let writes = Client::connect([seed.as_str()], options).await.unwrap();
+                for i in 0u64.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let key = format!("w/{i:06}");
+                    // A put that fails may still apply; only acknowledged ones are checked.
+                    if let Ok(put) = writes.put(key.clone(), "v", None).await {
+                        let revision = put.header.expect("a header").revision;
+                        acknowledged.lock().unwrap().push((key, revision));
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        let admin = client(&seed).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut joined: Vec<Member> = Vec::new();
+        for n in 1..=4 {
+            let url = format!("http://127.0.0.1:{}", free_port());
+            reconfigure(async || admin.cluster().member_add(vec![url.clone()], false).await).await;
+            let mut members: Vec<(String, String)> = member_list(&cluster)
+                .1
+                .iter()
+                .filter(|m| !m.name.is_empty())
+                .map(|m| (m.name.clone(), m.peer_ur_ls[0].clone()))
+                .collect();
+            let name = format!("j{n}");
+            members.push((name.clone(), url.clone()));
+            let config = joining_config(dir.path(), &name, &url, &listed(&members), &[]);
+            let member = Member::start(config).await.expect("joins");
+            tokio::time::timeout(WAIT, member.server.wait_ready()).await.expect("ready");
+            joined.push(member);
+        }
+        assert_eq!(member_list(&cluster).1.len(), 5);
+        for _ in 0..2 {
+            let leaving = joined.remove(0);
+            let id = leaving.server.member_id();
+            reconfigure(async || admin.cluster().member_remove(id).await).await;
+            tokio::time::timeout(WAIT, leaving.server.wait_removed()).await.expect("it stops");
+            leaving.close().await;
+        }
+        stop.store(true, Ordering::SeqCst);
+        writer.await.unwrap();
+        let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
+        assert!(acknowledged.len() > 50, "the client wrote throughout: {}", acknowledged.len());
+
+        let endpoints: Vec<String> = std::iter::once(seed.clone())
+            .chain(joined.iter().map(|m| format!("http://{}", m.client_addrs[0])))
+            .collect();
+        assert_eq!(member_list(&cluster).1.len(), 3);
+        let last = admin.put("last", "v", None).await.unwrap().header.unwrap().revision;
+        let mut hashes = Vec::new();
+        for endpoint in &endpoints {
+            // Linearizable: every member has applied up to `last` first.
+            let stored = client(endpoint)
+                .await
+                .get("w/", Some(oxetcd_client::GetOptions::default().with_prefix()))
+                .await
+                .unwrap();
+            let stored: std::collections::HashMap<_, _> = stored
+                .kvs
+                .iter()
+                .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.mod_revision))
+                .collect();
+            for (key, revision) in &acknowledged {
+                assert_eq!(stored.get(key), Some(revision), "{key} on {endpoint}");
+            }
+            hashes.push(client(endpoint).await.maintenance().hash_kv(last).await.unwrap().hash);
+        }
+        assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+        for member in joined {
+            member.close().await;
+        }
+        cluster.stop_all().await;
+    })
+    .await
+    .expect("the scenario ends in time");
+}
