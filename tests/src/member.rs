@@ -179,7 +179,8 @@ impl TestCluster {
         cluster
     }
 
-    fn config(&self, i: usize) -> Config {
+    /// Member `i`'s configuration: the cluster's flags, then `extra`.
+    fn config(&self, i: usize, extra: &[&str]) -> Config {
         let initial: Vec<String> = self
             .names
             .iter()
@@ -203,7 +204,10 @@ impl TestCluster {
             "--initial-cluster".into(),
             initial.join(","),
         ];
-        let args = args.into_iter().chain(self.extra.iter().cloned());
+        let args = args
+            .into_iter()
+            .chain(self.extra.iter().cloned())
+            .chain(extra.iter().map(|s| s.to_string()));
         let mut config = Flags::try_parse_from(args)
             .expect("cluster flags parse")
             .into_config()
@@ -214,8 +218,15 @@ impl TestCluster {
 
     /// Starts (or restarts) member `i` on its data dir; does not wait for readiness.
     pub async fn start_member(&mut self, i: usize) {
+        self.start_member_with(i, &[]).await;
+    }
+
+    /// Like [`TestCluster::start_member`], with `extra` flags for this start only
+    /// (`--force-new-cluster`).
+    pub async fn start_member_with(&mut self, i: usize, extra: &[&str]) {
         assert!(self.members[i].is_none(), "member {i} is running");
-        self.members[i] = Some(Member::start(self.config(i)).await.expect("member starts"));
+        let config = self.config(i, extra);
+        self.members[i] = Some(Member::start(config).await.expect("member starts"));
     }
 
     pub async fn stop_member(&mut self, i: usize) {

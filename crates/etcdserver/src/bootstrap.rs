@@ -10,13 +10,20 @@
 //! starts like a restart with an empty log and no peers: the leader's appends or
 //! snapshot bring the log and, with it, the membership.
 //!
+//! With `--force-new-cluster`, a restart turns the member into a one-member cluster
+//! (etcd's disaster recovery, [`force_standalone`]): the WAL's uncommitted entries are
+//! dropped, and committed conf changes removing every other member the snapshot and the
+//! log know of are appended and saved. The apply thread then removes them like any
+//! removal, raft's configuration follows, and the member elects itself.
+//!
 //! Layout (etcd's): `<data-dir>/member/wal/*.wal`, `<data-dir>/member/snap/*.snap`, and
 //! the backend at `<data-dir>/member/snap/db`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use oxetcd_api::etcdserverpb::Member;
 use oxetcd_api::oxetcdpb::{ClusterState, MembersResponse, Metadata};
 use oxetcd_raft::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, MemStorage};
@@ -54,6 +61,12 @@ pub enum StartError {
     /// `ValidateClusterAndAssignIDs`): `cluster` is the fetched one, as etcd prints it.
     #[error("error validating peerURLs {cluster}: {reason}")]
     ValidateCluster { cluster: String, reason: String },
+    /// `--force-new-cluster` on a learner's data dir: a learner cannot vote, so it
+    /// cannot be a cluster on its own.
+    #[error(
+        "--force-new-cluster: member {0} is a learner; only a voting member can become a one-member cluster"
+    )]
+    ForceNewClusterLearner(String),
     #[error("member data is corrupt: {0}")]
     Corrupt(String),
     #[error("cannot open the backend at {path}: {error}")]
@@ -104,13 +117,17 @@ pub(crate) fn open(cfg: &ServerConfig) -> Result<Opened, StartError> {
     let wal_dir = wal_dir(cfg);
     let snapshotter = Snapshotter::new(&member.join("snap"))?;
     if has_wal(&wal_dir) {
-        restart(&wal_dir, snapshotter)
+        restart(cfg, &wal_dir, snapshotter)
     } else {
         bootstrap_new(cfg, &wal_dir, snapshotter)
     }
 }
 
-fn restart(wal_dir: &Path, snapshotter: Snapshotter) -> Result<Opened, StartError> {
+fn restart(
+    cfg: &ServerConfig,
+    wal_dir: &Path,
+    snapshotter: Snapshotter,
+) -> Result<Opened, StartError> {
     let snapshot = match snapshotter.load_newest() {
         Ok(snapshot) => Some(snapshot),
         Err(WalError::NoSnapshot) => None,
@@ -119,9 +136,10 @@ fn restart(wal_dir: &Path, snapshotter: Snapshotter) -> Result<Opened, StartErro
     let meta = snapshot.as_ref().and_then(|s| s.metadata.clone()).unwrap_or_default();
     let marker =
         WalSnapshot { index: meta.index, term: meta.term, conf_state: meta.conf_state.clone() };
-    let (wal, recovered) = Wal::open(wal_dir, &marker, WalOptions::default())?;
+    let (mut wal, recovered) = Wal::open(wal_dir, &marker, WalOptions::default())?;
     let metadata = Metadata::decode(recovered.metadata)
         .map_err(|e| StartError::Corrupt(format!("wal metadata: {e}")))?;
+    let (member_id, cluster_id) = (metadata.node_id, metadata.cluster_id);
 
     let mut storage = MemStorage::new();
     let mut membership = Membership::default();
@@ -138,34 +156,157 @@ fn restart(wal_dir: &Path, snapshotter: Snapshotter) -> Result<Opened, StartErro
     let joining = meta.index == 0
         && recovered.entries.is_empty()
         && recovered.hard_state == HardState::default();
-    storage.append(&recovered.entries);
-    storage.set_hard_state(recovered.hard_state);
-    if joining {
-        // Written by `join_existing`: the log comes from the leader.
+    let (mut entries, mut hard_state) = (recovered.entries, recovered.hard_state);
+    if cfg.force_new_cluster {
+        let local = Member {
+            id: member_id,
+            peer_ur_ls: cfg.initial_advertise_peer_urls.clone(),
+            ..Default::default()
+        };
+        let conf_state = meta.conf_state.clone().unwrap_or_default();
+        let forced = force_standalone(&conf_state, meta.index, entries, hard_state, local)?;
+        if let Some(first) = forced.discarded_from {
+            tracing::info!(
+                entry_index = first,
+                commit_index_from_wal = hard_state.commit,
+                number_of_discarded_entries = forced.discarded,
+                "discarding uncommitted WAL entries"
+            );
+        }
+        // Saved (and synced) before raft sees them: the removals are committed for good,
+        // and a later restart without the flag finds the one-member cluster.
+        wal.save(&forced.hard_state, &forced.appended, true)?;
+        (entries, hard_state) = (forced.entries, forced.hard_state);
         tracing::info!(
-            member = %Hex(metadata.node_id),
-            cluster = %Hex(metadata.cluster_id),
-            "starting local member"
+            cluster = %Hex(cluster_id),
+            member = %Hex(member_id),
+            commit_index = hard_state.commit,
+            removed_members = forced.appended.len(),
+            "forcing restart member"
         );
+    } else if joining {
+        // Written by `join_existing`: the log comes from the leader.
+        tracing::info!(member = %Hex(member_id), cluster = %Hex(cluster_id), "starting local member");
     } else {
         tracing::info!(
-            member = %Hex(metadata.node_id),
-            cluster = %Hex(metadata.cluster_id),
-            commit_index = recovered.hard_state.commit,
+            member = %Hex(member_id),
+            cluster = %Hex(cluster_id),
+            commit_index = hard_state.commit,
             snapshot_index = meta.index,
             "restarting local member"
         );
     }
+    storage.append(&entries);
+    storage.set_hard_state(hard_state);
     Ok(Opened {
         storage,
         wal,
         snapshotter,
         membership,
         conf_state: meta.conf_state.unwrap_or_default(),
-        member_id: metadata.node_id,
-        cluster_id: metadata.cluster_id,
+        member_id,
+        cluster_id,
         applied: meta.index,
     })
+}
+
+/// A restarting member's log made into a one-member cluster's (`--force-new-cluster`).
+#[derive(Debug)]
+struct Standalone {
+    /// The log after the snapshot: the committed entries, then `appended`.
+    entries: Vec<Entry>,
+    /// The conf changes that make this member the only one, committed.
+    appended: Vec<Entry>,
+    /// The hard state committing all of `entries`.
+    hard_state: HardState,
+    /// The index of the first uncommitted entry dropped, if any.
+    discarded_from: Option<u64>,
+    /// How many uncommitted entries were dropped.
+    discarded: usize,
+}
+
+/// etcd's `restartAsStandaloneNode`: drops the entries after the commit index, then
+/// appends, in the last term and committed, a ConfChange removing each member other than
+/// `local` that the snapshot's configuration (`conf_state`, at `snapshot_index`) and the
+/// kept conf changes know of, in id order. A member that knows itself not at all (an
+/// empty log) adds itself first, so the configuration never loses its last voter. A
+/// learner cannot be the one member left: it is refused.
+fn force_standalone(
+    conf_state: &ConfState,
+    snapshot_index: u64,
+    mut entries: Vec<Entry>,
+    hard_state: HardState,
+    local: Member,
+) -> Result<Standalone, StartError> {
+    // The snapshot is committed even if the hard state has not caught up with it.
+    let commit = hard_state.commit.max(snapshot_index);
+    let kept = entries.partition_point(|e| e.index <= commit);
+    let discarded = entries.len() - kept;
+    let discarded_from = entries.get(kept).map(|e| e.index);
+    entries.truncate(kept);
+
+    let known = known_members(conf_state, &entries);
+    let term = hard_state.term.max(1);
+    let mut next = entries.last().map_or(commit, |e| e.index) + 1;
+    let mut appended = Vec::new();
+    let mut push = |change_type: ConfChangeType, node_id: u64, context: Bytes| {
+        let cc = ConfChange { id: 0, change_type: change_type as i32, node_id, context };
+        appended.push(Entry {
+            term,
+            index: next,
+            entry_type: EntryType::EntryConfChange as i32,
+            data: cc.encode_to_vec().into(),
+        });
+        next += 1;
+    };
+    match known.get(&local.id) {
+        Some(true) => {
+            return Err(StartError::ForceNewClusterLearner(Hex(local.id).to_string()));
+        }
+        Some(false) => {}
+        None => push(ConfChangeType::ConfChangeAddNode, local.id, local.encode_to_vec().into()),
+    }
+    for &id in known.keys().filter(|&&id| id != local.id) {
+        push(ConfChangeType::ConfChangeRemoveNode, id, Bytes::new());
+    }
+    entries.extend_from_slice(&appended);
+    let hard_state = HardState {
+        term,
+        vote: hard_state.vote,
+        commit: entries.last().map_or(commit, |e| e.index),
+    };
+    Ok(Standalone { entries, appended, hard_state, discarded_from, discarded })
+}
+
+/// The members a snapshot's configuration and the conf changes after it leave, each
+/// with whether it is a learner (etcd's `getIDs`, learners included). Read as the apply
+/// thread reads the changes: one it cannot decode is skipped, and an add of a member
+/// already there changes nothing.
+fn known_members(conf_state: &ConfState, entries: &[Entry]) -> BTreeMap<u64, bool> {
+    let mut known: BTreeMap<u64, bool> = conf_state.voters.iter().map(|&id| (id, false)).collect();
+    known.extend(conf_state.learners.iter().map(|&id| (id, true)));
+    for entry in entries.iter().filter(|e| e.entry_type == EntryType::EntryConfChange as i32) {
+        let Ok(cc) = ConfChange::decode(entry.data.clone()) else { continue };
+        match ConfChangeType::try_from(cc.change_type) {
+            // A promotion names no member: it applies only to a member already there.
+            Ok(ConfChangeType::ConfChangeAddNode) if cc.context.is_empty() => {
+                if let Some(learner) = known.get_mut(&cc.node_id) {
+                    *learner = false;
+                }
+            }
+            Ok(ConfChangeType::ConfChangeAddNode) => {
+                known.entry(cc.node_id).or_insert(false);
+            }
+            Ok(ConfChangeType::ConfChangeAddLearnerNode) => {
+                known.entry(cc.node_id).or_insert(true);
+            }
+            Ok(ConfChangeType::ConfChangeRemoveNode) => {
+                known.remove(&cc.node_id);
+            }
+            Ok(ConfChangeType::ConfChangeUpdateNode) | Err(_) => {}
+        }
+    }
+    known
 }
 
 fn bootstrap_new(
@@ -544,6 +685,7 @@ mod tests {
             client_cert_auth: false,
             client_dial_tls: None,
             strict_reconfig_check: true,
+            force_new_cluster: false,
         }
     }
 
@@ -589,5 +731,142 @@ mod tests {
         assert_eq!(opened.conf_state, ConfState::default());
         use oxetcd_raft::Storage;
         assert_eq!(opened.storage.last_index().unwrap(), 0);
+    }
+
+    fn conf_change(index: u64, term: u64, change_type: ConfChangeType, node_id: u64) -> Entry {
+        let context = match change_type {
+            ConfChangeType::ConfChangeRemoveNode => Bytes::new(),
+            _ => {
+                member(node_id, "", &format!("http://10.0.0.{node_id}:2380")).encode_to_vec().into()
+            }
+        };
+        let cc = ConfChange { id: 0, change_type: change_type as i32, node_id, context };
+        Entry {
+            term,
+            index,
+            entry_type: EntryType::EntryConfChange as i32,
+            data: cc.encode_to_vec().into(),
+        }
+    }
+
+    fn normal(index: u64, term: u64) -> Entry {
+        Entry { term, index, data: Bytes::from_static(b"put"), ..Default::default() }
+    }
+
+    /// The conf changes of `entries`, as (type, node).
+    fn changes(entries: &[Entry]) -> Vec<(ConfChangeType, u64)> {
+        entries
+            .iter()
+            .filter(|e| e.entry_type == EntryType::EntryConfChange as i32)
+            .map(|e| {
+                let cc = ConfChange::decode(e.data.clone()).unwrap();
+                (ConfChangeType::try_from(cc.change_type).unwrap(), cc.node_id)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn force_new_cluster_removes_the_others_known_from_the_snapshot_and_the_committed_log() {
+        use ConfChangeType::*;
+        // The snapshot at 10 has voters 1, 2 and 3.
+        let conf_state = ConfState { voters: vec![1, 2, 3], ..Default::default() };
+        let mut promotion = conf_change(14, 2, ConfChangeAddNode, 4);
+        let mut cc = ConfChange::decode(promotion.data.clone()).unwrap();
+        cc.context = Bytes::new();
+        promotion.data = cc.encode_to_vec().into();
+        let entries = vec![
+            normal(11, 2),
+            conf_change(12, 2, ConfChangeAddLearnerNode, 4),
+            conf_change(13, 2, ConfChangeRemoveNode, 2),
+            promotion,
+            conf_change(15, 3, ConfChangeAddLearnerNode, 5),
+            // Not committed: dropped, and member 6 is not known.
+            normal(16, 3),
+            conf_change(17, 3, ConfChangeAddNode, 6),
+        ];
+        let hard_state = HardState { term: 3, vote: 1, commit: 15 };
+        let local = member(1, "a", "http://10.0.0.1:2380");
+        let forced = force_standalone(&conf_state, 10, entries.clone(), hard_state, local).unwrap();
+
+        assert_eq!((forced.discarded_from, forced.discarded), (Some(16), 2));
+        // 2 was removed, 4 promoted, 5 is a learner: 3, 4 and 5 go, in id order, right
+        // after the commit index, in the last term.
+        assert_eq!(
+            changes(&forced.appended),
+            [(ConfChangeRemoveNode, 3), (ConfChangeRemoveNode, 4), (ConfChangeRemoveNode, 5)]
+        );
+        let at: Vec<(u64, u64)> = forced.appended.iter().map(|e| (e.index, e.term)).collect();
+        assert_eq!(at, [(16, 3), (17, 3), (18, 3)]);
+        assert_eq!(&forced.entries[..5], &entries[..5], "the committed entries are kept");
+        assert_eq!(&forced.entries[5..], &forced.appended[..]);
+        assert_eq!(forced.hard_state, HardState { term: 3, vote: 1, commit: 18 });
+    }
+
+    #[test]
+    fn force_new_cluster_adds_a_member_that_knows_itself_not_and_refuses_a_learner() {
+        use ConfChangeType::*;
+        // An empty log (a joined member that never heard from the leader).
+        let local = member(7, "", "http://10.0.0.7:2380");
+        let forced =
+            force_standalone(&ConfState::default(), 0, vec![], HardState::default(), local.clone())
+                .unwrap();
+        assert_eq!(changes(&forced.appended), [(ConfChangeAddNode, 7)]);
+        let cc = ConfChange::decode(forced.appended[0].data.clone()).unwrap();
+        assert_eq!(Member::decode(cc.context).unwrap(), local);
+        assert_eq!((forced.appended[0].index, forced.appended[0].term), (1, 1));
+        assert_eq!(forced.hard_state.commit, 1);
+        assert_eq!(forced.discarded_from, None);
+
+        // A committed add of this member as a learner.
+        let entries = vec![conf_change(11, 2, ConfChangeAddLearnerNode, 7)];
+        let conf_state = ConfState { voters: vec![1], ..Default::default() };
+        let hard_state = HardState { term: 2, vote: 0, commit: 11 };
+        let err = force_standalone(&conf_state, 10, entries, hard_state, local).unwrap_err();
+        assert!(matches!(err, StartError::ForceNewClusterLearner(_)), "{err}");
+    }
+
+    #[test]
+    fn force_new_cluster_overwrites_the_uncommitted_tail_in_the_wal_and_lasts() {
+        use ConfChangeType::*;
+        use oxetcd_raft::Storage;
+        let dir = tempfile::tempdir().unwrap();
+        let listed = initial(&[
+            ("a", "http://10.0.0.1:2380"),
+            ("b", "http://10.0.0.2:2380"),
+            ("c", "http://10.0.0.3:2380"),
+        ]);
+        let mut cfg = join_config(dir.path(), listed);
+        cfg.name = "a".into();
+        cfg.initial_cluster_state = InitialClusterState::New;
+        cfg.initial_advertise_peer_urls = vec!["http://10.0.0.1:2380".into()];
+        // A new member: three committed adds in term 1; then uncommitted writes of term 2.
+        let mut opened = open(&cfg).unwrap();
+        let local = opened.member_id;
+        let tail: Vec<Entry> = (4..=6).map(|i| normal(i, 2)).collect();
+        opened.wal.save(&HardState { term: 2, vote: local, commit: 3 }, &tail, true).unwrap();
+        drop(opened);
+
+        cfg.force_new_cluster = true;
+        let opened = open(&cfg).unwrap();
+        let entries = opened.storage.entries(1, 6, u64::MAX).unwrap();
+        let others: Vec<u64> =
+            Membership::initial(&cfg.initial_cluster, &cfg.initial_cluster_token)
+                .ids()
+                .into_iter()
+                .filter(|&id| id != local)
+                .collect();
+        let removals: Vec<(ConfChangeType, u64)> =
+            others.iter().map(|&id| (ConfChangeRemoveNode, id)).collect();
+        assert_eq!(changes(&entries[3..]), removals);
+        assert_eq!(opened.storage.last_index().unwrap(), 5, "the uncommitted 6 is gone");
+        assert_eq!(opened.storage.hard_state(), HardState { term: 2, vote: local, commit: 5 });
+        drop(opened);
+
+        // Without the flag, the log read back is the forced one, committed.
+        cfg.force_new_cluster = false;
+        let opened = open(&cfg).unwrap();
+        assert_eq!(opened.storage.last_index().unwrap(), 5);
+        assert_eq!(opened.storage.entries(1, 6, u64::MAX).unwrap(), entries);
+        assert_eq!(opened.storage.hard_state().commit, 5);
     }
 }

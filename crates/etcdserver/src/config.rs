@@ -68,6 +68,11 @@ pub struct ServerConfig {
     /// `--strict-reconfig-check`: refuse a membership change that would leave fewer
     /// started members than a quorum, or that this member cannot see a quorum through.
     pub strict_reconfig_check: bool,
+    /// `--force-new-cluster`: a member restarting from its data dir drops the WAL's
+    /// uncommitted entries and commits the removal of every other member it knows,
+    /// starting as a one-member cluster with all its data (etcd's disaster recovery).
+    /// No effect on a data dir without a WAL.
+    pub force_new_cluster: bool,
     /// `--auth-token`: simple tokens or JWTs, and the JWT keys.
     pub auth_token: oxetcd_auth::TokenSpec,
     /// `--auth-token-ttl`: how long a simple token lives after its last use.

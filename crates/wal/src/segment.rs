@@ -106,7 +106,10 @@ impl Segment {
 /// Suffix of a segment being cut: renamed into place once complete.
 pub(crate) const STAGING_SUFFIX: &str = ".wal.tmp";
 
-/// The segments in `dir`, oldest first, checked to form one unbroken sequence.
+/// The segments in `dir`, oldest first, checked to form one unbroken sequence of
+/// sequence numbers (as etcd checks). Their first indexes need not grow: a segment cut
+/// after an uncommitted tail was overwritten (a follower's conflict, or
+/// `--force-new-cluster`) starts below the one before it.
 /// With `clean_staging`, half-made segments left by a crash during a cut are removed.
 pub(crate) fn list(dir: &Path, clean_staging: bool) -> Result<Vec<Segment>> {
     let mut segments = Vec::new();
@@ -122,7 +125,7 @@ pub(crate) fn list(dir: &Path, clean_staging: bool) -> Result<Vec<Segment>> {
     }
     segments.sort_by_key(|s| s.seq);
     for pair in segments.windows(2) {
-        if pair[1].seq != pair[0].seq + 1 || pair[1].index < pair[0].index {
+        if pair[1].seq != pair[0].seq + 1 {
             return Err(WalError::BrokenSequence {
                 dir: dir.to_path_buf(),
                 detail: format!("{} follows {}", pair[1].path.display(), pair[0].path.display()),

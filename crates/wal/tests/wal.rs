@@ -79,6 +79,43 @@ fn a_later_write_of_an_index_replaces_the_tail_after_it() {
 }
 
 #[test]
+fn an_overwrite_below_the_last_index_holds_across_segment_cuts_and_reopens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let mut wal = Wal::create(&dir, Bytes::new(), small()).unwrap();
+    let payload = "z".repeat(300);
+    for i in 1..=40 {
+        wal.save(&state(1, 10), &[entry(i, 1, &payload)], false).unwrap();
+    }
+    wal.sync().unwrap();
+    assert!(wal.segment_paths().count() > 2, "the entries span segments");
+    // Entry 11 is written again, in a later segment than the 12..40 it replaces (a
+    // follower's conflict, or --force-new-cluster's removals after the commit index).
+    wal.save(&state(2, 10), &[entry(11, 2, "new-11")], true).unwrap();
+    assert_eq!(wal.last_index(), 11);
+    drop(wal);
+    let (mut wal, got) = reopen(&dir, &WalSnapshot::origin());
+    assert_eq!(indexes(&got), (1..=11).collect::<Vec<_>>());
+    assert_eq!(got.entries[10], entry(11, 2, "new-11"));
+    assert_eq!(got.hard_state, state(2, 10));
+    // Appends go on from the overwrite, also past a cut.
+    let after: Vec<Entry> = (12..=30).map(|i| entry(i, 2, &payload)).collect();
+    wal.save(&state(2, 30), &after, true).unwrap();
+    drop(wal);
+    let (mut wal, got) = reopen(&dir, &WalSnapshot::origin());
+    assert_eq!(indexes(&got), (1..=30).collect::<Vec<_>>());
+    assert!(got.entries[11..].iter().all(|e| e.term == 2));
+    // A snapshot on the new branch is found, before and after a purge up to it.
+    wal.save_snapshot(&snap(25, 2)).unwrap();
+    wal.save(&state(2, 31), &[entry(31, 2, "31")], true).unwrap();
+    assert!(!wal.purge(25, 1).unwrap().is_empty());
+    drop(wal);
+    let (_wal, got) = reopen(&dir, &snap(25, 2));
+    assert_eq!(indexes(&got), (26..=31).collect::<Vec<_>>());
+    assert!(got.entries.iter().all(|e| e.term == 2));
+}
+
+#[test]
 fn many_segments_chain_their_crcs_and_read_back_in_order() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = wal_dir(&tmp);

@@ -284,8 +284,7 @@ struct Values {
         help_heading = CLUSTERING
     )]
     advertise_client_urls: String,
-    /// Reject reconfiguration requests that would cause quorum loss. Accepted; oxetcd
-    /// serves no runtime membership changes yet, so it has nothing to check.
+    /// Reject reconfiguration requests that would cause quorum loss.
     #[arg(long = "strict-reconfig-check", default_value_t = true, help_heading = CLUSTERING)]
     strict_reconfig_check: bool,
     /// Enable to run an additional Raft election phase, so a member returning from a
@@ -1093,6 +1092,7 @@ impl Values {
             bcrypt_cost,
             client_cert_auth: self.client_cert_auth,
             strict_reconfig_check: self.strict_reconfig_check,
+            force_new_cluster: self.force_new_cluster,
             name: self.name,
         };
         let listen_client_urls = parse_listen_urls(&self.listen_client_urls)?;

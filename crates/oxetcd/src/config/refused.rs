@@ -11,7 +11,6 @@ pub enum Refusal {
     Never(&'static str),
 }
 
-const MEMBERSHIP: Refusal = Refusal::NotYet("comes with runtime membership, issue: membership");
 const DISCOVERY: Refusal =
     Refusal::NotYet("comes with discovery bootstrap, issue: membership (discovery)");
 const STORAGE: Refusal =
@@ -29,7 +28,6 @@ const CAPNSLOG: Refusal = Refusal::Never(
 /// default when it parses to the same value as the default does (so `--auth-token=simple`
 /// and `--experimental-corrupt-check-time=0` start).
 pub const REFUSED: &[(&str, Refusal)] = &[
-    ("force-new-cluster", MEMBERSHIP),
     ("discovery", DISCOVERY),
     ("discovery-fallback", DISCOVERY),
     ("discovery-proxy", DISCOVERY),

@@ -187,6 +187,17 @@ fn strict_reconfig_check_reaches_the_server() {
 }
 
 #[test]
+fn force_new_cluster_reaches_the_server() {
+    let (result, notices) = resolve(&["--force-new-cluster", "--name", "n1"], &[]);
+    let cfg = result.unwrap();
+    assert!(cfg.server.force_new_cluster && cfg.server.name == "n1");
+    assert!(notices.is_empty(), "{notices:?}");
+    let (result, _) = resolve(&[], &[("ETCD_FORCE_NEW_CLUSTER", "true")]);
+    assert!(result.unwrap().server.force_new_cluster);
+    assert!(!parse(&[]).unwrap().server.force_new_cluster, "off by default, as in etcd");
+}
+
+#[test]
 fn max_concurrent_streams_defaults_to_etcds_no_limit() {
     assert_eq!(parse(&[]).unwrap().max_concurrent_streams, u32::MAX);
     assert_eq!(parse(&["--max-concurrent-streams", "2"]).unwrap().max_concurrent_streams, 2);
@@ -273,6 +284,7 @@ initial-cluster-state: existing
 initial-cluster-token: 1234
 advertise-client-urls: http://127.0.0.1:12379
 strict-reconfig-check: false
+force-new-cluster: true
 enable-v2: false
 logger: text
 log-level: warn
@@ -380,6 +392,7 @@ fn the_config_file_sets_every_key() {
     );
     assert_eq!((cfg.server.bcrypt_cost, cfg.server.auth_token_ttl), (12, Duration::from_secs(60)));
     assert!(!cfg.server.strict_reconfig_check);
+    assert!(cfg.server.force_new_cluster);
 
     // Every flag is a key of the file, so this test covers them all (the refused ones
     // have their own test: any value but their default fails).
@@ -519,7 +532,7 @@ fn non_default(flag: &str) -> &'static str {
         "discovery" | "discovery-proxy" => "http://discovery.example.com:2379",
         "discovery-srv" | "discovery-srv-name" | "experimental-enable-v2v3" => "x",
         "log-package-levels" => "etcdserver=DEBUG",
-        "enable-v2" | "enable-pprof" | "force-new-cluster" | "unsafe-no-fsync" => "true",
+        "enable-v2" | "enable-pprof" | "unsafe-no-fsync" => "true",
         _ => "7",
     }
 }
