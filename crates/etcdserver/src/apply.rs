@@ -22,6 +22,7 @@ use oxetcd_raft::{
 use oxetcd_transport::Transport;
 use prost::Message as _;
 
+use crate::alarm::{self, Alarms};
 use crate::auth::{self, AuthApplied, Requester};
 use crate::error::{Fatal, ServerError};
 use crate::id::Hex;
@@ -220,6 +221,10 @@ impl Applier {
             self.mark_applied(entry)?;
             return Err(e.into());
         }
+        if let Some(refused) = self.shared.alarms().refusal(&request) {
+            self.mark_applied(entry)?;
+            return Err(refused);
+        }
         let store = self.shared.store();
         let watch = &self.watch;
         let result = if let Some(put) = request.put {
@@ -243,6 +248,8 @@ impl Applier {
             self.revoke_lease(&store, revoke.id, at)
         } else if let Some(checkpoint) = request.lease_checkpoint {
             self.checkpoint_leases(&store, checkpoint, at)
+        } else if let Some(alarm) = request.alarm {
+            alarm::apply(&self.shared.alarms, &store, &alarm, at).map(Applied::Alarm)
         } else if let Some(compaction) = request.compaction {
             store
                 .compact(compaction.revision, at)
@@ -475,7 +482,10 @@ impl Applier {
         }
         let state = ClusterState::decode(snapshot.data)
             .map_err(|e| ServerError::Internal(e.to_string()))?;
-        // The old store keeps its (now unlinked) file until its last reader is done.
+        // The old store keeps its (now unlinked) file until its last reader is done. A
+        // defragmentation of the old store would rename its copy over this file: it
+        // finishes first.
+        let _no_defrag = self.shared.backend_swap.lock().unwrap_or_else(|e| e.into_inner());
         std::fs::rename(&received, &self.backend).map_err(io)?;
         std::fs::File::open(&self.snap_dir).and_then(|d| d.sync_all()).map_err(io)?;
         // The new store reattaches its keys as it opens; the leases come from its table.
@@ -490,6 +500,7 @@ impl Applier {
             .recover(leases.map_err(|e| ServerError::Internal(format!("lease table: {e}")))?);
         let auth_store = crate::server::stored_auth(&store)?;
         self.shared.auth.replace_store(auth_store);
+        *self.shared.alarms.write().unwrap_or_else(|e| e.into_inner()) = Alarms::recover(&store)?;
         let consistent = store.consistent_index();
         self.shared.replace_store(Arc::new(store));
         self.watch.store_replaced();

@@ -38,7 +38,7 @@ pub struct ServerConfig {
     pub snapshot_catchup_entries: u64,
     pub max_snapshots: usize,
     pub max_wals: usize,
-    /// `--quota-backend-bytes` as given (0: etcd's default); not enforced yet.
+    /// `--quota-backend-bytes` as given (0: etcd's default of 2 GiB; negative: none).
     pub quota_backend_bytes: i64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,

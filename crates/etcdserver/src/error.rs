@@ -52,6 +52,12 @@ pub enum ServerError {
     LeaderTransferTimeout,
     #[error("etcdserver: rpc not supported for learner")]
     NotSupportedForLearner,
+    /// Over `--quota-backend-bytes`, or refused while the NOSPACE alarm is active.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// Refused while the CORRUPT alarm is active.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
     #[error(transparent)]
     Mvcc(#[from] oxetcd_mvcc::Error),
     #[error(transparent)]

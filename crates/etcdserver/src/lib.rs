@@ -19,15 +19,18 @@ macro_rules! failpoint {
     };
 }
 
+pub mod alarm;
 mod apply;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod id;
+pub mod maintenance;
 pub mod membership;
 mod node;
 mod peers;
+pub mod quota;
 mod reconfig;
 pub mod server;
 mod state;

@@ -19,6 +19,7 @@ use oxetcd_transport::{Transport, TransportConfig};
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::alarm::Alarms;
 use crate::apply::Applier;
 use crate::auth::{Requester, ServerAuth, TokenProvider};
 use crate::bootstrap::{self, StartError};
@@ -26,10 +27,12 @@ use crate::config::ServerConfig;
 use crate::error::{Fatal, ServerError};
 use crate::id::IdGenerator;
 use crate::id::{Hex, LeaseHex};
+use crate::maintenance::{MAX_CLIENT_SNAPSHOT_COPIES, remove_stale_client_snapshots};
 use crate::node::{Input, RaftLoop, Retention};
 use crate::peers::{PeerRuntime, RaftBridge, TransportOutbox};
+use crate::quota::{self, Quota};
 pub use crate::state::Applied;
-use crate::state::{ApplyResult, Shared};
+use crate::state::{ApplyResult, Recovered, Shared};
 use crate::watch::WatchHub;
 use oxetcd_auth::{JwtTokens, SimpleTokens, TokenSpec};
 use oxetcd_lease::{
@@ -81,6 +84,10 @@ pub struct EtcdServer {
     watch: Arc<WatchHub>,
     /// Set when the member begins to close.
     closing: tokio::sync::watch::Sender<bool>,
+    /// `--quota-backend-bytes`, checked before a request enters the log.
+    pub(crate) quota: Quota,
+    /// Backend copies for `Snapshot` being made or streamed.
+    pub(crate) snapshot_copies: Arc<tokio::sync::Semaphore>,
 }
 
 impl EtcdServer {
@@ -113,6 +120,8 @@ impl EtcdServer {
         lessor.recover(stored_leases(&store).map_err(backend_error)?);
         let auth_store = stored_auth(&store).map_err(backend_error)?;
         let auth = ServerAuth::new(auth_store, token_provider(&cfg)?, cfg.bcrypt_cost);
+        let alarms = Alarms::recover(&store).map_err(backend_error)?;
+        let quota = Quota::from_flag(cfg.quota_backend_bytes);
         let consistent = store.consistent_index();
         if consistent.index < opened.applied {
             return Err(StartError::Corrupt(format!(
@@ -123,11 +132,9 @@ impl EtcdServer {
         let shared = Arc::new(Shared::new(
             opened.member_id,
             opened.cluster_id,
-            Arc::new(store),
             opened.membership,
             opened.applied,
-            lessor,
-            auth,
+            Recovered { store: Arc::new(store), lessor, auth, alarms },
         ));
 
         let watch = {
@@ -156,6 +163,7 @@ impl EtcdServer {
 
         let (inbox, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_CAPACITY);
         let snap_dir = bootstrap::member_dir(&cfg.data_dir).join("snap");
+        remove_stale_client_snapshots(&snap_dir);
         let bridge = RaftBridge { inbox: inbox.clone(), shared: Arc::downgrade(&shared) };
         let peer_runtime = PeerRuntime::new().map_err(StartError::Runtime)?;
         let transport = {
@@ -230,6 +238,8 @@ impl EtcdServer {
             threads: Mutex::new(threads),
             watch,
             closing: tokio::sync::watch::Sender::new(false),
+            quota,
+            snapshot_copies: Arc::new(tokio::sync::Semaphore::new(MAX_CLIENT_SNAPSHOT_COPIES)),
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&server), reads_rx));
         tokio::spawn(publish_attributes(server.clone()));
@@ -268,11 +278,6 @@ impl EtcdServer {
         }
     }
 
-    /// The backend file's size in bytes (0 if it cannot be read).
-    pub fn backend_size(&self) -> u64 {
-        std::fs::metadata(bootstrap::backend_path(&self.cfg.data_dir)).map_or(0, |m| m.len())
-    }
-
     /// The cluster's members, as this member has applied them.
     pub fn members(&self) -> Vec<Member> {
         self.shared.membership().members()
@@ -309,6 +314,8 @@ impl EtcdServer {
     /// Puts a request through the log and waits until it is applied here, at most until
     /// the server's request timeout or the client's deadline, whichever comes first
     /// (etcd's request context): then `Timeout`, though the request may still commit.
+    /// A request that would take the backend past its quota is refused with `NoSpace`
+    /// instead, and raises the NOSPACE alarm (etcd's quota servers).
     pub async fn propose(
         &self,
         from: &Requester,
@@ -318,15 +325,30 @@ impl EtcdServer {
         if self.is_stopped() {
             return Err(ServerError::Stopped);
         }
-        let committed = self.shared.committed.load(Ordering::SeqCst);
-        if committed > self.shared.applied_index() + MAX_APPLY_GAP {
-            return Err(ServerError::TooManyRequests);
-        }
         let id = self.ids.next();
         let mut header = RequestHeader { id, ..Default::default() };
         from.fill_header(&mut header);
         let mut request = InternalRaftRequest { header: Some(header), ..Default::default() };
         fill(&mut request);
+        let cost = quota::cost(&request);
+        if !self.quota.available(self.backend_in_use(), cost) {
+            self.raise_nospace(client_deadline).await;
+            return Err(ServerError::NoSpace);
+        }
+        self.propose_request(id, &request, client_deadline).await
+    }
+
+    /// Puts `request`, whose header carries `id`, through the log and waits for it.
+    pub(crate) async fn propose_request(
+        &self,
+        id: u64,
+        request: &InternalRaftRequest,
+        client_deadline: Option<Instant>,
+    ) -> ApplyResult {
+        let committed = self.shared.committed.load(Ordering::SeqCst);
+        if committed > self.shared.applied_index() + MAX_APPLY_GAP {
+            return Err(ServerError::TooManyRequests);
+        }
         let data = request.encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(ServerError::RequestTooLarge);

@@ -4,11 +4,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use oxetcd_api::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, PutResponse, TxnResponse,
+    AlarmMember, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, PutResponse,
+    TxnResponse,
 };
 use oxetcd_mvcc::{CompactionHandle, Store};
 use tokio::sync::{oneshot, watch};
 
+use crate::alarm::Alarms;
 use crate::auth::{AuthApplied, ServerAuth};
 use crate::error::{Fatal, ServerError};
 use crate::id::Hex;
@@ -27,6 +29,8 @@ pub enum Applied {
     /// The revision after the revoke (its keys' deletes, if any).
     LeaseRevoke(i64),
     Auth(AuthApplied),
+    /// The alarms an ACTIVATE or DEACTIVATE changed.
+    Alarm(Vec<AlarmMember>),
     /// A request with nothing to report (membership attributes, conf changes).
     Done,
 }
@@ -62,20 +66,32 @@ pub struct Shared {
     pub lessor: Arc<Lessor>,
     /// Users, roles and tokens: changed by apply, read by every request.
     pub auth: ServerAuth,
+    /// Raised alarms: changed by apply, read by requests, `/health` and Status.
+    pub alarms: RwLock<Alarms>,
+    /// Held by a defragmentation for its whole run, and by a snapshot install: both
+    /// replace the backend file, and one must not undo the other.
+    pub backend_swap: std::sync::Mutex<()>,
     /// ReadIndex rounds in flight, by context.
     reads: Wait<Result<u64, ServerError>>,
+}
+
+/// What a member starts from: the backend and the state kept in its tables.
+pub struct Recovered {
+    pub store: Arc<Store>,
+    pub lessor: Arc<Lessor>,
+    pub auth: ServerAuth,
+    pub alarms: Alarms,
 }
 
 impl Shared {
     pub fn new(
         member_id: u64,
         cluster_id: u64,
-        store: Arc<Store>,
         membership: Membership,
         applied: u64,
-        lessor: Arc<Lessor>,
-        auth: ServerAuth,
+        recovered: Recovered,
     ) -> Shared {
+        let Recovered { store, lessor, auth, alarms } = recovered;
         Shared {
             member_id,
             cluster_id,
@@ -93,6 +109,8 @@ impl Shared {
             wait: Wait::default(),
             lessor,
             auth,
+            alarms: RwLock::new(alarms),
+            backend_swap: std::sync::Mutex::new(()),
             reads: Wait::default(),
         }
     }
@@ -117,6 +135,10 @@ impl Shared {
 
     pub fn membership(&self) -> std::sync::RwLockReadGuard<'_, Membership> {
         self.membership.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn alarms(&self) -> std::sync::RwLockReadGuard<'_, Alarms> {
+        self.alarms.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn membership_mut(&self) -> std::sync::RwLockWriteGuard<'_, Membership> {

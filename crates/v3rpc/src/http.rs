@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use oxetcd_api::etcdserverpb::AlarmType;
 use oxetcd_etcdserver::EtcdServer;
 use oxetcd_etcdserver::server::ETCD_VERSION;
 
@@ -61,7 +62,9 @@ pub fn metrics_router(server: Arc<EtcdServer>) -> Router {
 }
 
 fn health_route(server: Arc<EtcdServer>) -> axum::routing::MethodRouter {
-    get(move || health(server.clone()))
+    get(move |axum::extract::RawQuery(query): axum::extract::RawQuery| {
+        health(server.clone(), query)
+    })
 }
 
 /// etcd's access controller for HTTP requests: over plaintext, the `Host` must be in
@@ -134,10 +137,17 @@ fn unrecognized_host(host: &str) -> String {
     )
 }
 
-/// Healthy when there is a leader and a linearizable read goes through: `200
-/// {"health":"true"}`; otherwise `503 {"health":"false"}` (etcd's answers).
-async fn health(server: Arc<EtcdServer>) -> impl IntoResponse {
-    let healthy = server.raft_status().leader != 0
+/// Healthy when no alarm is raised (but those named in `?exclude=`), there is a leader
+/// and a linearizable read goes through: `200 {"health":"true"}`; otherwise `503
+/// {"health":"false"}` (etcd 3.4's answers).
+async fn health(server: Arc<EtcdServer>, query: Option<String>) -> impl IntoResponse {
+    let excluded = excluded_alarms(query.as_deref().unwrap_or_default());
+    let alarmed = server.alarms(AlarmType::None).iter().any(|alarm| {
+        let name = AlarmType::try_from(alarm.alarm).map_or("", |a| a.as_str_name());
+        !excluded.contains(&name)
+    });
+    let healthy = !alarmed
+        && server.raft_status().leader != 0
         && server.linearizable_read(Some(Instant::now() + HEALTH_TIMEOUT)).await.is_ok();
     let (status, body) = if healthy {
         (StatusCode::OK, r#"{"health":"true"}"#)
@@ -145,6 +155,11 @@ async fn health(server: Arc<EtcdServer>) -> impl IntoResponse {
         (StatusCode::SERVICE_UNAVAILABLE, r#"{"health":"false"}"#)
     };
     (status, [("content-type", "application/json")], body)
+}
+
+/// The alarm names of every `exclude=` in a query string.
+fn excluded_alarms(query: &str) -> Vec<&str> {
+    query.split('&').filter_map(|pair| pair.strip_prefix("exclude=")).collect()
 }
 
 /// The server's version and the cluster's, `not_decided` until the leader has set it

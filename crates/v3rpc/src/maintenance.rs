@@ -1,10 +1,10 @@
-//! The Maintenance service: status, hashes and leadership transfer are served; alarms
-//! can be listed (none is ever raised yet); the rest answers `Unimplemented`.
+//! The Maintenance service: status, alarms, hashes, snapshots and leadership transfer
+//! are served; the rest answers `Unimplemented`.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use oxetcd_api::etcdserverpb::alarm_request::AlarmAction;
+use oxetcd_api::etcdserverpb::AlarmType;
 use oxetcd_api::etcdserverpb::maintenance_server::Maintenance;
 use oxetcd_api::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
@@ -14,11 +14,12 @@ use oxetcd_api::etcdserverpb::{
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::caller::require_admin;
+use crate::caller::{requester, require_admin};
 use crate::status;
 
-use oxetcd_etcdserver::EtcdServer;
+use oxetcd_etcdserver::maintenance::ClientSnapshot;
 use oxetcd_etcdserver::server::ETCD_VERSION;
+use oxetcd_etcdserver::{EtcdServer, ServerError, alarm};
 
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
@@ -38,6 +39,63 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(scan).await.map_err(|e| Status::internal(e.to_string()))
 }
 
+/// Bytes of the backend copy per `SnapshotResponse` (etcd sends 32 KiB; larger chunks
+/// cost fewer messages, and stay far below any client's 4 MiB receive limit).
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// Chunks read ahead of a slow client: memory stays flat whatever the backend's size.
+const SNAPSHOT_CHUNKS_QUEUED: usize = 2;
+
+/// Sends the copy in chunks, each with the bytes still to come, then etcd's integrity
+/// check: one more message holding the SHA-256 of everything sent (what `etcdctl
+/// snapshot restore` verifies). Runs on the blocking pool; stops when the client goes.
+/// The copy is removed when this returns.
+fn stream_snapshot(
+    copy: &ClientSnapshot,
+    tx: &tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
+) {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut file = match std::fs::File::open(copy.path()) {
+        Ok(file) => file,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(Status::internal(format!("reading the snapshot: {e}"))));
+            return;
+        }
+    };
+    let mut sha = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut remaining = copy.bytes;
+    while remaining > 0 {
+        let mut chunk = vec![0; SNAPSHOT_CHUNK_BYTES.min(remaining as usize)];
+        if let Err(e) = file.read_exact(&mut chunk) {
+            let _ = tx.blocking_send(Err(Status::internal(format!("reading the snapshot: {e}"))));
+            return;
+        }
+        sha.update(&chunk);
+        remaining -= chunk.len() as u64;
+        let message = SnapshotResponse {
+            remaining_bytes: remaining,
+            blob: chunk.into(),
+            ..Default::default()
+        };
+        if tx.blocking_send(Ok(message)).is_err() {
+            tracing::warn!("snapshot client went away");
+            return;
+        }
+    }
+    let digest = sha.finish();
+    let last = SnapshotResponse {
+        blob: bytes::Bytes::copy_from_slice(digest.as_ref()),
+        ..Default::default()
+    };
+    if tx.blocking_send(Ok(last)).is_ok() {
+        tracing::info!(
+            total_bytes = copy.bytes,
+            took = ?started.elapsed(),
+            "successfully sent database snapshot to client"
+        );
+    }
+}
+
 fn not_yet(what: &str) -> Status {
     Status::unimplemented(format!("oxetcd: {what} is not implemented yet"))
 }
@@ -48,14 +106,12 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        if request.get_ref().action != AlarmAction::Get as i32 {
-            return Err(not_yet("raising or clearing alarms"));
-        }
+        let deadline = crate::deadline::client_deadline(&request);
+        let from = requester(&self.server, &request).await?;
+        let alarms =
+            self.server.alarm(&from, request.into_inner(), deadline).await.map_err(status)?;
         let revision = self.server.store().map_err(status)?.current_revision();
-        Ok(Response::new(AlarmResponse {
-            header: Some(self.server.header(revision)),
-            alarms: Vec::new(),
-        }))
+        Ok(Response::new(AlarmResponse { header: Some(self.server.header(revision)), alarms }))
     }
 
     async fn status(
@@ -64,19 +120,27 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<StatusResponse>, Status> {
         let server = &self.server;
         let raft = server.raft_status();
-        let db_size = server.backend_size() as i64;
+        let size = server.backend_size();
         let revision = server.store().map_err(status)?.current_revision();
+        // etcd lists a missing leader and every alarm as the member's errors.
+        let mut errors = Vec::new();
+        if raft.leader == 0 {
+            errors.push(ServerError::NoLeader.to_string());
+        }
+        errors.extend(server.alarms(AlarmType::None).iter().map(alarm::describe));
         Ok(Response::new(StatusResponse {
             header: Some(server.header(revision)),
             version: ETCD_VERSION.to_string(),
-            db_size,
+            db_size: size.total as i64,
             leader: raft.leader,
             raft_index: raft.committed,
             raft_term: raft.term,
             raft_applied_index: raft.applied,
-            errors: Vec::new(),
-            db_size_in_use: db_size,
+            errors,
+            db_size_in_use: size.in_use as i64,
             is_learner: server.is_learner(),
+            // etcd 3.6's field: the quota the member enforces.
+            db_size_quota: server.quota_bytes() as i64,
             ..Default::default()
         }))
     }
@@ -119,7 +183,15 @@ impl Maintenance for MaintenanceService {
         request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         require_admin(&self.server, &request).await?;
-        Err(not_yet("Snapshot"))
+        let copy = self.server.snapshot().await.map_err(status)?;
+        tracing::info!(
+            total_bytes = copy.bytes,
+            revision = copy.at.revision,
+            "sending database snapshot to client"
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_CHUNKS_QUEUED);
+        tokio::task::spawn_blocking(move || stream_snapshot(&copy, &tx));
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn move_leader(

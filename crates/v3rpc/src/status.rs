@@ -56,7 +56,8 @@ fn code(error: &ServerError) -> Code {
         | ServerError::Timeout
         | ServerError::LeaderChanged
         | ServerError::Stopped => Code::Unavailable,
-        ServerError::TooManyRequests => Code::ResourceExhausted,
+        ServerError::TooManyRequests | ServerError::NoSpace => Code::ResourceExhausted,
+        ServerError::Corrupt => Code::DataLoss,
         ServerError::RequestTooLarge => Code::InvalidArgument,
         ServerError::MemberNotFound => Code::NotFound,
         ServerError::MemberExists
@@ -244,6 +245,12 @@ mod tests {
                 Code::ResourceExhausted,
                 "etcdserver: too many requests",
             ),
+            (
+                ServerError::NoSpace,
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (ServerError::Corrupt, Code::DataLoss, "etcdserver: corrupt cluster"),
             (
                 ServerError::RequestTooLarge,
                 Code::InvalidArgument,

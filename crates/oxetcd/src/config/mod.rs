@@ -175,8 +175,8 @@ struct Values {
     /// Maximum number of wal files to retain (0 is unlimited).
     #[arg(long = "max-wals", value_name = "N", default_value_t = 5, help_heading = MEMBER)]
     max_wals: usize,
-    /// Backend size that raises the NOSPACE alarm (0: etcd's default of 2 GiB). Accepted and
-    /// reported for compatibility; oxetcd does not enforce the quota yet.
+    /// Raise alarms when backend size exceeds the given quota (0 defaults to low space
+    /// quota: 2 GiB; negative: no quota).
     #[arg(
         long = "quota-backend-bytes",
         value_name = "BYTES",
@@ -1005,12 +1005,6 @@ impl Values {
         {
             return Err(ConfigError::Rejected(
                 "setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint".into(),
-            ));
-        }
-        if self.quota_backend_bytes != 0 {
-            notices.push(format!(
-                "warning: --quota-backend-bytes={} is accepted but not enforced yet: no NOSPACE alarm is raised",
-                self.quota_backend_bytes
             ));
         }
         if self.experimental_initial_corrupt_check {
