@@ -317,37 +317,13 @@ fn bootstrap_new(
     if cfg.initial_cluster_state == InitialClusterState::Existing {
         return Err(StartError::JoinExisting);
     }
-    let local = cfg
-        .initial_cluster
-        .iter()
-        .find(|m| m.name == cfg.name)
-        .ok_or_else(|| StartError::NameNotInInitialCluster(cfg.name.clone()))?;
-    let mut advertised = cfg.initial_advertise_peer_urls.clone();
-    let mut listed = local.peer_urls.clone();
-    advertised.sort();
-    listed.sort();
-    if advertised != listed {
-        return Err(StartError::PeerUrlMismatch {
-            name: local.name.clone(),
-            cluster: listed,
-            advertised,
-        });
-    }
+    let local = local_member(&cfg.initial_cluster, &cfg.name, &cfg.initial_advertise_peer_urls)?;
     let initial = Membership::initial(&cfg.initial_cluster, &cfg.initial_cluster_token);
     let member_id = crate::id::member_id(&local.peer_urls, &cfg.initial_cluster_token, None);
     let cluster_id = initial.cluster_id();
 
     let mut wal = create_wal(wal_dir, Metadata { node_id: member_id, cluster_id })?;
-
-    // Like etcd, the initial members enter the log as committed conf changes of term 1;
-    // applying them builds the configuration, on first start and on every restart alike.
-    let entries: Vec<Entry> = initial
-        .members()
-        .into_iter()
-        .enumerate()
-        .map(|(i, member)| bootstrap_entry(i as u64 + 1, member))
-        .collect();
-    let hard_state = HardState { term: 1, vote: 0, commit: entries.len() as u64 };
+    let (entries, hard_state) = bootstrap_log(initial.members());
     wal.save(&hard_state, &entries, true)?;
     let mut storage = MemStorage::new();
     storage.append(&entries);
@@ -363,6 +339,98 @@ fn bootstrap_new(
         cluster_id,
         applied: 0,
     })
+}
+
+/// The member named `name` in `--initial-cluster`, whose peer URLs there must be the
+/// advertised ones, in any order (etcd's `VerifyBootstrap`).
+fn local_member<'a>(
+    initial: &'a [InitialMember],
+    name: &str,
+    advertised: &[String],
+) -> Result<&'a InitialMember, StartError> {
+    let local = initial
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| StartError::NameNotInInitialCluster(name.to_owned()))?;
+    let mut advertised = advertised.to_vec();
+    let mut listed = local.peer_urls.clone();
+    advertised.sort();
+    listed.sort();
+    if advertised != listed {
+        return Err(StartError::PeerUrlMismatch {
+            name: local.name.clone(),
+            cluster: listed,
+            advertised,
+        });
+    }
+    Ok(local)
+}
+
+/// A new cluster's log, as etcd writes it: the initial members (in id order) enter it as
+/// committed conf changes of term 1; applying them builds the configuration, on first
+/// start and on every restart alike.
+fn bootstrap_log(members: Vec<Member>) -> (Vec<Entry>, HardState) {
+    let entries: Vec<Entry> = members
+        .into_iter()
+        .enumerate()
+        .map(|(i, member)| bootstrap_entry(i as u64 + 1, member))
+        .collect();
+    let hard_state = HardState { term: 1, vote: 0, commit: entries.len() as u64 };
+    (entries, hard_state)
+}
+
+/// A member of a new cluster made from a snapshot (`oxetcdutl snapshot restore`, etcd's
+/// `snapshot restore`): who it is, and the raft position its WAL ends at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredMember {
+    pub member_id: u64,
+    /// The new cluster's id, derived from its members' ids as for any new cluster.
+    pub cluster_id: u64,
+    /// The new cluster's members, in id order (no client URLs: each member publishes
+    /// its own once it runs).
+    pub members: Vec<Member>,
+    /// The index and term of the last bootstrap entry: the restored backend's consistent
+    /// index must be this position, so that the store skips the bootstrap entries and
+    /// applies every entry of the new cluster's log after them.
+    pub index: u64,
+    pub term: u64,
+}
+
+/// Checks the flags of a restore as a new member's are checked (the local member is
+/// listed with the advertised peer URLs, no URL twice) and derives the new cluster's
+/// ids from `--initial-cluster` and the token, as [`open`] does for a new member.
+/// Nothing is written: the caller verifies the snapshot, then calls [`restore_member`].
+pub fn plan_restore(
+    name: &str,
+    initial: &[InitialMember],
+    token: &str,
+    advertised: &[String],
+) -> Result<RestoredMember, StartError> {
+    check_duplicate_urls(initial)?;
+    let local = local_member(initial, name, advertised)?;
+    let membership = Membership::initial(initial, token);
+    let members = membership.members();
+    let (index, term) = (members.len() as u64, 1);
+    Ok(RestoredMember {
+        member_id: crate::id::member_id(&local.peer_urls, token, None),
+        cluster_id: membership.cluster_id(),
+        members,
+        index,
+        term,
+    })
+}
+
+/// Writes the WAL of a restored member at `wal_dir` (which must not hold one): its
+/// member and cluster ids, and the same committed bootstrap entries a new cluster's
+/// member writes. A member started on it (with its backend beside it) restarts: it
+/// replays those entries, builds the configuration, and elects a leader with the others.
+pub fn restore_member(wal_dir: &Path, restored: &RestoredMember) -> Result<(), StartError> {
+    let metadata = Metadata { node_id: restored.member_id, cluster_id: restored.cluster_id };
+    let mut wal = create_wal(wal_dir, metadata)?;
+    let (entries, hard_state) = bootstrap_log(restored.members.clone());
+    debug_assert_eq!((hard_state.commit, hard_state.term), (restored.index, restored.term));
+    wal.save(&hard_state, &entries, true)?;
+    Ok(())
 }
 
 /// Creates the WAL holding `metadata`. It is created beside its final place and renamed
@@ -449,10 +517,14 @@ fn verify_join(cfg: &ServerConfig) -> Result<(), StartError> {
     if !cfg.initial_cluster.iter().any(|m| m.name == cfg.name) {
         return Err(StartError::NameNotInInitialCluster(cfg.name.clone()));
     }
+    check_duplicate_urls(&cfg.initial_cluster)
+}
+
+/// `--initial-cluster` lists no peer URL twice.
+fn check_duplicate_urls(initial: &[InitialMember]) -> Result<(), StartError> {
     let mut seen = BTreeSet::new();
-    if cfg.initial_cluster.iter().flat_map(|m| &m.peer_urls).any(|url| !seen.insert(url)) {
-        let listed: Vec<String> = cfg
-            .initial_cluster
+    if initial.iter().flat_map(|m| &m.peer_urls).any(|url| !seen.insert(url)) {
+        let listed: Vec<String> = initial
             .iter()
             .flat_map(|m| m.peer_urls.iter().map(move |u| format!("{}={u}", m.name)))
             .collect();
@@ -823,6 +895,57 @@ mod tests {
         let hard_state = HardState { term: 2, vote: 0, commit: 11 };
         let err = force_standalone(&conf_state, 10, entries, hard_state, local).unwrap_err();
         assert!(matches!(err, StartError::ForceNewClusterLearner(_)), "{err}");
+    }
+
+    #[test]
+    fn a_restored_member_restarts_on_the_log_a_new_member_writes() {
+        use oxetcd_raft::Storage;
+        let listed = initial(&[
+            ("a", "http://10.0.0.1:2380"),
+            ("b", "http://10.0.0.2:2380"),
+            ("c", "http://10.0.0.3:2380"),
+        ]);
+        let advertised = vec!["http://10.0.0.2:2380".to_string()];
+        let restored = plan_restore("b", &listed, "tok", &advertised).unwrap();
+        assert_eq!(restored.member_id, crate::id::member_id(&advertised, "tok", None));
+        let ids: Vec<u64> = restored.members.iter().map(|m| m.id).collect();
+        assert_eq!(restored.cluster_id, crate::id::cluster_id(&ids));
+        assert_eq!((restored.index, restored.term), (3, 1));
+
+        let restored_dir = tempfile::tempdir().unwrap();
+        let mut cfg = join_config(restored_dir.path(), listed.clone());
+        cfg.name = "b".into();
+        cfg.initial_cluster_token = "tok".into();
+        cfg.initial_cluster_state = InitialClusterState::New;
+        cfg.initial_advertise_peer_urls = advertised.clone();
+        restore_member(&wal_dir(&cfg), &restored).unwrap();
+        let reopened = open(&cfg).unwrap();
+
+        let fresh_dir = tempfile::tempdir().unwrap();
+        let mut fresh_cfg = cfg.clone();
+        fresh_cfg.data_dir = fresh_dir.path().to_path_buf();
+        let fresh = open(&fresh_cfg).unwrap();
+        assert_eq!((reopened.member_id, reopened.cluster_id), (fresh.member_id, fresh.cluster_id));
+        assert_eq!(
+            reopened.storage.entries(1, 4, u64::MAX).unwrap(),
+            fresh.storage.entries(1, 4, u64::MAX).unwrap()
+        );
+        assert_eq!(reopened.storage.hard_state(), fresh.storage.hard_state());
+        drop(reopened);
+        let err = restore_member(&wal_dir(&cfg), &restored).unwrap_err();
+        assert!(matches!(err, StartError::Wal(WalError::AlreadyExists(_))), "{err}");
+    }
+
+    #[test]
+    fn a_restore_checks_its_flags_as_a_new_member_does() {
+        let listed = initial(&[("a", "http://10.0.0.1:2380"), ("b", "http://10.0.0.1:2380")]);
+        let err = plan_restore("a", &listed, "t", &["http://10.0.0.1:2380".into()]).unwrap_err();
+        assert!(matches!(err, StartError::DuplicateUrl(_)), "{err}");
+        let listed = initial(&[("a", "http://10.0.0.1:2380")]);
+        let err = plan_restore("x", &listed, "t", &["http://10.0.0.1:2380".into()]).unwrap_err();
+        assert!(matches!(err, StartError::NameNotInInitialCluster(_)), "{err}");
+        let err = plan_restore("a", &listed, "t", &["http://10.0.0.9:2380".into()]).unwrap_err();
+        assert!(matches!(err, StartError::PeerUrlMismatch { .. }), "{err}");
     }
 
     #[test]
