@@ -56,8 +56,7 @@
 //!   name and renamed, so a refused snapshot leaves no data dir behind (etcd 3.5 leaves
 //!   a partial one). As etcd 3.5, an existing empty data dir is accepted.
 //! - `defrag` refuses a data dir a member runs on (its WAL directory is locked, or the
-//!   backend's file lock is held) instead of waiting for the member to stop; on success
-//!   it prints `Finished defragmenting etcd data[DIR]`.
+//!   backend's file lock is held) instead of waiting for the member to stop.
 //! - No `snapshot save` (use `etcdctl snapshot save`), `backup` or `migrate` yet.
 
 pub mod defrag;

@@ -166,7 +166,8 @@ fn run(cli: Cli) -> Result<String, Failure> {
         }
         Command::Defrag { data_dir } => {
             match defrag::defrag(&data_dir, Progress::on_tty("defragmenting")) {
-                Ok(_) => Ok(format!("Finished defragmenting etcd data[{}]\n", data_dir.display())),
+                // etcd prints nothing when an offline defragmentation succeeds.
+                Ok(_) => Ok(String::new()),
                 Err(e) => Err(Failure(
                     format!("Failed to defragment etcd data[{}] ({e})", data_dir.display()),
                     EXIT_ERROR,

@@ -453,7 +453,7 @@ fn defrag_shrinks_a_stopped_members_backend_and_refuses_a_running_one() {
     store.close().unwrap();
 
     let out = stdout(&oxetcdutl(&["defrag", "--data-dir", s(&data_dir)]));
-    assert_eq!(out, format!("Finished defragmenting etcd data[{}]\n", s(&data_dir)));
+    assert_eq!(out, "", "etcd prints nothing on success");
     let after = std::fs::metadata(&db).unwrap().len();
     assert!(after < before / 2, "{before} -> {after}");
     no_leftovers(&data_dir.join("member/snap"), &["db"]);
