@@ -88,9 +88,9 @@ impl Wal {
             std::fs::remove_dir(dir).at(dir)?;
         }
         std::fs::rename(&staging, dir).at(dir)?;
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
-        }
+        // A bare relative name (`--wal-dir wal`) has an empty parent: the working dir.
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        sync_dir(parent)?;
         Ok(Wal::open(dir, &WalSnapshot::origin(), options)?.0)
     }
 

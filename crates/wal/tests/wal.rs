@@ -400,3 +400,14 @@ fn every_synced_entry_survives_kill_9() {
         assert_eq!(e.data, Bytes::from(format!("{:08}", e.index)));
     }
 }
+
+#[test]
+fn a_log_named_relative_to_the_working_dir_is_created() {
+    // `--wal-dir wal`: the parent to sync is the working dir. Every other test in this
+    // binary uses absolute paths, so moving the working dir does not disturb them.
+    let tmp = tempfile::tempdir().unwrap();
+    std::env::set_current_dir(tmp.path()).unwrap();
+    drop(Wal::create(Path::new("wal"), Bytes::from_static(b"m"), small()).expect("created"));
+    let (_wal, got) = reopen(&tmp.path().join("wal"), &WalSnapshot::origin());
+    assert_eq!(got.metadata, Bytes::from_static(b"m"));
+}
