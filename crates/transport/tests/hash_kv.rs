@@ -42,7 +42,10 @@ async fn a_peer_answers_its_hash_and_refusals_keep_their_meaning() {
     }
     *b.handler.hash_kv.lock().unwrap() = None;
     let err = a.transport.hash_kv(2, &urls[1..], 7, QUICK).await.unwrap_err();
-    assert!(matches!(&err, HashKvError::Unavailable(m) if m.contains("nothing to hash")), "{err:?}");
+    assert!(
+        matches!(&err, HashKvError::Unavailable(m) if m.contains("nothing to hash")),
+        "{err:?}"
+    );
 
     let err = a.transport.hash_kv(2, &[], 7, QUICK).await.unwrap_err();
     assert!(matches!(err, HashKvError::Unavailable(_)));
@@ -58,14 +61,23 @@ async fn hash_calls_are_checked_like_streams() {
     // Another cluster, and a call meant for another member, are refused unanswered.
     let other = Node::start(test_config(0x99, 1, dir.path())).await;
     let err = other.transport.hash_kv(2, &urls, 0, QUICK).await.unwrap_err();
-    assert!(matches!(&err, HashKvError::Unavailable(m) if m.contains("cluster ID mismatch")), "{err:?}");
+    assert!(
+        matches!(&err, HashKvError::Unavailable(m) if m.contains("cluster ID mismatch")),
+        "{err:?}"
+    );
     let a = Node::start(test_config(CLUSTER, 1, dir.path())).await;
     let err = a.transport.hash_kv(5, &urls, 0, QUICK).await.unwrap_err();
-    assert!(matches!(&err, HashKvError::Unavailable(m) if m.contains("member ID mismatch")), "{err:?}");
+    assert!(
+        matches!(&err, HashKvError::Unavailable(m) if m.contains("member ID mismatch")),
+        "{err:?}"
+    );
     // A removed member is refused too.
     b.handler.removed.lock().unwrap().insert(1);
     let err = a.transport.hash_kv(2, &urls, 0, QUICK).await.unwrap_err();
-    assert!(matches!(&err, HashKvError::Unavailable(m) if m.contains("permanently removed")), "{err:?}");
+    assert!(
+        matches!(&err, HashKvError::Unavailable(m) if m.contains("permanently removed")),
+        "{err:?}"
+    );
     // A call without ids (a raw client) is refused.
     let err = raw_client(&b.url).await.hash_kv(HashKvRequest { revision: 0 }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
