@@ -232,6 +232,30 @@ async fn peer_hashes(server: &EtcdServer, revision: i64) -> Vec<PeerHash> {
     answers
 }
 
+/// How often the initial check looks whether the restart's replay has rebuilt the
+/// membership.
+const REPLAY_POLL: Duration = Duration::from_millis(10);
+
+/// On a restart the membership is rebuilt by replaying the log (etcd loads it from its
+/// store before the check; etcd leaves a member without it unchecked): waits, at most a
+/// request timeout, until this member knows itself and has applied what it found
+/// committed, so every peer the log names is asked.
+async fn wait_for_replayed_membership(server: &EtcdServer) {
+    let deadline = tokio::time::Instant::now() + server.config().request_timeout();
+    loop {
+        let status = server.raft_status();
+        let knows_itself = server.members().iter().any(|m| m.id == server.member_id());
+        if knows_itself && status.applied >= status.committed {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline || server.is_stopped() {
+            tracing::warn!("checking with the membership known so far: the log is still replaying");
+            return;
+        }
+        tokio::time::sleep(REPLAY_POLL).await;
+    }
+}
+
 /// etcd's `CheckInitialHashKV`: compares this member's hash with every peer's at this
 /// member's revision; a mismatch at the same compact revision refuses the start. Run it
 /// after the server started and before the client listeners serve, on a member that
@@ -244,6 +268,7 @@ pub async fn check_initial_hash_kv(server: &EtcdServer) -> Result<(), CorruptErr
         timeout = ?server.config().request_timeout(),
         "starting initial corruption check"
     );
+    wait_for_replayed_membership(server).await;
     let local = local_hash(server, 0)
         .await
         .map_err(|e| CorruptError::LocalHash { member: id, cause: e.to_string() })?;
