@@ -229,6 +229,24 @@ impl TestCluster {
         self.members[i] = Some(Member::start(config).await.expect("member starts"));
     }
 
+    /// Like [`TestCluster::start_member_with`], giving back why the member did not start
+    /// (the initial corruption check's refusal) instead of failing the test.
+    pub async fn try_start_member_with(
+        &mut self,
+        i: usize,
+        extra: &[&str],
+    ) -> Result<(), oxetcd::embed::StartError> {
+        assert!(self.members[i].is_none(), "member {i} is running");
+        let config = self.config(i, extra);
+        self.members[i] = Some(Member::start(config).await?);
+        Ok(())
+    }
+
+    /// Member `i`'s data dir.
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(&self.names[i])
+    }
+
     pub async fn stop_member(&mut self, i: usize) {
         if let Some(member) = self.members[i].take() {
             member.close().await;

@@ -102,11 +102,11 @@ pub(crate) fn backend_path(data_dir: &Path) -> PathBuf {
     member_dir(data_dir).join("snap").join("db")
 }
 
-fn wal_dir(cfg: &ServerConfig) -> PathBuf {
+pub(crate) fn wal_dir(cfg: &ServerConfig) -> PathBuf {
     cfg.wal_dir.clone().unwrap_or_else(|| member_dir(&cfg.data_dir).join("wal"))
 }
 
-fn has_wal(wal_dir: &Path) -> bool {
+pub(crate) fn has_wal(wal_dir: &Path) -> bool {
     std::fs::read_dir(wal_dir)
         .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wal"))))
         .unwrap_or(false)
@@ -756,6 +756,7 @@ mod tests {
             bcrypt_cost: 4,
             client_cert_auth: false,
             client_dial_tls: None,
+            storage_policy: Default::default(),
             strict_reconfig_check: true,
             force_new_cluster: false,
         }

@@ -85,6 +85,49 @@ pub struct ServerConfig {
     /// How this member dials the leader's `https://` client URLs to forward lease
     /// keep-alives (built from the client TLS flags); `None`: plaintext only.
     pub client_dial_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Auto compaction, the compaction batch size and the corruption checks
+    /// (`compactor.rs`, `corrupt.rs`).
+    pub storage_policy: StoragePolicy,
+}
+
+/// `--experimental-compaction-batch-limit`'s default (etcd's, and the store's own).
+pub const DEFAULT_COMPACTION_BATCH_LIMIT: usize =
+    oxetcd_mvcc::store::DEFAULT_COMPACTION_BATCH_LIMIT;
+/// `--experimental-compact-hash-check-time`'s default (etcd 3.5's, embed/config.go).
+pub const DEFAULT_COMPACT_HASH_CHECK_TIME: Duration = Duration::from_secs(60);
+
+/// How the store's history is kept short and its consistency with peers checked.
+/// The default is etcd's: no auto compaction, no checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoragePolicy {
+    /// `--auto-compaction-mode` and `--auto-compaction-retention`; `None` with a zero
+    /// retention (etcd's default: no auto compaction).
+    pub auto_compaction: Option<crate::compactor::AutoCompaction>,
+    /// `--experimental-compaction-batch-limit`: rows a compaction deletes per backend
+    /// commit, so a compaction never holds writers back longer than one batch.
+    pub compaction_batch_limit: usize,
+    /// `--experimental-initial-corrupt-check`: a restarting member compares its HashKV
+    /// with its peers' before it serves clients, and refuses to start on a mismatch.
+    pub initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time`: how often the leader compares the members'
+    /// HashKV (`None`: never, etcd's default `0s`).
+    pub corrupt_check_time: Option<Duration>,
+    /// `--experimental-compact-hash-check-enabled` with
+    /// `--experimental-compact-hash-check-time` (etcd 3.5): how often the leader compares
+    /// the members' hashes after compactions (`None`: disabled, etcd's default).
+    pub compact_hash_check_time: Option<Duration>,
+}
+
+impl Default for StoragePolicy {
+    fn default() -> Self {
+        StoragePolicy {
+            auto_compaction: None,
+            compaction_batch_limit: DEFAULT_COMPACTION_BATCH_LIMIT,
+            initial_corrupt_check: false,
+            corrupt_check_time: None,
+            compact_hash_check_time: None,
+        }
+    }
 }
 
 impl ServerConfig {

@@ -8,6 +8,8 @@
 //! - [`server`]: [`EtcdServer`], the way in for requests: propose and linearizable reads.
 //! - [`watch`]: the watchable store between apply and the Watch streams.
 //! - [`membership`]: the cluster's members as the log has built them.
+//! - [`compactor`]: auto compaction (`--auto-compaction-*`), on the leader.
+//! - [`corrupt`]: the corruption checks (initial, periodic, compaction hashes).
 
 /// A failpoint, compiled in only with the `failpoints` feature (tests): when a test
 /// enables `$name` (the `fail` crate's registry), the enclosing function returns
@@ -23,7 +25,9 @@ pub mod alarm;
 mod apply;
 pub mod auth;
 pub mod bootstrap;
+pub mod compactor;
 pub mod config;
+pub mod corrupt;
 pub mod error;
 pub mod id;
 pub mod maintenance;

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Weak};
 
+use oxetcd_api::etcdserverpb::{HashKvResponse, ResponseHeader};
 use oxetcd_api::oxetcdpb::MembersResponse;
 use oxetcd_raft::{Message, SnapshotStatus};
-use oxetcd_transport::{Dropped, RaftHandler, Transport};
+use oxetcd_transport::{Dropped, HashKvError, RaftHandler, Transport};
 use tokio::runtime::{Handle, Runtime};
 
 use crate::id::Hex;
@@ -88,6 +89,30 @@ impl RaftHandler for RaftBridge {
         let shared = self.shared.upgrade().filter(|s| !s.is_stopped())?;
         let members = shared.membership().members();
         Some(MembersResponse { cluster_id: shared.cluster_id, members })
+    }
+
+    /// Runs on the transport's blocking thread: reading the key table here holds up
+    /// neither the raft loop nor apply (the store serves readers beside its writer).
+    fn hash_kv(&self, revision: i64) -> Result<HashKvResponse, HashKvError> {
+        let shared = self.shared.upgrade().filter(|s| !s.is_stopped());
+        let shared = shared.ok_or_else(|| HashKvError::Unavailable("the member stopped".into()))?;
+        let hashed = shared.store().hash_kv(revision).map_err(|e| match e {
+            oxetcd_mvcc::Error::Compacted => HashKvError::Compacted,
+            oxetcd_mvcc::Error::FutureRev => HashKvError::FutureRevision,
+            other => HashKvError::Unavailable(other.to_string()),
+        })?;
+        let header = ResponseHeader {
+            cluster_id: shared.cluster_id,
+            member_id: shared.member_id,
+            revision: hashed.current_rev,
+            raft_term: shared.term.load(std::sync::atomic::Ordering::SeqCst),
+        };
+        Ok(HashKvResponse {
+            header: Some(header),
+            hash: hashed.hash,
+            compact_revision: hashed.compact_rev,
+            hash_revision: if revision == 0 { hashed.current_rev } else { revision },
+        })
     }
 }
 

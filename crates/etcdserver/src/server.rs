@@ -101,6 +101,7 @@ impl EtcdServer {
             max_request_bytes: cfg.max_request_bytes,
             batch_interval: cfg.backend_batch_interval,
             batch_limit: cfg.backend_batch_limit,
+            compaction_batch_limit: cfg.storage_policy.compaction_batch_limit,
             ..Default::default()
         };
         let lessor = Lessor::new(
@@ -246,6 +247,8 @@ impl EtcdServer {
         tokio::spawn(set_cluster_version(Arc::downgrade(&server)));
         tokio::spawn(revoke_expired_leases(Arc::downgrade(&server)));
         tokio::spawn(purge_expired_tokens(Arc::downgrade(&server)));
+        crate::compactor::spawn(&server, server.closing.subscribe());
+        crate::corrupt::spawn(&server, server.closing.subscribe());
         Ok(server)
     }
 

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use oxetcd_etcdserver::EtcdServer;
 use oxetcd_etcdserver::bootstrap;
+use oxetcd_etcdserver::corrupt::{self, CorruptError};
 use oxetcd_tls::{ClientTls, Listener, ServerTls, TlsError, TlsInfo};
 use oxetcd_v3rpc::HttpAccess;
 
@@ -34,6 +35,10 @@ pub enum StartError {
     Listen { url: String, error: std::io::Error },
     #[error("{side} TLS: {error}")]
     Tls { side: &'static str, error: TlsError },
+    /// `--experimental-initial-corrupt-check` found this member's data differs from a
+    /// peer's (etcd's "… found data inconsistency with peers").
+    #[error(transparent)]
+    Corrupt(#[from] CorruptError),
 }
 
 pub struct Member {
@@ -192,6 +197,8 @@ impl Member {
             HttpAccess { host_whitelist: cfg.host_whitelist.clone(), cors: cfg.cors.clone() };
         // A member joining a running cluster asks it who it is first (network I/O, so
         // here rather than in the synchronous start).
+        // Only a member that had data before this start is checked against its peers.
+        let initialized = corrupt::member_initialized(&cfg.server);
         bootstrap::join_existing(&cfg.server).await?;
         let server = EtcdServer::start(cfg.server)?;
         let (shutdown, _) = watch::channel(false);
@@ -226,6 +233,15 @@ impl Member {
                     tracing::error!(%urls, error = %e, "peer listener failed");
                 }
             }));
+        }
+        // etcd's initial corruption check: after the server starts (its peers must reach
+        // it, and it them), before any client is served.
+        if initialized
+            && server.config().storage_policy.initial_corrupt_check
+            && let Err(error) = corrupt::check_initial_hash_kv(&server).await
+        {
+            Member { server, client_addrs, shutdown, listeners }.close().await;
+            return Err(error.into());
         }
         for bound in client_listeners {
             let at = where_bound(&bound.listener);

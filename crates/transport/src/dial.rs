@@ -31,7 +31,7 @@ pub(crate) async fn dial(
     Err(last_error)
 }
 
-async fn connect(config: &TransportConfig, url: &str) -> Result<Channel, String> {
+pub(crate) async fn connect(config: &TransportConfig, url: &str) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("invalid peer URL: {e}"))?
         .connect_timeout(config.dial_timeout)

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use oxetcd_api::etcdserverpb::HashKvResponse;
 use oxetcd_api::oxetcdpb::MembersResponse;
 use oxetcd_raft::{Message, SnapshotStatus};
 
@@ -17,6 +18,21 @@ impl fmt::Display for Dropped {
 }
 
 impl std::error::Error for Dropped {}
+
+/// Why a `Peer.HashKV` call got no hash. `Display` is etcd's message for each (the asking
+/// side tells a slow or compacted peer from a failure, as etcd's checks do).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HashKvError {
+    /// The revision asked for is compacted on the answering member.
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    /// The answering member has not reached the revision asked for yet.
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    /// No answer: the peer is unreachable, stopped, refused the call, or failed.
+    #[error("{0}")]
+    Unavailable(String),
+}
 
 /// What the transport needs from the server. Every method must return quickly and must
 /// not block: they run on the transport's tasks.
@@ -43,5 +59,13 @@ pub trait RaftHandler: Send + Sync + 'static {
     /// is answered `Unavailable`). Default: `None`.
     fn members(&self) -> Option<MembersResponse> {
         None
+    }
+    /// The store's HashKV at `revision` (0: the current one) for `Peer.HashKV`, with the
+    /// header's revision the store's current one. Unlike the other methods this one may
+    /// block (it reads the whole key table): the transport calls it on a blocking thread,
+    /// a bounded number at a time. Default: `Unavailable`.
+    fn hash_kv(&self, revision: i64) -> Result<HashKvResponse, HashKvError> {
+        let _ = revision;
+        Err(HashKvError::Unavailable("this member does not serve HashKV".to_owned()))
     }
 }

@@ -29,6 +29,11 @@
 //! * **Membership.** `Peer.Members` answers [`RaftHandler::members`] (the cluster id
 //!   and the applied members) to anyone, without ids: [`fetch_members`] is how a member
 //!   started with `--initial-cluster-state existing` asks the running ones.
+//! * **Hashes.** `Peer.HashKV` answers [`RaftHandler::hash_kv`] (computed on a blocking
+//!   thread, at most two at a time) to a caller with this cluster's ids, as `Stream` is
+//!   checked; [`Transport::hash_kv`] is the asking side, for the corruption checks. A
+//!   compacted or future revision travels as `OUT_OF_RANGE` with etcd's message and comes
+//!   back as [`HashKvError::Compacted`] or [`HashKvError::FutureRevision`].
 //!
 //! # Metadata
 //!
@@ -104,6 +109,7 @@
 mod config;
 mod dial;
 mod handler;
+mod hashkv;
 mod header;
 mod members;
 mod peer;
@@ -127,7 +133,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info};
 
 pub use config::{DEFAULT_MAX_MESSAGE_BYTES, TransportConfig};
-pub use handler::{Dropped, RaftHandler};
+pub use handler::{Dropped, HashKvError, RaftHandler};
 pub use header::{CLUSTER_ID_HEADER, FROM_HEADER, PEER_URLS_HEADER, TO_HEADER};
 pub use members::{FetchError, FetchOptions, fetch_members};
 pub use server::PeerService;

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Weak};
 
+use oxetcd_api::etcdserverpb::{HashKvRequest, HashKvResponse};
 use oxetcd_api::oxetcdpb::peer_server::Peer;
 use oxetcd_api::oxetcdpb::{
     MembersRequest, MembersResponse, RaftBatch, SnapshotChunk, SnapshotReceived, StreamClosed,
@@ -12,6 +13,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
+use crate::handler::HashKvError;
 use crate::header::{CallIds, peer_urls};
 use crate::shared::{HexId, Shared, next_or_stop};
 use crate::snapshot;
@@ -203,6 +205,63 @@ impl Peer for PeerService {
             }
             None => Err(Status::unavailable("the member has no membership to tell yet")),
         }
+    }
+
+    /// Checked like a stream (ids, cluster, removed members); the caller is not learned
+    /// as a peer: a hash request is no reason to start sending raft messages to it.
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let ids = self.admit(request.metadata(), "hash_kv")?;
+        if *self.shared.stopped.borrow() {
+            return Err(Status::unavailable("the member's peer transport stopped"));
+        }
+        let revision = request.into_inner().revision;
+        let _slot = self
+            .shared
+            .hash_kv_slots
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the member's peer transport stopped"))?;
+        let handler = self.shared.handler.clone();
+        // Hashing reads the whole key table: never on the transport's async threads.
+        let answer = tokio::task::spawn_blocking(move || handler.hash_kv(revision))
+            .await
+            .map_err(|e| Status::internal(format!("computing the hash failed: {e}")))?;
+        match answer {
+            Ok(response) => {
+                debug!(remote = %HexId(ids.from), revision, "answered a hash request");
+                Ok(Response::new(response))
+            }
+            Err(error) => {
+                warn!(remote = %HexId(ids.from), requested_revision = revision, %error, "failed to get hashKV");
+                Err(hash_kv_status(&error))
+            }
+        }
+    }
+}
+
+/// The status a refused `Peer.HashKV` call carries: etcd's gRPC code and message for a
+/// compacted or future revision (`OUT_OF_RANGE`), `UNAVAILABLE` otherwise. The asking
+/// side reads it back with [`hash_kv_error`].
+pub(crate) fn hash_kv_status(error: &HashKvError) -> Status {
+    match error {
+        HashKvError::Compacted | HashKvError::FutureRevision => {
+            Status::out_of_range(error.to_string())
+        }
+        HashKvError::Unavailable(reason) => Status::unavailable(reason.clone()),
+    }
+}
+
+/// The refusal a `Peer.HashKV` status stands for (the inverse of [`hash_kv_status`]).
+pub(crate) fn hash_kv_error(status: &Status) -> HashKvError {
+    let compacted = HashKvError::Compacted.to_string();
+    let future = HashKvError::FutureRevision.to_string();
+    match status.code() {
+        tonic::Code::OutOfRange if status.message() == compacted => HashKvError::Compacted,
+        tonic::Code::OutOfRange if status.message() == future => HashKvError::FutureRevision,
+        code => HashKvError::Unavailable(format!("{code:?}: {}", status.message())),
     }
 }
 

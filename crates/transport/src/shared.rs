@@ -38,7 +38,15 @@ pub(crate) struct Shared {
     /// Becomes `true` when the transport stops; incoming calls end on it.
     pub stopped: watch::Sender<bool>,
     pub runtime: Handle,
+    /// `Peer.HashKV` answers computed at once; more wait (see [`MAX_CONCURRENT_HASH_KV`]).
+    pub hash_kv_slots: tokio::sync::Semaphore,
 }
+
+/// `Peer.HashKV` answers computed at once. Each reads the whole key table on a blocking
+/// thread; only the leader's checks ask, one member at a time, so two leave room for a
+/// second check (a new leader's) without letting a flood of calls read the table over and
+/// over in parallel.
+pub(crate) const MAX_CONCURRENT_HASH_KV: usize = 2;
 
 impl Shared {
     pub(crate) fn new(
@@ -53,6 +61,7 @@ impl Shared {
             stats: Stats::default(),
             stopped: watch::Sender::new(false),
             runtime,
+            hash_kv_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_HASH_KV),
         }
     }
 }

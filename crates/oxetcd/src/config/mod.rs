@@ -32,8 +32,10 @@ use duration::GoDuration;
 use oxetcd_auth::{
     DEFAULT_BCRYPT_COST, DEFAULT_TOKEN_TTL, MAX_BCRYPT_COST, MIN_BCRYPT_COST, TokenSpec,
 };
+use oxetcd_etcdserver::compactor::AutoCompaction;
 use oxetcd_etcdserver::config::{
-    DEFAULT_BACKEND_BATCH_INTERVAL, DEFAULT_BACKEND_BATCH_LIMIT, DEFAULT_LEASE_CHECKPOINT_INTERVAL,
+    DEFAULT_BACKEND_BATCH_INTERVAL, DEFAULT_BACKEND_BATCH_LIMIT, DEFAULT_COMPACTION_BATCH_LIMIT,
+    DEFAULT_LEASE_CHECKPOINT_INTERVAL, StoragePolicy,
 };
 use oxetcd_etcdserver::membership::InitialMember;
 use oxetcd_etcdserver::server::ETCD_VERSION;
@@ -317,7 +319,8 @@ struct Values {
         help_heading = CLUSTERING
     )]
     discovery_srv_name: String,
-    /// Auto compaction retention length; 0 disables auto compaction.
+    /// Auto compaction retention for mvcc key value store. 0 means disable auto
+    /// compaction.
     #[arg(
         long = "auto-compaction-retention",
         value_name = "RETENTION",
@@ -325,7 +328,9 @@ struct Values {
         help_heading = CLUSTERING
     )]
     auto_compaction_retention: String,
-    /// Interpret --auto-compaction-retention as 'periodic' (a duration) or 'revision'.
+    /// Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for
+    /// duration based retention, defaulting to hours if no time unit is provided (e.g.
+    /// '5m'). 'revision' for revision number based retention.
     #[arg(
         long = "auto-compaction-mode",
         value_name = "MODE",
@@ -467,8 +472,7 @@ struct Values {
         help_heading = EXPERIMENTAL
     )]
     experimental_enable_lease_checkpoint: bool,
-    /// Check data corruption before serving (compare hashes with peers). Accepted; the
-    /// check is not performed yet, and a warning says so.
+    /// Enable to check data corruption before serving any client/peer traffic.
     #[arg(
         long = "experimental-initial-corrupt-check",
         default_value_t = false,
@@ -516,6 +520,21 @@ struct Values {
         help_heading = EXPERIMENTAL
     )]
     experimental_corrupt_check_time: GoDuration,
+    /// Enable leader to periodically check followers compaction hashes (etcd 3.5).
+    #[arg(
+        long = "experimental-compact-hash-check-enabled",
+        default_value_t = false,
+        help_heading = EXPERIMENTAL
+    )]
+    experimental_compact_hash_check_enabled: bool,
+    /// Duration of time between leader checks followers compaction hashes (etcd 3.5).
+    #[arg(
+        long = "experimental-compact-hash-check-time",
+        value_name = "DURATION",
+        default_value = "1m",
+        help_heading = EXPERIMENTAL
+    )]
+    experimental_compact_hash_check_time: GoDuration,
     /// Serve v2 requests through the v3 backend under a given prefix.
     #[arg(
         long = "experimental-enable-v2v3",
@@ -540,7 +559,7 @@ struct Values {
         help_heading = EXPERIMENTAL
     )]
     experimental_enable_lease_checkpoint_persist: bool,
-    /// Maximum revisions deleted in each compaction batch.
+    /// Sets the maximum revisions deleted in each compaction batch.
     #[arg(
         long = "experimental-compaction-batch-limit",
         value_name = "N",
@@ -682,6 +701,46 @@ enum ProxyMode {
     Off,
     Readonly,
     On,
+}
+
+/// `--auto-compaction-retention` read as etcd 3.4 reads it (`parseCompactionRetention`):
+/// a bare non-negative integer is hours (periodic) or revisions; anything else is a Go
+/// duration (in revision mode, its nanoseconds count as revisions, as in etcd). Zero
+/// disables auto compaction; a negative retention is refused (etcd would spin on it).
+fn auto_compaction(
+    mode: CompactionMode,
+    retention: &str,
+) -> Result<Option<AutoCompaction>, ConfigError> {
+    let invalid = |reason: String| {
+        ConfigError::Rejected(format!("error parsing CompactionRetention: {reason}"))
+    };
+    if let Ok(count) = retention.parse::<i64>()
+        && count >= 0
+    {
+        return match (count, mode) {
+            (0, _) => Ok(None),
+            (revisions, CompactionMode::Revision) => Ok(Some(AutoCompaction::Revision(revisions))),
+            (hours, CompactionMode::Periodic) => (hours as u64)
+                .checked_mul(3600)
+                .map(|secs| Some(AutoCompaction::Periodic(Duration::from_secs(secs))))
+                .ok_or_else(|| invalid(format!("{hours} hours is too long"))),
+        };
+    }
+    let duration: GoDuration = retention.parse().map_err(|e| invalid(format!("{e}")))?;
+    let Some(duration) = duration.positive() else {
+        let zero: GoDuration = "0".parse().map_err(|e| invalid(format!("{e}")))?;
+        return if duration == zero {
+            Ok(None)
+        } else {
+            Err(invalid(format!("negative retention {retention:?}")))
+        };
+    };
+    Ok(Some(match mode {
+        CompactionMode::Periodic => AutoCompaction::Periodic(duration),
+        CompactionMode::Revision => {
+            AutoCompaction::Revision(i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX))
+        }
+    }))
 }
 
 /// `--experimental-backend-bbolt-freelist-type`'s values.
@@ -1007,11 +1066,7 @@ impl Values {
                 "setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint".into(),
             ));
         }
-        if self.experimental_initial_corrupt_check {
-            notices.push(
-                "warning: --experimental-initial-corrupt-check is accepted but the check is not performed yet".into(),
-            );
-        }
+        let storage_policy = self.storage_policy()?;
         let watch_progress_notify_interval = match self
             .experimental_watch_progress_notify_interval
             .positive()
@@ -1087,6 +1142,7 @@ impl Values {
             client_cert_auth: self.client_cert_auth,
             strict_reconfig_check: self.strict_reconfig_check,
             force_new_cluster: self.force_new_cluster,
+            storage_policy,
             name: self.name,
         };
         let listen_client_urls = parse_listen_urls(&self.listen_client_urls)?;
@@ -1117,6 +1173,33 @@ impl Values {
             log_level,
             logger,
             log_outputs,
+        })
+    }
+
+    /// `--auto-compaction-*`, `--experimental-compaction-batch-limit` and the corruption
+    /// checks' flags.
+    fn storage_policy(&self) -> Result<StoragePolicy, ConfigError> {
+        let compact_hash_check_time =
+            self.experimental_compact_hash_check_time.positive().ok_or_else(|| {
+                // etcd 3.5's check, which also names the value in Go's notation.
+                ConfigError::Rejected("--experimental-compact-hash-check-time must be >0".into())
+            })?;
+        Ok(StoragePolicy {
+            auto_compaction: auto_compaction(
+                self.auto_compaction_mode,
+                &self.auto_compaction_retention,
+            )?,
+            // etcd's store takes zero as its default; less is no batch at all.
+            compaction_batch_limit: usize::try_from(self.experimental_compaction_batch_limit)
+                .ok()
+                .filter(|&n| n > 0)
+                .unwrap_or(DEFAULT_COMPACTION_BATCH_LIMIT),
+            initial_corrupt_check: self.experimental_initial_corrupt_check,
+            // Zero is etcd's "off"; a negative interval would spin, so it is off too.
+            corrupt_check_time: self.experimental_corrupt_check_time.positive(),
+            compact_hash_check_time: self
+                .experimental_compact_hash_check_enabled
+                .then_some(compact_hash_check_time),
         })
     }
 

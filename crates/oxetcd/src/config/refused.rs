@@ -13,8 +13,7 @@ pub enum Refusal {
 
 const DISCOVERY: Refusal =
     Refusal::NotYet("comes with discovery bootstrap, issue: membership (discovery)");
-const STORAGE: Refusal =
-    Refusal::NotYet("comes with storage operations, issue: storage (compaction, corruption)");
+const STORAGE: Refusal = Refusal::NotYet("comes with storage operations, issue: storage");
 const METRICS: Refusal = Refusal::NotYet("comes with metrics and profiling, issue: metrics");
 const V2: Refusal = Refusal::Never("oxetcd serves only etcd's v3 API");
 const V2_PROXY: Refusal = Refusal::Never(
@@ -26,17 +25,13 @@ const CAPNSLOG: Refusal = Refusal::Never(
 
 /// The refused flags, each with the work that will build it. A flag's value counts as its
 /// default when it parses to the same value as the default does (so `--auth-token=simple`
-/// and `--experimental-corrupt-check-time=0` start).
+/// and `--unsafe-no-fsync=false` start).
 pub const REFUSED: &[(&str, Refusal)] = &[
     ("discovery", DISCOVERY),
     ("discovery-fallback", DISCOVERY),
     ("discovery-proxy", DISCOVERY),
     ("discovery-srv", DISCOVERY),
     ("discovery-srv-name", DISCOVERY),
-    ("auto-compaction-retention", STORAGE),
-    ("auto-compaction-mode", STORAGE),
-    ("experimental-compaction-batch-limit", STORAGE),
-    ("experimental-corrupt-check-time", STORAGE),
     ("experimental-backend-bbolt-freelist-type", STORAGE),
     ("experimental-warning-apply-duration", STORAGE),
     ("unsafe-no-fsync", STORAGE),

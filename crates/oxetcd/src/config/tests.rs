@@ -167,14 +167,104 @@ fn lease_checkpoints_are_a_boolean_flag_like_etcds() {
 }
 
 #[test]
-fn initial_corrupt_check_is_accepted_with_a_warning_that_it_is_not_performed() {
+fn initial_corrupt_check_is_a_boolean_flag_like_etcds() {
     // The bare flag must not swallow the next argument (etcd's e2e harness passes it so).
     let (result, notices) = resolve(&["--experimental-initial-corrupt-check", "--name", "n1"], &[]);
-    assert_eq!(result.unwrap().server.name, "n1");
-    assert!(notices.iter().any(|n| n.contains("check is not performed")), "{notices:?}");
-    let (result, notices) = resolve(&["--experimental-initial-corrupt-check=false"], &[]);
-    assert!(result.is_ok());
+    let config = result.unwrap();
+    assert_eq!(config.server.name, "n1");
+    assert!(config.server.storage_policy.initial_corrupt_check);
     assert!(notices.is_empty(), "{notices:?}");
+    let (result, notices) = resolve(&["--experimental-initial-corrupt-check=false"], &[]);
+    assert!(!result.unwrap().server.storage_policy.initial_corrupt_check);
+    assert!(notices.is_empty(), "{notices:?}");
+}
+
+#[test]
+fn auto_compaction_reads_the_retention_as_etcd_does() {
+    use oxetcd_etcdserver::compactor::AutoCompaction::{Periodic, Revision};
+    let hours = |h: u64| Some(Periodic(Duration::from_secs(h * 3600)));
+    let policy =
+        |args: &[&str]| resolve(args, &[]).0.map(|c| c.server.storage_policy.auto_compaction);
+    let table: &[(&[&str], Option<AutoCompaction>)] = &[
+        (&[], None),
+        (&["--auto-compaction-retention=0"], None),
+        (&["--auto-compaction-retention=0s", "--auto-compaction-mode=periodic"], None),
+        // A bare number is hours in periodic mode (the default mode) ...
+        (&["--auto-compaction-retention=1"], hours(1)),
+        (&["--auto-compaction-retention", "72"], hours(72)),
+        // ... a Go duration otherwise.
+        (&["--auto-compaction-retention=5m"], Some(Periodic(Duration::from_secs(300)))),
+        (&["--auto-compaction-retention=1h30m"], Some(Periodic(Duration::from_secs(5400)))),
+        // Revision mode: a count; a duration counts its nanoseconds, as in etcd.
+        (
+            &["--auto-compaction-mode=revision", "--auto-compaction-retention=1000"],
+            Some(Revision(1000)),
+        ),
+        (
+            &["--auto-compaction-mode=revision", "--auto-compaction-retention=1us"],
+            Some(Revision(1000)),
+        ),
+    ];
+    for (args, expected) in table {
+        assert_eq!(policy(args), Ok(*expected), "{args:?}");
+    }
+    for bad in [
+        "--auto-compaction-retention=5x",
+        "--auto-compaction-retention=-5m",
+        "--auto-compaction-retention=-1",
+    ] {
+        let err = policy(&[bad]).unwrap_err();
+        assert!(err.to_string().starts_with("error parsing CompactionRetention: "), "{bad}: {err}");
+    }
+    assert!(Flags::try_parse_from(["oxetcd", "--auto-compaction-mode=hourly"]).is_err());
+    let (_, notices) = resolve(&["--auto-compaction-retention=1"], &[]);
+    assert!(notices.is_empty(), "{notices:?}");
+    // From the environment and the file alike.
+    let env = [("ETCD_AUTO_COMPACTION_MODE", "revision"), ("ETCD_AUTO_COMPACTION_RETENTION", "10")];
+    let (result, _) = resolve(&[], &env);
+    assert_eq!(result.unwrap().server.storage_policy.auto_compaction, Some(Revision(10)));
+    let file = yaml_file("auto-compaction-retention: 2h\n");
+    let config = parse(&["--config-file", path_of(&file)]).unwrap();
+    assert_eq!(config.server.storage_policy.auto_compaction, hours(2));
+}
+
+#[test]
+fn compaction_batch_and_corruption_checks_reach_the_server() {
+    let policy = |args: &[&str]| resolve(args, &[]).0.map(|c| c.server.storage_policy);
+    let defaults = policy(&[]).unwrap();
+    assert_eq!(defaults, StoragePolicy::default());
+    assert_eq!(defaults.compaction_batch_limit, 1000);
+    assert_eq!(defaults.corrupt_check_time, None);
+    assert_eq!(defaults.compact_hash_check_time, None);
+
+    let set = policy(&[
+        "--experimental-compaction-batch-limit=50",
+        "--experimental-corrupt-check-time=2m",
+        "--experimental-compact-hash-check-enabled",
+        "--experimental-initial-corrupt-check=true",
+    ])
+    .unwrap();
+    assert_eq!(set.compaction_batch_limit, 50);
+    assert_eq!(set.corrupt_check_time, Some(Duration::from_secs(120)));
+    assert_eq!(set.compact_hash_check_time, Some(Duration::from_secs(60)));
+    assert!(set.initial_corrupt_check);
+    let set = policy(&[
+        "--experimental-compact-hash-check-enabled=true",
+        "--experimental-compact-hash-check-time=10s",
+        "--experimental-compaction-batch-limit=0",
+    ])
+    .unwrap();
+    assert_eq!(set.compact_hash_check_time, Some(Duration::from_secs(10)));
+    assert_eq!(set.compaction_batch_limit, 1000, "zero is the store's default, as in etcd");
+
+    let err = policy(&["--experimental-compact-hash-check-time=0s"]).unwrap_err();
+    assert_eq!(err.to_string(), "--experimental-compact-hash-check-time must be >0");
+    let env = [("ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", "30s")];
+    let (result, _) = resolve(&[], &env);
+    assert_eq!(
+        result.unwrap().server.storage_policy.corrupt_check_time,
+        Some(Duration::from_secs(30))
+    );
 }
 
 #[test]
@@ -290,6 +380,12 @@ log-level: warn
 experimental-enable-lease-checkpoint: true
 experimental-watch-progress-notify-interval: 2m
 experimental-initial-corrupt-check: true
+auto-compaction-mode: revision
+auto-compaction-retention: 100
+experimental-compaction-batch-limit: 64
+experimental-corrupt-check-time: 3m
+experimental-compact-hash-check-enabled: true
+experimental-compact-hash-check-time: 2m
 wal-dir: /var/lib/infra1-wal
 initial-election-tick-advance: false
 backend-batch-interval: 10ms
@@ -359,6 +455,12 @@ fn the_config_file_sets_every_key() {
     assert!(cfg.server.enable_lease_checkpoint);
     assert_eq!(cfg.server.watch_progress_notify_interval, Duration::from_secs(120));
     assert!(notices.iter().any(|n| n.starts_with("loaded the configuration from")), "{notices:?}");
+    let policy = &cfg.server.storage_policy;
+    assert_eq!(policy.auto_compaction, Some(AutoCompaction::Revision(100)));
+    assert_eq!(policy.compaction_batch_limit, 64);
+    assert!(policy.initial_corrupt_check);
+    assert_eq!(policy.corrupt_check_time, Some(Duration::from_secs(180)));
+    assert_eq!(policy.compact_hash_check_time, Some(Duration::from_secs(120)));
 
     assert_eq!(cfg.server.wal_dir, Some(PathBuf::from("/var/lib/infra1-wal")));
     assert!(!cfg.server.initial_election_tick_advance && !cfg.server.pre_vote);
@@ -521,11 +623,9 @@ fn every_etcd_3_4_flag_is_accepted_by_name() {
 /// A value other than the default for each refused flag.
 fn non_default(flag: &str) -> &'static str {
     match flag {
-        "auto-compaction-mode" => "revision",
-        "auto-compaction-retention" => "1h",
         "discovery-fallback" => "exit",
         "experimental-backend-bbolt-freelist-type" => "map",
-        "experimental-corrupt-check-time" | "experimental-warning-apply-duration" => "1m",
+        "experimental-warning-apply-duration" => "1m",
         "metrics" => "extensive",
         "proxy" => "on",
         "discovery" | "discovery-proxy" => "http://discovery.example.com:2379",
@@ -563,7 +663,7 @@ fn refused_flags_start_at_their_default_and_fail_otherwise() {
         assert!(parse(&["--config-file", path_of(&file)]).is_err(), "{flag} from a file");
     }
     // The default however spelled, and defaults that are what oxetcd does, start.
-    assert!(parse(&["--experimental-corrupt-check-time=0"]).is_ok());
+    assert!(parse(&["--experimental-warning-apply-duration=100ms"]).is_ok());
     assert!(parse(&["--bcrypt-cost", "10", "--enable-grpc-gateway", "--proxy=off"]).is_ok());
 }
 

@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use oxetcd_api::etcdserverpb::HashKvResponse;
 use oxetcd_api::oxetcdpb::MembersResponse;
 use oxetcd_api::oxetcdpb::peer_client::PeerClient;
 use oxetcd_raft::{Message, MessageType, SnapshotStatus};
 use oxetcd_transport::{
-    CLUSTER_ID_HEADER, Dropped, FROM_HEADER, RaftHandler, TO_HEADER, Transport, TransportConfig,
+    CLUSTER_ID_HEADER, Dropped, FROM_HEADER, HashKvError, RaftHandler, TO_HEADER, Transport,
+    TransportConfig,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -38,6 +40,9 @@ pub struct Recorder {
     pub full: AtomicBool,
     /// What `members` answers.
     pub members: Mutex<Option<MembersResponse>>,
+    /// What `hash_kv` answers (`None`: `Unavailable`); the revisions asked for.
+    pub hash_kv: Mutex<Option<Result<HashKvResponse, HashKvError>>>,
+    pub hash_kv_asked: Mutex<Vec<i64>>,
 }
 
 impl Recorder {
@@ -79,6 +84,12 @@ impl RaftHandler for Recorder {
 
     fn members(&self) -> Option<MembersResponse> {
         self.members.lock().unwrap().clone()
+    }
+
+    fn hash_kv(&self, revision: i64) -> Result<HashKvResponse, HashKvError> {
+        self.hash_kv_asked.lock().unwrap().push(revision);
+        let answer = self.hash_kv.lock().unwrap().clone();
+        answer.unwrap_or_else(|| Err(HashKvError::Unavailable("nothing to hash".into())))
     }
 }
 
