@@ -112,9 +112,12 @@ pub mod txn;
 pub mod validate;
 pub mod write;
 
+pub use backend::BackendSize;
 pub use backend::redb::RedbBackend;
 pub use compaction::CompactionHandle;
 pub use error::{Error, Result};
 pub use lease::{LeaseId, Lessor, NoLeases};
 pub use revision::Revision;
-pub use store::{ApplyIndex, CommitPoint, HashKv, SavedSnapshot, Store, StoreConfig, WriteResult};
+pub use store::{
+    ApplyIndex, CommitPoint, Defragmented, HashKv, SavedSnapshot, Store, StoreConfig, WriteResult,
+};
