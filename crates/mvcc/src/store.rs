@@ -321,8 +321,9 @@ impl Shared<RedbBackend> {
             let _commits = lock(&self.commit_lock);
             self.check_failure()?;
             *lock(&self.journal) = Some(Journal::default());
+            let journal = JournalGuard(self);
             // What the backend holds now; every later commit goes to the journal.
-            (self.backend.snapshot()?, JournalGuard(self))
+            (self.backend.snapshot()?, journal)
         };
         let mut file = self.backend.begin_defrag(&from)?;
         drop(from);

@@ -368,3 +368,32 @@ fn defrag_latency_at_scale() {
     drop(Store::open_path(&path, StoreConfig::default(), Arc::new(NoLeases)).unwrap());
     println!("store open: {:?}", t0.elapsed());
 }
+
+/// What keeping the size costs: the `fstat` each commit adds, beside a commit, and a read
+/// of the size. Ignored (a measurement); run like `defrag_latency_at_scale`.
+#[test]
+#[ignore]
+fn size_accounting_cost() {
+    let config = StoreConfig { unsafe_no_fsync: true, ..StoreConfig::default() };
+    let t = TempStore::with(config, Arc::new(NoLeases));
+    let s = t.store();
+    let n = 2000;
+    let t0 = Instant::now();
+    for i in 0..n {
+        s.put(&put(&format!("k{i}"), "v"), ApplyIndex::ZERO).unwrap();
+        s.force_commit().unwrap();
+    }
+    let commit = t0.elapsed() / n;
+    let file = std::fs::File::open(db_path(t.dir.path())).unwrap();
+    let t0 = Instant::now();
+    for _ in 0..100_000 {
+        std::hint::black_box(file.metadata().unwrap().len());
+    }
+    let fstat = t0.elapsed() / 100_000;
+    let t0 = Instant::now();
+    for _ in 0..100_000 {
+        std::hint::black_box(s.backend_size());
+    }
+    let size = t0.elapsed() / 100_000;
+    println!("one-put commit without fsync: {commit:?}; fstat: {fstat:?}; backend_size: {size:?}");
+}
