@@ -105,10 +105,16 @@
 //!   readers and pinned snapshots of the old file stay valid. A crash leaves the old or
 //!   the new file, each complete up to its consistent index (a stale `.defrag` is removed
 //!   at open); a failure before the rename leaves the old file serving. Measured
-//!   (`tests/defrag.rs`, `defrag_latency_at_scale`): DEFRAG_MEASUREMENT.
+//!   (`defrag_latency_at_scale` in `tests/defrag.rs`, release, 1M keys of 1 KiB: 1.46 GB
+//!   in use in a 2.16 GB file, on disk; paced load of ~2k puts/s and ~2k point ranges/s):
+//!   the defrag took 9-12 s with commits held off 5-7 ms; put p99 25 µs during it (25 µs
+//!   without), range p99 29 µs (49 µs without), worst 4.3 ms. redb grows a file's first
+//!   region by doubling up to 4 GiB and spreads pages over the growth, so a copy can sit
+//!   in a file up to twice its data (here the same 2.16 GB); a small store shrinks to its
+//!   data (8.4 MB to 1 MiB in `defrag_shrinks_the_file_and_keeps_every_key_revision...`).
 //! * `backend_size` is two atomics. The file length is re-read (`fstat`) per commit; the
 //!   bytes in use are measured exactly with redb's `stats` at open and after a
-//!   defragmentation's copy (a walk of every page: ~STATS_MEASUREMENT), and in between
+//!   defragmentation's copy (a walk of every page: 0.8 s at 1M keys), and in between
 //!   follow the bytes of keys and values stored, counted exactly per commit from what
 //!   redb's insert and remove return, at the last measurement's pages-per-byte ratio. A
 //!   fresh store uses 8 KiB (in a 1 MiB file), well under etcd's e2e alarm quota of 13
