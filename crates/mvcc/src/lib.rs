@@ -15,6 +15,8 @@
 //! store.events(from, to)                       // history for watchers catching up
 //! store.hash() / store.hash_kv(rev)            // Maintenance.Hash / HashKV
 //! store.save_snapshot(path)                    // Maintenance.Snapshot, raft snapshots
+//! store.defragment()                           -> Defragmented           (Maintenance.Defragment)
+//! store.backend_size()                         -> BackendSize            (dbSize, dbSizeInUse, quota)
 //! store.aux_write(table, rows, at)             // lease, auth, members, alarm tables
 //! store.aux_get(table, key) / aux_scan(table)
 //! store.consistent_index() / durable_index()   // replay from / purge WAL up to
@@ -93,6 +95,31 @@
 //! * `unsafe_no_fsync` (etcd's `--unsafe-no-fsync`) skips the per-batch fsync.
 //! * `save_snapshot` copies a read snapshot into a fresh file: a point-in-time,
 //!   defragmented database, made without stopping writes.
+//! * `defragment` does not stop the world (etcd #9222: etcd blocks every read and write
+//!   throughout). It copies the last commit's snapshot into `<path>.defrag` on the
+//!   caller's thread while commits go on into the old file; the batches committed
+//!   meanwhile are kept (at most `DEFRAG_JOURNAL_MAX_BYTES`, 64 MiB: past it commits
+//!   wait, so memory stays bounded and the cost degrades to a stall) and replayed in
+//!   catch-up rounds; then, with only commits held off, the rest is replayed, the file
+//!   fsynced, renamed over the db and swapped in. Snapshots hold their database open, so
+//!   readers and pinned snapshots of the old file stay valid. A crash leaves the old or
+//!   the new file, each complete up to its consistent index (a stale `.defrag` is removed
+//!   at open); a failure before the rename leaves the old file serving. Measured
+//!   (`defrag_latency_at_scale` in `tests/defrag.rs`, release, 1M keys of 1 KiB: 1.46 GB
+//!   in use in a 2.16 GB file, on disk; paced load of ~2k puts/s and ~2k point ranges/s):
+//!   the defrag took 9-12 s with commits held off 5-7 ms; put p99 25 µs during it (25 µs
+//!   without), range p99 29 µs (49 µs without), worst 4.3 ms. redb grows a file's first
+//!   region by doubling up to 4 GiB and spreads pages over the growth, so a copy can sit
+//!   in a file up to twice its data (here the same 2.16 GB); a small store shrinks to its
+//!   data (8.4 MB to 1 MiB in `defrag_shrinks_the_file_and_keeps_every_key_revision...`).
+//! * `backend_size` is two atomics. The file length is re-read (`fstat`) per commit; the
+//!   bytes in use are measured exactly with redb's `stats` at open and after a
+//!   defragmentation's copy (a walk of every page: 0.8 s at 1M keys), and in between
+//!   follow the bytes of keys and values stored, counted exactly per commit from what
+//!   redb's insert and remove return, at the last measurement's pages-per-byte ratio. A
+//!   fresh store uses 8 KiB (in a 1 MiB file), well under etcd's e2e alarm quota of 13
+//!   pages; after a compaction the count drops with the rows removed (redb's partly
+//!   emptied pages lag it: 130 KB counted vs 225 KB measured after deleting 90%).
 //! * Compatibility: HashKV is byte-for-byte etcd 3.4.23's over the same operations
 //!   (`tests/etcd_compat.rs`), so key encoding, `KeyValue` encoding, tombstones and
 //!   compaction all match etcd's on-disk data.
@@ -112,9 +139,12 @@ pub mod txn;
 pub mod validate;
 pub mod write;
 
+pub use backend::BackendSize;
 pub use backend::redb::RedbBackend;
 pub use compaction::CompactionHandle;
 pub use error::{Error, Result};
 pub use lease::{LeaseId, Lessor, NoLeases};
 pub use revision::Revision;
-pub use store::{ApplyIndex, CommitPoint, HashKv, SavedSnapshot, Store, StoreConfig, WriteResult};
+pub use store::{
+    ApplyIndex, CommitPoint, Defragmented, HashKv, SavedSnapshot, Store, StoreConfig, WriteResult,
+};

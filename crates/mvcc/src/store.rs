@@ -19,9 +19,9 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock, TryLockError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use oxetcd_api::etcdserverpb::{
@@ -33,7 +33,7 @@ use prost::Message;
 
 use crate::backend::redb::RedbBackend;
 use crate::backend::{
-    Backend, Batch, KEY_TABLE, META_CONSISTENT_INDEX, META_FINISHED_COMPACT,
+    Backend, BackendSize, Batch, KEY_TABLE, META_CONSISTENT_INDEX, META_FINISHED_COMPACT,
     META_SCHEDULED_COMPACT, META_TABLE, META_TERM, Snapshot,
 };
 use crate::compaction::{self, Compactable, CompactionHandle, Job, Pacing};
@@ -57,6 +57,20 @@ pub const MAX_PENDING_BATCHES: usize = 4;
 pub const DEFAULT_COMPACTION_BATCH_LIMIT: usize = 1000;
 /// Default pause between compaction batches, so writers and readers are not stalled.
 pub const DEFAULT_COMPACTION_PAUSE: Duration = Duration::from_millis(10);
+/// Most memory (by [`Batch::approx_bytes`]) a defragmentation keeps in batches committed
+/// since its snapshot, to replay into the new file. They pile up while the snapshot is
+/// copied (~4 s per GiB here, see the crate docs); past the limit, commits wait for the
+/// copy to finish rather than memory growing with the write rate times the copy's length.
+/// 64 MiB is the writes of several seconds at the put rate a 2-core member sustains
+/// through raft (tens of thousands of small puts per second), twice redb's page cache.
+pub const DEFRAG_JOURNAL_MAX_BYTES: usize = 64 << 20;
+/// Replays of the kept batches into the new file while commits go on, before the last one
+/// with commits held off: each replays what came in during the previous one, so the last
+/// is short when the replay outruns the writes (it runs without fsync, they do not).
+pub const DEFRAG_CATCH_UP_ROUNDS: usize = 8;
+/// A catch-up replay this small ends the catch-up: the rest is replayed with commits held
+/// off, which for 1 MiB of batches takes a few milliseconds.
+pub const DEFRAG_FINAL_REPLAY_BYTES: usize = 1 << 20;
 
 /// Tunables.
 #[derive(Clone, Debug)]
@@ -154,6 +168,27 @@ pub struct SavedSnapshot {
     pub bytes: u64,
 }
 
+/// What a defragmentation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Defragmented {
+    /// The backend's size before.
+    pub before: BackendSize,
+    /// The backend's size after.
+    pub after: BackendSize,
+    /// How long it took, from the snapshot to the swap.
+    pub took: Duration,
+    /// How long commits were held off (the final replay, fsync, rename and swap); reads
+    /// and writes into the pending buffer went on meanwhile.
+    pub commits_paused: Duration,
+}
+
+/// Batches committed since a defragmentation's snapshot, oldest first.
+#[derive(Default)]
+struct Journal {
+    batches: Vec<Arc<Buffer>>,
+    bytes: usize,
+}
+
 /// The backend view readers capture.
 struct View<S> {
     committed: S,
@@ -180,6 +215,10 @@ struct Shared<B: Backend> {
     shutdown: Condvar,
     failure: Mutex<Option<Error>>,
     stopping: AtomicBool,
+    /// While a defragmentation runs: what was committed since its snapshot.
+    journal: Mutex<Option<Journal>>,
+    /// Signalled when the journal shrinks or ends.
+    journal_drained: Condvar,
 }
 
 /// The multi-version key-value store.
@@ -188,6 +227,8 @@ pub struct Store<B: Backend = RedbBackend> {
     committer: Option<JoinHandle<()>>,
     compactor: Option<(Sender<Job>, JoinHandle<()>)>,
     last_compaction: Mutex<Option<CompactionHandle>>,
+    /// Held by the running defragmentation; then the outcome of the last one.
+    defrag: Mutex<Option<Result<Defragmented>>>,
 }
 
 impl<B: Backend> std::fmt::Debug for Store<B> {
@@ -226,6 +267,122 @@ impl Store<RedbBackend> {
         self.shared.commit()?;
         let view = read(&self.shared.view);
         Ok(PinnedSnapshot { snapshot: view.committed.clone(), at: view.committed_at })
+    }
+
+    /// The backend's file length and bytes in use as of its last commit (O(1); see
+    /// [`RedbBackend::size`] for how they are kept).
+    pub fn backend_size(&self) -> BackendSize {
+        self.shared.backend.size()
+    }
+
+    /// Rewrites the backend into a compact new file and swaps it in, while reads and writes
+    /// go on (unlike etcd's defragmentation, which blocks both throughout).
+    ///
+    /// The last commit's snapshot is copied into `<path>.defrag` on the caller's thread
+    /// while the committer keeps committing to the old file; the batches it commits
+    /// meanwhile are kept (up to [`DEFRAG_JOURNAL_MAX_BYTES`]; past that, commits wait
+    /// for the copy) and replayed into the new file. Then, with commits held off for the
+    /// last replay, one fsync, the rename over the database path and a directory sync,
+    /// the new file is swapped in. Readers and writers into the pending buffer never wait;
+    /// read snapshots of the old file (a [`PinnedSnapshot`] being saved) stay valid until
+    /// dropped. The data, the consistent index and [`durable_index`](Self::durable_index)
+    /// are the same before and after.
+    ///
+    /// A crash leaves the old file or the new one at the path, each holding every commit
+    /// up to its consistent index; a stale `<path>.defrag` is removed at open. A failure
+    /// before the rename leaves the old file in service and the store healthy (the error
+    /// is returned); only a failed directory sync after the rename fails the store, since
+    /// a crash could then bring back the old file without the commits that follow.
+    ///
+    /// One runs at a time: a caller that arrives while one runs waits for it and gets its
+    /// outcome. Works on a store opened by a tool as well as under raft.
+    pub fn defragment(&self) -> Result<Defragmented> {
+        let mut outcome = match self.defrag.try_lock() {
+            Ok(outcome) => outcome,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                return lock(&self.defrag).clone().unwrap_or_else(|| {
+                    Err(Error::Backend("the concurrent defragmentation did not finish".into()))
+                });
+            }
+        };
+        *outcome = None;
+        let result = self.shared.defragment();
+        *outcome = Some(result.clone());
+        result
+    }
+}
+
+impl Shared<RedbBackend> {
+    fn defragment(&self) -> Result<Defragmented> {
+        let started = Instant::now();
+        let before = self.backend.size();
+        let (from, journal) = {
+            let _commits = lock(&self.commit_lock);
+            self.check_failure()?;
+            *lock(&self.journal) = Some(Journal::default());
+            let journal = JournalGuard(self);
+            // What the backend holds now; every later commit goes to the journal.
+            (self.backend.snapshot()?, journal)
+        };
+        let mut file = self.backend.begin_defrag(&from)?;
+        drop(from);
+        for _ in 0..DEFRAG_CATCH_UP_ROUNDS {
+            let (batches, bytes) = journal.drain();
+            replay(&mut file, &batches)?;
+            if bytes <= DEFRAG_FINAL_REPLAY_BYTES {
+                break;
+            }
+        }
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("mvcc::defrag", |_| Err(Error::Backend(
+            "injected defragmentation failure".into()
+        )));
+        let commits = lock(&self.commit_lock);
+        let paused = Instant::now();
+        self.check_failure()?;
+        let (batches, _) = journal.drain();
+        drop(journal);
+        replay(&mut file, &batches)?;
+        let swapped = self.backend.finish_defrag(file)?;
+        write(&self.view).committed = swapped.snapshot;
+        let after = self.backend.size();
+        drop(commits);
+        let commits_paused = paused.elapsed();
+        swapped.retired.close();
+        if let Err(e) = swapped.dir_synced {
+            self.fail(e.clone());
+            return Err(e);
+        }
+        Ok(Defragmented { before, after, took: started.elapsed(), commits_paused })
+    }
+}
+
+/// Replays journaled batches, in order, into a defragmentation's file.
+fn replay(file: &mut crate::backend::redb::DefragFile, batches: &[Arc<Buffer>]) -> Result<()> {
+    if batches.is_empty() {
+        return Ok(());
+    }
+    let guards: Vec<_> = batches.iter().map(|b| read(b)).collect();
+    file.apply(guards.iter().map(|g| &**g))
+}
+
+/// Keeps the journal on while a defragmentation runs, and turns it off however that ends.
+struct JournalGuard<'a, B: Backend>(&'a Shared<B>);
+
+impl<B: Backend> JournalGuard<'_, B> {
+    /// Takes the batches kept so far, and their size.
+    fn drain(&self) -> (Vec<Arc<Buffer>>, usize) {
+        let taken = lock(&self.0.journal).as_mut().map(std::mem::take).unwrap_or_default();
+        self.0.journal_drained.notify_all();
+        (taken.batches, taken.bytes)
+    }
+}
+
+impl<B: Backend> Drop for JournalGuard<'_, B> {
+    fn drop(&mut self) {
+        *lock(&self.0.journal) = None;
+        self.0.journal_drained.notify_all();
     }
 }
 
@@ -356,6 +513,8 @@ impl<B: Backend> Store<B> {
             shutdown: Condvar::new(),
             failure: Mutex::new(None),
             stopping: AtomicBool::new(false),
+            journal: Mutex::new(None),
+            journal_drained: Condvar::new(),
         });
         let committer = {
             let shared = Arc::clone(&shared);
@@ -381,6 +540,7 @@ impl<B: Backend> Store<B> {
             committer: Some(committer),
             compactor: Some((jobs, compactor)),
             last_compaction: Mutex::new(None),
+            defrag: Mutex::new(None),
         };
         if let Some(rev) = scheduled.filter(|s| finished.is_none_or(|f| *s > f)) {
             store.schedule_compaction(rev);
@@ -830,8 +990,23 @@ impl<B: Backend> Shared<B> {
         self.backend.commit(batch, !self.config.unsafe_no_fsync)
     }
 
+    /// Waits while a defragmentation's journal is full (see [`DEFRAG_JOURNAL_MAX_BYTES`]).
+    fn wait_for_journal_room(&self) {
+        let mut journal = lock(&self.journal);
+        while journal.as_ref().is_some_and(|j| j.bytes >= DEFRAG_JOURNAL_MAX_BYTES)
+            && !self.stopping.load(Ordering::SeqCst)
+            && lock(&self.failure).is_none()
+        {
+            journal = self
+                .journal_drained
+                .wait_timeout(journal, self.config.batch_interval)
+                .map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
+        }
+    }
+
     /// Commits the pending buffer to the backend (one commit at a time).
     fn commit(&self) -> Result<()> {
+        self.wait_for_journal_room();
         let _one_at_a_time = lock(&self.commit_lock);
         self.check_failure()?;
         let (buffer, covers) = {
@@ -852,6 +1027,10 @@ impl<B: Backend> Shared<B> {
                 return Err(e);
             }
         };
+        if let Some(journal) = lock(&self.journal).as_mut() {
+            journal.bytes += read(&buffer).approx_bytes();
+            journal.batches.push(Arc::clone(&buffer));
+        }
         {
             let mut view = write(&self.view);
             view.committed = snapshot;

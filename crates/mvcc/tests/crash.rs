@@ -1,7 +1,8 @@
 //! Crash test: a child process (this test binary, re-executed) applies numbered writes in
 //! a loop and reports each durable commit on stdout; it is killed with SIGKILL. Reopening
 //! must give a store whose consistent index is at least the last reported durable one and
-//! whose key space is exactly what writes 1..=index produce.
+//! whose key space is exactly what writes 1..=index produce. The child defragments its
+//! store over and over meanwhile, so kills land before, during and after swaps.
 
 mod common;
 
@@ -61,7 +62,18 @@ fn config() -> StoreConfig {
 }
 
 fn child(dir: &Path) {
-    let store = Store::open_path(db_path(dir), config(), Arc::new(NoLeases)).expect("child open");
+    let store =
+        Arc::new(Store::open_path(db_path(dir), config(), Arc::new(NoLeases)).expect("child open"));
+    // Defragmentations back to back, so the kill often lands in one.
+    {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            loop {
+                store.defragment().expect("defragment");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+    }
     let mut reported = store.durable_index().index;
     let mut i = store.consistent_index().index;
     loop {
@@ -104,6 +116,7 @@ fn run_and_kill(dir: &Path, min_durable: u64) -> u64 {
 fn verify(dir: &Path, reported: u64) -> u64 {
     let store =
         Store::open_path(db_path(dir), config(), Arc::new(NoLeases)).expect("reopen after crash");
+    assert!(!oxetcd_mvcc::backend::redb::defrag_path(&db_path(dir)).exists());
     let ci = store.consistent_index().index;
     assert!(ci >= reported, "consistent index {ci} is behind the reported durable {reported}");
     let got: BTreeMap<String, String> = store

@@ -44,6 +44,16 @@ pub struct Row {
     pub value: Bytes,
 }
 
+/// How big the backend is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendSize {
+    /// The file's length (etcd's `dbSize`).
+    pub total_bytes: u64,
+    /// The bytes of the pages holding data (etcd's `dbSizeInUse`): drops when a compaction
+    /// deletes rows, while the file keeps its length until a defragmentation.
+    pub in_use_bytes: u64,
+}
+
 /// Changes applied in one backend transaction.
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
@@ -64,6 +74,19 @@ impl Batch {
             && self.deletes.is_empty()
             && self.meta.is_empty()
             && self.aux.is_empty()
+    }
+
+    /// Roughly the memory the batch holds (bytes of keys and values, plus a fixed cost
+    /// per entry for its bookkeeping).
+    pub fn approx_bytes(&self) -> usize {
+        // A `Row` (revision, flag, `Bytes` handle) or a map node, rounded up.
+        const ENTRY: usize = 64;
+        let rows: usize = self.rows.iter().map(|r| ENTRY + r.value.len()).sum();
+        let aux: usize = (self.aux.values().flatten())
+            .map(|(k, v)| ENTRY + k.len() + v.as_ref().map_or(0, Bytes::len))
+            .sum();
+        let meta: usize = self.meta.iter().map(|(k, v)| ENTRY + k.len() + v.len()).sum();
+        rows + aux + meta + self.deletes.len() * std::mem::size_of::<RevKey>()
     }
 
     /// The value of the row written at `rev`, if it is in this batch.
