@@ -7,7 +7,7 @@ use std::time::Instant;
 use oxetcd_api::etcdserverpb::alarm_request::AlarmAction;
 use oxetcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmType};
 use oxetcd_api::oxetcdpb::{InternalRaftRequest, RequestHeader};
-use oxetcd_mvcc::CommitPoint;
+use oxetcd_mvcc::{BackendSize, CommitPoint, Defragmented};
 
 use crate::auth::Requester;
 use crate::bootstrap;
@@ -21,15 +21,6 @@ pub const MAX_CLIENT_SNAPSHOT_COPIES: usize = 2;
 /// The name ending of a backend copy being streamed to a client (in `member/snap`).
 /// A copy left behind by a crash is removed when the member starts.
 const CLIENT_SNAPSHOT_SUFFIX: &str = ".client-snapshot";
-
-/// The backend's size, as Status reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackendSize {
-    /// The file's length (etcd's `dbSize`).
-    pub total: u64,
-    /// The bytes holding data (etcd's `dbSizeInUse`): what the quota is checked against.
-    pub in_use: u64,
-}
 
 /// A point-in-time copy of the backend in a file of its own, removed when dropped.
 #[derive(Debug)]
@@ -70,15 +61,14 @@ pub(crate) fn remove_stale_client_snapshots(snap_dir: &Path) {
 }
 
 impl EtcdServer {
-    /// The backend's size now.
+    /// The backend's size now: the file's length (etcd's `dbSize`) and the bytes holding
+    /// data (`dbSizeInUse`, what the quota is checked against).
     pub fn backend_size(&self) -> BackendSize {
-        let total =
-            std::fs::metadata(bootstrap::backend_path(&self.cfg.data_dir)).map_or(0, |m| m.len());
-        BackendSize { total, in_use: total }
+        self.shared.store().backend_size()
     }
 
     pub(crate) fn backend_in_use(&self) -> u64 {
-        self.backend_size().in_use
+        self.backend_size().in_use_bytes
     }
 
     /// `--quota-backend-bytes` as enforced (0: no quota).
@@ -157,6 +147,40 @@ impl EtcdServer {
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Rewrites the backend into a compact file while reads and writes go on, and swaps
+    /// it in (etcd stops the member's reads and writes for the whole of it). Runs on the
+    /// blocking pool. A snapshot from the leader is not installed meanwhile: both replace
+    /// the backend file.
+    pub async fn defragment(&self) -> Result<Defragmented, ServerError> {
+        let shared = self.shared.clone();
+        let path = bootstrap::backend_path(&self.cfg.data_dir);
+        tracing::info!(path = %path.display(), "defragmenting");
+        let done = tokio::task::spawn_blocking(move || {
+            let _no_install = shared.backend_swap.lock().unwrap_or_else(|e| e.into_inner());
+            shared.store().defragment()
+        })
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
+        match done {
+            Ok(done) => {
+                tracing::info!(
+                    path = %path.display(),
+                    current_db_size_bytes_diff = done.after.total_bytes as i64 - done.before.total_bytes as i64,
+                    current_db_size_bytes = done.after.total_bytes,
+                    current_db_size_in_use_bytes = done.after.in_use_bytes,
+                    took = ?done.took,
+                    commits_paused = ?done.commits_paused,
+                    "defragmented"
+                );
+                Ok(done)
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "failed to defragment");
                 Err(e.into())
             }
         }

@@ -131,13 +131,13 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(StatusResponse {
             header: Some(server.header(revision)),
             version: ETCD_VERSION.to_string(),
-            db_size: size.total as i64,
+            db_size: size.total_bytes as i64,
             leader: raft.leader,
             raft_index: raft.committed,
             raft_term: raft.term,
             raft_applied_index: raft.applied,
             errors,
-            db_size_in_use: size.in_use as i64,
+            db_size_in_use: size.in_use_bytes as i64,
             is_learner: server.is_learner(),
             // etcd 3.6's field: the quota the member enforces.
             db_size_quota: server.quota_bytes() as i64,
@@ -150,7 +150,9 @@ impl Maintenance for MaintenanceService {
         request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         require_admin(&self.server, &request).await?;
-        Err(not_yet("Defragment"))
+        self.server.defragment().await.map_err(status)?;
+        let revision = self.server.store().map_err(status)?.current_revision();
+        Ok(Response::new(DefragmentResponse { header: Some(self.server.header(revision)) }))
     }
 
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
