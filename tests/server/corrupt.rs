@@ -67,10 +67,9 @@ fn corrupt_alarms_in_log(data_dir: &Path) -> Vec<u64> {
         .collect()
 }
 
-/// Starts member `i` once its backend is free again. A member refused at start was
-/// stopped while its publication was still waiting in the log, and a stopped server
-/// leaves waiting proposals to their request timeout: until then that task holds the
-/// server, and so the backend's lock (a process exits instead, so only tests see it).
+/// Starts member `i` once its backend is free again: a member refused at start was
+/// closed while background work still held its store, and so the backend's lock, for a
+/// moment (a process exits instead, so only tests in one process see it).
 async fn start_when_released(cluster: &mut TestCluster, i: usize) {
     loop {
         match cluster.try_start_member_with(i, &[]).await {

@@ -435,6 +435,10 @@ impl EtcdServer {
             let _ = thread.join();
         }
         self.shared.stopped.store(true, Ordering::SeqCst);
+        // Nothing can answer what still waits: its tasks (publishing the member, say)
+        // would otherwise hold the server, and so the backend's file lock, until their
+        // timeouts, and a restart in the same process would find the backend open.
+        self.shared.halt();
     }
 
     /// Waits until the member has published itself and serves clients.
@@ -662,6 +666,7 @@ async fn publish_attributes(server: Arc<EtcdServer>) {
                 );
                 return;
             }
+            Err(_) if server.is_stopped() => return,
             Err(e) => {
                 tracing::debug!(error = %e, "publishing member attributes failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -237,7 +237,7 @@ impl Shared {
 
     /// Answers every waiting request and read `Stopped`, and wakes the reads waiting for
     /// `applied` to see the stop.
-    fn halt(&self) {
+    pub(crate) fn halt(&self) {
         self.wait.close();
         self.reads.close();
         self.applied.send_modify(|_| {});
