@@ -203,3 +203,35 @@ async fn a_snapshot_streams_a_consistent_backend_and_its_sha256() {
 fn ring_sha256(data: &[u8]) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, data).as_ref().to_vec()
 }
+
+/// `--auto-compaction-mode periodic --auto-compaction-retention 1s`: the leader compacts
+/// on its own, keeping about a second of history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn periodic_auto_compaction_keeps_the_retention_window() {
+    tokio::time::timeout(SCENARIO_TIMEOUT, async {
+        let flags = ["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1s"];
+        let cluster = TestCluster::start_with(3, &flags).await;
+        let c = client(&cluster.endpoint(cluster.leader().await)).await;
+        let first = c.put("k", "0", None).await.unwrap().header.unwrap().revision;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut i = 0;
+        loop {
+            i += 1;
+            c.put("k", i.to_string(), None).await.unwrap();
+            let old = c.get("k", Some(GetOptions::new().with_revision(first))).await;
+            if let Err(e) = old {
+                assert_eq!(e.code(), Some(Code::OutOfRange), "{e}");
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no auto compaction in 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // What was written within the retention is still there.
+        let recent = c.put("k", "recent", None).await.unwrap().header.unwrap().revision;
+        let at = c.get("k", Some(GetOptions::new().with_revision(recent))).await.unwrap();
+        assert_eq!(at.kvs[0].value, "recent".as_bytes());
+        cluster.stop_all().await;
+    })
+    .await
+    .expect("scenario within its time");
+}
