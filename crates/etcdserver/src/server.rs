@@ -334,7 +334,7 @@ impl EtcdServer {
         let mut request = InternalRaftRequest { header: Some(header), ..Default::default() };
         fill(&mut request);
         let cost = quota::cost(&request);
-        if !self.quota.available(self.backend_in_use(), cost) {
+        if cost > 0 && !self.quota.available(self.backend_in_use(), cost) {
             self.raise_nospace(client_deadline).await;
             return Err(ServerError::NoSpace);
         }
