@@ -21,5 +21,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 etcd --version | head -n 1
+# etcdctl_snapshot runs the oxetcdutl binary it finds in the target dir.
+cargo build -p oxetcd-utl
 cargo test -p oxetcd-tests --features compat "$@"
 cargo test -p oxetcd-mvcc --features compat --test etcd_compat "$@"

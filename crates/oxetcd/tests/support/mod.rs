@@ -80,6 +80,22 @@ pub fn server_timed_client() -> ServerTimedClient {
         .build_http()
 }
 
+/// The `oxetcdutl` binary, from the target dir this test's `oxetcd` binary was built in
+/// (`target/<profile>/`). Cargo gives its path at build time only to the utl crate's own
+/// tests, so the multi-process tests find it here: `cargo test --workspace` builds it,
+/// and so does `cargo build -p oxetcd-utl`. Panics if it is missing.
+pub fn oxetcdutl_bin() -> PathBuf {
+    let oxetcd = Path::new(env!("CARGO_BIN_EXE_oxetcd"));
+    let path = oxetcd.with_file_name(format!("oxetcdutl{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first (`cargo build -p oxetcd-utl`; `cargo test --workspace` \
+         builds it)",
+        path.display()
+    );
+    path
+}
+
 /// The flags of one member.
 #[derive(Clone, Debug)]
 pub struct MemberConfig {
