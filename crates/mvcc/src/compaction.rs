@@ -7,7 +7,7 @@
 //! between, and the finished revision is recorded with the last batch. Reads at or after
 //! the compaction revision are never affected: they only reach kept rows.
 //!
-//! The compactor reaches the store through [`Compactable`], which the store implements:
+//! The compactor reaches the store through `Compactable`, which the store implements:
 //! this module depends on the index and the backend, never on the store.
 
 use std::collections::HashSet;
