@@ -49,6 +49,11 @@
 //! u64::MAX`): the free pages are then the unreachable ones. The reader needs no
 //! freelist; [`Db::check`] handles both.
 //!
+//! Bytes past `pgid × page_size` are ignored: a live file is longer (bbolt grows it
+//! ahead), and a snapshot from etcd's `Maintenance.Snapshot` (`etcdctl snapshot save`)
+//! ends with a 32-byte SHA-256 of what precedes it, which opens as is (checking the hash
+//! is the caller's). Checked by hand on etcd 3.4.23's `member/snap/db` and a snapshot of it.
+//!
 //! # Limits (named constants)
 //!
 //! From bbolt: [`format::MAX_KEY_SIZE`] (32768), [`format::MAX_VALUE_SIZE`] (2³¹−2),

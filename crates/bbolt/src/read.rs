@@ -269,7 +269,8 @@ impl Db<File> {
 enum MetaCheck {
     Ok(Meta),
     Bad(String),
-    Short(String),
+    /// Well-formed, but the file is shorter than it says (or than a meta page).
+    Short(String, Option<u32>),
 }
 
 impl<R: ReadAt> Db<R> {
@@ -281,13 +282,16 @@ impl<R: ReadAt> Db<R> {
         let m0 = read_meta(&src, size, 0, None)?;
         let page_size = match &m0 {
             MetaCheck::Ok(m) => Some(m.page_size),
+            MetaCheck::Short(_, Some(ps)) => Some(*ps),
             _ => {
                 // Meta 0 is damaged, so its page size is unknown: look for meta 1 at the
                 // page sizes bbolt may have used.
                 let mut found = None;
                 let mut ps = MIN_PAGE_SIZE;
                 while ps <= MAX_PAGE_SIZE {
-                    if let MetaCheck::Ok(_) = read_meta(&src, size, u64::from(ps), Some(ps))? {
+                    if let MetaCheck::Ok(_) | MetaCheck::Short(_, Some(_)) =
+                        read_meta(&src, size, u64::from(ps), Some(ps))?
+                    {
                         found = Some(ps);
                         break;
                     }
@@ -302,18 +306,18 @@ impl<R: ReadAt> Db<R> {
         };
         let (meta, meta_note) = match (m0, m1) {
             (MetaCheck::Ok(a), MetaCheck::Ok(b)) => (if b.txid > a.txid { b } else { a }, None),
-            (MetaCheck::Ok(a), MetaCheck::Bad(r) | MetaCheck::Short(r)) => {
+            (MetaCheck::Ok(a), MetaCheck::Bad(r) | MetaCheck::Short(r, _)) => {
                 (a, Some(format!("meta 1 refused ({r}); using meta 0")))
             }
-            (MetaCheck::Bad(r) | MetaCheck::Short(r), MetaCheck::Ok(b)) => {
+            (MetaCheck::Bad(r) | MetaCheck::Short(r, _), MetaCheck::Ok(b)) => {
                 (b, Some(format!("meta 0 refused ({r}); using meta 1")))
             }
-            (MetaCheck::Short(a), MetaCheck::Short(b)) => {
+            (MetaCheck::Short(a, _), MetaCheck::Short(b, _)) => {
                 return Err(Error::Truncated(format!("meta 0: {a}; meta 1: {b}")));
             }
             (
-                MetaCheck::Bad(meta0) | MetaCheck::Short(meta0),
-                MetaCheck::Bad(meta1) | MetaCheck::Short(meta1),
+                MetaCheck::Bad(meta0) | MetaCheck::Short(meta0, _),
+                MetaCheck::Bad(meta1) | MetaCheck::Short(meta1, _),
             ) => return Err(Error::InvalidMeta { meta0, meta1 }),
         };
         Ok(Db { src, page_size: meta.page_size as usize, meta, meta_note })
@@ -503,9 +507,10 @@ fn read_meta<R: ReadAt>(
 ) -> Result<MetaCheck> {
     let need = offset + (PAGE_HEADER_SIZE + META_SIZE) as u64;
     if need > file_size {
-        return Ok(MetaCheck::Short(format!(
-            "the file's {file_size} bytes end before the meta page at offset {offset}"
-        )));
+        return Ok(MetaCheck::Short(
+            format!("the file's {file_size} bytes end before the meta page at offset {offset}"),
+            None,
+        ));
     }
     let mut buf = [0u8; PAGE_HEADER_SIZE + META_SIZE];
     src.read_exact_at(&mut buf, offset)?;
@@ -548,10 +553,13 @@ fn read_meta<R: ReadAt>(
     }
     match m.pgid.checked_mul(u64::from(m.page_size)) {
         Some(n) if n <= file_size => Ok(MetaCheck::Ok(m)),
-        _ => Ok(MetaCheck::Short(format!(
-            "meta (txid {}) needs {} pages of {} bytes, the file has {file_size} bytes",
-            m.txid, m.pgid, m.page_size
-        ))),
+        _ => Ok(MetaCheck::Short(
+            format!(
+                "meta (txid {}) needs {} pages of {} bytes, the file has {file_size} bytes",
+                m.txid, m.pgid, m.page_size
+            ),
+            Some(m.page_size),
+        )),
     }
 }
 

@@ -201,7 +201,7 @@ fn bucket_strategy(depth: u32) -> BoxedStrategy<BucketModel> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     #[test]
     fn random_databases_round_trip(
