@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The compatibility suite: oxetcd checked against the reference etcd 3.4.23.
 #
-# Installs what the suite needs (Debian's etcd-server, etcd-client and
-# golang-etcd-server-dev: the reference server, etcdctl, and etcd's Go sources with
-# its .proto files), then runs the tests behind the `compat` feature. A missing
+# Installs what the suite needs (Debian's etcd-server, etcd-client,
+# golang-etcd-server-dev and golang-go: the reference server, etcdctl, etcd's Go sources
+# with its .proto files and bbolt's, and the Go toolchain that builds crates/bbolt's
+# bbolt checker), then runs the tests behind the `compat` feature. A missing
 # reference makes the tests fail, never skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(etcd-server etcd-client golang-etcd-server-dev)
+packages=(etcd-server etcd-client golang-etcd-server-dev golang-go)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,3 +26,4 @@ etcd --version | head -n 1
 cargo build -p oxetcd-utl
 cargo test -p oxetcd-tests --features compat "$@"
 cargo test -p oxetcd-mvcc --features compat --test etcd_compat "$@"
+cargo test -p oxetcd-bbolt --features compat --test go_compat "$@"
