@@ -44,6 +44,16 @@ pub struct Cli {
     /// token with every request (etcd's benchmark flag; no prompt for a missing password)
     #[arg(long, global = true, value_name = "NAME:PASSWORD", value_parser = parse_user)]
     pub user: Option<User>,
+    /// Requests per second over all clients (0: no limit), for put, range, txn-put and
+    /// lease-keepalive (etcd's benchmark has `put --rate`); a server that stalls is not
+    /// sent a burst afterwards
+    #[arg(long, global = true, default_value_t = 0)]
+    pub rate: u64,
+    /// Write every request of put, range, txn-put or lease-keepalive to FILE, one line
+    /// each: when it was sent (Unix time, ns), its latency (ns) and 1 (ok) or 0 (failed),
+    /// tab separated after a header line, in order of sending
+    #[arg(long, global = true, value_name = "FILE")]
+    pub latency_log: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsArgs,
     #[command(subcommand)]
@@ -62,7 +72,9 @@ pub enum Command {
     },
     /// Range over a key (or [key, end))
     Range {
-        key: String,
+        /// The key (not needed with --random-keys)
+        #[arg(required_unless_present = "random_keys")]
+        key: Option<String>,
         end: Option<String>,
         /// l: linearizable, s: serializable
         #[arg(long, value_enum, default_value_t = Consistency::L)]
@@ -73,6 +85,17 @@ pub enum Command {
         /// Return keys without values
         #[arg(long)]
         keys_only: bool,
+        /// Read one key at random per request, numbered as put's keys
+        /// (--random-key-offset .. + N, zero padded to --random-key-size), instead of KEY
+        #[arg(long, value_name = "N", conflicts_with_all = ["key", "end"],
+              value_parser = clap::value_parser!(u64).range(1..))]
+        random_keys: Option<u64>,
+        /// Key size of --random-keys (ignored without it)
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+        random_key_size: u64,
+        /// Number of the first key of --random-keys (ignored without it)
+        #[arg(long, default_value_t = 0)]
+        random_key_offset: u64,
     },
     /// Transactions of several puts (one request = one txn)
     TxnPut {
@@ -188,6 +211,10 @@ pub struct KeyValueArgs {
     /// Distinct keys written
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub key_space_size: u64,
+    /// Number of the first key: the keys are numbered key-offset ..
+    /// key-offset + key-space-size (so a fill can go on where an earlier one stopped)
+    #[arg(long, default_value_t = 0)]
+    pub key_offset: u64,
 }
 
 /// The put side of the watch workloads.
@@ -273,10 +300,10 @@ mod tests {
     #[test]
     fn range_takes_key_end_and_consistency() {
         let cli = parse(&["range", "foo", "fop", "--consistency", "s", "--limit", "3"]).unwrap();
-        let Command::Range { key, end, consistency, limit, keys_only } = cli.command else {
+        let Command::Range { key, end, consistency, limit, keys_only, .. } = cli.command else {
             panic!("not range")
         };
-        assert_eq!((key.as_str(), end.as_deref()), ("foo", Some("fop")));
+        assert_eq!((key.as_deref(), end.as_deref()), (Some("foo"), Some("fop")));
         assert_eq!((consistency, limit, keys_only), (Consistency::S, 3, false));
         let cli = parse(&["range", "foo", "--keys-only"]).unwrap();
         assert!(matches!(
@@ -285,6 +312,22 @@ mod tests {
         ));
         assert!(parse(&["range", "foo", "--consistency", "x"]).is_err());
         assert!(parse(&["range"]).is_err());
+    }
+
+    #[test]
+    fn range_of_random_keys() {
+        let cli = parse(&["range", "--random-keys", "1000", "--random-key-offset=5"]).unwrap();
+        let Command::Range { key, random_keys, random_key_size, random_key_offset, .. } =
+            cli.command
+        else {
+            panic!("not range")
+        };
+        assert_eq!(
+            (key, random_keys, random_key_size, random_key_offset),
+            (None, Some(1000), 8, 5)
+        );
+        assert!(parse(&["range", "foo", "--random-keys", "10"]).is_err(), "KEY and random keys");
+        assert!(parse(&["range", "--random-keys", "0"]).is_err());
     }
 
     #[test]
@@ -312,6 +355,28 @@ mod tests {
             Command::WatchFanout { watchers: 10_000, streams: 100, put_total: 100, val_size: 8 }
         ));
         assert!(parse(&["watch-fanout", "--streams=0"]).is_err());
+    }
+
+    #[test]
+    fn rate_latency_log_and_key_offset() {
+        let cli = parse(&["put"]).unwrap();
+        assert_eq!((cli.rate, cli.latency_log.as_deref()), (0, None));
+        let Command::Put { kv, .. } = cli.command else { panic!("not put") };
+        assert_eq!(kv.key_offset, 0);
+        let cli = parse(&[
+            "--rate=500",
+            "put",
+            "--latency-log",
+            "put.tsv",
+            "--key-offset",
+            "1000",
+            "--sequential-keys",
+        ])
+        .unwrap();
+        assert_eq!(cli.rate, 500);
+        assert_eq!(cli.latency_log.as_deref(), Some(std::path::Path::new("put.tsv")));
+        let Command::Put { kv, .. } = cli.command else { panic!("not put") };
+        assert_eq!(kv.key_offset, 1000);
     }
 
     #[test]
@@ -364,7 +429,7 @@ mod tests {
         assert!(!cli.tls.insecure_skip_tls_verify && cli.tls.enabled());
         // `--key` is the client key file, not range's positional key.
         let Command::Range { key, .. } = cli.command else { panic!("not range") };
-        assert_eq!(key, "foo");
+        assert_eq!(key.as_deref(), Some("foo"));
         let cli = parse(&["put", "--insecure-skip-tls-verify"]).unwrap();
         assert!(cli.tls.insecure_skip_tls_verify && cli.tls.enabled());
         assert!(parse(&["--cacert", "put"]).is_err());

@@ -28,38 +28,48 @@ impl Rng {
     }
 }
 
-/// Fixed-size, printable keys numbered `0..key_space_size` (the number in
-/// decimal, zero padded: key 42 of size 8 is `00000042`), and one shared value.
+/// Fixed-size, printable keys numbered `key_offset..key_offset + key_space_size` (the
+/// number in decimal, zero padded: key 42 of size 8 is `00000042`), and one shared value.
 #[derive(Debug, Clone)]
 pub struct KeyValues {
     key_size: usize,
     space: u64,
+    offset: u64,
     value: Bytes,
 }
 
 impl KeyValues {
     pub fn new(args: &KeyValueArgs) -> Result<Self, BenchError> {
         let key_size = args.key_size as usize;
-        let fits =
-            10u64.checked_pow(args.key_size as u32).is_none_or(|room| args.key_space_size <= room);
+        let last = args.key_offset.checked_add(args.key_space_size);
+        let fits = last.is_some_and(|last| {
+            10u64.checked_pow(args.key_size as u32).is_none_or(|room| last <= room)
+        });
         if !fits {
             return Err(BenchError::Usage(format!(
-                "--key-space-size {} does not fit in --key-size {}",
-                args.key_space_size, args.key_size
+                "--key-offset {} + --key-space-size {} does not fit in --key-size {}",
+                args.key_offset, args.key_space_size, args.key_size
             )));
         }
         let mut rng = Rng::new(args.val_size);
         let value: Vec<u8> = (0..args.val_size).map(|_| b'a' + rng.below(26) as u8).collect();
-        Ok(Self { key_size, space: args.key_space_size, value: value.into() })
+        Ok(Self {
+            key_size,
+            space: args.key_space_size,
+            offset: args.key_offset,
+            value: value.into(),
+        })
     }
 
     pub fn space(&self) -> u64 {
         self.space
     }
 
-    /// Key number `n % key_space_size`.
+    /// Key number `key_offset + n % key_space_size`.
     pub fn key(&self, n: u64) -> Bytes {
-        format!("{:0width$}", n % self.space, width = self.key_size).into_bytes().into()
+        format!("{:0width$}", self.offset + n % self.space, width = self.key_size)
+            .into_bytes()
+            .into()
     }
 
     pub fn value(&self) -> Bytes {
@@ -72,7 +82,7 @@ mod tests {
     use super::*;
 
     fn args(key_size: u64, val_size: u64, key_space_size: u64) -> KeyValueArgs {
-        KeyValueArgs { key_size, val_size, key_space_size }
+        KeyValueArgs { key_size, val_size, key_space_size, key_offset: 0 }
     }
 
     #[test]
@@ -95,6 +105,17 @@ mod tests {
         assert!(KeyValues::new(&args(20, 8, u64::MAX)).is_ok());
         assert!(KeyValues::new(&args(8, 8, 100_000_000)).is_ok());
         assert!(KeyValues::new(&args(8, 8, 100_000_001)).is_err());
+    }
+
+    #[test]
+    fn key_offset_shifts_the_numbers() {
+        let kv = KeyValues::new(&KeyValueArgs { key_offset: 1000, ..args(8, 8, 10) }).unwrap();
+        assert_eq!(&kv.key(0)[..], b"00001000");
+        assert_eq!(&kv.key(9)[..], b"00001009");
+        assert_eq!(kv.key(10), kv.key(0));
+        assert!(KeyValues::new(&KeyValueArgs { key_offset: 90, ..args(2, 8, 10) }).is_ok());
+        assert!(KeyValues::new(&KeyValueArgs { key_offset: 91, ..args(2, 8, 10) }).is_err());
+        assert!(KeyValues::new(&KeyValueArgs { key_offset: u64::MAX, ..args(20, 8, 2) }).is_err());
     }
 
     #[test]

@@ -42,6 +42,8 @@ async fn bench(cli: &Cli) -> Result<Report, BenchError> {
         progress: !cli.json,
         max_duration: (cli.max_seconds > 0).then(|| Duration::from_secs(cli.max_seconds)),
         via_client: cli.via_client,
+        rate: (cli.rate > 0).then_some(cli.rate),
+        latency_log: cli.latency_log.is_some(),
     };
     workloads::run(&cli.command, &ctx).await
 }
@@ -51,6 +53,20 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match bench(&cli).await {
         Ok(report) => {
+            if let Some(path) = &cli.latency_log {
+                let written = std::fs::File::create(path).and_then(|f| {
+                    let mut out = std::io::BufWriter::new(f);
+                    match &report.log {
+                        Some(log) => log.write_tsv(&mut out)?,
+                        None => writeln!(out, "sent_unix_ns\tlatency_ns\tok")?,
+                    }
+                    out.flush()
+                });
+                if let Err(e) = written {
+                    eprintln!("oxetcd-bench: writing {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
             let text = if cli.json { format!("{}\n", report.to_json()) } else { report.to_text() };
             // A closed pipe (`| head`) is not a failure of the benchmark.
             let _ = std::io::stdout().lock().write_all(text.as_bytes());

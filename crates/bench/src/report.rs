@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -26,6 +26,38 @@ pub struct Report {
     pub extra: BTreeMap<&'static str, u64>,
     /// Secondary measurements of the same run (the puts of a watch workload, ...).
     pub phases: Vec<Report>,
+    /// Every request, with `--latency-log`.
+    pub log: Option<LatencyLog>,
+}
+
+/// One request of a `--latency-log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// When it was sent, since the run started.
+    pub sent_ns: u64,
+    pub latency_ns: u64,
+    pub ok: bool,
+}
+
+/// Every request of a run, in order of sending, for windows the summary cannot give
+/// (e.g. the latencies while something else happened on the server).
+#[derive(Debug, Clone)]
+pub struct LatencyLog {
+    /// Wall clock at the run's start (samples are timed with the monotonic clock from it).
+    pub start: SystemTime,
+    pub samples: Vec<Sample>,
+}
+
+impl LatencyLog {
+    /// Tab-separated text: a header, then `sent_unix_ns latency_ns ok` per request.
+    pub fn write_tsv(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let start = self.start.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+        writeln!(out, "sent_unix_ns\tlatency_ns\tok")?;
+        for s in &self.samples {
+            writeln!(out, "{}\t{}\t{}", start + s.sent_ns, s.latency_ns, u8::from(s.ok))?;
+        }
+        Ok(())
+    }
 }
 
 fn ms(nanos: u64) -> f64 {
@@ -143,6 +175,23 @@ mod tests {
         assert!((p50 - 0.05).abs() < 0.0005, "{p50}");
         let rows = v["histogram"].as_array().unwrap();
         assert_eq!(rows.iter().map(|r| r["count"].as_u64().unwrap()).sum::<u64>(), 100);
+    }
+
+    #[test]
+    fn latency_log_is_tab_separated_in_unix_time() {
+        let log = LatencyLog {
+            start: UNIX_EPOCH + Duration::from_secs(2),
+            samples: vec![
+                Sample { sent_ns: 5, latency_ns: 1_000, ok: true },
+                Sample { sent_ns: 7, latency_ns: 30, ok: false },
+            ],
+        };
+        let mut out = Vec::new();
+        log.write_tsv(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "sent_unix_ns\tlatency_ns\tok\n2000000005\t1000\t1\n2000000007\t30\t0\n"
+        );
     }
 
     #[test]

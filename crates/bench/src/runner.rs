@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Mutex;
 use tokio::time::{Interval, MissedTickBehavior};
@@ -13,7 +13,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use crate::error::BenchError;
 use crate::histogram::Histogram;
 use crate::progress::Progress;
-use crate::report::Report;
+use crate::report::{LatencyLog, Report, Sample};
 
 /// One client's request: `seq` is the request's number in the run (0..total).
 pub trait Op: Send + 'static {
@@ -40,6 +40,8 @@ pub struct Plan {
     pub progress: bool,
     /// Stop taking new requests after this long.
     pub max_duration: Option<Duration>,
+    /// Keep every request's send time and latency (`--latency-log`).
+    pub latency_log: bool,
 }
 
 /// The report, and the clients back (their streams may still be needed).
@@ -55,6 +57,7 @@ struct Shared {
     abort: AtomicBool,
     pacer: Option<Mutex<Interval>>,
     deadline: Option<Instant>,
+    start: Instant,
 }
 
 struct ClientResult<O> {
@@ -62,6 +65,7 @@ struct ClientResult<O> {
     latency: Histogram,
     errors: BTreeMap<String, u64>,
     unimplemented: Option<tonic::Status>,
+    samples: Vec<Sample>,
 }
 
 async fn client<O: Op>(
@@ -74,6 +78,7 @@ async fn client<O: Op>(
     let mut latency = Histogram::default();
     let mut errors = BTreeMap::new();
     let mut unimplemented = None;
+    let mut samples = Vec::new();
     for round in 0.. {
         let seq = match plan.schedule {
             Schedule::Shared => shared.next.fetch_add(1, Ordering::Relaxed),
@@ -87,8 +92,14 @@ async fn client<O: Op>(
             pacer.lock().await.tick().await;
         }
         let start = Instant::now();
-        match op.call(seq).await {
-            Ok(()) => latency.record(start.elapsed().as_nanos() as u64),
+        let result = op.call(seq).await;
+        let took = start.elapsed().as_nanos() as u64;
+        if plan.latency_log {
+            let sent = start.duration_since(shared.start).as_nanos() as u64;
+            samples.push(Sample { sent_ns: sent, latency_ns: took, ok: result.is_ok() });
+        }
+        match result {
+            Ok(()) => latency.record(took),
             Err(status) if status.code() == tonic::Code::Unimplemented => {
                 shared.abort.store(true, Ordering::Relaxed);
                 unimplemented = Some(status);
@@ -101,12 +112,13 @@ async fn client<O: Op>(
         }
         shared.done.fetch_add(1, Ordering::Relaxed);
     }
-    ClientResult { op, latency, errors, unimplemented }
+    ClientResult { op, latency, errors, unimplemented, samples }
 }
 
 /// Runs `plan.total` requests over `ops` (one task per op).
 pub async fn run<O: Op>(name: &str, ops: Vec<O>, plan: Plan) -> Result<Finished<O>, BenchError> {
     let start = Instant::now();
+    let start_unix = SystemTime::now();
     let clients = ops.len() as u64;
     if clients == 0 {
         return Err(BenchError::Usage("no clients".into()));
@@ -122,6 +134,7 @@ pub async fn run<O: Op>(name: &str, ops: Vec<O>, plan: Plan) -> Result<Finished<
         abort: AtomicBool::new(false),
         pacer,
         deadline: plan.max_duration.map(|d| start + d),
+        start,
     });
     let progress = Progress::start(plan.progress, shared.done.clone(), plan.total);
     let tasks: Vec<_> = ops
@@ -132,8 +145,10 @@ pub async fn run<O: Op>(name: &str, ops: Vec<O>, plan: Plan) -> Result<Finished<
     let mut report = Report { name: name.to_string(), ..Report::default() };
     let mut ops = Vec::with_capacity(tasks.len());
     let mut unimplemented = None;
+    let mut samples = Vec::new();
     for task in tasks {
-        let r = task.await.expect("bench client task panicked");
+        let mut r = task.await.expect("bench client task panicked");
+        samples.append(&mut r.samples);
         report.latency.merge(&r.latency);
         for (message, count) in r.errors {
             *report.errors.entry(message).or_default() += count;
@@ -142,6 +157,10 @@ pub async fn run<O: Op>(name: &str, ops: Vec<O>, plan: Plan) -> Result<Finished<
         ops.push(r.op);
     }
     report.elapsed = start.elapsed();
+    if plan.latency_log {
+        samples.sort_unstable_by_key(|s| s.sent_ns);
+        report.log = Some(LatencyLog { start: start_unix, samples });
+    }
     drop(progress);
     match unimplemented {
         Some(status) => Err(BenchError::rpc(O::RPC, &status)),

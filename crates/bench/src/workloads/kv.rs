@@ -115,33 +115,51 @@ pub async fn put(ctx: &Ctx, args: &KeyValueArgs, sequential: bool) -> Result<Rep
 struct RangeOp {
     kv: Kv,
     req: RangeRequest,
+    /// `--random-keys`: a random key of these per request instead of `req.key`.
+    random: Option<(KeyValues, Rng)>,
 }
 
 impl Op for RangeOp {
     const RPC: &'static str = "KV.Range";
 
     async fn call(&mut self, _seq: u64) -> Result<(), Status> {
-        self.kv.range(self.req.clone()).await
+        let mut req = self.req.clone();
+        if let Some((keys, rng)) = &mut self.random {
+            req.key = keys.key(rng.below(keys.space()));
+        }
+        self.kv.range(req).await
     }
+}
+
+/// What a range request reads.
+pub struct RangeArgs<'a> {
+    pub key: &'a str,
+    pub end: Option<&'a str>,
+    pub limit: i64,
+    /// `--random-keys`: one random key of this numbering per request instead of `key`.
+    pub random: Option<KeyValueArgs>,
 }
 
 pub async fn range(
     ctx: &Ctx,
-    key: &str,
-    end: Option<&str>,
+    args: RangeArgs<'_>,
     consistency: Consistency,
-    limit: i64,
     keys_only: bool,
 ) -> Result<Report, BenchError> {
     let req = RangeRequest {
-        key: key.as_bytes().to_vec().into(),
-        range_end: end.unwrap_or_default().as_bytes().to_vec().into(),
-        limit,
+        key: args.key.as_bytes().to_vec().into(),
+        range_end: args.end.unwrap_or_default().as_bytes().to_vec().into(),
+        limit: args.limit,
         serializable: consistency == Consistency::S,
         keys_only,
         ..RangeRequest::default()
     };
-    let ops = ctx.per_client(|_, conn| RangeOp { kv: Kv::new(ctx, conn), req: req.clone() });
+    let random = args.random.as_ref().map(KeyValues::new).transpose()?;
+    let ops = ctx.per_client(|i, conn| RangeOp {
+        kv: Kv::new(ctx, conn),
+        req: req.clone(),
+        random: random.clone().map(|keys| (keys, Rng::new(i))),
+    });
     Ok(runner::run("range", ops, ctx.plan()).await?.report)
 }
 

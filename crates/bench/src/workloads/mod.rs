@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
-use crate::args::Command;
+use crate::args::{Command, KeyValueArgs};
 use crate::client::{Conn, Token};
 use crate::error::BenchError;
 use crate::report::Report;
@@ -26,6 +26,10 @@ pub struct Ctx {
     pub max_duration: Option<Duration>,
     /// --via-client: KV requests through `Client`'s calls, not the generated stubs.
     pub via_client: bool,
+    /// --rate: requests per second over all clients, if limited.
+    pub rate: Option<u64>,
+    /// --latency-log given: keep every request's time and latency.
+    pub latency_log: bool,
 }
 
 impl Ctx {
@@ -51,9 +55,10 @@ impl Ctx {
         Plan {
             total: self.total,
             schedule: Schedule::Shared,
-            rate: None,
+            rate: self.rate,
             progress: self.progress,
             max_duration: self.max_duration,
+            latency_log: self.latency_log,
         }
     }
 }
@@ -61,8 +66,25 @@ impl Ctx {
 pub async fn run(command: &Command, ctx: &Ctx) -> Result<Report, BenchError> {
     match command {
         Command::Put { kv, sequential_keys } => kv::put(ctx, kv, *sequential_keys).await,
-        Command::Range { key, end, consistency, limit, keys_only } => {
-            kv::range(ctx, key, end.as_deref(), *consistency, *limit, *keys_only).await
+        Command::Range {
+            key,
+            end,
+            consistency,
+            limit,
+            keys_only,
+            random_keys,
+            random_key_size,
+            random_key_offset,
+        } => {
+            let random = random_keys.map(|key_space_size| KeyValueArgs {
+                key_size: *random_key_size,
+                val_size: 0,
+                key_space_size,
+                key_offset: *random_key_offset,
+            });
+            let key = key.as_deref().unwrap_or_default();
+            let range = kv::RangeArgs { key, end: end.as_deref(), limit: *limit, random };
+            kv::range(ctx, range, *consistency, *keys_only).await
         }
         Command::TxnPut { kv, txn_ops } => kv::txn_put(ctx, kv, *txn_ops).await,
         Command::Watch { watch, streams, watchers_per_stream } => {

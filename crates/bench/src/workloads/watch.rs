@@ -231,6 +231,7 @@ async fn run(
         progress: ctx.progress,
         // Every watcher must exist before the puts start.
         max_duration: None,
+        latency_log: false,
     };
     let created = runner::run("watch-create", creators, plan).await?;
     if created.report.failed() > 0 {
@@ -334,7 +335,7 @@ pub async fn watch_fanout(
     if !watchers.is_multiple_of(streams) {
         return Err(BenchError::Usage("--watchers must be a multiple of --streams".into()));
     }
-    let kv = KeyValueArgs { key_size: 8, val_size, key_space_size: 1 };
+    let kv = KeyValueArgs { key_size: 8, val_size, key_space_size: 1, key_offset: 0 };
     let args = WatchArgs { put_total, put_rate: 0, kv };
     let Phases { create, put, mut events } =
         run(ctx, &args, streams, watchers / streams, Puts::OneAtATime).await?;
