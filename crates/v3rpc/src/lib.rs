@@ -9,6 +9,7 @@ mod auth;
 mod caller;
 mod cluster;
 mod deadline;
+mod gateway;
 mod http;
 mod kv;
 mod leader;
@@ -67,14 +68,12 @@ pub fn routes(server: Arc<EtcdServer>, access: HttpAccess) -> Routes {
             .max_encoding_message_size(usize::MAX),
     );
     let learner_check = server.clone();
-    let router = grpc
-        .into_axum_router()
-        .merge(http::router(server, access))
-        .fallback(refusals::unknown_service)
-        .layer(axum::middleware::from_fn(move |request, next| {
-            edge(learner_check.clone(), request, next)
-        }));
-    Routes::from(router)
+    // The gRPC routes with what every call meets; the JSON gateway calls them too.
+    let grpc = grpc.into_axum_router().fallback(refusals::unknown_service).layer(
+        axum::middleware::from_fn(move |request, next| edge(learner_check.clone(), request, next)),
+    );
+    let gateway = http::with_access(gateway::router(grpc.clone(), limit), access.clone());
+    Routes::from(grpc.merge(http::router(server, access)).merge(gateway))
 }
 
 /// What every request meets before its handler, in one middleware (each one costs an
