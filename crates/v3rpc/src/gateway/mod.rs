@@ -29,7 +29,7 @@ use axum::routing::any;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use prost_reflect::MessageDescriptor;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
@@ -104,16 +104,19 @@ struct Gateway {
     bindings: HashMap<&'static str, Binding>,
     /// Largest request body read (JSON of a message at the gRPC size limit).
     max_body_bytes: usize,
+    /// Calls in flight, when bounded (each holds a permit until its answer ends).
+    streams: Option<Arc<Semaphore>>,
 }
 
 /// The gateway's routes, calling `grpc` (the client port's gRPC routes with their
 /// middleware) for every request.
-pub(crate) fn router(grpc: Router, max_message_bytes: usize) -> Router {
+pub(crate) fn router(grpc: Router, max_message_bytes: usize, max_streams: Option<u32>) -> Router {
     let gateway = Arc::new(Gateway {
         grpc,
         bindings: bindings(),
         // base64 takes 4 bytes for 3, and JSON adds names and quotes.
         max_body_bytes: max_message_bytes.saturating_mul(2),
+        streams: max_streams.map(|n| Arc::new(Semaphore::new(n as usize))),
     });
     let v3 = gateway.clone();
     let v3beta = gateway;
@@ -179,6 +182,14 @@ async fn serve(gateway: Arc<Gateway>, request: Request) -> Response {
     if request.method() != Method::POST {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     }
+    // Waits for room as a call waits for a stream on etcd's gateway connection.
+    let permit = match &gateway.streams {
+        Some(streams) => match streams.clone().acquire_owned().await {
+            Ok(permit) => Some(permit),
+            Err(_) => return unreadable(Status::unavailable("gateway: closed")),
+        },
+        None => None,
+    };
     let (parts, body) = request.into_parts();
     let mut call = axum::http::Request::builder()
         .method(Method::POST)
@@ -235,7 +246,7 @@ async fn serve(gateway: Arc<Gateway>, request: Request) -> Response {
         return call_failed(&status, &HeaderMap::new(), &parts.headers);
     }
     if binding.server_streaming {
-        stream_answers(reply, binding.output.clone(), &parts.headers).await
+        stream_answers(reply, binding.output.clone(), &parts.headers, permit).await
     } else {
         let answer = async {
             let message =
@@ -385,6 +396,7 @@ async fn stream_answers(
     mut reply: GrpcReply,
     output: MessageDescriptor,
     header_md: &HeaderMap,
+    permit: Option<OwnedSemaphorePermit>,
 ) -> Response {
     let first = reply.next().await;
     let (status, first_chunk) = match first {
@@ -394,6 +406,7 @@ async fn stream_answers(
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(STREAM_BUFFER);
     tokio::spawn(async move {
+        let _permit = permit;
         let mut next = first_chunk;
         while let Some(chunk) = next.take() {
             let (bytes, more) = match chunk {
