@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use prost::Message;
+
 const PROTO_ROOT: &str = "proto";
 const PROTOS: &[&str] = &[
     "mvccpb/kv.proto",
@@ -17,6 +19,10 @@ const PROTOS: &[&str] = &[
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files: Vec<_> = PROTOS.iter().map(|p| Path::new(PROTO_ROOT).join(p)).collect();
     let descriptors = protox::compile(&files, [PROTO_ROOT])?;
+    // The descriptors themselves, for the JSON gateway's mapping (prost-reflect reads
+    // them at run time: names, numbers and types come from the same `.proto` files).
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out_dir.join("file_descriptor_set.bin"), descriptors.encode_to_vec())?;
     tonic_prost_build::configure()
         // Keys and values are shared between the store, watchers and responses
         // without copying.

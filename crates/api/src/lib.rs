@@ -41,3 +41,8 @@ pub mod v3electionpb {
 pub mod oxetcdpb {
     tonic::include_proto!("oxetcdpb");
 }
+
+/// The encoded `FileDescriptorSet` of every `.proto` file above: the messages' names,
+/// numbers and types at run time, for the JSON gateway's mapping.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));

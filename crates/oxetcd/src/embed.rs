@@ -248,7 +248,11 @@ impl Member {
             bound.log_serving("client", &at);
             let Bound { listener, urls, .. } = bound;
             client_addrs.extend(listener.local_addr().ok());
-            let routes = oxetcd_v3rpc::routes(server.clone(), access.clone());
+            let routes = oxetcd_v3rpc::routes_with_gateway_streams(
+                server.clone(),
+                access.clone(),
+                max_streams,
+            );
             let mut stop = shutdown.subscribe();
             let ready = server.clone();
             listeners.push(tokio::spawn(async move {

@@ -45,12 +45,17 @@ impl HttpAccess {
 }
 
 pub fn router(server: Arc<EtcdServer>, access: HttpAccess) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/health", health_route(server.clone()))
-        .route("/version", get(move || version(server.clone())))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            control_access(access.clone(), request, next)
-        }))
+        .route("/version", get(move || version(server.clone())));
+    with_access(routes, access)
+}
+
+/// `routes` behind etcd's access controller.
+pub(crate) fn with_access(routes: Router, access: HttpAccess) -> Router {
+    routes.layer(axum::middleware::from_fn(move |request, next| {
+        control_access(access.clone(), request, next)
+    }))
 }
 
 /// What a `--listen-metrics-urls` listener serves: `/health`, and `/metrics` (refused

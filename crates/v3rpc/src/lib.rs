@@ -9,6 +9,7 @@ mod auth;
 mod caller;
 mod cluster;
 mod deadline;
+mod gateway;
 mod http;
 mod kv;
 mod leader;
@@ -41,6 +42,17 @@ fn max_message_bytes(server: &EtcdServer) -> usize {
 
 /// Every client service and the HTTP endpoints, to be served on one client listener.
 pub fn routes(server: Arc<EtcdServer>, access: HttpAccess) -> Routes {
+    routes_with_gateway_streams(server, access, None)
+}
+
+/// [`routes`], with at most `gateway_streams` JSON gateway calls in flight (the others
+/// wait): etcd's `--max-concurrent-streams` bounds its gateway so, since the gateway
+/// calls its gRPC server over one HTTP/2 connection.
+pub fn routes_with_gateway_streams(
+    server: Arc<EtcdServer>,
+    access: HttpAccess,
+    gateway_streams: Option<u32>,
+) -> Routes {
     let limit = max_message_bytes(&server);
     let grpc = Routes::new(
         KvServer::new(kv::KvService::new(server.clone()))
@@ -67,14 +79,13 @@ pub fn routes(server: Arc<EtcdServer>, access: HttpAccess) -> Routes {
             .max_encoding_message_size(usize::MAX),
     );
     let learner_check = server.clone();
-    let router = grpc
-        .into_axum_router()
-        .merge(http::router(server, access))
-        .fallback(refusals::unknown_service)
-        .layer(axum::middleware::from_fn(move |request, next| {
-            edge(learner_check.clone(), request, next)
-        }));
-    Routes::from(router)
+    // The gRPC routes with what every call meets; the JSON gateway calls them too.
+    let grpc = grpc.into_axum_router().fallback(refusals::unknown_service).layer(
+        axum::middleware::from_fn(move |request, next| edge(learner_check.clone(), request, next)),
+    );
+    let gateway =
+        http::with_access(gateway::router(grpc.clone(), limit, gateway_streams), access.clone());
+    Routes::from(grpc.merge(http::router(server, access)).merge(gateway))
 }
 
 /// What every request meets before its handler, in one middleware (each one costs an

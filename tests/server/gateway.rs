@@ -1,0 +1,358 @@
+//! The JSON gateway (etcd 3.4's grpc-gateway) over plain HTTP/1.1, against a member in
+//! process. The expected bodies are what etcd 3.4.23 answered to the same requests in
+//! the same order on a fresh single member (recorded with curl), with its cluster and
+//! member ids replaced by the member's own.
+
+use std::time::Duration;
+
+use oxetcd_tests::member::TestMember;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Bound on each request.
+const STEP: Duration = Duration::from_secs(20);
+
+/// etcd 3.4.23's ids in the recorded answers.
+const ETCD_IDS: &str = r#""cluster_id":"15118495548433857066","member_id":"13668033151171901709""#;
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+struct Gateway {
+    addr: String,
+    /// The member's `"cluster_id":…,"member_id":…`.
+    ids: String,
+}
+
+impl Gateway {
+    async fn new(member: &TestMember) -> Gateway {
+        let addr = member.endpoint.trim_start_matches("http://").to_string();
+        let mut gateway = Gateway { addr, ids: String::new() };
+        let status = gateway.post("/v3/maintenance/status", "{}", &[]).await;
+        let ids = status.body.split(r#","revision""#).next().unwrap();
+        gateway.ids = ids.trim_start_matches(r#"{"header":{"#).to_string();
+        gateway
+    }
+
+    /// etcd's recorded answer with this member's ids.
+    fn etcd(&self, recorded: &str) -> String {
+        recorded.replace(ETCD_IDS, &self.ids)
+    }
+
+    async fn request(&self, method: &str, path: &str, body: &str, headers: &[&str]) -> Vec<u8> {
+        let mut stream = TcpStream::connect(&self.addr).await.expect("connect");
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for header in headers {
+            request.push_str(header);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = Vec::new();
+        tokio::time::timeout(STEP, stream.read_to_end(&mut response))
+            .await
+            .expect("bounded")
+            .expect("read");
+        response
+    }
+
+    async fn post(&self, path: &str, body: &str, headers: &[&str]) -> Reply {
+        parse(&self.request("POST", path, body, headers).await)
+    }
+
+    /// The first `lines` lines of a stream that does not end by itself.
+    async fn stream_lines(&self, path: &str, body: &str, lines: usize) -> (u16, Vec<String>) {
+        let mut stream = TcpStream::connect(&self.addr).await.expect("connect");
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let reply = parse(&response);
+            if reply.status != 0 && reply.body.matches('\n').count() >= lines {
+                let got = reply.body.lines().take(lines).map(String::from).collect();
+                return (reply.status, got);
+            }
+            let n = tokio::time::timeout(STEP, stream.read(&mut buf))
+                .await
+                .expect("bounded")
+                .expect("read");
+            assert!(n > 0, "stream ended early: {}", String::from_utf8_lossy(&response));
+            response.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+/// An HTTP/1.1 response, chunked or not (as much as there is of it).
+fn parse(raw: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(raw);
+    let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+        return Reply { status: 0, headers: Vec::new(), body: String::new() };
+    };
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let chunked =
+        headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v == "chunked");
+    let body = if chunked {
+        let mut body = String::new();
+        let mut rest = rest;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+            if size == 0 || after.len() < size {
+                break;
+            }
+            body.push_str(&after[..size]);
+            rest = after[size..].trim_start_matches("\r\n");
+        }
+        body
+    } else {
+        rest.to_string()
+    };
+    Reply { status, headers, body }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_lease_and_watch_answer_as_etcds_gateway_byte_for_byte() {
+    let member = TestMember::start(&[]).await;
+    let gw = Gateway::new(&member).await;
+
+    let put = gw.post("/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"}"#, &[]).await;
+    assert_eq!(put.status, 200);
+    assert_eq!(put.header("content-type"), Some("application/json"));
+    assert_eq!(put.header("grpc-metadata-content-type"), Some("application/grpc"));
+    assert_eq!(
+        put.body,
+        gw.etcd(r#"{"header":{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"2","raft_term":"2"}}"#)
+    );
+    let range = gw.post("/v3/kv/range", r#"{"key":"Zm9v"}"#, &[]).await;
+    assert_eq!(
+        range.body,
+        gw.etcd(r#"{"header":{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"2","raft_term":"2"},"kvs":[{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1","value":"YmFy"}],"count":"1"}"#)
+    );
+    // The e2e test's txn (jsonpb's lowerCamel names): foo exists, so it fails.
+    let txn = gw
+        .post(
+            "/v3/kv/txn",
+            r#"{"compare":[{"key":"Zm9v","result":"EQUAL","target":"CREATE","createRevision":"0"}],"success":[{"requestPut":{"key":"Zm9v","value":"YmFy"}}]}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        txn.body,
+        gw.etcd(r#"{"header":{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"2","raft_term":"2"}}"#)
+    );
+    // The e2e test's malformed txn: Go field names are unknown fields, so the op is empty.
+    let malformed = gw
+        .post(
+            "/v3/kv/txn",
+            r#"{"compare":[{"result":0,"target":1,"key":"Zm9v","TargetUnion":null}],"success":[{"Request":{"RequestPut":{"key":"Zm9v","value":"YmFy"}}}]}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(malformed.status, 400);
+    assert_eq!(
+        malformed.body,
+        r#"{"error":"etcdserver: key not found","message":"etcdserver: key not found","code":3}"#
+    );
+    let txn = gw
+        .post(
+            "/v3/kv/txn",
+            r#"{"compare":[{"key":"Zm9v","result":"EQUAL","target":"VALUE","value":"YmFy"}],"success":[{"request_range":{"key":"Zm9v"}}],"failure":[{"request_delete_range":{"key":"Zm9v"}}]}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        txn.body,
+        gw.etcd(r#"{"header":{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"2","raft_term":"2"},"succeeded":true,"responses":[{"response_range":{"header":{"revision":"2"},"kvs":[{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1","value":"YmFy"}],"count":"1"}}]}"#)
+    );
+    let delete = gw.post("/v3/kv/deleterange", r#"{"key":"Zm9v","prev_kv":true}"#, &[]).await;
+    assert_eq!(
+        delete.body,
+        gw.etcd(r#"{"header":{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"3","raft_term":"2"},"deleted":"1","prev_kvs":[{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1","value":"YmFy"}]}"#)
+    );
+    // Unknown fields are ignored, and so is whatever follows the first JSON value.
+    let put = gw.post("/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy","bogus":1}"#, &[]).await;
+    assert!(put.body.contains(r#""revision":"4""#), "{}", put.body);
+    let put = gw.post("/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"} trailing"#, &[]).await;
+    assert!(put.body.contains(r#""revision":"5""#), "{}", put.body);
+
+    // Errors: unreadable JSON, the server's refusals, paths and methods.
+    let cut = gw.post("/v3/kv/put", r#"{"key":"Zm9v","#, &[]).await;
+    assert_eq!(
+        (cut.status, cut.body.as_str()),
+        (400, r#"{"error":"unexpected EOF","message":"unexpected EOF","code":3}"#)
+    );
+    assert_eq!(cut.header("content-length"), Some("62"));
+    let no_key = gw.post("/v3/kv/put", r#"{"key":""}"#, &[]).await;
+    assert_eq!(
+        (no_key.status, no_key.body.as_str()),
+        (
+            400,
+            r#"{"error":"etcdserver: key is not provided","message":"etcdserver: key is not provided","code":3}"#
+        )
+    );
+    let future = gw.post("/v3/kv/compaction", r#"{"revision":"1000"}"#, &[]).await;
+    assert_eq!(
+        (future.status, future.body.as_str()),
+        (
+            400,
+            r#"{"error":"etcdserver: mvcc: required revision is a future revision","message":"etcdserver: mvcc: required revision is a future revision","code":11}"#
+        )
+    );
+    let missing = gw.post("/v3/lease/revoke", r#"{"ID":"42"}"#, &[]).await;
+    assert_eq!(
+        (missing.status, missing.body.as_str()),
+        (
+            404,
+            r#"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#
+        )
+    );
+    let get = parse(&gw.request("GET", "/v3/kv/range", "", &[]).await);
+    assert_eq!((get.status, get.body.as_str()), (405, "Method Not Allowed\n"));
+    assert_eq!(get.header("content-type"), Some("text/plain; charset=utf-8"));
+    let unknown = gw.post("/v3/kv/nope", "{}", &[]).await;
+    assert_eq!((unknown.status, unknown.body.as_str()), (404, "Not Found\n"));
+    let alpha = gw.post("/v3alpha/kv/range", r#"{"key":"Zm9v"}"#, &[]).await;
+    assert_eq!((alpha.status, alpha.body.as_str()), (404, "404 page not found\n"));
+    // /v3beta/ is /v3/.
+    let beta = gw.post("/v3beta/kv/range", r#"{"key":"Zm9v"}"#, &[]).await;
+    assert_eq!(
+        beta.body,
+        gw.etcd(r#"{"header":{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"5","raft_term":"2"},"kvs":[{"key":"Zm9v","create_revision":"4","mod_revision":"5","version":"2","value":"YmFy"}],"count":"1"}"#)
+    );
+
+    // Leases, and the keep-alive stream: one line per request, ended with the body.
+    let grant = gw.post("/v3/lease/grant", r#"{"ID":7,"TTL":60}"#, &[]).await;
+    assert_eq!(
+        grant.body,
+        gw.etcd(r#"{"header":{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"5","raft_term":"2"},"ID":"7","TTL":"60"}"#)
+    );
+    let leases = gw.post("/v3/kv/lease/leases", "{}", &[]).await;
+    assert_eq!(
+        leases.body,
+        gw.etcd(r#"{"header":{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"5","raft_term":"2"},"leases":[{"ID":"7"}]}"#)
+    );
+    let ttl = gw.post("/v3/lease/timetolive", r#"{"ID":7,"keys":true}"#, &[]).await;
+    assert!(
+        ttl.body.contains(r#""ID":"7","TTL":"#) && ttl.body.ends_with(r#","grantedTTL":"60"}"#),
+        "{}",
+        ttl.body
+    );
+    let keepalive = gw.post("/v3/lease/keepalive", r#"{"ID":7} {"ID":8}"#, &[]).await;
+    assert_eq!(keepalive.status, 200);
+    assert_eq!(keepalive.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(
+        keepalive.body,
+        gw.etcd(concat!(
+            r#"{"result":{"header":{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"5","raft_term":"2"},"ID":"7","TTL":"60"}}"#,
+            "\n",
+            r#"{"result":{"header":{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"5","raft_term":"2"},"ID":"8"}}"#,
+            "\n"
+        ))
+    );
+    // A stream whose first request cannot be read is refused as grpc-gateway does.
+    let cut = gw.post("/v3/lease/keepalive", r#"{"ID":"#, &[]).await;
+    assert_eq!(
+        (cut.status, cut.body.as_str()),
+        (500, r#"{"error":"unexpected EOF","message":"unexpected EOF","code":2}"#)
+    );
+
+    // Watch: a stream of requests in, a line per answer out; the stream stays open.
+    let (status, lines) = gw
+        .stream_lines(
+            "/v3/watch",
+            r#"{"create_request":{"key":"Zm9v","start_revision":"1"}} {"create_request":{"key":"YmFy"}} {"cancel_request":{"watch_id":"1"}}"#,
+            4,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let header = r#"{"header":{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"5","raft_term":"2"}"#;
+    assert_eq!(
+        lines,
+        [
+            gw.etcd(&format!(r#"{{"result":{header},"created":true}}}}"#)),
+            gw.etcd(&format!(r#"{{"result":{header},"watch_id":"1","created":true}}}}"#)),
+            gw.etcd(&format!(r#"{{"result":{header},"watch_id":"1","canceled":true}}}}"#)),
+            gw.etcd(&format!(
+                r#"{{"result":{header},"events":[{{"kv":{{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1","value":"YmFy"}}}},{{"type":"DELETE","kv":{{"key":"Zm9v","mod_revision":"3"}}}},{{"kv":{{"key":"Zm9v","create_revision":"4","mod_revision":"4","version":"1","value":"YmFy"}}}},{{"kv":{{"key":"Zm9v","create_revision":"4","mod_revision":"5","version":"2","value":"YmFy"}}}}]}}}}"#
+            )),
+        ]
+    );
+
+    // Snapshot: the backend in result lines, the last one carrying the SHA-256.
+    let snapshot = gw.post("/v3/maintenance/snapshot", "{}", &[]).await;
+    assert_eq!(snapshot.status, 200);
+    let lines: Vec<&str> = snapshot.body.lines().collect();
+    assert!(lines.iter().all(|l| l.starts_with(r#"{"result":{"#)), "{}", snapshot.body);
+    assert!(lines.last().unwrap().starts_with(r#"{"result":{"blob":""#), "{}", snapshot.body);
+    member.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorization_header_carries_the_token() {
+    let member = TestMember::start(&[]).await;
+    let gw = Gateway::new(&member).await;
+    for (path, body) in [
+        ("/v3/auth/user/add", r#"{"name":"root","password":"toor"}"#),
+        ("/v3/auth/role/add", r#"{"name":"root"}"#),
+        ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#),
+        ("/v3/auth/enable", "{}"),
+    ] {
+        let reply = gw.post(path, body, &[]).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+    }
+    let anonymous = gw.post("/v3/kv/put", r#"{"key":"YQ==","value":"Yg=="}"#, &[]).await;
+    assert_eq!(
+        (anonymous.status, anonymous.body.as_str()),
+        (
+            400,
+            r#"{"error":"etcdserver: user name is empty","message":"etcdserver: user name is empty","code":3}"#
+        )
+    );
+    let bad = gw.post("/v3/auth/authenticate", r#"{"name":"root","password":"bad"}"#, &[]).await;
+    assert_eq!(
+        (bad.status, bad.body.as_str()),
+        (
+            400,
+            r#"{"error":"etcdserver: authentication failed, invalid user ID or password","message":"etcdserver: authentication failed, invalid user ID or password","code":3}"#
+        )
+    );
+    let auth = gw.post("/v3/auth/authenticate", r#"{"name":"root","password":"toor"}"#, &[]).await;
+    let token = auth.body.split(r#""token":""#).nth(1).and_then(|t| t.split('"').next()).unwrap();
+    let header = format!("Authorization: {token}");
+    let put = gw.post("/v3/kv/put", r#"{"key":"YQ==","value":"Yg=="}"#, &[&header]).await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let forged =
+        gw.post("/v3/kv/put", r#"{"key":"YQ==","value":"Yg=="}"#, &["Authorization: bogus"]).await;
+    assert_eq!(
+        (forged.status, forged.body.as_str()),
+        (
+            401,
+            r#"{"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16}"#
+        )
+    );
+    let users = gw.post("/v3/auth/user/list", "{}", &[&header]).await;
+    assert!(users.body.ends_with(r#","users":["root"]}"#), "{}", users.body);
+    member.stop().await;
+}
