@@ -75,13 +75,9 @@ log() { printf '[compare %s] %s\n' "$(date -u +%T)" "$*" >&2; }
 
 [[ -x $ETCD ]] || { echo "no etcd at $ETCD (apt-get install -y etcd-server)" >&2; exit 1; }
 
-if [[ -z ${OXETCD_BIN:-} || -z ${BENCH_BIN:-} ]]; then
-    log "building oxetcd and oxetcd-bench (release)"
-    (cd "$ROOT" && cargo build --release -p oxetcd -p oxetcd-bench)
-    TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-    OXETCD_BIN=${OXETCD_BIN:-$TARGET/release/oxetcd}
-    BENCH_BIN=${BENCH_BIN:-$TARGET/release/oxetcd-bench}
-fi
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+ensure_binaries
 
 mkdir -p "${BENCH_TMP:-/work/tmp}"
 WORK=$(mktemp -d "${BENCH_TMP:-/work/tmp}/compare.XXXXXX")

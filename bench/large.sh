@@ -71,11 +71,9 @@ oxetcd) BIN=${OXETCD_BIN:-} ;;
 *) echo "SERVER must be oxetcd or etcd" >&2; exit 1 ;;
 esac
 if [[ -z ${BENCH_BIN:-} || ($SERVER == oxetcd && -z $BIN) ]]; then
-    log "building oxetcd and oxetcd-bench (release)"
-    (cd "$ROOT" && cargo build --release -p oxetcd --bin oxetcd -p oxetcd-bench)
-    TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-    OXETCD_BIN=${OXETCD_BIN:-$TARGET/release/oxetcd}
-    BENCH_BIN=${BENCH_BIN:-$TARGET/release/oxetcd-bench}
+    # shellcheck source=bench/lib.sh
+    source "$ROOT/bench/lib.sh"
+    ensure_binaries
     [[ $SERVER == oxetcd ]] && BIN=$OXETCD_BIN
 fi
 
