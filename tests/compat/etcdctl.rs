@@ -14,10 +14,10 @@
 //! / `defrag` (accepted through oxetcd's patched h2, third_party/h2/OXETCD-PATCH.md).
 
 use oxetcd_tests::etcdctl::{
-    Output, SCENARIO_TIMEOUT, Step, Target, same_as_etcd, same_as_etcd_with_url_endpoints,
-    start_oxetcd, steps, txn_input,
+    Output, SCENARIO_TIMEOUT, Step, Target, same_as_etcd, same_as_etcd_with_url_endpoints, steps,
+    txn_input,
 };
-use oxetcd_tests::member::{TestCluster, init_test_logs};
+use oxetcd_tests::member::TestCluster;
 
 /// etcd's default `--max-request-bytes`, 1.5 MiB.
 const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024 / 2;
@@ -436,34 +436,21 @@ async fn error_cases() {
     same_as_etcd(error_steps()).await;
 }
 
-/// What oxetcd does not serve yet fails at once with gRPC's Unimplemented, and
-/// etcdctl reports it (instead of hanging or retrying). (etcdctl's `lock` and `elect`
-/// are client-side recipes over leases and txns: they work and block, as with etcd.)
+/// `defrag` and `alarm list` answer as etcd's after writes and a compaction (the
+/// snapshot commands are in `etcdctl_snapshot.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unserved_services_fail_cleanly() {
-    tokio::time::timeout(SCENARIO_TIMEOUT, async {
-        init_test_logs();
-        let oxetcd = start_oxetcd().await;
-        let target = Target::connect(std::slice::from_ref(&oxetcd.endpoint)).await;
-        let snapshot = oxetcd.dir.path().join("snapshot.db");
-        let unserved = [
-            Step::line("defrag"),
-            Step::args(&["snapshot", "save", &snapshot.display().to_string()]),
-        ];
-        for step in &unserved {
-            let output = target.run(step).await;
-            let Output { code, stdout, stderr, .. } = &output;
-            assert!(
-                *code != Some(0) && stderr.contains("Unimplemented"),
-                "{} should fail with Unimplemented, got exit code {code:?} (if oxetcd serves it \
-                 now, move it into a scenario compared with etcd)\nstdout:\n{stdout}\nstderr:\n{stderr}",
-                step.describe()
-            );
-        }
-        oxetcd.stop().await;
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the scenario did not finish within {SCENARIO_TIMEOUT:?}"));
+async fn defrag_and_alarms() {
+    same_as_etcd(steps(&[
+        "put a 1",
+        "put a 2",
+        "put b 3",
+        "compact 3 --physical",
+        "defrag",
+        "alarm list",
+        "alarm disarm",
+        "get a",
+    ]))
+    .await;
 }
 
 /// Three oxetcd members: `member list` shows all three started with their names from
