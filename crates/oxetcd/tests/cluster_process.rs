@@ -51,15 +51,8 @@ fn channel(endpoint: &str) -> Channel {
 }
 
 /// Polls `condition` until it yields a value; panics naming `what` after [`WAIT`].
-async fn wait_until<T>(what: &str, mut condition: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = condition().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {WAIT:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn wait_until<T>(what: &str, condition: impl AsyncFnMut() -> Option<T>) -> T {
+    support::poll_until(what, WAIT, condition).await
 }
 
 /// Members `m0`, `m1`, … each in its own process, data dir and log inside one temp dir.

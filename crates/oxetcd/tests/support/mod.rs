@@ -21,6 +21,23 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The line a test writes into a member's log before each start.
 const START_MARK: &str = "--- the test starts ";
 
+/// Polls `condition` every 20 ms until it yields a value; panics naming `what` after
+/// `within`.
+pub async fn poll_until<T>(
+    what: &str,
+    within: Duration,
+    mut condition: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = condition().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `n` distinct ports that were free a moment ago on 127.0.0.1 (peer URLs must be known
 /// up front). They are picked at random below the kernel's ephemeral range, so that no
 /// outgoing connection (of this or another test) takes one before its member listens;
