@@ -72,15 +72,31 @@ fn running(cluster: &TestCluster) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_answers_the_applied_membership_over_the_peer_port() {
     let cluster = TestCluster::start(3).await;
-    let (cluster_id, listed) = member_list(&cluster);
+    // Each member is ready once its own attributes are applied; another member may
+    // apply them a moment later, so wait until member 0 lists every client URL.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (cluster_id, listed) = loop {
+        let (cluster_id, listed) = member_list(&cluster);
+        if listed.iter().all(|m| !m.client_ur_ls.is_empty()) {
+            break (cluster_id, listed);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "attributes published: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(listed.len(), 3);
     for member in &listed {
         let url = member.peer_ur_ls[0].clone();
         let mut peer = PeerClient::connect(url).await.expect("peer port answers");
-        let answer = peer.members(MembersRequest {}).await.unwrap().into_inner();
+        let answer = loop {
+            let answer = peer.members(MembersRequest {}).await.unwrap().into_inner();
+            if answer.members == listed || tokio::time::Instant::now() >= deadline {
+                break answer;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(answer.cluster_id, cluster_id);
         assert_eq!(answer.members, listed, "every member tells the same membership");
-        assert!(answer.members.iter().all(|m| !m.is_learner && !m.client_ur_ls.is_empty()));
+        assert!(answer.members.iter().all(|m| !m.is_learner));
     }
     cluster.stop_all().await;
 }
