@@ -127,6 +127,7 @@
 pub mod backend;
 pub mod compaction;
 pub mod error;
+pub mod etcd_file;
 pub mod hash;
 pub mod index;
 pub mod key_index;
