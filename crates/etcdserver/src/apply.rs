@@ -526,6 +526,7 @@ impl Applier {
                 self.transport.remove_peer(id);
             }
         }
+        membership.announce_recovered_version();
         self.shared.replace_membership(membership);
         self.shared.applied.send_replace(meta.index);
         self.last_snapshot = meta.index;

@@ -195,9 +195,7 @@ fn restart(
                 .map_err(|e| StartError::Corrupt(format!("snapshot: {e}")))?,
         );
         storage.apply_snapshot(snapshot)?;
-        if let Some(version) = membership.cluster_version() {
-            tracing::info!(cluster_version = %version, "enabled capabilities for version");
-        }
+        membership.announce_recovered_version();
     }
     let joining = meta.index == 0
         && recovered.entries.is_empty()
