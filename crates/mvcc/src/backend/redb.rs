@@ -457,7 +457,7 @@ impl NewFile {
             .create_new(true)
             .open(path)
             .map_err(|e| io_error("creating", path, e))?;
-        let db = Database::builder().create_file(file)?;
+        let db = Database::builder().set_cache_size(DEFAULT_CACHE_BYTES).create_file(file)?;
         Ok(NewFile { db, path: path.to_path_buf() })
     }
 
