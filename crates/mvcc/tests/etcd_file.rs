@@ -21,8 +21,11 @@ fn at(index: u64) -> ApplyIndex {
     ApplyIndex { index, term: 3 }
 }
 
+/// Table name → its rows, in key order.
+type Tables = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
+
 /// Every row of every table of the backend file at `path`.
-fn rows(path: &Path) -> BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> {
+fn rows(path: &Path) -> Tables {
     let backend = RedbBackend::open(path).unwrap();
     let snapshot = backend.snapshot().unwrap();
     let mut all = BTreeMap::new();
