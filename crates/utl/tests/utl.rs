@@ -491,3 +491,27 @@ fn defrag_shrinks_a_stopped_members_backend_and_refuses_a_running_one() {
     let missing = oxetcdutl(&["defrag", "--data-dir", s(&dir.path().join("none"))]);
     assert!(refused(&missing).contains("no such file or directory"));
 }
+
+#[test]
+fn migrate_finalize_removes_the_kept_etcd_backend_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let data_dir = dir.path().join("member.etcd");
+    stdout(&restore_into(&src.snapshot, &data_dir, &[]));
+    // What a member leaves when it converts etcd's data dir.
+    let kept = data_dir.join("member/snap/db.etcd");
+    std::fs::copy(&src.plain, &kept).unwrap();
+    let bytes = std::fs::metadata(&kept).unwrap().len();
+
+    let done = stdout(&oxetcdutl(&["migrate", "--data-dir", s(&data_dir), "--finalize"]));
+    assert_eq!(done, format!("removed etcd's backend {} ({bytes} bytes)\n", kept.display()));
+    assert!(!kept.exists());
+    assert!(data_dir.join("member/snap/db").is_file(), "oxetcd's backend stays");
+
+    let again = refused(&oxetcdutl(&["migrate", "--data-dir", s(&data_dir), "--finalize"]));
+    assert!(again.contains("no etcd backend is kept in this data dir"), "{again}");
+    let back = refused(&oxetcdutl(&["migrate", "--data-dir", s(&data_dir), "--to", "etcd"]));
+    assert!(back.starts_with("Error: migrate --to etcd is not built yet"), "{back}");
+    let neither = refused(&oxetcdutl(&["migrate", "--data-dir", s(&data_dir)]));
+    assert_eq!(neither, "Error: give exactly one of --finalize and --to etcd");
+}
