@@ -1,0 +1,85 @@
+//! The Lock and Election services against a member in process: the scenarios of
+//! `oxetcd_tests::lock_election_scenario` (which pass against etcd 3.4.23 too, in the
+//! compatibility suite), and the caller's token carried into the calls the services
+//! make for it.
+
+use oxetcd_api::v3electionpb::{CampaignRequest, LeaderRequest};
+use oxetcd_api::v3lockpb::LockRequest;
+use oxetcd_client::auth::{Permission, PermissionType};
+use oxetcd_client::{Client, ClientOptions};
+use oxetcd_tests::lock_election_scenario::{self as scenario, Stubs, bounded};
+use oxetcd_tests::member::TestMember;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::{Code, Request};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_excludes_releases_and_refuses_a_lease_that_is_gone() {
+    let member = TestMember::start(&[]).await;
+    scenario::lock_semantics(&member.endpoint).await;
+    member.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election_campaigns_proclaims_observes_and_resigns() {
+    let member = TestMember::start(&[]).await;
+    scenario::election_semantics(&member.endpoint).await;
+    member.stop().await;
+}
+
+fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(token) = token {
+        let token = AsciiMetadataValue::try_from(token).unwrap();
+        request.metadata_mut().insert("token", token);
+    }
+    request
+}
+
+/// With auth enabled, the services act with the caller's permissions: its token goes
+/// with the calls they make for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_token_carries_its_permissions() {
+    let member = TestMember::start(&[]).await;
+    let admin = Client::connect([&member.endpoint], ClientOptions::default()).await.unwrap();
+    let auth = admin.auth();
+    auth.user_add("root", "root-pw", false).await.unwrap();
+    auth.user_grant_role("root", "root").await.unwrap();
+    auth.user_add("alice", "alice-pw", false).await.unwrap();
+    auth.role_add("locker").await.unwrap();
+    let allowed = Permission::new(PermissionType::ReadWrite, "allowed").with_prefix();
+    auth.role_grant_permission("locker", allowed).await.unwrap();
+    auth.user_grant_role("alice", "locker").await.unwrap();
+    auth.auth_enable().await.unwrap();
+    let options = ClientOptions::default().with_user("alice", "alice-pw");
+    let alice = Client::connect([&member.endpoint], options).await.unwrap();
+    let token = alice.auth_token().expect("alice's token");
+    let lease = alice.lease_grant(30, 0).await.unwrap().id;
+
+    let mut stubs = Stubs::connect(&member.endpoint).await;
+    let lock =
+        |name: &str, token| with_token(LockRequest { name: name.to_string().into(), lease }, token);
+    let held = bounded(stubs.lock.lock(lock("allowed", Some(&token)))).await.expect("alice's lock");
+    assert_eq!(held.into_inner().key, format!("allowed/{lease:x}").into_bytes());
+    let refused = bounded(stubs.lock.lock(lock("elsewhere", Some(&token)))).await.unwrap_err();
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (Code::Unknown, "etcdserver: permission denied")
+    );
+    let refused = bounded(stubs.lock.lock(lock("allowed", None))).await.unwrap_err();
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (Code::Unknown, "etcdserver: user name is empty")
+    );
+
+    let campaign = CampaignRequest { name: "allowed-e".into(), lease, value: "a".into() };
+    bounded(stubs.election.campaign(with_token(campaign, Some(&token)))).await.expect("campaign");
+    let leader = LeaderRequest { name: "allowed-e".into() };
+    let seen = bounded(stubs.election.leader(with_token(leader.clone(), Some(&token)))).await;
+    assert_eq!(seen.expect("leader").into_inner().kv.expect("a leader").value, "a".as_bytes());
+    // Observe without a token: its first read is refused, which ends the stream
+    // without a leader and without an error, as etcd's does.
+    let mut observed =
+        bounded(stubs.election.observe(with_token(leader, None))).await.expect("observe");
+    assert_eq!(bounded(observed.get_mut().message()).await.expect("no error"), None);
+    member.stop().await;
+}
