@@ -3,8 +3,10 @@
 //! compatibility suite), and the caller's token carried into the calls the services
 //! make for it.
 
-use oxetcd_api::v3electionpb::{CampaignRequest, LeaderRequest};
-use oxetcd_api::v3lockpb::LockRequest;
+use std::time::Duration;
+
+use oxetcd_api::v3electionpb::{CampaignRequest, LeaderRequest, ResignRequest};
+use oxetcd_api::v3lockpb::{LockRequest, UnlockRequest};
 use oxetcd_client::auth::{Permission, PermissionType};
 use oxetcd_client::{Client, ClientOptions};
 use oxetcd_tests::lock_election_scenario::{self as scenario, Stubs, bounded};
@@ -81,5 +83,54 @@ async fn the_callers_token_carries_its_permissions() {
     let mut observed =
         bounded(stubs.election.observe(with_token(leader, None))).await.expect("observe");
     assert_eq!(bounded(observed.get_mut().message()).await.expect("no error"), None);
+    member.stop().await;
+}
+
+/// A waiter whose lease expires while it waits is told so when its turn comes, where
+/// etcd 3.4 answers success with an ownership key that no longer exists (see
+/// docs/compatibility.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_whose_lease_expired_is_told_its_session_expired() {
+    let member = TestMember::start(&[]).await;
+    let mut stubs = Stubs::connect(&member.endpoint).await;
+    let holder = stubs.grant(30).await;
+    let lock = |lease| LockRequest { name: "expiring".into(), lease };
+    let held = bounded(stubs.lock.lock(lock(holder))).await.expect("lock").into_inner();
+    let campaign = |lease, value: &str| CampaignRequest {
+        name: "expiring-e".into(),
+        lease,
+        value: value.to_string().into(),
+    };
+    let leader = bounded(stubs.election.campaign(campaign(holder, "h"))).await.expect("campaign");
+    let leader = leader.into_inner().leader;
+
+    // The shortest lease the member grants (its minimum TTL, about two seconds).
+    let waiter = stubs.grant(1).await;
+    let waiting_lock = tokio::spawn({
+        let mut lock_stub = stubs.lock.clone();
+        async move { lock_stub.lock(lock(waiter)).await }
+    });
+    let waiting_campaign = tokio::spawn({
+        let mut election = stubs.election.clone();
+        async move { election.campaign(campaign(waiter, "w")).await }
+    });
+    let keys = [format!("expiring/{waiter:x}"), format!("expiring-e/{waiter:x}")];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // Both queued first, then deleted with the lease when it expires.
+    for gone in [false, true] {
+        for key in &keys {
+            while stubs.exists(key.as_bytes()).await == gone {
+                assert!(tokio::time::Instant::now() < deadline, "{key}: exists is {gone}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    bounded(stubs.lock.unlock(UnlockRequest { key: held.key })).await.expect("unlock");
+    let refused = bounded(waiting_lock).await.expect("joined").unwrap_err();
+    assert_eq!((refused.code(), refused.message()), (Code::Unknown, "session expired"));
+    bounded(stubs.election.resign(ResignRequest { leader })).await.expect("resign");
+    let refused = bounded(waiting_campaign).await.expect("joined").unwrap_err();
+    assert_eq!((refused.code(), refused.message()), (Code::Unknown, "session expired"));
     member.stop().await;
 }

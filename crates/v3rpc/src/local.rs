@@ -16,6 +16,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
@@ -36,7 +37,10 @@ const LOCAL_ENDPOINT: &str = "http://in-process.oxetcd";
 /// A connection to the member's own routes, made on first use and shared by every
 /// call (HTTP/2 multiplexes them).
 pub(crate) struct Local {
-    channel: Channel,
+    routes: Routes,
+    /// Made by the first call: a channel starts a task, so it needs the runtime that
+    /// calls run on, which building the routes does not.
+    channel: OnceLock<Channel>,
 }
 
 impl Local {
@@ -44,9 +48,7 @@ impl Local {
     /// middleware). The routes are served on the connection for as long as this
     /// `Local` or a client made from it lives.
     pub(crate) fn new(routes: Routes) -> Local {
-        let channel =
-            Endpoint::from_static(LOCAL_ENDPOINT).connect_with_connector_lazy(Connector { routes });
-        Local { channel }
+        Local { routes, channel: OnceLock::new() }
     }
 
     /// A client acting for the caller of `request`: its token goes with every call.
@@ -63,7 +65,11 @@ impl Local {
             Some(token) => options.clone().with_token(token).unwrap_or(options),
             None => options,
         };
-        Client::from_channel(LOCAL_ENDPOINT, self.channel.clone(), options)
+        let channel = self.channel.get_or_init(|| {
+            let connector = Connector { routes: self.routes.clone() };
+            Endpoint::from_static(LOCAL_ENDPOINT).connect_with_connector_lazy(connector)
+        });
+        Client::from_channel(LOCAL_ENDPOINT, channel.clone(), options)
     }
 }
 
