@@ -134,3 +134,44 @@ async fn a_waiter_whose_lease_expired_is_told_its_session_expired() {
     assert_eq!((refused.code(), refused.message()), (Code::Unknown, "session expired"));
     member.stop().await;
 }
+
+/// Observe streams end, with the observation and the watches under them, when their
+/// callers go away: the runtime that runs the member and the callers comes back to
+/// the tasks it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_that_go_away_leave_no_tasks_behind() {
+    const OBSERVERS: usize = 20;
+    let member = TestMember::start(&[]).await;
+    let mut stubs = Stubs::connect(&member.endpoint).await;
+    let lease = stubs.grant(30).await;
+    let campaign = CampaignRequest { name: "observed".into(), lease, value: "v".into() };
+    bounded(stubs.election.campaign(campaign)).await.expect("campaign");
+    let observe = |mut election: oxetcd_api::v3electionpb::election_client::ElectionClient<_>| async move {
+        let mut observed = election
+            .observe(LeaderRequest { name: "observed".into() })
+            .await
+            .expect("observe")
+            .into_inner();
+        observed.message().await.expect("observe").expect("the leader");
+        observed
+    };
+    // The first observation opens the member's in-process connection, which stays.
+    drop(bounded(observe(stubs.election.clone())).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let before = tasks();
+
+    let mut observers = Vec::new();
+    for _ in 0..OBSERVERS {
+        observers.push(bounded(observe(stubs.election.clone())).await);
+    }
+    // Each observation runs in tasks of its own (so the count below can tell).
+    assert!(tasks() >= before + OBSERVERS, "{} tasks, {before} before", tasks());
+    drop(observers);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tasks() > before + 2 {
+        assert!(tokio::time::Instant::now() < deadline, "{} tasks, {before} before", tasks());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    member.stop().await;
+}
