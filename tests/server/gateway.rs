@@ -433,3 +433,32 @@ async fn lock_and_election_answer_as_etcds_gateway() {
     assert_eq!((lock.status, lock.body), (500, failed("etcdserver: requested lease not found")));
     member.stop().await;
 }
+
+/// A gateway stream whose HTTP client goes away ends at once, with the gRPC call behind
+/// it, even if nothing more would ever be sent on it (an election that stays quiet):
+/// the runtime comes back to the tasks it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_streams_end_when_their_clients_go_away() {
+    const STREAMS: usize = 10;
+    let member = TestMember::start(&[]).await;
+    let gw = Gateway::new(&member).await;
+    let campaign = r#"{"name":"cXVpZXQ=","value":"djE="}"#;
+    assert_eq!(gw.post("/v3/election/campaign", campaign, &[]).await.status, 200);
+    let observe = r#"{"name":"cXVpZXQ="}"#;
+    // The first stream opens the member's in-process connection, which stays.
+    gw.stream_lines("/v3/election/observe", observe, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let before = tasks();
+    for _ in 0..STREAMS {
+        // Reads the first answer, then drops the connection.
+        let (status, lines) = gw.stream_lines("/v3/election/observe", observe, 1).await;
+        assert_eq!((status, lines.len()), (200, 1));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tasks() > before + 2 {
+        assert!(tokio::time::Instant::now() < deadline, "{} tasks, {before} before", tasks());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    member.stop().await;
+}
