@@ -9,11 +9,14 @@ mod auth;
 mod caller;
 mod cluster;
 mod deadline;
+mod election;
 mod gateway;
 mod http;
 mod kv;
 mod leader;
 mod lease;
+mod local;
+mod lock;
 mod maintenance;
 mod refusals;
 mod status;
@@ -25,6 +28,8 @@ use oxetcd_api::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use oxetcd_api::v3electionpb::election_server::ElectionServer;
+use oxetcd_api::v3lockpb::lock_server::LockServer;
 use oxetcd_etcdserver::EtcdServer;
 use tonic::service::Routes;
 
@@ -78,14 +83,31 @@ pub fn routes_with_gateway_streams(
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
     );
-    let learner_check = server.clone();
+    // Lock and Election run their recipes over the routes above, in process.
+    let local = Arc::new(local::Local::new(Routes::from(with_edge(
+        &server,
+        grpc.clone().into_axum_router(),
+    ))));
+    let grpc = grpc
+        .add_service(
+            LockServer::new(lock::LockService::new(local.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(
+            ElectionServer::new(election::ElectionService::new(local))
+                .max_decoding_message_size(limit),
+        );
     // The gRPC routes with what every call meets; the JSON gateway calls them too.
-    let grpc = grpc.into_axum_router().fallback(refusals::unknown_service).layer(
-        axum::middleware::from_fn(move |request, next| edge(learner_check.clone(), request, next)),
-    );
+    let grpc = with_edge(&server, grpc.into_axum_router().fallback(refusals::unknown_service));
     let gateway =
         http::with_access(gateway::router(grpc.clone(), limit, gateway_streams), access.clone());
     Routes::from(grpc.merge(http::router(server, access)).merge(gateway))
+}
+
+/// `routes` behind [`edge`].
+fn with_edge(server: &Arc<EtcdServer>, routes: axum::Router) -> axum::Router {
+    let server = server.clone();
+    routes
+        .layer(axum::middleware::from_fn(move |request, next| edge(server.clone(), request, next)))
 }
 
 /// What every request meets before its handler, in one middleware (each one costs an
