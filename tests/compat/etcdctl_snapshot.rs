@@ -9,11 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use clap::Parser;
-use oxetcd::config::Flags;
 use oxetcd_client::{Client, ClientOptions, EtcdErrorKind, GetOptions, KeyValue, PutOptions};
 use oxetcd_tests::etcdctl::{Step, run_blocking, scheme_less};
-use oxetcd_tests::member::{TestMember, free_port, init_test_logs};
+use oxetcd_tests::member::{TestMember, free_port, init_test_logs, named_member_config};
 
 /// `target/<profile>/oxetcdutl`, beside this test's `deps/` dir.
 fn oxetcdutl_bin() -> PathBuf {
@@ -102,24 +100,7 @@ async fn etcdctl_snapshot_save_restores_with_oxetcdutl() {
         .output()
         .unwrap();
     assert!(restored.status.success(), "{restored:?}");
-    let flags = Flags::try_parse_from([
-        "oxetcd",
-        "--name",
-        "restored",
-        "--listen-client-urls",
-        "http://127.0.0.1:0",
-        "--advertise-client-urls",
-        "http://127.0.0.1:2379",
-        "--listen-peer-urls",
-        &peer,
-        "--initial-advertise-peer-urls",
-        &peer,
-        "--initial-cluster",
-        &cluster,
-        "--data-dir",
-        &data_dir.display().to_string(),
-    ]);
-    let config = flags.expect("flags parse").into_config().expect("valid flags");
+    let config = named_member_config("restored", &peer, &data_dir, &[]);
     let member = TestMember::start_configured(member_dir, config).await;
     let c = connect(&member.endpoint).await;
 
@@ -161,29 +142,6 @@ async fn served(client: &Client, lease: i64) -> Served {
     Served { kvs: summary(&kvs), revision, hash, leased_keys, user_roles, role_perms }
 }
 
-/// The flags of a one-member oxetcd named `name` at `peer` on `data_dir`.
-fn member_flags(name: &str, peer: &str, data_dir: &Path) -> oxetcd::config::Config {
-    let cluster = format!("{name}={peer}");
-    let flags = Flags::try_parse_from([
-        "oxetcd",
-        "--name",
-        name,
-        "--listen-client-urls",
-        "http://127.0.0.1:0",
-        "--advertise-client-urls",
-        "http://127.0.0.1:2379",
-        "--listen-peer-urls",
-        peer,
-        "--initial-advertise-peer-urls",
-        peer,
-        "--initial-cluster",
-        &cluster,
-        "--data-dir",
-        &data_dir.display().to_string(),
-    ]);
-    flags.expect("flags parse").into_config().expect("valid flags")
-}
-
 /// etcd 3.4.23 writes a data dir (keys, history, a compaction, a txn, a lease, a user and
 /// a role) and is killed; oxetcd starts on that data dir as the same member and serves
 /// all of it with the same HashKV, then writes more. etcdctl 3.4 saves a snapshot from
@@ -223,7 +181,9 @@ async fn an_etcd_data_dir_runs_on_oxetcd_and_goes_back_to_etcd_through_a_snapsho
     drop(c);
     drop(etcd); // SIGKILL: what the backend had not committed yet comes back from the WAL.
 
-    let member = TestMember::start_configured(etcd_dir, member_flags("m1", &peer, &data_dir)).await;
+    let member =
+        TestMember::start_configured(etcd_dir, named_member_config("m1", &peer, &data_dir, &[]))
+            .await;
     let c = connect(&member.endpoint).await;
     assert_eq!(served(&c, lease).await, from_etcd, "oxetcd serves what etcd did");
     let header = c.get("k/00", None).await.unwrap().header.unwrap();

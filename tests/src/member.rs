@@ -18,11 +18,21 @@ pub fn single_member_config(dir: &std::path::Path, extra: &[&str]) -> Config {
     // Members listen on their peer URL, so every test member needs a port of its own (a
     // restart gets a new one: the `--initial-*` flags no longer matter then).
     let peer = format!("http://127.0.0.1:{}", free_port());
-    let peer = peer.as_str();
+    named_member_config("test", &peer, &dir.join("data"), extra)
+}
+
+/// The configuration of a one-member cluster: member `name` at `peer` on `data_dir`,
+/// its client URL on a free port, then the `extra` flags.
+pub fn named_member_config(
+    name: &str,
+    peer: &str,
+    data_dir: &std::path::Path,
+    extra: &[&str],
+) -> Config {
     let mut args: Vec<String> = [
         "oxetcd",
         "--name",
-        "test",
+        name,
         "--listen-client-urls",
         "http://127.0.0.1:0",
         "--advertise-client-urls",
@@ -32,13 +42,13 @@ pub fn single_member_config(dir: &std::path::Path, extra: &[&str]) -> Config {
         "--initial-advertise-peer-urls",
         peer,
         "--initial-cluster",
-        &format!("test={peer}"),
+        &format!("{name}={peer}"),
         "--data-dir",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    args.push(dir.join("data").display().to_string());
+    args.push(data_dir.display().to_string());
     args.extend(extra.iter().map(|s| s.to_string()));
     Flags::try_parse_from(args)
         .expect("test flags parse")
