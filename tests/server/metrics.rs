@@ -3,78 +3,16 @@
 //! moves as etcd's does; `/livez`, `/readyz` (etcd 3.6) and `/health` answer as etcd's,
 //! and a raised alarm fails them.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use oxetcd_client::{AlarmAction, AlarmType, Client, ClientOptions};
 use oxetcd_tests::member::{TestMember, free_port};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use oxetcd_tests::metrics::{Page, get};
 
 /// Each scenario ends within this, or fails.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Puts of the workload.
 const PUTS: u64 = 25;
-
-/// `GET path` over HTTP/1.1: the status and the body.
-async fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read");
-    let text = String::from_utf8(response).expect("a text answer");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a whole answer");
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
-    (status, body.to_string())
-}
-
-/// A scraped page: each family's `# TYPE`, and each sample's value by its line's name
-/// and labels (`name{a="x",b="y"}`).
-struct Page {
-    types: HashMap<String, String>,
-    samples: HashMap<String, f64>,
-}
-
-impl Page {
-    async fn scrape(addr: &str) -> Page {
-        let (status, body) = get(addr, "/metrics").await;
-        assert_eq!(status, 200, "{body}");
-        let mut page = Page { types: HashMap::new(), samples: HashMap::new() };
-        for line in body.lines() {
-            if let Some(declared) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = declared.split_once(' ').expect("# TYPE name kind");
-                page.types.insert(name.to_string(), kind.to_string());
-            } else if !line.starts_with('#') {
-                let (sample, value) = line.rsplit_once(' ').expect("sample value");
-                let value = value.parse().unwrap_or_else(|_| panic!("a number: {line}"));
-                assert!(page.samples.insert(sample.to_string(), value).is_none(), "twice: {line}");
-            }
-        }
-        page
-    }
-
-    fn value(&self, sample: &str) -> f64 {
-        *self.samples.get(sample).unwrap_or_else(|| panic!("no sample {sample}"))
-    }
-
-    /// The label names of `name`'s first sample (`le` aside), sorted.
-    fn label_names(&self, name: &str) -> Vec<String> {
-        let sample = self
-            .samples
-            .keys()
-            .filter(|s| s.split('{').next() == Some(name))
-            .min()
-            .unwrap_or_else(|| panic!("no sample of {name}"));
-        let Some((_, labels)) = sample.split_once('{') else { return Vec::new() };
-        labels
-            .trim_end_matches('}')
-            .split("\",")
-            .filter_map(|pair| pair.split_once('=').map(|(n, _)| n.to_string()))
-            .filter(|n| n != "le")
-            .collect()
-    }
-}
 
 fn put_handled(code: &str) -> String {
     format!(

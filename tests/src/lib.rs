@@ -4,6 +4,7 @@
 
 pub mod etcdctl;
 pub mod member;
+pub mod metrics;
 pub mod reference;
 pub mod refusals;
 pub mod scenario;

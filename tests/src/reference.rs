@@ -210,6 +210,11 @@ impl ReferenceEtcd {
 
     /// [`ReferenceEtcd::start`], serving its client URL with `tls` (peers stay plaintext).
     pub async fn start_with(tls: &ServerTlsFlags) -> ReferenceEtcd {
+        ReferenceEtcd::start_with_flags(tls, &[]).await
+    }
+
+    /// [`ReferenceEtcd::start_with`], with `extra` flags after the harness's own.
+    pub async fn start_with_flags(tls: &ServerTlsFlags, extra: &[&str]) -> ReferenceEtcd {
         let bin = std::env::var(ETCD_BIN_VAR).unwrap_or_else(|_| "etcd".to_string());
         let dir = tempfile::tempdir().expect("temp dir for the reference etcd");
         let log = dir.path().join("etcd.log");
@@ -228,6 +233,7 @@ impl ReferenceEtcd {
             .args(["--initial-cluster", &format!("reference={peer}")])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
             .args(tls.flags())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
