@@ -63,6 +63,8 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
     ("process_open_fds", "gauge", &[]),
     ("process_max_fds", "gauge", &[]),
     ("process_start_time_seconds", "gauge", &[]),
+    ("os_fd_used", "gauge", &[]),
+    ("os_fd_limit", "gauge", &[]),
     ("go_goroutines", "gauge", &[]),
 ];
 

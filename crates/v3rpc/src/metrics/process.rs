@@ -1,5 +1,6 @@
 //! The process' own figures, read from `/proc` at each scrape as Prometheus' Go
-//! client's process collector reads them (`process_*`), and the Go-runtime figures
+//! client's process collector reads them (`process_*`, and etcd's `os_fd_*`), and the
+//! Go-runtime figures
 //! dashboards plot, given by what stands for them here (`go_goroutines`: tokio tasks;
 //! `go_threads`: OS threads).
 
@@ -51,7 +52,7 @@ fn boot_time() -> Option<f64> {
     stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|b| b.trim().parse().ok())
 }
 
-/// The `process_*`, `go_goroutines` and `go_threads` families.
+/// The `process_*`, `os_fd_*`, `go_goroutines` and `go_threads` families.
 pub fn families(out: &mut Vec<Family>) {
     let p = read_process();
     let mut one = |name, kind, help, value: Option<f64>| {
@@ -92,6 +93,9 @@ pub fn families(out: &mut Vec<Family>) {
         "When the process started, in seconds since the Unix epoch.",
         p.start_seconds,
     );
+    // etcd 3.4's own names for the same two figures.
+    one("os_fd_used", Kind::Gauge, "Open file descriptors.", p.open_fds);
+    one("os_fd_limit", Kind::Gauge, "Most open file descriptors allowed (soft limit).", p.max_fds);
     one(
         "go_threads",
         Kind::Gauge,
