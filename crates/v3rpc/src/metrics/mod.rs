@@ -66,11 +66,7 @@ impl Metrics {
         let status = s.raft_status();
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
-        let mut one = |name, kind, help, value: f64| {
-            let mut family = Family::new(name, kind, help);
-            family.sample(&[], value);
-            out.push(family);
-        };
+        let mut one = |name, kind, help, value| out.push(Family::single(name, kind, help, value));
         one(
             "etcd_server_has_leader",
             Kind::Gauge,
@@ -169,11 +165,7 @@ impl Metrics {
         let ops = &s.stats().store;
         let size = s.backend_size();
         let watch = s.watch_hub().counts();
-        let mut one = |name, kind, help, value: f64| {
-            let mut family = Family::new(name, kind, help);
-            family.sample(&[], value);
-            out.push(family);
-        };
+        let mut one = |name, kind, help, value| out.push(Family::single(name, kind, help, value));
         one(
             "etcd_mvcc_db_total_size_in_bytes",
             Kind::Gauge,
@@ -203,9 +195,7 @@ impl Metrics {
             let value = counter.load(Ordering::Relaxed) as f64;
             for name in [format!("etcd_mvcc_{op}_total"), format!("etcd_debugging_mvcc_{op}_total")]
             {
-                let mut family = Family::new(name, Kind::Counter, help);
-                family.sample(&[], value);
-                op_families.push(family);
+                op_families.push(Family::single(name, Kind::Counter, help, value));
             }
         }
         if let Ok(store) = s.store() {
@@ -262,13 +252,12 @@ impl Metrics {
             family.histogram(&[], &histogram.snapshot());
             out.push(family);
         }
-        let mut written = Family::new(
+        out.push(Family::single(
             "etcd_disk_wal_write_bytes_total",
             Kind::Gauge,
             "Bytes written to the WAL.",
-        );
-        written.sample(&[], stats.wal.bytes_written.load(Ordering::Relaxed) as f64);
-        out.push(written);
+            stats.wal.bytes_written.load(Ordering::Relaxed) as f64,
+        ));
     }
 
     fn grpc_families(&self, out: &mut Vec<Family>) {

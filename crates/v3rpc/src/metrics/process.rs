@@ -56,11 +56,7 @@ fn boot_time() -> Option<f64> {
 pub fn families(out: &mut Vec<Family>) {
     let p = read_process();
     let mut one = |name, kind, help, value: Option<f64>| {
-        if let Some(value) = value {
-            let mut family = Family::new(name, kind, help);
-            family.sample(&[], value);
-            out.push(family);
-        }
+        out.extend(value.map(|value| Family::single(name, kind, help, value)));
     };
     one(
         "process_cpu_seconds_total",

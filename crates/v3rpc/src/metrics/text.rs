@@ -42,6 +42,13 @@ impl Family {
         Family { name, text }
     }
 
+    /// A family of one sample without labels.
+    pub fn single(name: impl Into<String>, kind: Kind, help: &str, value: f64) -> Family {
+        let mut family = Family::new(name, kind, help);
+        family.sample(&[], value);
+        family
+    }
+
     /// A counter or gauge sample.
     pub fn sample(&mut self, labels: Labels<'_>, value: f64) {
         let name = std::mem::take(&mut self.name);
