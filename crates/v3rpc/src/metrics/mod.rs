@@ -300,8 +300,8 @@ impl Metrics {
                 ("grpc_type", m.call_type.label()),
             ];
             started.sample(&labels, count as f64);
-            received.sample(&labels, m.msg_received.load(Ordering::Relaxed) as f64);
-            sent.sample(&labels, m.msg_sent.load(Ordering::Relaxed) as f64);
+            received.sample(&labels, m.received() as f64);
+            sent.sample(&labels, m.sent() as f64);
             if let Some(timed) = &mut timed {
                 timed.histogram(&labels, &m.handling.snapshot());
             }
