@@ -191,7 +191,11 @@ echo "etcd-e2e: ${#tests[@]} tests, one at a time, ${TIMEOUT}s each at most; log
 passed=()
 failed=()
 suite_start=$(date +%s)
+# The suite's fixed ports belong to the machine: runs from two checkouts at once take
+# turns, test by test, instead of failing on each other's members.
+exec {ports_lock}>"${TMPDIR:-/tmp}/oxetcd-etcd-e2e-ports.lock"
 for t in "${tests[@]}"; do
+  flock "$ports_lock"
   dir="$WORK/run"
   mkdir -p "$dir/etcd/tests/e2e" "$dir/etcd/integration" "$dir/tmp"
   ln -s "$FIXTURES" "$dir/etcd/integration/fixtures"
@@ -203,6 +207,7 @@ for t in "${tests[@]}"; do
     timeout -k 10 $((TIMEOUT + 30)) "$E2E" -test.run "^$t\$" -test.v -test.count=1 \
     -test.timeout "${TIMEOUT}s" -bin-dir "$BIN" -cert-dir "$FIXTURES") >"$log" 2>&1 </dev/null || rc=$?
   reap
+  flock -u "$ports_lock"
   mark=""
   rm -rf "$dir"
   tenths=$((($(date +%s%N) - start) / 100000000))

@@ -85,7 +85,7 @@ async fn election_hands_leadership_over() {
     let first_session = session(&client).await;
     let mut first = Election::new(&first_session, "election/service");
     first.campaign("a").await.unwrap();
-    assert_eq!(first.leader().await.unwrap().value, "a".as_bytes());
+    assert_eq!(first.leader().await.unwrap().kv.value, "a".as_bytes());
     first.proclaim("a2").await.unwrap();
 
     let became = Arc::new(AtomicU32::new(0));
@@ -111,22 +111,22 @@ async fn election_hands_leadership_over() {
     let (b_session, b) =
         tokio::time::timeout(Duration::from_secs(10), waiting.remove(0)).await.unwrap().unwrap();
     assert_eq!(became.load(Ordering::SeqCst), 1);
-    assert_eq!(b.leader().await.unwrap().value, "b".as_bytes());
+    assert_eq!(b.leader().await.unwrap().kv.value, "b".as_bytes());
 
     // The leader's session ends (its lease is revoked): "c" takes over.
     b_session.close().await.unwrap();
     let (_c_session, c) =
         tokio::time::timeout(Duration::from_secs(10), waiting.remove(0)).await.unwrap().unwrap();
-    assert_eq!(c.leader().await.unwrap().value, "c".as_bytes());
+    assert_eq!(c.leader().await.unwrap().kv.value, "c".as_bytes());
 
     let mut seen = Vec::new();
     while seen.last().map(String::as_str) != Some("c") {
-        let kv = tokio::time::timeout(Duration::from_secs(10), leaders.next())
+        let leader = tokio::time::timeout(Duration::from_secs(10), leaders.next())
             .await
             .unwrap()
             .unwrap()
             .unwrap();
-        seen.push(String::from_utf8(kv.value.to_vec()).unwrap());
+        seen.push(String::from_utf8(leader.kv.value.to_vec()).unwrap());
     }
     assert_eq!(seen, ["a", "a2", "b", "c"]);
     drop(b);

@@ -288,17 +288,19 @@ async fn kv_lease_and_watch_answer_as_etcds_gateway_byte_for_byte() {
         .await;
     assert_eq!(status, 200);
     let header = r#"{"header":{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"5","raft_term":"2"}"#;
-    assert_eq!(
-        lines,
-        [
-            gw.etcd(&format!(r#"{{"result":{header},"created":true}}}}"#)),
-            gw.etcd(&format!(r#"{{"result":{header},"watch_id":"1","created":true}}}}"#)),
-            gw.etcd(&format!(r#"{{"result":{header},"watch_id":"1","canceled":true}}}}"#)),
-            gw.etcd(&format!(
-                r#"{{"result":{header},"events":[{{"kv":{{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1","value":"YmFy"}}}},{{"type":"DELETE","kv":{{"key":"Zm9v","mod_revision":"3"}}}},{{"kv":{{"key":"Zm9v","create_revision":"4","mod_revision":"4","version":"1","value":"YmFy"}}}},{{"kv":{{"key":"Zm9v","create_revision":"4","mod_revision":"5","version":"2","value":"YmFy"}}}}]}}}}"#
-            )),
-        ]
-    );
+    let created = gw.etcd(&format!(r#"{{"result":{header},"created":true}}}}"#));
+    let created_1 = gw.etcd(&format!(r#"{{"result":{header},"watch_id":"1","created":true}}}}"#));
+    let canceled_1 = gw.etcd(&format!(r#"{{"result":{header},"watch_id":"1","canceled":true}}}}"#));
+    let history = gw.etcd(&format!(
+        r#"{{"result":{header},"events":[{{"kv":{{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1","value":"YmFy"}}}},{{"type":"DELETE","kv":{{"key":"Zm9v","mod_revision":"3"}}}},{{"kv":{{"key":"Zm9v","create_revision":"4","mod_revision":"4","version":"1","value":"YmFy"}}}},{{"kv":{{"key":"Zm9v","create_revision":"4","mod_revision":"5","version":"2","value":"YmFy"}}}}]}}}}"#
+    ));
+    // Watch 0's history comes when its catch-up runs: before or after watch 1's answers
+    // (in etcd too). The answers to the requests come in the requests' order.
+    assert_eq!(lines[0], created, "{lines:#?}");
+    let mut answers: Vec<&String> = lines.iter().filter(|l| **l != history).collect();
+    assert_eq!(lines.len() - answers.len(), 1, "one history line: {lines:#?}");
+    answers.remove(0);
+    assert_eq!(answers, [&created_1, &canceled_1], "{lines:#?}");
 
     // Snapshot: the backend in result lines, the last one carrying the SHA-256.
     let snapshot = gw.post("/v3/maintenance/snapshot", "{}", &[]).await;
@@ -354,5 +356,111 @@ async fn the_authorization_header_carries_the_token() {
     );
     let users = gw.post("/v3/auth/user/list", "{}", &[&header]).await;
     assert!(users.body.ends_with(r#","users":["root"]}"#), "{}", users.body);
+    member.stop().await;
+}
+
+/// Lock and Election through the gateway: etcd 3.4.23's answers to the same requests,
+/// errors included (its Lock and Election services answer them as UNKNOWN: HTTP 500,
+/// code 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_and_election_answer_as_etcds_gateway() {
+    let member = TestMember::start(&[]).await;
+    let gw = Gateway::new(&member).await;
+    let header = |revision: u32| {
+        gw.etcd(&format!(
+            r#"{{"header":{{"cluster_id":"15118495548433857066","member_id":"13668033151171901709","revision":"{revision}","raft_term":"2"}}"#
+        ))
+    };
+    let failed = |message: &str| {
+        let message = message.replace('"', "\\\"");
+        format!(r#"{{"error":"{message}","message":"{message}","code":2}}"#)
+    };
+    let leader_kv = r#""kv":{"key":"ZWxlY3QvM2U4","create_revision":"2","mod_revision":"2","version":"1","value":"djE=","lease":"1000"}}"#;
+
+    let grant = gw.post("/v3/lease/grant", r#"{"TTL":"30","ID":"1000"}"#, &[]).await;
+    assert_eq!(grant.body, header(1) + r#","ID":"1000","TTL":"30"}"#);
+    let leader = gw.post("/v3/election/leader", r#"{"name":"ZWxlY3Q="}"#, &[]).await;
+    assert_eq!((leader.status, leader.body), (500, failed("election: no leader")));
+    let campaign = gw
+        .post(
+            "/v3beta/election/campaign",
+            r#"{"name":"ZWxlY3Q=","lease":"1000","value":"djE="}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (campaign.status, campaign.body),
+        (
+            200,
+            header(2)
+                + r#","leader":{"name":"ZWxlY3Q=","key":"ZWxlY3QvM2U4","rev":"2","lease":"1000"}}"#
+        )
+    );
+    let leader = gw.post("/v3/election/leader", r#"{"name":"ZWxlY3Q="}"#, &[]).await;
+    assert_eq!(leader.body, header(2) + "," + leader_kv);
+    let (status, observed) =
+        gw.stream_lines("/v3/election/observe", r#"{"name":"ZWxlY3Q="}"#, 1).await;
+    assert_eq!(
+        (status, observed),
+        (200, vec![format!(r#"{{"result":{}}}"#, header(2) + "," + leader_kv)])
+    );
+
+    let leader_key = r#"{"name":"ZWxlY3Q=","key":"ZWxlY3QvM2U4","rev":"2","lease":"1000"}"#;
+    let proclaim = gw
+        .post("/v3/election/proclaim", &format!(r#"{{"leader":{leader_key},"value":"djI="}}"#), &[])
+        .await;
+    assert_eq!((proclaim.status, proclaim.body), (200, header(3) + "}"));
+    let stale = leader_key.replace(r#""rev":"2""#, r#""rev":"99""#);
+    let proclaim = gw
+        .post("/v3/election/proclaim", &format!(r#"{{"leader":{stale},"value":"djI="}}"#), &[])
+        .await;
+    assert_eq!((proclaim.status, proclaim.body), (500, failed("election: not leader")));
+    let proclaim = gw.post("/v3/election/proclaim", r#"{"value":"djI="}"#, &[]).await;
+    assert_eq!(proclaim.body, failed(r#""leader" field must be provided"#));
+    let resign = gw.post("/v3/election/resign", "{}", &[]).await;
+    assert_eq!((resign.status, resign.body), (500, failed(r#""leader" field must be provided"#)));
+    let resign =
+        gw.post("/v3/election/resign", &format!(r#"{{"leader":{leader_key}}}"#), &[]).await;
+    assert_eq!((resign.status, resign.body), (200, header(4) + "}"));
+    let leader = gw.post("/v3/election/leader", r#"{"name":"ZWxlY3Q="}"#, &[]).await;
+    assert_eq!(leader.body, failed("election: no leader"));
+
+    let lock = gw.post("/v3/lock/lock", r#"{"name":"bG9jaw==","lease":"1000"}"#, &[]).await;
+    assert_eq!((lock.status, lock.body), (200, header(5) + r#","key":"bG9jay8zZTg="}"#));
+    let unlock = gw.post("/v3/lock/unlock", r#"{"key":"bG9jay8zZTg="}"#, &[]).await;
+    assert_eq!(unlock.body, header(6) + "}");
+    let revoke = gw.post("/v3/lease/revoke", r#"{"ID":"1000"}"#, &[]).await;
+    assert_eq!(revoke.body, header(6) + "}");
+    let lock = gw.post("/v3/lock/lock", r#"{"name":"bG9jaw==","lease":"1000"}"#, &[]).await;
+    assert_eq!((lock.status, lock.body), (500, failed("etcdserver: requested lease not found")));
+    member.stop().await;
+}
+
+/// A gateway stream whose HTTP client goes away ends at once, with the gRPC call behind
+/// it, even if nothing more would ever be sent on it (an election that stays quiet):
+/// the runtime comes back to the tasks it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_streams_end_when_their_clients_go_away() {
+    const STREAMS: usize = 10;
+    let member = TestMember::start(&[]).await;
+    let gw = Gateway::new(&member).await;
+    let campaign = r#"{"name":"cXVpZXQ=","value":"djE="}"#;
+    assert_eq!(gw.post("/v3/election/campaign", campaign, &[]).await.status, 200);
+    let observe = r#"{"name":"cXVpZXQ="}"#;
+    // The first stream opens the member's in-process connection, which stays.
+    gw.stream_lines("/v3/election/observe", observe, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let before = tasks();
+    for _ in 0..STREAMS {
+        // Reads the first answer, then drops the connection.
+        let (status, lines) = gw.stream_lines("/v3/election/observe", observe, 1).await;
+        assert_eq!((status, lines.len()), (200, 1));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tasks() > before + 2 {
+        assert!(tokio::time::Instant::now() < deadline, "{} tasks, {before} before", tasks());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     member.stop().await;
 }

@@ -20,25 +20,6 @@ async fn grpc_refusals_match_etcd() {
     member.stop().await;
 }
 
-/// Services etcd serves and oxetcd does not yet are refused by name, as etcd refuses a
-/// service it does not know.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn services_not_served_yet_are_refused_by_name() {
-    use oxetcd_tests::refusals::raw_call;
-    let member = TestMember::start(&[]).await;
-    for (path, service) in [
-        ("/v3lockpb.Lock/Lock", "v3lockpb.Lock"),
-        ("/v3electionpb.Election/Campaign", "v3electionpb.Election"),
-    ] {
-        let status = raw_call(&member.endpoint, path, vec![]).await.unwrap_err();
-        assert_eq!(
-            (status.code(), status.message()),
-            (tonic::Code::Unimplemented, format!("unknown service {service}").as_str())
-        );
-    }
-    member.stop().await;
-}
-
 mod bad_input {
     use oxetcd_api::etcdserverpb::kv_client::KvClient;
     use oxetcd_api::etcdserverpb::request_op::Request;

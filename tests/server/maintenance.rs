@@ -187,6 +187,10 @@ async fn a_snapshot_streams_a_consistent_backend_and_its_sha256() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         std::fs::write(&path, &body).unwrap();
+        // etcd's format (bbolt), which oxetcd reads back by converting it.
+        let format = oxetcd_mvcc::etcd_file::detect_format(&path).unwrap();
+        assert_eq!(format, oxetcd_mvcc::etcd_file::BackendFormat::Bbolt);
+        oxetcd_mvcc::etcd_file::convert_in_place(&path, None, |_, _| {}).unwrap();
         let store = oxetcd_mvcc::Store::open_path(
             &path,
             Default::default(),

@@ -3,6 +3,7 @@
 //! oxetcd once its server lands), so one piece of code states the expected behaviour.
 
 pub mod etcdctl;
+pub mod lock_election_scenario;
 pub mod member;
 pub mod metrics;
 pub mod reference;

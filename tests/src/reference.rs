@@ -186,6 +186,9 @@ impl Harness {
 /// How long the reference etcd may take to start serving before the test fails.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The reference member's name, unless a test gives one.
+const REFERENCE_NAME: &str = "reference";
+
 /// Environment variable that names the etcd binary when it is not `etcd` on `PATH`.
 pub const ETCD_BIN_VAR: &str = "OXETCD_REFERENCE_ETCD";
 
@@ -215,22 +218,40 @@ impl ReferenceEtcd {
 
     /// [`ReferenceEtcd::start_with`], with `extra` flags after the harness's own.
     pub async fn start_with_flags(tls: &ServerTlsFlags, extra: &[&str]) -> ReferenceEtcd {
-        let bin = std::env::var(ETCD_BIN_VAR).unwrap_or_else(|_| "etcd".to_string());
         let dir = tempfile::tempdir().expect("temp dir for the reference etcd");
+        let data_dir = dir.path().join("data");
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        ReferenceEtcd::spawn(tls, dir, &data_dir, REFERENCE_NAME, &peer, extra).await
+    }
+
+    /// A single member named `name` on `data_dir`, which outlives it (a data dir made by
+    /// a restore, or to be handed to oxetcd afterwards), its peer URL `peer`.
+    pub async fn start_on(data_dir: &Path, name: &str, peer: &str) -> ReferenceEtcd {
+        let dir = tempfile::tempdir().expect("temp dir for the reference etcd's log");
+        ReferenceEtcd::spawn(&ServerTlsFlags::plaintext(), dir, data_dir, name, peer, &[]).await
+    }
+
+    async fn spawn(
+        tls: &ServerTlsFlags,
+        dir: tempfile::TempDir,
+        data_dir: &Path,
+        name: &str,
+        peer: &str,
+        extra: &[&str],
+    ) -> ReferenceEtcd {
+        let bin = std::env::var(ETCD_BIN_VAR).unwrap_or_else(|_| "etcd".to_string());
         let log = dir.path().join("etcd.log");
         let ServerUrls { listen, client: endpoint, harness } = tls.urls();
-        let peer_port = free_port();
-        let peer = format!("http://127.0.0.1:{peer_port}");
         let log_file = std::fs::File::create(&log).expect("etcd log file");
         let child = Command::new(&bin)
-            .args(["--name", "reference"])
+            .args(["--name", name])
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(data_dir)
             .args(["--listen-client-urls", &listen])
             .args(["--advertise-client-urls", &endpoint])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("reference={peer}")])
+            .args(["--listen-peer-urls", peer])
+            .args(["--initial-advertise-peer-urls", peer])
+            .args(["--initial-cluster", &format!("{name}={peer}")])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
             .args(tls.flags())
             .args(extra)

@@ -84,6 +84,19 @@ pub(crate) fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
+/// Bytes [`starts_like_bbolt`] needs: page 0's header and the meta's magic.
+pub const SIGNATURE_LEN: usize = PAGE_HEADER_SIZE + 4;
+
+/// Whether `head`, the first bytes of a file, look like a bbolt database: page 0 is a
+/// meta page carrying bbolt's magic. Cheap enough to tell formats apart before opening;
+/// [`crate::Db::open`] does the real validation (a damaged meta 0 fails this test even
+/// where meta 1 would open the file).
+pub fn starts_like_bbolt(head: &[u8]) -> bool {
+    head.len() >= SIGNATURE_LEN
+        && PageHeader::parse(head).flags == META_PAGE_FLAG
+        && u32_at(head, PAGE_HEADER_SIZE) == MAGIC
+}
+
 /// FNV-1a, 64 bits: the meta page checksum (Go's `hash/fnv` `New64a`).
 pub fn fnv1a64(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

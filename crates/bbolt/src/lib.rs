@@ -81,9 +81,10 @@
 //! - Page size 4096 by default ([`WriterOptions`]); fill percent 0.9 by default, what etcd
 //!   uses for sequential puts and defragmentation (bbolt's own default is 0.5, which
 //!   leaves half-empty pages; 1.0 makes the first random insert split a page).
-//!   A page takes pairs while they fit under `page_size × fill`; a pair that does not fit
-//!   an empty page gets a page of its own running into overflow pages. A branch page
-//!   holds at least two children.
+//!   A page takes pairs while they fit under `page_size × fill`, and at least two
+//!   ([`write::MIN_KEYS_PER_PAGE`], bbolt's `minKeysPerPage`) whatever their size: large
+//!   values run into overflow pages two by two, as in etcd's own files. A branch page
+//!   likewise holds at least two children.
 //! - Page 2 is an empty freelist page (a freshly compacted file has no free pages), data
 //!   pages follow from 3 in write order: each leaf when full, each branch when full,
 //!   the rest bottom-up when its bucket ends, the root bucket's tree last.

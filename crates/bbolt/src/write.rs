@@ -10,6 +10,10 @@ use crate::format::*;
 /// 0xFFFF and more in `node.write`).
 pub const MAX_ELEMENTS_PER_PAGE: usize = 0xFFFF - 1;
 
+/// Fewest elements a page holds before it may be closed for size (bbolt `node.go`,
+/// `minKeysPerPage`, which its split honours).
+pub const MIN_KEYS_PER_PAGE: usize = 2;
+
 /// The page the writer leaves the (empty) freelist on; data pages follow it.
 pub const FREELIST_PAGE: u64 = 2;
 
@@ -128,9 +132,11 @@ impl BucketBuilder {
             let branch = level > 0;
             let elsize = element_size(branch, &item);
             let lvl = &mut self.levels[level];
-            // A branch keeps at least two children so the tree's height is logarithmic.
-            let min_items = if branch { 2 } else { 1 };
-            let full = (lvl.items.len() >= min_items && lvl.size + elsize > threshold)
+            // A node keeps at least two elements whatever their size, as bbolt's do: a
+            // branch so the tree's height is logarithmic, a leaf so large values pack as
+            // etcd's files do (two 4 KiB values share three pages rather than taking two
+            // pages each).
+            let full = (lvl.items.len() >= MIN_KEYS_PER_PAGE && lvl.size + elsize > threshold)
                 || lvl.items.len() >= MAX_ELEMENTS_PER_PAGE;
             if !full {
                 lvl.items.push(item);

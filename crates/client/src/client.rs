@@ -55,6 +55,7 @@ pub struct ClientOptions {
     backoff_jitter: f64,
     keep_alive: Option<(Duration, Duration)>,
     user: Option<(String, String)>,
+    token: Option<AsciiMetadataValue>,
     require_leader: bool,
     tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -74,6 +75,7 @@ impl Default for ClientOptions {
             backoff_jitter: 0.10,
             keep_alive: None,
             user: None,
+            token: None,
             require_leader: false,
             tls: None,
         }
@@ -135,6 +137,16 @@ impl ClientOptions {
     pub fn with_user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.user = Some((user.into(), password.into()));
         self
+    }
+
+    /// Attaches `token`, an auth token obtained elsewhere, to every request as it is (a
+    /// server acting for one of its callers passes the caller's token on so). It is not
+    /// renewed; [`ClientOptions::with_user`] takes precedence over it.
+    pub fn with_token(mut self, token: &str) -> Result<Self> {
+        let token = AsciiMetadataValue::try_from(token)
+            .map_err(|_| Error::InvalidArgument("an auth token must be ASCII".into()))?;
+        self.token = Some(token);
+        Ok(self)
     }
 
     /// Asks members to refuse requests (`etcdserver: no leader`) while they know no
@@ -367,7 +379,31 @@ impl Client {
                 }),
             })
             .collect();
-        let client = Client {
+        let client = Client::with_endpoints(endpoints, epoch, options);
+        if client.inner.options.user.is_some() {
+            client.refresh_token(u64::MAX).await?;
+        }
+        Ok(client)
+    }
+
+    /// A client over one channel the caller made, named `endpoint` (for instance a
+    /// server's in-process connection to its own services). Options that concern
+    /// dialing (timeouts, keep-alive, TLS) do not apply.
+    pub fn from_channel(
+        endpoint: impl Into<String>,
+        channel: Channel,
+        options: ClientOptions,
+    ) -> Client {
+        let slot = EndpointSlot { uri: endpoint.into(), channel, down_until: AtomicU64::new(0) };
+        Client::with_endpoints(vec![slot], Instant::now(), options)
+    }
+
+    fn with_endpoints(
+        endpoints: Vec<EndpointSlot>,
+        epoch: Instant,
+        options: ClientOptions,
+    ) -> Client {
+        Client {
             inner: Arc::new(Inner {
                 endpoints,
                 epoch,
@@ -379,11 +415,7 @@ impl Client {
                 token_generation: AtomicU64::new(0),
                 jitter_state: AtomicU64::new(seed()),
             }),
-        };
-        if client.inner.options.user.is_some() {
-            client.refresh_token(u64::MAX).await?;
         }
-        Ok(client)
     }
 
     /// A channel to the next endpoint in the rotation, for calls this crate does not
@@ -420,18 +452,7 @@ impl Client {
         let options = ClientOptions::default().with_user("test", "test");
         let uri = "http://127.0.0.1:1".to_string();
         let channel = endpoint_builder(&uri, &options).expect("valid").connect_lazy();
-        Client {
-            inner: Arc::new(Inner {
-                endpoints: vec![EndpointSlot { uri, channel, down_until: AtomicU64::new(0) }],
-                epoch: Instant::now(),
-                next: AtomicUsize::new(0),
-                options,
-                token: RwLock::new(None),
-                auth_lock: tokio::sync::Mutex::new(()),
-                token_generation: AtomicU64::new(0),
-                jitter_state: AtomicU64::new(seed()),
-            }),
-        }
+        Client::from_channel(uri, channel, options)
     }
 
     #[cfg(test)]
@@ -502,9 +523,12 @@ impl Client {
 
     fn decorate(&self, metadata: &mut MetadataMap) {
         // Only a client with a user ever holds a token: the others take no lock here.
-        if self.inner.options.user.is_some()
-            && let Some(token) = self.inner.token.read().unwrap_or_else(|e| e.into_inner()).as_ref()
-        {
+        if self.inner.options.user.is_some() {
+            if let Some(token) = self.inner.token.read().unwrap_or_else(|e| e.into_inner()).as_ref()
+            {
+                metadata.insert(TOKEN_METADATA_KEY, token.clone());
+            }
+        } else if let Some(token) = &self.inner.options.token {
             metadata.insert(TOKEN_METADATA_KEY, token.clone());
         }
         if self.inner.options.require_leader {

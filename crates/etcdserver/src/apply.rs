@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oxetcd_api::etcdserverpb::{LeaseCheckpointRequest, LeaseGrantResponse};
-use oxetcd_api::oxetcdpb::{ClusterState, InternalRaftRequest};
+use oxetcd_api::oxetcdpb::InternalRaftRequest;
 use oxetcd_mvcc::store::PinnedSnapshot;
 use oxetcd_mvcc::{ApplyIndex, Store, StoreConfig, WriteResult};
 use oxetcd_raft::{
@@ -25,6 +25,7 @@ use prost::Message as _;
 use crate::alarm::{self, Alarms};
 use crate::auth::{self, AuthApplied, Requester};
 use crate::error::{Fatal, ServerError};
+use crate::etcd_encoding::{self, LogRequest};
 use crate::id::Hex;
 use crate::membership::{MemberChange, Membership};
 use crate::node::{ApplyTask, Control, Input};
@@ -141,8 +142,12 @@ impl Applier {
                 // A new leader's empty entry: it only moves the index.
                 self.mark_applied(applying).map_err(stop)?;
             }
-            Ok(EntryType::EntryNormal) => match InternalRaftRequest::decode(entry.data) {
-                Ok(request) => {
+            Ok(EntryType::EntryNormal) => match etcd_encoding::decode_request(entry.data) {
+                Ok(LogRequest::IgnoredV2 { method, path }) => {
+                    tracing::debug!(index = entry.index, method, path, "etcd v2 request skipped");
+                    self.mark_applied(applying).map_err(stop)?;
+                }
+                Ok(LogRequest::V3(request)) => {
                     let id = request.header.as_ref().map_or(request.id, |h| h.id);
                     let result = self.apply_request(request, applying);
                     match result {
@@ -157,7 +162,7 @@ impl Applier {
                     self.mark_applied(applying).map_err(stop)?;
                 }
             },
-            Ok(EntryType::EntryConfChange) => match ConfChange::decode(entry.data) {
+            Ok(EntryType::EntryConfChange) => match etcd_encoding::decode_conf_change(entry.data) {
                 Ok(cc) => {
                     let id = cc.id;
                     let result = self.apply_conf_change(cc);
@@ -482,8 +487,8 @@ impl Applier {
                 received.display()
             )));
         }
-        let state = ClusterState::decode(snapshot.data)
-            .map_err(|e| ServerError::Internal(e.to_string()))?;
+        let state =
+            etcd_encoding::decode_snapshot_state(snapshot.data).map_err(ServerError::Internal)?;
         // The old store keeps its (now unlinked) file until its last reader is done. A
         // defragmentation of the old store would rename its copy over this file: it
         // finishes first.
@@ -523,6 +528,7 @@ impl Applier {
                 self.transport.remove_peer(id);
             }
         }
+        membership.announce_recovered_version();
         self.shared.replace_membership(membership);
         self.shared.applied.send_replace(meta.index);
         self.last_snapshot = meta.index;

@@ -25,13 +25,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use oxetcd_api::etcdserverpb::Member;
-use oxetcd_api::oxetcdpb::{ClusterState, MembersResponse, Metadata};
+use oxetcd_api::oxetcdpb::{MembersResponse, Metadata};
+use oxetcd_mvcc::etcd_file::{self, BackendFormat};
 use oxetcd_raft::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, MemStorage};
 use oxetcd_transport::{FetchError, FetchOptions};
 use oxetcd_wal::{Snapshotter, Wal, WalError, WalOptions, WalSnapshot};
 use prost::Message;
 
 use crate::config::{InitialClusterState, ServerConfig};
+use crate::etcd_encoding;
 use crate::id::Hex;
 use crate::membership::{InitialMember, Membership};
 
@@ -92,6 +94,8 @@ pub(crate) struct Opened {
     pub cluster_id: u64,
     /// Raft's applied index to start from: the snapshot's.
     pub applied: u64,
+    /// The term of the snapshot's index.
+    pub applied_term: u64,
 }
 
 pub(crate) fn member_dir(data_dir: &Path) -> PathBuf {
@@ -100,6 +104,48 @@ pub(crate) fn member_dir(data_dir: &Path) -> PathBuf {
 
 pub(crate) fn backend_path(data_dir: &Path) -> PathBuf {
     member_dir(data_dir).join("snap").join("db")
+}
+
+/// Where etcd's backend (bbolt) found in a data dir is kept once converted
+/// (`member/snap/db.etcd`), so that the move can be undone: it is the file as etcd left
+/// it, and knows nothing of what the member does after the conversion.
+pub fn etcd_backend_path(data_dir: &Path) -> PathBuf {
+    member_dir(data_dir).join("snap").join("db.etcd")
+}
+
+/// Converts the data dir's backend to oxetcd's format if etcd wrote it (a member started
+/// on etcd's data dir, or on one `etcdctl snapshot restore` made), keeping etcd's file at
+/// [`etcd_backend_path`]. Whether it did.
+pub(crate) fn convert_etcd_backend(data_dir: &Path) -> Result<bool, StartError> {
+    let backend = backend_path(data_dir);
+    if !backend.exists() {
+        return Ok(false);
+    }
+    let failed = |error| StartError::Backend { path: backend.clone(), error };
+    if etcd_file::detect_format(&backend).map_err(failed)? != BackendFormat::Bbolt {
+        return Ok(false);
+    }
+    let kept = etcd_backend_path(data_dir);
+    tracing::info!(
+        path = %backend.display(),
+        kept_at = %kept.display(),
+        "converting etcd's backend (bbolt) to oxetcd's"
+    );
+    let started = std::time::Instant::now();
+    let converted = etcd_file::convert_in_place(&backend, Some(&kept), |bucket, keys| {
+        tracing::info!(bucket, keys, "converted bucket");
+    })
+    .map_err(failed)?;
+    if let Some(imported) = converted {
+        tracing::info!(
+            buckets = imported.tables,
+            keys = imported.rows,
+            size_bytes = imported.bytes,
+            took = ?started.elapsed(),
+            "converted etcd's backend"
+        );
+    }
+    Ok(true)
 }
 
 pub(crate) fn wal_dir(cfg: &ServerConfig) -> PathBuf {
@@ -145,13 +191,11 @@ fn restart(
     let mut membership = Membership::default();
     if let Some(snapshot) = snapshot {
         membership = Membership::from_state(
-            ClusterState::decode(snapshot.data.clone())
+            etcd_encoding::decode_snapshot_state(snapshot.data.clone())
                 .map_err(|e| StartError::Corrupt(format!("snapshot: {e}")))?,
         );
         storage.apply_snapshot(snapshot)?;
-        if let Some(version) = membership.cluster_version() {
-            tracing::info!(cluster_version = %version, "enabled capabilities for version");
-        }
+        membership.announce_recovered_version();
     }
     let joining = meta.index == 0
         && recovered.entries.is_empty()
@@ -207,6 +251,7 @@ fn restart(
         member_id,
         cluster_id,
         applied: meta.index,
+        applied_term: meta.term,
     })
 }
 
@@ -286,7 +331,7 @@ fn known_members(conf_state: &ConfState, entries: &[Entry]) -> BTreeMap<u64, boo
     let mut known: BTreeMap<u64, bool> = conf_state.voters.iter().map(|&id| (id, false)).collect();
     known.extend(conf_state.learners.iter().map(|&id| (id, true)));
     for entry in entries.iter().filter(|e| e.entry_type == EntryType::EntryConfChange as i32) {
-        let Ok(cc) = ConfChange::decode(entry.data.clone()) else { continue };
+        let Ok(cc) = etcd_encoding::decode_conf_change(entry.data.clone()) else { continue };
         match ConfChangeType::try_from(cc.change_type) {
             // A promotion names no member: it applies only to a member already there.
             Ok(ConfChangeType::ConfChangeAddNode) if cc.context.is_empty() => {
@@ -338,6 +383,7 @@ fn bootstrap_new(
         member_id,
         cluster_id,
         applied: 0,
+        applied_term: 0,
     })
 }
 

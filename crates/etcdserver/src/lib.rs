@@ -30,6 +30,7 @@ pub mod compactor;
 pub mod config;
 pub mod corrupt;
 pub mod error;
+mod etcd_encoding;
 pub mod id;
 pub mod maintenance;
 pub mod membership;

@@ -129,8 +129,8 @@ impl EtcdServer {
         }
     }
 
-    /// A point-in-time copy of the backend for `Snapshot`, made on the blocking pool from
-    /// a read view: writers go on meanwhile.
+    /// A point-in-time copy of the backend for `Snapshot`, in etcd's format (bbolt), made
+    /// on the blocking pool from a read view: writers go on meanwhile.
     pub async fn snapshot(&self) -> Result<ClientSnapshot, ServerError> {
         let permit =
             self.snapshot_copies.clone().acquire_owned().await.map_err(|_| ServerError::Stopped)?;
@@ -138,7 +138,7 @@ impl EtcdServer {
         let snap_dir = bootstrap::member_dir(&self.cfg.data_dir).join("snap");
         let path = snap_dir.join(format!("{:016x}{CLIENT_SNAPSHOT_SUFFIX}", self.ids.next()));
         let copy = path.clone();
-        let saved = tokio::task::spawn_blocking(move || store.save_snapshot(copy))
+        let saved = tokio::task::spawn_blocking(move || store.pin_snapshot()?.save_bbolt(copy))
             .await
             .map_err(|e| ServerError::Internal(e.to_string()))?;
         match saved {

@@ -86,6 +86,14 @@ impl Membership {
         self.cluster_version.as_deref()
     }
 
+    /// Logs the cluster version a snapshot brought back, in etcd's words (its e2e
+    /// harness waits for this line before it uses a member).
+    pub(crate) fn announce_recovered_version(&self) {
+        if let Some(version) = self.cluster_version() {
+            tracing::info!(cluster_version = %version, "enabled capabilities for version");
+        }
+    }
+
     pub fn set_cluster_version(&mut self, version: String) {
         self.cluster_version = Some(version);
     }

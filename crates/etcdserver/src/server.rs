@@ -14,7 +14,7 @@ use oxetcd_api::oxetcdpb::{
     ClusterMemberAttrSetRequest, ClusterVersionSetRequest, InternalRaftRequest, MemberAttributes,
     RequestHeader,
 };
-use oxetcd_mvcc::{Store, StoreConfig};
+use oxetcd_mvcc::{ApplyIndex, Store, StoreConfig};
 use oxetcd_raft::{Config as RaftConfig, RawNode};
 use oxetcd_transport::{Transport, TransportConfig};
 use prost::Message as _;
@@ -97,6 +97,7 @@ impl EtcdServer {
     /// runtime, which serves the ReadIndex batching and the attribute publication.
     pub fn start(cfg: ServerConfig) -> Result<Arc<EtcdServer>, StartError> {
         let opened = bootstrap::open(&cfg)?;
+        let converted = bootstrap::convert_etcd_backend(&cfg.data_dir)?;
         let backend = bootstrap::backend_path(&cfg.data_dir);
         let store_config = StoreConfig {
             max_txn_ops: cfg.max_txn_ops,
@@ -125,7 +126,15 @@ impl EtcdServer {
         let auth = ServerAuth::new(auth_store, token_provider(&cfg)?, cfg.bcrypt_cost);
         let alarms = Alarms::recover(&store).map_err(backend_error)?;
         let quota = Quota::from_flag(cfg.quota_backend_bytes);
-        let consistent = store.consistent_index();
+        let mut consistent = store.consistent_index();
+        if converted && consistent.index < opened.applied {
+            // etcd 3.4 records the consistent index only with key-value changes, so the
+            // entries its last snapshot covers may end in conf changes past it. Those
+            // are in the snapshot's membership: the backend is current up to it.
+            consistent = ApplyIndex { index: opened.applied, term: opened.applied_term };
+            store.set_consistent_index(consistent).map_err(backend_error)?;
+            store.force_commit().map_err(backend_error)?;
+        }
         if consistent.index < opened.applied {
             return Err(StartError::Corrupt(format!(
                 "backend holds index {} but the snapshot is at {}: the backend lost data",

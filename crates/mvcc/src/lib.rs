@@ -76,6 +76,9 @@
 //!   Readers capture (buffers, last committed redb snapshot) atomically with the index
 //!   state, so they see every applied write and never wait for a commit.
 //! * [`read`], [`mod@write`], [`txn`]: Range, Put/DeleteRange, Txn.
+//! * [`etcd_file`]: etcd's backend file (bbolt) out (`PinnedSnapshot::save_bbolt`, what
+//!   `Maintenance.Snapshot` streams) and in (`convert_in_place`): buckets are tables, row
+//!   for row.
 //! * [`compaction`]: background job: the index in chunks of 10k keys, then backend rows in
 //!   batches (1000 per commit, 10 ms apart); scheduled/finished revisions in `meta`; an
 //!   interrupted compaction resumes on open.
@@ -128,6 +131,7 @@
 pub mod backend;
 pub mod compaction;
 pub mod error;
+pub mod etcd_file;
 pub mod hash;
 pub mod index;
 pub mod key_index;

@@ -49,6 +49,12 @@ pub enum UtlError {
     /// A store operation on an opened backend failed (HashKV at a compacted revision…).
     #[error(transparent)]
     Store(#[from] oxetcd_mvcc::Error),
+    /// `migrate --finalize` on a data dir that keeps no etcd backend.
+    #[error(
+        "{} does not exist: no etcd backend is kept in this data dir (it was never converted from etcd's, or was finalized)",
+        path.display()
+    )]
+    NothingToFinalize { path: PathBuf },
     /// A member runs on the data dir (its WAL directory is locked).
     #[error(
         "{} is locked: a member is running on this data dir (stop it first, or ask the running member over the network with etcdctl)",

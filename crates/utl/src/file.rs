@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
+use oxetcd_mvcc::etcd_file;
 use ring::digest::{Context, SHA256};
 
 use crate::error::UtlError;
@@ -93,6 +94,14 @@ pub fn copy_backend(from: &Path, to: &Path, progress: &Progress) -> Result<Copie
     let mut digest = [0; 32];
     digest.copy_from_slice(sha.finish().as_ref());
     Ok(Copied { backend_bytes, trailer, digest })
+}
+
+/// Makes the backend copied from `source` to `copy` oxetcd's: an etcd backend (bbolt) is
+/// converted in place (its buckets are oxetcd's tables, row for row); oxetcd's own is
+/// left as it is.
+pub fn to_native(copy: &Path, source: &Path) -> Result<(), UtlError> {
+    etcd_file::convert_in_place(copy, None, |_, _| {}).map_err(UtlError::backend(source))?;
+    Ok(())
 }
 
 /// Appends the trailer to the backend file at `path`: what `snapshot save` ships.

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use oxetcd_mvcc::etcd_file::{self, BackendFormat};
 use oxetcd_mvcc::{NoLeases, Store, StoreConfig};
 
 use crate::error::UtlError;
@@ -24,22 +25,25 @@ pub struct HashKvStatus {
 
 /// HashKV up to `rev` (0: the current revision) of `path`: a data dir (its
 /// `member/snap/db`, opened in place as a member would open it, refused while a member
-/// runs on it), or a snapshot or backend file (copied to a temporary directory first,
-/// so the file is left as it is).
+/// runs on it), or a snapshot or backend file. A file, or a data dir of etcd's (a bbolt
+/// backend), is copied to a temporary directory first and converted there, so it is left
+/// as it is.
 pub fn hashkv(path: &Path, rev: i64, progress: &Progress) -> Result<HashKvStatus, UtlError> {
     let (scratch, _wal_lock);
-    let db: PathBuf = if path.is_dir() {
-        let db = layout::backend_path(path);
-        file::size(&db)?;
+    let mut db: PathBuf = path.to_path_buf();
+    if path.is_dir() {
+        db = layout::backend_path(path);
         _wal_lock = layout::lock_wal(path)?;
-        db
-    } else {
-        file::size(path)?;
+    }
+    file::size(&db)?;
+    let format = etcd_file::detect_format(&db).map_err(UtlError::backend(&db))?;
+    if db == path || format == BackendFormat::Bbolt {
         scratch = tempfile::tempdir().map_err(UtlError::io("mkdir", &std::env::temp_dir()))?;
         let copy = scratch.path().join("db");
-        file::copy_backend(path, &copy, progress)?;
-        copy
-    };
+        file::copy_backend(&db, &copy, progress)?;
+        file::to_native(&copy, &db)?;
+        db = copy;
+    }
     let store = Store::open_path(&db, StoreConfig::default(), Arc::new(NoLeases))
         .map_err(UtlError::backend(&db))?;
     let hashed = store.hash_kv(rev);

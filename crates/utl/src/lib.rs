@@ -7,10 +7,10 @@
 //! - `snapshot status FILE [-w simple|table|json|fields]`: the hash, revision, total
 //!   keys and total size of a snapshot file or of a plain backend file (a copied
 //!   `member/snap/db`), printed as etcd 3.5's `etcdutl` (and 3.4's `etcdctl`) prints them
-//!   ([`status::status`], [`print`]). The hash is etcd's notion over our format: crc32
-//!   (Castagnoli) over every table of the backend in name order, each table's name then
-//!   every row's key and value, the consistent index included, as etcd hashes the
-//!   buckets of its bbolt file. The revision is the main revision of the last row of the
+//!   ([`status::status`], [`print`]). The hash is etcd's: crc32 (Castagnoli) over every
+//!   bucket (table) in name order, each one's name then every row's key and value, the
+//!   consistent index included; the same number etcdctl prints for the same file. The
+//!   revision is the main revision of the last row of the
 //!   `key` table; total keys counts the rows of every table; total size is the
 //!   backend's bytes (the file less its trailer).
 //! - `snapshot restore FILE [--name --initial-cluster --initial-cluster-token
@@ -29,6 +29,9 @@
 //! - `hashkv DIR|FILE [--rev N] [-w simple|table|json]` ([`hashkv::hashkv`]): HashKV as a
 //!   member computes it for Maintenance.HashKV, of a data dir's backend or of a
 //!   snapshot file.
+//! - `migrate --data-dir DIR --finalize` ([`migrate::finalize`]): removes etcd's backend
+//!   a member kept (`member/snap/db.etcd`) when it converted etcd's data dir.
+//!   `migrate --to etcd` (the way back in place) is refused: not built yet.
 //! - `version`.
 //!
 //! Restore and defrag draw a progress bar on stderr when it is a terminal
@@ -37,17 +40,15 @@
 //!
 //! # The snapshot file
 //!
-//! Until oxetcd writes etcd's bbolt format, a snapshot file is the redb backend file
-//! that `Store::save_snapshot` writes (every table, consistent index included), followed
-//! by etcd's trailer: the 32-byte SHA-256 of every byte before it ([`file`]). As in etcd, a
-//! file has a trailer when its size is 32 more than a multiple of 512; redb files are a
+//! A snapshot file is a backend file followed by etcd's trailer: the 32-byte SHA-256 of
+//! every byte before it ([`file`]). The backend is etcd's bbolt (what etcd's and oxetcd's
+//! `Maintenance.Snapshot` stream) or oxetcd's redb (`Store::save_snapshot`), told apart by
+//! the first page; a bbolt one is converted on a copy (`file::to_native`). As in etcd, a
+//! file has a trailer when its size is 32 more than a multiple of 512; both formats are a
 //! whole number of 4 KiB pages, so the rule holds (a test guards it).
 //!
 //! # How it differs from etcdutl
 //!
-//! - The backend is redb, not bbolt: etcd's snapshot files are not read yet (the
-//!   migration issue brings them), and the status hash, though computed as etcd's, is
-//!   over different bytes than etcd's for the same keys.
 //! - `snapshot status` and `hashkv FILE` never open the given file for writing: they
 //!   read a copy in the system's temporary directory (`TMPDIR`), which needs room for it.
 //! - A restore writes no raft snapshot file (`member/snap/*.snap`): the WAL holds the
@@ -57,7 +58,8 @@
 //!   a partial one). As etcd 3.5, an existing empty data dir is accepted.
 //! - `defrag` refuses a data dir a member runs on (its WAL directory is locked, or the
 //!   backend's file lock is held) instead of waiting for the member to stop.
-//! - No `snapshot save` (use `etcdctl snapshot save`), `backup` or `migrate` yet.
+//! - No `snapshot save` (use `etcdctl snapshot save`) or `backup`; `migrate` is oxetcd's
+//!   own (etcdutl 3.5's `migrate --target-version` changes etcd's storage version).
 
 pub mod defrag;
 pub mod error;
@@ -65,6 +67,7 @@ pub mod file;
 pub mod hashkv;
 pub mod layout;
 pub mod log;
+pub mod migrate;
 pub mod print;
 pub mod progress;
 pub mod restore;

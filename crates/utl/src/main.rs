@@ -10,7 +10,7 @@ use oxetcd_utl::progress::Progress;
 use oxetcd_utl::restore::{
     DEFAULT_INITIAL_CLUSTER, DEFAULT_NAME, DEFAULT_PEER_URLS, DEFAULT_TOKEN, RestoreConfig,
 };
-use oxetcd_utl::{UtlError, defrag, hashkv, restore, status};
+use oxetcd_utl::{UtlError, defrag, hashkv, migrate, restore, status};
 
 /// A simple command line client for etcd3 data files (oxetcd's etcdutl).
 #[derive(Debug, Parser)]
@@ -44,6 +44,18 @@ enum Command {
         /// Maximum revision to hash (default: latest revision).
         #[arg(long, default_value_t = 0)]
         rev: i64,
+    },
+    /// Ends or undoes a move from etcd (a data dir oxetcd converted from etcd's).
+    Migrate {
+        /// Required. The data directory of a stopped member.
+        #[arg(long = "data-dir")]
+        data_dir: PathBuf,
+        /// Removes etcd's backend kept as member/snap/db.etcd since the conversion.
+        #[arg(long)]
+        finalize: bool,
+        /// Turns the data dir back into one etcd runs on ("etcd"; not built yet).
+        #[arg(long, value_name = "etcd")]
+        to: Option<String>,
     },
     /// Prints the version of oxetcdutl.
     Version,
@@ -188,6 +200,22 @@ fn run(cli: Cli) -> Result<String, Failure> {
                 Failure("fields not supported as output format".into(), EXIT_BAD_FEATURE)
             })
         }
+        Command::Migrate { data_dir, finalize, to } => match (finalize, to.as_deref()) {
+            (true, None) => {
+                let done = migrate::finalize(&data_dir)?;
+                Ok(format!("removed etcd's backend {} ({} bytes)\n", done.path.display(), done.bytes))
+            }
+            (false, Some("etcd")) => Err(Failure(
+                "migrate --to etcd is not built yet (issue #15); to move back to etcd now, save a \
+                 snapshot with `etcdctl snapshot save` and restore it with `etcdctl snapshot restore`"
+                    .into(),
+                EXIT_ERROR,
+            )),
+            (false, Some(other)) => {
+                Err(Failure(format!("--to {other:?}: the only target is \"etcd\""), EXIT_ERROR))
+            }
+            _ => Err(Failure("give exactly one of --finalize and --to etcd".into(), EXIT_ERROR)),
+        },
         Command::Version => Ok(oxetcd_utl::version()),
     }
 }

@@ -126,6 +126,7 @@ pub fn restore(cfg: &RestoreConfig, progress: &Progress) -> Result<Restored, Utl
     let db = layout::backend_path(staging.path());
     let copied = file::copy_backend(&cfg.snapshot, &db, progress)?;
     copied.verify(cfg.skip_hash_check)?;
+    file::to_native(&db, &cfg.snapshot)?;
     prepare_backend(&db, &member)?;
 
     let separate_wal = cfg.wal_dir.is_some();

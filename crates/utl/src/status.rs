@@ -26,14 +26,17 @@ pub struct Status {
     pub total_size: u64,
 }
 
-/// Reads the status of the snapshot or backend file at `path`. The file is never
-/// opened for writing: its backend part is copied into a temporary directory (the
-/// system's, `TMPDIR`), which is read and removed.
+/// Reads the status of the snapshot or backend file at `path`, in etcd's format (bbolt)
+/// or oxetcd's. The file is never opened for writing: its backend part is copied into a
+/// temporary directory (the system's, `TMPDIR`), converted to oxetcd's format if it is
+/// etcd's (the tables are etcd's buckets, row for row, so the hash is the same), read and
+/// removed.
 pub fn status(path: &Path, progress: &Progress) -> Result<Status, UtlError> {
     file::size(path)?;
     let scratch = tempfile::tempdir().map_err(UtlError::io("mkdir", &std::env::temp_dir()))?;
     let copy = scratch.path().join("db");
     let copied = file::copy_backend(path, &copy, progress)?;
+    file::to_native(&copy, path)?;
     let backend = RedbBackend::open(&copy).map_err(UtlError::backend(path))?;
     let snapshot = backend.snapshot().map_err(UtlError::backend(path))?;
     let mut status =

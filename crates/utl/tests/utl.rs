@@ -36,6 +36,8 @@ struct Source {
     snapshot: PathBuf,
     /// The same backend without the trailer (a copied `member/snap/db`).
     plain: PathBuf,
+    /// The same backend in oxetcd's own format (redb), with the trailer.
+    native: PathBuf,
     kvs: Vec<KeyValue>,
     hash: HashKv,
     revision: i64,
@@ -71,14 +73,19 @@ fn source(dir: &Path) -> Source {
     for i in 0..50 {
         put(&store, &format!("k{i:02}"), &"v".repeat(i * 10), 0, 108 + i as u64); // 8..=57
     }
+    // What `Maintenance.Snapshot` ships: etcd's format.
     let snapshot = dir.join("snapshot.db");
-    store.save_snapshot(&snapshot).unwrap();
+    store.pin_snapshot().unwrap().save_bbolt(&snapshot).unwrap();
     let plain = dir.join("plain.db");
     std::fs::copy(&snapshot, &plain).unwrap();
     file::append_trailer(&snapshot).unwrap();
+    let native = dir.join("native.db");
+    store.save_snapshot(&native).unwrap();
+    file::append_trailer(&native).unwrap();
     let source = Source {
         snapshot,
         plain,
+        native,
         kvs: all(&store),
         hash: store.hash_kv(0).unwrap(),
         revision: store.current_revision(),
@@ -130,8 +137,11 @@ fn a_saved_snapshot_is_whole_pages_so_etcds_trailer_rule_holds() {
         }
         let saved = dir.path().join(format!("snap{n}"));
         let bytes = store.save_snapshot(&saved).unwrap().bytes;
+        let bbolt = dir.path().join(format!("bbolt{n}"));
+        let bbolt_bytes = store.pin_snapshot().unwrap().save_bbolt(&bbolt).unwrap().bytes;
         store.close().unwrap();
         assert_eq!(bytes % 4096, 0, "{n} keys: {bytes} bytes");
+        assert_eq!(bbolt_bytes % 4096, 0, "{n} keys: {bbolt_bytes} bytes in bbolt");
         assert!(!file::has_trailer(bytes));
         assert!(!file::has_trailer(std::fs::metadata(&path).unwrap().len()));
         file::append_trailer(&saved).unwrap();
@@ -174,6 +184,10 @@ fn status_prints_in_each_format() {
     // A plain backend file (no trailer) is the same backend.
     let plain = stdout(&oxetcdutl(&["snapshot", "status", s(&src.plain)]));
     assert_eq!(plain, simple);
+    // So is oxetcd's own format: the same tables hash the same; only the size differs.
+    let native = stdout(&oxetcdutl(&["snapshot", "status", s(&src.native)]));
+    let without_size = |line: &str| line.rsplit_once(", ").unwrap().0.to_owned();
+    assert_eq!(without_size(&native), without_size(&simple));
     // The files are left as they were.
     assert_eq!(std::fs::metadata(&src.snapshot).unwrap().len(), size + 32);
 
@@ -361,6 +375,19 @@ fn an_existing_data_dir_is_refused_unless_empty() {
 }
 
 #[test]
+fn a_snapshot_in_oxetcds_own_format_restores_as_well() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let data_dir = dir.path().join("native");
+    stdout(&restore_into(&src.native, &data_dir, &[]));
+    let db = data_dir.join("member/snap/db");
+    let store = Store::open_path(&db, StoreConfig::default(), Arc::new(AnyLease)).unwrap();
+    assert_eq!(all(&store), src.kvs);
+    assert_eq!(store.hash_kv(0).unwrap(), src.hash);
+    store.close().unwrap();
+}
+
+#[test]
 fn a_plain_backend_file_restores_with_skip_hash_check() {
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path());
@@ -463,4 +490,28 @@ fn defrag_shrinks_a_stopped_members_backend_and_refuses_a_running_one() {
 
     let missing = oxetcdutl(&["defrag", "--data-dir", s(&dir.path().join("none"))]);
     assert!(refused(&missing).contains("no such file or directory"));
+}
+
+#[test]
+fn migrate_finalize_removes_the_kept_etcd_backend_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let data_dir = dir.path().join("member.etcd");
+    stdout(&restore_into(&src.snapshot, &data_dir, &[]));
+    // What a member leaves when it converts etcd's data dir.
+    let kept = data_dir.join("member/snap/db.etcd");
+    std::fs::copy(&src.plain, &kept).unwrap();
+    let bytes = std::fs::metadata(&kept).unwrap().len();
+
+    let done = stdout(&oxetcdutl(&["migrate", "--data-dir", s(&data_dir), "--finalize"]));
+    assert_eq!(done, format!("removed etcd's backend {} ({bytes} bytes)\n", kept.display()));
+    assert!(!kept.exists());
+    assert!(data_dir.join("member/snap/db").is_file(), "oxetcd's backend stays");
+
+    let again = refused(&oxetcdutl(&["migrate", "--data-dir", s(&data_dir), "--finalize"]));
+    assert!(again.contains("no etcd backend is kept in this data dir"), "{again}");
+    let back = refused(&oxetcdutl(&["migrate", "--data-dir", s(&data_dir), "--to", "etcd"]));
+    assert!(back.starts_with("Error: migrate --to etcd is not built yet"), "{back}");
+    let neither = refused(&oxetcdutl(&["migrate", "--data-dir", s(&data_dir)]));
+    assert_eq!(neither, "Error: give exactly one of --finalize and --to etcd");
 }

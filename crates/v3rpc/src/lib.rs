@@ -9,11 +9,14 @@ mod auth;
 mod caller;
 mod cluster;
 mod deadline;
+mod election;
 mod gateway;
 mod http;
 mod kv;
 mod leader;
 mod lease;
+mod local;
+mod lock;
 mod maintenance;
 mod metrics;
 mod refusals;
@@ -26,6 +29,8 @@ use oxetcd_api::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use oxetcd_api::v3electionpb::election_server::ElectionServer;
+use oxetcd_api::v3lockpb::lock_server::LockServer;
 use oxetcd_etcdserver::EtcdServer;
 use tonic::service::Routes;
 
@@ -82,14 +87,43 @@ pub fn routes_with_gateway_streams(
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
     );
-    let counted = metrics.clone();
+    // Lock and Election run their recipes over the routes above, in process; those
+    // calls are not counted, as etcd's v3client calls its server past the interceptors.
+    let local = Arc::new(local::Local::new(Routes::from(with_edge(
+        &server,
+        None,
+        grpc.clone().into_axum_router(),
+    ))));
+    let grpc = grpc
+        .add_service(
+            LockServer::new(lock::LockService::new(local.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(
+            ElectionServer::new(election::ElectionService::new(local))
+                .max_decoding_message_size(limit),
+        );
     // The gRPC routes with what every call meets; the JSON gateway calls them too.
-    let grpc = grpc.into_axum_router().fallback(refusals::unknown_service).layer(
-        axum::middleware::from_fn(move |request, next| edge(counted.clone(), request, next)),
+    let grpc = with_edge(
+        &server,
+        Some(&metrics),
+        grpc.into_axum_router().fallback(refusals::unknown_service),
     );
     let gateway =
         http::with_access(gateway::router(grpc.clone(), limit, gateway_streams), access.clone());
     Routes::from(grpc.merge(http::router(metrics, access)).merge(gateway))
+}
+
+/// `routes` behind [`edge`], their calls counted in `counted`'s metrics if given.
+fn with_edge(
+    server: &Arc<EtcdServer>,
+    counted: Option<&Arc<Metrics>>,
+    routes: axum::Router,
+) -> axum::Router {
+    let server = server.clone();
+    let counted = counted.cloned();
+    routes.layer(axum::middleware::from_fn(move |request, next| {
+        edge(server.clone(), counted.clone(), request, next)
+    }))
 }
 
 /// What every request meets before its handler, in one middleware (each one costs an
@@ -97,16 +131,22 @@ pub fn routes_with_gateway_streams(
 /// what it does not serve, the call's metrics, and etcd's wording for the refusals tonic
 /// makes by itself.
 async fn edge(
-    metrics: Arc<Metrics>,
+    server: Arc<EtcdServer>,
+    counted: Option<Arc<Metrics>>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if metrics.server().is_learner() && !served_by_learners(request.uri().path()) {
+    if server.is_learner() && !served_by_learners(request.uri().path()) {
         return status(oxetcd_etcdserver::ServerError::NotSupportedForLearner).into_http();
     }
     deadline::stamp_arrival(&mut request);
-    metrics::observe(&metrics.grpc, request, async |request| refusals::as_etcd(request, next).await)
-        .await
+    match counted {
+        Some(metrics) => {
+            let next = async |request| refusals::as_etcd(request, next).await;
+            metrics::observe(&metrics.grpc, request, next).await
+        }
+        None => refusals::as_etcd(request, next).await,
+    }
 }
 
 /// What a learner serves (etcd's `isRPCSupportedForLearner`): Status, and Range, which

@@ -23,6 +23,12 @@
 //! A read's deadline is UNKNOWN because etcd 3.4 returns its context's error, and its
 //! gRPC server sends any error that is not a gRPC status as UNKNOWN.
 //!
+//! The Lock and Election services answer with what etcd's recipes return
+//! ([`recipe_status`]): etcd's errors from the calls they make lose their code (etcd's
+//! client turns them into errors without a gRPC status, which its gRPC server sends as
+//! UNKNOWN) and keep their message; the recipes' own conditions are UNKNOWN too
+//! (`election: not leader`, `election: no leader`, `"leader" field must be provided`).
+//!
 //! Refusals of the gRPC layer itself, worded as etcd's gRPC server (grpc-go) words them
 //! ([`grpc_refusal`], [`unknown_service`]; tonic words them its own way or not at all):
 //!
@@ -47,6 +53,16 @@ pub fn status(error: impl Into<ServerError>) -> Status {
         other => other.to_string(),
     };
     Status::new(code, message)
+}
+
+/// The status etcd's Lock and Election services answer a failed recipe with: a gRPC
+/// status that is not one of etcd's errors (a call cancelled or refused by the gRPC
+/// layer) as it is, anything else as UNKNOWN with its message.
+pub(crate) fn recipe_status(error: oxetcd_client::Error) -> Status {
+    match error {
+        oxetcd_client::Error::Grpc { status } => status,
+        other => Status::unknown(other.to_string()),
+    }
 }
 
 fn code(error: &ServerError) -> Code {

@@ -45,23 +45,40 @@ pub struct Election {
 }
 
 impl Election {
-    /// A candidate in election `prefix` for this session (nothing is sent yet).
-    pub fn new(session: &Session, prefix: impl AsRef<str>) -> Election {
+    /// A candidate in election `prefix` for this session (nothing is sent yet). Keys
+    /// are bytes, so the prefix need not be UTF-8.
+    pub fn new(session: &Session, prefix: impl AsRef<[u8]>) -> Election {
         Election {
             session: session.clone(),
-            prefix: Bytes::from(format!("{}/", prefix.as_ref())),
+            prefix: super::with_slash(prefix.as_ref()),
             leader_key: None,
             leader_revision: 0,
             header: None,
         }
     }
 
-    /// An observer of election `prefix` that does not campaign.
-    pub fn observer(client: &Client, prefix: impl AsRef<str>) -> ElectionObserver {
-        ElectionObserver {
-            client: client.clone(),
-            prefix: Bytes::from(format!("{}/", prefix.as_ref())),
+    /// The candidate that holds `key`, created at `revision`, in election `prefix`
+    /// under this session, as a campaign left it (etcd's `ResumeElection`): so a
+    /// leader can proclaim or resign from another process. `prefix` is taken as given,
+    /// without the `/` [`Election::new`] appends.
+    pub fn resume(
+        session: &Session,
+        prefix: impl Into<Bytes>,
+        key: impl Into<Bytes>,
+        revision: i64,
+    ) -> Election {
+        Election {
+            session: session.clone(),
+            prefix: prefix.into(),
+            leader_key: Some(key.into()),
+            leader_revision: revision,
+            header: None,
         }
+    }
+
+    /// An observer of election `prefix` that does not campaign.
+    pub fn observer(client: &Client, prefix: impl AsRef<[u8]>) -> ElectionObserver {
+        ElectionObserver { client: client.clone(), prefix: super::with_slash(prefix.as_ref()) }
     }
 
     /// This candidate's key, while it leads (or campaigns).
@@ -74,7 +91,8 @@ impl Election {
         self.leader_revision
     }
 
-    /// The header of the response that made this candidate the leader.
+    /// The header of the last response that changed this candidate's standing: the one
+    /// that made it the leader, or of its last proclamation or resignation.
     pub fn header(&self) -> Option<&ResponseHeader> {
         self.header.as_ref()
     }
@@ -86,7 +104,7 @@ impl Election {
         let value = value.into();
         let client = self.session.client().clone();
         let lease = self.session.lease_id();
-        let key = Bytes::from(format!("{}{:x}", String::from_utf8_lossy(&self.prefix), lease));
+        let key = super::contender_key(&self.prefix, lease);
         let txn = Txn::new()
             .when([Compare::create_revision(&key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(&key, value.clone(), Some(PutOptions::new().with_lease(lease)))])
@@ -129,8 +147,9 @@ impl Election {
     }
 
     /// Changes the leader's value without an election. Fails with
-    /// [`Error::ElectionNotLeader`] when this candidate does not lead.
-    pub async fn proclaim(&self, value: impl Into<Bytes>) -> Result<()> {
+    /// [`Error::ElectionNotLeader`] when this candidate does not lead (and from then
+    /// on, as it lost its key).
+    pub async fn proclaim(&mut self, value: impl Into<Bytes>) -> Result<()> {
         let Some(key) = &self.leader_key else {
             return Err(Error::ElectionNotLeader);
         };
@@ -140,12 +159,16 @@ impl Election {
             .and_then([TxnOp::put(key, value.into(), Some(PutOptions::new().with_lease(lease)))]);
         let resp = self.session.client().txn(txn).await?;
         if !resp.succeeded {
+            self.leader_key = None;
             return Err(Error::ElectionNotLeader);
         }
+        self.header = resp.header;
         Ok(())
     }
 
-    /// Gives up the leadership (or the candidacy); the next candidate takes over.
+    /// Gives up the leadership (or the candidacy); the next candidate takes over. A
+    /// candidate whose key is gone (or was replaced) has nothing to give up: that is
+    /// not an error.
     pub async fn resign(&mut self) -> Result<()> {
         let Some(key) = self.leader_key.take() else {
             return Ok(());
@@ -154,15 +177,21 @@ impl Election {
             .when([Compare::create_revision(&key, CompareOp::Equal, self.leader_revision)])
             .and_then([TxnOp::delete(&key, None)]);
         let result = self.session.client().txn(txn).await;
-        if result.is_err() {
-            self.leader_key = Some(key);
+        match result {
+            Ok(resp) => {
+                self.header = resp.header;
+                self.leader_revision = 0;
+                Ok(())
+            }
+            Err(e) => {
+                self.leader_key = Some(key);
+                Err(e)
+            }
         }
-        self.leader_revision = 0;
-        result.map(|_| ())
     }
 
-    /// The current leader's key-value, or [`Error::ElectionNoLeader`].
-    pub async fn leader(&self) -> Result<KeyValue> {
+    /// The current leader, or [`Error::ElectionNoLeader`].
+    pub async fn leader(&self) -> Result<Leader> {
         leader(self.session.client(), &self.prefix).await
     }
 
@@ -180,8 +209,8 @@ pub struct ElectionObserver {
 }
 
 impl ElectionObserver {
-    /// The current leader's key-value, or [`Error::ElectionNoLeader`].
-    pub async fn leader(&self) -> Result<KeyValue> {
+    /// The current leader, or [`Error::ElectionNoLeader`].
+    pub async fn leader(&self) -> Result<Leader> {
         leader(&self.client, &self.prefix).await
     }
 
@@ -191,24 +220,45 @@ impl ElectionObserver {
     }
 }
 
-async fn leader(client: &Client, prefix: &Bytes) -> Result<KeyValue> {
+/// The leader of an election, as a read or a watch saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leader {
+    /// The header of the read or watch response that saw it.
+    pub header: Option<ResponseHeader>,
+    /// The leader's key-value: its key, its proclaimed value, its revisions and lease.
+    pub kv: KeyValue,
+}
+
+async fn leader(client: &Client, prefix: &Bytes) -> Result<Leader> {
     let resp =
         client.get(prefix, Some(GetOptions::new().with_prefix().with_first_create())).await?;
-    resp.kvs.into_iter().next().ok_or(Error::ElectionNoLeader)
+    let kv = resp.kvs.into_iter().next().ok_or(Error::ElectionNoLeader)?;
+    Ok(Leader { header: resp.header, kv })
 }
 
 /// The leaders of an election as they change (see [`Election::observe`]). Ends with an
 /// error if the watches under it fail; dropping it stops observing.
 #[derive(Debug)]
 pub struct Observe {
-    rx: mpsc::Receiver<Result<KeyValue>>,
+    rx: mpsc::Receiver<Result<Leader>>,
     task: JoinHandle<()>,
 }
 
 impl Observe {
-    /// The next leader key-value (a new leader, or the same leader's new value).
-    pub async fn next(&mut self) -> Option<Result<KeyValue>> {
+    /// The next leader (a new leader, or the same leader's new value).
+    pub async fn next(&mut self) -> Option<Result<Leader>> {
         self.rx.recv().await
+    }
+}
+
+impl tokio_stream::Stream for Observe {
+    type Item = Result<Leader>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
     }
 }
 
@@ -231,14 +281,14 @@ fn observe(client: Client, prefix: Bytes) -> Observe {
 async fn observe_loop(
     client: &Client,
     prefix: &Bytes,
-    tx: &mpsc::Sender<Result<KeyValue>>,
+    tx: &mpsc::Sender<Result<Leader>>,
 ) -> Result<()> {
     loop {
         let resp =
             client.get(prefix, Some(GetOptions::new().with_prefix().with_first_create())).await?;
         let revision = resp.header.as_ref().map_or(0, |h| h.revision);
         let leader = match resp.kvs.into_iter().next() {
-            Some(kv) => kv,
+            Some(kv) => Leader { header: resp.header, kv },
             None => {
                 // No leader: wait for the first candidate to appear.
                 let options = WatchOptions::new()
@@ -246,22 +296,27 @@ async fn observe_loop(
                     .with_start_revision(revision + 1)
                     .with_filter_delete();
                 let mut watcher = client.watch(prefix, Some(options)).await?;
-                let mut first = None;
-                while first.is_none() {
+                loop {
                     let Some(resp) = watcher.message().await? else {
                         return Err(Error::Closed("election watch ended"));
                     };
-                    first = resp.events.into_iter().find_map(|e| e.kv);
+                    if let Some(kv) = resp.events.into_iter().find_map(|e| e.kv) {
+                        // Of a batch of puts, the header is the first one's (as etcd's).
+                        let header =
+                            resp.header.map(|h| ResponseHeader { revision: kv.mod_revision, ..h });
+                        break Leader { header, kv };
+                    }
                 }
-                first.ok_or(Error::Closed("election watch ended"))?
             }
         };
-        if tx.send(Ok(leader.clone())).await.is_err() {
+        let key = leader.kv.key.clone();
+        let from = leader.header.as_ref().map_or(leader.kv.mod_revision, |h| h.revision);
+        if tx.send(Ok(leader)).await.is_err() {
             return Ok(());
         }
         // Follow this leader's key until it is deleted.
-        let options = WatchOptions::new().with_start_revision(leader.mod_revision + 1);
-        let mut watcher = client.watch(leader.key.clone(), Some(options)).await?;
+        let options = WatchOptions::new().with_start_revision(from + 1);
+        let mut watcher = client.watch(key, Some(options)).await?;
         'leader: loop {
             let Some(resp) = watcher.message().await? else {
                 return Err(Error::Closed("election watch ended"));
@@ -271,7 +326,7 @@ async fn observe_loop(
                     break 'leader;
                 }
                 if let Some(kv) = event.kv
-                    && tx.send(Ok(kv)).await.is_err()
+                    && tx.send(Ok(Leader { header: resp.header, kv })).await.is_err()
                 {
                     return Ok(());
                 }

@@ -8,7 +8,7 @@ mod mutex;
 mod session;
 mod stm;
 
-pub use election::{Election, ElectionObserver, Observe};
+pub use election::{Election, ElectionObserver, Leader, Observe};
 pub use mutex::Mutex;
 pub use session::{Session, SessionOptions};
 pub use stm::{Isolation, Stm, StmOptions, run_stm};
@@ -17,6 +17,21 @@ use bytes::Bytes;
 use oxetcd_api::mvccpb::event::EventType;
 
 use crate::{Client, GetOptions, Result, WatchOptions};
+
+/// `prefix/`: the keys of a lock's contenders or an election's candidates go under it.
+pub(crate) fn with_slash(prefix: &[u8]) -> Bytes {
+    let mut with_slash = Vec::with_capacity(prefix.len() + 1);
+    with_slash.extend_from_slice(prefix);
+    with_slash.push(b'/');
+    Bytes::from(with_slash)
+}
+
+/// The key a contender writes under `prefix` (which ends in `/`): its lease id in hex.
+pub(crate) fn contender_key(prefix: &[u8], lease: i64) -> Bytes {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(format!("{lease:x}").as_bytes());
+    Bytes::from(key)
+}
 
 /// Waits until `key` is deleted, watching from revision `after + 1`.
 pub(crate) async fn wait_delete(client: &Client, key: Bytes, after: i64) -> Result<()> {

@@ -36,11 +36,11 @@ pub struct Mutex {
 }
 
 impl Mutex {
-    /// A mutex on `prefix` for this session (nothing is sent yet).
-    pub fn new(session: &Session, prefix: impl AsRef<str>) -> Mutex {
-        let prefix = Bytes::from(format!("{}/", prefix.as_ref()));
-        let my_key =
-            Bytes::from(format!("{}{:x}", String::from_utf8_lossy(&prefix), session.lease_id()));
+    /// A mutex on `prefix` for this session (nothing is sent yet). Keys are bytes, so
+    /// the prefix need not be UTF-8.
+    pub fn new(session: &Session, prefix: impl AsRef<[u8]>) -> Mutex {
+        let prefix = super::with_slash(prefix.as_ref());
+        let my_key = super::contender_key(&prefix, session.lease_id());
         Mutex { session: session.clone(), prefix, my_key, my_revision: -1, header: None }
     }
 

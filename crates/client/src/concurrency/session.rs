@@ -9,12 +9,13 @@ use crate::{Client, Error, LeaseKeepAlive, Result};
 pub struct SessionOptions {
     ttl: i64,
     lease_id: i64,
+    keep_alive: bool,
 }
 
 impl Default for SessionOptions {
     /// A new lease of 60 seconds (etcd's default session TTL).
     fn default() -> Self {
-        SessionOptions { ttl: 60, lease_id: 0 }
+        SessionOptions { ttl: 60, lease_id: 0, keep_alive: true }
     }
 }
 
@@ -36,12 +37,22 @@ impl SessionOptions {
         self.lease_id = lease_id;
         self
     }
+
+    /// Do not keep the lease alive: it lives out its TTL (etcd's orphaned session, which
+    /// its Lock and Election services use: the caller keeps the lease alive). The lease
+    /// is not checked either; requests under a lease that is gone fail as they reach the
+    /// server.
+    pub fn without_keep_alive(mut self) -> Self {
+        self.keep_alive = false;
+        self
+    }
 }
 
 struct Inner {
     client: Client,
     lease_id: i64,
-    keep_alive: LeaseKeepAlive,
+    /// None for a session made [`SessionOptions::without_keep_alive`].
+    keep_alive: Option<LeaseKeepAlive>,
 }
 
 /// A lease kept alive in the background, for locks and elections: their keys are
@@ -78,7 +89,10 @@ impl Session {
         } else {
             client.lease_grant(options.ttl, 0).await?.id
         };
-        let keep_alive = client.lease_keep_alive(lease_id).await?;
+        let keep_alive = match options.keep_alive {
+            true => Some(client.lease_keep_alive(lease_id).await?),
+            false => None,
+        };
         Ok(Session { inner: Arc::new(Inner { client: client.clone(), lease_id, keep_alive }) })
     }
 
@@ -92,15 +106,18 @@ impl Session {
         self.inner.lease_id
     }
 
-    /// Whether the lease is still being kept alive.
+    /// Whether the lease is still being kept alive (never, without keep-alive).
     pub fn is_alive(&self) -> bool {
-        self.inner.keep_alive.is_alive()
+        self.inner.keep_alive.as_ref().is_some_and(LeaseKeepAlive::is_alive)
     }
 
     /// Waits until the session ends (its lease expired or could not be renewed) and
-    /// tells why.
+    /// tells why; at once, without keep-alive.
     pub async fn done(&self) -> Error {
-        self.inner.keep_alive.ended().await
+        match &self.inner.keep_alive {
+            Some(keep_alive) => keep_alive.ended().await,
+            None => Error::Closed("session without keep-alive"),
+        }
     }
 
     /// Ends the session: stops the keep-alive and revokes the lease, deleting every key

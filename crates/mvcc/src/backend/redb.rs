@@ -434,19 +434,70 @@ fn copy_tables(snapshot: &Arc<RedbSnapshot>, db: &Database) -> Result<()> {
 /// Copies every table of `snapshot` into a new database file at `path` (which must not
 /// exist), in chunks of [`SNAPSHOT_CHUNK_ROWS`], with one fsync at the end. Returns its size.
 pub fn save(snapshot: &Arc<RedbSnapshot>, path: &Path) -> Result<u64> {
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| io_error("creating snapshot file", path, e))?;
-    let db = Database::builder().create_file(file)?;
-    copy_tables(snapshot, &db)?;
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
-    txn.commit()?;
-    drop(db);
-    std::fs::metadata(path).map(|m| m.len()).map_err(|e| io_error("reading snapshot file", path, e))
+    let file = NewFile::create(path)?;
+    copy_tables(snapshot, &file.db)?;
+    file.finish()
+}
+
+/// A database file being filled from outside the store (a snapshot copy, an import of
+/// etcd's backend): rows go in without durability, in transactions of
+/// [`SNAPSHOT_CHUNK_ROWS`]; [`NewFile::finish`] makes the whole file durable at once.
+#[derive(Debug)]
+pub struct NewFile {
+    db: Database,
+    path: PathBuf,
+}
+
+impl NewFile {
+    /// Creates the file at `path`, which must not exist.
+    pub fn create(path: &Path) -> Result<NewFile> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| io_error("creating", path, e))?;
+        let db = Database::builder().set_cache_size(DEFAULT_CACHE_BYTES).create_file(file)?;
+        Ok(NewFile { db, path: path.to_path_buf() })
+    }
+
+    /// Inserts `rows` into `table` (created if new), in key order or not; returns how
+    /// many were inserted. Stops at the first error `rows` yields.
+    pub fn write_table(
+        &self,
+        name: &str,
+        rows: impl IntoIterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
+    ) -> Result<u64> {
+        let mut rows = rows.into_iter().peekable();
+        let mut written = 0u64;
+        loop {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            {
+                let mut dest = txn.open_table(table(name))?;
+                for row in rows.by_ref().take(SNAPSHOT_CHUNK_ROWS) {
+                    let (k, v) = row?;
+                    dest.insert(k.as_slice(), v.as_slice())?;
+                    written += 1;
+                }
+            }
+            txn.commit()?;
+            if rows.peek().is_none() {
+                return Ok(written);
+            }
+        }
+    }
+
+    /// Commits durably and closes the file; returns its size.
+    pub fn finish(self) -> Result<u64> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        drop(self.db);
+        std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|e| io_error("reading the size of", &self.path, e))
+    }
 }
 
 /// Writes `batch` in `txn`; returns the change in bytes of keys and values stored.

@@ -416,7 +416,13 @@ async fn stream_answers(
             if tx.send(Ok(bytes)).await.is_err() || !more {
                 return;
             }
-            next = match reply.next().await {
+            // A caller that went away ends the call now, not at its next answer (an
+            // election or a key may stay quiet for ever).
+            let answer = tokio::select! {
+                _ = tx.closed() => return,
+                answer = reply.next() => answer,
+            };
+            next = match answer {
                 Ok(Some(message)) => Some(result_line(&output, &message)),
                 Ok(None) => None,
                 Err(status) => Some(Err(status)),

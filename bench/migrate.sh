@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Moving a large etcd in and out (issue #15's performance check): etcd 3.4.23 is filled with
+# SIZE GiB, stopped, and oxetcd started on its data dir; then a snapshot is saved from each.
+#
+#   - etcd: fill (oxetcd-bench put, 4 KiB values, sequential 8-byte keys), `etcdctl
+#     snapshot save` (time; etcd's RSS peak, VmHWM, over its life), then SIGTERM;
+#   - oxetcd on etcd's data dir: time from exec to /health true, the conversion's own time
+#     (its `converted etcd's backend` log line), peak RSS when ready (VmHWM);
+#   - `etcdctl snapshot save` from oxetcd (now a bbolt file generated from a read view):
+#     time, oxetcd's peak RSS after it, and the two snapshots' `snapshot status` (same
+#     revision and key count expected; the hash differs by the compaction and meta rows).
+#
+#   bench/migrate.sh                 # 1 GiB
+#   SIZE=4 bench/migrate.sh
+#
+# Environment (defaults in brackets): SIZE [1] GiB of keys+values; VAL_SIZE [4096];
+# OXETCD_BIN, BENCH_BIN (prebuilt; default cargo build --release); ETCD [/usr/bin/etcd];
+# ETCDCTL [etcdctl]; BENCH_TMP [/work/tmp] (a real disk); BASE_PORT [35379].
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SIZE=${SIZE:-1}
+VAL_SIZE=${VAL_SIZE:-4096}
+ETCD=${ETCD:-/usr/bin/etcd}
+ETCDCTL=${ETCDCTL:-etcdctl}
+BASE_PORT=${BASE_PORT:-35379}
+EP=http://127.0.0.1:$BASE_PORT
+PEER=http://127.0.0.1:$((BASE_PORT + 1))
+export ETCDCTL_API=3
+
+log() { printf '[migrate %s] %s\n' "$(date -u +%T)" "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+ensure_binaries
+
+mkdir -p "${BENCH_TMP:-/work/tmp}"
+WORK=$(mktemp -d "${BENCH_TMP:-/work/tmp}/bench-migrate.XXXXXX")
+DIR=$WORK/data
+PID=""
+cleanup() {
+    [[ -n $PID ]] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now() { date +%s%N; }
+secs() { python3 -c "print(round(($(now) - $1) / 1e9, 2))"; }
+hwm_mib() { awk '/^VmHWM:/ {print int($2 / 1024)}' "/proc/$PID/status"; }
+
+# start BIN LOG: one member named m1 on DIR; waits for /health true; sets PID, READY_S.
+start() {
+    local t0
+    t0=$(now)
+    "$1" --name m1 --data-dir "$DIR" --listen-client-urls "$EP" --advertise-client-urls "$EP" \
+        --listen-peer-urls "$PEER" --initial-advertise-peer-urls "$PEER" \
+        --initial-cluster "m1=$PEER" --quota-backend-bytes 8589934592 >>"$2" 2>&1 &
+    PID=$!
+    until curl -sf -m 5 "$EP/health" 2>/dev/null | grep -q '"true"'; do
+        kill -0 "$PID" 2>/dev/null || { tail -n 20 "$2" >&2; exit 1; }
+        sleep 0.05
+    done
+    READY_S=$(secs "$t0")
+}
+stop() { kill "$PID"; wait "$PID" || true; PID=""; }
+snapshot() { # snapshot FILE: sets SNAP_S
+    local t0
+    t0=$(now)
+    "$ETCDCTL" --endpoints "$EP" --command-timeout=600s snapshot save "$1" >/dev/null 2>&1
+    SNAP_S=$(secs "$t0")
+}
+
+keys=$((SIZE * 1024 * 1024 * 1024 / (8 + VAL_SIZE)))
+start "$ETCD" "$WORK/etcd.log"
+log "filling etcd 3.4.23 with $keys keys of $VAL_SIZE bytes ($SIZE GiB)"
+t0=$(now)
+"$BENCH_BIN" --endpoints "$EP" --conns 100 --clients 1000 --total "$keys" \
+    put --key-size 8 --val-size "$VAL_SIZE" --key-space-size "$keys" --sequential-keys >/dev/null
+fill_s=$(secs "$t0")
+snapshot "$WORK/etcd.snap"
+etcd_snap_s=$SNAP_S
+etcd_hwm=$(hwm_mib)
+stop
+db_mib=$(($(stat -c %s "$DIR/member/snap/db") / 1048576))
+
+log "starting oxetcd on etcd's data dir ($db_mib MiB backend)"
+start "$OXETCD_BIN" "$WORK/oxetcd.log"
+ready_s=$READY_S
+ox_ready_hwm=$(hwm_mib)
+convert=$(grep -o '"message":"converted etcd'"'"'s backend".*' "$WORK/oxetcd.log" | grep -o '"took":"[^"]*"' || echo '"took":"?"')
+snapshot "$WORK/oxetcd.snap"
+ox_snap_s=$SNAP_S
+ox_hwm=$(hwm_mib)
+stop
+
+status() { "$ETCDCTL" -w json snapshot status "$1" 2>/dev/null; }
+cat <<EOF
+| $SIZE GiB ($keys keys of $VAL_SIZE B; etcd's db $db_mib MiB) | etcd 3.4.23 | oxetcd |
+|---|---|---|
+| fill (oxetcd-bench put, 1000 clients) | ${fill_s} s | — |
+| start on etcd's data dir, to /health true | — | ${ready_s} s (conversion ${convert#\"took\":}) |
+| peak RSS when ready | — | ${ox_ready_hwm} MiB |
+| \`etcdctl snapshot save\` | ${etcd_snap_s} s | ${ox_snap_s} s |
+| peak RSS over the run (after the snapshot) | ${etcd_hwm} MiB | ${ox_hwm} MiB |
+| snapshot status | \`$(status "$WORK/etcd.snap")\` | \`$(status "$WORK/oxetcd.snap")\` |
+
+Command: \`SIZE=$SIZE bench/migrate.sh\` ($(date -u +%F), $(nproc) cores)
+EOF
