@@ -5,6 +5,7 @@
 pub mod etcdctl;
 pub mod lock_election_scenario;
 pub mod member;
+pub mod metrics;
 pub mod reference;
 pub mod refusals;
 pub mod scenario;

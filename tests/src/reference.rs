@@ -213,17 +213,22 @@ impl ReferenceEtcd {
 
     /// [`ReferenceEtcd::start`], serving its client URL with `tls` (peers stay plaintext).
     pub async fn start_with(tls: &ServerTlsFlags) -> ReferenceEtcd {
+        ReferenceEtcd::start_with_flags(tls, &[]).await
+    }
+
+    /// [`ReferenceEtcd::start_with`], with `extra` flags after the harness's own.
+    pub async fn start_with_flags(tls: &ServerTlsFlags, extra: &[&str]) -> ReferenceEtcd {
         let dir = tempfile::tempdir().expect("temp dir for the reference etcd");
         let data_dir = dir.path().join("data");
         let peer = format!("http://127.0.0.1:{}", free_port());
-        ReferenceEtcd::spawn(tls, dir, &data_dir, REFERENCE_NAME, &peer).await
+        ReferenceEtcd::spawn(tls, dir, &data_dir, REFERENCE_NAME, &peer, extra).await
     }
 
     /// A single member named `name` on `data_dir`, which outlives it (a data dir made by
     /// a restore, or to be handed to oxetcd afterwards), its peer URL `peer`.
     pub async fn start_on(data_dir: &Path, name: &str, peer: &str) -> ReferenceEtcd {
         let dir = tempfile::tempdir().expect("temp dir for the reference etcd's log");
-        ReferenceEtcd::spawn(&ServerTlsFlags::plaintext(), dir, data_dir, name, peer).await
+        ReferenceEtcd::spawn(&ServerTlsFlags::plaintext(), dir, data_dir, name, peer, &[]).await
     }
 
     async fn spawn(
@@ -232,6 +237,7 @@ impl ReferenceEtcd {
         data_dir: &Path,
         name: &str,
         peer: &str,
+        extra: &[&str],
     ) -> ReferenceEtcd {
         let bin = std::env::var(ETCD_BIN_VAR).unwrap_or_else(|_| "etcd".to_string());
         let log = dir.path().join("etcd.log");
@@ -248,6 +254,7 @@ impl ReferenceEtcd {
             .args(["--initial-cluster", &format!("{name}={peer}")])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
             .args(tls.flags())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)

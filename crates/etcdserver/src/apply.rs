@@ -30,6 +30,7 @@ use crate::id::Hex;
 use crate::membership::{MemberChange, Membership};
 use crate::node::{ApplyTask, Control, Input};
 use crate::state::{Applied, ApplyResult, Shared};
+use crate::stats::ServerStats;
 use crate::watch::WatchHub;
 use oxetcd_lease::{LEASE_TABLE, StoredLease};
 
@@ -107,6 +108,7 @@ impl Applier {
                         self.apply(entry)?;
                         let took = started.elapsed();
                         if took > SLOW_APPLY {
+                            ServerStats::bump(&self.shared.stats.slow_applies);
                             tracing::warn!(index, took = ?took, expected = ?SLOW_APPLY, "apply request took too long");
                         }
                     }

@@ -10,6 +10,7 @@
 //! - [`membership`]: the cluster's members as the log has built them.
 //! - [`compactor`]: auto compaction (`--auto-compaction-*`), on the leader.
 //! - [`corrupt`]: the corruption checks (initial, periodic, compaction hashes).
+//! - [`stats`]: what the server counts, for the binary's metrics.
 
 /// A failpoint, compiled in only with the `failpoints` feature (tests): when a test
 /// enables `$name` (the `fail` crate's registry), the enclosing function returns
@@ -39,6 +40,7 @@ pub mod quota;
 mod reconfig;
 pub mod server;
 mod state;
+pub mod stats;
 mod wait;
 pub mod watch;
 

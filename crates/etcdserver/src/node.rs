@@ -13,6 +13,7 @@
 //!    already held before this Ready go right after step 1;
 //! 6. advance.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -29,6 +30,7 @@ use oxetcd_wal::{Snapshotter, Wal, WalSnapshot};
 use crate::error::{Fatal, ServerError};
 use crate::id::Hex;
 use crate::state::Shared;
+use crate::stats::ServerStats;
 
 /// Inputs from the rest of the server, over a bounded channel.
 pub(crate) enum Input {
@@ -121,6 +123,8 @@ pub(crate) struct RaftLoop {
     /// Election timeout in ticks: how much a new leader extends every lease.
     pub election_ticks: u32,
     pub retention: Retention,
+    /// When the last heartbeat went to each follower, while leading.
+    pub last_heartbeat: HashMap<u64, Instant>,
 }
 
 impl RaftLoop {
@@ -178,6 +182,7 @@ impl RaftLoop {
             Input::Propose { id, data } => {
                 if let Err(e) = self.node.propose(data) {
                     tracing::debug!(error = %e, "proposal dropped");
+                    ServerStats::bump(&self.shared.stats.proposals_failed);
                     self.shared.wait.trigger(id, Err(ServerError::NoLeader));
                 }
             }
@@ -306,8 +311,25 @@ impl RaftLoop {
                 self.to_apply(ApplyTask::SendSnapshot(Box::new(msg)))?;
             }
         }
+        self.watch_heartbeats(&messages);
         self.outbox.send(messages);
         Ok(())
+    }
+
+    /// Counts heartbeats that leave later than twice the heartbeat interval after the
+    /// previous one to the same follower: a leader that cannot keep time (slow disk,
+    /// starved CPU) risks elections (etcd's heartbeat send failures).
+    fn watch_heartbeats(&mut self, messages: &[Message]) {
+        let heartbeat = MessageType::MsgHeartbeat as i32;
+        let now = Instant::now();
+        for msg in messages.iter().filter(|m| m.msg_type == heartbeat) {
+            if let Some(last) = self.last_heartbeat.insert(msg.to, now)
+                && now.duration_since(last) > 2 * self.tick
+            {
+                ServerStats::bump(&self.shared.stats.heartbeat_send_failures);
+                tracing::warn!(to = %Hex(msg.to), late = ?now.duration_since(last), "leader failed to send out heartbeat on time");
+            }
+        }
     }
 
     fn to_apply(&self, task: ApplyTask) -> Result<(), Fatal> {
@@ -322,6 +344,10 @@ impl RaftLoop {
         let previous = self.shared.leader.swap(leader, Ordering::SeqCst);
         let leads = role == StateRole::Leader;
         let led = self.shared.is_leader.swap(leads, Ordering::SeqCst);
+        if !leads {
+            // A new term of leadership starts counting afresh.
+            self.last_heartbeat.clear();
+        }
         if leads && !led {
             // No lease expires before its clients could reach the new leader.
             self.shared.lessor.promote(self.tick * self.election_ticks);
@@ -329,6 +355,9 @@ impl RaftLoop {
             self.shared.lessor.demote();
         }
         if previous != leader {
+            if leader != 0 {
+                ServerStats::bump(&self.shared.stats.leader_changes);
+            }
             let term = self.node.status().term();
             self.shared.term.store(term, Ordering::SeqCst);
             if leader == 0 {

@@ -2,6 +2,7 @@
 //! and gives request handlers the two ways in: `propose` (through the log) and
 //! `linearizable_read` (a batched ReadIndex round).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, Weak};
@@ -33,6 +34,7 @@ use crate::peers::{PeerRuntime, RaftBridge, TransportOutbox};
 use crate::quota::{self, Quota};
 pub use crate::state::Applied;
 use crate::state::{ApplyResult, Recovered, Shared};
+use crate::stats::{Pending, ServerStats};
 use crate::watch::WatchHub;
 use oxetcd_auth::{JwtTokens, SimpleTokens, TokenSpec};
 use oxetcd_lease::{
@@ -139,12 +141,14 @@ impl EtcdServer {
                 consistent.index, opened.applied
             )));
         }
+        let stats = ServerStats::new(opened.wal.stats(), store_config.stats.clone());
         let shared = Arc::new(Shared::new(
             opened.member_id,
             opened.cluster_id,
             opened.membership,
             opened.applied,
             Recovered { store: Arc::new(store), lessor, auth, alarms },
+            stats,
         ));
 
         let watch = {
@@ -210,6 +214,7 @@ impl EtcdServer {
                 max_snapshots: cfg.max_snapshots,
                 max_wals: cfg.max_wals,
             },
+            last_heartbeat: HashMap::new(),
         };
         let applier = Applier {
             shared: shared.clone(),
@@ -277,6 +282,11 @@ impl EtcdServer {
 
     pub fn config(&self) -> &ServerConfig {
         &self.cfg
+    }
+
+    /// What the member counted so far, for metrics.
+    pub fn stats(&self) -> &ServerStats {
+        &self.shared.stats
     }
 
     /// The raft state as this member sees it now.
@@ -365,11 +375,14 @@ impl EtcdServer {
         if data.len() > self.cfg.max_request_bytes {
             return Err(ServerError::RequestTooLarge);
         }
+        let stats = &self.shared.stats;
+        let _pending = Pending::new(&stats.proposals_pending);
         let done = self.shared.wait.register(id);
         match self.inbox.try_send(Input::Propose { id, data: data.into() }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.shared.wait.cancel(id);
+                ServerStats::bump(&stats.proposals_failed);
                 return Err(ServerError::TooManyRequests);
             }
             Err(TrySendError::Disconnected(_)) => {
@@ -384,6 +397,7 @@ impl EtcdServer {
             Ok(Err(_)) => Err(ServerError::Stopped),
             Err(_) => {
                 self.shared.wait.cancel(id);
+                ServerStats::bump(&stats.proposals_failed);
                 Err(ServerError::Timeout)
             }
         }

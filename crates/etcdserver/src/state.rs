@@ -15,6 +15,7 @@ use crate::auth::{AuthApplied, ServerAuth};
 use crate::error::{Fatal, ServerError};
 use crate::id::Hex;
 use crate::membership::Membership;
+use crate::stats::ServerStats;
 use crate::wait::Wait;
 use oxetcd_lease::Lessor;
 
@@ -73,6 +74,8 @@ pub struct Shared {
     pub backend_swap: std::sync::Mutex<()>,
     /// ReadIndex rounds in flight, by context.
     reads: Wait<Result<u64, ServerError>>,
+    /// Counters for metrics.
+    pub stats: ServerStats,
 }
 
 /// What a member starts from: the backend and the state kept in its tables.
@@ -90,6 +93,7 @@ impl Shared {
         membership: Membership,
         applied: u64,
         recovered: Recovered,
+        stats: ServerStats,
     ) -> Shared {
         let Recovered { store, lessor, auth, alarms } = recovered;
         Shared {
@@ -112,6 +116,7 @@ impl Shared {
             alarms: RwLock::new(alarms),
             backend_swap: std::sync::Mutex::new(()),
             reads: Wait::default(),
+            stats,
         }
     }
 

@@ -41,6 +41,9 @@ impl<'a> KeySpan<'a> {
 #[derive(Debug, Default)]
 pub struct Index {
     tree: BTreeMap<Box<[u8]>, KeyIndex>,
+    /// Keys that exist now (etcd's `etcd_debugging_mvcc_keys_total`), kept as puts and
+    /// deletes change them so that reading it costs nothing.
+    live: usize,
 }
 
 impl Index {
@@ -52,6 +55,11 @@ impl Index {
     /// Number of keys with any remaining history (live or not yet compacted away).
     pub fn len(&self) -> usize {
         self.tree.len()
+    }
+
+    /// Number of keys that exist now (not deleted).
+    pub fn live_keys(&self) -> usize {
+        self.live
     }
 
     /// Whether the index holds no key at all.
@@ -96,16 +104,22 @@ impl Index {
     /// Records a put of `key` at `rev`.
     pub fn put(&mut self, key: &[u8], rev: Revision) {
         match self.tree.get_mut(key) {
-            Some(ki) => ki.put(rev),
+            Some(ki) => {
+                self.live += usize::from(!ki.is_live());
+                ki.put(rev);
+            }
             None => {
                 self.tree.insert(key.into(), KeyIndex::created(rev));
+                self.live += 1;
             }
         }
     }
 
     /// Records a delete of `key` at `rev`.
     pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> Result<(), NotLive> {
-        self.tree.get_mut(key).ok_or(NotLive)?.tombstone(rev)
+        self.tree.get_mut(key).ok_or(NotLive)?.tombstone(rev)?;
+        self.live -= 1;
+        Ok(())
     }
 
     /// Rebuilds one stored row (in revision order) when the store is opened.
@@ -118,13 +132,19 @@ impl Index {
         version: i64,
     ) {
         match (self.tree.get_mut(key), tombstone) {
-            (Some(ki), false) => ki.put(rev),
+            (Some(ki), false) => {
+                self.live += usize::from(!ki.is_live());
+                ki.put(rev);
+            }
             (Some(ki), true) => {
                 // A tombstone of a generation whose puts were compacted away ends nothing.
-                let _ = ki.tombstone(rev);
+                if ki.tombstone(rev).is_ok() {
+                    self.live -= 1;
+                }
             }
             (None, false) => {
                 self.tree.insert(key.into(), KeyIndex::restored(created, rev, version));
+                self.live += 1;
             }
             (None, true) => {}
         }
@@ -238,5 +258,27 @@ mod tests {
         assert_eq!(rounds, 15);
         assert_eq!(keep, expected);
         assert_eq!(index.len(), 66);
+        assert_eq!(index.live_keys(), 66, "compaction forgets only deleted keys");
+    }
+
+    #[test]
+    fn live_keys_follow_puts_deletes_and_restores() {
+        let mut index = Index::new();
+        index.put(b"a", rev(2));
+        index.put(b"a", rev(3));
+        index.put(b"b", rev(4));
+        assert_eq!(index.live_keys(), 2, "a second put of a key adds nothing");
+        index.tombstone(b"a", rev(5)).unwrap();
+        assert!(index.tombstone(b"a", rev(6)).is_err());
+        assert_eq!(index.live_keys(), 1, "a failed delete takes nothing away");
+        index.put(b"a", rev(7));
+        assert_eq!(index.live_keys(), 2, "a deleted key put again counts again");
+
+        let mut restored = Index::new();
+        restored.restore(b"a", rev(2), false, rev(2), 1);
+        restored.restore(b"a", rev(3), true, rev(2), 2);
+        restored.restore(b"b", rev(4), false, rev(4), 1);
+        restored.restore(b"c", rev(5), true, rev(5), 1);
+        assert_eq!(restored.live_keys(), 1);
     }
 }

@@ -20,7 +20,8 @@
 //! store.aux_write(table, rows, at)             // lease, auth, members, alarm tables
 //! store.aux_get(table, key) / aux_scan(table)
 //! store.consistent_index() / durable_index()   // replay from / purge WAL up to
-//! store.current_revision() / compact_revision()
+//! store.current_revision() / compact_revision() / key_count()
+//! StoreConfig::stats                           // ops and backend commits, for metrics
 //! validate::{check_range, check_put, check_delete_range, check_txn, check_request_size}
 //! ```
 //!
@@ -137,6 +138,7 @@ pub mod key_index;
 pub mod lease;
 pub mod read;
 pub mod revision;
+pub mod stats;
 pub mod store;
 mod sync;
 pub mod txn;
@@ -149,6 +151,7 @@ pub use compaction::CompactionHandle;
 pub use error::{Error, Result};
 pub use lease::{LeaseId, Lessor, NoLeases};
 pub use revision::Revision;
+pub use stats::StoreStats;
 pub use store::{
     ApplyIndex, CommitPoint, Defragmented, HashKv, SavedSnapshot, Store, StoreConfig, WriteResult,
 };

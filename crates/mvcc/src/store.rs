@@ -42,6 +42,7 @@ use crate::index::Index;
 use crate::lease::{LeaseId, Lessor};
 use crate::read::{self, Buffer, Values, header};
 use crate::revision::{RevKey, Revision};
+use crate::stats::StoreStats;
 use crate::sync::{lock, read, write};
 use crate::validate;
 use crate::write::{State, WriteTxn};
@@ -91,6 +92,9 @@ pub struct StoreConfig {
     /// on close). A crash can lose applied writes; `durable_index` then only means
     /// "committed". For tests and throwaway clusters.
     pub unsafe_no_fsync: bool,
+    /// Where the store counts its ops and times its commits; shared by every store the
+    /// server opens in turn.
+    pub stats: Arc<StoreStats>,
 }
 
 impl Default for StoreConfig {
@@ -103,6 +107,7 @@ impl Default for StoreConfig {
             compaction_batch_limit: DEFAULT_COMPACTION_BATCH_LIMIT,
             compaction_pause: DEFAULT_COMPACTION_PAUSE,
             unsafe_no_fsync: false,
+            stats: Arc::default(),
         }
     }
 }
@@ -601,9 +606,15 @@ impl<B: Backend> Store<B> {
         Ok(())
     }
 
+    /// Number of keys that exist at the current revision.
+    pub fn key_count(&self) -> usize {
+        read(&self.shared.state).index.live_keys()
+    }
+
     /// Range (a serializable read of the local state; the server adds linearizability).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         validate::check_range(req)?;
+        self.shared.config.stats.ranges.fetch_add(1, Ordering::Relaxed);
         let (plan, values) = {
             let state = read(&self.shared.state);
             let values = self.shared.values();
@@ -878,6 +889,7 @@ impl<B: Backend> Store<B> {
             let pending = Arc::clone(&values.buffers[0]);
             let mut txn = WriteTxn::new(&mut state, &values, &pending, &*self.shared.lessor);
             let result = f(&mut txn);
+            self.shared.config.stats.record(txn.ops());
             if let Err(e) = &result
                 && txn.changed()
             {
@@ -1043,7 +1055,10 @@ impl<B: Backend> Shared<B> {
             self.pending_ops.store(0, Ordering::Relaxed);
             (buffer, CommitPoint { revision: state.current_rev, index: *lock(&self.applied) })
         };
-        let snapshot = match self.backend_commit(&read(&buffer)) {
+        let started = Instant::now();
+        let committed = self.backend_commit(&read(&buffer));
+        self.config.stats.commit.observe(started.elapsed());
+        let snapshot = match committed {
             Ok(snapshot) => snapshot,
             Err(e) => {
                 self.fail(e.clone());

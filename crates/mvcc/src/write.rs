@@ -24,6 +24,7 @@ use crate::key_index::KeyRevision;
 use crate::lease::{LeaseId, Lessor};
 use crate::read::{self, Buffer, Values, header};
 use crate::revision::Revision;
+use crate::stats::OpCounts;
 use crate::sync::write;
 
 /// The index and the revisions it is at.
@@ -48,6 +49,8 @@ pub struct WriteTxn<'a, S> {
     lessor: &'a dyn Lessor,
     begin_rev: i64,
     events: Vec<Event>,
+    /// For metrics: the ops this transaction ran.
+    ops: OpCounts,
 }
 
 impl<'a, S: Snapshot> WriteTxn<'a, S> {
@@ -60,7 +63,15 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
     ) -> Self {
         debug_assert!(values.buffers.first().is_some_and(|b| Arc::ptr_eq(b, pending)));
         let begin_rev = state.current_rev;
-        Self { state, values, pending, lessor, begin_rev, events: Vec::new() }
+        Self {
+            state,
+            values,
+            pending,
+            lessor,
+            begin_rev,
+            events: Vec::new(),
+            ops: OpCounts::default(),
+        }
     }
 
     /// The revision before this transaction.
@@ -103,8 +114,14 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
         self.values.get(rev)
     }
 
+    /// The ops run so far.
+    pub fn ops(&self) -> OpCounts {
+        self.ops
+    }
+
     /// A Range inside the transaction.
-    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+    pub fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse> {
+        self.ops.ranges += 1;
         let plan = read::plan(&self.state.index, self.read_rev(), self.state.compact_rev, req)?;
         read::execute(self.values, req, plan)
     }
@@ -136,6 +153,7 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
     /// A Put.
     pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
         self.check_put(req)?;
+        self.ops.puts += 1;
         let rev = self.next_rev()?;
         let prev = self.get(&req.key);
         let old_lease = self.state.leases.get(&req.key).copied().unwrap_or(0);
@@ -177,6 +195,7 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
 
     /// A DeleteRange.
     pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        self.ops.deletes += 1;
         let found = self.live(KeySpan::new(&req.key, &req.range_end));
         let prev_kvs =
             found.iter().map(|(_, kr)| self.value(kr.modified)).collect::<Result<Vec<_>>>()?;

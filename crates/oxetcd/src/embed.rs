@@ -1,6 +1,6 @@
 //! A running member: the server plus its listeners (etcd's `embed`). Client URLs serve
-//! gRPC and HTTP on the same port; peer URLs the peer transport; metrics URLs `/health`
-//! and `/metrics`. Each is plaintext, TLS, or both on one port, over TCP or a unix
+//! gRPC and HTTP on the same port; peer URLs the peer transport; metrics URLs `/metrics`
+//! and the health probes. Each is plaintext, TLS, or both on one port, over TCP or a unix
 //! socket. `main` runs one member; tests run several in one process.
 
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use oxetcd_etcdserver::EtcdServer;
 use oxetcd_etcdserver::bootstrap;
 use oxetcd_etcdserver::corrupt::{self, CorruptError};
 use oxetcd_tls::{ClientTls, Listener, ServerTls, TlsError, TlsInfo};
-use oxetcd_v3rpc::HttpAccess;
+use oxetcd_v3rpc::{HttpAccess, Metrics};
 
 use crate::config::{Config, Url};
 
@@ -201,6 +201,8 @@ impl Member {
         let initialized = corrupt::member_initialized(&cfg.server);
         bootstrap::join_existing(&cfg.server).await?;
         let server = EtcdServer::start(cfg.server)?;
+        // One set of gRPC counters for every client listener, read by every `/metrics`.
+        let metrics = Metrics::new(server.clone(), cfg.metrics);
         let (shutdown, _) = watch::channel(false);
         let mut client_addrs = Vec::new();
         let mut listeners = Vec::new();
@@ -249,7 +251,7 @@ impl Member {
             let Bound { listener, urls, .. } = bound;
             client_addrs.extend(listener.local_addr().ok());
             let routes = oxetcd_v3rpc::routes_with_gateway_streams(
-                server.clone(),
+                metrics.clone(),
                 access.clone(),
                 max_streams,
             );
@@ -283,7 +285,7 @@ impl Member {
         }
         for Bound { listener, urls, .. } in metrics_listeners {
             let at = where_bound(&listener);
-            let router = oxetcd_v3rpc::metrics_router(server.clone());
+            let router = oxetcd_v3rpc::metrics_router(metrics.clone());
             let mut stop = shutdown.subscribe();
             listeners.push(tokio::spawn(async move {
                 let serving = tonic::transport::Server::builder()

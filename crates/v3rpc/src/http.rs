@@ -1,24 +1,27 @@
-//! The HTTP endpoints served beside gRPC on the client port (`/health` and `/version`),
-//! those of a `--listen-metrics-urls` listener, and etcd's access controller in front of
-//! them (`--host-whitelist`, `--cors`).
+//! The HTTP endpoints served beside gRPC on the client port (`/health`, `/livez`,
+//! `/readyz`, `/metrics`, `/version`), those of a `--listen-metrics-urls` listener, and
+//! etcd's access controller in front of them (`--host-whitelist`, `--cors`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::extract::{Path, RawQuery};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use oxetcd_api::etcdserverpb::AlarmType;
-use oxetcd_etcdserver::EtcdServer;
 use oxetcd_etcdserver::server::ETCD_VERSION;
+use oxetcd_etcdserver::{EtcdServer, ServerError};
+
+use crate::metrics::Metrics;
 
 /// How long `/health` waits for the linearizable read that proves the member serves.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// etcd's answer to a request for `/metrics`, which is not served yet.
-const METRICS_NOT_SERVED: &str = "oxetcd: /metrics is not served yet\n";
+/// Prometheus' text exposition format, as etcd's `/metrics` answers.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Who may send plain HTTP requests (not gRPC) to the client port, as etcd's
 /// `--host-whitelist` and `--cors` say.
@@ -44,10 +47,9 @@ impl HttpAccess {
     }
 }
 
-pub fn router(server: Arc<EtcdServer>, access: HttpAccess) -> Router {
-    let routes = Router::new()
-        .route("/health", health_route(server.clone()))
-        .route("/version", get(move || version(server.clone())));
+pub fn router(metrics: Arc<Metrics>, access: HttpAccess) -> Router {
+    let server = metrics.server().clone();
+    let routes = probes(metrics).route("/version", get(move || version(server.clone())));
     with_access(routes, access)
 }
 
@@ -58,18 +60,42 @@ pub(crate) fn with_access(routes: Router, access: HttpAccess) -> Router {
     }))
 }
 
-/// What a `--listen-metrics-urls` listener serves: `/health`, and `/metrics` (refused
-/// until metrics are built).
-pub fn metrics_router(server: Arc<EtcdServer>) -> Router {
-    Router::new()
-        .route("/health", health_route(server))
-        .route("/metrics", get(|| async { (StatusCode::NOT_IMPLEMENTED, METRICS_NOT_SERVED) }))
+/// What a `--listen-metrics-urls` listener serves: `/metrics` and the health probes.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    probes(metrics)
 }
 
-fn health_route(server: Arc<EtcdServer>) -> axum::routing::MethodRouter {
-    get(move |axum::extract::RawQuery(query): axum::extract::RawQuery| {
-        health(server.clone(), query)
-    })
+/// `/metrics`, `/health`, `/livez` and `/readyz` (with a path per check, as etcd 3.6).
+fn probes(metrics: Arc<Metrics>) -> Router {
+    let server = metrics.server().clone();
+    let (health, livez, readyz) = (server.clone(), server.clone(), server.clone());
+    let (live_one, ready_one) = (server.clone(), server);
+    Router::new()
+        .route("/metrics", get(move || render_metrics(metrics.clone())))
+        .route("/health", get(move |RawQuery(q): RawQuery| self::health(health.clone(), q)))
+        .route("/livez", get(move |RawQuery(q): RawQuery| probe(livez.clone(), Probe::Livez, q)))
+        .route("/readyz", get(move |RawQuery(q): RawQuery| probe(readyz.clone(), Probe::Readyz, q)))
+        .route(
+            "/livez/{check}",
+            get(move |Path(check): Path<String>, RawQuery(q): RawQuery| {
+                probe_one(live_one.clone(), Probe::Livez, check, q)
+            }),
+        )
+        .route(
+            "/readyz/{check}",
+            get(move |Path(check): Path<String>, RawQuery(q): RawQuery| {
+                probe_one(ready_one.clone(), Probe::Readyz, check, q)
+            }),
+        )
+}
+
+async fn render_metrics(metrics: Arc<Metrics>) -> Response {
+    // Reading `/proc` and the store's figures is quick, but not for the async runtime.
+    match tokio::task::spawn_blocking(move || metrics.render()).await {
+        Ok(page) => ([("content-type", METRICS_CONTENT_TYPE)], page).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering metrics failed: {e}\n"))
+            .into_response(),
+    }
 }
 
 /// etcd's access controller for HTTP requests: over plaintext, the `Host` must be in
@@ -144,16 +170,23 @@ fn unrecognized_host(host: &str) -> String {
 
 /// Healthy when no alarm is raised (but those named in `?exclude=`), there is a leader
 /// and a linearizable read goes through: `200 {"health":"true"}`; otherwise `503
-/// {"health":"false"}` (etcd 3.4's answers).
+/// {"health":"false"}` (etcd 3.4's answers). With `?serializable=true` (etcd 3.5), the
+/// leader and the linearizable read are not required, only a local read.
 async fn health(server: Arc<EtcdServer>, query: Option<String>) -> impl IntoResponse {
-    let excluded = excluded_alarms(query.as_deref().unwrap_or_default());
+    let query = query.unwrap_or_default();
+    let excluded = query_values(&query, "exclude");
+    let serializable = query_values(&query, "serializable").contains(&"true");
     let alarmed = server.alarms(AlarmType::None).iter().any(|alarm| {
         let name = AlarmType::try_from(alarm.alarm).map_or("", |a| a.as_str_name());
         !excluded.contains(&name)
     });
     let healthy = !alarmed
-        && server.raft_status().leader != 0
-        && server.linearizable_read(Some(Instant::now() + HEALTH_TIMEOUT)).await.is_ok();
+        && if serializable {
+            server.store().is_ok()
+        } else {
+            server.raft_status().leader != 0
+                && server.linearizable_read(Some(Instant::now() + HEALTH_TIMEOUT)).await.is_ok()
+        };
     let (status, body) = if healthy {
         (StatusCode::OK, r#"{"health":"true"}"#)
     } else {
@@ -162,9 +195,122 @@ async fn health(server: Arc<EtcdServer>, query: Option<String>) -> impl IntoResp
     (status, [("content-type", "application/json")], body)
 }
 
-/// The alarm names of every `exclude=` in a query string.
-fn excluded_alarms(query: &str) -> Vec<&str> {
-    query.split('&').filter_map(|pair| pair.strip_prefix("exclude=")).collect()
+/// etcd 3.6's probes: `/livez` says the process serves local reads; `/readyz` that the
+/// member is part of a working cluster and its data is not corrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Livez,
+    Readyz,
+}
+
+/// A named check of a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    DataCorruption,
+    SerializableRead,
+    LinearizableRead,
+}
+
+impl Check {
+    fn name(self) -> &'static str {
+        match self {
+            Check::DataCorruption => "data_corruption",
+            Check::SerializableRead => "serializable_read",
+            Check::LinearizableRead => "linearizable_read",
+        }
+    }
+
+    /// `Err` with why the check failed, in etcd's words.
+    async fn run(self, server: &EtcdServer) -> Result<(), String> {
+        let read_error = |e: ServerError| e.to_string();
+        match self {
+            Check::DataCorruption => {
+                if server.alarms(AlarmType::Corrupt).is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("alarm activated: {}", AlarmType::Corrupt.as_str_name()))
+                }
+            }
+            Check::SerializableRead => server.store().map(drop).map_err(read_error),
+            Check::LinearizableRead => {
+                // etcd bounds the read by its request timeout.
+                let deadline = Instant::now() + server.config().request_timeout();
+                server.linearizable_read(Some(deadline)).await.map_err(read_error)
+            }
+        }
+    }
+}
+
+impl Probe {
+    fn checks(self) -> &'static [Check] {
+        match self {
+            Probe::Livez => &[Check::SerializableRead],
+            Probe::Readyz => {
+                &[Check::DataCorruption, Check::SerializableRead, Check::LinearizableRead]
+            }
+        }
+    }
+}
+
+/// `/livez` or `/readyz`: every check of the probe but those in `?exclude=` (unknown
+/// names are ignored, as etcd does). `200 ok` when all pass (with a `[+]name ok` line
+/// per check before it under `?verbose`); otherwise `503` with a line per check, the
+/// failed ones `[-]name failed: why`.
+async fn probe(server: Arc<EtcdServer>, probe: Probe, query: Option<String>) -> Response {
+    let query = query.unwrap_or_default();
+    let excluded = query_values(&query, "exclude");
+    let checks = probe.checks().iter().filter(|c| !excluded.contains(&c.name()));
+    run_checks(&server, checks.copied().collect(), &query).await
+}
+
+/// `/livez/<check>` or `/readyz/<check>`: that check alone; `404` for another name.
+async fn probe_one(
+    server: Arc<EtcdServer>,
+    probe: Probe,
+    name: String,
+    query: Option<String>,
+) -> Response {
+    match probe.checks().iter().find(|c| c.name() == name) {
+        Some(check) => run_checks(&server, vec![*check], &query.unwrap_or_default()).await,
+        None => (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
+    }
+}
+
+async fn run_checks(server: &EtcdServer, checks: Vec<Check>, query: &str) -> Response {
+    let mut report = String::new();
+    let mut failed = false;
+    for check in checks {
+        match check.run(server).await {
+            Ok(()) => report.push_str(&format!("[+]{} ok\n", check.name())),
+            Err(why) => {
+                failed = true;
+                report.push_str(&format!("[-]{} failed: {why}\n", check.name()));
+            }
+        }
+    }
+    let text =
+        [("content-type", "text/plain; charset=utf-8"), ("x-content-type-options", "nosniff")];
+    if failed {
+        // Go's `http.Error` ends the body with a newline of its own.
+        report.push('\n');
+        return (StatusCode::SERVICE_UNAVAILABLE, text, report).into_response();
+    }
+    let verbose = query.split('&').any(|pair| pair == "verbose" || pair.starts_with("verbose="));
+    if !verbose {
+        report.clear();
+    }
+    report.push_str("ok\n");
+    (StatusCode::OK, text, report).into_response()
+}
+
+/// The values of every `name=` in a query string (empty ones left out, as etcd does).
+fn query_values<'a>(query: &'a str, name: &str) -> Vec<&'a str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, value)| *key == name && !value.is_empty())
+        .map(|(_, value)| value)
+        .collect()
 }
 
 /// The server's version and the cluster's, `not_decided` until the leader has set it

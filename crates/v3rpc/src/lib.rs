@@ -18,6 +18,7 @@ mod lease;
 mod local;
 mod lock;
 mod maintenance;
+mod metrics;
 mod refusals;
 mod status;
 mod watch;
@@ -34,6 +35,7 @@ use oxetcd_etcdserver::EtcdServer;
 use tonic::service::Routes;
 
 pub use http::{HttpAccess, metrics_router};
+pub use metrics::{Metrics, MetricsLevel};
 pub use status::status;
 
 /// Room etcd's gRPC server leaves above `--max-request-bytes` for framing
@@ -45,19 +47,21 @@ fn max_message_bytes(server: &EtcdServer) -> usize {
     server.config().max_request_bytes + GRPC_OVERHEAD_BYTES
 }
 
-/// Every client service and the HTTP endpoints, to be served on one client listener.
-pub fn routes(server: Arc<EtcdServer>, access: HttpAccess) -> Routes {
-    routes_with_gateway_streams(server, access, None)
+/// Every client service and the HTTP endpoints, to be served on one client listener;
+/// gRPC calls are counted in `metrics`, which `/metrics` renders.
+pub fn routes(metrics: Arc<Metrics>, access: HttpAccess) -> Routes {
+    routes_with_gateway_streams(metrics, access, None)
 }
 
 /// [`routes`], with at most `gateway_streams` JSON gateway calls in flight (the others
 /// wait): etcd's `--max-concurrent-streams` bounds its gateway so, since the gateway
 /// calls its gRPC server over one HTTP/2 connection.
 pub fn routes_with_gateway_streams(
-    server: Arc<EtcdServer>,
+    metrics: Arc<Metrics>,
     access: HttpAccess,
     gateway_streams: Option<u32>,
 ) -> Routes {
+    let server = metrics.server().clone();
     let limit = max_message_bytes(&server);
     let grpc = Routes::new(
         KvServer::new(kv::KvService::new(server.clone()))
@@ -83,9 +87,11 @@ pub fn routes_with_gateway_streams(
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
     );
-    // Lock and Election run their recipes over the routes above, in process.
+    // Lock and Election run their recipes over the routes above, in process; those
+    // calls are not counted, as etcd's v3client calls its server past the interceptors.
     let local = Arc::new(local::Local::new(Routes::from(with_edge(
         &server,
+        None,
         grpc.clone().into_axum_router(),
     ))));
     let grpc = grpc
@@ -97,24 +103,36 @@ pub fn routes_with_gateway_streams(
                 .max_decoding_message_size(limit),
         );
     // The gRPC routes with what every call meets; the JSON gateway calls them too.
-    let grpc = with_edge(&server, grpc.into_axum_router().fallback(refusals::unknown_service));
+    let grpc = with_edge(
+        &server,
+        Some(&metrics),
+        grpc.into_axum_router().fallback(refusals::unknown_service),
+    );
     let gateway =
         http::with_access(gateway::router(grpc.clone(), limit, gateway_streams), access.clone());
-    Routes::from(grpc.merge(http::router(server, access)).merge(gateway))
+    Routes::from(grpc.merge(http::router(metrics, access)).merge(gateway))
 }
 
-/// `routes` behind [`edge`].
-fn with_edge(server: &Arc<EtcdServer>, routes: axum::Router) -> axum::Router {
+/// `routes` behind [`edge`], their calls counted in `counted`'s metrics if given.
+fn with_edge(
+    server: &Arc<EtcdServer>,
+    counted: Option<&Arc<Metrics>>,
+    routes: axum::Router,
+) -> axum::Router {
     let server = server.clone();
-    routes
-        .layer(axum::middleware::from_fn(move |request, next| edge(server.clone(), request, next)))
+    let counted = counted.cloned();
+    routes.layer(axum::middleware::from_fn(move |request, next| {
+        edge(server.clone(), counted.clone(), request, next)
+    }))
 }
 
 /// What every request meets before its handler, in one middleware (each one costs an
 /// allocation per request): the arrival stamp for its deadline, a learner's refusal of
-/// what it does not serve, and etcd's wording for the refusals tonic makes by itself.
+/// what it does not serve, the call's metrics, and etcd's wording for the refusals tonic
+/// makes by itself.
 async fn edge(
     server: Arc<EtcdServer>,
+    counted: Option<Arc<Metrics>>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -122,7 +140,13 @@ async fn edge(
         return status(oxetcd_etcdserver::ServerError::NotSupportedForLearner).into_http();
     }
     deadline::stamp_arrival(&mut request);
-    refusals::as_etcd(request, next).await
+    match counted {
+        Some(metrics) => {
+            let next = async |request| refusals::as_etcd(request, next).await;
+            metrics::observe(&metrics.grpc, request, next).await
+        }
+        None => refusals::as_etcd(request, next).await,
+    }
 }
 
 /// What a learner serves (etcd's `isRPCSupportedForLearner`): Status, and Range, which

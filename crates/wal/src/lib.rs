@@ -21,4 +21,4 @@ mod wal;
 pub use error::{Result, WalError};
 pub use record::WalSnapshot;
 pub use snap::Snapshotter;
-pub use wal::{Recovered, SEGMENT_BYTES, Wal, WalOptions};
+pub use wal::{Recovered, SEGMENT_BYTES, Wal, WalOptions, WalStats};

@@ -4,9 +4,13 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use oxetcd_raft::{Entry, HardState};
+use oxetcd_stats::Histogram;
 use prost::Message;
 
 use crate::error::{IoContext, Result, WalError};
@@ -58,6 +62,26 @@ pub struct Wal {
     last_index: u64,
     /// Reused frame buffer, so appends do not allocate per batch.
     buf: Vec<u8>,
+    stats: Arc<WalStats>,
+}
+
+/// etcd's buckets for `etcd_disk_wal_fsync_duration_seconds`: 1 ms doubling 14 times
+/// (`ExponentialBuckets(0.001, 2, 14)` in etcd's `wal/metrics.go`).
+static FSYNC_BOUNDS: [u64; 14] = oxetcd_stats::doubling_bounds(1_000_000);
+
+/// What the log measures, for metrics: read through [`Wal::stats`].
+#[derive(Debug)]
+pub struct WalStats {
+    /// How long each fdatasync of appended records took.
+    pub fsync: Histogram,
+    /// Bytes of records written (etcd's `etcd_disk_wal_write_bytes_total`).
+    pub bytes_written: AtomicU64,
+}
+
+impl Default for WalStats {
+    fn default() -> WalStats {
+        WalStats { fsync: Histogram::new(&FSYNC_BOUNDS), bytes_written: AtomicU64::new(0) }
+    }
 }
 
 impl Wal {
@@ -169,6 +193,7 @@ impl Wal {
             state: replay.state,
             last_index: replay.last_index,
             buf: Vec::new(),
+            stats: Arc::default(),
         };
         Ok((wal, recovered))
     }
@@ -219,7 +244,15 @@ impl Wal {
     /// Makes every appended record durable.
     pub fn sync(&mut self) -> Result<()> {
         let path = &self.segments.last().expect("a log has a tail").path;
-        self.tail.sync_data().at(path)
+        let started = Instant::now();
+        self.tail.sync_data().at(path)?;
+        self.stats.fsync.observe(started.elapsed());
+        Ok(())
+    }
+
+    /// What this log measured since it was opened.
+    pub fn stats(&self) -> Arc<WalStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Removes the oldest segments while more than `max_segments` remain and every
@@ -253,6 +286,7 @@ impl Wal {
         let path = &self.segments.last().expect("a log has a tail").path;
         self.tail.write_all_at(&self.buf, self.offset).at(path)?;
         self.offset += self.buf.len() as u64;
+        self.stats.bytes_written.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 

@@ -53,6 +53,16 @@ pub struct Delivery {
     pub fragment: bool,
 }
 
+/// The hub's size at one moment (etcd's `etcd_debugging_mvcc_watch_stream_total`,
+/// `watcher_total`, `slow_watcher_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchCounts {
+    pub streams: usize,
+    pub watchers: usize,
+    /// Watchers catching up on history or parked as victims.
+    pub slow: usize,
+}
+
 #[derive(Debug)]
 struct Stream {
     tx: mpsc::Sender<Delivery>,
@@ -122,6 +132,16 @@ impl WatchHub {
         drop(inner);
         if kicked {
             self.work.notify_one();
+        }
+    }
+
+    /// How many streams and watchers there are now, for metrics.
+    pub fn counts(&self) -> WatchCounts {
+        let inner = self.lock();
+        WatchCounts {
+            streams: inner.streams.len(),
+            watchers: inner.slots.len() - inner.free.len(),
+            slow: inner.unsynced.len() + inner.victims.len(),
         }
     }
 

@@ -833,9 +833,11 @@ pub struct Config {
     pub server: ServerConfig,
     pub listen_client_urls: Vec<Url>,
     pub listen_peer_urls: Vec<Url>,
-    /// `--listen-metrics-urls`: extra listeners serving only `/metrics` and `/health`
-    /// (empty: none). An `https` one uses `client_tls`, as in etcd.
+    /// `--listen-metrics-urls`: extra listeners serving only `/metrics` and the health
+    /// probes (empty: none). An `https` one uses `client_tls`, as in etcd.
     pub listen_metrics_urls: Vec<Url>,
+    /// `--metrics`: `extensive` adds the gRPC handling-time histograms.
+    pub metrics: oxetcd_v3rpc::MetricsLevel,
     /// `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`,
     /// `--client-crl-file`, `--client-cert-allowed-hostname`, `--auto-tls`: TLS of the
     /// `https`/`unixs` client (and metrics) URLs.
@@ -1159,6 +1161,10 @@ impl Values {
             listen_client_urls,
             listen_peer_urls,
             listen_metrics_urls,
+            metrics: match self.metrics {
+                MetricsLevel::Basic => oxetcd_v3rpc::MetricsLevel::Basic,
+                MetricsLevel::Extensive => oxetcd_v3rpc::MetricsLevel::Extensive,
+            },
             client_tls,
             peer_tls,
             tls_options,

@@ -14,7 +14,7 @@ pub enum Refusal {
 const DISCOVERY: Refusal =
     Refusal::NotYet("comes with discovery bootstrap, issue: membership (discovery)");
 const STORAGE: Refusal = Refusal::NotYet("comes with storage operations, issue: storage");
-const METRICS: Refusal = Refusal::NotYet("comes with metrics and profiling, issue: metrics");
+const PROFILING: Refusal = Refusal::NotYet("comes with profiling, issue: metrics");
 const V2: Refusal = Refusal::Never("oxetcd serves only etcd's v3 API");
 const V2_PROXY: Refusal = Refusal::Never(
     "oxetcd has no v2 proxy (etcd 3.5 removed it); run etcd's grpc-proxy or a TCP proxy instead",
@@ -35,8 +35,7 @@ pub const REFUSED: &[(&str, Refusal)] = &[
     ("experimental-backend-bbolt-freelist-type", STORAGE),
     ("experimental-warning-apply-duration", STORAGE),
     ("unsafe-no-fsync", STORAGE),
-    ("metrics", METRICS),
-    ("enable-pprof", METRICS),
+    ("enable-pprof", PROFILING),
     ("enable-v2", V2),
     ("experimental-enable-v2v3", V2),
     ("proxy", V2_PROXY),

@@ -416,6 +416,7 @@ self-signed-cert-validity: 3
 cors: http://a.example.com,http://b.example.com
 host-whitelist: a.example.com
 listen-metrics-urls: http://127.0.0.1:12381
+metrics: extensive
 enable-grpc-gateway: false
 log-outputs: stdout
 log-format: json
@@ -484,6 +485,7 @@ fn the_config_file_sets_every_key() {
     assert_eq!(cfg.cors, ["http://a.example.com", "http://b.example.com"]);
     assert_eq!(cfg.host_whitelist, ["a.example.com"]);
     assert_eq!(cfg.listen_metrics_urls[0].addr, tcp("127.0.0.1:12381"));
+    assert_eq!(cfg.metrics, oxetcd_v3rpc::MetricsLevel::Extensive);
     assert!(!cfg.enable_grpc_gateway);
     assert_eq!(cfg.log_outputs, [LogOutput::Stdout]);
     assert_eq!(cfg.logger, Logger::Zap, "--log-format=json overrides --logger=text");
@@ -626,7 +628,6 @@ fn non_default(flag: &str) -> &'static str {
         "discovery-fallback" => "exit",
         "experimental-backend-bbolt-freelist-type" => "map",
         "experimental-warning-apply-duration" => "1m",
-        "metrics" => "extensive",
         "proxy" => "on",
         "discovery" | "discovery-proxy" => "http://discovery.example.com:2379",
         "discovery-srv" | "discovery-srv-name" | "experimental-enable-v2v3" => "x",
@@ -779,6 +780,7 @@ fn defaults_of_the_new_flags_are_etcds() {
     assert_eq!((cfg.cors, cfg.host_whitelist), (vec!["*".to_string()], vec!["*".to_string()]));
     assert_eq!(cfg.log_outputs, [LogOutput::Stderr]);
     assert!(cfg.listen_metrics_urls.is_empty());
+    assert_eq!(cfg.metrics, oxetcd_v3rpc::MetricsLevel::Basic);
     assert_eq!((cfg.client_tls, cfg.peer_tls), (TlsInfo::default(), TlsInfo::default()));
     assert_eq!(cfg.tls_options, TlsOptions::default());
 }
