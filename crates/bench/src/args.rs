@@ -85,6 +85,9 @@ pub enum Command {
         /// Return keys without values
         #[arg(long)]
         keys_only: bool,
+        /// Ask with RangeStream (etcd 3.7) and read its chunks, instead of Range
+        #[arg(long)]
+        stream: bool,
         /// Read one key at random per request, numbered as put's keys
         /// (--random-key-offset .. + N, zero padded to --random-key-size), instead of KEY
         #[arg(long, value_name = "N", conflicts_with_all = ["key", "end"],

@@ -115,6 +115,15 @@ stub! {
         self.record("txn", &req);
         Ok(Response::new(TxnResponse::default()))
     }
+
+    type RangeStreamStream = tokio_stream::Empty<Result<RangeStreamResponse, Status>>;
+
+    async fn range_stream(
+        &self,
+        _: Request<RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
 }
 
 type KeepAlives =

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use oxetcd_api::etcdserverpb::kv_server::{Kv, KvServer};
 use oxetcd_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse, request_op,
+    PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse,
+    request_op,
 };
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
@@ -19,6 +20,7 @@ use tonic::{Request, Response, Status};
 struct Seen {
     puts: Vec<PutRequest>,
     ranges: Vec<RangeRequest>,
+    streamed_ranges: Vec<RangeRequest>,
     txns: Vec<TxnRequest>,
 }
 
@@ -54,6 +56,19 @@ impl Kv for StubKv {
         _: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         Err(Status::unimplemented("stub"))
+    }
+
+    type RangeStreamStream =
+        tokio_stream::Iter<std::vec::IntoIter<Result<RangeStreamResponse, Status>>>;
+
+    /// Answers two chunks, which the bench must read to the end.
+    async fn range_stream(
+        &self,
+        req: Request<RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        self.0.lock().unwrap().streamed_ranges.push(req.into_inner());
+        let chunk = || Ok(RangeStreamResponse { range_response: Some(RangeResponse::default()) });
+        Ok(Response::new(tokio_stream::iter(vec![chunk(), chunk()])))
     }
 }
 
@@ -159,6 +174,25 @@ async fn range_sends_the_requested_range() {
         assert!(r.serializable && r.keys_only);
         assert_eq!(r.limit, 2);
     }
+}
+
+#[tokio::test]
+async fn range_stream_reads_every_chunk() {
+    let (addr, seen) = serve().await;
+    let out = bench(addr, &["--total=5", "range", "foo", "fop", "--stream", "--json"]).await;
+    let report = json(&out);
+    assert_eq!(report["ok"], 5);
+    {
+        let seen = seen.lock().unwrap();
+        assert!(seen.ranges.is_empty(), "no unary Range is sent");
+        assert_eq!(seen.streamed_ranges.len(), 5);
+        let asked = |r: &RangeRequest| &r.key[..] == b"foo" && &r.range_end[..] == b"fop";
+        assert!(seen.streamed_ranges.iter().all(asked));
+    }
+    let refused = bench(addr, &["--via-client", "range", "foo", "--stream"]).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("range --stream has no --via-client form"), "{stderr}");
 }
 
 #[tokio::test]

@@ -89,6 +89,15 @@ impl Kv for MockKv {
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         Err(Status::unimplemented("mock"))
     }
+
+    type RangeStreamStream = tokio_stream::Empty<Result<pb::RangeStreamResponse, Status>>;
+
+    async fn range_stream(
+        &self,
+        _: Request<pb::RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        Err(Status::unimplemented("mock"))
+    }
 }
 
 #[tonic::async_trait]

@@ -136,6 +136,7 @@ pub mod hash;
 pub mod index;
 pub mod key_index;
 pub mod lease;
+pub mod range_stream;
 pub mod read;
 pub mod revision;
 pub mod stats;

@@ -17,6 +17,7 @@ use prost::Message;
 use crate::backend::{Batch, KEY_TABLE, Snapshot};
 use crate::error::{Error, Result};
 use crate::index::{Index, KeySpan};
+use crate::key_index::KeyRevision;
 use crate::revision::Revision;
 use crate::sync::read;
 
@@ -148,6 +149,11 @@ impl Sort {
     }
 }
 
+/// Whether `req`'s answer is in key order (no sort, or ascending by key).
+pub fn in_key_order(req: &RangeRequest) -> bool {
+    Sort::of(req).is_key_order()
+}
+
 /// The revisions a range fetches, chosen from the index.
 #[derive(Debug)]
 pub struct Plan {
@@ -167,21 +173,135 @@ pub fn plan(index: &Index, current: i64, compacted: i64, req: &RangeRequest) -> 
         Ok(limit) if limit > 0 && sort.is_key_order() => limit.saturating_add(1),
         _ => usize::MAX,
     };
-    let keep = |v: i64, min: i64, max: i64| (min == 0 || v >= min) && (max == 0 || v <= max);
     let mut count = 0i64;
     let mut revs = Vec::new();
     index.visit(KeySpan::new(&req.key, &req.range_end), rev, |_, kr| {
         count += 1;
-        if !req.count_only
-            && revs.len() < cap
-            && keep(kr.modified.main, req.min_mod_revision, req.max_mod_revision)
-            && keep(kr.created.main, req.min_create_revision, req.max_create_revision)
-        {
+        if !req.count_only && revs.len() < cap && passes_filters(req, kr) {
             revs.push(kr.modified);
         }
         ControlFlow::Continue(())
     });
     Ok(Plan { header_revision: current, count, revs })
+}
+
+/// Whether a key passes `req`'s revision filters (which never change `count`).
+fn passes_filters(req: &RangeRequest, kr: KeyRevision) -> bool {
+    let keep = |v: i64, min: i64, max: i64| (min == 0 || v >= min) && (max == 0 || v <= max);
+    keep(kr.modified.main, req.min_mod_revision, req.max_mod_revision)
+        && keep(kr.created.main, req.min_create_revision, req.max_create_revision)
+}
+
+/// What one chunk of a streamed range reads (etcd 3.7's RangeStream): the keys of
+/// `req`'s range from `from` on, at one revision, until `max_kvs` pass the filters.
+#[derive(Debug)]
+pub struct ChunkPlan {
+    read_revision: i64,
+    header_revision: i64,
+    /// The revisions to fetch, each with the number of keys in range visited up to and
+    /// including it (filtered out or not), so that a chunk cut short still counts exactly.
+    revs: Vec<(Revision, i64)>,
+    keys_visited: i64,
+    /// Where the walk stopped, if before the range's end: the smallest key after the last
+    /// one visited.
+    resume_at: Option<Vec<u8>>,
+}
+
+/// Picks one chunk of a streamed range. Unlike [`plan`] it walks only as far as the
+/// chunk reaches, so a whole stream walks the index once.
+pub fn plan_chunk(
+    index: &Index,
+    current: i64,
+    compacted: i64,
+    req: &RangeRequest,
+    at: i64,
+    from: &[u8],
+    max_kvs: usize,
+) -> Result<ChunkPlan> {
+    assert!(max_kvs > 0, "a chunk holds at least one key");
+    assert!(!req.range_end.is_empty(), "a single key is not streamed");
+    let read_revision = read_revision(at, current, compacted)?;
+    let mut revs = Vec::new();
+    let mut keys_visited = 0i64;
+    let mut resume_at = None;
+    index.visit(KeySpan::new(from, &req.range_end), read_revision, |key, kr| {
+        keys_visited += 1;
+        if passes_filters(req, kr) {
+            revs.push((kr.modified, keys_visited));
+        }
+        if revs.len() < max_kvs {
+            return ControlFlow::Continue(());
+        }
+        resume_at = Some(key_after(key));
+        ControlFlow::Break(())
+    });
+    Ok(ChunkPlan { read_revision, header_revision: current, revs, keys_visited, resume_at })
+}
+
+/// The smallest key after `key`.
+fn key_after(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
+}
+
+/// A chunk of a streamed range, fetched.
+#[derive(Debug)]
+pub struct Chunk {
+    /// The revision read (the pinned one, or the current one for a stream's first chunk).
+    pub read_revision: i64,
+    /// The store's revision when the chunk was read.
+    pub header_revision: i64,
+    pub kvs: Vec<KeyValue>,
+    /// Keys in range this chunk covers, filtered out or not.
+    pub keys_visited: i64,
+    /// Where the next chunk starts; `None` once the range is read to its end.
+    pub resume_at: Option<Vec<u8>>,
+}
+
+/// Fetches what `plan` chose, in key order, stopping once the values fetched reach
+/// `byte_budget` (at least one is fetched, whatever its size).
+pub fn execute_chunk<S: Snapshot>(
+    values: &Values<S>,
+    keys_only: bool,
+    plan: ChunkPlan,
+    byte_budget: usize,
+) -> Result<Chunk> {
+    let mut kvs = Vec::new();
+    let mut bytes = 0usize;
+    for (i, (rev, visited_through)) in plan.revs.iter().enumerate() {
+        let mut kv = values.get(*rev)?;
+        if keys_only {
+            kv.value.clear();
+        }
+        bytes = bytes.saturating_add(kv.encoded_len());
+        let resume_at = key_after(&kv.key);
+        kvs.push(kv);
+        let last = i + 1 == plan.revs.len();
+        if bytes >= byte_budget && !last {
+            return Ok(Chunk {
+                read_revision: plan.read_revision,
+                header_revision: plan.header_revision,
+                kvs,
+                keys_visited: *visited_through,
+                resume_at: Some(resume_at),
+            });
+        }
+    }
+    Ok(Chunk {
+        read_revision: plan.read_revision,
+        header_revision: plan.header_revision,
+        kvs,
+        keys_visited: plan.keys_visited,
+        resume_at: plan.resume_at,
+    })
+}
+
+fn clear_values(kvs: &mut [KeyValue]) {
+    for kv in kvs {
+        kv.value.clear();
+    }
 }
 
 /// Fetches, sorts and trims what `plan` chose.
@@ -204,9 +324,7 @@ pub fn execute<S: Snapshot>(
         more = true;
     }
     if req.keys_only {
-        for kv in &mut kvs {
-            kv.value.clear();
-        }
+        clear_values(&mut kvs);
     }
     Ok(RangeResponse { header: header(plan.header_revision), kvs, more, count: plan.count })
 }

@@ -624,6 +624,35 @@ impl<B: Backend> Store<B> {
         read::execute(&values, req, plan)
     }
 
+    /// One chunk of a streamed range ([`crate::range_stream`]): the keys of `req`'s range
+    /// from `from` on, read at `at` (0: the current revision), at most `max_kvs` of them
+    /// and about `byte_budget` bytes.
+    pub fn range_chunk(
+        &self,
+        req: &RangeRequest,
+        at: i64,
+        from: &[u8],
+        max_kvs: usize,
+        byte_budget: usize,
+    ) -> Result<read::Chunk> {
+        self.shared.config.stats.ranges.fetch_add(1, Ordering::Relaxed);
+        let (plan, values) = {
+            let state = read(&self.shared.state);
+            let values = self.shared.values();
+            let plan = read::plan_chunk(
+                &state.index,
+                state.current_rev,
+                state.compact_rev,
+                req,
+                at,
+                from,
+                max_kvs,
+            )?;
+            (plan, values)
+        };
+        read::execute_chunk(&values, req.keys_only, plan, byte_budget)
+    }
+
     /// Put, applying the raft entry at `at`.
     pub fn put(&self, req: &PutRequest, at: ApplyIndex) -> Result<WriteResult<PutResponse>> {
         validate::check_put(req)?;

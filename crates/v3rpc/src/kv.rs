@@ -1,15 +1,18 @@
 //! The KV service: reads are served locally (after a ReadIndex round unless
 //! serializable), writes go through the log.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use oxetcd_api::etcdserverpb::kv_server::Kv;
 use oxetcd_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse,
 };
+use oxetcd_mvcc::range_stream::StreamedRange;
 use oxetcd_mvcc::validate;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::caller::requester;
@@ -20,6 +23,43 @@ use oxetcd_etcdserver::{Requester, auth};
 use crate::unexpected;
 use oxetcd_etcdserver::Applied;
 use oxetcd_etcdserver::{EtcdServer, ServerError};
+
+/// Chunks of a RangeStream read ahead of a slow client (each about
+/// `range_stream::CHUNK_BYTES`): the server's memory stays flat whatever the range.
+const RANGE_STREAM_CHUNKS_QUEUED: usize = 1;
+
+/// Reads `req`'s chunks and sends them, until the last one, an error, or a client that
+/// went away.
+fn stream_range(
+    server: &EtcdServer,
+    from: &Requester,
+    req: RangeRequest,
+    tx: &tokio::sync::mpsc::Sender<Result<RangeStreamResponse, Status>>,
+) {
+    let mut streamed = StreamedRange::new(req);
+    loop {
+        let next = server.store().map_err(status).and_then(|store| {
+            let message = streamed.next_message(&store).map_err(status)?;
+            // As for a Range: a permission revoked while the chunk was read ends it.
+            server.auth_unchanged(from).map_err(status)?;
+            Ok(message)
+        });
+        let message = match next {
+            Ok(Some(mut message)) => {
+                if let Some(header) = &message.header {
+                    message.header = Some(server.header(header.revision));
+                }
+                Ok(RangeStreamResponse { range_response: Some(message) })
+            }
+            Ok(None) => return,
+            Err(e) => Err(e),
+        };
+        let failed = message.is_err();
+        if tx.blocking_send(message).is_err() || failed {
+            return;
+        }
+    }
+}
 
 pub struct KvService {
     server: Arc<EtcdServer>,
@@ -38,19 +78,30 @@ impl KvService {
         *header = Some(self.server.header(Self::revision_of(header)));
     }
 
-    async fn range_local(
+    /// What a Range waits for and checks before it reads: a ReadIndex round unless
+    /// serializable, then the requester's permission.
+    async fn admit_range(
         &self,
         from: &Requester,
         deadline: Option<Instant>,
         req: &RangeRequest,
-    ) -> Result<RangeResponse, Status> {
+    ) -> Result<(), Status> {
         if !req.serializable {
             if self.server.is_learner() {
                 return Err(status(ServerError::NotSupportedForLearner));
             }
             self.server.linearizable_read(deadline).await.map_err(status)?;
         }
-        self.server.authorize_local(from, |s, i| auth::check_range(s, i, req)).map_err(status)?;
+        self.server.authorize_local(from, |s, i| auth::check_range(s, i, req)).map_err(status)
+    }
+
+    async fn range_local(
+        &self,
+        from: &Requester,
+        deadline: Option<Instant>,
+        req: &RangeRequest,
+    ) -> Result<RangeResponse, Status> {
+        self.admit_range(from, deadline, req).await?;
         let mut resp = self.server.store().map_err(status)?.range(req).map_err(status)?;
         self.server.auth_unchanged(from).map_err(status)?;
         self.full_header(&mut resp.header);
@@ -91,6 +142,26 @@ impl Kv for KvService {
         let req = request.into_inner();
         validate::check_range(&req).map_err(status)?;
         Ok(Response::new(self.range_local(&from, deadline, &req).await?))
+    }
+
+    type RangeStreamStream =
+        Pin<Box<dyn Stream<Item = Result<RangeStreamResponse, Status>> + Send>>;
+
+    async fn range_stream(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        let deadline = client_deadline(&request);
+        let from = requester(&self.server, &request).await?;
+        let req = request.into_inner();
+        validate::check_range(&req).map_err(status)?;
+        self.admit_range(&from, deadline, &req).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(RANGE_STREAM_CHUNKS_QUEUED);
+        let server = Arc::clone(&self.server);
+        // Reading a chunk is blocking work (the backend); so is waiting for the client to
+        // take the one before, which bounds what is read ahead.
+        tokio::task::spawn_blocking(move || stream_range(&server, &from, req, &tx));
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {

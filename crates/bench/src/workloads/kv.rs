@@ -73,6 +73,17 @@ impl Kv {
         }
     }
 
+    /// A RangeStream, its chunks read and dropped. Only through the stubs: the client
+    /// has no call for it.
+    async fn range_stream(&mut self, req: RangeRequest) -> Result<(), Status> {
+        let Kv::Stub(kv, token) = self else {
+            unreachable!("range --stream refuses --via-client");
+        };
+        let mut chunks = kv.range_stream(token.request(req)).await?.into_inner();
+        while chunks.message().await?.is_some() {}
+        Ok(())
+    }
+
     async fn txn(&mut self, req: TxnRequest) -> Result<(), Status> {
         match self {
             Kv::Stub(kv, token) => kv.txn(token.request(req)).await.map(drop),
@@ -119,16 +130,43 @@ struct RangeOp {
     random: Option<(KeyValues, Rng)>,
 }
 
-impl Op for RangeOp {
-    const RPC: &'static str = "KV.Range";
-
-    async fn call(&mut self, _seq: u64) -> Result<(), Status> {
+impl RangeOp {
+    fn next_request(&mut self) -> RangeRequest {
         let mut req = self.req.clone();
         if let Some((keys, rng)) = &mut self.random {
             req.key = keys.key(rng.below(keys.space()));
         }
+        req
+    }
+}
+
+impl Op for RangeOp {
+    const RPC: &'static str = "KV.Range";
+
+    async fn call(&mut self, _seq: u64) -> Result<(), Status> {
+        let req = self.next_request();
         self.kv.range(req).await
     }
+}
+
+/// `range --stream`.
+struct RangeStreamOp(RangeOp);
+
+impl Op for RangeStreamOp {
+    const RPC: &'static str = "KV.RangeStream";
+
+    async fn call(&mut self, _seq: u64) -> Result<(), Status> {
+        let req = self.0.next_request();
+        self.0.kv.range_stream(req).await
+    }
+}
+
+/// Which RPC a range workload reads with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeRpc {
+    Unary,
+    /// RangeStream (etcd 3.7).
+    Stream,
 }
 
 /// What a range request reads.
@@ -145,7 +183,11 @@ pub async fn range(
     args: RangeArgs<'_>,
     consistency: Consistency,
     keys_only: bool,
+    rpc: RangeRpc,
 ) -> Result<Report, BenchError> {
+    if rpc == RangeRpc::Stream && ctx.via_client {
+        return Err(BenchError::Usage("range --stream has no --via-client form".into()));
+    }
     let req = RangeRequest {
         key: args.key.as_bytes().to_vec().into(),
         range_end: args.end.unwrap_or_default().as_bytes().to_vec().into(),
@@ -160,7 +202,13 @@ pub async fn range(
         req: req.clone(),
         random: random.clone().map(|keys| (keys, Rng::new(i))),
     });
-    Ok(runner::run("range", ops, ctx.plan()).await?.report)
+    Ok(match rpc {
+        RangeRpc::Unary => runner::run("range", ops, ctx.plan()).await?.report,
+        RangeRpc::Stream => {
+            let ops = ops.into_iter().map(RangeStreamOp).collect();
+            runner::run("range-stream", ops, ctx.plan()).await?.report
+        }
+    })
 }
 
 struct TxnPutOp {

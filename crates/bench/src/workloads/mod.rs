@@ -72,6 +72,7 @@ pub async fn run(command: &Command, ctx: &Ctx) -> Result<Report, BenchError> {
             consistency,
             limit,
             keys_only,
+            stream,
             random_keys,
             random_key_size,
             random_key_offset,
@@ -84,7 +85,8 @@ pub async fn run(command: &Command, ctx: &Ctx) -> Result<Report, BenchError> {
             });
             let key = key.as_deref().unwrap_or_default();
             let range = kv::RangeArgs { key, end: end.as_deref(), limit: *limit, random };
-            kv::range(ctx, range, *consistency, *keys_only).await
+            let rpc = if *stream { kv::RangeRpc::Stream } else { kv::RangeRpc::Unary };
+            kv::range(ctx, range, *consistency, *keys_only, rpc).await
         }
         Command::TxnPut { kv, txn_ops } => kv::txn_put(ctx, kv, *txn_ops).await,
         Command::Watch { watch, streams, watchers_per_stream } => {
