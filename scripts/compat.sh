@@ -4,7 +4,7 @@
 # Installs what the suite needs (Debian's etcd-server, etcd-client,
 # golang-etcd-server-dev and golang-go: the reference server, etcdctl, etcd's Go sources
 # with its .proto files and bbolt's, and the Go toolchain that builds crates/bbolt's
-# bbolt checker), then runs the tests behind the `compat` feature. A missing
+# bbolt checker; and etcd3gw from PyPI, a Python client of the JSON gateway), then runs the tests behind the `compat` feature. A missing
 # reference makes the tests fail, never skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# etcd3gw (PyPI), the JSON-gateway client of tests/compat/etcd3gw.rs.
+ETCD3GW_VERSION=2.7.0
+if ! python3 -c "import etcd3gw" 2>/dev/null; then
+  echo "compat: installing etcd3gw $ETCD3GW_VERSION"
+  python3 -m pip install --quiet "etcd3gw==$ETCD3GW_VERSION"
 fi
 
 etcd --version | head -n 1

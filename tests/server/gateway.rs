@@ -464,3 +464,24 @@ async fn gateway_streams_end_when_their_clients_go_away() {
     }
     member.stop().await;
 }
+
+/// `--enable-grpc-gateway=false` takes the JSON API off the client port, as in etcd: its
+/// paths answer Go's `404 page not found`; gRPC and `/health` are still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_can_be_turned_off() {
+    let member = TestMember::start(&["--enable-grpc-gateway=false"]).await;
+    let gw = Gateway { addr: member.endpoint.trim_start_matches("http://").into(), ids: "".into() };
+    for path in ["/v3/kv/range", "/v3beta/kv/range", "/v3/watch"] {
+        let reply = gw.post(path, r#"{"key":"YQ=="}"#, &[]).await;
+        assert_eq!((reply.status, reply.body.as_str()), (404, "404 page not found\n"), "{path}");
+        assert_eq!(reply.header("content-type"), Some("text/plain; charset=utf-8"));
+    }
+    let health = parse(&gw.request("GET", "/health", "", &[]).await);
+    assert_eq!((health.status, health.body.as_str()), (200, r#"{"health":"true"}"#));
+    let mut kv = oxetcd_api::etcdserverpb::kv_client::KvClient::connect(member.endpoint.clone())
+        .await
+        .unwrap();
+    let range = oxetcd_api::etcdserverpb::RangeRequest { key: "a".into(), ..Default::default() };
+    kv.range(range).await.expect("gRPC is served");
+    member.stop().await;
+}

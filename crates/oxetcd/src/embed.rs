@@ -189,6 +189,11 @@ impl Member {
         let metrics_listeners = bind(&cfg.listen_metrics_urls, tls.client.as_ref()).await?;
         // etcd's default (`u32::MAX`) means no limit, which is also HTTP/2's.
         let max_streams = Some(cfg.max_concurrent_streams).filter(|&n| n != u32::MAX);
+        let gateway = if cfg.enable_grpc_gateway {
+            oxetcd_v3rpc::Gateway::On { max_calls: max_streams }
+        } else {
+            oxetcd_v3rpc::Gateway::Off
+        };
         // etcd pings idle clients only when both durations are set.
         let client_keepalive = (!cfg.grpc_keepalive_interval.is_zero()
             && !cfg.grpc_keepalive_timeout.is_zero())
@@ -250,11 +255,7 @@ impl Member {
             bound.log_serving("client", &at);
             let Bound { listener, urls, .. } = bound;
             client_addrs.extend(listener.local_addr().ok());
-            let routes = oxetcd_v3rpc::routes_with_gateway_streams(
-                metrics.clone(),
-                access.clone(),
-                max_streams,
-            );
+            let routes = oxetcd_v3rpc::routes(metrics.clone(), access.clone(), gateway);
             let mut stop = shutdown.subscribe();
             let ready = server.clone();
             listeners.push(tokio::spawn(async move {

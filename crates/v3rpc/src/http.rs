@@ -272,7 +272,7 @@ async fn probe_one(
 ) -> Response {
     match probe.checks().iter().find(|c| c.name() == name) {
         Some(check) => run_checks(&server, vec![*check], &query.unwrap_or_default()).await,
-        None => (StatusCode::NOT_FOUND, "404 page not found\n").into_response(),
+        None => go_not_found(),
     }
 }
 
@@ -288,19 +288,16 @@ async fn run_checks(server: &EtcdServer, checks: Vec<Check>, query: &str) -> Res
             }
         }
     }
-    let text =
-        [("content-type", "text/plain; charset=utf-8"), ("x-content-type-options", "nosniff")];
     if failed {
-        // Go's `http.Error` ends the body with a newline of its own.
-        report.push('\n');
-        return (StatusCode::SERVICE_UNAVAILABLE, text, report).into_response();
+        // etcd answers with Go's `http.Error`.
+        return go_text(StatusCode::SERVICE_UNAVAILABLE, &report);
     }
     let verbose = query.split('&').any(|pair| pair == "verbose" || pair.starts_with("verbose="));
     if !verbose {
         report.clear();
     }
     report.push_str("ok\n");
-    (StatusCode::OK, text, report).into_response()
+    (StatusCode::OK, GO_TEXT_HEADERS, report).into_response()
 }
 
 /// The values of every `name=` in a query string (empty ones left out, as etcd does).
@@ -319,4 +316,18 @@ async fn version(server: Arc<EtcdServer>) -> impl IntoResponse {
     let cluster = server.cluster_version().unwrap_or_else(|| "not_decided".to_string());
     let body = format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{cluster}"}}"#);
     ([("content-type", "application/json")], body)
+}
+
+/// A text answer as Go's `http.Error` writes one (a newline after the text).
+pub(crate) fn go_text(status: StatusCode, text: &str) -> Response {
+    (status, GO_TEXT_HEADERS, format!("{text}\n")).into_response()
+}
+
+/// The headers of a text answer written by Go's `http.Error`.
+const GO_TEXT_HEADERS: [(&str, &str); 2] =
+    [("content-type", "text/plain; charset=utf-8"), ("x-content-type-options", "nosniff")];
+
+/// Go's `http.NotFound`: what etcd's HTTP mux answers under a path it does not serve.
+pub(crate) fn go_not_found() -> Response {
+    go_text(StatusCode::NOT_FOUND, "404 page not found")
 }

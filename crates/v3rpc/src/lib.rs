@@ -47,20 +47,21 @@ fn max_message_bytes(server: &EtcdServer) -> usize {
     server.config().max_request_bytes + GRPC_OVERHEAD_BYTES
 }
 
-/// Every client service and the HTTP endpoints, to be served on one client listener;
-/// gRPC calls are counted in `metrics`, which `/metrics` renders.
-pub fn routes(metrics: Arc<Metrics>, access: HttpAccess) -> Routes {
-    routes_with_gateway_streams(metrics, access, None)
+/// The JSON gateway on a client port (`--enable-grpc-gateway`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gateway {
+    Off,
+    /// Served, with at most `max_calls` calls in flight (`None`: no bound; the others
+    /// wait): etcd's `--max-concurrent-streams` bounds its gateway so, since the gateway
+    /// calls its gRPC server over one HTTP/2 connection.
+    On {
+        max_calls: Option<u32>,
+    },
 }
 
-/// [`routes`], with at most `gateway_streams` JSON gateway calls in flight (the others
-/// wait): etcd's `--max-concurrent-streams` bounds its gateway so, since the gateway
-/// calls its gRPC server over one HTTP/2 connection.
-pub fn routes_with_gateway_streams(
-    metrics: Arc<Metrics>,
-    access: HttpAccess,
-    gateway_streams: Option<u32>,
-) -> Routes {
+/// Every client service and the HTTP endpoints, to be served on one client listener;
+/// gRPC calls are counted in `metrics`, which `/metrics` renders.
+pub fn routes(metrics: Arc<Metrics>, access: HttpAccess, gateway: Gateway) -> Routes {
     let server = metrics.server().clone();
     let limit = max_message_bytes(&server);
     let grpc = Routes::new(
@@ -108,9 +109,13 @@ pub fn routes_with_gateway_streams(
         Some(&metrics),
         grpc.into_axum_router().fallback(refusals::unknown_service),
     );
-    let gateway =
-        http::with_access(gateway::router(grpc.clone(), limit, gateway_streams), access.clone());
-    Routes::from(grpc.merge(http::router(metrics, access)).merge(gateway))
+    let served = grpc.clone().merge(http::router(metrics, access.clone()));
+    Routes::from(match gateway {
+        Gateway::Off => served,
+        Gateway::On { max_calls } => {
+            served.merge(http::with_access(gateway::router(grpc, limit, max_calls), access))
+        }
+    })
 }
 
 /// `routes` behind [`edge`], their calls counted in `counted`'s metrics if given.

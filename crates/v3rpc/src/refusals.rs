@@ -30,5 +30,13 @@ pub(crate) async fn as_etcd(request: HttpRequest, next: Next) -> HttpResponse {
 
 /// The answer under a path where no service is served (the routes' fallback).
 pub(crate) async fn unknown_service(request: HttpRequest) -> HttpResponse {
+    let grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+    if !grpc {
+        // An HTTP client (the JSON gateway's paths when it is off, any other path).
+        return crate::http::go_not_found();
+    }
     status::unknown_service(request.uri().path()).into_http()
 }

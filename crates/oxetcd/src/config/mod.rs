@@ -860,8 +860,7 @@ pub struct Config {
     pub grpc_keepalive_interval: Duration,
     /// `--grpc-keepalive-timeout`: a ping unanswered this long closes the connection.
     pub grpc_keepalive_timeout: Duration,
-    /// `--enable-grpc-gateway`: serve etcd's JSON API on the client port (default on; not
-    /// served yet).
+    /// `--enable-grpc-gateway`: serve etcd's JSON API on the client ports (default on).
     pub enable_grpc_gateway: bool,
     /// `--host-whitelist`: host names accepted in HTTP requests to insecure listeners;
     /// empty or containing `*` means any.

@@ -33,6 +33,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use crate::http::{go_not_found, go_text};
+
 /// The gateway's paths under `/v3/` and the gRPC methods behind them, as etcd 3.4's
 /// `google.api.http` annotations bind them (`/v3/maintenance/hash` is bound twice,
 /// and grpc-gateway 1.6's mux serves the first binding, Hash).
@@ -124,10 +126,7 @@ pub(crate) fn router(grpc: Router, max_message_bytes: usize, max_streams: Option
         .route("/v3/{*path}", any(move |request: Request| serve(v3.clone(), request)))
         .route("/v3beta/{*path}", any(move |request: Request| serve(v3beta.clone(), request)))
         // etcd 3.4 no longer serves `/v3alpha/`: its HTTP mux answers Go's 404.
-        .route(
-            "/v3alpha/{*path}",
-            any(|| async { plain(StatusCode::NOT_FOUND, "404 page not found") }),
-        )
+        .route("/v3alpha/{*path}", any(|| async { go_not_found() }))
 }
 
 fn bindings() -> HashMap<&'static str, Binding> {
@@ -150,19 +149,6 @@ fn bindings() -> HashMap<&'static str, Binding> {
         .collect()
 }
 
-/// Go's `http.Error`: a plain-text answer.
-fn plain(status: StatusCode, text: &str) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        format!("{text}\n"),
-    )
-        .into_response()
-}
-
 fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
 }
@@ -177,10 +163,10 @@ async fn serve(gateway: Arc<Gateway>, request: Request) -> Response {
     let path = request.uri().path();
     let rest = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v3beta/"));
     let Some(binding) = rest.and_then(|rest| gateway.bindings.get(rest)) else {
-        return plain(StatusCode::NOT_FOUND, "Not Found");
+        return go_text(StatusCode::NOT_FOUND, "Not Found");
     };
     if request.method() != Method::POST {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+        return go_text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     }
     // Waits for room as a call waits for a stream on etcd's gateway connection.
     let permit = match &gateway.streams {
