@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use axum::http::StatusCode;
 use prost::Message;
 use prost_reflect::{
-    DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions,
+    DescriptorPool, DeserializeOptions, DynamicMessage, Kind, MessageDescriptor, SerializeOptions,
 };
 use tonic::{Code, Status};
 
@@ -53,10 +53,66 @@ pub(super) fn to_proto(
     let Some(value) = value else {
         return Ok(Vec::new());
     };
+    check_enum_names(desc, &value)?;
     let options = DeserializeOptions::new().deny_unknown_fields(false);
     let message = DynamicMessage::deserialize_with_options(desc.clone(), value, &options)
         .map_err(|e| DecodeError(e.to_string()))?;
     Ok(message.encode_to_vec())
+}
+
+/// Refuses an enum given by a name it does not have, as jsonpb does (prost-reflect
+/// ignores one when unknown fields are ignored, which would turn a typo into the
+/// default). Unknown fields are skipped; numbers are taken as they are, as by jsonpb.
+fn check_enum_names(
+    desc: &MessageDescriptor,
+    value: &serde_json::Value,
+) -> Result<(), DecodeError> {
+    let serde_json::Value::Object(fields) = value else {
+        return Ok(());
+    };
+    for (name, value) in fields {
+        let Some(field) =
+            desc.get_field_by_name(name).or_else(|| desc.get_field_by_json_name(name))
+        else {
+            continue;
+        };
+        if field.is_map() {
+            continue;
+        }
+        let values = match value {
+            serde_json::Value::Array(items) if field.is_list() => items.iter().collect(),
+            one => vec![one],
+        };
+        match field.kind() {
+            Kind::Enum(enum_desc) => {
+                for value in values {
+                    if let serde_json::Value::String(given) = value
+                        && enum_desc.get_value_by_name(given).is_none()
+                    {
+                        return Err(DecodeError(format!(
+                            "unknown value {} for enum {}",
+                            string(given),
+                            go_type_name(enum_desc.full_name(), enum_desc.package_name())
+                        )));
+                    }
+                }
+            }
+            Kind::Message(message_desc) => {
+                for value in values {
+                    check_enum_names(&message_desc, value)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A proto type's name as golang/protobuf names its Go type: the package, then the
+/// nested names joined by `_` (`etcdserverpb.RangeRequest_SortOrder`).
+fn go_type_name(full_name: &str, package: &str) -> String {
+    let nested = full_name.strip_prefix(package).map_or(full_name, |n| n.trim_start_matches('.'));
+    format!("{package}.{}", nested.replace('.', "_"))
 }
 
 /// An encoded `desc` message (a gRPC answer) as grpc-gateway's JSON.
@@ -163,6 +219,31 @@ mod tests {
 
     fn desc(name: &str) -> MessageDescriptor {
         POOL.get_message_by_name(name).unwrap()
+    }
+
+    #[test]
+    fn an_enum_name_that_does_not_exist_is_refused_in_jsonpbs_words() {
+        let refused = |name: &str, json: &[u8]| {
+            to_proto(&desc(name), first_value(json).unwrap()).unwrap_err().0
+        };
+        assert_eq!(
+            refused("etcdserverpb.RangeRequest", br#"{"key":"YQ==","sort_order":"SIDEWAYS"}"#),
+            r#"unknown value "SIDEWAYS" for enum etcdserverpb.RangeRequest_SortOrder"#
+        );
+        // Nested: a txn's compare, and a range inside a txn's ops (lowerCamel names).
+        assert_eq!(
+            refused("etcdserverpb.TxnRequest", br#"{"compare":[{"key":"YQ==","target":"COLOR"}]}"#),
+            r#"unknown value "COLOR" for enum etcdserverpb.Compare_CompareTarget"#
+        );
+        assert_eq!(
+            refused(
+                "etcdserverpb.TxnRequest",
+                br#"{"success":[{"requestRange":{"key":"YQ==","sortTarget":"SIZE"}}]}"#
+            ),
+            r#"unknown value "SIZE" for enum etcdserverpb.RangeRequest_SortTarget"#
+        );
+        let known = br#"{"key":"YQ==","sort_order":"DESCEND","sort_target":2,"bogus":"X"}"#;
+        to_proto(&desc("etcdserverpb.RangeRequest"), first_value(known).unwrap()).unwrap();
     }
 
     #[test]
