@@ -1,4 +1,5 @@
-# Shared by the bench scripts (sourced; needs ROOT and a `log` function).
+# Shared by the bench scripts (sourced; needs ROOT and a `log` function; the member
+# helpers need EP and PEER, the client and peer URLs).
 
 # Builds oxetcd and oxetcd-bench (release) unless OXETCD_BIN and BENCH_BIN name prebuilt
 # binaries, and sets both.
@@ -7,8 +8,51 @@ ensure_binaries() {
         return
     fi
     log "building oxetcd and oxetcd-bench (release)"
-    (cd "$ROOT" && cargo build --release -p oxetcd --bin oxetcd -p oxetcd-bench)
+    # (`--bin oxetcd` would also filter oxetcd-bench's binary out.)
+    (cd "$ROOT" && cargo build --release -p oxetcd -p oxetcd-bench)
     local target=${CARGO_TARGET_DIR:-$ROOT/target}
     OXETCD_BIN=${OXETCD_BIN:-$target/release/oxetcd}
     BENCH_BIN=${BENCH_BIN:-$target/release/oxetcd-bench}
+}
+
+now() { date +%s%N; }
+# secs T0: seconds since T0 (from `now`), to two decimals.
+secs() { python3 -c "print(round(($(now) - $1) / 1e9, 2))"; }
+
+# make_workdir NAME: a fresh directory WORK under BENCH_TMP (a real disk, not tmpfs),
+# removed on exit with the member started by start_member (if it still runs).
+make_workdir() {
+    mkdir -p "${BENCH_TMP:-/work/tmp}"
+    WORK=$(mktemp -d "${BENCH_TMP:-/work/tmp}/bench-$1.XXXXXX")
+    PID=""
+    trap 'stop_member; rm -rf "$WORK"' EXIT
+    trap 'exit 130' INT TERM
+}
+
+# start_member BIN DATA_DIR LOG: one member named m1 (client URL EP, peer URL PEER, an
+# 8 GiB quota) of etcd or oxetcd; waits for /health true; sets PID.
+start_member() {
+    "$1" --name m1 --data-dir "$2" --listen-client-urls "$EP" --advertise-client-urls "$EP" \
+        --listen-peer-urls "$PEER" --initial-advertise-peer-urls "$PEER" \
+        --initial-cluster "m1=$PEER" --quota-backend-bytes 8589934592 >>"$3" 2>&1 &
+    PID=$!
+    until curl -sf -m 5 "$EP/health" 2>/dev/null | grep -q '"true"'; do
+        kill -0 "$PID" 2>/dev/null || { tail -n 20 "$3" >&2; exit 1; }
+        sleep 0.05
+    done
+}
+
+# stop_member: SIGTERM to the member start_member started, and wait for its exit.
+stop_member() {
+    [[ -n ${PID:-} ]] || return 0
+    kill "$PID" 2>/dev/null || true
+    wait "$PID" 2>/dev/null || true
+    PID=""
+}
+
+# fill_sequential KEYS VAL_SIZE: KEYS puts of sequential 8-byte keys (00000000, ...) with
+# VAL_SIZE-byte values, by 1000 clients on 100 connections.
+fill_sequential() {
+    "$BENCH_BIN" --endpoints "$EP" --conns 100 --clients 1000 --total "$1" \
+        put --key-size 8 --val-size "$2" --key-space-size "$1" --sequential-keys >/dev/null
 }

@@ -32,36 +32,17 @@ log() { printf '[migrate %s] %s\n' "$(date -u +%T)" "$*" >&2; }
 source "$ROOT/bench/lib.sh"
 ensure_binaries
 
-mkdir -p "${BENCH_TMP:-/work/tmp}"
-WORK=$(mktemp -d "${BENCH_TMP:-/work/tmp}/bench-migrate.XXXXXX")
+make_workdir migrate
 DIR=$WORK/data
-PID=""
-cleanup() {
-    [[ -n $PID ]] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-now() { date +%s%N; }
-secs() { python3 -c "print(round(($(now) - $1) / 1e9, 2))"; }
 hwm_mib() { awk '/^VmHWM:/ {print int($2 / 1024)}' "/proc/$PID/status"; }
 
-# start BIN LOG: one member named m1 on DIR; waits for /health true; sets PID, READY_S.
+# start BIN LOG: one member on DIR; sets PID, READY_S (exec to /health true).
 start() {
     local t0
     t0=$(now)
-    "$1" --name m1 --data-dir "$DIR" --listen-client-urls "$EP" --advertise-client-urls "$EP" \
-        --listen-peer-urls "$PEER" --initial-advertise-peer-urls "$PEER" \
-        --initial-cluster "m1=$PEER" --quota-backend-bytes 8589934592 >>"$2" 2>&1 &
-    PID=$!
-    until curl -sf -m 5 "$EP/health" 2>/dev/null | grep -q '"true"'; do
-        kill -0 "$PID" 2>/dev/null || { tail -n 20 "$2" >&2; exit 1; }
-        sleep 0.05
-    done
+    start_member "$1" "$DIR" "$2"
     READY_S=$(secs "$t0")
 }
-stop() { kill "$PID"; wait "$PID" || true; PID=""; }
 snapshot() { # snapshot FILE: sets SNAP_S
     local t0
     t0=$(now)
@@ -73,13 +54,12 @@ keys=$((SIZE * 1024 * 1024 * 1024 / (8 + VAL_SIZE)))
 start "$ETCD" "$WORK/etcd.log"
 log "filling etcd 3.4.23 with $keys keys of $VAL_SIZE bytes ($SIZE GiB)"
 t0=$(now)
-"$BENCH_BIN" --endpoints "$EP" --conns 100 --clients 1000 --total "$keys" \
-    put --key-size 8 --val-size "$VAL_SIZE" --key-space-size "$keys" --sequential-keys >/dev/null
+fill_sequential "$keys" "$VAL_SIZE"
 fill_s=$(secs "$t0")
 snapshot "$WORK/etcd.snap"
 etcd_snap_s=$SNAP_S
 etcd_hwm=$(hwm_mib)
-stop
+stop_member
 db_mib=$(($(stat -c %s "$DIR/member/snap/db") / 1048576))
 
 log "starting oxetcd on etcd's data dir ($db_mib MiB backend)"
@@ -90,7 +70,7 @@ convert=$(grep -o '"message":"converted etcd'"'"'s backend".*' "$WORK/oxetcd.log
 snapshot "$WORK/oxetcd.snap"
 ox_snap_s=$SNAP_S
 ox_hwm=$(hwm_mib)
-stop
+stop_member
 
 status() { "$ETCDCTL" -w json snapshot status "$1" 2>/dev/null; }
 cat <<EOF

@@ -35,39 +35,14 @@ log() { printf '[range-stream %s] %s\n' "$(date -u +%T)" "$*" >&2; }
 source "$ROOT/bench/lib.sh"
 ensure_binaries
 
-mkdir -p "${BENCH_TMP:-/work/tmp}"
-WORK=$(mktemp -d "${BENCH_TMP:-/work/tmp}/bench-range-stream.XXXXXX")
-PID=""
-cleanup() {
-    [[ -n $PID ]] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-now() { date +%s%N; }
-secs() { python3 -c "print(round(($(now) - $1) / 1e9, 2))"; }
+make_workdir range-stream
 status_mib() { awk -v f="$1:" '$1 == f {print int($2 / 1024)}' "/proc/$PID/status"; }
 median() { tr ' ' '\n' | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-
-# start BIN NAME: one member on a fresh data dir; waits for /health true; sets PID.
-start() {
-    "$1" --name m1 --data-dir "$WORK/$2" --listen-client-urls "$EP" --advertise-client-urls "$EP" \
-        --listen-peer-urls "$PEER" --initial-advertise-peer-urls "$PEER" \
-        --initial-cluster "m1=$PEER" --quota-backend-bytes 8589934592 >>"$WORK/$2.log" 2>&1 &
-    PID=$!
-    until curl -sf -m 5 "$EP/health" 2>/dev/null | grep -q '"true"'; do
-        kill -0 "$PID" 2>/dev/null || { tail -n 20 "$WORK/$2.log" >&2; exit 1; }
-        sleep 0.05
-    done
-}
-stop() { kill "$PID"; wait "$PID" || true; PID=""; }
 
 keys=$((SIZE * 1024 * 1024 * 1024 / (8 + VAL_SIZE)))
 fill() {
     log "filling $1 with $keys keys of $VAL_SIZE bytes ($SIZE GiB)"
-    "$BENCH_BIN" --endpoints "$EP" --conns 100 --clients 1000 --total "$keys" \
-        put --key-size 8 --val-size "$VAL_SIZE" --key-space-size "$keys" --sequential-keys >/dev/null
+    fill_sequential "$keys" "$VAL_SIZE"
 }
 
 # measure LABEL COMMAND...: RUNS reads; appends "LABEL before peak seconds" medians to RESULTS.
@@ -89,13 +64,13 @@ measure() {
 etcdctl_range() { "$ETCDCTL" --endpoints "$EP" --command-timeout=600s get 0 : >/dev/null; }
 bench_stream() { "$BENCH_BIN" --endpoints "$EP" --total 1 range 0 : --stream >/dev/null; }
 
-start "$ETCD" etcd
+start_member "$ETCD" "$WORK/etcd" "$WORK/etcd.log"
 fill "etcd 3.4.23"
 measure "etcd 3.4.23, Range (etcdctl get)" etcdctl_range
-stop
+stop_member
 rm -rf "$WORK/etcd"
 
-start "$OXETCD_BIN" oxetcd
+start_member "$OXETCD_BIN" "$WORK/oxetcd" "$WORK/oxetcd.log"
 fill oxetcd
 # RangeStream first: memory a process has once taken (the unary Range's answer) stays in
 # its RSS, which would hide the stream's own peak.
@@ -103,7 +78,7 @@ measure "oxetcd, RangeStream (oxetcd-bench range --stream)" bench_stream
 measure "oxetcd, Range (etcdctl get)" etcdctl_range
 count=$("$ETCDCTL" --endpoints "$EP" get 0 : --limit 1 -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
 [[ $count == "$keys" ]] || { log "expected $keys keys, counted $count"; exit 1; }
-stop
+stop_member
 
 echo "| $SIZE GiB ($keys keys of $VAL_SIZE B), medians of $RUNS | RSS before (MiB) | peak RSS during the read (MiB) | time (s) |"
 echo "|---|---|---|---|"
