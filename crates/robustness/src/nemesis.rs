@@ -1,0 +1,196 @@
+//! The faults: kill -9 and restart (one member, the leader, all), SIGSTOP/SIGCONT
+//! pauses, and failpoints that make storage fail (the member must stop through the fatal
+//! path: exit code 1 after its one fatal line). Drawn from the run's seed.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::cluster::{Cluster, FATAL_LINE};
+use crate::rng::Rng;
+
+/// A class of faults, as `--faults` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultClass {
+    Kill,
+    Pause,
+    Failpoint,
+}
+
+pub const ALL_CLASSES: [FaultClass; 3] =
+    [FaultClass::Kill, FaultClass::Pause, FaultClass::Failpoint];
+
+impl FromStr for FaultClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "kill" => Ok(FaultClass::Kill),
+            "pause" => Ok(FaultClass::Pause),
+            "failpoint" => Ok(FaultClass::Failpoint),
+            other => Err(format!("unknown fault class {other:?} (kill, pause, failpoint)")),
+        }
+    }
+}
+
+impl fmt::Display for FaultClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FaultClass::Kill => "kill",
+            FaultClass::Pause => "pause",
+            FaultClass::Failpoint => "failpoint",
+        })
+    }
+}
+
+/// The failpoints a storage failure is injected at (all return an error; none panics).
+/// Each must take the member down through the fatal path.
+pub const STORAGE_FAILPOINTS: &[&str] = &[
+    // The WAL append of a Ready, before and after its fdatasync.
+    "raft::wal-save",
+    "raft::wal-save-after",
+    // A raft snapshot's file, before it is written.
+    "raft::snapshot-save",
+    // The apply thread's write of an entry to the store.
+    "apply::store-write",
+    // The store's committer, before and after the backend commit.
+    "mvcc::backend-commit",
+    "mvcc::backend-commit-after",
+];
+
+/// The quiet time between two faults.
+const BETWEEN_FAULTS: (u64, u64) = (500, 1_500);
+/// How long a killed member stays down.
+const DOWN_MS: (u64, u64) = (100, 1_500);
+/// How long a member stays paused: around the election timeout (750 ms), so some pauses
+/// of a leader make a new one and some do not.
+const PAUSE_MS: (u64, u64) = (300, 2_500);
+/// Calls of a failpoint let through before it fails (spread over a run's early work).
+const FAILPOINT_SKIPS: u64 = 30;
+/// The same for the snapshot failpoint, which is called once per `--snapshot-count`
+/// entries rather than per Ready or commit.
+const SNAPSHOT_FAILPOINT_SKIPS: u64 = 2;
+/// How long a member with an armed failpoint may take to reach it and stop.
+const FAILPOINT_WAIT: Duration = Duration::from_secs(8);
+
+/// What happened, for the run's log.
+#[derive(Debug, Default)]
+pub struct NemesisLog {
+    pub faults: Vec<String>,
+    /// Broken promises of the fault handling itself (a member that did not come back,
+    /// a failpoint that did not take the fatal path).
+    pub anomalies: Vec<String>,
+}
+
+fn ms(range: (u64, u64), rng: &mut Rng) -> Duration {
+    Duration::from_millis(rng.between(range.0, range.1))
+}
+
+/// Injects faults of `classes` until `until`; every fault is healed before the next.
+pub async fn run(
+    cluster: &mut Cluster,
+    classes: &[FaultClass],
+    rng: &mut Rng,
+    until: tokio::time::Instant,
+) -> NemesisLog {
+    let mut log = NemesisLog::default();
+    let started = tokio::time::Instant::now();
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(ms(BETWEEN_FAULTS, rng)).await;
+        if tokio::time::Instant::now() >= until {
+            break;
+        }
+        let class = classes[rng.below(classes.len() as u64) as usize];
+        let at = started.elapsed().as_millis();
+        let fault = match class {
+            FaultClass::Kill => kill(cluster, rng).await,
+            FaultClass::Pause => pause(cluster, rng).await,
+            FaultClass::Failpoint => failpoint(cluster, rng, &mut log.anomalies).await,
+        };
+        log.faults.push(format!("+{at}ms {fault}"));
+        if let Err(e) = cluster.heal().await {
+            log.anomalies.push(format!("after {fault}: {e}"));
+            break;
+        }
+    }
+    log
+}
+
+/// A member to hit: the leader half of the time (if one is known), else any.
+async fn target(cluster: &mut Cluster, rng: &mut Rng) -> (usize, &'static str) {
+    let n = cluster.members.len();
+    if rng.below(2) == 0
+        && let Some(leader) = cluster.leader().await
+    {
+        return (leader, "leader");
+    }
+    (rng.below(n as u64) as usize, "member")
+}
+
+async fn kill(cluster: &mut Cluster, rng: &mut Rng) -> String {
+    let all = rng.below(5) == 0;
+    let down = ms(DOWN_MS, rng);
+    let what = if all {
+        for i in 0..cluster.members.len() {
+            cluster.kill(i);
+        }
+        "kill -9 all members".to_string()
+    } else {
+        let (i, role) = target(cluster, rng).await;
+        cluster.kill(i);
+        format!("kill -9 {role} {}", cluster.members[i].name)
+    };
+    tokio::time::sleep(down).await;
+    format!("{what}, down {down:?}")
+}
+
+async fn pause(cluster: &mut Cluster, rng: &mut Rng) -> String {
+    let (i, role) = target(cluster, rng).await;
+    let paused = ms(PAUSE_MS, rng);
+    cluster.pause(i);
+    tokio::time::sleep(paused).await;
+    cluster.resume(i);
+    format!("SIGSTOP {role} {} for {paused:?}", cluster.members[i].name)
+}
+
+/// Restarts a member with a storage failpoint armed and waits for it to stop by itself.
+async fn failpoint(cluster: &mut Cluster, rng: &mut Rng, anomalies: &mut Vec<String>) -> String {
+    let (i, role) = target(cluster, rng).await;
+    let name = STORAGE_FAILPOINTS[rng.below(STORAGE_FAILPOINTS.len() as u64) as usize];
+    let skips = rng.below(if name.contains("snapshot") {
+        SNAPSHOT_FAILPOINT_SKIPS
+    } else {
+        FAILPOINT_SKIPS
+    });
+    let spec = format!("{name}={skips}*off->return");
+    cluster.kill(i);
+    let member = cluster.members[i].name.clone();
+    if let Err(e) = cluster.spawn(i, Some(&spec)) {
+        anomalies.push(format!("restart {member} with {spec}: {e}"));
+        return format!("failpoint {spec} on {role} {member}: not started");
+    }
+    let deadline = tokio::time::Instant::now() + FAILPOINT_WAIT;
+    let status = loop {
+        if let Some(status) = cluster.exited(i) {
+            break Some(status);
+        }
+        if tokio::time::Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let Some(status) = status else {
+        // Not reached in time (a snapshot failpoint needs enough writes): no fault.
+        cluster.kill(i);
+        return format!("failpoint {spec} on {role} {member}: not reached");
+    };
+    let log = cluster.members[i].last_run_log();
+    let fatal_lines = log.lines().filter(|l| l.contains(FATAL_LINE)).count();
+    if status.code() != Some(1) || fatal_lines != 1 {
+        anomalies.push(format!(
+            "failpoint {spec} on {member}: exit {status} with {fatal_lines} fatal lines, not the \
+             fatal path (exit code 1 after one fatal line); see {}",
+            cluster.members[i].log.display()
+        ));
+    }
+    format!("failpoint {spec} on {role} {member}: {status}")
+}
