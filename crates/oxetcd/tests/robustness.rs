@@ -39,6 +39,7 @@ async fn run_class(class: FaultClass, default_seed: u64) -> RunReport {
         workload: Workload::default(),
         work_dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join("robustness"),
         max_explored: MAX_EXPLORED,
+        keep_always: false,
     };
     let report = scenario::run(&scenario).await;
     assert!(

@@ -1,5 +1,6 @@
-//! A cluster of the real `oxetcd` binary, one child process per member, on 127.0.0.1
-//! ports, in a directory of the run's own. Members are killed with SIGKILL, paused with
+//! A cluster of the real `oxetcd` binary, one child process per member, in a directory
+//! of the run's own: on 127.0.0.1 ports, or, when the run cuts or delays traffic between
+//! members, each in a network namespace of its own on a bridge ([`crate::netns`]). Members are killed with SIGKILL, paused with
 //! SIGSTOP/SIGCONT and restarted, optionally with failpoints (`FAILPOINTS`, read by a
 //! binary built with the `failpoints` feature). Each member's stderr (its log) is
 //! appended to `<name>.log` across restarts, so a failing run keeps the whole story.
@@ -10,6 +11,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use oxetcd_client::{Client, ClientOptions};
+
+use crate::netns::Netns;
 
 /// How long a member may take to serve after a start.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,7 +64,15 @@ pub struct Cluster {
     initial_cluster: String,
     token: String,
     pub members: Vec<Member>,
+    /// The namespaced network, when the run has one (dropped after the members).
+    pub network: Option<Netns>,
 }
+
+/// The client and peer ports of a member in a namespace of its own (etcd's defaults).
+const NAMESPACED_PORTS: (u16, u16) = (2379, 2380);
+
+/// Tells apart the namespaced networks one process makes.
+static NETWORKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// `n` ports free a moment ago, drawn below the kernel's ephemeral range so that no
 /// outgoing connection takes one before its member listens. The listeners are held until
@@ -102,18 +113,50 @@ pub async fn member_client(endpoint: &str, timeout: Duration) -> oxetcd_client::
 }
 
 impl Cluster {
-    /// Starts `n` members of `binary` with data dirs and logs in `dir`, and waits until
-    /// every one serves.
-    pub async fn start(binary: &Path, dir: &Path, n: usize) -> Result<Cluster, String> {
-        let ports = free_ports(2 * n);
-        let members: Vec<Member> = (0..n)
-            .map(|i| {
+    /// Starts `n` members of `binary` with data dirs and logs in `dir`, each in a
+    /// network namespace of its own if `namespaced`, and waits until every one serves.
+    pub async fn start(
+        binary: &Path,
+        dir: &Path,
+        n: usize,
+        namespaced: bool,
+    ) -> Result<Cluster, String> {
+        let network = if namespaced {
+            let k = NETWORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(Netns::create(n, k)?)
+        } else {
+            None
+        };
+        let urls: Vec<(String, String)> = match &network {
+            Some(net) => (0..n)
+                .map(|i| {
+                    let (client, peer) = NAMESPACED_PORTS;
+                    let address = net.address(i);
+                    (format!("http://{address}:{client}"), format!("http://{address}:{peer}"))
+                })
+                .collect(),
+            None => {
+                let ports = free_ports(2 * n);
+                (0..n)
+                    .map(|i| {
+                        (
+                            format!("http://127.0.0.1:{}", ports[i]),
+                            format!("http://127.0.0.1:{}", ports[n + i]),
+                        )
+                    })
+                    .collect()
+            }
+        };
+        let members: Vec<Member> = urls
+            .into_iter()
+            .enumerate()
+            .map(|(i, (client_url, peer_url))| {
                 let name = format!("m{i}");
                 Member {
                     data_dir: dir.join(&name),
                     log: dir.join(format!("{name}.log")),
-                    client_url: format!("http://127.0.0.1:{}", ports[i]),
-                    peer_url: format!("http://127.0.0.1:{}", ports[n + i]),
+                    client_url,
+                    peer_url,
                     name,
                     child: None,
                     paused: false,
@@ -128,6 +171,7 @@ impl Cluster {
             initial_cluster: initial_cluster.join(","),
             token,
             members,
+            network,
         };
         for i in 0..n {
             cluster.spawn(i, None)?;
@@ -155,7 +199,15 @@ impl Cluster {
             .map_err(|e| format!("open {}: {e}", member.log.display()))?;
         writeln!(log, "{START_MARK}{} failpoints={failpoints:?} ---", member.name)
             .map_err(|e| format!("write {}: {e}", member.log.display()))?;
-        let mut command = Command::new(&self.binary);
+        // `ip netns exec` execs the binary in the namespace: the child is the member.
+        let mut command = match &self.network {
+            Some(net) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", &net.namespace(i)]).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
         // Only the flags below configure the member.
         for (name, _) in std::env::vars_os() {
             let name_str = name.to_string_lossy();
@@ -234,8 +286,12 @@ impl Cluster {
         self.members[i].paused = false;
     }
 
-    /// Brings every member back: paused ones continued, stopped ones started.
+    /// Brings every member back: traffic between them restored, paused ones continued,
+    /// stopped ones started.
     pub async fn heal(&mut self) -> Result<(), String> {
+        if let Some(net) = &mut self.network {
+            net.heal()?;
+        }
         for i in 0..self.members.len() {
             if self.members[i].paused {
                 self.resume(i);

@@ -8,8 +8,9 @@
 //! - [`linearizability`]: the Wing–Gong–Lowe checker over etcd's KV model, key by key.
 //! - [`checks`]: watch guarantees and the committed log against the history.
 //! - [`cluster`]: members of the real binary as child processes (kill -9, SIGSTOP,
-//!   restarts, failpoints through `FAILPOINTS`).
+//!   restarts, failpoints through `FAILPOINTS`), on loopback or in namespaces.
 //! - [`nemesis`]: the faults, drawn from a seed.
+//! - [`netns`]: a network of network namespaces on a bridge, for partitions and delays.
 //! - [`workload`]: the clients and watchers that make the history.
 //! - [`scenario`]: one seeded run: cluster, workload and nemesis, end checks, and on an
 //!   anomaly the history, member logs and seed kept in a directory.
@@ -19,6 +20,7 @@ pub mod cluster;
 pub mod history;
 pub mod linearizability;
 pub mod nemesis;
+pub mod netns;
 pub mod rng;
 pub mod scenario;
 pub mod workload;

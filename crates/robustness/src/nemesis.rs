@@ -1,6 +1,8 @@
 //! The faults: kill -9 and restart (one member, the leader, all), SIGSTOP/SIGCONT
-//! pauses, and failpoints that make storage fail (the member must stop through the fatal
-//! path: exit code 1 after its one fatal line). Drawn from the run's seed.
+//! pauses, failpoints that make storage fail (the member must stop through the fatal
+//! path: exit code 1 after its one fatal line), network partitions (a member or the
+//! leader isolated, or one link cut so a member sees both sides) and delayed, lossy
+//! member traffic (`tc netem`). Drawn from the run's seed.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,10 +17,25 @@ pub enum FaultClass {
     Kill,
     Pause,
     Failpoint,
+    Partition,
+    Delay,
 }
 
-pub const ALL_CLASSES: [FaultClass; 3] =
-    [FaultClass::Kill, FaultClass::Pause, FaultClass::Failpoint];
+impl FaultClass {
+    /// Whether the class needs the members in network namespaces ([`crate::netns`]).
+    pub fn needs_network(self) -> bool {
+        matches!(self, FaultClass::Partition | FaultClass::Delay)
+    }
+}
+
+/// Every class, in the order `run` takes them in turn.
+pub const ALL_CLASSES: [FaultClass; 5] = [
+    FaultClass::Kill,
+    FaultClass::Pause,
+    FaultClass::Failpoint,
+    FaultClass::Partition,
+    FaultClass::Delay,
+];
 
 impl FromStr for FaultClass {
     type Err = String;
@@ -27,7 +44,11 @@ impl FromStr for FaultClass {
             "kill" => Ok(FaultClass::Kill),
             "pause" => Ok(FaultClass::Pause),
             "failpoint" => Ok(FaultClass::Failpoint),
-            other => Err(format!("unknown fault class {other:?} (kill, pause, failpoint)")),
+            "partition" => Ok(FaultClass::Partition),
+            "delay" => Ok(FaultClass::Delay),
+            other => Err(format!(
+                "unknown fault class {other:?} (kill, pause, failpoint, partition, delay)"
+            )),
         }
     }
 }
@@ -38,6 +59,8 @@ impl fmt::Display for FaultClass {
             FaultClass::Kill => "kill",
             FaultClass::Pause => "pause",
             FaultClass::Failpoint => "failpoint",
+            FaultClass::Partition => "partition",
+            FaultClass::Delay => "delay",
         })
     }
 }
@@ -69,6 +92,15 @@ const FAILPOINT_SKIPS: u64 = 30;
 /// The same for the snapshot failpoint, which is called once per `--snapshot-count`
 /// entries rather than per Ready or commit.
 const SNAPSHOT_FAILPOINT_SKIPS: u64 = 2;
+/// How long a partition lasts: from under an election timeout to several.
+const PARTITION_MS: (u64, u64) = (300, 4_000);
+/// How long member traffic is delayed, by how much (and jitter), and how much is lost.
+const DELAY_MS: (u64, u64) = (1_000, 4_000);
+const DELAY_BY_MS: (u64, u64) = (20, 300);
+const DELAY_JITTER_MS: u64 = 20;
+const LOSS_PERCENT: (u64, u64) = (0, 15);
+/// Without netem: the rate a slowed member sends at (a few hundred requests a second).
+const SLOW_KBIT: (u64, u64) = (200, 2_000);
 /// How long a member with an armed failpoint may take to reach it and stop.
 const FAILPOINT_WAIT: Duration = Duration::from_secs(8);
 
@@ -105,6 +137,15 @@ pub async fn run(
             FaultClass::Kill => kill(cluster, rng).await,
             FaultClass::Pause => pause(cluster, rng).await,
             FaultClass::Failpoint => failpoint(cluster, rng, &mut log.anomalies).await,
+            FaultClass::Partition => partition(cluster, rng).await,
+            FaultClass::Delay => delay(cluster, rng).await,
+        };
+        let fault = match fault {
+            Ok(fault) => fault,
+            Err(e) => {
+                log.anomalies.push(format!("the nemesis failed: {e}"));
+                break;
+            }
         };
         log.faults.push(format!("+{at}ms {fault}"));
         if let Err(e) = cluster.heal().await {
@@ -126,7 +167,7 @@ async fn target(cluster: &mut Cluster, rng: &mut Rng) -> (usize, &'static str) {
     (rng.below(n as u64) as usize, "member")
 }
 
-async fn kill(cluster: &mut Cluster, rng: &mut Rng) -> String {
+async fn kill(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, String> {
     let all = rng.below(5) == 0;
     let down = ms(DOWN_MS, rng);
     let what = if all {
@@ -140,20 +181,63 @@ async fn kill(cluster: &mut Cluster, rng: &mut Rng) -> String {
         format!("kill -9 {role} {}", cluster.members[i].name)
     };
     tokio::time::sleep(down).await;
-    format!("{what}, down {down:?}")
+    Ok(format!("{what}, down {down:?}"))
 }
 
-async fn pause(cluster: &mut Cluster, rng: &mut Rng) -> String {
+async fn pause(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, String> {
     let (i, role) = target(cluster, rng).await;
     let paused = ms(PAUSE_MS, rng);
     cluster.pause(i);
     tokio::time::sleep(paused).await;
     cluster.resume(i);
-    format!("SIGSTOP {role} {} for {paused:?}", cluster.members[i].name)
+    Ok(format!("SIGSTOP {role} {} for {paused:?}", cluster.members[i].name))
+}
+
+fn network(cluster: &mut Cluster) -> Result<&mut crate::netns::Netns, String> {
+    cluster.network.as_mut().ok_or_else(|| "the cluster runs without its own network".into())
+}
+
+async fn partition(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, String> {
+    let lasts = ms(PARTITION_MS, rng);
+    let n = cluster.members.len();
+    let what = if rng.below(3) == 0 && n > 2 {
+        // One link cut: a third member still sees both sides (etcd's "bridge").
+        let a = rng.below(n as u64) as usize;
+        let b = (a + 1 + rng.below(n as u64 - 1) as usize) % n;
+        network(cluster)?.cut(a, b)?;
+        format!("link {}-{} cut", cluster.members[a].name, cluster.members[b].name)
+    } else {
+        let (i, role) = target(cluster, rng).await;
+        network(cluster)?.isolate(i)?;
+        format!("{role} {} isolated", cluster.members[i].name)
+    };
+    tokio::time::sleep(lasts).await;
+    network(cluster)?.heal()?;
+    Ok(format!("{what} for {lasts:?}"))
+}
+
+async fn delay(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, String> {
+    let (i, role) = target(cluster, rng).await;
+    let lasts = ms(DELAY_MS, rng);
+    let by = rng.between(DELAY_BY_MS.0, DELAY_BY_MS.1);
+    let loss = rng.between(LOSS_PERCENT.0, LOSS_PERCENT.1);
+    let kbit = rng.between(SLOW_KBIT.0, SLOW_KBIT.1);
+    let used = network(cluster)?.delay(i, by, DELAY_JITTER_MS, loss, kbit)?;
+    tokio::time::sleep(lasts).await;
+    network(cluster)?.heal()?;
+    let how = match used {
+        "netem" => format!("{by}ms±{DELAY_JITTER_MS}ms delay, {loss}% loss"),
+        _ => format!("{kbit} kbit/s, {by}ms queue (tbf)"),
+    };
+    Ok(format!("{role} {} sends at {how} for {lasts:?}", cluster.members[i].name))
 }
 
 /// Restarts a member with a storage failpoint armed and waits for it to stop by itself.
-async fn failpoint(cluster: &mut Cluster, rng: &mut Rng, anomalies: &mut Vec<String>) -> String {
+async fn failpoint(
+    cluster: &mut Cluster,
+    rng: &mut Rng,
+    anomalies: &mut Vec<String>,
+) -> Result<String, String> {
     let (i, role) = target(cluster, rng).await;
     let name = STORAGE_FAILPOINTS[rng.below(STORAGE_FAILPOINTS.len() as u64) as usize];
     let skips = rng.below(if name.contains("snapshot") {
@@ -166,7 +250,7 @@ async fn failpoint(cluster: &mut Cluster, rng: &mut Rng, anomalies: &mut Vec<Str
     let member = cluster.members[i].name.clone();
     if let Err(e) = cluster.spawn(i, Some(&spec)) {
         anomalies.push(format!("restart {member} with {spec}: {e}"));
-        return format!("failpoint {spec} on {role} {member}: not started");
+        return Ok(format!("failpoint {spec} on {role} {member}: not started"));
     }
     let deadline = tokio::time::Instant::now() + FAILPOINT_WAIT;
     let status = loop {
@@ -181,7 +265,7 @@ async fn failpoint(cluster: &mut Cluster, rng: &mut Rng, anomalies: &mut Vec<Str
     let Some(status) = status else {
         // Not reached in time (a snapshot failpoint needs enough writes): no fault.
         cluster.kill(i);
-        return format!("failpoint {spec} on {role} {member}: not reached");
+        return Ok(format!("failpoint {spec} on {role} {member}: not reached"));
     };
     let log = cluster.members[i].last_run_log();
     let fatal_lines = log.lines().filter(|l| l.contains(FATAL_LINE)).count();
@@ -192,5 +276,5 @@ async fn failpoint(cluster: &mut Cluster, rng: &mut Rng, anomalies: &mut Vec<Str
             cluster.members[i].log.display()
         ));
     }
-    format!("failpoint {spec} on {role} {member}: {status}")
+    Ok(format!("failpoint {spec} on {role} {member}: {status}"))
 }

@@ -38,6 +38,8 @@ pub struct Scenario {
     pub work_dir: PathBuf,
     /// Search steps per key for the linearizability checker.
     pub max_explored: usize,
+    /// Keep the run's directory even without an anomaly (to study a run).
+    pub keep_always: bool,
 }
 
 impl Scenario {
@@ -83,7 +85,7 @@ pub async fn run(scenario: &Scenario) -> RunReport {
         return report;
     }
     let history = run_in(scenario, &dir, &mut report).await;
-    if report.anomalies.is_empty() {
+    if report.anomalies.is_empty() && !scenario.keep_always {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         keep(scenario, &dir, history.as_ref(), &report);
@@ -95,7 +97,9 @@ pub async fn run(scenario: &Scenario) -> RunReport {
 
 async fn run_in(scenario: &Scenario, dir: &Path, report: &mut RunReport) -> Option<History> {
     let mut rng = Rng::new(scenario.seed);
-    let mut cluster = match Cluster::start(&scenario.binary, dir, scenario.members).await {
+    let namespaced = scenario.faults.iter().any(|f| f.needs_network());
+    let started = Cluster::start(&scenario.binary, dir, scenario.members, namespaced).await;
+    let mut cluster = match started {
         Ok(cluster) => cluster,
         Err(e) => {
             report.anomalies.push(format!("the cluster did not start: {e}"));

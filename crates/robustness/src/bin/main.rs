@@ -13,15 +13,17 @@ use oxetcd_robustness::scenario::{self, RunReport, Scenario};
 use oxetcd_robustness::workload::Workload;
 
 const USAGE: &str = "\
-usage: oxetcd-robustness run --oxetcd PATH [--duration SECS] [--faults kill,pause,failpoint]
+usage: oxetcd-robustness run --oxetcd PATH [--duration SECS]
+                             [--faults kill,pause,failpoint,partition,delay]
                              [--seed N] [--runs N] [--scenario-secs SECS] [--members N]
-                             [--out DIR]
+                             [--out DIR] [--keep-all]
        oxetcd-robustness check HISTORY.json
 
 run: one history after another, each SCENARIO-SECS long (default 20) with one fault class
 (taken in turn) and seed N, N+1, ..., until DURATION (default 60) or RUNS histories;
 prints `N histories, M anomalies`. A history with an anomaly is kept under DIR (default
-robustness-runs) with its member logs and the command that replays it.";
+robustness-runs) with its member logs and the command that replays it; --keep-all keeps
+every history. partition and delay need root and iproute2 (network namespaces).";
 
 struct RunArgs {
     binary: PathBuf,
@@ -32,6 +34,7 @@ struct RunArgs {
     scenario: Duration,
     members: usize,
     out: PathBuf,
+    keep_all: bool,
 }
 
 fn parse_run(args: &[String]) -> Result<RunArgs, String> {
@@ -46,9 +49,14 @@ fn parse_run(args: &[String]) -> Result<RunArgs, String> {
         scenario: Duration::from_secs(20),
         members: 3,
         out: PathBuf::from("robustness-runs"),
+        keep_all: false,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
+        if flag == "--keep-all" {
+            run.keep_all = true;
+            continue;
+        }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = || value.parse::<u64>().map_err(|e| format!("{flag} {value}: {e}"));
         match flag.as_str() {
@@ -120,6 +128,7 @@ async fn run(args: RunArgs) -> ExitCode {
             workload: Workload::default(),
             work_dir: args.out.clone(),
             max_explored: MAX_EXPLORED,
+            keep_always: args.keep_all,
         };
         let report = scenario::run(&scenario).await;
         histories += 1;
