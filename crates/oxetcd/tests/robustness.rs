@@ -6,6 +6,9 @@
 //! `scripts/robustness.sh`. A failing run names its seed and keeps its history, member
 //! logs and replay command under `target/tmp/robustness/`. `ROBUSTNESS_SEED=<n>` runs a
 //! given seed.
+//!
+//! Partitions and slowed links need network namespaces (root, iproute2); without them
+//! those tests fail, unless `ROBUSTNESS_SKIP_NETNS=1` says to leave them out.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +16,7 @@ use std::time::Duration;
 use oxetcd_robustness::history::{History, Kv, Outcome, Response};
 use oxetcd_robustness::linearizability::MAX_EXPLORED;
 use oxetcd_robustness::nemesis::FaultClass;
+use oxetcd_robustness::netns::Netns;
 use oxetcd_robustness::scenario::{self, RunReport, Scenario};
 use oxetcd_robustness::workload::Workload;
 
@@ -114,4 +118,35 @@ async fn storage_failpoints_take_the_fatal_path() {
         "no failpoint was reached: {:#?}",
         report.faults
     );
+}
+
+/// Whether the namespaced-network tests run here; panics if they cannot and were not
+/// told to leave them out.
+fn namespaces_available() -> bool {
+    if std::env::var_os("ROBUSTNESS_SKIP_NETNS").is_some() {
+        eprintln!("ROBUSTNESS_SKIP_NETNS is set: partitions and slowed links not tested");
+        return false;
+    }
+    assert!(
+        Netns::available(),
+        "network namespaces are unavailable (root and iproute2 needed); set \
+         ROBUSTNESS_SKIP_NETNS=1 to leave these tests out"
+    );
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_break_no_guarantee() {
+    if namespaces_available() {
+        let report = run_class(FaultClass::Partition, 4).await;
+        assert!(report.faults.iter().any(|f| f.contains("isolated") || f.contains("cut")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowed_links_break_no_guarantee() {
+    if namespaces_available() {
+        let report = run_class(FaultClass::Delay, 5).await;
+        assert!(report.faults.iter().any(|f| f.contains("sends at")));
+    }
 }

@@ -158,6 +158,10 @@ pub struct WatchStream {
     /// The store's revision at the end, which a complete stream must have reached;
     /// `None` when the stream was cut short (completeness is then not checked).
     pub reached: Option<i64>,
+    /// Why the watch ended before the run did, if it did (runs compact nothing, so no
+    /// watch has a reason to end).
+    #[serde(default)]
+    pub ended_early: Option<String>,
 }
 
 impl WatchStream {

@@ -310,8 +310,8 @@ async fn watch_loop(
                     stream.responses.push(response);
                 }
                 Ok(None) | Err(_) => {
-                    // The watch ended: what it got is checked, completeness is not.
-                    eprintln!("watcher {id} ended: {message:?}");
+                    // What it got is still checked; completeness cannot be.
+                    stream.ended_early = Some(format!("watcher {id}: {message:?}"));
                     stream.reached = None;
                     return stream;
                 }
@@ -358,6 +358,7 @@ pub async fn start(
             start_revision,
             responses: Vec::new(),
             reached: None,
+            ended_early: None,
         };
         let recorder = recorder.clone();
         let end_rx = end_rx.clone();

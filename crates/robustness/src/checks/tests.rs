@@ -39,6 +39,7 @@ fn stream(start_revision: i64, responses: Vec<WatchResponse>, reached: Option<i6
         start_revision,
         responses,
         reached,
+        ended_early: None,
     }
 }
 
@@ -185,4 +186,11 @@ fn a_change_nobody_sent_fails() {
 fn a_missing_revision_fails() {
     let found = check_committed(&history(all_writes()), "k/", 7);
     assert!(found.len() == 1 && found[0].contains("dense: revision 7"), "{found:?}");
+}
+
+#[test]
+fn a_watch_that_ended_early_fails() {
+    let mut s = stream(1, good_responses(), None);
+    s.ended_early = Some("canceled".into());
+    assert_one_anomaly(&s, "ended before the run did");
 }
