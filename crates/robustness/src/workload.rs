@@ -5,11 +5,17 @@
 use std::time::Duration;
 
 use oxetcd_client::proto::etcdserverpb::response_op::Response as OpResponse;
+use oxetcd_client::proto::etcdserverpb::watch_client::WatchClient;
+use oxetcd_client::proto::etcdserverpb::watch_request::RequestUnion;
+use oxetcd_client::proto::etcdserverpb::{
+    WatchCreateRequest, WatchProgressRequest, WatchRequest as PbWatchRequest,
+};
 use oxetcd_client::{
     Client, ClientOptions, Compare as PbCompare, CompareOp, Error, EventType, GetOptions, Txn,
     TxnOp, WatchOptions, Watcher,
 };
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::history::{
     Compare, Kv, Outcome, Recorder, Request, Response, WatchEvent, WatchResponse, WatchStream,
@@ -25,6 +31,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_RETRIES: u32 = 3;
 /// How often a watcher asks for a progress notification.
 const PROGRESS_EVERY: Duration = Duration::from_millis(700);
+/// How long a raw watcher waits before opening its watch again on the next member.
+const REOPEN_BACKOFF: Duration = Duration::from_millis(200);
 /// How long, at the end, a watcher may take to reach the final revision.
 const WATCH_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -33,13 +41,16 @@ const WATCH_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Workload {
     pub clients: u32,
     pub keys: u32,
+    /// Watches through the client library, which resumes them itself.
     pub watchers: u32,
+    /// Watches on the bare gRPC stream, reopened by hand from revision 1 on.
+    pub raw_watchers: u32,
 }
 
 impl Default for Workload {
     fn default() -> Self {
         // Few keys, so that clients contend on each; few clients, for two cores.
-        Workload { clients: 4, keys: 6, watchers: 2 }
+        Workload { clients: 4, keys: 6, watchers: 2, raw_watchers: 1 }
     }
 }
 
@@ -324,12 +335,149 @@ async fn watch_loop(
     }
 }
 
+impl WatchStream {
+    /// A stream of the workload's range from `start_revision`, nothing received yet.
+    fn new_raw(client: u32, start_revision: i64) -> WatchStream {
+        WatchStream {
+            client,
+            key: KEY_PREFIX.into(),
+            range_end: Some(prefix_end()),
+            start_revision,
+            responses: Vec::new(),
+            reached: None,
+            ended_early: None,
+        }
+    }
+}
+
+/// One gRPC watch stream opened on one member, without the client library's resume:
+/// what the server itself sends, events below the start revision included.
+struct RawStream {
+    requests: mpsc::Sender<PbWatchRequest>,
+    responses: tonic::Streaming<oxetcd_client::proto::etcdserverpb::WatchResponse>,
+}
+
+async fn open_raw(endpoint: &str, start_revision: i64) -> Result<RawStream, String> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(crate::cluster::DIAL_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let (requests, rx) = mpsc::channel(4);
+    let create = WatchCreateRequest {
+        key: KEY_PREFIX.as_bytes().to_vec().into(),
+        range_end: prefix_end().into_bytes().into(),
+        start_revision,
+        ..WatchCreateRequest::default()
+    };
+    requests
+        .send(PbWatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) })
+        .await
+        .map_err(|e| e.to_string())?;
+    let opened = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        WatchClient::new(channel).watch(ReceiverStream::new(rx)),
+    )
+    .await
+    .map_err(|_| "the watch was not opened in time".to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(RawStream { requests, responses: opened.into_inner() })
+}
+
+/// A watch kept open by hand across member failures: each time its stream breaks it is
+/// opened again on the next member, from the revision after the last event received.
+/// Each opening is recorded as a stream of its own, so every one is held to the
+/// guarantees with its own start revision (a server that replays events before it shows).
+async fn raw_watch_loop(
+    id: u32,
+    endpoints: Vec<String>,
+    recorder: Recorder,
+    mut end: watch::Receiver<Option<i64>>,
+) -> Vec<WatchStream> {
+    let mut streams = Vec::new();
+    let mut next_revision = 1;
+    let mut reached = 0i64;
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    for attempt in 0usize.. {
+        let endpoint = &endpoints[(id as usize + attempt) % endpoints.len()];
+        let mut stream = WatchStream::new_raw(id, next_revision);
+        if end.borrow().is_some() {
+            let deadline =
+                *drain_deadline.get_or_insert(tokio::time::Instant::now() + WATCH_DRAIN_TIMEOUT);
+            if tokio::time::Instant::now() > deadline {
+                // Every member serves at the end: one of them should have taken it.
+                let mut missing = WatchStream::new_raw(id, next_revision);
+                missing.ended_early = Some("no member took the watch again".into());
+                streams.push(missing);
+                return streams;
+            }
+        }
+        let Ok(mut raw) = open_raw(endpoint, next_revision).await else {
+            // Nothing opened, nothing to check: try the next member after a while.
+            tokio::time::sleep(REOPEN_BACKOFF).await;
+            continue;
+        };
+        let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        loop {
+            let target = *end.borrow();
+            if let Some(target) = target {
+                let deadline = *drain_deadline
+                    .get_or_insert(tokio::time::Instant::now() + WATCH_DRAIN_TIMEOUT);
+                if reached >= target || tokio::time::Instant::now() > deadline {
+                    // Held to the end even if it did not get there: completeness says what
+                    // is missing.
+                    stream.reached = Some(target);
+                    streams.push(stream);
+                    return streams;
+                }
+            }
+            tokio::select! {
+                message = raw.responses.message() => match message {
+                    Ok(Some(response)) if response.created || response.canceled => {
+                        if response.canceled {
+                            stream.ended_early = Some(format!(
+                                "canceled by {endpoint}: {}", response.cancel_reason
+                            ));
+                            streams.push(stream);
+                            return streams;
+                        }
+                    }
+                    Ok(Some(response)) => {
+                        let response = watch_response(&recorder, &response);
+                        reached = reached.max(response.header_revision);
+                        if let Some(last) = response.events.last() {
+                            reached = reached.max(last.revision);
+                            next_revision = next_revision.max(last.revision + 1);
+                        }
+                        stream.responses.push(response);
+                    }
+                    // The member went away: open again elsewhere.
+                    Ok(None) | Err(_) => break,
+                },
+                _ = progress.tick() => {
+                    let request = PbWatchRequest {
+                        request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
+                    };
+                    let _ = raw.requests.send(request).await;
+                }
+                _ = end.changed() => {}
+            }
+        }
+        streams.push(stream);
+        tokio::time::sleep(REOPEN_BACKOFF).await;
+    }
+    streams
+}
+
 /// The running workload.
 pub struct Running {
     stop: watch::Sender<bool>,
     end: watch::Sender<Option<i64>>,
     clients: Vec<tokio::task::JoinHandle<()>>,
     watchers: Vec<tokio::task::JoinHandle<WatchStream>>,
+    raw_watchers: Vec<tokio::task::JoinHandle<Vec<WatchStream>>>,
 }
 
 /// Starts the clients and watchers; `recorder` gets every operation.
@@ -368,6 +516,12 @@ pub async fn start(
             watch_loop(id, watcher, stream, recorder, end_rx).await
         }));
     }
+    let raw_watchers = (0..workload.raw_watchers)
+        .map(|i| {
+            let id = workload.watchers + i;
+            tokio::spawn(raw_watch_loop(id, endpoints.to_vec(), recorder.clone(), end_rx.clone()))
+        })
+        .collect();
     let mut clients = Vec::new();
     for id in 0..workload.clients {
         let client = connect(endpoints).await?;
@@ -380,7 +534,7 @@ pub async fn start(
             stop_rx.clone(),
         )));
     }
-    Ok(Running { stop, end, clients, watchers })
+    Ok(Running { stop, end, clients, watchers, raw_watchers })
 }
 
 impl Running {
@@ -399,6 +553,11 @@ impl Running {
         for watcher in self.watchers {
             if let Ok(stream) = watcher.await {
                 streams.push(stream);
+            }
+        }
+        for watcher in self.raw_watchers {
+            if let Ok(opened) = watcher.await {
+                streams.extend(opened);
             }
         }
         streams
