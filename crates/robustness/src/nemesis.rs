@@ -65,8 +65,8 @@ impl fmt::Display for FaultClass {
     }
 }
 
-/// The failpoints a storage failure is injected at (all return an error; none panics).
-/// Each must take the member down through the fatal path.
+/// The failpoints a storage failure is injected at, as an error (the member must take
+/// the fatal path) or a panic (the process must end).
 pub const STORAGE_FAILPOINTS: &[&str] = &[
     // The WAL append of a Ready, before and after its fdatasync.
     "raft::wal-save",
@@ -101,6 +101,10 @@ const DELAY_JITTER_MS: u64 = 20;
 const LOSS_PERCENT: (u64, u64) = (0, 15);
 /// Without netem: the rate a slowed member sends at (a few hundred requests a second).
 const SLOW_KBIT: (u64, u64) = (200, 2_000);
+/// One failpoint in this many panics instead of failing with an error.
+const PANIC_ONE_IN: u64 = 3;
+/// The binary's exit code after a panic (Go's, as etcd's).
+const PANIC_EXIT_CODE: i32 = 2;
 /// How long a member with an armed failpoint may take to reach it and stop.
 const FAILPOINT_WAIT: Duration = Duration::from_secs(8);
 
@@ -245,7 +249,11 @@ async fn failpoint(
     } else {
         FAILPOINT_SKIPS
     });
-    let spec = format!("{name}={skips}*off->return");
+    // Mostly a storage error (the fatal path); sometimes a panic (the process must end,
+    // as etcd's does).
+    let panics = rng.below(PANIC_ONE_IN) == 0;
+    let action = if panics { "panic" } else { "return" };
+    let spec = format!("{name}={skips}*off->{action}");
     cluster.kill(i);
     let member = cluster.members[i].name.clone();
     if let Err(e) = cluster.spawn(i, Some(&spec)) {
@@ -269,10 +277,20 @@ async fn failpoint(
     };
     let log = cluster.members[i].last_run_log();
     let fatal_lines = log.lines().filter(|l| l.contains(FATAL_LINE)).count();
-    if status.code() != Some(1) || fatal_lines != 1 {
+    let expected = if panics {
+        status.code() == Some(PANIC_EXIT_CODE) && log.contains("panicked")
+    } else {
+        status.code() == Some(1) && fatal_lines == 1
+    };
+    if !expected {
+        let path = if panics {
+            format!("exit code {PANIC_EXIT_CODE} after the panic")
+        } else {
+            "the fatal path: exit code 1 after one fatal line".to_string()
+        };
         anomalies.push(format!(
-            "failpoint {spec} on {member}: exit {status} with {fatal_lines} fatal lines, not the \
-             fatal path (exit code 1 after one fatal line); see {}",
+            "failpoint {spec} on {member}: exit {status} with {fatal_lines} fatal lines, not \
+             {path}; see {}",
             cluster.members[i].log.display()
         ));
     }
