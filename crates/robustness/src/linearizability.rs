@@ -225,8 +225,11 @@ struct Partition {
 struct PartitionOp {
     history_index: usize,
     invoke: u64,
-    /// `None`: unknown outcome, completes at the end of time.
-    complete: Option<u64>,
+    /// When the answer came; `u64::MAX` (the end of time) when none came.
+    complete: u64,
+    /// Whether it took effect for sure (it was answered, or the committed log shows it),
+    /// so the order must place it; unknown outcomes may also never have happened.
+    required: bool,
     op: KeyOp,
 }
 
@@ -263,15 +266,17 @@ fn partition(operations: &[Operation]) -> BTreeMap<String, Partition> {
         }
     }
     for (history_index, op) in operations.iter().enumerate() {
-        let complete = match &op.outcome {
+        let required = match &op.outcome {
             Outcome::Failed(_) => continue,
             Outcome::Unknown(_) if !op.request.is_write() => continue,
-            Outcome::Unknown(_) => None,
-            Outcome::Ok(_) => Some(op.complete.unwrap_or(op.invoke)),
+            Outcome::Unknown(_) => false,
+            Outcome::Ok(_) => true,
         };
+        let complete = op.complete.unwrap_or(u64::MAX);
         for (key, part) in keys.iter_mut().filter(|(key, _)| op.request.covers(key)) {
             let Some(key_op) = key_op(part, key, &op.request, &op.outcome) else { continue };
-            part.ops.push(PartitionOp { history_index, invoke: op.invoke, complete, op: key_op });
+            let invoke = op.invoke;
+            part.ops.push(PartitionOp { history_index, invoke, complete, required, op: key_op });
         }
     }
     keys
@@ -400,7 +405,7 @@ impl Timeline {
         let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * ops.len());
         for (i, op) in ops.iter().enumerate() {
             events.push((op.invoke, false, i));
-            events.push((op.complete.unwrap_or(u64::MAX), true, i));
+            events.push((op.complete, true, i));
         }
         events.sort_unstable();
         let mut entries = vec![Entry { op: usize::MAX, is_call: false }];
@@ -456,58 +461,97 @@ fn search(part: &Partition, max_explored: usize) -> KeyVerdict {
     let mut memo: HashSet<(Vec<u64>, Vec<KeyState>)> = HashSet::new();
     // (operation, the states before it)
     let mut stack: Vec<(usize, Vec<KeyState>)> = Vec::new();
-    let mut answered_left = ops.iter().filter(|op| op.complete.is_some()).count();
+    let mut required_left = ops.iter().filter(|op| op.required).count();
     let mut longest: (Vec<usize>, usize) = (Vec::new(), usize::MAX);
     let mut explored = 0usize;
     let mut entry = timeline.next[HEAD];
     loop {
-        if answered_left == 0 {
+        if required_left == 0 {
             return KeyVerdict::Linearizable;
         }
-        // Unreachable while answered operations are left (each one's return follows
-        // its call), but a safe answer if the list runs out.
-        if entry == END {
-            return KeyVerdict::Linearizable;
-        }
-        let Entry { op, is_call } = timeline.entries[entry];
-        if is_call {
-            explored += 1;
-            if explored > max_explored {
-                return KeyVerdict::Inconclusive { explored };
-            }
-            let next = step_all(&states, &ops[op].op);
-            if !next.is_empty() {
-                linearized[op / 64] |= 1 << (op % 64);
-                if memo.insert((linearized.clone(), next.clone())) {
-                    stack.push((op, std::mem::replace(&mut states, next)));
-                    timeline.lift(op);
-                    if ops[op].complete.is_some() {
-                        answered_left -= 1;
-                    }
-                    entry = timeline.next[HEAD];
-                    continue;
+        let current = (entry != END).then(|| timeline.entries[entry]);
+        let stuck = match current {
+            Some(Entry { op, is_call: true }) => {
+                explored += 1;
+                if explored > max_explored {
+                    return KeyVerdict::Inconclusive { explored };
                 }
-                linearized[op / 64] &= !(1 << (op % 64));
+                let next = step_all(&states, &ops[op].op);
+                if !next.is_empty() {
+                    linearized[op / 64] |= 1 << (op % 64);
+                    if memo.insert((linearized.clone(), next.clone())) {
+                        stack.push((op, std::mem::replace(&mut states, next)));
+                        timeline.lift(op);
+                        required_left -= usize::from(ops[op].required);
+                        entry = timeline.next[HEAD];
+                        continue;
+                    }
+                    linearized[op / 64] &= !(1 << (op % 64));
+                }
+                entry = timeline.next[entry];
+                continue;
             }
-            entry = timeline.next[entry];
-        } else {
-            // An operation returned before it could be placed: undo the last choice.
-            if stack.len() >= longest.0.len() {
-                longest = (stack.iter().map(|(o, _)| ops[*o].history_index).collect(), op);
+            // An operation that may never have happened need not be placed by its return.
+            Some(Entry { op, is_call: false }) if !ops[op].required => {
+                entry = timeline.next[entry];
+                continue;
             }
-            let Some((undone, before)) = stack.pop() else {
-                let stuck = ops[longest.1].history_index;
-                return KeyVerdict::Violation { linearized: longest.0, stuck };
-            };
-            states = before;
-            linearized[undone / 64] &= !(1 << (undone % 64));
-            timeline.unlift(undone);
-            if ops[undone].complete.is_some() {
-                answered_left += 1;
-            }
-            entry = timeline.next[timeline.call_of[undone]];
+            // A required operation returned before it could be placed.
+            Some(Entry { op, .. }) => op,
+            // The time line ran out with required operations unplaced (they never return).
+            None => (0..ops.len())
+                .find(|&o| ops[o].required && linearized[o / 64] & (1 << (o % 64)) == 0)
+                .expect("a required operation is left"),
+        };
+        // Undo the last choice.
+        if stack.len() >= longest.0.len() {
+            longest = (stack.iter().map(|(o, _)| ops[*o].history_index).collect(), stuck);
         }
+        let Some((undone, before)) = stack.pop() else {
+            let stuck = ops[longest.1].history_index;
+            return KeyVerdict::Violation { linearized: longest.0, stuck };
+        };
+        states = before;
+        linearized[undone / 64] &= !(1 << (undone % 64));
+        timeline.unlift(undone);
+        required_left += usize::from(ops[undone].required);
+        entry = timeline.next[timeline.call_of[undone]];
     }
+}
+
+/// Settles writes whose answer never came with the committed log, as etcd's robustness
+/// suite patches its history with the events it watched: values are unique, so a put or
+/// swap whose value is in the log took effect, at the log's revision (it becomes
+/// required, with that revision), and one whose value is not there never did (it is
+/// dropped: a swap that failed its compare changed nothing either). This cuts the
+/// search that every unanswered write would otherwise branch. Needs the complete log
+/// (from revision 1 to the end, as [`crate::checks::check_committed`] verifies); unknown
+/// deletes are left as they are (a delete event does not say whose it was).
+pub fn settle_unknown_writes(
+    operations: &[Operation],
+    committed: &[crate::history::WatchEvent],
+) -> Vec<Operation> {
+    let written: HashMap<(&str, &str), i64> = committed
+        .iter()
+        .filter(|e| !e.delete)
+        .map(|e| ((e.key.as_str(), e.value.as_str()), e.revision))
+        .collect();
+    operations
+        .iter()
+        .filter_map(|op| {
+            let Outcome::Unknown(_) = op.outcome else { return Some(op.clone()) };
+            let (key, value) = match &op.request {
+                Request::Put { key, value } | Request::Txn { key, value, .. } => (key, value),
+                _ => return Some(op.clone()),
+            };
+            let revision = *written.get(&(key.as_str(), value.as_str()))?;
+            let response = match op.request {
+                Request::Put { .. } => Response::Put { revision },
+                _ => Response::Txn { revision, succeeded: true, kv: None },
+            };
+            Some(Operation { outcome: Outcome::Ok(response), complete: None, ..op.clone() })
+        })
+        .collect()
 }
 
 #[cfg(test)]

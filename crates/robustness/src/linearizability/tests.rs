@@ -295,3 +295,38 @@ fn the_search_is_bounded() {
     assert_eq!(report.inconclusive, ["k"], "{report:#?}");
     assert!(report.violations.is_empty(), "{report:#?}");
 }
+
+fn committed_put(revision: i64, key: &str, value: &str) -> crate::history::WatchEvent {
+    crate::history::WatchEvent { revision, key: key.into(), delete: false, value: value.into() }
+}
+
+#[test]
+fn unanswered_writes_are_settled_by_the_committed_log() {
+    let history = [
+        put(0, 0, 1, "k", "a", 2),
+        unanswered_put(1, 2, "k", "x"),
+        unanswered_put(2, 3, "k", "never"),
+        get(0, 10, 11, "k", Some(("x", 3)), 3),
+    ];
+    let committed = [committed_put(2, "k", "a"), committed_put(3, "k", "x")];
+    let settled = settle_unknown_writes(&history, &committed);
+    // "never" is not in the log: dropped; "x" is, at revision 3: required, unanswered.
+    assert_eq!(settled.len(), 3);
+    assert_eq!(settled[1].outcome, Outcome::Ok(Response::Put { revision: 3 }));
+    assert_eq!(settled[1].complete, None);
+    assert_linearizable(&settled);
+}
+
+#[test]
+fn a_settled_write_must_be_placed() {
+    // "x" took effect at revision 3 (the log says so), yet a later read at revision 4
+    // still sees "a": unsettled, the checker could assume "x" never happened.
+    let history = [
+        put(0, 0, 1, "k", "a", 2),
+        unanswered_put(1, 2, "k", "x"),
+        get(0, 10, 11, "k", Some(("a", 2)), 4),
+    ];
+    assert_linearizable(&history);
+    let committed = [committed_put(2, "k", "a"), committed_put(3, "k", "x")];
+    assert_violation(&settle_unknown_writes(&history, &committed), "k");
+}
