@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::history::{History, Outcome, Request, Response, WatchEvent, WatchStream};
+use crate::history::{History, LeaseRecord, Outcome, Request, Response, WatchEvent, WatchStream};
 
 /// One broken guarantee, said in a sentence that names the stream and revision.
 pub type Anomaly = String;
@@ -237,6 +237,41 @@ pub fn check_committed(history: &History, prefix: &str, final_revision: i64) -> 
         };
         if !sent {
             anomalies.push(format!("committed change nobody sent: {event:?}"));
+        }
+    }
+    anomalies
+}
+
+/// Leases expire no sooner than their TTL: the key put with a lease may go (the watch
+/// on the lease keys saw its delete, at the time it received it) only once the TTL of
+/// the last successful grant or keep-alive has passed since that request was invoked,
+/// or after a revoke was invoked. A keep-alive answered "gone" bounds it the same way.
+pub fn check_leases(leases: &[LeaseRecord], watch: &WatchStream) -> Vec<Anomaly> {
+    let mut deleted_at: HashMap<&str, u64> = HashMap::new();
+    for response in &watch.responses {
+        for event in response.events.iter().filter(|e| e.delete) {
+            deleted_at.entry(event.key.as_str()).or_insert(response.at);
+        }
+    }
+    let mut anomalies = Vec::new();
+    for lease in leases {
+        let lives_until = lease
+            .refreshed
+            .iter()
+            .map(|(invoke, ttl)| invoke + u64::try_from(*ttl).unwrap_or(0) * 1_000_000_000)
+            .max()
+            .unwrap_or(0);
+        let gone = [deleted_at.get(lease.key.as_str()).copied(), lease.gone_by];
+        for (how, at) in ["its key deleted", "a keep-alive answered gone"].iter().zip(gone) {
+            let Some(at) = at else { continue };
+            if at < lives_until && lease.revoke_invoked.is_none_or(|r| at < r) {
+                anomalies.push(format!(
+                    "lease {:x} ({}): {how} {} ms before its TTL ran out",
+                    lease.id,
+                    lease.key,
+                    (lives_until - at) / 1_000_000
+                ));
+            }
         }
     }
     anomalies

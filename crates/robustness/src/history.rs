@@ -173,6 +173,22 @@ impl WatchStream {
     }
 }
 
+/// One lease of the lease workload and what is known of its life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub id: i64,
+    /// The key put with the lease (it goes when the lease goes).
+    pub key: String,
+    /// Each successful grant or keep-alive: when it was invoked (ns) and the TTL (s) it
+    /// answered. The lease lives at least TTL after each: the server refreshed it after
+    /// the invocation.
+    pub refreshed: Vec<(u64, i64)>,
+    /// When a revoke was invoked (answered or not): from then on the lease may go.
+    pub revoke_invoked: Option<u64>,
+    /// When a keep-alive was answered with TTL 0 (the lease was gone by then).
+    pub gone_by: Option<u64>,
+}
+
 /// Everything a run recorded.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
@@ -184,6 +200,8 @@ pub struct History {
     pub committed: Vec<WatchEvent>,
     /// The store's revision when the run ended (every member at it).
     pub final_revision: i64,
+    #[serde(default)]
+    pub leases: Vec<LeaseRecord>,
 }
 
 /// Records operations from many clients at once, timed against one clock.

@@ -119,7 +119,7 @@ async fn run_in(scenario: &Scenario, dir: &Path, report: &mut RunReport) -> Opti
     let until = tokio::time::Instant::now() + scenario.duration;
     let nemesis = nemesis::run(&mut cluster, &scenario.faults, &mut rng.fork(), until).await;
     tokio::time::sleep_until(until).await;
-    running.stop_clients().await;
+    let leases = running.stop_clients().await;
     report.faults = nemesis.faults;
     report.anomalies.extend(nemesis.anomalies);
     if let Err(e) = cluster.heal().await {
@@ -150,6 +150,7 @@ async fn run_in(scenario: &Scenario, dir: &Path, report: &mut RunReport) -> Opti
         watches,
         committed,
         final_revision: revision,
+        leases,
     };
     check(&history, scenario.max_explored, report);
     Some(history)
@@ -242,6 +243,9 @@ pub fn check(history: &History, max_explored: usize, report: &mut RunReport) {
     }
     report.inconclusive = linearizable.inconclusive;
     report.anomalies.extend(checks::check_committed(history, KEY_PREFIX, history.final_revision));
+    if let Some(stream) = history.watches.iter().find(|w| w.key == workload::LEASE_PREFIX) {
+        report.anomalies.extend(checks::check_leases(&history.leases, stream));
+    }
     for (i, stream) in history.watches.iter().enumerate() {
         report.anomalies.extend(checks::check_watch(
             &format!("watch {i}"),

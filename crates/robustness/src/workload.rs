@@ -18,12 +18,19 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::history::{
-    Compare, Kv, Outcome, Recorder, Request, Response, WatchEvent, WatchResponse, WatchStream,
+    Compare, Kv, LeaseRecord, Outcome, Recorder, Request, Response, WatchEvent, WatchResponse,
+    WatchStream,
 };
 use crate::rng::Rng;
 
 /// Every key of a run starts with this, and nothing else writes under it.
 pub const KEY_PREFIX: &str = "rb/";
+/// The keys put with leases (apart: lease expiry deletes them without a client's delete).
+pub const LEASE_PREFIX: &str = "rbl/";
+/// The TTLs asked for, in seconds (at least etcd's minimum for the runs' election timeout).
+const LEASE_TTL: (u64, u64) = (2, 5);
+/// Keep-alives sent for one lease, at most.
+const MAX_KEEP_ALIVES: u64 = 3;
 /// How long one request may take, all attempts included, before its outcome is unknown.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Attempts of a request on other members when its connection could not be made (a write
@@ -45,12 +52,14 @@ pub struct Workload {
     pub watchers: u32,
     /// Watches on the bare gRPC stream, reopened by hand from revision 1 on.
     pub raw_watchers: u32,
+    /// A client granting, keeping alive, revoking and letting expire leases.
+    pub leases: bool,
 }
 
 impl Default for Workload {
     fn default() -> Self {
         // Few keys, so that clients contend on each; few clients, for two cores.
-        Workload { clients: 4, keys: 6, watchers: 2, raw_watchers: 1 }
+        Workload { clients: 4, keys: 6, watchers: 2, raw_watchers: 1, leases: true }
     }
 }
 
@@ -60,7 +69,12 @@ fn key_name(i: u64) -> String {
 
 /// The first key after every key with the prefix.
 pub fn prefix_end() -> String {
-    let mut end = KEY_PREFIX.as_bytes().to_vec();
+    end_of(KEY_PREFIX)
+}
+
+/// The first key after every key that starts with `prefix`.
+fn end_of(prefix: &str) -> String {
+    let mut end = prefix.as_bytes().to_vec();
     *end.last_mut().expect("a non-empty prefix") += 1;
     String::from_utf8(end).expect("ASCII")
 }
@@ -471,6 +485,65 @@ async fn raw_watch_loop(
     streams
 }
 
+/// Grants leases one after another, puts a key with each, keeps some alive a while,
+/// revokes some, and lets the rest expire; records what bounds each lease's life.
+async fn lease_loop(
+    id: u32,
+    client: Client,
+    mut rng: Rng,
+    recorder: Recorder,
+    stop: watch::Receiver<bool>,
+) -> Vec<LeaseRecord> {
+    let mut leases = Vec::new();
+    for n in 0u64.. {
+        if *stop.borrow() {
+            break;
+        }
+        let ttl = rng.between(LEASE_TTL.0, LEASE_TTL.1) as i64;
+        let invoke = recorder.now();
+        let Ok(granted) = client.lease_grant(ttl, 0).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let key = format!("{LEASE_PREFIX}{id}-{n}");
+        let mut lease = LeaseRecord {
+            id: granted.id,
+            key: key.clone(),
+            refreshed: vec![(invoke, granted.ttl)],
+            revoke_invoked: None,
+            gone_by: None,
+        };
+        let value = format!("l{id}-{n}");
+        let request = Request::Put { key: key.clone(), value: value.clone() };
+        let invoke = recorder.now();
+        let options = oxetcd_client::PutOptions::new().with_lease(granted.id);
+        let outcome = match client.put(key.as_str(), value.as_str(), Some(options)).await {
+            Ok(r) => Outcome::Ok(Response::Put { revision: revision_of(r.header.as_ref()) }),
+            Err(e) if never_sent(&e) => Outcome::Failed(e.to_string()),
+            Err(e) => Outcome::Unknown(e.to_string()),
+        };
+        recorder.record(id, invoke, request, outcome);
+        for _ in 0..rng.below(MAX_KEEP_ALIVES + 1) {
+            tokio::time::sleep(Duration::from_millis(granted.ttl.max(1) as u64 * 1000 / 3)).await;
+            let invoke = recorder.now();
+            match client.lease_keep_alive_once(granted.id).await {
+                Ok(r) if r.ttl > 0 => lease.refreshed.push((invoke, r.ttl)),
+                Ok(_) => {
+                    lease.gone_by = Some(recorder.now());
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        if rng.below(4) == 0 {
+            lease.revoke_invoked = Some(recorder.now());
+            let _ = client.lease_revoke(granted.id).await;
+        }
+        leases.push(lease);
+    }
+    leases
+}
+
 /// The running workload.
 pub struct Running {
     stop: watch::Sender<bool>,
@@ -478,6 +551,7 @@ pub struct Running {
     clients: Vec<tokio::task::JoinHandle<()>>,
     watchers: Vec<tokio::task::JoinHandle<WatchStream>>,
     raw_watchers: Vec<tokio::task::JoinHandle<Vec<WatchStream>>>,
+    leases: Option<tokio::task::JoinHandle<Vec<LeaseRecord>>>,
 }
 
 /// Starts the clients and watchers; `recorder` gets every operation.
@@ -516,6 +590,31 @@ pub async fn start(
             watch_loop(id, watcher, stream, recorder, end_rx).await
         }));
     }
+    let mut leases = None;
+    if workload.leases {
+        // Its events' times bound when each lease key went.
+        let id = workload.watchers + workload.raw_watchers;
+        let client = connect(endpoints).await?;
+        let options = WatchOptions::new().with_range(end_of(LEASE_PREFIX).as_str());
+        let watcher = client.watch(LEASE_PREFIX, Some(options)).await?;
+        let stream = WatchStream {
+            client: id,
+            key: LEASE_PREFIX.into(),
+            range_end: Some(end_of(LEASE_PREFIX)),
+            start_revision: watcher.created_revision() + 1,
+            responses: Vec::new(),
+            reached: None,
+            ended_early: None,
+        };
+        let (recorder_w, end_w) = (recorder.clone(), end_rx.clone());
+        watchers.push(tokio::spawn(async move {
+            let _client = client;
+            watch_loop(id, watcher, stream, recorder_w, end_w).await
+        }));
+        let client = connect(endpoints).await?;
+        let task = lease_loop(id + 1, client, rng.fork(), recorder.clone(), stop_rx.clone());
+        leases = Some(tokio::spawn(task));
+    }
     let raw_watchers = (0..workload.raw_watchers)
         .map(|i| {
             let id = workload.watchers + i;
@@ -534,15 +633,19 @@ pub async fn start(
             stop_rx.clone(),
         )));
     }
-    Ok(Running { stop, end, clients, watchers, raw_watchers })
+    Ok(Running { stop, end, clients, watchers, raw_watchers, leases })
 }
 
 impl Running {
-    /// Stops the clients and waits for their last requests.
-    pub async fn stop_clients(&mut self) {
+    /// Stops the clients and waits for their last requests; returns the leases.
+    pub async fn stop_clients(&mut self) -> Vec<LeaseRecord> {
         let _ = self.stop.send(true);
         for client in self.clients.drain(..) {
             let _ = client.await;
+        }
+        match self.leases.take() {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Vec::new(),
         }
     }
 

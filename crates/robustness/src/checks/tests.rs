@@ -128,7 +128,14 @@ fn a_progress_notification_ahead_of_the_events_fails() {
 }
 
 fn history(operations: Vec<Operation>) -> History {
-    History { seed: 1, operations, watches: vec![], committed: committed(), final_revision: 6 }
+    History {
+        seed: 1,
+        operations,
+        watches: vec![],
+        committed: committed(),
+        final_revision: 6,
+        leases: vec![],
+    }
 }
 
 fn write(request: Request, outcome: Outcome) -> Operation {
@@ -193,4 +200,45 @@ fn a_watch_that_ended_early_fails() {
     let mut s = stream(1, good_responses(), None);
     s.ended_early = Some("canceled".into());
     assert_one_anomaly(&s, "ended before the run did");
+}
+
+fn lease(refreshed: Vec<(u64, i64)>, revoke_invoked: Option<u64>) -> LeaseRecord {
+    LeaseRecord { id: 7, key: "rbl/0".into(), refreshed, revoke_invoked, gone_by: None }
+}
+
+fn lease_watch(deleted_at: u64) -> WatchStream {
+    let mut response = response(9, vec![del(9, "rbl/0")]);
+    response.at = deleted_at;
+    WatchStream {
+        client: 0,
+        key: "rbl/".into(),
+        range_end: Some("rbl0".into()),
+        start_revision: 1,
+        responses: vec![response],
+        reached: None,
+        ended_early: None,
+    }
+}
+
+const SECOND: u64 = 1_000_000_000;
+
+#[test]
+fn a_lease_that_lives_its_ttl_passes() {
+    // Granted at 0 with 2 s, kept alive at 1 s with 2 s: may go from 3 s on.
+    let leases = [lease(vec![(0, 2), (SECOND, 2)], None)];
+    assert_eq!(check_leases(&leases, &lease_watch(3 * SECOND)), Vec::<Anomaly>::new());
+    // Revoked at 0.5 s: may go at once.
+    let revoked = [lease(vec![(0, 2)], Some(SECOND / 2))];
+    assert_eq!(check_leases(&revoked, &lease_watch(SECOND)), Vec::<Anomaly>::new());
+}
+
+#[test]
+fn a_lease_that_expires_early_fails() {
+    let leases = [lease(vec![(0, 2), (SECOND, 2)], None)];
+    let found = check_leases(&leases, &lease_watch(2 * SECOND));
+    assert!(found.len() == 1 && found[0].contains("1000 ms before its TTL"), "{found:?}");
+    let mut gone = lease(vec![(0, 2)], None);
+    gone.gone_by = Some(SECOND);
+    let found = check_leases(&[gone], &lease_watch(5 * SECOND));
+    assert!(found.len() == 1 && found[0].contains("keep-alive answered gone"), "{found:?}");
 }
