@@ -204,16 +204,40 @@ fn network(cluster: &mut Cluster) -> Result<&mut crate::netns::Netns, String> {
 async fn partition(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, String> {
     let lasts = ms(PARTITION_MS, rng);
     let n = cluster.members.len();
-    let what = if rng.below(3) == 0 && n > 2 {
+    let what = match rng.below(3) {
         // One link cut: a third member still sees both sides (etcd's "bridge").
-        let a = rng.below(n as u64) as usize;
-        let b = (a + 1 + rng.below(n as u64 - 1) as usize) % n;
-        network(cluster)?.cut(a, b)?;
-        format!("link {}-{} cut", cluster.members[a].name, cluster.members[b].name)
-    } else {
-        let (i, role) = target(cluster, rng).await;
-        network(cluster)?.isolate(i)?;
-        format!("{role} {} isolated", cluster.members[i].name)
+        0 if n > 2 => {
+            let a = rng.below(n as u64) as usize;
+            let b = (a + 1 + rng.below(n as u64 - 1) as usize) % n;
+            network(cluster)?.cut(a, b)?;
+            format!("link {}-{} cut", cluster.members[a].name, cluster.members[b].name)
+        }
+        // The largest minority (two of five) apart from the majority, with the member
+        // drawn as target (the leader half the time) in the minority.
+        1 if n > 4 => {
+            let (first, role) = target(cluster, rng).await;
+            let mut minority = vec![first];
+            while minority.len() < (n - 1) / 2 {
+                let other = rng.below(n as u64) as usize;
+                if !minority.contains(&other) {
+                    minority.push(other);
+                }
+            }
+            let net = network(cluster)?;
+            for &a in &minority {
+                for b in (0..n).filter(|b| !minority.contains(b)) {
+                    net.cut(a, b)?;
+                }
+            }
+            let names: Vec<&str> =
+                minority.iter().map(|&i| cluster.members[i].name.as_str()).collect();
+            format!("minority {names:?} (with the {role}) cut off")
+        }
+        _ => {
+            let (i, role) = target(cluster, rng).await;
+            network(cluster)?.isolate(i)?;
+            format!("{role} {} isolated", cluster.members[i].name)
+        }
     };
     tokio::time::sleep(lasts).await;
     network(cluster)?.heal()?;
