@@ -350,12 +350,12 @@ async fn watch_loop(
 }
 
 impl WatchStream {
-    /// A stream of the workload's range from `start_revision`, nothing received yet.
-    fn new_raw(client: u32, start_revision: i64) -> WatchStream {
+    /// A stream of the keys under `prefix` from `start_revision`, nothing received yet.
+    fn empty(client: u32, prefix: &str, start_revision: i64) -> WatchStream {
         WatchStream {
             client,
-            key: KEY_PREFIX.into(),
-            range_end: Some(prefix_end()),
+            key: prefix.into(),
+            range_end: Some(end_of(prefix)),
             start_revision,
             responses: Vec::new(),
             reached: None,
@@ -416,13 +416,13 @@ async fn raw_watch_loop(
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     for attempt in 0usize.. {
         let endpoint = &endpoints[(id as usize + attempt) % endpoints.len()];
-        let mut stream = WatchStream::new_raw(id, next_revision);
+        let mut stream = WatchStream::empty(id, KEY_PREFIX, next_revision);
         if end.borrow().is_some() {
             let deadline =
                 *drain_deadline.get_or_insert(tokio::time::Instant::now() + WATCH_DRAIN_TIMEOUT);
             if tokio::time::Instant::now() > deadline {
                 // Every member serves at the end: one of them should have taken it.
-                let mut missing = WatchStream::new_raw(id, next_revision);
+                let mut missing = WatchStream::empty(id, KEY_PREFIX, next_revision);
                 missing.ended_early = Some("no member took the watch again".into());
                 streams.push(missing);
                 return streams;
@@ -573,15 +573,7 @@ pub async fn start(
         }
         let watcher = client.watch(KEY_PREFIX, Some(options)).await?;
         let start_revision = if id % 2 == 0 { 1 } else { watcher.created_revision() + 1 };
-        let stream = WatchStream {
-            client: id,
-            key: KEY_PREFIX.into(),
-            range_end: Some(prefix_end()),
-            start_revision,
-            responses: Vec::new(),
-            reached: None,
-            ended_early: None,
-        };
+        let stream = WatchStream::empty(id, KEY_PREFIX, start_revision);
         let recorder = recorder.clone();
         let end_rx = end_rx.clone();
         watchers.push(tokio::spawn(async move {
@@ -597,15 +589,7 @@ pub async fn start(
         let client = connect(endpoints).await?;
         let options = WatchOptions::new().with_range(end_of(LEASE_PREFIX).as_str());
         let watcher = client.watch(LEASE_PREFIX, Some(options)).await?;
-        let stream = WatchStream {
-            client: id,
-            key: LEASE_PREFIX.into(),
-            range_end: Some(end_of(LEASE_PREFIX)),
-            start_revision: watcher.created_revision() + 1,
-            responses: Vec::new(),
-            reached: None,
-            ended_early: None,
-        };
+        let stream = WatchStream::empty(id, LEASE_PREFIX, watcher.created_revision() + 1);
         let (recorder_w, end_w) = (recorder.clone(), end_rx.clone());
         watchers.push(tokio::spawn(async move {
             let _client = client;
