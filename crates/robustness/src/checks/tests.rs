@@ -242,3 +242,13 @@ fn a_lease_that_expires_early_fails() {
     let found = check_leases(&[gone], &lease_watch(5 * SECOND));
     assert!(found.len() == 1 && found[0].contains("keep-alive answered gone"), "{found:?}");
 }
+
+#[test]
+fn a_change_after_the_run_fails_unless_a_lease_expired() {
+    let mut late = history(all_writes());
+    late.committed.push(del(7, "rbl/0"));
+    assert_eq!(check_committed(&late, "k/", 6), Vec::<Anomaly>::new());
+    late.committed.push(put(8, "k/z", "late"));
+    let found = check_committed(&late, "k/", 6);
+    assert!(found.iter().any(|a| a.contains("k/z@8 after the run")), "{found:?}");
+}
