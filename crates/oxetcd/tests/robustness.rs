@@ -1,8 +1,8 @@
 //! Short seeded robustness runs of each fault class against a three-member cluster of
 //! this build of the binary (it has failpoints): a recorded workload under kill -9,
-//! SIGSTOP pauses and storage failpoints, then the history's checks (linearizability,
-//! watch guarantees, the committed log) and the end checks (every member back, HashKV
-//! equal at one revision). The harness is `crates/robustness`; longer runs are
+//! SIGSTOP pauses, storage failpoints (errors and panics), partitions and slowed links,
+//! then the history's checks (linearizability, watch guarantees, the committed log,
+//! leases) and the end checks (every member back, HashKV equal at one revision). The harness is `crates/robustness`; longer runs are
 //! `scripts/robustness.sh`. A failing run names its seed and keeps its history, member
 //! logs and replay command under `target/tmp/robustness/`. `ROBUSTNESS_SEED=<n>` runs a
 //! given seed.

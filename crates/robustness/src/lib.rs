@@ -6,12 +6,13 @@
 //! - [`history`]: the record (operations with invoke/return times and outcomes, watch
 //!   streams, the committed log), serializable as JSON for replaying a check.
 //! - [`linearizability`]: the Wing–Gong–Lowe checker over etcd's KV model, key by key.
-//! - [`checks`]: watch guarantees and the committed log against the history.
+//! - [`checks`]: watch guarantees, lease lifetimes, and the committed log against the
+//!   history.
 //! - [`cluster`]: members of the real binary as child processes (kill -9, SIGSTOP,
 //!   restarts, failpoints through `FAILPOINTS`), on loopback or in namespaces.
 //! - [`nemesis`]: the faults, drawn from a seed.
 //! - [`netns`]: a network of network namespaces on a bridge, for partitions and delays.
-//! - [`workload`]: the clients and watchers that make the history.
+//! - [`workload`]: the clients, watchers and leases that make the history.
 //! - [`scenario`]: one seeded run: cluster, workload and nemesis, end checks, and on an
 //!   anomaly the history, member logs and seed kept in a directory.
 
