@@ -264,6 +264,9 @@ impl RaftLoop {
         self.wal
             .save(&hard_state, &ready.entries, ready.must_sync)
             .map_err(|e| Fatal::new(SAVING_ENTRIES, e))?;
+        // Durable but not yet acknowledged to raft: the member must stop, and a restart
+        // must find the entries.
+        failpoint!("raft::wal-save-after", |_| Err(Fatal::new(SAVING_ENTRIES, "injected failure")));
         let took = started.elapsed();
         if took > SLOW_FSYNC {
             tracing::warn!(took = ?took, expected = ?SLOW_FSYNC, "slow fdatasync");
@@ -398,6 +401,7 @@ impl RaftLoop {
             }
         };
         let term = snapshot.metadata.as_ref().map_or(0, |m| m.term);
+        failpoint!("raft::snapshot-save", |_| Err(Fatal::new(DURING, "injected failure")));
         self.snapshotter.save(&snapshot).map_err(|e| Fatal::new(DURING, e))?;
         let marker = WalSnapshot { index, term, conf_state: Some(conf_state) };
         self.wal.save_snapshot(&marker).map_err(|e| Fatal::new(DURING, e))?;

@@ -1051,7 +1051,14 @@ impl<B: Backend> Shared<B> {
         fail::fail_point!("mvcc::backend-commit", |_| Err(Error::Backend(
             "injected failure".into()
         )));
-        self.backend.commit(batch, !self.config.unsafe_no_fsync)
+        let committed = self.backend.commit(batch, !self.config.unsafe_no_fsync)?;
+        // Committed, yet reported failed: the store must stop all the same, and what was
+        // committed must not be applied twice after a restart.
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("mvcc::backend-commit-after", |_| Err(Error::Backend(
+            "injected failure after the commit".into()
+        )));
+        Ok(committed)
     }
 
     /// Waits while a defragmentation's journal is full (see [`DEFRAG_JOURNAL_MAX_BYTES`]).

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         eprintln!("oxetcd: {e}");
         return ExitCode::FAILURE;
     }
+    exit_on_panic();
     oxetcd_etcdserver::failpoints_from_env();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -71,6 +72,22 @@ fn main() -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// The exit code after a panic: Go's, which etcd exits with when it panics.
+const PANIC_EXIT_CODE: i32 = 2;
+
+/// Makes a panic in any thread end the process, as a panic ends etcd's: otherwise a
+/// member whose raft loop or backend committer died would live on, answering
+/// serializable reads from a store that no longer changes and taking requests it never
+/// completes. The default hook prints the panic (and the backtrace, if asked) first.
+fn exit_on_panic() {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print(info);
+        tracing::error!(panic = %info, "a thread panicked; the member stops");
+        std::process::exit(PANIC_EXIT_CODE);
+    }));
 }
 
 async fn wait_for_signal() {

@@ -47,3 +47,41 @@ async fn a_member_whose_storage_fails_exits_non_zero() {
         "another error line:\n{log}"
     );
 }
+
+/// How long a member that panicked may take to exit.
+const PANIC_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one write to the member that is to panic may take.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A panic in any of the member's threads ends the process, as a panic ends etcd's Go
+/// process: a member whose raft loop or committer thread died must not live on,
+/// answering serializable reads from a store that no longer changes or taking writes it
+/// will never commit. Found by the robustness harness (panics at failpoints).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_thread_panics_exits() {
+    for failpoint in ["raft::wal-save", "mvcc::backend-commit", "apply::store-write"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = MemberConfig::single(dir.path(), "panicking");
+        // Starting up passes the raft loop's and the committer's failpoints a few times;
+        // the client's writes then reach the panic.
+        config.env.push(("FAILPOINTS".into(), format!("{failpoint}=4*off->panic")));
+        // Not waiting for it to serve: the panic may come while it starts.
+        let mut process = Process::spawn(&config);
+        let endpoint = process.endpoint().to_string();
+        let deadline = std::time::Instant::now() + PANIC_EXIT_TIMEOUT;
+        for i in 0.. {
+            if process.has_exited() || std::time::Instant::now() > deadline {
+                break;
+            }
+            // Answered or not: the panic comes at one of them.
+            if let Ok(client) = member_client(&endpoint, Some(WRITE_TIMEOUT)).await {
+                let _ = client.put(format!("k{i}"), "v", None).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let status = process.wait_exit(PANIC_EXIT_TIMEOUT).await;
+        let log = config.last_run_log();
+        assert!(!status.success(), "{failpoint}: exited with {status}:\n{log}");
+        assert!(log.contains("panicked"), "{failpoint}: the panic is logged:\n{log}");
+    }
+}

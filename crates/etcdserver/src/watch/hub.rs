@@ -225,13 +225,14 @@ impl WatchHub {
 
     /// A progress response for the whole stream (watch id -1) at the hub's revision,
     /// queued behind the events already handed out. Only when every watcher of the
-    /// stream is synced, as etcd: `false` means "not now, ask again later". A stream
-    /// without watchers gets nothing, as in etcd.
+    /// stream is synced and none starts beyond the next revision, as etcd: `false` means
+    /// "not now, ask again later". A stream without watchers gets nothing, as in etcd.
     pub fn progress_all(&self, stream: StreamId) -> bool {
         let inner = self.lock();
         let Some(s) = inner.streams.get(&stream) else { return true };
-        if s.ids.values().any(|&slot| inner.watcher(slot).is_some_and(|w| w.place != Place::Synced))
-        {
+        let rev = inner.rev;
+        let not_yet = |w: &Watcher| w.place != Place::Synced || starts_ahead(w, rev);
+        if s.ids.values().any(|&slot| inner.watcher(slot).is_some_and(not_yet)) {
             return false;
         }
         if s.ids.is_empty() {
@@ -243,7 +244,8 @@ impl WatchHub {
     }
 
     /// The periodic progress notification: for each watcher of the stream that asked
-    /// for it, is synced, and got no events since the last tick.
+    /// for it, is synced, does not start beyond the next revision, and got no events
+    /// since the last tick.
     pub fn progress_tick(&self, stream: StreamId) {
         let mut inner = self.lock();
         let rev = inner.rev;
@@ -257,7 +259,9 @@ impl WatchHub {
             if !w.opts.has(Filters::PROGRESS_NOTIFY) {
                 continue;
             }
-            let due = !w.opts.has(Filters::SENT_SINCE_TICK) && w.place == Place::Synced;
+            let due = !w.opts.has(Filters::SENT_SINCE_TICK)
+                && w.place == Place::Synced
+                && !starts_ahead(w, rev);
             w.opts.set(Filters::SENT_SINCE_TICK, false);
             if due {
                 let progress = Delivery { watch_id: w.id, revision: rev, ..Default::default() };
@@ -467,4 +471,13 @@ impl Inner {
         }
         self.free.push(slot);
     }
+}
+
+/// Whether `w` starts beyond the revision after `rev`: a watch created with a future
+/// start revision, typically a client resuming on a member that lags the one that
+/// delivered its last events. A progress notification at `rev` would go back behind
+/// those events, so there is none until the store reaches the watch's start (etcd's
+/// #20221).
+fn starts_ahead(w: &Watcher, rev: i64) -> bool {
+    w.next_rev > rev + 1
 }

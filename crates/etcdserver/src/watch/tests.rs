@@ -294,3 +294,31 @@ async fn watchers_far_apart_in_history_each_get_their_events_once() {
     }
     assert!(rx.try_recv().is_err());
 }
+
+/// A watch whose start revision lies ahead of this member's store (a client resuming on
+/// a member that lags the one it came from) gets no progress notification below its
+/// start: one at the member's revision would tell the client it is at a revision older
+/// than events it already has. Found by the robustness harness (a watch resumed after
+/// its member was killed; etcd's #20221, where etcd now skips such notifications).
+#[tokio::test]
+async fn no_progress_notification_below_a_future_start_revision() {
+    let f = fixture();
+    let (stream, mut rx) = f.hub.open_stream().unwrap();
+    let now = f.put("a", "1");
+    let notify = Filters::default().with(Filters::PROGRESS_NOTIFY, true);
+    let id = f.watch(stream, "a", "", now + 3, notify);
+    assert!(!f.hub.progress_all(stream), "asked again later, once the store gets there");
+    f.hub.progress_tick(stream);
+    assert!(rx.try_recv().is_err(), "no notification yet");
+
+    // At the revision before the watch's start, all it asked for has been delivered.
+    f.put("b", "2");
+    let caught_up = f.put("c", "3");
+    assert_eq!(caught_up, now + 2);
+    assert!(f.hub.progress_all(stream));
+    let d = next(&mut rx).await;
+    assert_eq!((d.watch_id, d.revision, d.events.len()), (-1, caught_up, 0));
+    f.hub.progress_tick(stream);
+    let d = next(&mut rx).await;
+    assert_eq!((d.watch_id, d.revision, d.events.len()), (id, caught_up, 0));
+}

@@ -287,6 +287,11 @@ impl Process {
         let _ = self.child.wait();
     }
 
+    /// Whether the process has exited (its status stays for [`Process::wait_exit`]).
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Waits for the process to exit by itself; panics with its log after `timeout`.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;

@@ -1,0 +1,276 @@
+//! One seeded run: a cluster of the real binary, the workload and the nemesis for a
+//! while, then the end checks (every member back and equal by HashKV at the same
+//! revision, the committed log against the history) and the history's checks
+//! (linearizability, watch guarantees). A run with an anomaly keeps its directory: the
+//! history as JSON, the member logs and data dirs, the faults, the anomalies and the
+//! command that replays it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::checks;
+use crate::cluster::{Cluster, member_client};
+use crate::history::{History, Outcome, Recorder, Request};
+use crate::linearizability;
+use crate::nemesis::{self, FaultClass};
+use crate::rng::Rng;
+use crate::workload::{self, KEY_PREFIX, Workload};
+
+/// How long the members may take to agree on the revision after the run.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// One end-of-run request to one member.
+const END_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The `oxetcd` binary, built with the `failpoints` feature for failpoint faults.
+    pub binary: PathBuf,
+    pub seed: u64,
+    pub faults: Vec<FaultClass>,
+    /// How long the workload runs under faults.
+    pub duration: Duration,
+    pub members: usize,
+    pub workload: Workload,
+    /// Where the run's directory goes (kept only if the run finds an anomaly).
+    pub work_dir: PathBuf,
+    /// Search steps per key for the linearizability checker.
+    pub max_explored: usize,
+    /// Keep the run's directory even without an anomaly (to study a run).
+    pub keep_always: bool,
+}
+
+impl Scenario {
+    /// The command that runs this scenario again (same seed, faults and duration).
+    pub fn replay_command(&self) -> String {
+        let faults: Vec<String> = self.faults.iter().map(ToString::to_string).collect();
+        format!(
+            "scripts/robustness.sh --seed {} --faults {} --scenario-secs {} --members {} --runs 1",
+            self.seed,
+            faults.join(","),
+            self.duration.as_secs(),
+            self.members
+        )
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Default, Serialize)]
+pub struct RunReport {
+    pub seed: u64,
+    pub operations: usize,
+    pub unknown_outcomes: usize,
+    pub watch_responses: usize,
+    pub faults: Vec<String>,
+    pub anomalies: Vec<String>,
+    /// Keys the linearizability search gave up on (not anomalies, but not checked).
+    pub inconclusive: Vec<String>,
+    /// The run's directory, if kept.
+    pub kept: Option<PathBuf>,
+    /// What was recorded (none if the run ended before the workload).
+    #[serde(skip)]
+    pub history: Option<History>,
+}
+
+/// Runs `scenario`; errors are anomalies in the report, never panics.
+pub async fn run(scenario: &Scenario) -> RunReport {
+    let faults: Vec<String> = scenario.faults.iter().map(ToString::to_string).collect();
+    let dir = scenario.work_dir.join(format!("run-{}-{}", scenario.seed, faults.join("-")));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut report = RunReport { seed: scenario.seed, ..RunReport::default() };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        report.anomalies.push(format!("create {}: {e}", dir.display()));
+        return report;
+    }
+    let history = run_in(scenario, &dir, &mut report).await;
+    if report.anomalies.is_empty() && !scenario.keep_always {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        keep(scenario, &dir, history.as_ref(), &report);
+        report.kept = Some(dir);
+    }
+    report.history = history;
+    report
+}
+
+async fn run_in(scenario: &Scenario, dir: &Path, report: &mut RunReport) -> Option<History> {
+    let mut rng = Rng::new(scenario.seed);
+    let namespaced = scenario.faults.iter().any(|f| f.needs_network());
+    let started = Cluster::start(&scenario.binary, dir, scenario.members, namespaced).await;
+    let mut cluster = match started {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            report.anomalies.push(format!("the cluster did not start: {e}"));
+            return None;
+        }
+    };
+    let endpoints = cluster.endpoints();
+    let recorder = Recorder::default();
+    let mut running =
+        match workload::start(&endpoints, &scenario.workload, &mut rng.fork(), &recorder).await {
+            Ok(running) => running,
+            Err(e) => {
+                report.anomalies.push(format!("the workload did not start: {e}"));
+                return None;
+            }
+        };
+    let until = tokio::time::Instant::now() + scenario.duration;
+    let nemesis = nemesis::run(&mut cluster, &scenario.faults, &mut rng.fork(), until).await;
+    tokio::time::sleep_until(until).await;
+    let leases = running.stop_clients().await;
+    report.faults = nemesis.faults;
+    report.anomalies.extend(nemesis.anomalies);
+    if let Err(e) = cluster.heal().await {
+        report.anomalies.push(format!("the cluster did not come back after the run: {e}"));
+        return Some(History {
+            seed: scenario.seed,
+            operations: recorder.operations(),
+            ..History::default()
+        });
+    }
+
+    // A last read of every key, so a write lost at the very end shows too.
+    let final_revision = final_read(&endpoints, &recorder).await;
+    let converged = converge(&cluster, report).await;
+    let revision = converged.unwrap_or(final_revision);
+    let watches = running.finish_watches(revision).await;
+    let committed = match workload::committed_log(&endpoints[0], revision).await {
+        Ok(committed) => committed,
+        Err(e) => {
+            report.anomalies.push(e);
+            Vec::new()
+        }
+    };
+    cluster.stop();
+    let history = History {
+        seed: scenario.seed,
+        operations: recorder.operations(),
+        watches,
+        committed,
+        final_revision: revision,
+        leases,
+    };
+    check(&history, scenario.max_explored, report);
+    Some(history)
+}
+
+/// Reads the whole key prefix once (recorded) and returns the revision it read at.
+async fn final_read(endpoints: &[String], recorder: &Recorder) -> i64 {
+    const FINAL_READER: u32 = u32::MAX;
+    let Ok(client) = workload::connect(endpoints).await else { return 0 };
+    let request =
+        Request::Range { key: KEY_PREFIX.into(), range_end: Some(workload::prefix_end()) };
+    let invoke = recorder.now();
+    let result = client.get(KEY_PREFIX, Some(oxetcd_client::GetOptions::new().with_prefix())).await;
+    let Ok(response) = result else { return 0 };
+    let revision = response.header.as_ref().map_or(0, |h| h.revision);
+    let kvs = response
+        .kvs
+        .iter()
+        .map(|kv| crate::history::Kv {
+            key: String::from_utf8_lossy(&kv.key).into_owned(),
+            value: String::from_utf8_lossy(&kv.value).into_owned(),
+            mod_revision: kv.mod_revision,
+        })
+        .collect();
+    let outcome = Outcome::Ok(crate::history::Response::Range { revision, kvs });
+    recorder.record(FINAL_READER, invoke, request, outcome);
+    revision
+}
+
+/// Waits until every member reports the same revision, then compares their HashKV at
+/// it; returns the revision.
+async fn converge(cluster: &Cluster, report: &mut RunReport) -> Option<i64> {
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    let mut clients = Vec::new();
+    for member in &cluster.members {
+        match member_client(&member.client_url, END_REQUEST_TIMEOUT).await {
+            Ok(client) => clients.push(client),
+            Err(e) => {
+                report.anomalies.push(format!("{} unreachable after the run: {e}", member.name));
+                return None;
+            }
+        }
+    }
+    let revisions = loop {
+        let mut revisions = Vec::new();
+        for client in &clients {
+            let status = client.maintenance().status().await.ok();
+            revisions.push(status.and_then(|s| s.header).map_or(-1, |h| h.revision));
+        }
+        if revisions.iter().all(|r| *r == revisions[0] && *r >= 0) {
+            break revisions;
+        }
+        if tokio::time::Instant::now() > deadline {
+            report.anomalies.push(format!(
+                "the members did not reach one revision within {CONVERGE_TIMEOUT:?}: {revisions:?}"
+            ));
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let revision = revisions[0];
+    let mut hashes = Vec::new();
+    for (client, member) in clients.iter().zip(&cluster.members) {
+        match client.maintenance().hash_kv(revision).await {
+            Ok(hash) => hashes.push((member.name.clone(), hash.hash, hash.compact_revision)),
+            Err(e) => report.anomalies.push(format!("HashKV on {}: {e}", member.name)),
+        }
+    }
+    if hashes.windows(2).any(|w| (w[0].1, w[0].2) != (w[1].1, w[1].2)) {
+        report.anomalies.push(format!("HashKV differs at revision {revision}: {hashes:?}"));
+    }
+    Some(revision)
+}
+
+/// Runs every checker on `history`, adding what they find to `report`.
+pub fn check(history: &History, max_explored: usize, report: &mut RunReport) {
+    report.operations = history.operations.len();
+    report.unknown_outcomes =
+        history.operations.iter().filter(|op| matches!(op.outcome, Outcome::Unknown(_))).count();
+    report.watch_responses = history.watches.iter().map(|w| w.responses.len()).sum();
+    // Unanswered writes settled by the committed log, when the log is there to say.
+    let operations = if history.committed.is_empty() {
+        history.operations.clone()
+    } else {
+        linearizability::settle_unknown_writes(&history.operations, &history.committed)
+    };
+    let linearizable = linearizability::check(&operations, max_explored);
+    for (key, verdict) in &linearizable.violations {
+        report.anomalies.push(format!("not linearizable on {key}: {verdict:?}"));
+    }
+    report.inconclusive = linearizable.inconclusive;
+    report.anomalies.extend(checks::check_committed(history, KEY_PREFIX, history.final_revision));
+    if let Some(stream) = history.watches.iter().find(|w| w.key == workload::LEASE_PREFIX) {
+        report.anomalies.extend(checks::check_leases(&history.leases, stream));
+    }
+    for (i, stream) in history.watches.iter().enumerate() {
+        report.anomalies.extend(checks::check_watch(
+            &format!("watch {i}"),
+            stream,
+            &history.committed,
+        ));
+    }
+}
+
+/// Writes what a failing run leaves behind next to the member logs.
+fn keep(scenario: &Scenario, dir: &Path, history: Option<&History>, report: &RunReport) {
+    if let Some(history) = history
+        && let Ok(json) = serde_json::to_string(history)
+    {
+        let _ = std::fs::write(dir.join("history.json"), json);
+    }
+    let _ = std::fs::write(dir.join("seed"), format!("{}\n", scenario.seed));
+    let _ = std::fs::write(dir.join("faults.txt"), report.faults.join("\n") + "\n");
+    let _ = std::fs::write(dir.join("anomalies.txt"), report.anomalies.join("\n") + "\n");
+    let replay = format!(
+        "# run the scenario again (same seed: same workload and faults, timing aside)\n{}\n\
+         # check the recorded history again\n\
+         cargo run -p oxetcd-robustness -- check {}\n",
+        scenario.replay_command(),
+        dir.join("history.json").display()
+    );
+    let _ = std::fs::write(dir.join("replay.txt"), replay);
+}
