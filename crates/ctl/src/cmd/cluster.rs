@@ -5,6 +5,8 @@ use std::time::Instant;
 
 use oxetcd_client::proto::etcdserverpb::{AlarmResponse, MemberListResponse};
 use oxetcd_client::{AlarmAction, AlarmType, Client, EtcdErrorKind};
+use std::os::unix::fs::OpenOptionsExt as _;
+
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{CtlError, CtlResult, describe, exit};
@@ -406,7 +408,13 @@ pub async fn snapshot_save(ctx: &Ctx) -> CtlResult {
         let client = ctx.client().await?;
         let interrupted = |e: String| CtlError::new(exit::INTERRUPTED, e);
         let partial = format!("{path}.part");
-        let mut file = tokio::fs::File::create(&partial)
+        // etcd writes snapshots readable by their owner only: they hold every key.
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
             .await
             .map_err(|e| interrupted(format!("could not open {partial} ({e})")))?;
         let mut stream =
