@@ -665,17 +665,17 @@ impl Client {
     }
 
     fn should_refresh_token(&self, status: &Status) -> bool {
+        let kind = EtcdErrorKind::from_message(status.message());
+        // A request checked against an older auth store was refused, not applied:
+        // clientv3 sends it once more whether or not it has a token to refresh (a client
+        // known by its certificate's common name has none).
+        if kind == Some(EtcdErrorKind::AuthOldRevision) {
+            return true;
+        }
         if self.inner.options.user.is_none() {
             return false;
         }
-        matches!(
-            EtcdErrorKind::from_message(status.message()),
-            Some(
-                EtcdErrorKind::InvalidAuthToken
-                    | EtcdErrorKind::AuthOldRevision
-                    | EtcdErrorKind::UserEmpty
-            )
-        )
+        matches!(kind, Some(EtcdErrorKind::InvalidAuthToken | EtcdErrorKind::UserEmpty))
     }
 
     /// Authenticates with the configured user and stores the token, unless another

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use oxetcd_client::{Client, ClientOptions, TlsFiles};
 
-use crate::cli::Command;
+use crate::commands::Command;
 use crate::error::{CtlError, CtlResult, describe, exit};
 use crate::flags::Parsed;
 use crate::output::{self, Format, Printer};
@@ -65,7 +65,7 @@ impl Ctx {
             password: flags.str("password"),
         };
         if flags.bool("debug") {
-            let mut specs = crate::cli::inherited(command);
+            let mut specs = crate::commands::inherited(command);
             specs.sort_by_key(|s| s.name);
             let mut text = String::new();
             for spec in specs {
@@ -112,8 +112,12 @@ impl Ctx {
     /// list so, as etcdctl does).
     pub fn client_options_without_user(&self) -> CtlResult<ClientOptions> {
         let g = &self.global;
+        // A zero dial timeout is Go's "no limit": connecting is then bounded by the
+        // command's own time.
+        let dial_timeout =
+            if g.dial_timeout.is_zero() { g.command_timeout } else { g.dial_timeout };
         let mut options = ClientOptions::default()
-            .with_dial_timeout(g.dial_timeout)
+            .with_dial_timeout(dial_timeout)
             .with_keep_alive(g.keepalive_time, g.keepalive_timeout);
         let wants_tls =
             g.cert.is_some() || g.key.is_some() || g.cacert.is_some() || !g.insecure_transport;
@@ -137,7 +141,11 @@ impl Ctx {
 
     pub async fn client_for(&self, endpoints: &[String]) -> CtlResult<Client> {
         let options = self.client_options()?;
-        match Client::connect(endpoints, options).await {
+        let connected = Client::connect(endpoints, options).await;
+        if let Err(err @ oxetcd_client::Error::Etcd { .. }) = &connected {
+            crate::clientlog::failed_call(endpoints, err);
+        }
+        match connected {
             Ok(client) => Ok(client),
             // etcdctl's client does not wait for a connection: the command's first call
             // runs out of time instead, and that is what it reports.
@@ -153,9 +161,28 @@ impl Ctx {
     where
         F: Future<Output = Result<T, oxetcd_client::Error>>,
     {
-        match tokio::time::timeout(self.global.command_timeout, call).await {
+        let result = match tokio::time::timeout(self.global.command_timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(oxetcd_client::Error::Timeout),
+        };
+        self.log_failure(result)
+    }
+
+    /// Runs `call` without a time limit (etcdctl's `context.TODO()` calls).
+    pub async fn logged<T, F>(&self, call: F) -> Result<T, oxetcd_client::Error>
+    where
+        F: Future<Output = Result<T, oxetcd_client::Error>>,
+    {
+        self.log_failure(call.await)
+    }
+
+    fn log_failure<T>(
+        &self,
+        result: Result<T, oxetcd_client::Error>,
+    ) -> Result<T, oxetcd_client::Error> {
+        if let Err(err) = &result {
+            crate::clientlog::failed_call(&self.global.endpoints, err);
         }
+        result
     }
 }

@@ -249,6 +249,19 @@ pub fn id_hex(id: u64) -> String {
     format!("{id:x}")
 }
 
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +305,12 @@ mod tests {
         assert_eq!(humanize_bytes(20480), "20 kB");
         assert_eq!(humanize_bytes(1234), "1.2 kB");
         assert_eq!(humanize_bytes(25_000_000), "25 MB");
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_792), (2026, 12, 5));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! runbooks written for etcdctl work unchanged.
 
 mod cli;
+mod clientlog;
 mod cmd;
+mod commands;
 mod error;
 mod flags;
 mod global;

@@ -1,7 +1,7 @@
 //! Usage text in etcdctl's own template (NAME, USAGE, COMMANDS, DESCRIPTION, OPTIONS,
 //! GLOBAL OPTIONS), aligned by Go's tabwriter with tabs as etcdctl does.
 
-use crate::cli::{self, Action, COMMANDS, Command};
+use crate::commands::{self, Action, COMMANDS, Command};
 use crate::flags::{Kind, Spec};
 use crate::go;
 
@@ -140,7 +140,7 @@ pub fn root() -> String {
         ));
     }
     subs.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut flags = cli::GLOBAL_FLAGS.to_vec();
+    let mut flags = commands::GLOBAL_FLAGS.to_vec();
     flags.push(Spec::new("help", Kind::Bool, "false", "").short('h'));
     render(
         "etcdctl",
@@ -171,8 +171,8 @@ pub fn command(command: &Command) -> String {
         false,
         &subs,
         long(command.path),
-        &flag_lines(&cli::local(command), command.name()),
-        &flag_lines(&cli::inherited(command), command.name()),
+        &flag_lines(&commands::local(command), command.name()),
+        &flag_lines(&commands::inherited(command), command.name()),
     )
 }
 

@@ -116,26 +116,27 @@ pub async fn user_add(ctx: &Ctx) -> CtlResult {
         }
     };
     let client = ctx.client().await?;
-    let r = client.auth().user_add(&user, &password, no_password).await.map_err(failed)?;
+    let r =
+        ctx.logged(client.auth().user_add(&user, &password, no_password)).await.map_err(failed)?;
     ctx.printer.auth_change(format!("User {user} created\n"), r.header.as_ref(), &r)
 }
 
 pub async fn user_delete(ctx: &Ctx) -> CtlResult {
     let user = one_arg(ctx, "user delete command requires user name as its argument")?;
     let client = ctx.client().await?;
-    let r = client.auth().user_delete(&user).await.map_err(failed)?;
+    let r = ctx.logged(client.auth().user_delete(&user)).await.map_err(failed)?;
     ctx.printer.auth_change(format!("User {user} deleted\n"), r.header.as_ref(), &r)
 }
 
 pub async fn user_get(ctx: &Ctx) -> CtlResult {
     let user = one_arg(ctx, "user get command requires user name as its argument")?;
     let client = ctx.client().await?;
-    let r = client.auth().user_get(&user).await.map_err(failed)?;
+    let r = ctx.logged(client.auth().user_get(&user)).await.map_err(failed)?;
     if ctx.flags.bool("detail") {
         crate::output::stdout(&format!("User: {user}\n"));
         for role in &r.roles {
             crate::output::stdout("\n");
-            let role_response = client.auth().role_get(role).await.map_err(failed)?;
+            let role_response = ctx.logged(client.auth().role_get(role)).await.map_err(failed)?;
             print_role(&ctx.printer, role, &role_response)?;
         }
         return Ok(());
@@ -167,7 +168,7 @@ pub async fn user_get(ctx: &Ctx) -> CtlResult {
 pub async fn user_list(ctx: &Ctx) -> CtlResult {
     no_args(ctx, "user list command requires no arguments")?;
     let client = ctx.client().await?;
-    let r = client.auth().user_list().await.map_err(failed)?;
+    let r = ctx.logged(client.auth().user_list()).await.map_err(failed)?;
     ctx.printer.other(
         r.users.iter().map(|u| format!("{u}\n")).collect(),
         || {
@@ -188,7 +189,8 @@ pub async fn user_passwd(ctx: &Ctx) -> CtlResult {
         crate::prompt::scan_word()
     };
     let client = ctx.client().await?;
-    let r = client.auth().user_change_password(&user, &password).await.map_err(failed)?;
+    let r =
+        ctx.logged(client.auth().user_change_password(&user, &password)).await.map_err(failed)?;
     ctx.printer.auth_change("Password updated\n".to_string(), r.header.as_ref(), &r)
 }
 
@@ -199,7 +201,7 @@ pub async fn user_grant_role(ctx: &Ctx) -> CtlResult {
         ));
     };
     let client = ctx.client().await?;
-    let r = client.auth().user_grant_role(user, role).await.map_err(failed)?;
+    let r = ctx.logged(client.auth().user_grant_role(user, role)).await.map_err(failed)?;
     ctx.printer.auth_change(
         format!("Role {role} is granted to user {user}\n"),
         r.header.as_ref(),
@@ -214,7 +216,7 @@ pub async fn user_revoke_role(ctx: &Ctx) -> CtlResult {
         ));
     };
     let client = ctx.client().await?;
-    let r = client.auth().user_revoke_role(user, role).await.map_err(failed)?;
+    let r = ctx.logged(client.auth().user_revoke_role(user, role)).await.map_err(failed)?;
     ctx.printer.auth_change(
         format!("Role {role} is revoked from user {user}\n"),
         r.header.as_ref(),
@@ -225,14 +227,14 @@ pub async fn user_revoke_role(ctx: &Ctx) -> CtlResult {
 pub async fn role_add(ctx: &Ctx) -> CtlResult {
     let role = one_arg(ctx, "role add command requires role name as its argument")?;
     let client = ctx.client().await?;
-    let r = client.auth().role_add(&role).await.map_err(failed)?;
+    let r = ctx.logged(client.auth().role_add(&role)).await.map_err(failed)?;
     ctx.printer.auth_change(format!("Role {role} created\n"), r.header.as_ref(), &r)
 }
 
 pub async fn role_delete(ctx: &Ctx) -> CtlResult {
     let role = one_arg(ctx, "role delete command requires role name as its argument")?;
     let client = ctx.client().await?;
-    let r = client.auth().role_delete(&role).await.map_err(failed)?;
+    let r = ctx.logged(client.auth().role_delete(&role)).await.map_err(failed)?;
     ctx.printer.auth_change(format!("Role {role} deleted\n"), r.header.as_ref(), &r)
 }
 
@@ -291,14 +293,14 @@ fn print_role(printer: &Printer, role: &str, r: &AuthRoleGetResponse) -> CtlResu
 pub async fn role_get(ctx: &Ctx) -> CtlResult {
     let role = one_arg(ctx, "role get command requires role name as its argument")?;
     let client = ctx.client().await?;
-    let r = client.auth().role_get(&role).await.map_err(failed)?;
+    let r = ctx.logged(client.auth().role_get(&role)).await.map_err(failed)?;
     print_role(&ctx.printer, &role, &r)
 }
 
 pub async fn role_list(ctx: &Ctx) -> CtlResult {
     no_args(ctx, "role list command requires no arguments")?;
     let client = ctx.client().await?;
-    let r = client.auth().role_list().await.map_err(failed)?;
+    let r = ctx.logged(client.auth().role_list()).await.map_err(failed)?;
     let mut fields = Printer::fields_header(r.header.as_ref());
     fields.push_str("\"Roles\" :");
     for role in &r.roles {
@@ -373,7 +375,10 @@ pub async fn role_grant_permission(ctx: &Ctx) -> CtlResult {
         permission = permission.with_range(end);
     }
     let client = ctx.client().await?;
-    let r = client.auth().role_grant_permission(&args[0], permission).await.map_err(failed)?;
+    let r = ctx
+        .logged(client.auth().role_grant_permission(&args[0], permission))
+        .await
+        .map_err(failed)?;
     ctx.printer.auth_change(format!("Role {} updated\n", args[0]), r.header.as_ref(), &r)
 }
 
@@ -386,9 +391,8 @@ pub async fn role_revoke_permission(ctx: &Ctx) -> CtlResult {
     }
     let (key, end) = permission_range(ctx, &args[1..])?;
     let client = ctx.client().await?;
-    let r = client
-        .auth()
-        .role_revoke_permission(&args[0], key.into(), end.clone().into())
+    let r = ctx
+        .logged(client.auth().role_revoke_permission(&args[0], key.into(), end.clone().into()))
         .await
         .map_err(failed)?;
     let (role, key) = (&args[0], &args[1]);

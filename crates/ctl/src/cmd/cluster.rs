@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use oxetcd_client::proto::etcdserverpb::{AlarmResponse, MemberListResponse};
 use oxetcd_client::{AlarmAction, AlarmType, Client, EtcdErrorKind};
-use std::os::unix::fs::OpenOptionsExt as _;
 
 use tokio::io::AsyncWriteExt;
 
@@ -359,9 +358,7 @@ pub async fn alarm(ctx: &Ctx, disarm: bool) -> CtlResult {
 
 pub async fn defrag(ctx: &Ctx) -> CtlResult {
     if !ctx.flags.str("data-dir").is_empty() {
-        return Err(CtlError::not_built(
-            "defrag --data-dir (an offline defragmentation: use oxetcdutl defrag)",
-        ));
+        return super::offline::defrag_data_dir(ctx);
     }
     let endpoints = target_endpoints(ctx).await?;
     let mut failures = 0;

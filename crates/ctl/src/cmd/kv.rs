@@ -234,7 +234,7 @@ pub async fn compaction(ctx: &Ctx) -> CtlResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::COMMANDS;
+    use crate::commands::COMMANDS;
     use crate::flags;
 
     fn parse(command: &str, args: &[&str]) -> Parsed {

@@ -48,8 +48,8 @@ pub async fn time_to_live(ctx: &Ctx) -> CtlResult {
     let keys = ctx.flags.bool("keys");
     let id = lease_id(&args[0])?;
     let client = ctx.client().await?;
-    let response = client
-        .lease_time_to_live(id, keys)
+    let response = ctx
+        .logged(client.lease_time_to_live(id, keys))
         .await
         .map_err(|e| CtlError::client(exit::BAD_CONNECTION, &e))?;
     ctx.printer.time_to_live(&response, keys)
@@ -57,8 +57,10 @@ pub async fn time_to_live(ctx: &Ctx) -> CtlResult {
 
 pub async fn list(ctx: &Ctx) -> CtlResult {
     let client = ctx.client().await?;
-    let response =
-        client.lease_leases().await.map_err(|e| CtlError::client(exit::BAD_CONNECTION, &e))?;
+    let response = ctx
+        .logged(client.lease_leases())
+        .await
+        .map_err(|e| CtlError::client(exit::BAD_CONNECTION, &e))?;
     ctx.printer.leases(&response)
 }
 

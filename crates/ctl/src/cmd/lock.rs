@@ -51,7 +51,12 @@ pub async fn lock(ctx: &Ctx) -> CtlResult {
     tokio::pin!(signal);
     tokio::select! {
         locked = mutex.lock() => locked.map_err(failed)?,
-        _ = &mut signal => return Err(CtlError::error("context canceled")),
+        _ = &mut signal => {
+            // clientv3's Mutex deletes its key when its wait is canceled, so that the
+            // next waiter need not wait for the session's lease to expire.
+            let _ = client.delete(mutex.key().clone(), None).await;
+            return Err(CtlError::error("context canceled"));
+        }
     }
     let key = mutex.key().clone();
     if args.len() > 1 {
@@ -124,7 +129,14 @@ pub async fn elect(ctx: &Ctx) -> CtlResult {
     let mut election = Election::new(&session, args[0].as_bytes());
     tokio::select! {
         campaigned = election.campaign(args[1].clone().into_bytes()) => campaigned.map_err(failed)?,
-        _ = &mut signal => return Err(CtlError::error("context canceled")),
+        _ = &mut signal => {
+            // clientv3's Election resigns when its campaign is canceled: the candidate's
+            // key (the election's prefix, then the session's lease in hex) goes.
+            let prefix = if args[0].ends_with('/') { args[0].clone() } else { format!("{}/", args[0]) };
+            let key = format!("{prefix}{:x}", session.lease_id());
+            let _ = client.delete(key, None).await;
+            return Err(CtlError::error("context canceled"));
+        }
     }
     let key = election.key().cloned().unwrap_or_default();
     let response = client.get(key, Some(GetOptions::new())).await.map_err(failed)?;

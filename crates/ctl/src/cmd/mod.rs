@@ -6,10 +6,12 @@ mod cluster;
 mod kv;
 mod lease;
 mod lock;
+mod mirror;
+mod offline;
 mod txn;
 mod watch;
 
-use crate::cli::Id;
+use crate::commands::Id;
 use crate::error::{CtlError, CtlResult};
 use crate::global::Ctx;
 
@@ -57,13 +59,9 @@ pub async fn run(id: Id, ctx: Ctx) -> CtlResult {
         Id::RoleRevokePermission => auth::role_revoke_permission(&ctx).await,
         Id::Lock => lock::lock(&ctx).await,
         Id::Elect => lock::elect(&ctx).await,
-        Id::SnapshotStatus => {
-            Err(CtlError::not_built("snapshot status (use oxetcdutl snapshot status)"))
-        }
-        Id::SnapshotRestore => {
-            Err(CtlError::not_built("snapshot restore (use oxetcdutl snapshot restore)"))
-        }
-        Id::MakeMirror => Err(CtlError::not_built("make-mirror")),
+        Id::SnapshotStatus => offline::snapshot_status(&ctx),
+        Id::SnapshotRestore => offline::snapshot_restore(&ctx),
+        Id::MakeMirror => mirror::make_mirror(&ctx).await,
         Id::Migrate => Err(CtlError::not_built("migrate (oxetcd serves no v2 store)")),
         Id::CheckPerf => Err(CtlError::not_built("check perf")),
         Id::CheckDatascale => Err(CtlError::not_built("check datascale")),

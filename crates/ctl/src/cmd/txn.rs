@@ -6,7 +6,7 @@ use std::io::BufRead;
 use oxetcd_client::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxetcd_client::proto::etcdserverpb::{Compare, RequestOp, TxnRequest, request_op};
 
-use crate::cli::{COMMANDS, DEL_FLAGS, PUT_FLAGS};
+use crate::commands::{COMMANDS, DEL_FLAGS, PUT_FLAGS};
 use crate::error::{CtlError, CtlResult, exit};
 use crate::flags;
 use crate::global::Ctx;

@@ -9,7 +9,7 @@ use oxetcd_client::proto::etcdserverpb::WatchResponse;
 use oxetcd_client::{Client, WatchOptions, Watcher};
 use tokio::sync::Mutex;
 
-use crate::cli::WATCH_FLAGS;
+use crate::commands::WATCH_FLAGS;
 use crate::error::{CtlError, CtlResult, describe, exit};
 use crate::flags::{self, Parsed};
 use crate::global::Ctx;
@@ -106,10 +106,28 @@ pub async fn watch(ctx: &Ctx) -> CtlResult {
     let spec = spec_from(&ctx.flags, &env).map_err(CtlError::bad_args)?;
     let (key, options) = options(&spec).map_err(CtlError::bad_args)?;
     let client = watch_client(ctx).await?;
-    let watcher =
-        client.watch(key, Some(options)).await.map_err(|e| CtlError::client(exit::ERROR, &e))?;
-    print_watch(ctx.printer, watcher, spec.exec).await?;
+    match client.watch(key, Some(options)).await {
+        Ok(watcher) => print_watch(ctx.printer, watcher, spec.exec).await?,
+        // A watch the server refused at once (compacted, permission denied) ends as one
+        // it canceled later: clientv3 delivers both as a canceled response.
+        Err(e) if cancel_reason(&e).is_some() => {
+            let reason = cancel_reason(&e).unwrap_or_default();
+            output::stderr(&format!("watch was canceled ({reason})\n"));
+        }
+        Err(e) => return Err(CtlError::client(exit::ERROR, &e)),
+    }
     Err(CtlError::new(exit::INTERRUPTED, "watch is canceled by the server"))
+}
+
+/// Why the server canceled a watch, as clientv3's `WatchResponse.Err()` words it.
+fn cancel_reason(err: &oxetcd_client::Error) -> Option<String> {
+    match err {
+        oxetcd_client::Error::WatchCompacted { .. } => {
+            Some("etcdserver: mvcc: required revision has been compacted".to_string())
+        }
+        oxetcd_client::Error::WatchCanceled { reason } => Some(reason.clone()),
+        _ => None,
+    }
 }
 
 /// Watches ask members without a leader to refuse them (clientv3's WithRequireLeader).
@@ -135,13 +153,7 @@ async fn print_watch(printer: Printer, mut watcher: Watcher, exec: Vec<String>) 
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),
             Err(e) => {
-                let reason = match &e {
-                    oxetcd_client::Error::WatchCompacted { .. } => {
-                        "etcdserver: mvcc: required revision has been compacted".to_string()
-                    }
-                    oxetcd_client::Error::WatchCanceled { reason } => reason.clone(),
-                    other => describe(other),
-                };
+                let reason = cancel_reason(&e).unwrap_or_else(|| describe(&e));
                 output::stderr(&format!("watch was canceled ({reason})\n"));
                 return Ok(());
             }
