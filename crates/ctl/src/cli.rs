@@ -128,12 +128,12 @@ fn apply_environment(command: &Command, parsed: &mut Parsed) -> CtlResult {
             shadowed.push(key);
             continue;
         }
-        if let Ok(value) = std::env::var(&key) {
-            if !value.is_empty() {
-                used.push(key);
-                // etcdctl ignores a value its flag cannot take: the default stays.
-                let _ = parsed.set(spec, &value);
-            }
+        if let Ok(value) = std::env::var(&key)
+            && !value.is_empty()
+        {
+            used.push(key);
+            // etcdctl ignores a value its flag cannot take: the default stays.
+            let _ = parsed.set(spec, &value);
         }
     }
     // `watch` reads these two itself.

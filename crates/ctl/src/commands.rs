@@ -381,10 +381,10 @@ pub fn find(words: &[String]) -> Result<(Option<&'static Command>, usize), Strin
     let mut used = 0;
     for word in words {
         let parent = found.map(|c| c.path);
-        if let Some(c) = found {
-            if c.action != Action::Group {
-                break;
-            }
+        if let Some(c) = found
+            && c.action != Action::Group
+        {
+            break;
         }
         let children: Vec<&'static Command> =
             COMMANDS.iter().filter(|c| c.parent() == parent).collect();

@@ -249,14 +249,14 @@ pub fn takes_next(specs: &[Spec], arg: &str) -> bool {
         }
         return specs.iter().any(|s| s.name == long && s.kind != Kind::Bool);
     }
-    if let Some(shorts) = arg.strip_prefix('-') {
-        if let Some(last) = shorts.chars().last() {
-            if shorts.contains('=') {
-                return false;
-            }
-            return shorts.chars().count() == 1
-                && specs.iter().any(|s| s.short == Some(last) && s.kind != Kind::Bool);
+    if let Some(shorts) = arg.strip_prefix('-')
+        && let Some(last) = shorts.chars().last()
+    {
+        if shorts.contains('=') {
+            return false;
         }
+        return shorts.chars().count() == 1
+            && specs.iter().any(|s| s.short == Some(last) && s.kind != Kind::Bool);
     }
     false
 }

@@ -23,11 +23,12 @@ pub const API_VERSION: &str = "3.4";
 
 fn main() {
     // etcdctl chooses its v2 or v3 command set by ETCDCTL_API; only v3 is here.
-    if let Ok(api) = std::env::var("ETCDCTL_API") {
-        if !api.is_empty() && api != "3" {
-            output::stderr(&format!("unsupported API version {api}\n"));
-            std::process::exit(error::exit::ERROR);
-        }
+    if let Ok(api) = std::env::var("ETCDCTL_API")
+        && !api.is_empty()
+        && api != "3"
+    {
+        output::stderr(&format!("unsupported API version {api}\n"));
+        std::process::exit(error::exit::ERROR);
     }
     let args: Vec<String> =
         std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();

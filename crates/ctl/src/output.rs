@@ -321,7 +321,7 @@ impl Printer {
                 // etcdctl rebuilds the protobuf from clientv3's struct, which keeps only
                 // these fields.
                 let message = WatchResponse {
-                    header: Some(r.header.clone().unwrap_or_default()),
+                    header: Some(r.header.unwrap_or_default()),
                     events: r.events.clone(),
                     compact_revision: r.compact_revision,
                     canceled: r.canceled,

@@ -83,16 +83,20 @@ fn descendants(path: Option<&str>) -> Vec<&'static Command> {
     out
 }
 
-fn render(
-    name: &str,
-    short: &str,
-    use_line: &str,
+/// What one usage page shows.
+struct Page<'a> {
+    name: &'a str,
+    short: &'a str,
+    use_line: &'a str,
     root: bool,
-    subcommands: &[(String, &str)],
-    long: Option<&str>,
-    local_flags: &str,
-    global_flags: &str,
-) -> String {
+    subcommands: &'a [(String, &'a str)],
+    long: Option<&'a str>,
+    local_flags: &'a str,
+    global_flags: &'a str,
+}
+
+fn render(page: Page<'_>) -> String {
+    let Page { name, short, use_line, root, subcommands, long, local_flags, global_flags } = page;
     let mut text = format!("NAME:\n\t{name} - {short}\n\nUSAGE:\n\t{use_line}\n");
     if root {
         text.push_str(&format!("\nVERSION:\n\t{}\n", crate::VERSION));
@@ -142,16 +146,16 @@ pub fn root() -> String {
     subs.sort_by(|a, b| a.0.cmp(&b.0));
     let mut flags = commands::GLOBAL_FLAGS.to_vec();
     flags.push(Spec::new("help", Kind::Bool, "false", "").short('h'));
-    render(
-        "etcdctl",
-        ROOT_SHORT,
-        "etcdctl [flags]",
-        true,
-        &subs,
-        None,
-        &flag_lines(&flags, "etcdctl"),
-        "",
-    )
+    render(Page {
+        name: "etcdctl",
+        short: ROOT_SHORT,
+        use_line: "etcdctl [flags]",
+        root: true,
+        subcommands: &subs,
+        long: None,
+        local_flags: &flag_lines(&flags, "etcdctl"),
+        global_flags: "",
+    })
 }
 
 pub fn command(command: &Command) -> String {
@@ -164,16 +168,16 @@ pub fn command(command: &Command) -> String {
             (relative.to_string(), c.short)
         })
         .collect();
-    render(
-        command.path,
-        command.short,
-        &use_line,
-        false,
-        &subs,
-        long(command.path),
-        &flag_lines(&commands::local(command), command.name()),
-        &flag_lines(&commands::inherited(command), command.name()),
-    )
+    render(Page {
+        name: command.path,
+        short: command.short,
+        use_line: &use_line,
+        root: false,
+        subcommands: &subs,
+        long: long(command.path),
+        local_flags: &flag_lines(&commands::local(command), command.name()),
+        global_flags: &flag_lines(&commands::inherited(command), command.name()),
+    })
 }
 
 fn parent_words(command: &Command) -> String {

@@ -339,7 +339,7 @@ pub async fn alarm(ctx: &Ctx, disarm: bool) -> CtlResult {
         ctx.timed(maintenance.alarm(AlarmAction::Get, 0, AlarmType::None)).await.map_err(failed)?;
     let response = if disarm {
         // clientv3's AlarmDisarm with no member and no alarm clears each raised alarm.
-        let mut cleared = AlarmResponse { header: listed.header.clone(), alarms: Vec::new() };
+        let mut cleared = AlarmResponse { header: listed.header, alarms: Vec::new() };
         for raised in &listed.alarms {
             let alarm_type = AlarmType::try_from(raised.alarm).unwrap_or(AlarmType::None);
             let answer = ctx
