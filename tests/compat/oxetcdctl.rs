@@ -7,6 +7,9 @@
 //! as a JSON `warn` line on stderr (a time stamp, a random client name); oxetcdctl does
 //! not log (docs/compatibility.md, "oxetcdctl").
 //!
+//! The protobuf format is left out: it carries the two servers' ids in binary, which
+//! the normalization cannot replace.
+//!
 //! oxetcdctl is taken from `OXETCDCTL_BIN`, or from the target dir this test was built in
 //! (`target/<profile>/oxetcdctl`; scripts/compat.sh builds it).
 
@@ -49,9 +52,8 @@ async fn same_as_etcdctl(steps: Vec<Step>) {
     );
     let (expected, actual) = tokio::join!(left_target.run_all(&steps), right_target.run_all(&ours));
     drop((left, right));
-    for (step, (output, _)) in steps.iter().zip(&expected) {
-        step.check_expectation("etcdctl", output);
-    }
+    // Whether each step succeeds is part of what is compared (the exit code), so the
+    // steps need not say it.
     let expected: Vec<String> = expected.iter().map(|(_, t)| without_client_logs(t)).collect();
     let actual: Vec<String> = actual.iter().map(|(_, t)| without_client_logs(t)).collect();
     if let Some(report) =
@@ -68,12 +70,10 @@ async fn kv_commands_in_every_format() {
         "put foo bar2 --prev-kv",
         "put foo2 x -w json",
         "put foo3 y -w fields",
-        "put foo4 z -w protobuf",
         "put --prev-kv foo baz -w json",
         "get foo",
         "get foo -w json",
         "get foo -w fields",
-        "get foo -w protobuf",
         "get foo -w table",
         "get --prefix foo",
         "get --prefix foo --keys-only",
@@ -203,7 +203,6 @@ async fn cluster_lease_and_auth_commands() {
         "member list -w json",
         "member list -w fields",
         "member list -w table",
-        "member list -w protobuf",
         "endpoint hashkv",
         "endpoint hashkv -w json",
         "endpoint hashkv -w fields",
@@ -211,7 +210,8 @@ async fn cluster_lease_and_auth_commands() {
         "endpoint status -w table --cluster",
         "alarm list",
         "alarm list -w json",
-        "alarm disarm -w fields",
+        // (`alarm disarm -w fields` crashes etcdctl 3.4: nothing to compare.)
+        "alarm disarm",
         "defrag",
         "lease grant 100",
         "lease grant 200 -w json",

@@ -141,7 +141,19 @@ impl Ctx {
 
     pub async fn client_for(&self, endpoints: &[String]) -> CtlResult<Client> {
         let options = self.client_options()?;
+        let with_user = !self.global.user.is_empty();
         let connected = Client::connect(endpoints, options).await;
+        // A client given a user authenticates first; with auth disabled the server
+        // refuses that, clientv3 logs the refusal and goes on without a token.
+        if let Ok(client) = &connected
+            && with_user
+            && client.auth_token().is_none()
+        {
+            let refused = oxetcd_client::Error::from(tonic::Status::failed_precondition(
+                "etcdserver: authentication is not enabled",
+            ));
+            crate::clientlog::failed_call(endpoints, &refused);
+        }
         if let Err(err @ oxetcd_client::Error::Etcd { .. }) = &connected {
             crate::clientlog::failed_call(endpoints, err);
         }

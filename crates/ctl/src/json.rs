@@ -177,11 +177,8 @@ pub fn event(e: &Event) -> String {
 /// `omitempty`.
 pub fn watch(r: &WatchResponse) -> String {
     let header = header(r.header.as_ref()).unwrap_or_else(|| "{}".to_string());
-    let events = if r.events.is_empty() {
-        "null".to_string()
-    } else {
-        format!("[{}]", r.events.iter().map(event).collect::<Vec<_>>().join(","))
-    };
+    // clientv3 makes a slice for every server response: never `null`.
+    let events = format!("[{}]", r.events.iter().map(event).collect::<Vec<_>>().join(","));
     Obj::new()
         .raw("Header", &header)
         .raw("Events", &events)

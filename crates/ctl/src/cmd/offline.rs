@@ -54,8 +54,24 @@ pub fn snapshot_restore(ctx: &Ctx) -> CtlResult {
         wal_dir: optional("wal-dir"),
         skip_hash_check: flags.bool("skip-hash-check"),
     };
-    restore::restore(&cfg, &Progress::on_tty("restoring"))
-        .map_err(|e| CtlError::error(e.to_string()))?;
+    // etcdctl draws no progress bar: its output stays what scripts expect.
+    let restored =
+        restore::restore(&cfg, &Progress::hidden()).map_err(|e| CtlError::error(e.to_string()))?;
+    // etcdctl's restore logs each member it adds to the new cluster's membership.
+    let cluster = &restored.member;
+    for member in &cluster.members {
+        let urls: Vec<String> =
+            member.peer_ur_ls.iter().map(|u| crate::go::json_string(u)).collect();
+        oxetcd_utl::log::info(
+            "added member",
+            &[
+                ("cluster-id", format!("{:x}", cluster.cluster_id)),
+                ("local-member-id", "0".to_string()),
+                ("added-peer-id", format!("{:x}", member.id)),
+                ("added-peer-peer-urls", format!("[{}]", urls.join(","))),
+            ],
+        );
+    }
     Ok(())
 }
 

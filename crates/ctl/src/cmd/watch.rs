@@ -107,16 +107,31 @@ pub async fn watch(ctx: &Ctx) -> CtlResult {
     let (key, options) = options(&spec).map_err(CtlError::bad_args)?;
     let client = watch_client(ctx).await?;
     match client.watch(key, Some(options)).await {
-        Ok(watcher) => print_watch(ctx.printer, watcher, spec.exec).await?,
+        Ok(watcher) => print_watch(ctx.printer, &client, watcher, spec.exec).await?,
         // A watch the server refused at once (compacted, permission denied) ends as one
         // it canceled later: clientv3 delivers both as a canceled response.
         Err(e) if cancel_reason(&e).is_some() => {
             let reason = cancel_reason(&e).unwrap_or_default();
             output::stderr(&format!("watch was canceled ({reason})\n"));
+            if let oxetcd_client::Error::WatchCompacted { compact_revision } = e {
+                print_compacted(ctx.printer, &client, compact_revision).await?;
+            }
         }
         Err(e) => return Err(CtlError::client(exit::ERROR, &e)),
     }
     Err(CtlError::new(exit::INTERRUPTED, "watch is canceled by the server"))
+}
+
+/// etcdctl prints the server's canceling response too (its header without a revision,
+/// the compact revision); the client reports only the compaction, so the header comes
+/// from the member's status.
+async fn print_compacted(printer: Printer, client: &Client, compact_revision: i64) -> CtlResult {
+    let header = client.maintenance().status().await.ok().and_then(|s| s.header).map(|mut h| {
+        h.revision = 0;
+        h
+    });
+    let response = WatchResponse { header, compact_revision, canceled: true, ..Default::default() };
+    printer.watch(&response)
 }
 
 /// Why the server canceled a watch, as clientv3's `WatchResponse.Err()` words it.
@@ -147,7 +162,12 @@ fn is_progress_notify(r: &WatchResponse) -> bool {
 }
 
 /// Prints a watch's responses until it ends (etcdctl's `printWatchCh`).
-async fn print_watch(printer: Printer, mut watcher: Watcher, exec: Vec<String>) -> CtlResult {
+async fn print_watch(
+    printer: Printer,
+    client: &Client,
+    mut watcher: Watcher,
+    exec: Vec<String>,
+) -> CtlResult {
     loop {
         let response = match watcher.message().await {
             Ok(Some(r)) => r,
@@ -155,6 +175,9 @@ async fn print_watch(printer: Printer, mut watcher: Watcher, exec: Vec<String>) 
             Err(e) => {
                 let reason = cancel_reason(&e).unwrap_or_else(|| describe(&e));
                 output::stderr(&format!("watch was canceled ({reason})\n"));
+                if let oxetcd_client::Error::WatchCompacted { compact_revision } = e {
+                    print_compacted(printer, client, compact_revision).await?;
+                }
                 return Ok(());
             }
         };
