@@ -6,6 +6,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use oxetcd_client::Error;
+use tonic::Code;
 
 use crate::error::go_code_name;
 use crate::go;
@@ -13,6 +14,16 @@ use crate::go;
 /// Logs a failed call to `endpoints` as clientv3 3.4 does.
 pub fn failed_call(endpoints: &[String], err: &Error) {
     let error = match err {
+        // A broken connection reads differently in every transport (Go's, tonic's): it
+        // is not logged; a server's answer is.
+        Error::Grpc { status }
+            if matches!(
+                status.code(),
+                Code::Unavailable | Code::Internal | Code::Unknown | Code::Cancelled
+            ) =>
+        {
+            return;
+        }
         Error::Etcd { status, .. } | Error::Grpc { status } => {
             format!("rpc error: code = {} desc = {}", go_code_name(status.code()), status.message())
         }

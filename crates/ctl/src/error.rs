@@ -91,6 +91,13 @@ pub fn describe(err: &ClientError) -> String {
             Code::Unavailable if status.message().is_empty() || is_transport(status) => {
                 "context deadline exceeded".to_string()
             }
+            // A connection the server's TLS or HTTP/2 layer broke: clientv3 keeps
+            // retrying until the command's time runs out.
+            Code::Unknown | Code::Internal | Code::Cancelled
+                if broken_connection(status.message()) =>
+            {
+                "context deadline exceeded".to_string()
+            }
             Code::Cancelled => "context canceled".to_string(),
             code => format!("rpc error: code = {} desc = {}", go_code_name(code), status.message()),
         },
@@ -99,6 +106,13 @@ pub fn describe(err: &ClientError) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// Whether a status' text is the client transport's, about a broken connection.
+fn broken_connection(message: &str) -> bool {
+    ["transport error", "h2 protocol error", "operation was canceled", "connection"]
+        .iter()
+        .any(|text| message.contains(text))
 }
 
 /// Whether an `Unavailable` status was made by the transport (no server said it).

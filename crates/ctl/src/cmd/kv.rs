@@ -11,6 +11,41 @@ use crate::flags::Parsed;
 use crate::global::Ctx;
 use crate::go;
 
+/// Which keys a `get` or `del` covers besides its key.
+enum Range {
+    Single,
+    End(String),
+    Prefix,
+    FromKey,
+}
+
+/// The key and range of `get` and `del` from `--prefix`, `--from-key` and a second
+/// argument, checked as etcdctl checks them; an empty key with `--prefix` or
+/// `--from-key` is every key (`\0` onwards).
+fn key_range(flags: &Parsed, args: &[String]) -> CtlResult<(String, Range)> {
+    let (prefix, from_key) = (flags.bool("prefix"), flags.bool("from-key"));
+    if prefix && from_key {
+        return Err(CtlError::bad_args(
+            "`--prefix` and `--from-key` cannot be set at the same time, choose one",
+        ));
+    }
+    let key = args[0].clone();
+    if let Some(end) = args.get(1) {
+        if prefix || from_key {
+            return Err(CtlError::bad_args(
+                "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
+            ));
+        }
+        return Ok((key, Range::End(end.clone())));
+    }
+    Ok(match (prefix || from_key, key.is_empty()) {
+        (false, _) => (key, Range::Single),
+        (true, true) => ("\0".to_string(), Range::FromKey),
+        (true, false) if prefix => (key, Range::Prefix),
+        (true, false) => (key, Range::FromKey),
+    })
+}
+
 /// The Range request `get`'s flags and arguments make (etcdctl's `getGetOp`).
 pub fn get_request(flags: &Parsed, args: &[String]) -> CtlResult<RangeRequest> {
     if args.is_empty() {
@@ -18,12 +53,7 @@ pub fn get_request(flags: &Parsed, args: &[String]) -> CtlResult<RangeRequest> {
             "get command needs one argument as key and an optional argument as range_end",
         ));
     }
-    let (prefix, from_key) = (flags.bool("prefix"), flags.bool("from-key"));
-    if prefix && from_key {
-        return Err(CtlError::bad_args(
-            "`--prefix` and `--from-key` cannot be set at the same time, choose one",
-        ));
-    }
+    let (key, range) = key_range(flags, args)?;
     let mut options = GetOptions::new();
     match flags.str("consistency").as_str() {
         "s" => options = options.with_serializable(),
@@ -35,15 +65,12 @@ pub fn get_request(flags: &Parsed, args: &[String]) -> CtlResult<RangeRequest> {
             ));
         }
     }
-    let mut key = args[0].clone();
-    if args.len() > 1 {
-        if prefix || from_key {
-            return Err(CtlError::bad_args(
-                "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
-            ));
-        }
-        options = options.with_range(args[1].clone());
-    }
+    options = match range {
+        Range::Single => options,
+        Range::End(end) => options.with_range(end),
+        Range::Prefix => options.with_prefix(),
+        Range::FromKey => options.with_from_key(),
+    };
     options = options.with_limit(flags.int("limit"));
     if flags.int("rev") > 0 {
         options = options.with_revision(flags.int("rev"));
@@ -69,29 +96,10 @@ pub fn get_request(flags: &Parsed, args: &[String]) -> CtlResult<RangeRequest> {
         }
     };
     options = options.with_sort(target, order);
-    if prefix {
-        if key.is_empty() {
-            key = "\0".to_string();
-            options = options.with_from_key();
-        } else {
-            options = options.with_prefix();
-        }
-    }
-    if from_key {
-        if key.is_empty() {
-            key = "\0".to_string();
-        }
-        options = options.with_from_key();
-    }
     if flags.bool("keys-only") {
         options = options.with_keys_only();
     }
-    let mut request = options.to_request(key);
-    // clientv3 sorts a limited, unsorted read by key, as etcdctl's server expects.
-    if request.sort_order == 0 && target == SortTarget::Key && order == SortOrder::None {
-        request.sort_target = 0;
-    }
-    Ok(request)
+    Ok(options.to_request(key))
 }
 
 pub async fn get(ctx: &Ctx) -> CtlResult {
@@ -171,38 +179,15 @@ pub fn del_request(flags: &Parsed, args: &[String]) -> CtlResult<DeleteRangeRequ
             "del command needs one argument as key and an optional argument as range_end",
         ));
     }
-    let (prefix, from_key) = (flags.bool("prefix"), flags.bool("from-key"));
-    if prefix && from_key {
-        return Err(CtlError::bad_args(
-            "`--prefix` and `--from-key` cannot be set at the same time, choose one",
-        ));
-    }
-    let mut options = DeleteOptions::new();
-    let mut key = args[0].clone();
-    if args.len() > 1 {
-        if prefix || from_key {
-            return Err(CtlError::bad_args(
-                "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
-            ));
-        }
-        options = options.with_range(args[1].clone());
-    }
-    if prefix {
-        if key.is_empty() {
-            key = "\0".to_string();
-            options = options.with_from_key();
-        } else {
-            options = options.with_prefix();
-        }
-    }
+    let (key, range) = key_range(flags, args)?;
+    let mut options = match range {
+        Range::Single => DeleteOptions::new(),
+        Range::End(end) => DeleteOptions::new().with_range(end),
+        Range::Prefix => DeleteOptions::new().with_prefix(),
+        Range::FromKey => DeleteOptions::new().with_from_key(),
+    };
     if flags.bool("prev-kv") {
         options = options.with_prev_kv();
-    }
-    if from_key {
-        if key.is_empty() {
-            key = "\0".to_string();
-        }
-        options = options.with_from_key();
     }
     Ok(options.to_request(key))
 }
