@@ -29,8 +29,9 @@ if ! python3 -c "import etcd3gw" 2>/dev/null; then
 fi
 
 etcd --version | head -n 1
-# etcdctl_snapshot runs the oxetcdutl binary it finds in the target dir.
-cargo build -p oxetcd-utl
+# etcdctl_snapshot runs the oxetcdutl binary it finds in the target dir, oxetcdctl the
+# oxetcdctl binary.
+cargo build -p oxetcd-utl -p oxetcd-ctl
 cargo test -p oxetcd-tests --features compat "$@"
 cargo test -p oxetcd-mvcc --features compat --test etcd_compat "$@"
 cargo test -p oxetcd-bbolt --features compat --test go_compat "$@"

@@ -76,6 +76,8 @@ pub struct Step {
     pub background: Option<String>,
     /// etcdctl's TLS flags for this step, instead of its target's.
     pub tls: Option<EtcdctlTls>,
+    /// The program to run instead of etcdctl (oxetcdctl, in the side-by-side test).
+    pub bin: Option<PathBuf>,
 }
 
 impl Step {
@@ -91,7 +93,14 @@ impl Step {
             stop_after_lines: None,
             background: None,
             tls: None,
+            bin: None,
         }
+    }
+
+    /// The same step, run by `bin` (an etcdctl stand-in) instead of etcdctl.
+    pub fn with_bin(mut self, bin: &Path) -> Step {
+        self.bin = Some(bin.to_path_buf());
+        self
     }
 
     /// A step from a command line split on whitespace: `Step::line("get --prefix foo")`.
@@ -325,7 +334,10 @@ pub fn run_blocking(
     step: &Step,
     ready: Option<std::sync::mpsc::Sender<()>>,
 ) -> Output {
-    let bin = etcdctl_bin();
+    let bin = match &step.bin {
+        Some(bin) => bin.display().to_string(),
+        None => etcdctl_bin(),
+    };
     // Output goes to files, so a chatty etcdctl never blocks on a full pipe.
     let dir = tempfile::tempdir().expect("temp dir for an etcdctl run");
     let stdout_path = dir.path().join("stdout");

@@ -2,6 +2,7 @@
 //! policy of unary calls.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -164,6 +165,27 @@ impl ClientOptions {
         self
     }
 
+    /// TLS from certificate files, as etcdctl's `--cacert`, `--cert`, `--key` and
+    /// `--insecure-skip-tls-verify` give it: servers are verified against `trusted_ca`
+    /// (without one, only with `insecure_skip_verify`, which accepts any server
+    /// certificate); `cert` and `key` are presented as the client certificate.
+    pub fn with_tls_files(self, files: &TlsFiles) -> Result<Self> {
+        let info = oxetcd_tls::TlsInfo {
+            cert_file: files.cert.clone(),
+            key_file: files.key.clone(),
+            trusted_ca_file: files.trusted_ca.clone(),
+            ..Default::default()
+        };
+        let tls = if files.insecure_skip_verify {
+            oxetcd_tls::ClientTls::skip_server_verification(&info)
+        } else {
+            // No auto-TLS dir is used: auto-TLS is off.
+            oxetcd_tls::ClientTls::new(&info, &oxetcd_tls::TlsOptions::default(), Path::new(""))
+        }
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        Ok(self.with_tls(tls.config()))
+    }
+
     /// The dial timeout.
     pub fn dial_timeout(&self) -> Duration {
         self.dial_timeout
@@ -178,6 +200,19 @@ impl ClientOptions {
     pub fn max_retries(&self) -> u32 {
         self.max_retries
     }
+}
+
+/// Certificate files for [`ClientOptions::with_tls_files`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The client certificate (PEM) presented to servers that ask for one.
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub key: Option<PathBuf>,
+    /// The CA bundle (PEM) servers' certificates must chain to.
+    pub trusted_ca: Option<PathBuf>,
+    /// Accept any server certificate (for testing only).
+    pub insecure_skip_verify: bool,
 }
 
 /// Whether a unary call may be sent again after a failure (etcd clientv3's
@@ -630,17 +665,17 @@ impl Client {
     }
 
     fn should_refresh_token(&self, status: &Status) -> bool {
+        let kind = EtcdErrorKind::from_message(status.message());
+        // A request checked against an older auth store was refused, not applied:
+        // clientv3 sends it once more whether or not it has a token to refresh (a client
+        // known by its certificate's common name has none).
+        if kind == Some(EtcdErrorKind::AuthOldRevision) {
+            return true;
+        }
         if self.inner.options.user.is_none() {
             return false;
         }
-        matches!(
-            EtcdErrorKind::from_message(status.message()),
-            Some(
-                EtcdErrorKind::InvalidAuthToken
-                    | EtcdErrorKind::AuthOldRevision
-                    | EtcdErrorKind::UserEmpty
-            )
-        )
+        matches!(kind, Some(EtcdErrorKind::InvalidAuthToken | EtcdErrorKind::UserEmpty))
     }
 
     /// Authenticates with the configured user and stores the token, unless another

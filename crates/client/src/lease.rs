@@ -100,16 +100,13 @@ impl Client {
             let max_retries = self.options().max_retries();
             let mut attempt = 0;
             loop {
-                let status = match self.keep_alive_stream().await {
-                    Ok(mut stream) => {
-                        let _ = stream.requests.send(LeaseKeepAliveRequest { id }).await;
-                        match stream.responses.message().await {
-                            Ok(Some(resp)) if resp.ttl <= 0 => return Err(lease_not_found()),
-                            Ok(Some(resp)) => return Ok(resp),
-                            Ok(None) => Status::unavailable("keep-alive stream closed"),
-                            Err(status) => status,
-                        }
-                    }
+                let status = match self.keep_alive_stream(id).await {
+                    Ok(mut stream) => match stream.responses.message().await {
+                        Ok(Some(resp)) if resp.ttl <= 0 => return Err(lease_not_found()),
+                        Ok(Some(resp)) => return Ok(resp),
+                        Ok(None) => Status::unavailable("keep-alive stream closed"),
+                        Err(status) => status,
+                    },
                     Err(status) => status,
                 };
                 // Renewing twice is harmless: retry whatever the transport broke.
@@ -128,9 +125,15 @@ impl Client {
         }
     }
 
-    async fn keep_alive_stream(&self) -> std::result::Result<KeepAliveStream, Status> {
+    /// Opens a keep-alive stream with a renewal of `id` already queued: a server may
+    /// send the stream's headers only with its first answer (etcd's does), so the call
+    /// cannot be waited on before a request is on its way.
+    async fn keep_alive_stream(&self, id: i64) -> std::result::Result<KeepAliveStream, Status> {
         let (i, conn) = self.pick();
         let (requests, rx) = mpsc::channel(4);
+        requests
+            .try_send(LeaseKeepAliveRequest { id })
+            .map_err(|_| Status::internal("keep-alive request queue full"))?;
         let call = conn.lease().lease_keep_alive(self.request(ReceiverStream::new(rx))).await;
         self.report(i, call.as_ref().err());
         Ok(KeepAliveStream { requests, responses: call?.into_inner() })
@@ -271,10 +274,11 @@ impl KeepAliveTask {
             if Instant::now() >= self.deadline {
                 return KeepAliveState::TimedOut(last_error);
             }
+            let opened_at = Instant::now();
             let opened = tokio::select! {
                 _ = &mut *stop => return KeepAliveState::Stopped,
                 _ = tokio::time::sleep_until(self.deadline) => return KeepAliveState::TimedOut(last_error),
-                opened = self.client.keep_alive_stream() => opened,
+                opened = self.client.keep_alive_stream(self.id) => opened,
             };
             let mut stream = match opened {
                 Ok(stream) => stream,
@@ -300,10 +304,14 @@ impl KeepAliveTask {
                     continue;
                 }
             };
-            // Renew on this stream until it fails.
+            // Renew on this stream until it fails (its first renewal was queued when
+            // it opened).
+            let mut queued = true;
             loop {
-                let sent_at = Instant::now();
-                if stream.requests.send(LeaseKeepAliveRequest { id: self.id }).await.is_err() {
+                let sent_at = if queued { opened_at } else { Instant::now() };
+                if !std::mem::take(&mut queued)
+                    && stream.requests.send(LeaseKeepAliveRequest { id: self.id }).await.is_err()
+                {
                     last_error = "keep-alive stream closed".into();
                     break;
                 }

@@ -50,7 +50,7 @@ mod maintenance;
 mod watch;
 
 pub use auth::Auth;
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientOptions, TlsFiles};
 pub use cluster::Cluster;
 pub use error::{Error, EtcdErrorKind, Result};
 pub use kv::{

@@ -65,15 +65,20 @@ impl ClientTls {
         } else {
             return Err(TlsError::NoRootsToVerifyServers);
         };
-        let mut config = if info.cert_file.is_none() && info.key_file.is_none() {
-            builder.with_no_client_auth()
-        } else {
-            let (cert, key) = cert_and_key(info)?;
-            builder.with_client_cert_resolver(Arc::new(CertKeyFiles::load(cert, key, provider)?))
-        };
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        let config = Arc::new(config);
-        Ok(ClientTls { config })
+        finish(builder, info, provider)
+    }
+
+    /// A client that presents `cert_file`/`key_file` (if given) and accepts any server
+    /// certificate, still checking the handshake's signatures: etcdctl's
+    /// `--insecure-skip-tls-verify` (Go's InsecureSkipVerify), which needs no CA.
+    pub fn skip_server_verification(info: &TlsInfo) -> Result<ClientTls, TlsError> {
+        let protocols = cipher::protocols(&TlsOptions::default())?;
+        let provider = protocols.provider.clone();
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&protocols.versions)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SkipServerVerification(provider.clone())));
+        finish(builder, info, provider)
     }
 
     /// The rustls configuration, with ALPN "h2" (for a gRPC channel's connector).
@@ -167,6 +172,23 @@ impl ServerCertVerifier for EtcdServerVerifier {
     fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
         self.chain.root_hint_subjects()
     }
+}
+
+/// Completes a dialing configuration: the side's certificate presented (if it has one),
+/// ALPN "h2".
+fn finish(
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    info: &TlsInfo,
+    provider: Arc<CryptoProvider>,
+) -> Result<ClientTls, TlsError> {
+    let mut config = if info.cert_file.is_none() && info.key_file.is_none() {
+        builder.with_no_client_auth()
+    } else {
+        let (cert, key) = cert_and_key(info)?;
+        builder.with_client_cert_resolver(Arc::new(CertKeyFiles::load(cert, key, provider)?))
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(ClientTls { config: Arc::new(config) })
 }
 
 /// Accepts any server certificate but still checks the handshake signatures with it: what
