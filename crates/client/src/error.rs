@@ -314,6 +314,35 @@ etcd_errors! {
     BadLeaderTransferee => "etcdserver: bad leader transferee",
 }
 
+/// A status as grpc-go writes one in an error's text (`rpc error: code = NotFound desc =
+/// …`), which etcd's tools and server quote in their messages.
+pub fn go_status_text(status: &Status) -> String {
+    format!("rpc error: code = {} desc = {}", go_code_name(status.code()), status.message())
+}
+
+/// A gRPC code's name as grpc-go prints it (`codes.Code.String`).
+fn go_code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,7 +52,7 @@ mod watch;
 pub use auth::Auth;
 pub use client::{Client, ClientOptions, TlsFiles};
 pub use cluster::Cluster;
-pub use error::{Error, EtcdErrorKind, Result};
+pub use error::{Error, EtcdErrorKind, Result, go_status_text};
 pub use kv::{
     Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
     prefix_range_end,

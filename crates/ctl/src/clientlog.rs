@@ -8,7 +8,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use oxetcd_client::Error;
 use tonic::Code;
 
-use crate::error::go_code_name;
 use crate::go;
 
 /// Logs a failed call to `endpoints` as clientv3 3.4 does.
@@ -25,7 +24,7 @@ pub fn failed_call(endpoints: &[String], err: &Error) {
             return;
         }
         Error::Etcd { status, .. } | Error::Grpc { status } => {
-            format!("rpc error: code = {} desc = {}", go_code_name(status.code()), status.message())
+            oxetcd_client::go_status_text(status)
         }
         Error::Timeout | Error::Unreachable { .. } => {
             "rpc error: code = DeadlineExceeded desc = context deadline exceeded".to_string()

@@ -56,29 +56,6 @@ impl CtlError {
 
 pub type CtlResult<T = ()> = Result<T, CtlError>;
 
-/// Go gRPC's name of a status code (`codes.Code.String()`).
-pub fn go_code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "Canceled",
-        Code::Unknown => "Unknown",
-        Code::InvalidArgument => "InvalidArgument",
-        Code::DeadlineExceeded => "DeadlineExceeded",
-        Code::NotFound => "NotFound",
-        Code::AlreadyExists => "AlreadyExists",
-        Code::PermissionDenied => "PermissionDenied",
-        Code::ResourceExhausted => "ResourceExhausted",
-        Code::FailedPrecondition => "FailedPrecondition",
-        Code::Aborted => "Aborted",
-        Code::OutOfRange => "OutOfRange",
-        Code::Unimplemented => "Unimplemented",
-        Code::Internal => "Internal",
-        Code::Unavailable => "Unavailable",
-        Code::DataLoss => "DataLoss",
-        Code::Unauthenticated => "Unauthenticated",
-    }
-}
-
 /// The text clientv3 gives an error: etcd's own message for etcd's errors, Go gRPC's
 /// `rpc error: …` for other statuses, and `context deadline exceeded` when the
 /// command's time ran out (which is how clientv3 ends retries against endpoints that do
@@ -99,7 +76,7 @@ pub fn describe(err: &ClientError) -> String {
                 "context deadline exceeded".to_string()
             }
             Code::Cancelled => "context canceled".to_string(),
-            code => format!("rpc error: code = {} desc = {}", go_code_name(code), status.message()),
+            _ => oxetcd_client::go_status_text(status),
         },
         ClientError::Timeout | ClientError::Unreachable { .. } => {
             "context deadline exceeded".to_string()

@@ -147,30 +147,6 @@ fn mvcc_message(error: &oxetcd_mvcc::Error) -> String {
     }
 }
 
-/// A gRPC code's name as grpc-go prints it (`codes.Code.String`), for messages that
-/// quote a status the way etcd's do (`rpc error: code = PermissionDenied desc = …`).
-pub(crate) fn go_code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "Canceled",
-        Code::Unknown => "Unknown",
-        Code::InvalidArgument => "InvalidArgument",
-        Code::DeadlineExceeded => "DeadlineExceeded",
-        Code::NotFound => "NotFound",
-        Code::AlreadyExists => "AlreadyExists",
-        Code::PermissionDenied => "PermissionDenied",
-        Code::ResourceExhausted => "ResourceExhausted",
-        Code::FailedPrecondition => "FailedPrecondition",
-        Code::Aborted => "Aborted",
-        Code::OutOfRange => "OutOfRange",
-        Code::Unimplemented => "Unimplemented",
-        Code::Internal => "Internal",
-        Code::Unavailable => "Unavailable",
-        Code::DataLoss => "DataLoss",
-        Code::Unauthenticated => "Unauthenticated",
-    }
-}
-
 /// The status etcd's gRPC server gives where tonic refused a call to `path` by itself
 /// with `refused`, or `None` if tonic's answer stands.
 pub(crate) fn grpc_refusal(refused: &Status, path: &str) -> Option<Status> {

@@ -18,7 +18,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::caller::StreamCredentials;
-use crate::status::go_code_name;
 use oxetcd_etcdserver::EtcdServer;
 use oxetcd_etcdserver::watch::{CreateWatch, Delivery, Filters, KeyRange, StreamId, WatchHub};
 
@@ -224,10 +223,7 @@ impl StreamTask {
             }),
             Err(e) => Err(e),
         };
-        checked.map_err(|e| {
-            let status = crate::status(e);
-            format!("rpc error: code = {} desc = {}", go_code_name(status.code()), status.message())
-        })
+        checked.map_err(|e| oxetcd_client::go_status_text(&crate::status(e)))
     }
 
     async fn deliver(&mut self, delivery: Delivery) -> bool {
