@@ -170,18 +170,7 @@ fn apply_environment(command: &Command, parsed: &mut Parsed) -> CtlResult {
 
 /// capnslog's time stamp (`2006-01-02 15:04:05.000000`, UTC).
 fn log_time() -> String {
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (y, m, d) = crate::go::civil_from_days(secs.div_euclid(86_400));
-    let day_secs = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:06}",
-        day_secs / 3600,
-        (day_secs / 60) % 60,
-        day_secs % 60,
-        now.subsec_micros()
-    )
+    crate::go::utc_now(' ', 6)
 }
 
 #[cfg(test)]

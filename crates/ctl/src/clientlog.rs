@@ -3,7 +3,6 @@
 //! written by clientv3's retry interceptor whether or not it retries.
 
 use std::hash::{BuildHasher, Hasher};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use oxetcd_client::Error;
 use tonic::Code;
@@ -64,15 +63,5 @@ fn client_id() -> String {
 
 /// zap's ISO 8601 time, in milliseconds, UTC: `2006-01-02T15:04:05.000Z`.
 fn timestamp() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (y, m, d) = go::civil_from_days(secs.div_euclid(86_400));
-    let day = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        day / 3600,
-        (day / 60) % 60,
-        day % 60,
-        now.subsec_millis()
-    )
+    format!("{}Z", go::utc_now('T', 3))
 }

@@ -249,8 +249,26 @@ pub fn id_hex(id: u64) -> String {
     format!("{id:x}")
 }
 
+/// A UTC time stamp `YYYY-MM-DD<sep>hh:mm:ss` followed by `.` and the fraction of the
+/// second in `fraction_digits` digits (3 or 6), for the log lines etcd's tools print.
+pub fn utc_now(date_time_separator: char, fraction_digits: u32) -> String {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let day = secs.rem_euclid(86_400);
+    let fraction = now.subsec_nanos() / 10u32.pow(9 - fraction_digits);
+    format!(
+        "{y:04}-{m:02}-{d:02}{date_time_separator}{:02}:{:02}:{:02}.{fraction:0width$}",
+        day / 3600,
+        (day / 60) % 60,
+        day % 60,
+        width = fraction_digits as usize
+    )
+}
+
 /// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -309,6 +327,10 @@ mod tests {
 
     #[test]
     fn dates_are_civil() {
+        let micros = utc_now(' ', 6);
+        let millis = utc_now('T', 3);
+        assert_eq!((micros.len(), &micros[10..11], &micros[19..20]), (26, " ", "."));
+        assert_eq!((millis.len(), &millis[10..11], &millis[19..20]), (23, "T", "."));
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_792), (2026, 12, 5));
     }
