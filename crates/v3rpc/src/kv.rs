@@ -29,36 +29,60 @@ use oxetcd_etcdserver::{EtcdServer, ServerError};
 const RANGE_STREAM_CHUNKS_QUEUED: usize = 1;
 
 /// Reads `req`'s chunks and sends them, until the last one, an error, or a client that
-/// went away.
-fn stream_range(
-    server: &EtcdServer,
-    from: &Requester,
+/// went away. Each chunk is read on the blocking pool (the backend); waiting for a slow
+/// client to take the one before holds no thread.
+async fn stream_range(
+    server: Arc<EtcdServer>,
+    from: Requester,
     req: RangeRequest,
-    tx: &tokio::sync::mpsc::Sender<Result<RangeStreamResponse, Status>>,
+    tx: tokio::sync::mpsc::Sender<Result<RangeStreamResponse, Status>>,
 ) {
     let mut streamed = StreamedRange::new(req);
     loop {
-        let next = server.store().map_err(status).and_then(|store| {
-            let message = streamed.next_message(&store).map_err(status)?;
-            // As for a Range: a permission revoked while the chunk was read ends it.
-            server.auth_unchanged(from).map_err(status)?;
-            Ok(message)
-        });
-        let message = match next {
-            Ok(Some(mut message)) => {
-                if let Some(header) = &message.header {
-                    message.header = Some(server.header(header.revision));
-                }
-                Ok(RangeStreamResponse { range_response: Some(message) })
+        let (reader, requester) = (Arc::clone(&server), from.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            let next = next_chunk(&reader, &requester, &mut streamed);
+            (streamed, next)
+        })
+        .await;
+        let next = match read {
+            Ok((back, next)) => {
+                streamed = back;
+                next
             }
+            Err(e) => {
+                let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                return;
+            }
+        };
+        let message = match next {
+            Ok(Some(message)) => Ok(message),
             Ok(None) => return,
             Err(e) => Err(e),
         };
         let failed = message.is_err();
-        if tx.blocking_send(message).is_err() || failed {
+        if tx.send(message).await.is_err() || failed {
             return;
         }
     }
+}
+
+/// The stream's next message, with the member's header on the first.
+fn next_chunk(
+    server: &EtcdServer,
+    from: &Requester,
+    streamed: &mut StreamedRange,
+) -> Result<Option<RangeStreamResponse>, Status> {
+    let store = server.store().map_err(status)?;
+    let Some(mut message) = streamed.next_message(&store).map_err(status)? else {
+        return Ok(None);
+    };
+    // As for a Range: a permission revoked while the chunk was read ends it.
+    server.auth_unchanged(from).map_err(status)?;
+    if let Some(header) = &message.header {
+        message.header = Some(server.header(header.revision));
+    }
+    Ok(Some(RangeStreamResponse { range_response: Some(message) }))
 }
 
 pub struct KvService {
@@ -157,10 +181,7 @@ impl Kv for KvService {
         validate::check_range(&req).map_err(status)?;
         self.admit_range(&from, deadline, &req).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(RANGE_STREAM_CHUNKS_QUEUED);
-        let server = Arc::clone(&self.server);
-        // Reading a chunk is blocking work (the backend); so is waiting for the client to
-        // take the one before, which bounds what is read ahead.
-        tokio::task::spawn_blocking(move || stream_range(&server, &from, req, &tx));
+        tokio::spawn(stream_range(Arc::clone(&self.server), from, req, tx));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
