@@ -86,8 +86,9 @@ fn assert_checkers_see(history: &History, seed: u64) {
     scenario::check(&lost, MAX_EXPLORED, &mut report);
     assert!(
         report.anomalies.iter().any(|a| a.contains("not linearizable")),
-        "seed {seed}: a changed final read passed: {:?}",
-        report.anomalies
+        "seed {seed}: a changed final read passed: {:?} (inconclusive keys {:?})",
+        report.anomalies,
+        report.inconclusive
     );
     // A watch that skips one event.
     let mut gap = history.clone();

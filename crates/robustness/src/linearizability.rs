@@ -454,6 +454,9 @@ impl Timeline {
 
 fn search(part: &Partition, max_explored: usize) -> KeyVerdict {
     let ops = &part.ops;
+    if let Some(phantom) = read_of_unwritten_value(ops) {
+        return KeyVerdict::Violation { linearized: Vec::new(), stuck: ops[phantom].history_index };
+    }
     let mut timeline = Timeline::new(ops);
     let words = ops.len().div_ceil(64);
     let mut linearized = vec![0u64; words];
@@ -517,6 +520,28 @@ fn search(part: &Partition, max_explored: usize) -> KeyVerdict {
         required_left += usize::from(ops[undone].required);
         entry = timeline.next[timeline.call_of[undone]];
     }
+}
+
+/// A read that saw a value no operation in the history wrote (values are unique), if
+/// any. No order explains it, and without this check the search would have to try
+/// every order to learn that: under faults, with many writes of unknown outcome, it
+/// would give up (inconclusive) instead of reporting the violation.
+fn read_of_unwritten_value(ops: &[PartitionOp]) -> Option<usize> {
+    let written: HashSet<u32> = ops
+        .iter()
+        .filter_map(|op| match op.op {
+            KeyOp::Put { value, .. } | KeyOp::Txn { value, .. } => Some(value),
+            _ => None,
+        })
+        .collect();
+    ops.iter().position(|op| {
+        let seen = match op.op {
+            KeyOp::Read { observed, .. } => observed,
+            KeyOp::Txn { result: TxnResult::Failed { observed, .. }, .. } => observed,
+            _ => None,
+        };
+        seen.is_some_and(|(value, _)| !written.contains(&value))
+    })
 }
 
 /// Settles writes whose answer never came with the committed log, as etcd's robustness

@@ -261,6 +261,18 @@ fn a_value_nobody_wrote_is_rejected() {
 }
 
 #[test]
+fn a_value_nobody_wrote_is_rejected_however_large_the_search() {
+    // Under faults most writes may have no answer: the search space is far past any
+    // bound, yet a read of a value nobody wrote is a violation, not "inconclusive".
+    let mut history: Vec<Operation> =
+        (0..40).map(|i| unanswered_put(i, u64::from(i), "k", &format!("v{i}"))).collect();
+    history.push(get(99, 100, 101, "k", Some(("never-written", 50)), 50));
+    let report = check(&history, 1_000);
+    assert!(report.inconclusive.is_empty(), "{report:#?}");
+    assert!(report.violations.contains_key("k"), "{report:#?}");
+}
+
+#[test]
 fn a_range_read_is_checked_on_every_key_it_covers() {
     let range = |invoke, complete, kvs: Vec<Kv>, revision| Operation {
         client: 9,
@@ -286,11 +298,12 @@ fn a_range_read_is_checked_on_every_key_it_covers() {
 
 #[test]
 fn the_search_is_bounded() {
-    // Many concurrent unanswered writes and no way to place the final read: the search
-    // must give up within its bound rather than run on.
+    // Many concurrent unanswered writes and no way to place the final read (it saw a
+    // mod_revision above its own header revision): the search must give up within its
+    // bound rather than run on.
     let mut history: Vec<Operation> =
         (0..40).map(|i| unanswered_put(i, u64::from(i), "k", &format!("v{i}"))).collect();
-    history.push(get(99, 100, 101, "k", Some(("never-written", 50)), 50));
+    history.push(get(99, 100, 101, "k", Some(("v0", 60)), 50));
     let report = check(&history, 1_000);
     assert_eq!(report.inconclusive, ["k"], "{report:#?}");
     assert!(report.violations.is_empty(), "{report:#?}");
