@@ -131,6 +131,23 @@ struct Served {
     role_perms: Vec<(i32, Vec<u8>, Vec<u8>)>,
 }
 
+/// Writes what [`served`] reads besides the keys: a lease with a key, a compaction below
+/// a put of `k/00`, user `alice` with role `reader` (read on `k/`). Returns the lease and
+/// the revision of that put.
+async fn lease_compaction_and_auth(c: &Client) -> (i64, i64) {
+    use oxetcd_client::auth::{Permission, PermissionType};
+    let lease = c.lease_grant(3600, 0).await.unwrap().id;
+    c.put("leased", "l", Some(PutOptions::new().with_lease(lease))).await.unwrap();
+    let compacted_at = c.put("k/00", "last", None).await.unwrap().header.unwrap().revision;
+    c.compact(compacted_at - 1, true).await.unwrap();
+    c.auth().user_add("alice", "pw", false).await.unwrap();
+    c.auth().role_add("reader").await.unwrap();
+    let perm = Permission::new(PermissionType::Read, "k/").with_prefix();
+    c.auth().role_grant_permission("reader", perm).await.unwrap();
+    c.auth().user_grant_role("alice", "reader").await.unwrap();
+    (lease, compacted_at)
+}
+
 async fn served(client: &Client, lease: i64) -> Served {
     let (kvs, revision) = everything(client).await;
     let hash = client.maintenance().hash_kv(revision).await.unwrap().hash;
@@ -149,7 +166,6 @@ async fn served(client: &Client, lease: i64) -> Served {
 /// and back, with etcd's own tools at both ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_etcd_data_dir_runs_on_oxetcd_and_goes_back_to_etcd_through_a_snapshot() {
-    use oxetcd_client::auth::{Permission, PermissionType};
     use oxetcd_client::{Compare, CompareOp, Txn, TxnOp};
     init_test_logs();
     let etcd_dir = tempfile::tempdir().unwrap();
@@ -167,15 +183,7 @@ async fn an_etcd_data_dir_runs_on_oxetcd_and_goes_back_to_etcd_through_a_snapsho
         .when([Compare::value("k/07", CompareOp::Equal, "again")])
         .and_then([TxnOp::put("t/1", "x", None), TxnOp::put("t/2", "y", None)]);
     assert!(c.txn(txn).await.unwrap().succeeded);
-    let lease = c.lease_grant(3600, 0).await.unwrap().id;
-    c.put("leased", "l", Some(PutOptions::new().with_lease(lease))).await.unwrap();
-    let compacted_at = c.put("k/00", "last", None).await.unwrap().header.unwrap().revision;
-    c.compact(compacted_at - 1, true).await.unwrap();
-    c.auth().user_add("alice", "pw", false).await.unwrap();
-    c.auth().role_add("reader").await.unwrap();
-    let perm = Permission::new(PermissionType::Read, "k/").with_prefix();
-    c.auth().role_grant_permission("reader", perm).await.unwrap();
-    c.auth().user_grant_role("alice", "reader").await.unwrap();
+    let (lease, compacted_at) = lease_compaction_and_auth(&c).await;
     let from_etcd = served(&c, lease).await;
     let member_id = c.get("k/00", None).await.unwrap().header.unwrap().member_id;
     drop(c);
@@ -232,4 +240,96 @@ async fn an_etcd_data_dir_runs_on_oxetcd_and_goes_back_to_etcd_through_a_snapsho
     let c = connect(&etcd.endpoint).await;
     assert_eq!(served(&c, lease).await, from_oxetcd, "etcd serves what oxetcd did");
     c.put("back", "etcd", None).await.unwrap();
+}
+
+/// Members as the cluster lists them: id, peer URLs, learner or not.
+async fn membership(client: &Client) -> Vec<(u64, Vec<String>, bool)> {
+    let mut members: Vec<_> = (client.cluster().member_list().await.unwrap().members.into_iter())
+        .map(|m| (m.id, m.peer_ur_ls, m.is_learner))
+        .collect();
+    members.sort();
+    members
+}
+
+/// oxetcd writes a data dir (history, a compaction, a lease, a user and a role, raft
+/// snapshots, and membership changes: a learner added, its peer URLs updated) and stops;
+/// `oxetcdutl migrate --to etcd` turns the dir into etcd's in place; etcd 3.4.23 starts
+/// on it as the same member of the same cluster, serves all of it with the same HashKV
+/// and writes more; killed, it leaves the dir to oxetcd, which starts on it again and
+/// serves what etcd did. The way back without a snapshot, and round again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oxetcd_data_dir_goes_to_etcd_in_place_and_comes_back() {
+    init_test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    // Small, so the log holds raft snapshots and entries after the last one.
+    let snapshot_count = ["--snapshot-count", "25"];
+    let config = named_member_config("m1", &peer, &data_dir, &snapshot_count);
+    let member = TestMember::start_configured(dir, config).await;
+    let c = connect(&member.endpoint).await;
+    let learner_peer = format!("http://127.0.0.1:{}", free_port());
+    let added = c.cluster().member_add(vec![learner_peer], true).await.unwrap();
+    let learner = added.member.expect("the added member").id;
+    for i in 0..60 {
+        c.put(format!("k/{i:02}"), format!("v{i}"), None).await.unwrap();
+    }
+    let moved_peer = format!("http://127.0.0.2:{}", free_port());
+    c.cluster().member_update(learner, vec![moved_peer]).await.unwrap();
+    let (lease, compacted_at) = lease_compaction_and_auth(&c).await;
+    for i in 0..10 {
+        c.put(format!("tail/{i}"), "t", None).await.unwrap();
+    }
+    let from_oxetcd = served(&c, lease).await;
+    let members = membership(&c).await;
+    let header = c.get("k/00", None).await.unwrap().header.unwrap();
+    drop(c);
+    let dir = member.stop().await;
+    let snap_files = std::fs::read_dir(data_dir.join("member/snap")).unwrap();
+    let snap_files =
+        snap_files.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "snap"));
+    assert!(snap_files.count() > 0, "raft snapshots were taken");
+
+    let migrated = Command::new(oxetcdutl_bin())
+        .args(["migrate", "--to", "etcd", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
+    assert!(String::from_utf8_lossy(&migrated.stdout).contains("migrated"), "{migrated:?}");
+    let again = Command::new(oxetcdutl_bin())
+        .args(["migrate", "--to", "etcd", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a second run finds etcd's format: {again:?}");
+    for leftover in ["member/snap/db.etcd-migrating", "member/wal.etcd-migrating"] {
+        assert!(!data_dir.join(leftover).exists(), "{leftover} is left behind");
+    }
+
+    let etcd = oxetcd_tests::reference::ReferenceEtcd::start_on(&data_dir, "m1", &peer).await;
+    let c = connect(&etcd.endpoint).await;
+    assert_eq!(served(&c, lease).await, from_oxetcd, "etcd serves what oxetcd did");
+    assert_eq!(membership(&c).await, members, "the same members");
+    let etcd_header = c.get("k/00", None).await.unwrap().header.unwrap();
+    assert_eq!(
+        (etcd_header.cluster_id, etcd_header.member_id),
+        (header.cluster_id, header.member_id),
+        "the same member of the same cluster"
+    );
+    let below = c.get("k/00", Some(GetOptions::new().with_revision(compacted_at - 2))).await;
+    assert_eq!(below.expect_err("compacted").etcd_kind(), Some(EtcdErrorKind::Compacted));
+    c.put("after", "etcd", None).await.unwrap();
+    let from_etcd = served(&c, lease).await;
+    drop(c);
+    drop(etcd); // SIGKILL
+
+    let member =
+        TestMember::start_configured(dir, named_member_config("m1", &peer, &data_dir, &[])).await;
+    let c = connect(&member.endpoint).await;
+    assert_eq!(served(&c, lease).await, from_etcd, "oxetcd serves what etcd did");
+    assert_eq!(membership(&c).await, members);
+    c.put("again", "oxetcd", None).await.unwrap();
+    drop(c);
+    member.stop().await;
 }

@@ -47,6 +47,7 @@ pub mod watch;
 pub use auth::{AuthApplied, Requester};
 pub use config::{InitialClusterState, ServerConfig};
 pub use error::{Fatal, ServerError};
+pub use etcd_encoding::{entry_for_etcd_3_4, snapshot_data_for_etcd_3_4};
 pub use server::{Applied, ClientCredentials, EtcdServer};
 
 /// Enables the failpoints named in the `FAILPOINTS` environment variable

@@ -84,6 +84,48 @@ pub fn write_bbolt<S: Snapshot, W: Write + Seek>(snapshot: &S, out: W) -> Result
     Ok((out, layout.file_size()))
 }
 
+/// Write buffer of [`save_bbolt`]: the bbolt writer emits a page (4 KiB) at a time;
+/// 1 MiB turns that into few large writes.
+const BBOLT_WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// Writes `snapshot` as a bbolt database to a new file at `path`, synced (the caller
+/// syncs the directory); returns its size.
+pub fn save_bbolt<S: Snapshot>(snapshot: &S, path: &Path) -> Result<u64> {
+    let failed =
+        |what: &str, e: std::io::Error| Error::Backend(format!("{what} {}: {e}", path.display()));
+    let file = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| failed("creating", e))?;
+    let out = std::io::BufWriter::with_capacity(BBOLT_WRITE_BUFFER_BYTES, file);
+    let (out, bytes) = write_bbolt(snapshot, out)?;
+    let file = out.into_inner().map_err(|e| failed("writing", e.into_error()))?;
+    file.sync_all().map_err(|e| failed("syncing", e))?;
+    Ok(bytes)
+}
+
+/// What [`export_bbolt`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exported {
+    /// The raft index the backend holds everything up to (`meta/consistent_index`).
+    pub consistent_index: u64,
+    /// The new file's size.
+    pub bytes: u64,
+}
+
+/// Writes oxetcd's backend file at `src` (redb) as etcd's (bbolt) to a new file at
+/// `dst`: the way out of [`convert_in_place`]. `src` must not be in use: the caller
+/// holds the data dir's lock.
+pub fn export_bbolt(src: &Path, dst: &Path) -> Result<Exported> {
+    let backend = crate::RedbBackend::open(src)?;
+    let snapshot = crate::backend::Backend::snapshot(&backend)?;
+    let consistent_index =
+        crate::store::meta_u64(&snapshot, crate::backend::META_CONSISTENT_INDEX)?;
+    let bytes = save_bbolt(&snapshot, dst)?;
+    Ok(Exported { consistent_index, bytes })
+}
+
 /// What [`import_bbolt`] copied.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Imported {

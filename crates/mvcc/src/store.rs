@@ -391,10 +391,6 @@ impl<B: Backend> Drop for JournalGuard<'_, B> {
     }
 }
 
-/// Write buffer of [`PinnedSnapshot::save_bbolt`]: the bbolt writer emits a page (4 KiB)
-/// at a time; 1 MiB turns that into few large writes.
-const BBOLT_WRITE_BUFFER_BYTES: usize = 1 << 20;
-
 /// One backend commit, held for copying (see [`Store::pin_snapshot`]).
 pub struct PinnedSnapshot {
     snapshot: <RedbBackend as Backend>::Snapshot,
@@ -416,24 +412,12 @@ impl PinnedSnapshot {
     /// Writes the copy to a new file at `path` in etcd's backend format (bbolt, see
     /// [`crate::etcd_file`]), synced: what `etcdctl snapshot save` expects to receive.
     pub fn save_bbolt(&self, path: impl AsRef<Path>) -> Result<SavedSnapshot> {
-        let path = path.as_ref();
-        let failed = |what: &str, e: std::io::Error| {
-            Error::Backend(format!("{what} {}: {e}", path.display()))
-        };
-        let file = std::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| failed("creating", e))?;
-        let out = std::io::BufWriter::with_capacity(BBOLT_WRITE_BUFFER_BYTES, file);
-        let (out, bytes) = crate::etcd_file::write_bbolt(&self.snapshot, out)?;
-        let file = out.into_inner().map_err(|e| failed("writing", e.into_error()))?;
-        file.sync_all().map_err(|e| failed("syncing", e))?;
+        let bytes = crate::etcd_file::save_bbolt(&self.snapshot, path.as_ref())?;
         Ok(SavedSnapshot { at: self.at, bytes })
     }
 }
 
-fn meta_u64(snapshot: &impl Snapshot, key: &[u8]) -> Result<u64> {
+pub(crate) fn meta_u64(snapshot: &impl Snapshot, key: &[u8]) -> Result<u64> {
     match snapshot.get(META_TABLE, key, <[u8]>::to_vec)? {
         None => Ok(0),
         Some(bytes) => {

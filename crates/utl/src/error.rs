@@ -55,6 +55,21 @@ pub enum UtlError {
         path.display()
     )]
     NothingToFinalize { path: PathBuf },
+    /// `migrate --to etcd` on a data dir whose backend already is etcd's.
+    #[error("{} is already in etcd's format (bbolt): nothing to migrate", path.display())]
+    AlreadyEtcd { path: PathBuf },
+    /// `migrate --to etcd` on a data dir without a WAL in its usual place.
+    #[error("no WAL in {}: migrate works on a data dir with its WAL inside (member/wal)", wal_dir.display())]
+    NoWal { wal_dir: PathBuf },
+    /// The backend has not caught up with the newest raft snapshot (a crash between the
+    /// two); etcd would look for a snapshot database that oxetcd never writes.
+    #[error(
+        "the backend holds entries up to {consistent_index} but the newest raft snapshot is at {snapshot_index}: start the member once (it catches its backend up) and stop it before migrating"
+    )]
+    BackendBehindSnapshot { consistent_index: u64, snapshot_index: u64 },
+    /// The WAL or a snap file could not be read or rewritten.
+    #[error("{0}")]
+    Wal(String),
     /// A member runs on the data dir (its WAL directory is locked).
     #[error(
         "{} is locked: a member is running on this data dir (stop it first, or ask the running member over the network with etcdctl)",

@@ -31,7 +31,8 @@
 //!   snapshot file.
 //! - `migrate --data-dir DIR --finalize` ([`migrate::finalize`]): removes etcd's backend
 //!   a member kept (`member/snap/db.etcd`) when it converted etcd's data dir.
-//!   `migrate --to etcd` (the way back in place) is refused: not built yet.
+//!   `migrate --data-dir DIR --to etcd` ([`migrate::to_etcd`]): the way back in place,
+//!   a stopped member's data dir made one etcd 3.4 starts on.
 //! - `version`.
 //!
 //! Restore and defrag draw a progress bar on stderr when it is a terminal

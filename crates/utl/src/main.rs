@@ -53,7 +53,8 @@ enum Command {
         /// Removes etcd's backend kept as member/snap/db.etcd since the conversion.
         #[arg(long)]
         finalize: bool,
-        /// Turns the data dir back into one etcd runs on ("etcd"; not built yet).
+        /// Turns the data dir of a stopped member into one etcd 3.4 starts on as the same
+        /// member ("etcd"), in place.
         #[arg(long, value_name = "etcd")]
         to: Option<String>,
     },
@@ -203,14 +204,16 @@ fn run(cli: Cli) -> Result<String, Failure> {
         Command::Migrate { data_dir, finalize, to } => match (finalize, to.as_deref()) {
             (true, None) => {
                 let done = migrate::finalize(&data_dir)?;
-                Ok(format!("removed etcd's backend {} ({} bytes)\n", done.path.display(), done.bytes))
+                Ok(format!(
+                    "removed etcd's backend {} ({} bytes)\n",
+                    done.path.display(),
+                    done.bytes
+                ))
             }
-            (false, Some("etcd")) => Err(Failure(
-                "migrate --to etcd is not built yet (issue #15); to move back to etcd now, save a \
-                 snapshot with `etcdctl snapshot save` and restore it with `etcdctl snapshot restore`"
-                    .into(),
-                EXIT_ERROR,
-            )),
+            (false, Some("etcd")) => {
+                let moved = migrate::to_etcd(&data_dir)?;
+                Ok(print::moved_out(&data_dir, &moved))
+            }
             (false, Some(other)) => {
                 Err(Failure(format!("--to {other:?}: the only target is \"etcd\""), EXIT_ERROR))
             }

@@ -99,6 +99,27 @@ fn table(headers: &[&str], row: &[String]) -> String {
     out
 }
 
+/// What `migrate --to etcd` did, and what to run next.
+pub fn moved_out(data_dir: &std::path::Path, moved: &crate::migrate::MovedOut) -> String {
+    let mut out = format!(
+        "migrated {} to etcd's format: backend {} (consistent index {}), {} snapshot file(s), \
+         WAL of {} segment(s) ({} of {} entries re-encoded)\n",
+        data_dir.display(),
+        humanize_bytes(moved.backend_bytes),
+        moved.consistent_index,
+        moved.snapshot_files,
+        moved.wal.segments,
+        moved.wal.changed,
+        moved.wal.entries,
+    );
+    if let Some(kept) = &moved.removed_kept {
+        out += &format!("removed {}, older than the backend just written\n", kept.display());
+    }
+    out +=
+        "start etcd 3.4 on it with this member's flags; starting oxetcd on it converts it back\n";
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

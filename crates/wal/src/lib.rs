@@ -6,6 +6,7 @@
 //! - [`Wal`]: create, open-and-replay, append with one fdatasync per batch, cut,
 //!   snapshot markers, purge. An open log holds an exclusive lock on its directory.
 //! - [`Snapshotter`]: raft snapshot files with a checksum.
+//! - [`rewrite`]: a closed log copied with every entry re-encoded (changing encodings).
 //!
 //! Durability contract: when [`Wal::save`] with `must_sync` (or [`Wal::sync`])
 //! returns, everything appended so far survives a crash. A crash during an append
@@ -14,11 +15,13 @@
 mod error;
 mod fs;
 pub mod record;
+mod rewrite;
 mod segment;
 mod snap;
 mod wal;
 
 pub use error::{Result, WalError};
 pub use record::WalSnapshot;
+pub use rewrite::{Rewritten, rewrite};
 pub use snap::Snapshotter;
 pub use wal::{Recovered, SEGMENT_BYTES, Wal, WalOptions, WalStats};

@@ -79,6 +79,28 @@ pub(crate) fn replay(
     }
 }
 
+impl DecodeStop {
+    /// Whether a segment may end this way: at the end of what was written, or, for the
+    /// tail only, at a write cut short (older segments were synced before the cut that
+    /// ended them). Anything else is an error naming the place.
+    pub(crate) fn accept(self, path: &Path, is_tail: bool) -> Result<()> {
+        match self {
+            DecodeStop::End => Ok(()),
+            DecodeStop::Torn { .. } if is_tail => Ok(()),
+            DecodeStop::Torn { offset } => {
+                let detail = "torn record in a closed segment".to_string();
+                Err(WalError::Corrupt { path: path.to_path_buf(), offset, detail })
+            }
+            DecodeStop::Corrupt { offset, crc_mismatch: true, .. } => {
+                Err(WalError::CrcMismatch { path: path.to_path_buf(), offset })
+            }
+            DecodeStop::Corrupt { offset, detail, .. } => {
+                Err(WalError::Corrupt { path: path.to_path_buf(), offset, detail })
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Segment {
     pub seq: u64,

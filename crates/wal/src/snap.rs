@@ -39,14 +39,30 @@ impl Snapshotter {
     pub fn save(&self, snapshot: &Snapshot) -> Result<PathBuf> {
         let meta = snapshot.metadata.clone().unwrap_or_default();
         let path = self.dir.join(format!("{:016x}-{:016x}{SUFFIX}", meta.term, meta.index));
-        let data: Bytes = snapshot.encode_to_vec().into();
-        let file = SnapshotFile { crc: crc32c::crc32c(&data), data };
-        let staging = path.with_extension("snap.tmp");
-        std::fs::write(&staging, file.encode_to_vec()).at(&staging)?;
-        std::fs::File::open(&staging).and_then(|f| f.sync_all()).at(&staging)?;
-        std::fs::rename(&staging, &path).at(&path)?;
+        write(&path, snapshot)?;
         sync_dir(&self.dir)?;
         Ok(path)
+    }
+
+    /// Replaces the data of every snapshot file with what `transform` makes of it (the
+    /// metadata stays), one file at a time, each replaced whole or not at all; returns
+    /// how many files it rewrote. A damaged file stops it: nothing is skipped silently.
+    pub fn rewrite_data(
+        &self,
+        mut transform: impl FnMut(Bytes) -> std::result::Result<Bytes, String>,
+    ) -> Result<usize> {
+        let files = self.files()?;
+        for path in &files {
+            let damaged =
+                |detail: String| WalError::Corrupt { path: path.clone(), offset: 0, detail };
+            let mut snapshot = read(path).ok_or_else(|| damaged("unreadable snapshot".into()))?;
+            snapshot.data = transform(snapshot.data).map_err(damaged)?;
+            write(path, &snapshot)?;
+        }
+        if !files.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(files.len())
     }
 
     /// The newest snapshot that reads back intact. Damaged files met on the way are
@@ -90,6 +106,16 @@ impl Snapshotter {
         files.sort();
         Ok(files)
     }
+}
+
+/// Writes `snapshot` to `path` through a staging file, synced; the caller syncs the dir.
+fn write(path: &Path, snapshot: &Snapshot) -> Result<()> {
+    let data: Bytes = snapshot.encode_to_vec().into();
+    let file = SnapshotFile { crc: crc32c::crc32c(&data), data };
+    let staging = path.with_extension("snap.tmp");
+    std::fs::write(&staging, file.encode_to_vec()).at(&staging)?;
+    std::fs::File::open(&staging).and_then(|f| f.sync_all()).at(&staging)?;
+    std::fs::rename(&staging, path).at(path)
 }
 
 fn read(path: &Path) -> Option<Snapshot> {

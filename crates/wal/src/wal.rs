@@ -15,7 +15,7 @@ use prost::Message;
 
 use crate::error::{IoContext, Result, WalError};
 use crate::fs::{lock_dir, preallocate, sync_dir};
-use crate::record::{DecodeStop, Encoder, MAX_RECORD_BYTES, Record, RecordType, WalSnapshot};
+use crate::record::{Encoder, MAX_RECORD_BYTES, Record, RecordType, WalSnapshot};
 use crate::segment::{self, Segment};
 
 /// etcd's segment size: a segment is cut once it grows past this.
@@ -145,22 +145,7 @@ impl Wal {
             let end = segment::replay(&segment.path, crc, |record_type, record| {
                 replay.apply(record_type, record, &segment.path)
             })?;
-            match end.stop {
-                DecodeStop::End => {}
-                // Only the tail can hold a write cut short; older segments were synced
-                // before the cut that ended them.
-                DecodeStop::Torn { .. } if i == last => {}
-                DecodeStop::Torn { offset } => {
-                    let detail = "torn record in a closed segment".to_string();
-                    return Err(WalError::Corrupt { path: segment.path.clone(), offset, detail });
-                }
-                DecodeStop::Corrupt { offset, crc_mismatch: true, .. } => {
-                    return Err(WalError::CrcMismatch { path: segment.path.clone(), offset });
-                }
-                DecodeStop::Corrupt { offset, detail, .. } => {
-                    return Err(WalError::Corrupt { path: segment.path.clone(), offset, detail });
-                }
-            }
+            end.stop.accept(&segment.path, i == last)?;
             crc = end.crc;
             tail_end = end.offset;
         }
