@@ -125,16 +125,26 @@ async fn etcdctl_snapshot_save_restores_with_oxetcdutl() {
 struct Served {
     kvs: Vec<Summary>,
     revision: i64,
-    hash: u32,
+    /// HashKV at every revision after the compaction (etcd refuses HashKV at it).
+    hashes: Vec<(i64, u32)>,
     leased_keys: Vec<bytes::Bytes>,
     user_roles: Vec<String>,
     role_perms: Vec<(i32, Vec<u8>, Vec<u8>)>,
+    /// Active alarms: member and type.
+    alarms: Vec<(u64, i32)>,
+}
+
+/// What [`lease_compaction_and_auth`] wrote that [`served`] reads back.
+#[derive(Clone, Copy)]
+struct Written {
+    lease: i64,
+    /// The revision of the put of `k/00`; the store is compacted at the one before.
+    compacted_at: i64,
 }
 
 /// Writes what [`served`] reads besides the keys: a lease with a key, a compaction below
-/// a put of `k/00`, user `alice` with role `reader` (read on `k/`). Returns the lease and
-/// the revision of that put.
-async fn lease_compaction_and_auth(c: &Client) -> (i64, i64) {
+/// a put of `k/00`, user `alice` with role `reader` (read on `k/`).
+async fn lease_compaction_and_auth(c: &Client) -> Written {
     use oxetcd_client::auth::{Permission, PermissionType};
     let lease = c.lease_grant(3600, 0).await.unwrap().id;
     c.put("leased", "l", Some(PutOptions::new().with_lease(lease))).await.unwrap();
@@ -145,18 +155,24 @@ async fn lease_compaction_and_auth(c: &Client) -> (i64, i64) {
     let perm = Permission::new(PermissionType::Read, "k/").with_prefix();
     c.auth().role_grant_permission("reader", perm).await.unwrap();
     c.auth().user_grant_role("alice", "reader").await.unwrap();
-    (lease, compacted_at)
+    Written { lease, compacted_at }
 }
 
-async fn served(client: &Client, lease: i64) -> Served {
+async fn served(client: &Client, written: Written) -> Served {
+    use oxetcd_client::{AlarmAction, AlarmType};
     let (kvs, revision) = everything(client).await;
-    let hash = client.maintenance().hash_kv(revision).await.unwrap().hash;
-    let leased_keys = client.lease_time_to_live(lease, true).await.unwrap().keys;
+    let mut hashes = Vec::new();
+    for rev in written.compacted_at..=revision {
+        hashes.push((rev, client.maintenance().hash_kv(rev).await.unwrap().hash));
+    }
+    let leased_keys = client.lease_time_to_live(written.lease, true).await.unwrap().keys;
     let user_roles = client.auth().user_get("alice").await.unwrap().roles;
     let role_perms = (client.auth().role_get("reader").await.unwrap().perm.into_iter())
         .map(|p| (p.perm_type, p.key.to_vec(), p.range_end.to_vec()))
         .collect();
-    Served { kvs: summary(&kvs), revision, hash, leased_keys, user_roles, role_perms }
+    let alarms = client.maintenance().alarm(AlarmAction::Get, 0, AlarmType::None).await.unwrap();
+    let alarms = alarms.alarms.into_iter().map(|a| (a.member_id, a.alarm)).collect();
+    Served { kvs: summary(&kvs), revision, hashes, leased_keys, user_roles, role_perms, alarms }
 }
 
 /// etcd 3.4.23 writes a data dir (keys, history, a compaction, a txn, a lease, a user and
@@ -183,8 +199,9 @@ async fn an_etcd_data_dir_runs_on_oxetcd_and_goes_back_to_etcd_through_a_snapsho
         .when([Compare::value("k/07", CompareOp::Equal, "again")])
         .and_then([TxnOp::put("t/1", "x", None), TxnOp::put("t/2", "y", None)]);
     assert!(c.txn(txn).await.unwrap().succeeded);
-    let (lease, compacted_at) = lease_compaction_and_auth(&c).await;
-    let from_etcd = served(&c, lease).await;
+    let written = lease_compaction_and_auth(&c).await;
+    let compacted_at = written.compacted_at;
+    let from_etcd = served(&c, written).await;
     let member_id = c.get("k/00", None).await.unwrap().header.unwrap().member_id;
     drop(c);
     drop(etcd); // SIGKILL: what the backend had not committed yet comes back from the WAL.
@@ -193,14 +210,14 @@ async fn an_etcd_data_dir_runs_on_oxetcd_and_goes_back_to_etcd_through_a_snapsho
         TestMember::start_configured(etcd_dir, named_member_config("m1", &peer, &data_dir, &[]))
             .await;
     let c = connect(&member.endpoint).await;
-    assert_eq!(served(&c, lease).await, from_etcd, "oxetcd serves what etcd did");
+    assert_eq!(served(&c, written).await, from_etcd, "oxetcd serves what etcd did");
     let header = c.get("k/00", None).await.unwrap().header.unwrap();
     assert_eq!(header.member_id, member_id, "the same member");
     let below = c.get("k/00", Some(GetOptions::new().with_revision(compacted_at - 2))).await;
     assert_eq!(below.expect_err("compacted").etcd_kind(), Some(EtcdErrorKind::Compacted));
     assert!(data_dir.join("member/snap/db.etcd").is_file(), "etcd's backend is kept");
     c.put("after", "oxetcd", None).await.unwrap();
-    let from_oxetcd = served(&c, lease).await;
+    let from_oxetcd = served(&c, written).await;
     assert_eq!(from_oxetcd.revision, from_etcd.revision + 1);
 
     let dir = tempfile::tempdir().unwrap();
@@ -238,7 +255,7 @@ async fn an_etcd_data_dir_runs_on_oxetcd_and_goes_back_to_etcd_through_a_snapsho
     let etcd =
         oxetcd_tests::reference::ReferenceEtcd::start_on(Path::new(&restored), "m2", &peer2).await;
     let c = connect(&etcd.endpoint).await;
-    assert_eq!(served(&c, lease).await, from_oxetcd, "etcd serves what oxetcd did");
+    assert_eq!(served(&c, written).await, from_oxetcd, "etcd serves what oxetcd did");
     c.put("back", "etcd", None).await.unwrap();
 }
 
@@ -252,13 +269,15 @@ async fn membership(client: &Client) -> Vec<(u64, Vec<String>, bool)> {
 }
 
 /// oxetcd writes a data dir (history, a compaction, a lease, a user and a role, raft
-/// snapshots, and membership changes: a learner added, its peer URLs updated) and stops;
+/// snapshots, membership changes: a learner added, its peer URLs updated, and a NOSPACE
+/// alarm) and stops;
 /// `oxetcdutl migrate --to etcd` turns the dir into etcd's in place; etcd 3.4.23 starts
 /// on it as the same member of the same cluster, serves all of it with the same HashKV
 /// and writes more; killed, it leaves the dir to oxetcd, which starts on it again and
 /// serves what etcd did. The way back without a snapshot, and round again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oxetcd_data_dir_goes_to_etcd_in_place_and_comes_back() {
+    use oxetcd_client::{AlarmAction, AlarmType};
     init_test_logs();
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
@@ -276,13 +295,18 @@ async fn an_oxetcd_data_dir_goes_to_etcd_in_place_and_comes_back() {
     }
     let moved_peer = format!("http://127.0.0.2:{}", free_port());
     c.cluster().member_update(learner, vec![moved_peer]).await.unwrap();
-    let (lease, compacted_at) = lease_compaction_and_auth(&c).await;
+    let written = lease_compaction_and_auth(&c).await;
+    let compacted_at = written.compacted_at;
     for i in 0..10 {
         c.put(format!("tail/{i}"), "t", None).await.unwrap();
     }
-    let from_oxetcd = served(&c, lease).await;
-    let members = membership(&c).await;
     let header = c.get("k/00", None).await.unwrap().header.unwrap();
+    // An alarm goes across too (and must be disarmed there before etcd takes writes).
+    let (member_id, nospace) = (header.member_id, AlarmType::Nospace);
+    c.maintenance().alarm(AlarmAction::Activate, member_id, nospace).await.unwrap();
+    let from_oxetcd = served(&c, written).await;
+    assert_eq!(from_oxetcd.alarms.len(), 1);
+    let members = membership(&c).await;
     drop(c);
     let dir = member.stop().await;
     let snap_files = std::fs::read_dir(data_dir.join("member/snap")).unwrap();
@@ -309,7 +333,7 @@ async fn an_oxetcd_data_dir_goes_to_etcd_in_place_and_comes_back() {
 
     let etcd = oxetcd_tests::reference::ReferenceEtcd::start_on(&data_dir, "m1", &peer).await;
     let c = connect(&etcd.endpoint).await;
-    assert_eq!(served(&c, lease).await, from_oxetcd, "etcd serves what oxetcd did");
+    assert_eq!(served(&c, written).await, from_oxetcd, "etcd serves what oxetcd did");
     assert_eq!(membership(&c).await, members, "the same members");
     let etcd_header = c.get("k/00", None).await.unwrap().header.unwrap();
     assert_eq!(
@@ -319,15 +343,18 @@ async fn an_oxetcd_data_dir_goes_to_etcd_in_place_and_comes_back() {
     );
     let below = c.get("k/00", Some(GetOptions::new().with_revision(compacted_at - 2))).await;
     assert_eq!(below.expect_err("compacted").etcd_kind(), Some(EtcdErrorKind::Compacted));
+    let refused = c.put("after", "etcd", None).await.expect_err("the NOSPACE alarm holds");
+    assert_eq!(refused.etcd_kind(), Some(EtcdErrorKind::NoSpace), "{refused:?}");
+    c.maintenance().alarm(AlarmAction::Deactivate, member_id, nospace).await.unwrap();
     c.put("after", "etcd", None).await.unwrap();
-    let from_etcd = served(&c, lease).await;
+    let from_etcd = served(&c, written).await;
     drop(c);
     drop(etcd); // SIGKILL
 
     let member =
         TestMember::start_configured(dir, named_member_config("m1", &peer, &data_dir, &[])).await;
     let c = connect(&member.endpoint).await;
-    assert_eq!(served(&c, lease).await, from_etcd, "oxetcd serves what etcd did");
+    assert_eq!(served(&c, written).await, from_etcd, "oxetcd serves what etcd did");
     assert_eq!(membership(&c).await, members);
     c.put("again", "oxetcd", None).await.unwrap();
     drop(c);
