@@ -58,8 +58,8 @@ pub enum UtlError {
     /// `migrate --to etcd` on a data dir whose backend already is etcd's.
     #[error("{} is already in etcd's format (bbolt): nothing to migrate", path.display())]
     AlreadyEtcd { path: PathBuf },
-    /// `migrate --to etcd` on a data dir without a WAL in its usual place.
-    #[error("no WAL in {}: migrate works on a data dir with its WAL inside (member/wal)", wal_dir.display())]
+    /// `migrate --to etcd` where the WAL is not (`member/wal`, or `--wal-dir`).
+    #[error("no WAL in {}: give the member's --wal-dir if it has one", wal_dir.display())]
     NoWal { wal_dir: PathBuf },
     /// The backend has not caught up with the newest raft snapshot (a crash between the
     /// two); etcd would look for a snapshot database that oxetcd never writes.

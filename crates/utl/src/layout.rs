@@ -34,7 +34,12 @@ pub fn wal_dir(data_dir: &Path) -> PathBuf {
 /// it. `None` if the data dir has no WAL directory. The backend's own file lock (redb's)
 /// is the second guard, taken when the store opens.
 pub fn lock_wal(data_dir: &Path) -> Result<Option<File>, UtlError> {
-    let wal_dir = wal_dir(data_dir);
+    lock_wal_dir(&wal_dir(data_dir))
+}
+
+/// [`lock_wal`] for a WAL directory outside the data dir (a member run with `--wal-dir`).
+pub fn lock_wal_dir(wal_dir: &Path) -> Result<Option<File>, UtlError> {
+    let wal_dir = wal_dir.to_path_buf();
     if !wal_dir.is_dir() {
         return Ok(None);
     }

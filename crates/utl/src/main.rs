@@ -1,6 +1,6 @@
 //! The `oxetcdutl` binary: flags in etcdutl's words, then the library's commands.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -10,7 +10,7 @@ use oxetcd_utl::progress::Progress;
 use oxetcd_utl::restore::{
     DEFAULT_INITIAL_CLUSTER, DEFAULT_NAME, DEFAULT_PEER_URLS, DEFAULT_TOKEN, RestoreConfig,
 };
-use oxetcd_utl::{UtlError, defrag, hashkv, migrate, restore, status};
+use oxetcd_utl::{UtlError, defrag, hashkv, layout, migrate, restore, status};
 
 /// A simple command line client for etcd3 data files (oxetcd's etcdutl).
 #[derive(Debug, Parser)]
@@ -50,6 +50,10 @@ enum Command {
         /// Required. The data directory of a stopped member.
         #[arg(long = "data-dir")]
         data_dir: PathBuf,
+        /// The member's WAL directory, if it was run with --wal-dir (default:
+        /// <data-dir>/member/wal).
+        #[arg(long = "wal-dir")]
+        wal_dir: Option<PathBuf>,
         /// Removes etcd's backend kept as member/snap/db.etcd since the conversion.
         #[arg(long)]
         finalize: bool,
@@ -201,24 +205,33 @@ fn run(cli: Cli) -> Result<String, Failure> {
                 Failure("fields not supported as output format".into(), EXIT_BAD_FEATURE)
             })
         }
-        Command::Migrate { data_dir, finalize, to } => match (finalize, to.as_deref()) {
-            (true, None) => {
-                let done = migrate::finalize(&data_dir)?;
-                Ok(format!(
-                    "removed etcd's backend {} ({} bytes)\n",
-                    done.path.display(),
-                    done.bytes
-                ))
-            }
-            (false, Some("etcd")) => {
-                let moved = migrate::to_etcd(&data_dir)?;
-                Ok(print::moved_out(&data_dir, &moved))
-            }
-            (false, Some(other)) => {
-                Err(Failure(format!("--to {other:?}: the only target is \"etcd\""), EXIT_ERROR))
-            }
-            _ => Err(Failure("give exactly one of --finalize and --to etcd".into(), EXIT_ERROR)),
-        },
+        Command::Migrate { data_dir, wal_dir, finalize, to } => {
+            let wal_dir = wal_dir.unwrap_or_else(|| layout::wal_dir(&data_dir));
+            migrate(&data_dir, &wal_dir, finalize, to.as_deref())
+        }
         Command::Version => Ok(oxetcd_utl::version()),
+    }
+}
+
+/// `migrate`: exactly one of `--finalize` and `--to etcd`.
+fn migrate(
+    data_dir: &Path,
+    wal_dir: &Path,
+    finalize: bool,
+    to: Option<&str>,
+) -> Result<String, Failure> {
+    match (finalize, to) {
+        (true, None) => {
+            let done = migrate::finalize(data_dir, wal_dir)?;
+            Ok(format!("removed etcd's backend {} ({} bytes)\n", done.path.display(), done.bytes))
+        }
+        (false, Some("etcd")) => {
+            let moved = migrate::to_etcd(data_dir, wal_dir)?;
+            Ok(print::moved_out(data_dir, &moved))
+        }
+        (false, Some(other)) => {
+            Err(Failure(format!("--to {other:?}: the only target is \"etcd\""), EXIT_ERROR))
+        }
+        _ => Err(Failure("give exactly one of --finalize and --to etcd".into(), EXIT_ERROR)),
     }
 }

@@ -38,10 +38,10 @@ pub struct Finalized {
 }
 
 /// Removes etcd's backend kept in `data_dir` since the conversion. Refused while a member
-/// runs on the data dir, and when there is nothing kept (a data dir oxetcd created, or
+/// runs on the data dir (holds `wal_dir`), and when there is nothing kept (a data dir oxetcd created, or
 /// one already finalized).
-pub fn finalize(data_dir: &Path) -> Result<Finalized, UtlError> {
-    let _wal_lock = layout::lock_wal(data_dir)?;
+pub fn finalize(data_dir: &Path, wal_dir: &Path) -> Result<Finalized, UtlError> {
+    let _wal_lock = layout::lock_wal_dir(wal_dir)?;
     let path = etcd_backend_path(data_dir);
     let bytes = match std::fs::metadata(&path) {
         Ok(meta) => meta.len(),
@@ -71,12 +71,12 @@ pub struct MovedOut {
 /// Suffix of what `--to etcd` builds beside the file or directory it replaces.
 const STAGING_SUFFIX: &str = "etcd-migrating";
 
-/// Turns the data dir of a stopped oxetcd member into one etcd 3.4 starts on, in place
-/// (see the module's notes on crash safety).
-pub fn to_etcd(data_dir: &Path) -> Result<MovedOut, UtlError> {
-    let wal_dir = layout::wal_dir(data_dir);
-    let Some(_wal_lock) = layout::lock_wal(data_dir)? else {
-        return Err(UtlError::NoWal { wal_dir });
+/// Turns the data dir of a stopped oxetcd member, with its WAL in `wal_dir` (by default
+/// `member/wal` inside it), into one etcd 3.4 starts on, in place (see the module's notes
+/// on crash safety).
+pub fn to_etcd(data_dir: &Path, wal_dir: &Path) -> Result<MovedOut, UtlError> {
+    let Some(_wal_lock) = layout::lock_wal_dir(wal_dir)? else {
+        return Err(UtlError::NoWal { wal_dir: wal_dir.to_path_buf() });
     };
     let backend = layout::backend_path(data_dir);
     let format = etcd_file::detect_format(&backend).map_err(UtlError::backend(&backend))?;
@@ -84,6 +84,7 @@ pub fn to_etcd(data_dir: &Path) -> Result<MovedOut, UtlError> {
         return Err(UtlError::AlreadyEtcd { path: backend });
     }
     let staged_backend = backend.with_extension(STAGING_SUFFIX);
+    // Beside the log, on its file system: the two are swapped by a rename.
     let staged_wal = wal_dir.with_extension(STAGING_SUFFIX);
     remove_stale(&staged_backend)?;
     remove_stale(&staged_wal)?;
@@ -110,10 +111,10 @@ pub fn to_etcd(data_dir: &Path) -> Result<MovedOut, UtlError> {
     let snapshot_files = snapshotter
         .rewrite_data(oxetcd_etcdserver::snapshot_data_for_etcd_3_4)
         .map_err(wal_error)?;
-    let wal = oxetcd_wal::rewrite(&wal_dir, &staged_wal, oxetcd_etcdserver::entry_for_etcd_3_4)
+    let wal = oxetcd_wal::rewrite(wal_dir, &staged_wal, oxetcd_etcdserver::entry_for_etcd_3_4)
         .map_err(wal_error)?;
-    exchange(&wal_dir, &staged_wal)?;
-    file::sync_dir(&layout::member_dir(data_dir))?;
+    exchange(wal_dir, &staged_wal)?;
+    file::sync_dir(parent(wal_dir))?;
     // The old log, now under the staging name.
     std::fs::remove_dir_all(&staged_wal).map_err(UtlError::io("remove", &staged_wal))?;
 
@@ -132,6 +133,11 @@ pub fn to_etcd(data_dir: &Path) -> Result<MovedOut, UtlError> {
         wal,
         removed_kept,
     })
+}
+
+/// The directory holding `path` (`.` for a bare name).
+fn parent(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 fn wal_error(e: WalError) -> UtlError {

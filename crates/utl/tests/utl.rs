@@ -539,4 +539,15 @@ fn migrate_to_etcd_writes_etcds_backend_in_place() {
 
     let again = refused(&oxetcdutl(&["migrate", "--data-dir", s(&data_dir), "--to", "etcd"]));
     assert!(again.contains("is already in etcd's format (bbolt)"), "{again}");
+
+    // A member run with --wal-dir: the tool is told where its log is.
+    let (data_dir, wal_dir) = (dir.path().join("apart"), dir.path().join("apart.wal"));
+    stdout(&restore_into(&src.snapshot, &data_dir, &["--wal-dir", s(&wal_dir)]));
+    let to_etcd = ["migrate", "--data-dir", s(&data_dir), "--to", "etcd"];
+    let no_wal = refused(&oxetcdutl(&to_etcd));
+    assert!(no_wal.contains("no WAL in") && no_wal.contains("--wal-dir"), "{no_wal}");
+    stdout(&oxetcdutl(&[&to_etcd[..], &["--wal-dir", s(&wal_dir)]].concat()));
+    assert_eq!(stdout(&oxetcdutl(&["hashkv", s(&data_dir)])), hash_before);
+    let made = ["native.db", "plain.db", "snapshot.db", "src.db", "member.etcd"];
+    no_leftovers(dir.path(), &[&made[..], &["apart", "apart.wal"]].concat());
 }
