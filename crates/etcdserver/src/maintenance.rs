@@ -1,12 +1,13 @@
 //! Maintenance on [`EtcdServer`]: alarms, the backend's size and quota, snapshots of the
 //! backend for clients, defragmentation.
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use oxetcd_api::etcdserverpb::alarm_request::AlarmAction;
 use oxetcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmType};
 use oxetcd_api::oxetcdpb::{InternalRaftRequest, RequestHeader};
+use oxetcd_mvcc::etcd_file::Layout;
+use oxetcd_mvcc::store::PinnedSnapshot;
 use oxetcd_mvcc::{BackendSize, CommitPoint, Defragmented};
 
 use crate::auth::Requester;
@@ -14,49 +15,29 @@ use crate::bootstrap;
 use crate::error::ServerError;
 use crate::server::{Applied, EtcdServer};
 
-/// Backend copies made for `Snapshot` at once: each is a whole copy of the backend on
-/// disk, so more clients wait rather than fill the disk with copies.
-pub const MAX_CLIENT_SNAPSHOT_COPIES: usize = 2;
+/// `Snapshot` streams at once. Each holds a read view of the backend for as long as its
+/// client takes to receive it, and pages written since cannot reuse the space that view
+/// pins (as with etcd's read transaction): more clients wait rather than grow the file.
+pub const MAX_CLIENT_SNAPSHOTS: usize = 2;
 
-/// The name ending of a backend copy being streamed to a client (in `member/snap`).
-/// A copy left behind by a crash is removed when the member starts.
-const CLIENT_SNAPSHOT_SUFFIX: &str = ".client-snapshot";
-
-/// A point-in-time copy of the backend in a file of its own, removed when dropped.
-#[derive(Debug)]
+/// A point-in-time view of the backend for one client, sent in etcd's format (bbolt)
+/// straight from the view: no copy on disk.
 pub struct ClientSnapshot {
-    path: PathBuf,
+    view: PinnedSnapshot,
+    layout: Layout,
     /// What the copy holds.
     pub at: CommitPoint,
     /// The copy's length.
     pub bytes: u64,
-    /// Held until the copy is removed, so at most [`MAX_CLIENT_SNAPSHOT_COPIES`] exist.
+    /// Held while the view is, so at most [`MAX_CLIENT_SNAPSHOTS`] exist.
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl ClientSnapshot {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for ClientSnapshot {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            tracing::warn!(path = %self.path.display(), error = %e, "could not remove a snapshot copy");
-        }
-    }
-}
-
-/// Removes the backend copies a crash left in `snap_dir`.
-pub(crate) fn remove_stale_client_snapshots(snap_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(snap_dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.to_string_lossy().ends_with(CLIENT_SNAPSHOT_SUFFIX) {
-            tracing::info!(path = %path.display(), "removing a snapshot copy left by a crash");
-            let _ = std::fs::remove_file(&path);
-        }
+    /// Writes the copy to `out`, front to back ([`ClientSnapshot::bytes`] in all). Blocks:
+    /// run it on the blocking pool.
+    pub fn write_to<W: std::io::Write>(&self, out: W) -> Result<W, ServerError> {
+        Ok(self.view.stream_bbolt(self.layout, out)?)
     }
 }
 
@@ -129,27 +110,26 @@ impl EtcdServer {
         }
     }
 
-    /// A point-in-time copy of the backend for `Snapshot`, in etcd's format (bbolt), made
-    /// on the blocking pool from a read view: writers go on meanwhile.
+    /// A point-in-time view of the backend for `Snapshot`, with the size of its copy in
+    /// etcd's format (a pass over every row, on the blocking pool): writers go on
+    /// meanwhile.
     pub async fn snapshot(&self) -> Result<ClientSnapshot, ServerError> {
-        let permit =
-            self.snapshot_copies.clone().acquire_owned().await.map_err(|_| ServerError::Stopped)?;
-        let store = self.store()?;
-        let snap_dir = bootstrap::member_dir(&self.cfg.data_dir).join("snap");
-        let path = snap_dir.join(format!("{:016x}{CLIENT_SNAPSHOT_SUFFIX}", self.ids.next()));
-        let copy = path.clone();
-        let saved = tokio::task::spawn_blocking(move || store.pin_snapshot()?.save_bbolt(copy))
+        let permit = self
+            .client_snapshots
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| ServerError::Internal(e.to_string()))?;
-        match saved {
-            Ok(saved) => {
-                Ok(ClientSnapshot { path, at: saved.at, bytes: saved.bytes, _permit: permit })
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                Err(e.into())
-            }
-        }
+            .map_err(|_| ServerError::Stopped)?;
+        let store = self.store()?;
+        let (view, layout) = tokio::task::spawn_blocking(move || {
+            let view = store.pin_snapshot()?;
+            let layout = view.bbolt_layout()?;
+            Ok::<_, oxetcd_mvcc::Error>((view, layout))
+        })
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))??;
+        let (at, bytes) = (view.at(), layout.file_size());
+        Ok(ClientSnapshot { view, layout, at, bytes, _permit: permit })
     }
 
     /// Rewrites the backend into a compact file while reads and writes go on, and swaps

@@ -28,7 +28,7 @@ use crate::config::ServerConfig;
 use crate::error::{Fatal, ServerError};
 use crate::id::IdGenerator;
 use crate::id::{Hex, LeaseHex};
-use crate::maintenance::{MAX_CLIENT_SNAPSHOT_COPIES, remove_stale_client_snapshots};
+use crate::maintenance::MAX_CLIENT_SNAPSHOTS;
 use crate::node::{Input, RaftLoop, Retention};
 use crate::peers::{PeerRuntime, RaftBridge, TransportOutbox};
 use crate::quota::{self, Quota};
@@ -88,8 +88,8 @@ pub struct EtcdServer {
     closing: tokio::sync::watch::Sender<bool>,
     /// `--quota-backend-bytes`, checked before a request enters the log.
     pub(crate) quota: Quota,
-    /// Backend copies for `Snapshot` being made or streamed.
-    pub(crate) snapshot_copies: Arc<tokio::sync::Semaphore>,
+    /// Read views of the backend held for `Snapshot` streams.
+    pub(crate) client_snapshots: Arc<tokio::sync::Semaphore>,
 }
 
 impl EtcdServer {
@@ -177,7 +177,6 @@ impl EtcdServer {
 
         let (inbox, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_CAPACITY);
         let snap_dir = bootstrap::member_dir(&cfg.data_dir).join("snap");
-        remove_stale_client_snapshots(&snap_dir);
         let bridge = RaftBridge { inbox: inbox.clone(), shared: Arc::downgrade(&shared) };
         let peer_runtime = PeerRuntime::new().map_err(StartError::Runtime)?;
         let transport = {
@@ -254,7 +253,7 @@ impl EtcdServer {
             watch,
             closing: tokio::sync::watch::Sender::new(false),
             quota,
-            snapshot_copies: Arc::new(tokio::sync::Semaphore::new(MAX_CLIENT_SNAPSHOT_COPIES)),
+            client_snapshots: Arc::new(tokio::sync::Semaphore::new(MAX_CLIENT_SNAPSHOTS)),
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&server), reads_rx));
         tokio::spawn(publish_attributes(server.clone()));

@@ -18,6 +18,8 @@ use std::io::{Seek, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
 
+/// A bbolt copy's layout, as [`bbolt_layout`] computes it for [`stream_bbolt`].
+pub use oxetcd_bbolt::Layout;
 use oxetcd_bbolt::{Db, Writer, WriterOptions};
 
 use crate::backend::Snapshot;
@@ -63,8 +65,32 @@ fn bbolt_error(what: &str, e: oxetcd_bbolt::Error) -> Error {
 /// (tables come in byte order, as bbolt needs), to `out`. Returns `out` and the bytes
 /// written.
 pub fn write_bbolt<S: Snapshot, W: Write + Seek>(snapshot: &S, out: W) -> Result<(W, u64)> {
-    let writing = |e| bbolt_error("writing etcd's backend format", e);
-    let mut writer = Writer::new(out, WriterOptions::default()).map_err(writing)?;
+    let writer = Writer::new(out, WriterOptions::default()).map_err(writing)?;
+    let (out, layout) = copy_tables(snapshot, writer)?;
+    Ok((out, layout.file_size()))
+}
+
+/// The layout a bbolt copy of `snapshot` will have, from a dry run that reads every row
+/// and writes nothing: its size, and what [`stream_bbolt`] needs to send it front to
+/// back.
+pub fn bbolt_layout<S: Snapshot>(snapshot: &S) -> Result<Layout> {
+    let writer = Writer::dry_run(WriterOptions::default()).map_err(writing)?;
+    Ok(copy_tables(snapshot, writer)?.1)
+}
+
+/// Writes `snapshot` as a bbolt database to an output that cannot seek (a stream to a
+/// client), page after page from the first, given the [`bbolt_layout`] of the same
+/// snapshot (checked again at the end). Returns `out`.
+pub fn stream_bbolt<S: Snapshot, W: Write>(snapshot: &S, layout: Layout, out: W) -> Result<W> {
+    let writer = Writer::with_layout(out, WriterOptions::default(), layout).map_err(writing)?;
+    Ok(copy_tables(snapshot, writer)?.0)
+}
+
+fn writing(e: oxetcd_bbolt::Error) -> Error {
+    bbolt_error("writing etcd's backend format", e)
+}
+
+fn copy_tables<S: Snapshot, W: Write>(snapshot: &S, mut writer: Writer<W>) -> Result<(W, Layout)> {
     for name in snapshot.tables()? {
         writer.begin_bucket(name.as_bytes()).map_err(writing)?;
         let mut failure = None;
@@ -80,8 +106,7 @@ pub fn write_bbolt<S: Snapshot, W: Write + Seek>(snapshot: &S, out: W) -> Result
         }
         writer.end_bucket().map_err(writing)?;
     }
-    let (out, layout) = writer.finish().map_err(writing)?;
-    Ok((out, layout.file_size()))
+    writer.finish().map_err(writing)
 }
 
 /// Write buffer of [`save_bbolt`]: the bbolt writer emits a page (4 KiB) at a time;

@@ -76,9 +76,9 @@
 //!   Readers capture (buffers, last committed redb snapshot) atomically with the index
 //!   state, so they see every applied write and never wait for a commit.
 //! * [`read`], [`mod@write`], [`txn`]: Range, Put/DeleteRange, Txn.
-//! * [`etcd_file`]: etcd's backend file (bbolt) out (`PinnedSnapshot::save_bbolt`, what
-//!   `Maintenance.Snapshot` streams) and in (`convert_in_place`): buckets are tables, row
-//!   for row.
+//! * [`etcd_file`]: etcd's backend file (bbolt) out (`PinnedSnapshot::stream_bbolt`, what
+//!   `Maintenance.Snapshot` streams; `export_bbolt`, `oxetcdutl migrate --to etcd`) and in
+//!   (`convert_in_place`): buckets are tables, row for row.
 //! * [`compaction`]: background job: the index in chunks of 10k keys, then backend rows in
 //!   batches (1000 per commit, 10 ms apart); scheduled/finished revisions in `meta`; an
 //!   interrupted compaction resumes on open.

@@ -415,6 +415,23 @@ impl PinnedSnapshot {
         let bytes = crate::etcd_file::save_bbolt(&self.snapshot, path.as_ref())?;
         Ok(SavedSnapshot { at: self.at, bytes })
     }
+
+    /// The layout of the copy in etcd's format (see [`crate::etcd_file::bbolt_layout`]):
+    /// a pass over every row, writing nothing.
+    pub fn bbolt_layout(&self) -> Result<oxetcd_bbolt::Layout> {
+        crate::etcd_file::bbolt_layout(&self.snapshot)
+    }
+
+    /// Writes the copy in etcd's format to `out` front to back, given its
+    /// [`PinnedSnapshot::bbolt_layout`]: what `Maintenance.Snapshot` streams, with no
+    /// copy on disk.
+    pub fn stream_bbolt<W: std::io::Write>(
+        &self,
+        layout: oxetcd_bbolt::Layout,
+        out: W,
+    ) -> Result<W> {
+        crate::etcd_file::stream_bbolt(&self.snapshot, layout, out)
+    }
 }
 
 pub(crate) fn meta_u64(snapshot: &impl Snapshot, key: &[u8]) -> Result<u64> {

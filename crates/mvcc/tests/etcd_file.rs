@@ -74,7 +74,14 @@ fn a_store_saved_as_bbolt_imports_back_unchanged() {
 
     let store = Store::open_path(&path, test_config(), Arc::new(NoLeases)).unwrap();
     let bbolt = dir.path().join("snapshot.bbolt");
-    let saved = store.pin_snapshot().unwrap().save_bbolt(&bbolt).unwrap();
+    let pinned = store.pin_snapshot().unwrap();
+    let saved = pinned.save_bbolt(&bbolt).unwrap();
+    // Streamed front to back from its layout, the copy is the saved file byte for byte.
+    let layout = pinned.bbolt_layout().unwrap();
+    assert_eq!(layout.file_size(), saved.bytes);
+    let streamed = pinned.stream_bbolt(layout, Vec::new()).unwrap();
+    assert!(streamed == std::fs::read(&bbolt).unwrap(), "the stream differs from the file");
+    drop(pinned);
     store.close().unwrap();
     assert_eq!(saved.bytes, std::fs::metadata(&bbolt).unwrap().len());
     assert_eq!(etcd_file::detect_format(&bbolt).unwrap(), BackendFormat::Bbolt);

@@ -42,57 +42,101 @@ async fn blocking<T: Send + 'static>(
 /// Bytes of the backend copy per `SnapshotResponse` (etcd sends 32 KiB; larger chunks
 /// cost fewer messages, and stay far below any client's 4 MiB receive limit).
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
-/// Chunks read ahead of a slow client: memory stays flat whatever the backend's size.
+/// Chunks generated ahead of a slow client: memory stays flat whatever the backend's size.
 const SNAPSHOT_CHUNKS_QUEUED: usize = 2;
 
 /// Sends the copy in chunks, each with the bytes still to come, then etcd's integrity
 /// check: one more message holding the SHA-256 of everything sent (what `etcdctl
-/// snapshot restore` verifies). Runs on the blocking pool; stops when the client goes.
-/// The copy is removed when this returns.
+/// snapshot restore` verifies). Runs on the blocking pool, generating the copy as it
+/// goes; stops when the client goes.
 fn stream_snapshot(
-    copy: &ClientSnapshot,
-    tx: &tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
+    snapshot: &ClientSnapshot,
+    tx: tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
 ) {
-    use std::io::Read;
     let started = std::time::Instant::now();
-    let mut file = match std::fs::File::open(copy.path()) {
-        Ok(file) => file,
-        Err(e) => {
-            let _ = tx.blocking_send(Err(Status::internal(format!("reading the snapshot: {e}"))));
-            return;
-        }
+    let mut chunks = Chunks {
+        tx,
+        chunk: Vec::with_capacity(SNAPSHOT_CHUNK_BYTES),
+        remaining: snapshot.bytes,
+        sha: ring::digest::Context::new(&ring::digest::SHA256),
+        client_gone: false,
     };
-    let mut sha = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut remaining = copy.bytes;
-    while remaining > 0 {
-        let mut chunk = vec![0; SNAPSHOT_CHUNK_BYTES.min(remaining as usize)];
-        if let Err(e) = file.read_exact(&mut chunk) {
-            let _ = tx.blocking_send(Err(Status::internal(format!("reading the snapshot: {e}"))));
-            return;
-        }
-        sha.update(&chunk);
-        remaining -= chunk.len() as u64;
-        let message = SnapshotResponse {
-            remaining_bytes: remaining,
-            blob: chunk.into(),
-            ..Default::default()
-        };
-        if tx.blocking_send(Ok(message)).is_err() {
+    let sent = snapshot
+        .write_to(&mut chunks)
+        .map(|_| ())
+        .and_then(|()| chunks.send_chunk().map_err(|e| ServerError::Internal(e.to_string())));
+    if let Err(e) = sent {
+        if chunks.client_gone {
             tracing::warn!("snapshot client went away");
-            return;
+        } else {
+            tracing::warn!(error = %e, "sending the snapshot failed");
+            let _ = chunks.tx.blocking_send(Err(Status::internal(format!("snapshot: {e}"))));
         }
+        return;
     }
-    let digest = sha.finish();
+    debug_assert_eq!(chunks.remaining, 0, "the layout said how much would be written");
+    let digest = chunks.sha.finish();
     let last = SnapshotResponse {
         blob: bytes::Bytes::copy_from_slice(digest.as_ref()),
         ..Default::default()
     };
-    if tx.blocking_send(Ok(last)).is_ok() {
+    if chunks.tx.blocking_send(Ok(last)).is_ok() {
         tracing::info!(
-            total_bytes = copy.bytes,
+            total_bytes = snapshot.bytes,
             took = ?started.elapsed(),
             "successfully sent database snapshot to client"
         );
+    }
+}
+
+/// The copy as it is written, cut into `SnapshotResponse`s and hashed on the way.
+struct Chunks {
+    tx: tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
+    chunk: Vec<u8>,
+    /// Bytes not sent yet, this chunk's included.
+    remaining: u64,
+    sha: ring::digest::Context,
+    /// The client stopped receiving: not an error of the member's.
+    client_gone: bool,
+}
+
+impl Chunks {
+    /// Sends the chunk gathered so far, if any.
+    fn send_chunk(&mut self) -> std::io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(SNAPSHOT_CHUNK_BYTES));
+        self.sha.update(&chunk);
+        self.remaining = self
+            .remaining
+            .checked_sub(chunk.len() as u64)
+            .ok_or_else(|| std::io::Error::other("the snapshot ran longer than its layout said"))?;
+        let message = SnapshotResponse {
+            remaining_bytes: self.remaining,
+            blob: chunk.into(),
+            ..Default::default()
+        };
+        if self.tx.blocking_send(Ok(message)).is_err() {
+            self.client_gone = true;
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        Ok(())
+    }
+}
+
+impl std::io::Write for Chunks {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(SNAPSHOT_CHUNK_BYTES - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..n]);
+        if self.chunk.len() == SNAPSHOT_CHUNK_BYTES {
+            self.send_chunk()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -192,7 +236,7 @@ impl Maintenance for MaintenanceService {
             "sending database snapshot to client"
         );
         let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_CHUNKS_QUEUED);
-        tokio::task::spawn_blocking(move || stream_snapshot(&copy, &tx));
+        tokio::task::spawn_blocking(move || stream_snapshot(&copy, tx));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
