@@ -2,7 +2,8 @@
 # Builds oxetcd-gobench (bench/go/oxetcd-gobench: the load generator on etcd 3.4's Go
 # clientv3) into DIR, in GOPATH mode against Debian's Go source tree:
 #
-#   bench/go/build.sh DIR        # -> DIR/oxetcd-gobench
+#   bench/go/build.sh DIR           # -> DIR/oxetcd-gobench
+#   bench/go/build.sh --check DIR   # first gofmt (no diff), go vet and go test
 #
 # Needs Debian's golang-go (Go 1.19) and golang-etcd-server-dev (etcd 3.4's sources under
 # /usr/share/gocode/src, whose Depends bring the rest: grpc, gogo protobuf, zap, ...). A
@@ -12,7 +13,12 @@
 # default unless set).
 set -euo pipefail
 
-OUT=${1:?usage: bench/go/build.sh OUTPUT_DIR}
+CHECK=0
+if [[ ${1:-} == --check ]]; then
+    CHECK=1
+    shift
+fi
+OUT=${1:?usage: bench/go/build.sh [--check] OUTPUT_DIR}
 SRC=$(cd "$(dirname "$0")" && pwd)/oxetcd-gobench
 GO=${GO:-go}
 GOCODE=${GOCODE:-/usr/share/gocode}
@@ -71,6 +77,12 @@ if [[ -n $missing ]]; then
         printf '%s\n' "${packages[@]}" | sort -u | sed 's/^/  /'
     } >&2
     exit 1
+fi
+if ((CHECK)); then
+    unformatted=$(gofmt -l .)
+    [[ -z $unformatted ]] || fail "not gofmt'ed: $unformatted"
+    "$GO" vet . >&2
+    "$GO" test . >&2
 fi
 "$GO" build -o "$OUT/oxetcd-gobench" .
 echo "$OUT/oxetcd-gobench"

@@ -1,5 +1,6 @@
 //! oxetcd-gobench (bench/go: the load generator on etcd 3.4's Go clientv3, Debian's
-//! golang-etcd-server-dev) builds with bench/go/build.sh and runs each of its workloads,
+//! golang-etcd-server-dev) builds with bench/go/build.sh (gofmt'ed, vet-clean, its Go
+//! tests passing) and runs each of its workloads,
 //! tiny, against oxetcd: every request succeeds and the JSON report is the one
 //! bench/compare.sh parses. Behind the `compat` feature (scripts/compat.sh installs Go and
 //! the package); without them the build fails naming the package to install.
@@ -10,12 +11,12 @@ use std::process::Command;
 use oxetcd_tests::member::TestMember;
 use serde_json::Value;
 
-/// Builds oxetcd-gobench into the test's target tmp dir and returns the binary.
+/// Checks and builds oxetcd-gobench into the test's target tmp dir; returns the binary.
 fn build() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gobench");
     let mut build = Command::new(root.join("bench/go/build.sh"));
-    build.arg(&out);
+    build.arg("--check").arg(&out);
     if std::env::var_os("GOCACHE").is_none() {
         build.env("GOCACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"));
     }
