@@ -4,7 +4,7 @@
 # Go clientv3: bench/go), alternating servers, RUNS runs each, medians. Writes a markdown
 # report to OUTPUT.md, one table per load generator.
 #
-#   bench/compare.sh OUTPUT.md            # full run (~15 min on 2 cores)
+#   bench/compare.sh OUTPUT.md            # full run (~15 min per load generator on 2 cores)
 #   QUICK=1 bench/compare.sh OUTPUT.md    # ~2 min, small totals
 #   ONLY=put-1000c,put-1000c-tls bench/compare.sh OUTPUT.md   # some workloads only
 #   ONLY=put-1000c,put-1000c-auth,range-l-1000c,range-l-1000c-auth bench/compare.sh OUTPUT.md
