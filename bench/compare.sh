@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Side by side: etcd 3.4 (Debian's /usr/bin/etcd) and oxetcd, same flags, same
-# disk, same load generator (oxetcd-bench), alternating servers, RUNS runs each,
-# medians. Writes a markdown report to OUTPUT.md.
+# disk, the same load generators (oxetcd-bench, in Rust, and oxetcd-gobench, on etcd 3.4's
+# Go clientv3: bench/go), alternating servers, RUNS runs each, medians. Writes a markdown
+# report to OUTPUT.md, one table per load generator.
 #
-#   bench/compare.sh OUTPUT.md            # full run (~15 min on 2 cores)
+#   bench/compare.sh OUTPUT.md            # full run (~15 min per load generator on 2 cores)
 #   QUICK=1 bench/compare.sh OUTPUT.md    # ~2 min, small totals
 #   ONLY=put-1000c,put-1000c-tls bench/compare.sh OUTPUT.md   # some workloads only
 #   ONLY=put-1000c,put-1000c-auth,range-l-1000c,range-l-1000c-auth bench/compare.sh OUTPUT.md
+#   LOADGEN=go ONLY=put-1000c-1conn,put-1000c,put-1000c-1000conns bench/compare.sh OUTPUT.md
 #
 # Environment (defaults in brackets):
 #   RUNS [3]                runs per server and workload (medians are reported)
@@ -20,7 +22,13 @@
 #   KEY_SPACE [100000]      distinct keys written by the put workloads
 #   SNAPSHOT_COUNT [100000] --snapshot-count for both servers (etcd 3.4's default)
 #   ETCD [/usr/bin/etcd]    the reference binary
-#   OXETCD_BIN, BENCH_BIN   prebuilt binaries (default: cargo build --release)
+#   LOADGEN [rust,go]       the load generators, comma separated: rust (oxetcd-bench),
+#                           go (oxetcd-gobench: etcd 3.4's clientv3, bench/go/build.sh)
+#   OXETCD_BIN, BENCH_BIN   prebuilt binaries (default: cargo build --release); BENCH_BIN
+#                           (oxetcd-bench) also waits for each server and writes the key
+#                           the range rows read, whatever LOADGEN says
+#   GOBENCH_BIN             prebuilt oxetcd-gobench (default: bench/go/build.sh into
+#                           the cargo target dir)
 #   OXETCD_REV              the revision OXETCD_BIN was built from, for the report
 #   BENCH_TMP [/work/tmp]   parent of the data dirs (must be a real disk, not tmpfs)
 #   MAX_SECONDS [20]        a benchmark stops after this long even short of its total
@@ -78,6 +86,14 @@ log() { printf '[compare %s] %s\n' "$(date -u +%T)" "$*" >&2; }
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 ensure_binaries
+IFS=',' read -r -a LOADGENS <<<"${LOADGEN:-rust,go}"
+for gen in "${LOADGENS[@]}"; do
+    case $gen in
+    rust) ;;
+    go) ensure_gobench ;;
+    *) echo "LOADGEN=$LOADGEN: each of rust, go" >&2; exit 1 ;;
+    esac
+done
 
 mkdir -p "${BENCH_TMP:-/work/tmp}"
 WORK=$(mktemp -d "${BENCH_TMP:-/work/tmp}/compare.XXXXXX")
@@ -214,11 +230,13 @@ rss_kib() { # VmHWM (peak RSS) summed over PIDS
 }
 disk_kib() { du -sk "${DATA_DIRS[@]}" | awk '{s += $1} END {print s}'; }
 
-# measure SERVER MEMBERS OPTS WORKLOAD RUN BENCH-ARGS...: fresh cluster, optional
-# setup, one timed bench invocation, resources, one TSV row.
+# measure LOADGEN SERVER MEMBERS OPTS WORKLOAD RUN BENCH-ARGS...: fresh cluster,
+# optional setup, one timed invocation of the load generator (rust: oxetcd-bench, go:
+# oxetcd-gobench; same arguments, same JSON report), resources, one TSV row.
 measure() {
-    local server=$1 members=$2 opts=$3 workload=$4 run=$5
-    shift 5
+    local loadgen=$1 server=$2 members=$3 opts=$4 workload=$5 run=$6 bin=$BENCH_BIN
+    shift 6
+    [[ $loadgen == go ]] && bin=$GOBENCH_BIN
     start "$server" "$members" "$opts"
     local bench_user=()
     if has "$opts" auth; then
@@ -233,7 +251,7 @@ measure() {
     fi
     local limit=$MAX_SECONDS
     [[ $workload == fill-* ]] && limit=$FILL_MAX_SECONDS
-    local cmd=("$BENCH_BIN" --endpoints "$ENDPOINTS" "${BENCH_TLS[@]}" "${bench_user[@]}" --max-seconds "$limit" --json "$@")
+    local cmd=("$bin" --endpoints "$ENDPOINTS" "${BENCH_TLS[@]}" "${bench_user[@]}" --max-seconds "$limit" --json "$@")
     echo "${cmd[*]}" >>"$COMMANDS"
     local before json status=0 client_before client_after
     before=$(cpu_ticks)
@@ -249,13 +267,13 @@ measure() {
     disk=$(disk_kib)
     stop_servers
     if ((status != 0)) || [[ -z $json ]]; then
-        log "$server $workload run $run failed (exit $status): $(head -c 300 "$WORK/bench.err")"
+        log "$loadgen: $server $workload run $run failed (exit $status): $(head -c 300 "$WORK/bench.err")"
         json='{}'
     fi
-    python3 - "$server" "$workload" "$run" "$ticks" "$CLK_TCK" "$rss" "$disk" "$json" \
+    python3 - "$loadgen" "$server" "$workload" "$run" "$ticks" "$CLK_TCK" "$rss" "$disk" "$json" \
         "$client_before" "$client_after" >>"$RESULTS" <<'EOF'
 import json, re, sys
-server, workload, run, ticks, tck, rss, disk, raw, client_before, client_after = sys.argv[1:]
+loadgen, server, workload, run, ticks, tck, rss, disk, raw, client_before, client_after = sys.argv[1:]
 
 def seconds(times):  # bash `times` line for children: "0m1.234s 0m0.567s"
     return sum(int(m) * 60 + float(s) for m, s in re.findall(r"(\d+)m([\d.]+)s", times))
@@ -266,11 +284,11 @@ lat = r.get("latency_ms", {})
 nan = float("nan")
 cpu = int(ticks) / int(tck) / (ok / 10000) if ok else nan
 client_cpu = (seconds(client_after) - seconds(client_before)) / (ok / 10000) if ok else nan
-row = [server, workload, run, ok, r.get("requests_per_sec", nan), lat.get("p50", nan), lat.get("p99", nan),
+row = [loadgen, server, workload, run, ok, r.get("requests_per_sec", nan), lat.get("p50", nan), lat.get("p99", nan),
        int(rss) / 1024, cpu, client_cpu, int(disk) / 1024, r.get("errors_total", nan)]
 print("\t".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in row))
 EOF
-    log "$server $workload run $run: $(tail -n 1 "$RESULTS" | cut -f4-)"
+    log "$loadgen: $server $workload run $run: $(tail -n 1 "$RESULTS" | cut -f5-)"
 }
 
 # The workloads: name, members, bench arguments, and optionally options, comma separated:
@@ -279,6 +297,8 @@ EOF
 WORKLOADS=(
     "put-1c|1|--conns 1 --clients 1 --total $PUT1_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
     "put-1000c|1|--conns 100 --clients 1000 --total $PUTN_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
+    "put-1000c-1conn|1|--conns 1 --clients 1000 --total $PUTN_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
+    "put-1000c-1000conns|1|--conns 1000 --clients 1000 --total $PUTN_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
     "range-l-1000c|1|--conns 100 --clients 1000 --total $RANGE_TOTAL range 000 --consistency l"
     "range-s-1000c|1|--conns 100 --clients 1000 --total $RANGE_TOTAL range 000 --consistency s"
     "fill-1000c|1|--conns 100 --clients 1000 --total $FILL_KEYS put --key-size 8 --val-size 256 --key-space-size $FILL_KEYS --sequential-keys"
@@ -337,17 +357,19 @@ for w in "${WORKLOADS[@]}"; do
 done
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-printf 'server\tworkload\trun\tok\treq_per_s\tp50_ms\tp99_ms\trss_mib\tcpu_s_per_10k\tbench_cpu_s_per_10k\tdata_dir_mib\terrors\n' >"$RESULTS"
+printf 'loadgen\tserver\tworkload\trun\tok\treq_per_s\tp50_ms\tp99_ms\trss_mib\tcpu_s_per_10k\tbench_cpu_s_per_10k\tdata_dir_mib\terrors\n' >"$RESULTS"
 : >"$COMMANDS"
-log "data dirs under $WORK; $RUNS runs; totals put-1c=$PUT1_TOTAL put-1000c=$PUTN_TOTAL range=$RANGE_TOTAL fill=$FILL_KEYS 3m=$CLUSTER_TOTAL; at most ${MAX_SECONDS}s each (fill: ${FILL_MAX_SECONDS}s)"
+log "data dirs under $WORK; load generators ${LOADGENS[*]}; $RUNS runs; totals put-1c=$PUT1_TOTAL put-1000c=$PUTN_TOTAL range=$RANGE_TOTAL fill=$FILL_KEYS 3m=$CLUSTER_TOTAL; at most ${MAX_SECONDS}s each (fill: ${FILL_MAX_SECONDS}s)"
 for ((run = 1; run <= RUNS; run++)); do
     # Alternate which server goes first, so drift (page cache, thermal) hits both.
     if ((run % 2)); then order=(etcd oxetcd); else order=(oxetcd etcd); fi
     for w in "${WORKLOADS[@]}"; do
         IFS='|' read -r name members args opts <<<"$w"
-        for server in "${order[@]}"; do
-            # shellcheck disable=SC2086 # args is a word list
-            measure "$server" "$members" "${opts:-plain}" "$name" "$run" $args
+        for gen in "${LOADGENS[@]}"; do
+            for server in "${order[@]}"; do
+                # shellcheck disable=SC2086 # args is a word list
+                measure "$gen" "$server" "$members" "${opts:-plain}" "$name" "$run" $args
+            done
         done
     done
 done
@@ -375,8 +397,15 @@ def base_of(w):
 order = {w: i for i, w in enumerate(workloads)}
 workloads.sort(key=lambda w: (order[base_of(w) or w], base_of(w) is not None, order[w]))
 
+# One table per load generator (the rows of `gen`, set by the loop below).
+LOADGENS = {"rust": "oxetcd-bench (Rust: oxetcd-client on tonic)",
+            "go": "oxetcd-gobench (Go: etcd 3.4's clientv3, Debian's golang-etcd-server-dev)"}
+gens = list(dict.fromkeys(r["loadgen"] for r in rows))
+gen = None
+
 def values(server, workload, key):
-    vs = [float(r[key]) for r in rows if r["server"] == server and r["workload"] == workload]
+    vs = [float(r[key]) for r in rows
+          if r["loadgen"] == gen and r["server"] == server and r["workload"] == workload]
     return [v for v in vs if v == v]  # drop NaN (failed runs)
 
 def agg(server, workload, key):
@@ -399,41 +428,45 @@ o.append("# oxetcd vs etcd 3.4: side by side\n")
 o.append(f"Generated by `bench/compare.sh` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}. "
          f"Medians of {runs} runs per server and workload (errors: summed); ratio = oxetcd / etcd "
          "(above 1 is better for throughput, below 1 is better for the others).\n")
-o.append("| workload | metric | etcd 3.4.23 | oxetcd | ratio |")
-o.append("|---|---|---:|---:|---:|")
-for w in workloads:
-    for key, label in metrics:
-        e, x = agg("etcd", w, key), agg("oxetcd", w, key)
-        ratio = "" if not e or x is None or key == "errors" else f"{x / e:.2f}×" if x / e >= 0.1 else f"{x / e:.2g}×"
-        o.append(f"| {w} | {label} | {fmt(e)} | {fmt(x)} | {ratio} |")
-variants = [(w, base_of(w)) for w in workloads if base_of(w)]
-if variants:
-    o.append("\n## What TLS and auth cost each server\n")
-    o.append("Each `-tls`/`-auth` row against its plain row, per server. Throughput: the "
-             "variant's median as a share of the plain median (1.00× = no loss), then the same "
-             "ratio taken run by run (each run measures both rows of one server minutes apart), "
-             "as median (min–max). CPU: server CPU seconds per 10k requests, plain → variant.\n")
-    o.append("| variant | server | plain req/s | variant req/s | kept (medians) | kept, run by run | "
-             "server CPU s/10k plain → variant |")
-    o.append("|---|---|---:|---:|---:|---:|---:|")
+for gen in gens:
+    o.append(f"## Load generator {gen}: {LOADGENS.get(gen, gen)}\n")
+    o.append("| workload | metric | etcd 3.4.23 | oxetcd | ratio |")
+    o.append("|---|---|---:|---:|---:|")
+    for w in workloads:
+        for key, label in metrics:
+            e, x = agg("etcd", w, key), agg("oxetcd", w, key)
+            ratio = "" if not e or x is None or key == "errors" else f"{x / e:.2f}×" if x / e >= 0.1 else f"{x / e:.2g}×"
+            o.append(f"| {w} | {label} | {fmt(e)} | {fmt(x)} | {ratio} |")
+    variants = [(w, base_of(w)) for w in workloads if base_of(w)]
+    if variants:
+        o.append(f"\n### What TLS and auth cost each server ({gen})\n")
+        o.append("Each `-tls`/`-auth` row against its plain row, per server. Throughput: the "
+                 "variant's median as a share of the plain median (1.00× = no loss), then the same "
+                 "ratio taken run by run (each run measures both rows of one server minutes apart), "
+                 "as median (min–max). CPU: server CPU seconds per 10k requests, plain → variant.\n")
+        o.append("| variant | server | plain req/s | variant req/s | kept (medians) | kept, run by run | "
+                 "server CPU s/10k plain → variant |")
+        o.append("|---|---|---:|---:|---:|---:|---:|")
 
-    def per_run(server, w, key):
-        return {r["run"]: float(r[key]) for r in rows if r["server"] == server and r["workload"] == w
-                and float(r[key]) == float(r[key])}
+        def per_run(server, w, key):
+            return {r["run"]: float(r[key]) for r in rows
+                    if r["loadgen"] == gen and r["server"] == server and r["workload"] == w
+                    and float(r[key]) == float(r[key])}
 
-    for w, base in variants:
-        for server in ("etcd", "oxetcd"):
-            p, v = agg(server, base, "req_per_s"), agg(server, w, "req_per_s")
-            kept = f"{v / p:.2f}×" if p and v is not None else "—"
-            plain_runs, variant_runs = per_run(server, base, "req_per_s"), per_run(server, w, "req_per_s")
-            paired = sorted(variant_runs[k] / plain_runs[k] for k in variant_runs if plain_runs.get(k))
-            by_run = (f"{statistics.median(paired):.2f}× ({paired[0]:.2f}–{paired[-1]:.2f})"
-                      if paired else "—")
-            cp, cv = agg(server, base, "cpu_s_per_10k"), agg(server, w, "cpu_s_per_10k")
-            o.append(f"| {w} | {server} | {fmt(p)} | {fmt(v)} | {kept} | {by_run} | {fmt(cp)} → {fmt(cv)} |")
+        for w, base in variants:
+            for server in ("etcd", "oxetcd"):
+                p, v = agg(server, base, "req_per_s"), agg(server, w, "req_per_s")
+                kept = f"{v / p:.2f}×" if p and v is not None else "—"
+                plain_runs, variant_runs = per_run(server, base, "req_per_s"), per_run(server, w, "req_per_s")
+                paired = sorted(variant_runs[k] / plain_runs[k] for k in variant_runs if plain_runs.get(k))
+                by_run = (f"{statistics.median(paired):.2f}× ({paired[0]:.2f}–{paired[-1]:.2f})"
+                          if paired else "—")
+                cp, cv = agg(server, base, "cpu_s_per_10k"), agg(server, w, "cpu_s_per_10k")
+                o.append(f"| {w} | {server} | {fmt(p)} | {fmt(v)} | {kept} | {by_run} | {fmt(cp)} → {fmt(cv)} |")
 
 o.append("""
-Workloads: `put-1c` one client, 256-byte values; `put-1000c` 1000 clients on 100 connections;
+Workloads: `put-1c` one client, 256-byte values; `put-1000c` 1000 clients on 100 connections
+(`put-1000c-1conn`, `put-1000c-1000conns`: on 1 and on 1000 connections);
 `range-l-1000c` / `range-s-1000c` linearizable / serializable range of one key, 1000 clients on
 100 connections; `fill-1000c` writes FILL_KEYS distinct keys of 256 bytes (1M in a full run: its
 RSS row is the server's memory holding 1M keys); `put-3m-1000c` 3 members on 127.0.0.1-3, 1000 clients on 100 connections to
@@ -443,7 +476,9 @@ run; peers plaintext) and the bench verifying it (`--cacert`); `*-auth` the same
 auth enabled on both servers (simple tokens, `--bcrypt-cost` AUTH_BCRYPT_COST) and the bench
 running as user `bench`, whose only role may read and write the prefix `000` (one
 Authenticate per connection, the token on every request).
-Each measurement starts a fresh cluster in a fresh data dir.
+Each measurement starts a fresh cluster in a fresh data dir. Both load generators take the
+same arguments and print the same JSON report; a connection is one oxetcd-client client (Rust,
+retries off) or one clientv3 client (Go, clientv3's defaults, its retries included).
 RSS is VmHWM after the run (summed over members for 3 members), CPU is utime+stime of the
 server process(es) during the benchmark only (the load generator's own CPU is shown too: on a
 small machine it competes with the server for the same cores), data dir is `du -sk` after the run (WAL

@@ -15,6 +15,19 @@ ensure_binaries() {
     BENCH_BIN=${BENCH_BIN:-$target/release/oxetcd-bench}
 }
 
+# ensure_gobench: builds oxetcd-gobench (bench/go: the load generator on etcd 3.4's Go
+# clientv3, Debian's golang-etcd-server-dev) into the cargo target dir unless GOBENCH_BIN
+# names a prebuilt binary, and sets GOBENCH_BIN. bench/go/build.sh fails naming the
+# Debian package of anything missing.
+ensure_gobench() {
+    if [[ -n ${GOBENCH_BIN:-} ]]; then
+        return
+    fi
+    local dir=${CARGO_TARGET_DIR:-$ROOT/target}/gobench
+    log "building oxetcd-gobench (Go, GOPATH mode) into $dir"
+    GOBENCH_BIN=$("$ROOT/bench/go/build.sh" "$dir")
+}
+
 now() { date +%s%N; }
 # secs T0: seconds since T0 (from `now`), to two decimals.
 secs() { python3 -c "print(round(($(now) - $1) / 1e9, 2))"; }

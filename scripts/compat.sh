@@ -4,7 +4,7 @@
 # Installs what the suite needs (Debian's etcd-server, etcd-client,
 # golang-etcd-server-dev and golang-go: the reference server, etcdctl, etcd's Go sources
 # with its .proto files and bbolt's, and the Go toolchain that builds crates/bbolt's
-# bbolt checker; and etcd3gw from PyPI, a Python client of the JSON gateway), then runs the tests behind the `compat` feature. A missing
+# bbolt checker and bench/go's oxetcd-gobench, the load generator on etcd 3.4's clientv3; and etcd3gw from PyPI, a Python client of the JSON gateway), then runs the tests behind the `compat` feature. A missing
 # reference makes the tests fail, never skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
