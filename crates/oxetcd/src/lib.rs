@@ -5,7 +5,11 @@
 //! - [`logging`]: the log format and level.
 //! - [`embed`]: a running member with its client and peer listeners; `main` runs one,
 //!   tests run several in one process.
+//! - [`gateway`]: `oxetcd gateway start`, etcd's L4 gateway (on `crates/proxy`).
+//! - [`signal`]: SIGINT and SIGTERM, which stop either.
 
 pub mod config;
 pub mod embed;
+pub mod gateway;
 pub mod logging;
+pub mod signal;

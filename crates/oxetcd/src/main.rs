@@ -1,4 +1,4 @@
-//! `oxetcd`: runs one member, with etcd's flags.
+//! `oxetcd`: runs one member, with etcd's flags; `oxetcd gateway start` runs etcd's gateway.
 
 use std::process::ExitCode;
 
@@ -6,9 +6,18 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use oxetcd::config::{self, Flags};
 use oxetcd::embed::Member;
-use oxetcd::logging;
+use oxetcd::{gateway, logging, signal};
 
 fn main() -> ExitCode {
+    // etcd's own subcommands, named first (etcdmain.Main); anything else is a member's flags.
+    match std::env::args_os().nth(1).as_ref().and_then(|a| a.to_str()) {
+        Some("gateway") => return gateway::main(std::env::args_os().skip(1)),
+        Some("grpc-proxy") => {
+            eprintln!("oxetcd: grpc-proxy (etcd's gRPC proxy) is not built yet");
+            return ExitCode::FAILURE;
+        }
+        _ => {}
+    }
     let flags = match Flags::try_parse() {
         Ok(flags) => flags,
         // `--help` and `--version` print on stdout and exit 0.
@@ -51,7 +60,7 @@ fn main() -> ExitCode {
         };
         let server = member.server.clone();
         tokio::select! {
-            _ = wait_for_signal() => {
+            () = signal::terminated() => {
                 tracing::info!("received signal; shutting down");
                 // A leader hands leadership over first, so a rolling restart never
                 // waits an election timeout for a new leader (etcd does the same).
@@ -88,13 +97,4 @@ fn exit_on_panic() {
         tracing::error!(panic = %info, "a thread panicked; the member stops");
         std::process::exit(PANIC_EXIT_CODE);
     }));
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }

@@ -28,7 +28,6 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
-use duration::GoDuration;
 use oxetcd_auth::{
     DEFAULT_BCRYPT_COST, DEFAULT_TOKEN_TTL, MAX_BCRYPT_COST, MIN_BCRYPT_COST, TokenSpec,
 };
@@ -44,6 +43,7 @@ use oxetcd_tls::{TlsInfo, TlsOptions};
 use sources::{Setting, Source};
 use url::{parse_listen_urls, split_urls};
 
+pub use duration::GoDuration;
 pub use refused::{REFUSED, Refusal};
 pub use url::Url;
 
