@@ -113,6 +113,9 @@ pub fn to_etcd(data_dir: &Path, wal_dir: &Path) -> Result<MovedOut, UtlError> {
         .map_err(wal_error)?;
     let wal = oxetcd_wal::rewrite(wal_dir, &staged_wal, oxetcd_etcdserver::entry_for_etcd_3_4)
         .map_err(wal_error)?;
+    // The lock goes with the directory: the new log is locked before it takes the log's
+    // name, so no member starts on the data dir before the backend is swapped too.
+    let _new_wal_lock = layout::lock_wal_dir(&staged_wal)?;
     exchange(wal_dir, &staged_wal)?;
     file::sync_dir(parent(wal_dir))?;
     // The old log, now under the staging name.
