@@ -24,6 +24,9 @@ fn long(path: &str) -> Option<&'static str> {
         "endpoint status" => {
             "When --write-out is set to simple, this command prints out comma-separated status lists for each endpoint.\nThe items in the lists are endpoint, ID, version, db size, is leader, is learner, raft term, raft index, raft applied index, errors."
         }
+        "check datascale" => {
+            "If no endpoint is provided, localhost will be used. If multiple endpoints are provided, first endpoint will be used."
+        }
         "snapshot status" => {
             "When --write-out is set to simple, this command prints out comma-separated status lists for each endpoint.\nThe items in the lists are hash, revision, total keys, total size."
         }
