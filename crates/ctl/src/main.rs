@@ -6,6 +6,7 @@ mod cli;
 mod clientlog;
 mod cmd;
 mod commands;
+mod completion;
 mod error;
 mod flags;
 mod global;

@@ -66,6 +66,8 @@ pub async fn run(id: Id, ctx: Ctx) -> CtlResult {
         Id::Migrate => Err(CtlError::not_built("migrate (oxetcd serves no v2 store)")),
         Id::CheckPerf => check::perf(&ctx).await,
         Id::CheckDatascale => check::datascale(&ctx).await,
-        Id::Version => Ok(()),
+        // Answered before a context is made (they need no connection).
+        Id::Version | Id::Completion(_) => Ok(()),
+        Id::CompletionPowershell => Err(CtlError::not_built("completion powershell")),
     }
 }
