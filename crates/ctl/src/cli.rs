@@ -8,6 +8,7 @@ use crate::completion;
 use crate::error::{CtlError, CtlResult, exit};
 use crate::flags::{self, Parsed};
 use crate::global::Ctx;
+use crate::hint;
 use crate::output;
 use crate::usage;
 
@@ -20,6 +21,7 @@ pub fn run(args: Vec<String>) -> i32 {
             if let Some(message) = err.message {
                 output::stderr(&format!("Error: {message}\n"));
             }
+            hint::print_on_tty();
             err.code
         }
     }

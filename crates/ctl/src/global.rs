@@ -119,9 +119,7 @@ impl Ctx {
         let mut options = ClientOptions::default()
             .with_dial_timeout(dial_timeout)
             .with_keep_alive(g.keepalive_time, g.keepalive_timeout);
-        let wants_tls =
-            g.cert.is_some() || g.key.is_some() || g.cacert.is_some() || !g.insecure_transport;
-        if wants_tls {
+        if self.uses_tls() {
             let files = TlsFiles {
                 cert: g.cert.clone(),
                 key: g.key.clone(),
@@ -132,6 +130,13 @@ impl Ctx {
                 options.with_tls_files(&files).map_err(|e| CtlError::bad_args(e.to_string()))?;
         }
         Ok(options)
+    }
+
+    /// Whether the client speaks TLS (etcdctl: any TLS file given, or
+    /// `--insecure-transport=false`).
+    fn uses_tls(&self) -> bool {
+        let g = &self.global;
+        g.cert.is_some() || g.key.is_some() || g.cacert.is_some() || !g.insecure_transport
     }
 
     /// A client of the `--endpoints` (etcdctl exits 2 when it cannot make one).
@@ -156,6 +161,9 @@ impl Ctx {
         }
         if let Err(err @ oxetcd_client::Error::Etcd { .. }) = &connected {
             crate::clientlog::failed_call(endpoints, err);
+        }
+        if let Err(err) = &connected {
+            crate::hint::record(err, self.uses_tls(), endpoints);
         }
         match connected {
             Ok(client) => Ok(client),
@@ -194,6 +202,7 @@ impl Ctx {
     ) -> Result<T, oxetcd_client::Error> {
         if let Err(err) = &result {
             crate::clientlog::failed_call(&self.global.endpoints, err);
+            crate::hint::record(err, self.uses_tls(), &self.global.endpoints);
         }
         result
     }

@@ -11,6 +11,7 @@ mod error;
 mod flags;
 mod global;
 mod go;
+mod hint;
 mod json;
 mod output;
 mod prompt;
