@@ -145,7 +145,16 @@ impl Ctx {
     }
 
     pub async fn client_for(&self, endpoints: &[String]) -> CtlResult<Client> {
-        let options = self.client_options()?;
+        self.client_with(endpoints, self.client_options()?).await
+    }
+
+    /// A client of `endpoints` with `options` made before (so that a password is asked
+    /// for once however many clients a command makes).
+    pub async fn client_with(
+        &self,
+        endpoints: &[String],
+        options: ClientOptions,
+    ) -> CtlResult<Client> {
         let with_user = !self.global.user.is_empty();
         let connected = Client::connect(endpoints, options).await;
         // A client given a user authenticates first; with auth disabled the server

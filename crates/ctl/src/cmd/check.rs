@@ -347,9 +347,10 @@ struct Writers {
 
 impl Writers {
     async fn connect(ctx: &Ctx, clients: usize) -> CtlResult<Writers> {
+        let options = ctx.client_options()?;
         let mut connections = Vec::new();
         for _ in 0..clients.clamp(1, MAX_CONNECTIONS) {
-            connections.push(ctx.client().await?);
+            connections.push(ctx.client_with(&ctx.global.endpoints, options.clone()).await?);
         }
         Ok(Writers { connections, clients: clients.max(1) })
     }
