@@ -235,8 +235,11 @@ async fn run_datascale(ctx: &Ctx, load: DatascaleLoad) -> CtlResult<String> {
     let writers = Writers::connect(ctx, load.clients).await?;
     // etcdctl gives this read no time limit.
     ensure_empty(ctx, writers.first(), &prefix, None).await?;
-    let metrics_endpoint = ctx.global.endpoints.first().cloned().unwrap_or_default();
-    let Some(before) = resident_memory_bytes(&metrics_endpoint).await else {
+    let metrics = MetricsSource {
+        endpoint: ctx.global.endpoints.first().cloned().unwrap_or_default(),
+        tls: ctx.client_options()?.tls_config(),
+    };
+    let Some(before) = metrics.resident_memory_bytes().await else {
         output::stdout(
             "FAIL: Could not read process_resident_memory_bytes before the put operations.\n",
         );
@@ -261,7 +264,7 @@ async fn run_datascale(ctx: &Ctx, load: DatascaleLoad) -> CtlResult<String> {
         })
         .await;
     progress.finish();
-    let Some(after) = resident_memory_bytes(&metrics_endpoint).await else {
+    let Some(after) = metrics.resident_memory_bytes().await else {
         output::stdout(
             "FAIL: Could not read process_resident_memory_bytes after the put operations.\n",
         );
@@ -503,33 +506,11 @@ fn put_varint(buffer: &mut [u8], number: i64) {
     }
 }
 
-/// The `process_resident_memory_bytes` the server at `endpoint` reports on `/metrics`,
-/// or `None` after printing why not (etcdctl's lines, on stdout).
-async fn resident_memory_bytes(endpoint: &str) -> Option<f64> {
-    const METRIC: &str = "process_resident_memory_bytes";
-    let url = if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
-        format!("{endpoint}/metrics")
-    } else {
-        format!("http://{endpoint}/metrics")
-    };
-    let body = match http_get(&url).await {
-        Ok(body) => body,
-        Err(e) => {
-            output::stdout(&format!("fetch error: {e}\n"));
-            return None;
-        }
-    };
-    let Some(value) = body.lines().find_map(|line| line.strip_prefix(METRIC)) else {
-        output::stdout(&format!("could not find: {METRIC}\n"));
-        return None;
-    };
-    match value.trim().parse::<f64>() {
-        Ok(bytes) => Some(bytes),
-        Err(e) => {
-            output::stdout(&format!("parse error: {e}\n"));
-            None
-        }
-    }
+/// Where `check datascale` reads the server's memory: the first endpoint's `/metrics`,
+/// over TLS with the client's settings for an `https://` endpoint.
+struct MetricsSource {
+    endpoint: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// How long reading `/metrics` may take, and how much of it is read (a page of a few
@@ -537,44 +518,98 @@ async fn resident_memory_bytes(endpoint: &str) -> Option<f64> {
 const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_METRICS_BYTES: u64 = 16 * 1024 * 1024;
 
-/// A plain `GET` of an `http://` URL: the body of a 200 answer. HTTP/1.0, so that the
-/// server answers with the body as it is and closes.
-async fn http_get(url: &str) -> Result<String, String> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!("Get {url:?}: only http:// endpoints are read by oxetcdctl"));
-    };
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let fetch = async {
-        let mut stream =
-            tokio::net::TcpStream::connect(host).await.map_err(|e| format!("Get {url:?}: {e}"))?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.map_err(|e| format!("Get {url:?}: {e}"))?;
-        let mut answer = Vec::new();
-        stream
-            .take(MAX_METRICS_BYTES)
-            .read_to_end(&mut answer)
-            .await
-            .map_err(|e| format!("reading {url}: {e}"))?;
-        Ok::<Vec<u8>, String>(answer)
-    };
-    let answer = tokio::time::timeout(METRICS_TIMEOUT, fetch)
-        .await
-        .map_err(|_| format!("Get {url:?}: timed out"))??;
-    let text = String::from_utf8_lossy(&answer);
-    let (head, body) =
-        text.split_once("\r\n\r\n").ok_or_else(|| format!("reading {url}: a cut answer"))?;
-    let status = head.split(' ').nth(1).unwrap_or_default();
-    if status != "200" {
-        return Err(format!("Get {url:?}: status {status}"));
+impl MetricsSource {
+    /// The `process_resident_memory_bytes` the server reports, or `None` after printing
+    /// why not (etcdctl's lines, on stdout).
+    async fn resident_memory_bytes(&self) -> Option<f64> {
+        const METRIC: &str = "process_resident_memory_bytes";
+        let body = match self.fetch().await {
+            Ok(body) => body,
+            Err(e) => {
+                output::stdout(&format!("fetch error: {e}\n"));
+                return None;
+            }
+        };
+        let Some(value) = body.lines().find_map(|line| line.strip_prefix(METRIC)) else {
+            output::stdout(&format!("could not find: {METRIC}\n"));
+            return None;
+        };
+        match value.trim().parse::<f64>() {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                output::stdout(&format!("parse error: {e}\n"));
+                None
+            }
+        }
     }
-    Ok(body.to_string())
+
+    /// The body of a `GET /metrics` answered with 200. HTTP/1.0, so that the server
+    /// answers with the body as it is and closes.
+    async fn fetch(&self) -> Result<String, String> {
+        let (secure, host) = match self.endpoint.split_once("://") {
+            Some(("https", rest)) => (true, rest),
+            Some((_, rest)) => (false, rest),
+            None => (false, self.endpoint.as_str()),
+        };
+        let host = host.trim_end_matches('/');
+        let url = format!("{}://{host}/metrics", if secure { "https" } else { "http" });
+        let failed = |e: &dyn std::fmt::Display| format!("Get {}: {e}", crate::go::quote(&url));
+        let request = format!("GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n");
+        let fetch = async {
+            let tcp = tokio::net::TcpStream::connect(host).await.map_err(|e| failed(&e))?;
+            if !secure {
+                return exchange(tcp, &request).await.map_err(|e| failed(&e));
+            }
+            let Some(tls) = &self.tls else {
+                return Err(failed(
+                    &"no TLS settings for an https endpoint (--cacert, or --insecure-skip-tls-verify)",
+                ));
+            };
+            // The client's settings offer HTTP/2 only (gRPC); this request is HTTP/1.0.
+            let mut config = (**tls).clone();
+            config.alpn_protocols.clear();
+            let bare = host.rsplit_once(':').map_or(host, |(name, _)| name);
+            let name = rustls::pki_types::ServerName::try_from(
+                bare.trim_start_matches('[').trim_end_matches(']').to_string(),
+            )
+            .map_err(|e| failed(&e))?;
+            let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| failed(&e))?;
+            exchange(stream, &request).await.map_err(|e| failed(&e))
+        };
+        let answer = tokio::time::timeout(METRICS_TIMEOUT, fetch)
+            .await
+            .map_err(|_| failed(&"timed out"))??;
+        let text = String::from_utf8_lossy(&answer);
+        let (head, body) =
+            text.split_once("\r\n\r\n").ok_or_else(|| format!("reading {url}: a cut answer"))?;
+        let status = head.split(' ').nth(1).unwrap_or_default();
+        if status != "200" {
+            return Err(failed(&format!("status {status}")));
+        }
+        Ok(body.to_string())
+    }
+}
+
+/// Sends `request` on `stream` and reads the whole answer (at most
+/// [`MAX_METRICS_BYTES`]).
+async fn exchange<S>(mut stream: S, request: &str) -> std::io::Result<Vec<u8>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    stream.take(MAX_METRICS_BYTES).read_to_end(&mut answer).await?;
+    Ok(answer)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::commands::{COMMANDS, inherited, local};
-    use oxetcd_tests::member::TestMember;
+    use oxetcd_tests::member::{TestCluster, TestMember};
 
     /// The context `args` give `command path` (as the command line would).
     fn ctx_for(path: &str, args: &[&str]) -> Ctx {
@@ -653,6 +688,21 @@ mod tests {
         assert_eq!(megabytes.split('.').nth(1).map(str::len), Some(2), "{verdict:?}");
         assert_eq!(keys_under(&ctx, "/etcdctl-check-datascale/").await, 0);
         member.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn datascale_reads_the_memory_of_an_https_endpoint() {
+        let cluster = TestCluster::start_secure(1, &["--auto-tls", "--peer-auto-tls"]).await;
+        let endpoint = cluster.endpoint(0);
+        assert!(endpoint.starts_with("https://"), "{endpoint}");
+        let ctx = ctx_for(
+            "check datascale",
+            &["--endpoints", &endpoint, "--insecure-transport=false", "--insecure-skip-tls-verify"],
+        );
+        let load = DatascaleLoad { keys: 50, clients: 2 };
+        let verdict = run_datascale(&ctx, load).await.expect("the check runs");
+        assert!(verdict.starts_with("PASS: Approximate system memory used : "), "{verdict:?}");
+        cluster.stop_all().await;
     }
 
     #[test]
