@@ -139,6 +139,12 @@ impl Ctx {
         g.cert.is_some() || g.key.is_some() || g.cacert.is_some() || !g.insecure_transport
     }
 
+    /// Keeps `err`, from a call to `endpoints`, for the hint written on a terminal if
+    /// the command fails.
+    pub fn note_for_hint(&self, err: &oxetcd_client::Error, endpoints: &[String]) {
+        crate::hint::record(err, self.uses_tls(), endpoints);
+    }
+
     /// A client of the `--endpoints` (etcdctl exits 2 when it cannot make one).
     pub async fn client(&self) -> CtlResult<Client> {
         self.client_for(&self.global.endpoints).await
@@ -172,7 +178,7 @@ impl Ctx {
             crate::clientlog::failed_call(endpoints, err);
         }
         if let Err(err) = &connected {
-            crate::hint::record(err, self.uses_tls(), endpoints);
+            self.note_for_hint(err, endpoints);
         }
         match connected {
             Ok(client) => Ok(client),
@@ -211,7 +217,7 @@ impl Ctx {
     ) -> Result<T, oxetcd_client::Error> {
         if let Err(err) = &result {
             crate::clientlog::failed_call(&self.global.endpoints, err);
-            crate::hint::record(err, self.uses_tls(), &self.global.endpoints);
+            self.note_for_hint(err, &self.global.endpoints);
         }
         result
     }

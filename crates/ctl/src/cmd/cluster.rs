@@ -155,9 +155,10 @@ async fn target_endpoints(ctx: &Ctx) -> CtlResult<Vec<String>> {
         return Ok(ctx.global.endpoints.clone());
     }
     let options = ctx.client_options_without_user()?;
-    let client = Client::connect(&ctx.global.endpoints, options)
-        .await
-        .map_err(|e| CtlError::error(describe(&e)))?;
+    let client = Client::connect(&ctx.global.endpoints, options).await.map_err(|e| {
+        ctx.note_for_hint(&e, &ctx.global.endpoints);
+        CtlError::error(describe(&e))
+    })?;
     let members = ctx.timed(client.cluster().member_list()).await.map_err(|e| {
         CtlError::error(format!(
             "failed to fetch endpoints from etcd cluster member list: {}",

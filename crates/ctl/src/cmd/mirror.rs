@@ -84,16 +84,17 @@ async fn destination_client(ctx: &Ctx, endpoint: &str) -> CtlResult<Client> {
         trusted_ca: file("dest-cacert"),
         insecure_skip_verify: false,
     };
-    if files.cert.is_some()
+    let tls = files.cert.is_some()
         || files.key.is_some()
         || files.trusted_ca.is_some()
-        || !flags.bool("dest-insecure-transport")
-    {
+        || !flags.bool("dest-insecure-transport");
+    if tls {
         options = options.with_tls_files(&files).map_err(|e| CtlError::bad_args(e.to_string()))?;
     }
-    Client::connect([endpoint], options)
-        .await
-        .map_err(|e| CtlError::new(exit::BAD_CONNECTION, describe(&e)))
+    Client::connect([endpoint], options).await.map_err(|e| {
+        crate::hint::record(&e, tls, &[endpoint.to_string()]);
+        CtlError::new(exit::BAD_CONNECTION, describe(&e))
+    })
 }
 
 async fn mirror(
