@@ -63,7 +63,7 @@ impl Progress {
         Progress { bar: None }
     }
 
-    /// Starts over `total` bytes.
+    /// Starts over `total` bytes or units (an open-ended count shows no total: give 0).
     pub fn start(&self, total: u64) {
         if let Some(bar) = &self.bar {
             bar.set_length(total);
