@@ -186,6 +186,15 @@ async fn bad_input_is_refused_alike() {
         "lease --help",
         "get --help",
         "endpoint health -h",
+        "check perf --load huge",
+        "check datascale --load x",
+        "put /etcdctl-check-perf/k v",
+        "check perf",
+        "check datascale --prefix /etcdctl-check-perf/",
+        "check --help",
+        "check perf --help",
+        "check datascale -h",
+        "completion --help",
     ]
     .iter()
     .map(|line| Step::line(line))

@@ -200,6 +200,12 @@ impl ClientOptions {
     pub fn max_retries(&self) -> u32 {
         self.max_retries
     }
+
+    /// The TLS configuration `https://` endpoints are dialed with, if any (for a caller
+    /// that reaches the same servers over other protocols, such as their `/metrics`).
+    pub fn tls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.clone()
+    }
 }
 
 /// Certificate files for [`ClientOptions::with_tls_files`].

@@ -4,9 +4,11 @@
 //! (both at once is refused), and each command runs with the printer `-w` chose.
 
 use crate::commands::{Action, Command, GLOBAL_FLAGS, HELP, Id, all_specs, find, inherited, local};
+use crate::completion;
 use crate::error::{CtlError, CtlResult, exit};
 use crate::flags::{self, Parsed};
 use crate::global::Ctx;
+use crate::hint;
 use crate::output;
 use crate::usage;
 
@@ -19,6 +21,7 @@ pub fn run(args: Vec<String>) -> i32 {
             if let Some(message) = err.message {
                 output::stderr(&format!("Error: {message}\n"));
             }
+            hint::print_on_tty();
             err.code
         }
     }
@@ -88,6 +91,14 @@ fn run_inner(args: Vec<String>) -> CtlResult {
         output::stdout(&version_text());
         return Ok(());
     }
+    if let Id::Completion(shell) = id {
+        output::stdout(&completion::script(
+            shell,
+            &program_name(),
+            !parsed.bool("no-descriptions"),
+        ));
+        return Ok(());
+    }
     apply_environment(command, &mut parsed)?;
     let ctx = Ctx::new(command, parsed)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -108,6 +119,18 @@ fn flag_error(command: Option<&Command>, message: String) -> CtlError {
     });
     output::stderr("\n");
     CtlError::error(message)
+}
+
+/// The name oxetcdctl was run as (`etcdctl` where it stands in for etcdctl), for the
+/// completion scripts to complete.
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            std::path::Path::new(&arg0).file_name().map(|n| n.to_string_lossy().into_owned())
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "oxetcdctl".to_string())
 }
 
 pub fn version_text() -> String {

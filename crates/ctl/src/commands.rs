@@ -2,6 +2,7 @@
 //! and flags (one table), and how command words resolve (by unique prefix, as cobra's
 //! prefix matching does).
 
+use crate::completion::Shell;
 use crate::flags::{Kind, Spec};
 
 /// etcdctl's global (persistent root) flags, in the order of its help.
@@ -147,6 +148,9 @@ pub enum Id {
     RoleRevokePermission,
     CheckPerf,
     CheckDatascale,
+    Completion(crate::completion::Shell),
+    /// cobra's PowerShell script, which oxetcdctl does not write.
+    CompletionPowershell,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -263,6 +267,10 @@ const PERM_FLAGS_REVOKE: &[Spec] = &[
     ),
 ];
 
+/// cobra's flag of its completion commands (bash's script has no descriptions to leave out).
+const NO_DESCRIPTIONS: Spec =
+    Spec::new("no-descriptions", Kind::Bool, "false", "disable completion descriptions");
+
 pub const COMMANDS: &[Command] = &[
     cmd("get", "get [options] <key> [range_end]", "Gets the key or a range of keys", Id::Get).flags(GET_FLAGS),
     cmd("put", "put [options] <key> <value> (<value> can also be given from stdin)", "Puts the given key into the store", Id::Put).flags(PUT_FLAGS),
@@ -371,6 +379,14 @@ pub const COMMANDS: &[Command] = &[
         Spec::new("auto-compact", Kind::Bool, "false", "Compact storage with last revision after test is finished."),
         Spec::new("auto-defrag", Kind::Bool, "false", "Defragment storage after test is finished."),
     ]),
+    group("completion", "completion", "Generate the autocompletion script for the specified shell"),
+    cmd("completion bash", "bash", "Generate the autocompletion script for bash", Id::Completion(Shell::Bash)),
+    cmd("completion fish", "fish", "Generate the autocompletion script for fish", Id::Completion(Shell::Fish))
+        .flags(&[NO_DESCRIPTIONS]),
+    cmd("completion powershell", "powershell", "Generate the autocompletion script for powershell", Id::CompletionPowershell)
+        .flags(&[NO_DESCRIPTIONS]),
+    cmd("completion zsh", "zsh", "Generate the autocompletion script for zsh", Id::Completion(Shell::Zsh))
+        .flags(&[NO_DESCRIPTIONS]),
 ];
 
 /// The command `words` name: each word the exact name or the unique prefix of one

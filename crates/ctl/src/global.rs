@@ -119,9 +119,7 @@ impl Ctx {
         let mut options = ClientOptions::default()
             .with_dial_timeout(dial_timeout)
             .with_keep_alive(g.keepalive_time, g.keepalive_timeout);
-        let wants_tls =
-            g.cert.is_some() || g.key.is_some() || g.cacert.is_some() || !g.insecure_transport;
-        if wants_tls {
+        if self.uses_tls() {
             let files = TlsFiles {
                 cert: g.cert.clone(),
                 key: g.key.clone(),
@@ -134,13 +132,35 @@ impl Ctx {
         Ok(options)
     }
 
+    /// Whether the client speaks TLS (etcdctl: any TLS file given, or
+    /// `--insecure-transport=false`).
+    fn uses_tls(&self) -> bool {
+        let g = &self.global;
+        g.cert.is_some() || g.key.is_some() || g.cacert.is_some() || !g.insecure_transport
+    }
+
+    /// Keeps `err`, from a call to `endpoints`, for the hint written on a terminal if
+    /// the command fails.
+    pub fn note_for_hint(&self, err: &oxetcd_client::Error, endpoints: &[String]) {
+        crate::hint::record(err, self.uses_tls(), endpoints);
+    }
+
     /// A client of the `--endpoints` (etcdctl exits 2 when it cannot make one).
     pub async fn client(&self) -> CtlResult<Client> {
         self.client_for(&self.global.endpoints).await
     }
 
     pub async fn client_for(&self, endpoints: &[String]) -> CtlResult<Client> {
-        let options = self.client_options()?;
+        self.client_with(endpoints, self.client_options()?).await
+    }
+
+    /// A client of `endpoints` with `options` made before (so that a password is asked
+    /// for once however many clients a command makes).
+    pub async fn client_with(
+        &self,
+        endpoints: &[String],
+        options: ClientOptions,
+    ) -> CtlResult<Client> {
         let with_user = !self.global.user.is_empty();
         let connected = Client::connect(endpoints, options).await;
         // A client given a user authenticates first; with auth disabled the server
@@ -156,6 +176,9 @@ impl Ctx {
         }
         if let Err(err @ oxetcd_client::Error::Etcd { .. }) = &connected {
             crate::clientlog::failed_call(endpoints, err);
+        }
+        if let Err(err) = &connected {
+            self.note_for_hint(err, endpoints);
         }
         match connected {
             Ok(client) => Ok(client),
@@ -194,6 +217,7 @@ impl Ctx {
     ) -> Result<T, oxetcd_client::Error> {
         if let Err(err) = &result {
             crate::clientlog::failed_call(&self.global.endpoints, err);
+            self.note_for_hint(err, &self.global.endpoints);
         }
         result
     }

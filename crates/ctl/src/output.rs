@@ -639,21 +639,28 @@ impl Printer {
             .collect();
         match self.format {
             Format::Simple => self.emit(simple_rows(&rows)),
-            Format::Table => self.emit(table(
-                &[
-                    "endpoint",
-                    "ID",
-                    "version",
-                    "db size",
-                    "is leader",
-                    "is learner",
-                    "raft term",
-                    "raft index",
-                    "raft applied index",
-                    "errors",
-                ],
-                &rows,
-            )),
+            Format::Table => {
+                let text = table(
+                    &[
+                        "endpoint",
+                        "ID",
+                        "version",
+                        "db size",
+                        "is leader",
+                        "is learner",
+                        "raft term",
+                        "raft index",
+                        "raft applied index",
+                        "errors",
+                    ],
+                    &rows,
+                );
+                if !colors_on_stdout() {
+                    return self.emit(text);
+                }
+                let roles: Vec<Role> = list.iter().map(|s| Role::of(&s.response)).collect();
+                self.emit(mark_roles(&text, &roles))
+            }
             Format::Json => {
                 let items: Vec<String> = list
                     .iter()
@@ -850,6 +857,60 @@ fn simple_rows(rows: &[Vec<String>]) -> String {
     text
 }
 
+/// Whether stdout is a terminal that may be colored (`NO_COLOR` unset, as
+/// <https://no-color.org> asks). Only then does a table carry more than etcdctl's.
+fn colors_on_stdout() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A member's part in its cluster, as `endpoint status` shows it on a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Learner,
+    Follower,
+}
+
+impl Role {
+    fn of(status: &StatusResponse) -> Role {
+        let member_id = status.header.as_ref().map(|h| h.member_id).unwrap_or_default();
+        if status.leader == member_id {
+            Role::Leader
+        } else if status.is_learner {
+            Role::Learner
+        } else {
+            Role::Follower
+        }
+    }
+}
+
+const BOLD_GREEN: &str = "\x1b[1;32m";
+const YELLOW: &str = "\x1b[33m";
+const RESET: &str = "\x1b[0m";
+
+/// `text`, a [`table`] with a row per entry of `roles`, with the leader's row in bold green
+/// and learners' in yellow, and a line saying so. The escape codes wrap whole lines, so
+/// the cells and columns stay etcdctl's.
+pub fn mark_roles(text: &str, roles: &[Role]) -> String {
+    // A table is a border, the header, a border, the rows and a border.
+    const LINES_BEFORE_ROWS: usize = 3;
+    let mut marked = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let role = i.checked_sub(LINES_BEFORE_ROWS).and_then(|row| roles.get(row));
+        match role {
+            Some(Role::Leader) => writeln!(marked, "{BOLD_GREEN}{line}{RESET}"),
+            Some(Role::Learner) => writeln!(marked, "{YELLOW}{line}{RESET}"),
+            _ => writeln!(marked, "{line}"),
+        }
+        .unwrap_or_default();
+    }
+    if roles.iter().any(|r| *r != Role::Follower) {
+        marked.push_str(&format!("{BOLD_GREEN}leader{RESET}  {YELLOW}learner{RESET}\n"));
+    }
+    marked
+}
+
 /// A table as etcdctl's tablewriter draws it: headers upper-cased and centred, cells
 /// right-aligned, borders of `+`, `-` and `|`.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -895,6 +956,23 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marked_tables_keep_their_cells() {
+        let rows = vec![
+            vec!["a:1".to_string(), "true".to_string()],
+            vec!["b:2".to_string(), "false".to_string()],
+        ];
+        let text = table(&["endpoint", "is leader"], &rows);
+        let marked = mark_roles(&text, &[Role::Leader, Role::Learner]);
+        let plain = marked.replace(BOLD_GREEN, "").replace(YELLOW, "").replace(RESET, "");
+        assert_eq!(plain, format!("{text}leader  learner\n"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(marked.contains(&format!("{BOLD_GREEN}{}{RESET}\n", lines[3])));
+        assert!(marked.contains(&format!("{YELLOW}{}{RESET}\n", lines[4])));
+        let followers = mark_roles(&text, &[Role::Follower, Role::Follower]);
+        assert_eq!(followers, text);
+    }
 
     #[test]
     fn tables_center_headers_and_right_align_cells() {

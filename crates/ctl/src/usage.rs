@@ -24,6 +24,21 @@ fn long(path: &str) -> Option<&'static str> {
         "endpoint status" => {
             "When --write-out is set to simple, this command prints out comma-separated status lists for each endpoint.\nThe items in the lists are endpoint, ID, version, db size, is leader, is learner, raft term, raft index, raft applied index, errors."
         }
+        "check datascale" => {
+            "If no endpoint is provided, localhost will be used. If multiple endpoints are provided, first endpoint will be used."
+        }
+        "completion" => {
+            "Generate the autocompletion script for etcdctl for the specified shell.\nSee each sub-command's help for details on how to use the generated script."
+        }
+        "completion bash" => {
+            "Generate the autocompletion script for the bash shell.\n\nLoad it in the current shell with:\n\n\tsource <(etcdctl completion bash)\n\nor, for every new shell, save it in bash-completion's directory:\n\n\tetcdctl completion bash > /etc/bash_completion.d/etcdctl"
+        }
+        "completion zsh" => {
+            "Generate the autocompletion script for the zsh shell (bash's, through zsh's bashcompinit).\n\nLoad it in the current shell with:\n\n\tsource <(etcdctl completion zsh)"
+        }
+        "completion fish" => {
+            "Generate the autocompletion script for the fish shell.\n\nLoad it in the current shell with:\n\n\tetcdctl completion fish | source\n\nor, for every new shell, save it as ~/.config/fish/completions/etcdctl.fish"
+        }
         "snapshot status" => {
             "When --write-out is set to simple, this command prints out comma-separated status lists for each endpoint.\nThe items in the lists are hash, revision, total keys, total size."
         }
@@ -130,19 +145,8 @@ pub fn root() -> String {
         .filter(|c| matches!(c.action, Action::Run(_)) && !HIDDEN.contains(&c.path))
         .map(|c| (c.path.to_string(), c.short))
         .collect();
-    // cobra's own commands, listed among etcdctl's.
+    // cobra's own command, listed among etcdctl's.
     subs.push(("help".to_string(), "Help about any command"));
-    for shell in ["bash", "fish", "powershell", "zsh"] {
-        subs.push((
-            format!("completion {shell}"),
-            match shell {
-                "bash" => "Generate the autocompletion script for bash",
-                "fish" => "Generate the autocompletion script for fish",
-                "powershell" => "Generate the autocompletion script for powershell",
-                _ => "Generate the autocompletion script for zsh",
-            },
-        ));
-    }
     subs.sort_by(|a, b| a.0.cmp(&b.0));
     let mut flags = commands::GLOBAL_FLAGS.to_vec();
     flags.push(Spec::new("help", Kind::Bool, "false", "").short('h'));

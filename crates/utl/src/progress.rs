@@ -13,24 +13,46 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// How often a bar is redrawn, and a file watched by [`Progress::watch_file`] looked at.
 const TICK: Duration = Duration::from_millis(100);
 
-/// A bar over a number of bytes, or nothing.
-#[derive(Debug)]
+/// A bar over a number of bytes (or other units), or nothing.
+#[derive(Debug, Clone)]
 pub struct Progress {
     bar: Option<ProgressBar>,
 }
 
 impl Progress {
-    /// A bar labelled `what` if stderr is a terminal; otherwise nothing is drawn.
+    /// A bar over bytes labelled `what` if stderr is a terminal; otherwise nothing is
+    /// drawn.
     pub fn on_tty(what: &'static str) -> Progress {
+        Progress::styled(what, "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+    }
+
+    /// A count of bytes and their rate, for work whose total is not known (a mirror that
+    /// runs until stopped), if stderr is a terminal.
+    pub fn on_tty_open_ended(what: &'static str) -> Progress {
+        Progress::styled(what, "{spinner} {msg} {bytes} ({bytes_per_sec})")
+    }
+
+    /// A bar over a number of `unit`s (writes, keys), with their rate, if stderr is a
+    /// terminal.
+    pub fn on_tty_counting(what: &'static str, unit: &str) -> Progress {
+        // The unit is text of ours, but a brace in it would read as a template key.
+        let unit = unit.replace(['{', '}'], "");
+        Progress::styled(
+            what,
+            &format!(
+                "{{msg}} [{{bar:25}}] {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, {{eta}})"
+            ),
+        )
+    }
+
+    fn styled(what: &'static str, template: &str) -> Progress {
         if !std::io::stderr().is_terminal() {
             return Progress::hidden();
         }
         let bar = ProgressBar::new(0);
-        let style = ProgressStyle::with_template(
-            "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        )
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style = ProgressStyle::with_template(template)
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         bar.set_message(what);
         Progress { bar: Some(bar) }
@@ -41,7 +63,7 @@ impl Progress {
         Progress { bar: None }
     }
 
-    /// Starts over `total` bytes.
+    /// Starts over `total` bytes or units (an open-ended count shows no total: give 0).
     pub fn start(&self, total: u64) {
         if let Some(bar) = &self.bar {
             bar.set_length(total);
@@ -54,6 +76,15 @@ impl Progress {
     pub fn advance(&self, n: u64) {
         if let Some(bar) = &self.bar {
             bar.inc(n);
+        }
+    }
+
+    /// Runs `print` with the bar taken off the terminal, so that a line written to the
+    /// same terminal meanwhile does not land in the middle of it.
+    pub fn suspend<T>(&self, print: impl FnOnce() -> T) -> T {
+        match &self.bar {
+            Some(bar) => bar.suspend(print),
+            None => print(),
         }
     }
 

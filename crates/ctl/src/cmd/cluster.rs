@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use oxetcd_client::proto::etcdserverpb::{AlarmResponse, MemberListResponse};
 use oxetcd_client::{AlarmAction, AlarmType, Client, EtcdErrorKind};
+use oxetcd_utl::progress::Progress;
 
 use tokio::io::AsyncWriteExt;
 
@@ -154,9 +155,10 @@ async fn target_endpoints(ctx: &Ctx) -> CtlResult<Vec<String>> {
         return Ok(ctx.global.endpoints.clone());
     }
     let options = ctx.client_options_without_user()?;
-    let client = Client::connect(&ctx.global.endpoints, options)
-        .await
-        .map_err(|e| CtlError::error(describe(&e)))?;
+    let client = Client::connect(&ctx.global.endpoints, options).await.map_err(|e| {
+        ctx.note_for_hint(&e, &ctx.global.endpoints);
+        CtlError::error(describe(&e))
+    })?;
     let members = ctx.timed(client.cluster().member_list()).await.map_err(|e| {
         CtlError::error(format!(
             "failed to fetch endpoints from etcd cluster member list: {}",
@@ -416,9 +418,20 @@ pub async fn snapshot_save(ctx: &Ctx) -> CtlResult {
             .map_err(|e| interrupted(format!("could not open {partial} ({e})")))?;
         let mut stream =
             client.maintenance().snapshot().await.map_err(|e| interrupted(describe(&e)))?;
+        // On a terminal, a bar on stderr; scripts see etcdctl's output only.
+        let progress = Progress::on_tty("snapshot save");
+        let mut started = false;
         while let Some(chunk) = stream.message().await.map_err(|e| interrupted(describe(&e)))? {
+            if !started {
+                // The server says how much is left after each chunk: the first gives the
+                // size.
+                progress.start(chunk.blob.len() as u64 + chunk.remaining_bytes);
+                started = true;
+            }
             file.write_all(&chunk.blob).await.map_err(|e| interrupted(e.to_string()))?;
+            progress.advance(chunk.blob.len() as u64);
         }
+        progress.finish();
         file.sync_all().await.map_err(|e| interrupted(e.to_string()))?;
         drop(file);
         tokio::fs::rename(&partial, &path)

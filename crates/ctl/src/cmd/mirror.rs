@@ -9,6 +9,8 @@ use oxetcd_client::{
     Client, ClientOptions, GetOptions, PutOptions, TlsFiles, Txn, TxnOp, WatchOptions,
 };
 
+use oxetcd_utl::progress::Progress;
+
 use crate::error::{CtlError, CtlResult, describe, exit};
 use crate::global::Ctx;
 
@@ -40,17 +42,25 @@ pub async fn make_mirror(ctx: &Ctx) -> CtlResult {
         key.replacen(prefix.as_str(), &dest_prefix, 1).into_bytes()
     };
     let total = Arc::new(AtomicI64::new(0));
+    // On a terminal, the bytes copied and their rate on stderr; scripts see etcdctl's
+    // output only.
+    let progress = Progress::on_tty_open_ended("make-mirror");
+    progress.start(0);
     let reporter = {
         let total = total.clone();
+        let progress = progress.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(REPORT_EVERY).await;
-                crate::output::stdout(&format!("{}\n", total.load(Ordering::Relaxed)));
+                let line = format!("{}\n", total.load(Ordering::Relaxed));
+                progress.suspend(|| crate::output::stdout(&line));
             }
         })
     };
-    let result = mirror(&source, &dest, &prefix, &rename, &total).await;
+    let copied = Copied { keys: &total, progress: &progress };
+    let result = mirror(&source, &dest, &prefix, &rename, &copied).await;
     reporter.abort();
+    progress.finish();
     Err(CtlError::new(exit::ERROR, result.err().unwrap_or_else(|| "mirror ended".to_string())))
 }
 
@@ -74,16 +84,17 @@ async fn destination_client(ctx: &Ctx, endpoint: &str) -> CtlResult<Client> {
         trusted_ca: file("dest-cacert"),
         insecure_skip_verify: false,
     };
-    if files.cert.is_some()
+    let tls = files.cert.is_some()
         || files.key.is_some()
         || files.trusted_ca.is_some()
-        || !flags.bool("dest-insecure-transport")
-    {
+        || !flags.bool("dest-insecure-transport");
+    if tls {
         options = options.with_tls_files(&files).map_err(|e| CtlError::bad_args(e.to_string()))?;
     }
-    Client::connect([endpoint], options)
-        .await
-        .map_err(|e| CtlError::new(exit::BAD_CONNECTION, describe(&e)))
+    Client::connect([endpoint], options).await.map_err(|e| {
+        crate::hint::record(&e, tls, &[endpoint.to_string()]);
+        CtlError::new(exit::BAD_CONNECTION, describe(&e))
+    })
 }
 
 async fn mirror(
@@ -91,7 +102,7 @@ async fn mirror(
     dest: &Client,
     prefix: &str,
     rename: &impl Fn(&[u8]) -> Vec<u8>,
-    total: &AtomicI64,
+    copied: &Copied<'_>,
 ) -> Result<(), String> {
     // The initial copy, at one revision, in batches.
     let first =
@@ -105,7 +116,7 @@ async fn mirror(
         let batch = source.get(next.clone(), Some(options)).await.map_err(|e| describe(&e))?;
         for kv in &batch.kvs {
             dest.put(rename(&kv.key), kv.value.clone(), None).await.map_err(|e| describe(&e))?;
-            total.fetch_add(1, Ordering::Relaxed);
+            copied.one(kv.key.len() + kv.value.len());
         }
         match batch.kvs.last() {
             Some(last) if batch.more => {
@@ -135,13 +146,27 @@ async fn mirror(
             } else {
                 TxnOp::put(rename(&kv.key), kv.value.clone(), Some(PutOptions::new()))
             });
-            total.fetch_add(1, Ordering::Relaxed);
+            copied.one(kv.key.len() + kv.value.len());
         }
         if !ops.is_empty() {
             apply(dest, ops).await?;
         }
     }
     Ok(())
+}
+
+/// What has been copied: the keys (etcdctl's count, printed every 30 s) and the bytes
+/// (the progress shown on a terminal).
+struct Copied<'a> {
+    keys: &'a AtomicI64,
+    progress: &'a Progress,
+}
+
+impl Copied<'_> {
+    fn one(&self, bytes: usize) {
+        self.keys.fetch_add(1, Ordering::Relaxed);
+        self.progress.advance(bytes as u64);
+    }
 }
 
 async fn apply(dest: &Client, ops: Vec<TxnOp>) -> Result<(), String> {

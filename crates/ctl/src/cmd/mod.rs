@@ -2,6 +2,7 @@
 //! name: its argument checks (messages and exit codes), its calls, its output.
 
 mod auth;
+mod check;
 mod cluster;
 mod kv;
 mod lease;
@@ -63,8 +64,10 @@ pub async fn run(id: Id, ctx: Ctx) -> CtlResult {
         Id::SnapshotRestore => offline::snapshot_restore(&ctx),
         Id::MakeMirror => mirror::make_mirror(&ctx).await,
         Id::Migrate => Err(CtlError::not_built("migrate (oxetcd serves no v2 store)")),
-        Id::CheckPerf => Err(CtlError::not_built("check perf")),
-        Id::CheckDatascale => Err(CtlError::not_built("check datascale")),
-        Id::Version => Ok(()),
+        Id::CheckPerf => check::perf(&ctx).await,
+        Id::CheckDatascale => check::datascale(&ctx).await,
+        // Answered before a context is made (they need no connection).
+        Id::Version | Id::Completion(_) => Ok(()),
+        Id::CompletionPowershell => Err(CtlError::not_built("completion powershell")),
     }
 }
