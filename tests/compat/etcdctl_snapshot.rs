@@ -314,13 +314,7 @@ async fn an_oxetcd_data_dir_goes_to_etcd_in_place_and_comes_back() {
         snap_files.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "snap"));
     assert!(snap_files.count() > 0, "raft snapshots were taken");
 
-    let migrated = Command::new(oxetcdutl_bin())
-        .args(["migrate", "--to", "etcd", "--data-dir"])
-        .arg(&data_dir)
-        .output()
-        .unwrap();
-    assert!(migrated.status.success(), "{migrated:?}");
-    assert!(String::from_utf8_lossy(&migrated.stdout).contains("migrated"), "{migrated:?}");
+    migrate_to_etcd(&data_dir);
     let again = Command::new(oxetcdutl_bin())
         .args(["migrate", "--to", "etcd", "--data-dir"])
         .arg(&data_dir)
@@ -359,4 +353,83 @@ async fn an_oxetcd_data_dir_goes_to_etcd_in_place_and_comes_back() {
     c.put("again", "oxetcd", None).await.unwrap();
     drop(c);
     member.stop().await;
+}
+
+/// `oxetcdutl migrate --to etcd` on a stopped member's data dir, checked to succeed.
+fn migrate_to_etcd(data_dir: &Path) {
+    let out = Command::new(oxetcdutl_bin())
+        .args(["migrate", "--to", "etcd", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// A three-member etcd 3.4.23 cluster (puts, deletes, a txn, a lease, a compaction, a
+/// user and a role) is killed; three oxetcd members start on its data dirs and serve all
+/// of it as the same cluster, with the same HashKV at every revision held, and write
+/// more; stopped, their dirs go back to etcd with `oxetcdutl migrate --to etcd`, and the
+/// etcd cluster serves what oxetcd did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_cluster_moves_to_oxetcd_and_back_in_place() {
+    use oxetcd_client::{Compare, CompareOp, Txn, TxnOp};
+    use oxetcd_tests::member::cluster_member_config;
+    use oxetcd_tests::reference::ReferenceEtcd;
+    init_test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["e0", "e1", "e2"];
+    let data_dirs: Vec<PathBuf> = names.iter().map(|n| dir.path().join(n)).collect();
+    let peers: Vec<String> =
+        names.iter().map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+    let members: Vec<(&Path, &str, &str)> =
+        (0..3).map(|i| (data_dirs[i].as_path(), names[i], peers[i].as_str())).collect();
+    let cluster = |endpoints: Vec<String>| async move {
+        Client::connect(endpoints, ClientOptions::default()).await.expect("a client")
+    };
+
+    let etcds = ReferenceEtcd::start_cluster_on(&members).await;
+    let c = cluster(etcds.iter().map(|e| e.endpoint.clone()).collect()).await;
+    for i in 0..40 {
+        c.put(format!("k/{i:02}"), format!("v{i}"), None).await.unwrap();
+    }
+    c.delete("k/1", Some(oxetcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
+    let txn = Txn::new()
+        .when([Compare::value("k/07", CompareOp::Equal, "v7")])
+        .and_then([TxnOp::put("t/1", "x", None), TxnOp::delete("k/08", None)]);
+    assert!(c.txn(txn).await.unwrap().succeeded);
+    let written = lease_compaction_and_auth(&c).await;
+    let from_etcd = served(&c, written).await;
+    let members_before = membership(&c).await;
+    let cluster_id = c.get("k/00", None).await.unwrap().header.unwrap().cluster_id;
+    drop(c);
+    drop(etcds); // SIGKILL, all three
+
+    let initial: Vec<String> = (0..3).map(|i| format!("{}={}", names[i], peers[i])).collect();
+    let mut oxetcds = Vec::new();
+    for i in 0..3 {
+        let config =
+            cluster_member_config(names[i], &peers[i], &data_dirs[i], &initial.join(","), &[]);
+        oxetcds.push(oxetcd::embed::Member::start(config).await.expect("member starts"));
+    }
+    let endpoints = oxetcds.iter().map(|m| format!("http://{}", m.client_addrs[0])).collect();
+    let c = cluster(endpoints).await;
+    assert_eq!(served(&c, written).await, from_etcd, "oxetcd serves what etcd did");
+    assert_eq!(membership(&c).await, members_before, "the same members");
+    let header = c.get("k/00", None).await.unwrap().header.unwrap();
+    assert_eq!(header.cluster_id, cluster_id, "the same cluster");
+    c.put("after", "oxetcd", None).await.unwrap();
+    let from_oxetcd = served(&c, written).await;
+    drop(c);
+    for member in oxetcds {
+        member.close().await;
+    }
+
+    for data_dir in &data_dirs {
+        migrate_to_etcd(data_dir);
+    }
+    let etcds = ReferenceEtcd::start_cluster_on(&members).await;
+    let c = cluster(etcds.iter().map(|e| e.endpoint.clone()).collect()).await;
+    assert_eq!(served(&c, written).await, from_oxetcd, "etcd serves what oxetcd did");
+    assert_eq!(membership(&c).await, members_before);
+    c.put("back", "etcd", None).await.unwrap();
 }

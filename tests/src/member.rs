@@ -29,6 +29,18 @@ pub fn named_member_config(
     data_dir: &std::path::Path,
     extra: &[&str],
 ) -> Config {
+    cluster_member_config(name, peer, data_dir, &format!("{name}={peer}"), extra)
+}
+
+/// [`named_member_config`] for a member of the cluster `initial_cluster` names
+/// (`name=peer-url,…`).
+pub fn cluster_member_config(
+    name: &str,
+    peer: &str,
+    data_dir: &std::path::Path,
+    initial_cluster: &str,
+    extra: &[&str],
+) -> Config {
     let mut args: Vec<String> = [
         "oxetcd",
         "--name",
@@ -42,7 +54,7 @@ pub fn named_member_config(
         "--initial-advertise-peer-urls",
         peer,
         "--initial-cluster",
-        &format!("{name}={peer}"),
+        initial_cluster,
         "--data-dir",
     ]
     .iter()

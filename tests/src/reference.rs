@@ -231,7 +231,42 @@ impl ReferenceEtcd {
         ReferenceEtcd::spawn(&ServerTlsFlags::plaintext(), dir, data_dir, name, peer, &[]).await
     }
 
+    /// The members of one cluster, each `(data dir, name, peer URL)`, started together
+    /// (none serves before a quorum runs); returns once each serves. The data dirs
+    /// outlive them, as with [`ReferenceEtcd::start_on`].
+    pub async fn start_cluster_on(members: &[(&Path, &str, &str)]) -> Vec<ReferenceEtcd> {
+        let initial: Vec<String> = members.iter().map(|(_, n, p)| format!("{n}={p}")).collect();
+        let initial = ["--initial-cluster", &initial.join(",")];
+        let mut etcds: Vec<ReferenceEtcd> = members
+            .iter()
+            .map(|&(data_dir, name, peer)| {
+                let dir = tempfile::tempdir().expect("temp dir for the reference etcd's log");
+                let plaintext = ServerTlsFlags::plaintext();
+                ReferenceEtcd::launch(&plaintext, dir, data_dir, name, peer, &initial)
+            })
+            .collect();
+        for etcd in &mut etcds {
+            etcd.wait_until_serving().await;
+        }
+        etcds
+    }
+
     async fn spawn(
+        tls: &ServerTlsFlags,
+        dir: tempfile::TempDir,
+        data_dir: &Path,
+        name: &str,
+        peer: &str,
+        extra: &[&str],
+    ) -> ReferenceEtcd {
+        let mut etcd = ReferenceEtcd::launch(tls, dir, data_dir, name, peer, extra);
+        etcd.wait_until_serving().await;
+        etcd
+    }
+
+    /// Starts the process of a one-member cluster (`extra` may name other members with a
+    /// later `--initial-cluster`: etcd takes a flag's last value); does not wait.
+    fn launch(
         tls: &ServerTlsFlags,
         dir: tempfile::TempDir,
         data_dir: &Path,
@@ -266,9 +301,7 @@ impl ReferenceEtcd {
                      set {ETCD_BIN_VAR} to the etcd binary"
                 )
             });
-        let mut etcd = ReferenceEtcd { child, log, endpoint, harness, _dir: dir };
-        etcd.wait_until_serving().await;
-        etcd
+        ReferenceEtcd { child, log, endpoint, harness, _dir: dir }
     }
 
     async fn wait_until_serving(&mut self) {
