@@ -6,6 +6,7 @@ use oxetcd_api::etcdserverpb::kv_client::KvClient;
 use oxetcd_api::etcdserverpb::{
     CompactionRequest, PutRequest, RangeRequest, RangeResponse, RangeStreamResponse,
 };
+use oxetcd_client::{Client, ClientOptions, GetOptions};
 use oxetcd_tests::member::{TestCluster, TestMember};
 use prost::Message;
 use tonic::Code;
@@ -74,6 +75,18 @@ async fn streamed_ranges_merge_into_the_range_answer() {
     }
     let messages = stream(&mut kv, range("k", "l")).await.unwrap();
     assert!(messages.len() >= 3, "3 MiB comes in chunks: {} messages", messages.len());
+
+    // The client crate's RangeStream: chunk by chunk, or merged into Range's answer.
+    let client = Client::connect([&member.endpoint], ClientOptions::default()).await.unwrap();
+    let prefix = || Some(GetOptions::new().with_prefix());
+    let mut chunks = client.get_stream("k", prefix()).await.unwrap();
+    let mut sizes = Vec::new();
+    while let Some(chunk) = chunks.message().await.unwrap() {
+        sizes.push(chunk.kvs.len());
+    }
+    assert!(sizes.len() >= 3 && sizes.iter().sum::<usize>() == 3000, "{sizes:?}");
+    let merged = client.get_stream("k", prefix()).await.unwrap().collect().await.unwrap();
+    assert_eq!(merged, client.get("k", prefix()).await.unwrap());
     member.stop().await;
 }
 

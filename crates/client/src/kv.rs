@@ -7,8 +7,8 @@ use oxetcd_api::etcdserverpb::range_request::{
 };
 use oxetcd_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, Compare as PbCompare, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
-    TxnRequest, TxnResponse, request_op,
+    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RangeStreamResponse,
+    RequestOp, TxnRequest, TxnResponse, request_op,
 };
 
 use crate::IntoBytes;
@@ -589,6 +589,35 @@ impl Client {
         .await
     }
 
+    /// Reads a range as a stream of chunks (RangeStream: etcd 3.7, KEP-5966), all at one
+    /// revision: the server never holds the whole answer, and neither need the caller.
+    /// Opening the stream is retried on `Unavailable`; a chunk's error ends it.
+    ///
+    /// ```no_run
+    /// # async fn example(client: oxetcd_client::Client) -> oxetcd_client::Result<()> {
+    /// use oxetcd_client::GetOptions;
+    ///
+    /// let mut stream = client.get_stream("", Some(GetOptions::new().with_prefix())).await?;
+    /// while let Some(chunk) = stream.message().await? {
+    ///     println!("{} keys at revision {}", chunk.kvs.len(), chunk.header.unwrap().revision);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_stream(
+        &self,
+        key: impl IntoBytes,
+        options: Option<GetOptions>,
+    ) -> Result<RangeStream> {
+        let request = options.unwrap_or_default().to_request(key);
+        let inner = self
+            .unary(Retry::Repeatable, request, |conn, req| async move {
+                conn.kv().range_stream(req).await
+            })
+            .await?;
+        Ok(RangeStream { inner })
+    }
+
     /// Writes a key. Sent again only if it never reached a server.
     ///
     /// ```no_run
@@ -711,5 +740,35 @@ mod tests {
         assert_eq!(txn.failure.len(), 2);
         let Some(request_op::Request::RequestPut(put)) = &txn.success[0].request else { panic!() };
         assert_eq!(put.lease, 5);
+    }
+}
+
+/// A range, chunk by chunk (see [`Client::get_stream`]).
+#[derive(Debug)]
+pub struct RangeStream {
+    inner: tonic::Streaming<RangeStreamResponse>,
+}
+
+impl RangeStream {
+    /// The next chunk, or `None` at the end. Each carries the header (the same revision
+    /// throughout) and its share of the key-values; the count and `more` come whole.
+    pub async fn message(&mut self) -> Result<Option<RangeResponse>> {
+        let next = self.inner.message().await?;
+        Ok(next.map(|m| m.range_response.unwrap_or_default()))
+    }
+
+    /// Every chunk merged into one answer, as the unary Range gives it (protobuf's merge:
+    /// key-values appended, the other fields from the last chunk that sets them).
+    pub async fn collect(mut self) -> Result<RangeResponse> {
+        let mut whole = RangeResponse::default();
+        while let Some(chunk) = self.message().await? {
+            whole.header = chunk.header.or(whole.header);
+            whole.kvs.extend(chunk.kvs);
+            whole.more |= chunk.more;
+            if chunk.count != 0 {
+                whole.count = chunk.count;
+            }
+        }
+        Ok(whole)
     }
 }

@@ -54,8 +54,8 @@ pub use client::{Client, ClientOptions, TlsFiles};
 pub use cluster::Cluster;
 pub use error::{Error, EtcdErrorKind, Result, go_status_text};
 pub use kv::{
-    Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
-    prefix_range_end,
+    Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, RangeStream, SortOrder, SortTarget,
+    Txn, TxnOp, prefix_range_end,
 };
 pub use lease::LeaseKeepAlive;
 pub use lock::{ElectionService, LockService};
