@@ -7,7 +7,7 @@
 # script then fails, after running the other targets.
 #
 #   scripts/fuzz.sh                                  # every target, 5 minutes each
-#   SECONDS_TO_RUN=15 scripts/fuzz.sh                # what .ci/run does
+#   FUZZ_SANITIZER=none SECONDS_TO_RUN=10 scripts/fuzz.sh   # what .ci/run does
 #   SECONDS_TO_RUN=3600 scripts/fuzz.sh wal_segment  # one target, an hour
 #
 # Runs on the stable toolchain: libfuzzer-sys needs nightly features, which
@@ -24,9 +24,11 @@ command -v cargo-fuzz >/dev/null || {
   exit 2
 }
 export RUSTC_BOOTSTRAP=1
-# The fuzz workspace builds into fuzz/target, never the main workspace's target dir.
+# The fuzz workspace builds into fuzz/target/<sanitizer> (never the main workspace's target
+# dir), one per sanitizer, so switching does not rebuild everything.
 unset CARGO_TARGET_DIR
 fuzz() { cargo +stable fuzz "$1" --fuzz-dir fuzz "${@:2}"; }
+build_flags=(--sanitizer "$SANITIZER" --target-dir "fuzz/target/$SANITIZER")
 
 # Largest input per target: room for the seeds and well past any field's limit.
 declare -A MAX_LEN=(
@@ -44,13 +46,13 @@ for target in "${targets[@]}"; do
 done
 
 echo "fuzz.sh: building ${#ALL[@]} targets (sanitizer: $SANITIZER)"
-fuzz build --sanitizer "$SANITIZER"
+fuzz build "${build_flags[@]}"
 
 failed=()
 for target in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$target"
   log=$(mktemp)
-  if fuzz run --sanitizer "$SANITIZER" "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+  if fuzz run "${build_flags[@]}" "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
     -max_total_time="$SECONDS_TO_RUN" -timeout=10 -rss_limit_mb=2048 \
     -max_len="${MAX_LEN[$target]}" -print_final_stats=1 >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
