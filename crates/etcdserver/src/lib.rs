@@ -11,6 +11,8 @@
 //! - [`compactor`]: auto compaction (`--auto-compaction-*`), on the leader.
 //! - [`corrupt`]: the corruption checks (initial, periodic, compaction hashes).
 //! - [`stats`]: what the server counts, for the binary's metrics.
+//! - [`etcd_encoding`]: etcd's forms of log entries and snapshot data, read, and written
+//!   for etcd 3.4 (public for `oxetcdutl migrate --to etcd` and the fuzz targets, `fuzz/`).
 
 /// A failpoint, compiled in only with the `failpoints` feature (tests): when a test
 /// enables `$name` (the `fail` crate's registry), the enclosing function returns
@@ -30,7 +32,7 @@ pub mod compactor;
 pub mod config;
 pub mod corrupt;
 pub mod error;
-mod etcd_encoding;
+pub mod etcd_encoding;
 pub mod id;
 pub mod maintenance;
 pub mod membership;
@@ -47,7 +49,6 @@ pub mod watch;
 pub use auth::{AuthApplied, Requester};
 pub use config::{InitialClusterState, ServerConfig};
 pub use error::{Fatal, ServerError};
-pub use etcd_encoding::{entry_for_etcd_3_4, snapshot_data_for_etcd_3_4};
 pub use server::{Applied, ClientCredentials, EtcdServer};
 
 /// Enables the failpoints named in the `FAILPOINTS` environment variable

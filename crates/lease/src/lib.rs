@@ -417,8 +417,11 @@ impl oxetcd_mvcc::Lessor for Lessor {
     }
 }
 
+/// A TTL in seconds as a duration, cut to [`MAX_LEASE_TTL`]: a TTL read from the lease
+/// table or a checkpoint entry is not checked like a grant's, and an `Instant` this far
+/// out overflows.
 fn secs(s: i64) -> Duration {
-    Duration::from_secs(s.max(0) as u64)
+    Duration::from_secs(s.clamp(0, MAX_LEASE_TTL) as u64)
 }
 
 /// Whole seconds, rounded up.

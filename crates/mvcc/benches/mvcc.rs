@@ -111,13 +111,15 @@ fn index_memory(revisions: i64, settled: bool) {
             }
             main += 1;
             if settled {
-                index.restore(
-                    buf.as_bytes(),
-                    Revision::at_main(main),
-                    false,
-                    Revision::at_main(1),
-                    3,
-                );
+                index
+                    .restore(
+                        buf.as_bytes(),
+                        Revision::at_main(main),
+                        false,
+                        Revision::at_main(1),
+                        3,
+                    )
+                    .expect("each key is restored once, at a new revision");
             } else {
                 index.put(buf.as_bytes(), Revision::at_main(main));
             }

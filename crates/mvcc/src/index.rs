@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ops::{Bound, ControlFlow};
 
-use crate::key_index::{KeyIndex, KeyRevision, NotLive};
+use crate::key_index::{KeyIndex, KeyRevision, NotForward, NotLive};
 use crate::revision::Revision;
 
 /// The keys a request names: etcd's `key` / `range_end` convention.
@@ -122,7 +122,9 @@ impl Index {
         Ok(())
     }
 
-    /// Rebuilds one stored row (in revision order) when the store is opened.
+    /// Rebuilds one stored row (in revision order) when the store is opened. A row at or
+    /// before the key's latest revision (a put and a tombstone of the key at one revision:
+    /// a damaged table) is refused, as a write would be.
     pub fn restore(
         &mut self,
         key: &[u8],
@@ -130,8 +132,14 @@ impl Index {
         tombstone: bool,
         created: Revision,
         version: i64,
-    ) {
-        match (self.tree.get_mut(key), tombstone) {
+    ) -> Result<(), NotForward> {
+        let key_index = self.tree.get_mut(key);
+        if let Some(latest) = key_index.as_ref().and_then(|ki| ki.modified())
+            && rev <= latest
+        {
+            return Err(NotForward { latest });
+        }
+        match (key_index, tombstone) {
             (Some(ki), false) => {
                 self.live += usize::from(!ki.is_live());
                 ki.put(rev);
@@ -148,6 +156,7 @@ impl Index {
             }
             (None, true) => {}
         }
+        Ok(())
     }
 
     /// Compacts at most `max_keys` keys at main revision `at`, starting after `resume`
@@ -275,10 +284,10 @@ mod tests {
         assert_eq!(index.live_keys(), 2, "a deleted key put again counts again");
 
         let mut restored = Index::new();
-        restored.restore(b"a", rev(2), false, rev(2), 1);
-        restored.restore(b"a", rev(3), true, rev(2), 2);
-        restored.restore(b"b", rev(4), false, rev(4), 1);
-        restored.restore(b"c", rev(5), true, rev(5), 1);
+        restored.restore(b"a", rev(2), false, rev(2), 1).unwrap();
+        restored.restore(b"a", rev(3), true, rev(2), 2).unwrap();
+        restored.restore(b"b", rev(4), false, rev(4), 1).unwrap();
+        restored.restore(b"c", rev(5), true, rev(5), 1).unwrap();
         assert_eq!(restored.live_keys(), 1);
     }
 }

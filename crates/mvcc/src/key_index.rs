@@ -101,6 +101,12 @@ pub enum KeyIndex {
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotLive;
 
+/// A change at or before the key's latest revision (`latest`): history only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotForward {
+    pub latest: Revision,
+}
+
 impl KeyIndex {
     /// A key created by a put at `rev`.
     pub fn created(rev: Revision) -> Self {

@@ -39,6 +39,7 @@ use crate::backend::{
 use crate::compaction::{self, Compactable, CompactionHandle, Job, Pacing};
 use crate::error::{Error, Result};
 use crate::index::Index;
+use crate::key_index::NotForward;
 use crate::lease::{LeaseId, Lessor};
 use crate::read::{self, Buffer, Values, header};
 use crate::revision::{RevKey, Revision};
@@ -489,7 +490,14 @@ fn restore_index(snapshot: &impl Snapshot) -> Result<Restored> {
                 return ControlFlow::Break(());
             }
         };
-        index.restore(&kv.key, rev, tombstone, Revision::at_main(kv.create_revision), kv.version);
+        let created = Revision::at_main(kv.create_revision);
+        if let Err(NotForward { latest }) =
+            index.restore(&kv.key, rev, tombstone, created, kv.version)
+        {
+            let detail = format!("key table row {rev:?} of {:?} is not after {latest:?}", kv.key);
+            failure = Some(Error::Corrupt(detail));
+            return ControlFlow::Break(());
+        }
         max_rev = max_rev.max(rev.main);
         if tombstone || kv.lease == 0 {
             leases.remove(&kv.key);

@@ -23,6 +23,7 @@
 use std::path::{Path, PathBuf};
 
 use oxetcd_etcdserver::bootstrap::etcd_backend_path;
+use oxetcd_etcdserver::etcd_encoding;
 use oxetcd_mvcc::etcd_file::{self, BackendFormat};
 use oxetcd_wal::{Rewritten, Snapshotter, WalError};
 
@@ -108,10 +109,9 @@ pub fn to_etcd(data_dir: &Path, wal_dir: &Path) -> Result<MovedOut, UtlError> {
         Err(e) => return Err(wal_error(e)),
     }
 
-    let snapshot_files = snapshotter
-        .rewrite_data(oxetcd_etcdserver::snapshot_data_for_etcd_3_4)
-        .map_err(wal_error)?;
-    let wal = oxetcd_wal::rewrite(wal_dir, &staged_wal, oxetcd_etcdserver::entry_for_etcd_3_4)
+    let snapshot_files =
+        snapshotter.rewrite_data(etcd_encoding::snapshot_data_for_etcd_3_4).map_err(wal_error)?;
+    let wal = oxetcd_wal::rewrite(wal_dir, &staged_wal, etcd_encoding::entry_for_etcd_3_4)
         .map_err(wal_error)?;
     // The lock goes with the directory: the new log is locked before it takes the log's
     // name, so no member starts on the data dir before the backend is swapped too.

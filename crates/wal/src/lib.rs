@@ -23,5 +23,5 @@ mod wal;
 pub use error::{Result, WalError};
 pub use record::WalSnapshot;
 pub use rewrite::{Rewritten, rewrite};
-pub use snap::Snapshotter;
-pub use wal::{Recovered, SEGMENT_BYTES, Wal, WalOptions, WalStats};
+pub use snap::{Snapshotter, decode_snap_file};
+pub use wal::{Recovered, SEGMENT_BYTES, Wal, WalOptions, WalStats, replay_segment};

@@ -23,26 +23,42 @@ pub(crate) struct SegmentEnd {
 }
 
 /// Decodes the records of the segment at `path`, continuing the CRC chain from `crc`,
-/// and hands each to `on_record`. The file is read a chunk at a time and reading stops
-/// at the end of the written data, so replay never holds a whole (mostly preallocated)
-/// segment in memory. Only a damaged record makes it read the rest of the file, which
-/// tells a torn write from corruption.
+/// and hands each to `on_record`. See [`replay_from`].
 pub(crate) fn replay(
+    path: &Path,
+    crc: u32,
+    on_record: impl FnMut(RecordType, Record) -> Result<()>,
+) -> Result<SegmentEnd> {
+    let mut file = File::open(path).at(path)?;
+    let file_len = file.metadata().at(path)?.len();
+    replay_from(&mut file, file_len, READ_CHUNK_BYTES, path, crc, on_record)
+}
+
+/// Decodes the records of a segment of `file_len` bytes read from `file`, `chunk_bytes`
+/// at a time, continuing the CRC chain from `crc`, and hands each to `on_record`
+/// (`path` only names the segment in errors). Reading stops at the end of the written
+/// data, so replay never holds a whole (mostly preallocated) segment in memory. Only a
+/// damaged record makes it read the rest of the file, which tells a torn write from
+/// corruption.
+pub(crate) fn replay_from(
+    mut file: impl Read,
+    file_len: u64,
+    chunk_bytes: u64,
     path: &Path,
     mut crc: u32,
     mut on_record: impl FnMut(RecordType, Record) -> Result<()>,
 ) -> Result<SegmentEnd> {
-    let mut file = File::open(path).at(path)?;
-    let file_len = file.metadata().at(path)?.len();
     // `data` holds the file's bytes from offset `base` on that are not decoded yet.
     let mut data = Vec::new();
     let mut base = 0u64;
-    let mut want = READ_CHUNK_BYTES;
+    let mut want = chunk_bytes;
     loop {
         let unread = file_len - base - data.len() as u64;
         let read = want.min(unread);
-        (&mut file).take(read).read_to_end(&mut data).at(path)?;
-        let at_eof = base + data.len() as u64 >= file_len;
+        let got = (&mut file).take(read).read_to_end(&mut data).at(path)?;
+        // A short read is the end too: a file cut shorter than `file_len` must not make
+        // the loop ask for the same missing bytes forever.
+        let at_eof = (got as u64) < read || base + data.len() as u64 >= file_len;
 
         let mut decoder = Decoder::new(&data, crc);
         let stop = loop {
@@ -72,7 +88,7 @@ pub(crate) fn replay(
         data.drain(..consumed as usize);
         base += consumed;
         want = if needed > data.len() as u64 {
-            (needed - data.len() as u64).max(READ_CHUNK_BYTES)
+            (needed - data.len() as u64).max(chunk_bytes)
         } else {
             u64::MAX
         };

@@ -119,8 +119,13 @@ fn write(path: &Path, snapshot: &Snapshot) -> Result<()> {
 }
 
 fn read(path: &Path) -> Option<Snapshot> {
-    let bytes = std::fs::read(path).ok()?;
-    let file = SnapshotFile::decode(bytes.as_slice()).ok()?;
+    decode_snap_file(&std::fs::read(path).ok()?)
+}
+
+/// The snapshot in a `.snap` file's bytes, or `None` if they are damaged (undecodable,
+/// empty, or failing their checksum). Public for the fuzz target (`fuzz/`).
+pub fn decode_snap_file(bytes: &[u8]) -> Option<Snapshot> {
+    let file = SnapshotFile::decode(bytes).ok()?;
     if file.data.is_empty() || crc32c::crc32c(&file.data) != file.crc {
         return None;
     }

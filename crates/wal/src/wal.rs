@@ -161,11 +161,8 @@ impl Wal {
         preallocate(&tail, options.segment_bytes.max(tail_end), tail_path)?;
         tail.sync_all().at(tail_path)?;
 
-        let recovered = Recovered {
-            metadata: replay.metadata.clone().unwrap_or_default(),
-            hard_state: replay.state,
-            entries: replay.entries,
-        };
+        let last_index = replay.last_index;
+        let recovered = replay.into_recovered();
         let wal = Wal {
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -175,8 +172,8 @@ impl Wal {
             offset: tail_end,
             encoder: Encoder::new(crc),
             metadata: recovered.metadata.clone(),
-            state: replay.state,
-            last_index: replay.last_index,
+            state: recovered.hard_state,
+            last_index,
             buf: Vec::new(),
             stats: Arc::default(),
         };
@@ -302,6 +299,28 @@ impl Wal {
     }
 }
 
+/// Replays one segment held in memory as [`Wal::open`] replays the tail segment of a log
+/// opened at `snapshot` (a torn last record is cut off, any other damage is an error),
+/// reading `read_chunk_bytes` of it at a time (`Wal::open` reads 1 MiB). Touches no
+/// file: it is how the fuzz target (`fuzz/`) feeds the decoder arbitrary bytes, and a
+/// small `read_chunk_bytes` exercises frames split across reads.
+pub fn replay_segment(
+    data: &[u8],
+    snapshot: &WalSnapshot,
+    read_chunk_bytes: u64,
+) -> Result<Recovered> {
+    let path = Path::new("<memory>");
+    let mut replay = Replay::new(snapshot);
+    let end = segment::replay_from(data, data.len() as u64, read_chunk_bytes, path, 0, |t, r| {
+        replay.apply(t, r, path)
+    })?;
+    end.stop.accept(path, true)?;
+    if !replay.snapshot_found {
+        return Err(WalError::SnapshotNotFound { index: snapshot.index, term: snapshot.term });
+    }
+    Ok(replay.into_recovered())
+}
+
 /// Creates a preallocated segment holding `header`, synced.
 fn write_new_segment(path: &Path, header: &[u8], segment_bytes: u64) -> Result<File> {
     let file = OpenOptions::new().read(true).write(true).create_new(true).open(path).at(path)?;
@@ -330,6 +349,14 @@ impl<'a> Replay<'a> {
             state: HardState::default(),
             entries: Vec::new(),
             last_index: 0,
+        }
+    }
+
+    fn into_recovered(self) -> Recovered {
+        Recovered {
+            metadata: self.metadata.unwrap_or_default(),
+            hard_state: self.state,
+            entries: self.entries,
         }
     }
 

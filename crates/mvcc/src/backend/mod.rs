@@ -9,6 +9,7 @@
 //! reads through immutable [`Snapshot`]s of the last commit. Batching, visibility of
 //! not-yet-committed writes and ordering are the store's job.
 
+pub mod memory;
 pub mod redb;
 
 use std::collections::BTreeMap;

@@ -21,7 +21,7 @@ mod sources;
 mod url;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -946,8 +946,9 @@ impl Flags {
         config
     }
 
-    /// [`Flags::into_config`] with the environment given, collecting notices.
-    fn resolve(
+    /// [`Flags::into_config`] with the environment given, collecting notices instead of
+    /// printing them (public for the fuzz target, `fuzz/`).
+    pub fn resolve(
         self,
         env: &[(String, OsString)],
         notices: &mut Vec<String>,
@@ -971,15 +972,7 @@ impl Flags {
                 settings
             }
         };
-        let values = parse_values(&settings).map_err(|error| {
-            // Name the setting at fault: the first one that fails on its own.
-            settings
-                .iter()
-                .find_map(|s| parse_values(std::slice::from_ref(s)).err().map(|e| s.invalid(&e)))
-                .unwrap_or_else(|| ConfigError::Settings(error.to_string()))
-        })?;
-        check_refused(&settings)?;
-        let config = values.check(notices)?;
+        let config = checked(&settings, notices)?;
         if let Some(path) = config_file {
             notices.push(format!(
                 "loaded the configuration from {}; other command-line flags and environment \
@@ -989,6 +982,26 @@ impl Flags {
         }
         Ok(config)
     }
+}
+
+/// The configuration the YAML `text` of a `--config-file` gives, checked as
+/// [`Flags::into_config`] checks a file's (public for the fuzz target, `fuzz/`).
+pub fn config_from_yaml(text: &str, notices: &mut Vec<String>) -> Result<Config, ConfigError> {
+    let settings = sources::from_yaml(text, Path::new("<yaml>"), &flag_names(), notices)?;
+    checked(&settings, notices)
+}
+
+/// Parses `settings` into the flags' values and checks them.
+fn checked(settings: &[Setting], notices: &mut Vec<String>) -> Result<Config, ConfigError> {
+    let values = parse_values(settings).map_err(|error| {
+        // Name the setting at fault: the first one that fails on its own.
+        settings
+            .iter()
+            .find_map(|s| parse_values(std::slice::from_ref(s)).err().map(|e| s.invalid(&e)))
+            .unwrap_or_else(|| ConfigError::Settings(error.to_string()))
+    })?;
+    check_refused(settings)?;
+    values.check(notices)
 }
 
 /// The long names of every flag that takes a value (help and version do not).

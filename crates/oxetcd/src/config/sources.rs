@@ -121,11 +121,25 @@ pub(super) fn from_file(
     flags: &[String],
     notices: &mut Vec<String>,
 ) -> Result<Vec<Setting>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::ConfigFile {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    from_yaml(&text, path, flags, notices)
+}
+
+/// The settings of a configuration file's YAML `text`; `path` names the file in
+/// messages. See [`from_file`].
+pub(super) fn from_yaml(
+    text: &str,
+    path: &Path,
+    flags: &[String],
+    notices: &mut Vec<String>,
+) -> Result<Vec<Setting>, ConfigError> {
     let file_error =
         |reason: String| ConfigError::ConfigFile { path: path.display().to_string(), reason };
-    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
     let mapping: Option<Mapping> =
-        serde_yaml_ng::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+        serde_yaml_ng::from_str(text).map_err(|e| file_error(e.to_string()))?;
     let (mut settings, mut unknown) = (Vec::new(), Vec::new());
     for (key, value) in mapping.unwrap_or_default() {
         let key = match key {

@@ -1,6 +1,6 @@
 //! Any bytes opened as a bbolt file: every way of reading it ends in a value or an
 //! `Error`, never a panic, an endless walk or an allocation the file's size does not
-//! bound. Seeded with a real etcd 3.4.23 backend (`seeds/`).
+//! bound. Seeded with a real etcd 3.4.23 backend (`seeds/bbolt_read/`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
