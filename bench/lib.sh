@@ -28,6 +28,17 @@ ensure_gobench() {
     GOBENCH_BIN=$("$ROOT/bench/go/build.sh" "$dir")
 }
 
+# reference_and_urls DEFAULT_PORT: the reference binaries (ETCD, ETCDCTL: Debian's unless
+# set) and one member's URLs: EP on BASE_PORT (default DEFAULT_PORT), PEER on the next.
+reference_and_urls() {
+    ETCD=${ETCD:-/usr/bin/etcd}
+    ETCDCTL=${ETCDCTL:-etcdctl}
+    BASE_PORT=${BASE_PORT:-$1}
+    EP=http://127.0.0.1:$BASE_PORT
+    PEER=http://127.0.0.1:$((BASE_PORT + 1))
+    export ETCDCTL_API=3
+}
+
 now() { date +%s%N; }
 # secs T0: seconds since T0 (from `now`), to two decimals.
 secs() { python3 -c "print(round(($(now) - $1) / 1e9, 2))"; }

@@ -20,16 +20,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIZE=${SIZE:-1}
 VAL_SIZE=${VAL_SIZE:-4096}
-ETCD=${ETCD:-/usr/bin/etcd}
-ETCDCTL=${ETCDCTL:-etcdctl}
-BASE_PORT=${BASE_PORT:-35379}
-EP=http://127.0.0.1:$BASE_PORT
-PEER=http://127.0.0.1:$((BASE_PORT + 1))
-export ETCDCTL_API=3
 
 log() { printf '[migrate %s] %s\n' "$(date -u +%T)" "$*" >&2; }
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+reference_and_urls 35379
 ensure_binaries
 
 make_workdir migrate

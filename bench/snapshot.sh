@@ -21,16 +21,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIZE=${SIZE:-1}
 VAL_SIZE=${VAL_SIZE:-4096}
 RUNS=${RUNS:-3}
-ETCD=${ETCD:-/usr/bin/etcd}
-ETCDCTL=${ETCDCTL:-etcdctl}
-BASE_PORT=${BASE_PORT:-35479}
-EP=http://127.0.0.1:$BASE_PORT
-PEER=http://127.0.0.1:$((BASE_PORT + 1))
-export ETCDCTL_API=3
 
 log() { printf '[snapshot %s] %s\n' "$(date -u +%T)" "$*" >&2; }
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+reference_and_urls 35479
 ensure_binaries
 read -r -a BINS <<<"${OXETCD_BINS:-$OXETCD_BIN}"
 command -v "$ETCDCTL" >/dev/null || { echo "snapshot.sh: $ETCDCTL is missing (Debian's etcd-client)" >&2; exit 2; }

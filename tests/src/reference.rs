@@ -221,14 +221,15 @@ impl ReferenceEtcd {
         let dir = tempfile::tempdir().expect("temp dir for the reference etcd");
         let data_dir = dir.path().join("data");
         let peer = format!("http://127.0.0.1:{}", free_port());
-        ReferenceEtcd::spawn(tls, dir, &data_dir, REFERENCE_NAME, &peer, extra).await
+        ReferenceEtcd::launch(tls, dir, &data_dir, REFERENCE_NAME, &peer, extra).serving().await
     }
 
     /// A single member named `name` on `data_dir`, which outlives it (a data dir made by
     /// a restore, or to be handed to oxetcd afterwards), its peer URL `peer`.
     pub async fn start_on(data_dir: &Path, name: &str, peer: &str) -> ReferenceEtcd {
         let dir = tempfile::tempdir().expect("temp dir for the reference etcd's log");
-        ReferenceEtcd::spawn(&ServerTlsFlags::plaintext(), dir, data_dir, name, peer, &[]).await
+        let plaintext = ServerTlsFlags::plaintext();
+        ReferenceEtcd::launch(&plaintext, dir, data_dir, name, peer, &[]).serving().await
     }
 
     /// The members of one cluster, each `(data dir, name, peer URL)`, started together
@@ -251,17 +252,10 @@ impl ReferenceEtcd {
         etcds
     }
 
-    async fn spawn(
-        tls: &ServerTlsFlags,
-        dir: tempfile::TempDir,
-        data_dir: &Path,
-        name: &str,
-        peer: &str,
-        extra: &[&str],
-    ) -> ReferenceEtcd {
-        let mut etcd = ReferenceEtcd::launch(tls, dir, data_dir, name, peer, extra);
-        etcd.wait_until_serving().await;
-        etcd
+    /// Once it serves.
+    async fn serving(mut self) -> ReferenceEtcd {
+        self.wait_until_serving().await;
+        self
     }
 
     /// Starts the process of a one-member cluster (`extra` may name other members with a
