@@ -274,7 +274,12 @@ async fn cluster_lease_and_auth_commands() {
         "user list --user root:rootpw",
         "auth disable --user root:rootpw",
     ]);
-    let mut all = all;
+    // The two servers' db sizes differ with when each committed its start-up writes
+    // (20 kB or 25 kB): the column is the servers', not the tools'.
+    let mut all: Vec<Step> = all
+        .into_iter()
+        .map(|s| if s.describe().contains("endpoint status") { s.mask_columns(&[3]) } else { s })
+        .collect();
     all.push(Step::line("user passwd u1 --interactive=false").stdin("newpw\n"));
     all.push(Step::line("user add u4 --interactive=false").stdin("pw4\n"));
     same_as_etcdctl(all).await;
