@@ -13,17 +13,8 @@ use oxetcd_client::{Client, ClientOptions, EtcdErrorKind, GetOptions, KeyValue, 
 use oxetcd_tests::etcdctl::{Step, run_blocking, scheme_less};
 use oxetcd_tests::member::{TestMember, free_port, init_test_logs, named_member_config};
 
-/// `target/<profile>/oxetcdutl`, beside this test's `deps/` dir.
 fn oxetcdutl_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    let path = profile_dir.join(format!("oxetcdutl{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.is_file(),
-        "{} is missing: build it first (`cargo build -p oxetcd-utl`; scripts/compat.sh does)",
-        path.display()
-    );
-    path
+    oxetcd_tests::workspace_bin("oxetcdutl", "oxetcd-utl")
 }
 
 async fn connect(endpoint: &str) -> Client {

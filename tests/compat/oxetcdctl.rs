@@ -13,7 +13,7 @@
 //! oxetcdctl is taken from `OXETCDCTL_BIN`, or from the target dir this test was built in
 //! (`target/<profile>/oxetcdctl`; scripts/compat.sh builds it).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use oxetcd_tests::etcdctl::{Step, Target, compare_transcripts, steps, txn_input};
 use oxetcd_tests::member::init_test_logs;
@@ -23,15 +23,7 @@ fn oxetcdctl_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("OXETCDCTL_BIN") {
         return PathBuf::from(bin);
     }
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    let path = profile_dir.join(format!("oxetcdctl{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.is_file(),
-        "{} is missing: build it first (`cargo build -p oxetcd-ctl`; scripts/compat.sh does), or set OXETCDCTL_BIN",
-        path.display()
-    );
-    path
+    oxetcd_tests::workspace_bin("oxetcdctl", "oxetcd-ctl")
 }
 
 /// Drops the log lines of etcdctl's client (JSON objects with a level).
