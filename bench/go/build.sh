@@ -57,6 +57,8 @@ command -v "$GO" >/dev/null || fail "no Go toolchain ($GO): apt-get install -y g
     fail "no etcd 3.4 clientv3 under $GOCODE/src: apt-get install -y golang-etcd-server-dev"
 
 mkdir -p "$OUT"
+# The build runs in the source dir: a relative OUT means relative to the caller.
+OUT=$(cd "$OUT" && pwd)
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT
 # GOPATH mode: a scratch GOPATH first (where go would write), then Debian's tree.

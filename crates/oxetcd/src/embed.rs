@@ -255,7 +255,7 @@ impl Member {
             bound.log_serving("client", &at);
             let Bound { listener, urls, .. } = bound;
             client_addrs.extend(listener.local_addr().ok());
-            let routes = oxetcd_v3rpc::routes(metrics.clone(), access.clone(), gateway);
+            let client_port = oxetcd_v3rpc::client_port(metrics.clone(), access.clone(), gateway);
             let mut stop = shutdown.subscribe();
             let ready = server.clone();
             listeners.push(tokio::spawn(async move {
@@ -273,7 +273,8 @@ impl Member {
                         .http2_keepalive_interval(Some(interval))
                         .http2_keepalive_timeout(Some(timeout));
                 }
-                let serving = builder.add_routes(routes).serve_with_incoming_shutdown(
+                let serving = builder.serve_with_incoming_shutdown(
+                    client_port,
                     listener.into_incoming(),
                     async move {
                         let _ = stop.wait_for(|&s| s).await;

@@ -11,8 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::Request as HttpRequest;
 use tonic::Request;
+
+use crate::edge::GrpcRequest;
 
 /// How much earlier than tonic's own timer (started as the request arrived) the server
 /// gives up: enough for the answer to be written first, given a millisecond timer.
@@ -30,7 +31,7 @@ struct Arrival(Instant);
 
 /// Stamps a request that carries a deadline with its arrival time (the others need
 /// none, and are spared the allocation).
-pub(crate) fn stamp_arrival(request: &mut HttpRequest) {
+pub(crate) fn stamp_arrival(request: &mut GrpcRequest) {
     if request.headers().contains_key(GRPC_TIMEOUT) {
         request.extensions_mut().insert(Arrival(Instant::now()));
     }

@@ -9,6 +9,7 @@ mod auth;
 mod caller;
 mod cluster;
 mod deadline;
+mod edge;
 mod election;
 mod gateway;
 mod http;
@@ -32,8 +33,10 @@ use oxetcd_api::etcdserverpb::{
 use oxetcd_api::v3electionpb::election_server::ElectionServer;
 use oxetcd_api::v3lockpb::lock_server::LockServer;
 use oxetcd_etcdserver::EtcdServer;
-use tonic::service::Routes;
 
+use edge::{ClientServices, CoreServices, Edge};
+
+pub use edge::ClientPort;
 pub use http::{HttpAccess, metrics_router};
 pub use metrics::{Metrics, MetricsLevel};
 pub use status::status;
@@ -61,106 +64,43 @@ pub enum Gateway {
 
 /// Every client service and the HTTP endpoints, to be served on one client listener;
 /// gRPC calls are counted in `metrics`, which `/metrics` renders.
-pub fn routes(metrics: Arc<Metrics>, access: HttpAccess, gateway: Gateway) -> Routes {
+pub fn client_port(metrics: Arc<Metrics>, access: HttpAccess, gateway: Gateway) -> ClientPort {
     let server = metrics.server().clone();
     let limit = max_message_bytes(&server);
-    let grpc = Routes::new(
-        KvServer::new(kv::KvService::new(server.clone()))
+    let core = CoreServices {
+        kv: KvServer::new(kv::KvService::new(server.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
-    )
-    .add_service(
-        MaintenanceServer::new(maintenance::MaintenanceService::new(server.clone()))
+        maintenance: MaintenanceServer::new(maintenance::MaintenanceService::new(server.clone()))
             .max_decoding_message_size(limit),
-    )
-    .add_service(
-        ClusterServer::new(cluster::ClusterService::new(server.clone()))
+        cluster: ClusterServer::new(cluster::ClusterService::new(server.clone()))
             .max_decoding_message_size(limit),
-    )
-    .add_service(
-        AuthServer::new(auth::AuthService::new(server.clone())).max_decoding_message_size(limit),
-    )
-    .add_service(
-        LeaseServer::new(lease::LeaseService::new(server.clone())).max_decoding_message_size(limit),
-    )
-    .add_service(
-        WatchServer::new(watch::WatchService::new(server.clone()))
+        auth: AuthServer::new(auth::AuthService::new(server.clone()))
+            .max_decoding_message_size(limit),
+        lease: LeaseServer::new(lease::LeaseService::new(server.clone()))
+            .max_decoding_message_size(limit),
+        watch: WatchServer::new(watch::WatchService::new(server.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX),
-    );
-    // Lock and Election run their recipes over the routes above, in process; those
+    };
+    // Lock and Election run their recipes over the core services, in process; those
     // calls are not counted, as etcd's v3client calls its server past the interceptors.
-    let local = Arc::new(local::Local::new(Routes::from(with_edge(
-        &server,
-        None,
-        grpc.clone().into_axum_router(),
-    ))));
-    let grpc = grpc
-        .add_service(
-            LockServer::new(lock::LockService::new(local.clone())).max_decoding_message_size(limit),
-        )
-        .add_service(
-            ElectionServer::new(election::ElectionService::new(local))
-                .max_decoding_message_size(limit),
-        );
-    // The gRPC routes with what every call meets; the JSON gateway calls them too.
-    let grpc = with_edge(
-        &server,
-        Some(&metrics),
-        grpc.into_axum_router().fallback(refusals::unknown_service),
-    );
-    let served = grpc.clone().merge(http::router(metrics, access.clone()));
-    Routes::from(match gateway {
-        Gateway::Off => served,
-        Gateway::On { max_calls } => {
-            served.merge(http::with_access(gateway::router(grpc, limit, max_calls), access))
-        }
-    })
-}
-
-/// `routes` behind [`edge`], their calls counted in `counted`'s metrics if given.
-fn with_edge(
-    server: &Arc<EtcdServer>,
-    counted: Option<&Arc<Metrics>>,
-    routes: axum::Router,
-) -> axum::Router {
-    let server = server.clone();
-    let counted = counted.cloned();
-    routes.layer(axum::middleware::from_fn(move |request, next| {
-        edge(server.clone(), counted.clone(), request, next)
-    }))
-}
-
-/// What every request meets before its handler, in one middleware (each one costs an
-/// allocation per request): the arrival stamp for its deadline, a learner's refusal of
-/// what it does not serve, the call's metrics, and etcd's wording for the refusals tonic
-/// makes by itself.
-async fn edge(
-    server: Arc<EtcdServer>,
-    counted: Option<Arc<Metrics>>,
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    if server.is_learner() && !served_by_learners(request.uri().path()) {
-        return status(oxetcd_etcdserver::ServerError::NotSupportedForLearner).into_http();
+    let local = Arc::new(local::Local::new(Edge::new(core.clone(), server.clone(), None)));
+    let services = ClientServices {
+        core,
+        lock: LockServer::new(lock::LockService::new(local.clone()))
+            .max_decoding_message_size(limit),
+        election: ElectionServer::new(election::ElectionService::new(local))
+            .max_decoding_message_size(limit),
+    };
+    // The JSON gateway calls the gRPC services through the same edge, counted.
+    let grpc = Edge::new(services, server, Some(metrics.clone()));
+    let mut http = http::router(metrics, access.clone()).fallback(refusals::unknown_service);
+    if let Gateway::On { max_calls } = gateway {
+        http =
+            http.merge(http::with_access(gateway::router(grpc.clone(), limit, max_calls), access));
     }
-    deadline::stamp_arrival(&mut request);
-    match counted {
-        Some(metrics) => {
-            let next = async |request| refusals::as_etcd(request, next).await;
-            metrics::observe(&metrics.grpc, request, next).await
-        }
-        None => refusals::as_etcd(request, next).await,
-    }
-}
-
-/// What a learner serves (etcd's `isRPCSupportedForLearner`): Status, and Range, which
-/// refuses linearizable reads by itself; and the HTTP endpoints (`/health`, `/version`).
-fn served_by_learners(path: &str) -> bool {
-    const GRPC_PREFIXES: [&str; 5] =
-        ["/etcdserverpb.", "/v3lockpb.", "/v3electionpb.", "/grpc.", "/mvccpb."];
-    matches!(path, "/etcdserverpb.Maintenance/Status" | "/etcdserverpb.KV/Range")
-        || !GRPC_PREFIXES.iter().any(|prefix| path.starts_with(prefix))
+    ClientPort::new(grpc, http)
 }
 
 /// The reply when an applied request produced a result of the wrong kind: a bug.

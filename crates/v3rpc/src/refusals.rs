@@ -4,19 +4,17 @@
 //! texts are the one mapping's ([`crate::status`]); this is only the plumbing.
 
 use axum::extract::Request as HttpRequest;
-use axum::middleware::Next;
 use axum::response::Response as HttpResponse;
 use tonic::Status;
 
+use crate::edge::GrpcResponse;
 use crate::status;
 
-/// Rewrites tonic's own refusals (axum middleware on the client routes).
-pub(crate) async fn as_etcd(request: HttpRequest, next: Next) -> HttpResponse {
-    let uri = request.uri().clone();
-    let mut response = next.run(request).await;
+/// Rewrites tonic's own refusal in the answer to a call to `path`, if it is one.
+pub(crate) fn as_etcd(response: &mut GrpcResponse, path: &str) {
     // A refusal is a trailers-only response: its status travels in the headers.
     if let Some(refused) = Status::from_header_map(response.headers())
-        && let Some(etcd) = status::grpc_refusal(&refused, uri.path())
+        && let Some(etcd) = status::grpc_refusal(&refused, path)
     {
         let headers = response.headers_mut();
         for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
@@ -25,10 +23,9 @@ pub(crate) async fn as_etcd(request: HttpRequest, next: Next) -> HttpResponse {
         // Only fails for a message that is not a valid header value: etcd's never are.
         let _ = etcd.add_header(headers);
     }
-    response
 }
 
-/// The answer under a path where no service is served (the routes' fallback).
+/// The answer under a path where nothing is served (the HTTP router's fallback).
 pub(crate) async fn unknown_service(request: HttpRequest) -> HttpResponse {
     let grpc = request
         .headers()

@@ -2,12 +2,12 @@
 //! (and `/v3beta/<path>`, which etcd 3.4 rewrites to `/v3/`) with a request message as
 //! JSON, answered with the response message as JSON ([`json`] is the mapping).
 //!
-//! Each call goes through the same gRPC routes a gRPC client reaches, in process: the
-//! JSON becomes a gRPC-framed request to `/<service>/<method>` with the caller's
+//! Each call goes through the same edge and services a gRPC client reaches, in process:
+//! the JSON becomes a gRPC-framed request to `/<service>/<method>` with the caller's
 //! `Authorization` header as metadata (where etcd's gateway puts it; `caller.rs` reads
-//! it as a token) and its `Grpc-Timeout`, so the routes' middleware (a learner's
-//! refusals, the deadline), auth and every error mapping apply unchanged. Services the
-//! gRPC routes do not serve are answered as the gRPC call is.
+//! it as a token) and its `Grpc-Timeout`, so the edge (a learner's refusals, the
+//! deadline), auth and every error mapping apply unchanged. Services the client port
+//! does not serve are answered as the gRPC call is.
 //!
 //! Streams are answered as grpc-gateway streams them: the request body of `/v3/watch`
 //! and `/v3/lease/keepalive` is a stream of JSON requests, and the answers of those
@@ -33,6 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use crate::edge::{ClientServices, Edge};
 use crate::http::{go_not_found, go_text};
 
 /// The gateway's paths under `/v3/` and the gRPC methods behind them, as etcd 3.4's
@@ -102,7 +103,7 @@ struct Binding {
 }
 
 struct Gateway {
-    grpc: Router,
+    grpc: Edge<ClientServices>,
     bindings: HashMap<&'static str, Binding>,
     /// Largest request body read (JSON of a message at the gRPC size limit).
     max_body_bytes: usize,
@@ -110,9 +111,13 @@ struct Gateway {
     streams: Option<Arc<Semaphore>>,
 }
 
-/// The gateway's routes, calling `grpc` (the client port's gRPC routes with their
-/// middleware) for every request.
-pub(crate) fn router(grpc: Router, max_message_bytes: usize, max_streams: Option<u32>) -> Router {
+/// The gateway's routes, calling `grpc` (the client port's gRPC services behind their
+/// edge) for every request.
+pub(crate) fn router(
+    grpc: Edge<ClientServices>,
+    max_message_bytes: usize,
+    max_streams: Option<u32>,
+) -> Router {
     let gateway = Arc::new(Gateway {
         grpc,
         bindings: bindings(),
@@ -218,10 +223,11 @@ async fn serve(gateway: Arc<Gateway>, request: Request) -> Response {
         return unreadable(Status::internal("gateway: bad request"));
     };
     let mut grpc = gateway.grpc.clone();
-    let answer = match tower_service::Service::call(&mut grpc, call).await {
-        Ok(answer) => answer,
-        Err(never) => match never {},
-    };
+    let answer =
+        match tower_service::Service::call(&mut grpc, call.map(tonic::body::Body::new)).await {
+            Ok(answer) => answer,
+            Err(never) => match never {},
+        };
     let (parts, body) = answer.into_parts();
     let mut reply = GrpcReply { body, buf: BytesMut::new(), trailers: HeaderMap::new() };
     // A trailers-only answer: the call failed before any message (grpc-gateway's
@@ -495,7 +501,7 @@ impl JsonReader {
 
 /// The gRPC answer's messages, then its status.
 struct GrpcReply {
-    body: Body,
+    body: tonic::body::Body,
     buf: BytesMut,
     trailers: HeaderMap,
 }

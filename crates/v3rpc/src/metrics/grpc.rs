@@ -10,13 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::body::Body;
-use axum::extract::Request;
-use axum::response::Response;
 use bytes::Bytes;
 use http_body::Frame;
 use oxetcd_stats::Histogram;
 use prost_reflect::DescriptorPool;
+use tonic::Status;
+use tonic::body::Body;
+
+use crate::edge::{GrpcRequest, GrpcResponse};
 
 /// go-grpc-prometheus' handling-time buckets: Prometheus' `DefBuckets`, in nanoseconds.
 static HANDLING_BOUNDS: [u64; 11] = [
@@ -189,39 +190,58 @@ impl GrpcStats {
     }
 }
 
-/// Runs `next` on `request`, counting the call if it is to a counted method.
-pub async fn observe<F>(stats: &Arc<GrpcStats>, mut request: Request, next: F) -> Response
-where
-    F: AsyncFnOnce(Request) -> Response,
-{
-    let Some(index) = stats.find(request.uri().path()) else {
-        return next(request).await;
-    };
-    let m = &stats.methods[index];
-    m.started.fetch_add(1, Ordering::Relaxed);
-    let started = Instant::now();
-    if m.streams_in() {
-        let counted =
-            Counted::new(std::mem::take(request.body_mut()), stats, index, Side::Received);
-        *request.body_mut() = Body::new(counted);
+/// A counted call, from its start to its answer. Dropped unanswered, it counts as
+/// `Canceled`: its handler was dropped because the client went away, which grpc-go
+/// reports so.
+pub struct Call {
+    stats: Arc<GrpcStats>,
+    method: usize,
+    started: Instant,
+    answered: bool,
+}
+
+impl Call {
+    /// Starts counting a call if it is to a counted method; a stream's request body is
+    /// wrapped to count its messages.
+    pub fn start(stats: &Arc<GrpcStats>, request: &mut GrpcRequest) -> Option<Call> {
+        let method = stats.find(request.uri().path())?;
+        let m = &stats.methods[method];
+        m.started.fetch_add(1, Ordering::Relaxed);
+        if m.streams_in() {
+            let counted =
+                Counted::new(std::mem::take(request.body_mut()), stats, method, Side::Received);
+            *request.body_mut() = Body::new(counted);
+        }
+        Some(Call { stats: Arc::clone(stats), method, started: Instant::now(), answered: false })
     }
-    let mut unfinished = Unfinished { stats, method: index, started, done: false };
-    let response = next(request).await;
-    unfinished.done = true;
-    // An error before any message is a trailers-only answer: its status is a header.
-    if let Some(code) = header_code(response.headers()) {
-        stats.finish(index, code, started);
-        return response;
+
+    /// Counts the answer: its code if it is known now, or as its stream ends.
+    pub fn answered(mut self, response: GrpcResponse) -> GrpcResponse {
+        self.answered = true;
+        let (stats, method, started) = (&self.stats, self.method, self.started);
+        // An error before any message is a trailers-only answer: its status is a header.
+        if let Some(code) = header_code(response.headers()) {
+            stats.finish(method, code, started);
+            return response;
+        }
+        if stats.methods[method].call_type == CallType::Unary {
+            // A unary answer that starts without a status carries the message and ends OK.
+            stats.finish(method, OK, started);
+            return response;
+        }
+        let (parts, body) = response.into_parts();
+        let mut counted = Counted::new(body, stats, method, Side::Sent);
+        counted.ending = Some(started);
+        GrpcResponse::from_parts(parts, Body::new(counted))
     }
-    if m.call_type == CallType::Unary {
-        // A unary answer that starts without a status carries the message and ends OK.
-        stats.finish(index, OK, started);
-        return response;
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.stats.finish(self.method, CANCELED, self.started);
+        }
     }
-    let (parts, body) = response.into_parts();
-    let mut counted = Counted::new(body, stats, index, Side::Sent);
-    counted.ending = Some(started);
-    Response::from_parts(parts, Body::new(counted))
 }
 
 /// The `grpc-status` in `headers`, as an index into [`CODES`].
@@ -229,23 +249,6 @@ fn header_code(headers: &axum::http::HeaderMap) -> Option<usize> {
     let status = headers.get("grpc-status")?;
     let code = status.to_str().ok().and_then(|s| s.parse::<usize>().ok());
     Some(code.filter(|&c| c < CODES.len()).unwrap_or(UNKNOWN))
-}
-
-/// A call whose handler was dropped before it answered: the client went away, which
-/// grpc-go reports as `Canceled`.
-struct Unfinished<'a> {
-    stats: &'a GrpcStats,
-    method: usize,
-    started: Instant,
-    done: bool,
-}
-
-impl Drop for Unfinished<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.stats.finish(self.method, CANCELED, self.started);
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,12 +326,12 @@ impl Counted {
 
 impl http_body::Body for Counted {
     type Data = Bytes;
-    type Error = axum::Error;
+    type Error = Status;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

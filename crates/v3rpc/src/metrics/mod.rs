@@ -17,7 +17,7 @@ use oxetcd_etcdserver::EtcdServer;
 use oxetcd_etcdserver::id::Hex;
 use oxetcd_etcdserver::server::ETCD_VERSION;
 
-pub(crate) use grpc::observe;
+pub(crate) use grpc::Call;
 use grpc::{CODES, GrpcStats};
 use text::{Family, Kind};
 
