@@ -153,6 +153,36 @@ async fn a_member_whose_compaction_fails_exits_and_finishes_it_after_restart() {
     assert_eq!(err.into_status().code(), Code::OutOfRange);
 }
 
+/// A member that stops after writing a raft snapshot's file but before its WAL record
+/// (as a crash there leaves it) starts again from the snapshot before, with every
+/// acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_stopped_between_a_snapshot_file_and_its_wal_record_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = MemberConfig::single(dir.path(), "snapshotting");
+    config.extra.extend(["--snapshot-count".into(), "20".into()]);
+    // The first snapshot passes; the second stops the member between its two writes.
+    config.env.push(("FAILPOINTS".into(), "raft::snapshot-save-after=1*off->return".into()));
+    let mut process = Process::start(&config).await;
+    let client = member_client(process.endpoint(), Some(WRITE_TIMEOUT)).await.unwrap();
+    let mut acked = Vec::new();
+    for i in 0..200 {
+        match client.put(format!("k{i}"), "v", None).await {
+            Ok(put) => acked.push((format!("k{i}"), put.header.unwrap().revision)),
+            Err(_) => break,
+        }
+    }
+    drop(client);
+    assert!(acked.len() > 20, "{} writes before the failure", acked.len());
+    assert_fatal_exit(&config, &mut process, "saving a snapshot").await;
+
+    let (_process, client) = restart_disarmed(&mut config).await;
+    for (key, revision) in &acked {
+        let got = client.get(key.as_str(), None).await.unwrap();
+        assert_eq!(got.kvs.iter().map(|kv| kv.mod_revision).collect::<Vec<_>>(), [*revision]);
+    }
+}
+
 /// A defragmentation that fails before its swap is no storage failure: Defragment
 /// answers an error, the old file serves on, and the next defragmentation succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
