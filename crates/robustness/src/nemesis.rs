@@ -394,8 +394,8 @@ async fn failpoint(
     Ok(format!("failpoint {spec} on {role} {member}: {status}"))
 }
 
-/// The running members' highest raft index, asking each in turn.
-async fn raft_index(cluster: &mut Cluster) -> Option<u64> {
+/// The running members' highest applied raft index, asking each in turn.
+async fn applied_index(cluster: &mut Cluster) -> Option<u64> {
     let mut highest = None;
     for i in 0..cluster.members.len() {
         if !cluster.is_running(i) {
@@ -418,7 +418,7 @@ async fn raft_index(cluster: &mut Cluster) -> Option<u64> {
 /// its log beyond what `down` holds, so `down` catches up only from a snapshot.
 async fn lag_behind_snapshots(cluster: &mut Cluster, down: usize) -> Result<(), String> {
     assert!(!cluster.is_running(down), "the lagging member must be down");
-    let from = raft_index(cluster).await.ok_or("no member answered Status")?;
+    let from = applied_index(cluster).await.ok_or("no member answered Status")?;
     let endpoints: Vec<String> = (0..cluster.members.len())
         .filter(|&i| i != down)
         .map(|i| cluster.members[i].client_url.clone())
@@ -436,7 +436,7 @@ async fn lag_behind_snapshots(cluster: &mut Cluster, down: usize) -> Result<(), 
             });
         }
         fillers.join_all().await;
-        let now = raft_index(cluster).await.unwrap_or(from);
+        let now = applied_index(cluster).await.unwrap_or(from);
         if now >= from + LAG_ENTRIES {
             return Ok(());
         }
