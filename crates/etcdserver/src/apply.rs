@@ -318,6 +318,14 @@ impl Applier {
     /// the deletes), and the lease leaves the lessor and the lease table.
     fn revoke_lease(&self, store: &Store, id: i64, at: ApplyIndex) -> ApplyResult {
         let keys = self.shared.lessor.revoke(id)?;
+        // The revoke's backend write fails (its keys' deletes, the lease's row): a storage
+        // failure like any other, so the member stops. The lessor has let go of the lease
+        // in memory already; nothing of it reached the backend, and a restart applies the
+        // committed revoke again from the log.
+        failpoint!("apply::lease-revoke", |_| Err(oxetcd_mvcc::Error::Backend(
+            "injected failure".into()
+        )
+        .into()));
         if !keys.is_empty() {
             published(&self.watch, store.delete_keys(&keys, at)?);
         }
@@ -489,6 +497,13 @@ impl Applier {
         }
         let state =
             etcd_encoding::decode_snapshot_state(snapshot.data).map_err(ServerError::Internal)?;
+        // The received backend cannot be put in place (this member's own disk): the
+        // member stops. The raft loop has saved the snapshot already, so the next start
+        // finds the received file under the snapshot's index and swaps it in then.
+        failpoint!("apply::snapshot-install", |_| Err(oxetcd_mvcc::Error::Backend(
+            "injected failure".into()
+        )
+        .into()));
         // The old store keeps its (now unlinked) file until its last reader is done. A
         // defragmentation of the old store would rename its copy over this file: it
         // finishes first.

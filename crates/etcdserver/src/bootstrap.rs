@@ -27,7 +27,9 @@ use bytes::Bytes;
 use oxetcd_api::etcdserverpb::Member;
 use oxetcd_api::oxetcdpb::{MembersResponse, Metadata};
 use oxetcd_mvcc::etcd_file::{self, BackendFormat};
-use oxetcd_raft::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, MemStorage};
+use oxetcd_raft::{
+    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, MemStorage, Snapshot,
+};
 use oxetcd_transport::{FetchError, FetchOptions};
 use oxetcd_wal::{Snapshotter, Wal, WalError, WalOptions, WalSnapshot};
 use prost::Message;
@@ -174,15 +176,41 @@ fn restart(
     wal_dir: &Path,
     snapshotter: Snapshotter,
 ) -> Result<Opened, StartError> {
-    let snapshot = match snapshotter.load_newest() {
-        Ok(snapshot) => Some(snapshot),
-        Err(WalError::NoSnapshot) => None,
-        Err(e) => return Err(e.into()),
+    // The raft loop writes a snapshot's file before its WAL record (as etcd does): a
+    // member stopped between the two has a newest file its WAL knows nothing of. It
+    // starts from the newest snapshot the WAL has a record of (etcd's
+    // `LoadNewestAvailable`), or from the WAL's beginning if none; the entries after it
+    // are all in the WAL, which is purged only after a record is written.
+    let mut candidates: Vec<Option<Snapshot>> =
+        snapshotter.load_all()?.into_iter().map(Some).collect();
+    candidates.push(None);
+    let mut first_error = None;
+    let mut found = None;
+    for snapshot in candidates {
+        let meta = snapshot.as_ref().and_then(|s| s.metadata.clone()).unwrap_or_default();
+        let marker =
+            WalSnapshot { index: meta.index, term: meta.term, conf_state: meta.conf_state.clone() };
+        match Wal::open(wal_dir, &marker, WalOptions::default()) {
+            Ok(opened) => {
+                found = Some((snapshot, meta, opened));
+                break;
+            }
+            Err(e @ WalError::SnapshotNotFound { .. }) => {
+                if snapshot.is_some() {
+                    tracing::warn!(
+                        index = meta.index,
+                        term = meta.term,
+                        "snapshot file without its WAL record (the member stopped between writing the two); trying an older one"
+                    );
+                }
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let Some((snapshot, meta, (mut wal, recovered))) = found else {
+        return Err(first_error.expect("a candidate was tried").into());
     };
-    let meta = snapshot.as_ref().and_then(|s| s.metadata.clone()).unwrap_or_default();
-    let marker =
-        WalSnapshot { index: meta.index, term: meta.term, conf_state: meta.conf_state.clone() };
-    let (mut wal, recovered) = Wal::open(wal_dir, &marker, WalOptions::default())?;
     let metadata = Metadata::decode(recovered.metadata)
         .map_err(|e| StartError::Corrupt(format!("wal metadata: {e}")))?;
     let (member_id, cluster_id) = (metadata.node_id, metadata.cluster_id);

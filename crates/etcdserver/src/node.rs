@@ -403,6 +403,9 @@ impl RaftLoop {
         let term = snapshot.metadata.as_ref().map_or(0, |m| m.term);
         failpoint!("raft::snapshot-save", |_| Err(Fatal::new(DURING, "injected failure")));
         self.snapshotter.save(&snapshot).map_err(|e| Fatal::new(DURING, e))?;
+        // The file is written, its WAL record not yet: a restart must start from the
+        // snapshot before it.
+        failpoint!("raft::snapshot-save-after", |_| Err(Fatal::new(DURING, "injected failure")));
         let marker = WalSnapshot { index, term, conf_state: Some(conf_state) };
         self.wal.save_snapshot(&marker).map_err(|e| Fatal::new(DURING, e))?;
         tracing::info!(index, term, "saved snapshot");

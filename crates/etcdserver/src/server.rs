@@ -121,6 +121,7 @@ impl EtcdServer {
         // TTLs come from the lease table right after.
         let store = Store::open_path(&backend, store_config.clone(), lessor.clone())
             .map_err(backend_error)?;
+        let store = install_received_backend(&cfg, &opened, store, &store_config, &lessor)?;
         lessor.recover(stored_leases(&store).map_err(backend_error)?);
         let auth_store = stored_auth(&store).map_err(backend_error)?;
         let auth = ServerAuth::new(auth_store, token_provider(&cfg)?, cfg.bcrypt_cost);
@@ -759,6 +760,47 @@ async fn purge_expired_tokens(server: Weak<EtcdServer>) {
 const LEASE_EXPIRY_CHECK: Duration = Duration::from_millis(500);
 
 /// The leases in the backend's lease table.
+/// The backend of a leader's snapshot that the raft loop saved (its snap file and WAL
+/// marker are on disk) but that the member stopped before swapping in: the apply
+/// thread's install failed, or the process died between the two. The received file is
+/// still in `member/snap` under the snapshot's index, and the backend in service lags
+/// the snapshot. It is swapped in now, as the install would have (etcd opens the
+/// snapshot's backend at start for the same reason); without it the member could not
+/// start at all, its backend being behind its log.
+fn install_received_backend(
+    cfg: &ServerConfig,
+    opened: &bootstrap::Opened,
+    store: Store,
+    store_config: &StoreConfig,
+    lessor: &Arc<Lessor>,
+) -> Result<Store, StartError> {
+    let backend = bootstrap::backend_path(&cfg.data_dir);
+    let received = bootstrap::member_dir(&cfg.data_dir)
+        .join("snap")
+        .join(oxetcd_transport::received_snapshot_file(opened.applied));
+    if store.consistent_index().index >= opened.applied || !received.exists() {
+        return Ok(store);
+    }
+    let failed = |error| StartError::Backend { path: backend.clone(), error };
+    let io = |e: std::io::Error| {
+        failed(oxetcd_mvcc::Error::Backend(format!("{}: {e}", received.display())))
+    };
+    tracing::info!(
+        index = opened.applied,
+        backend_index = store.consistent_index().index,
+        path = %received.display(),
+        "installing the leader's snapshot received before the member stopped"
+    );
+    store.close().map_err(failed)?;
+    std::fs::rename(&received, &backend).map_err(io)?;
+    if let Some(dir) = backend.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    // The old store attached its keys to the lessor as it opened.
+    lessor.reset(std::iter::empty());
+    Store::open_path(&backend, store_config.clone(), lessor.clone()).map_err(failed)
+}
+
 fn stored_leases(store: &Store) -> Result<Vec<StoredLease>, oxetcd_mvcc::Error> {
     let rows = store.aux_scan(LEASE_TABLE)?;
     rows.into_iter()

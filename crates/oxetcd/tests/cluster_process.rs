@@ -1,7 +1,8 @@
 //! Clusters of the real `oxetcd` binary, one child process per member: `kill -9` of the
 //! leader under concurrent writes, loss and return of quorum, restarts of every member
-//! from disk (SIGTERM, then SIGKILL), a follower that needs a snapshot to catch up, and a
-//! frozen (SIGSTOP) leader. Afterwards every acknowledged write is on every member at the
+//! from disk (SIGTERM, then SIGKILL), a follower that needs a snapshot to catch up (also
+//! when the snapshot's transfer breaks off, and when the follower fails to install it:
+//! failpoints), and a frozen (SIGSTOP) leader. Afterwards every acknowledged write is on every member at the
 //! revision it was acknowledged with, revisions are dense, HashKV and MemberList agree.
 //! Leases: `kill -9` of the leader while a client keeps leases alive loses none of them,
 //! and a lease whose client stops expires within TTL + election timeout.
@@ -77,11 +78,26 @@ impl Cluster {
 
     /// [`Cluster::start`] with `timing` instead of [`TIMING`].
     async fn start_timed(n: usize, timing: &[&str], extra: &[&str]) -> Cluster {
+        Cluster::start_with(n, timing, extra, None).await
+    }
+
+    /// [`Cluster::start_timed`], every member with `failpoints` (`FAILPOINTS`) if given.
+    async fn start_with(
+        n: usize,
+        timing: &[&str],
+        extra: &[&str],
+        failpoints: Option<&str>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let flags: Vec<&str> = timing.iter().chain(extra).copied().collect();
-        let configs = MemberConfig::cluster(dir.path(), &names, &flags);
+        let mut configs = MemberConfig::cluster(dir.path(), &names, &flags);
+        if let Some(failpoints) = failpoints {
+            for config in &mut configs {
+                config.env.push(("FAILPOINTS".into(), failpoints.into()));
+            }
+        }
         let processes = configs.iter().map(Process::spawn).collect();
         let mut cluster =
             Cluster { configs, processes, running: vec![true; n], ids: Vec::new(), _dir: dir };
@@ -529,9 +545,7 @@ async fn every_member_restarts_from_disk_after_sigterm_and_after_sigkill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_far_behind_catches_up_from_a_snapshot() {
-    // Snapshots every 100 entries, keeping only 20 behind them for slow followers.
-    let flags = ["--snapshot-count", "100", "--snapshot-catchup-entries", "20"];
-    let mut cluster = Cluster::start(3, &flags).await;
+    let mut cluster = Cluster::start(3, SMALL_SNAPSHOTS).await;
     let leader = cluster.leader().await;
     let follower = (0..3).find(|&i| i != leader).expect("a follower");
     let writers = Writers::start("before", &cluster.endpoints(&[0, 1, 2]), 3);
@@ -551,6 +565,82 @@ async fn a_follower_far_behind_catches_up_from_a_snapshot() {
         log.contains("received snapshot"),
         "{} caught up without a snapshot:\n{}",
         cluster.name(follower),
+        cluster.configs[follower].log_tail(40)
+    );
+}
+
+/// Snapshots every 100 entries, keeping only 20 behind them for slow followers.
+const SMALL_SNAPSHOTS: &[&str] = &["--snapshot-count", "100", "--snapshot-catchup-entries", "20"];
+/// What a sender logs when the `rafthttp::snapshot-send` failpoint breaks a transfer off.
+const SNAPSHOT_SEND_INJECTED: &str = "injected failure: the transfer broke off";
+/// The line a member logs when it stops on a storage failure.
+const FATAL_LINE: &str = "storage failed; the member stops";
+
+/// Kills a follower, writes far past what the others' logs keep, and returns the
+/// follower and the acknowledged writes: restarted, it needs a snapshot to catch up.
+async fn leave_a_follower_behind(cluster: &mut Cluster) -> (usize, Vec<(String, i64)>) {
+    let leader = cluster.leader().await;
+    let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    cluster.kill(&[follower]);
+    let writers = Writers::start("behind", &cluster.endpoints(&cluster.running()), 3);
+    writers.progress(400).await;
+    (follower, writers.stop().await)
+}
+
+/// A snapshot transfer that breaks off mid-file is the network's failure, not a
+/// storage failure: the sender goes on, raft has it send a new snapshot, and the
+/// follower catches up with every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_send_that_breaks_off_is_sent_again_and_the_follower_catches_up() {
+    // Each member's first two snapshot transfers break off after their first chunk.
+    let armed = Some("rafthttp::snapshot-send=2*return");
+    let mut cluster = Cluster::start_with(3, TIMING, SMALL_SNAPSHOTS, armed).await;
+    let (follower, acknowledged) = leave_a_follower_behind(&mut cluster).await;
+    cluster.restart(&[follower]).await;
+    cluster.check(&acknowledged).await;
+
+    let senders: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
+    let logs: Vec<String> = senders.iter().map(|&i| cluster.configs[i].last_run_log()).collect();
+    let broken: usize = logs
+        .iter()
+        .map(|log| log.lines().filter(|l| l.contains(SNAPSHOT_SEND_INJECTED)).count())
+        .sum();
+    assert_eq!(broken, 2, "two transfers broke off:\n{}", cluster.configs[senders[0]].log_tail(40));
+    assert!(logs.iter().any(|log| log.contains("sent database snapshot")), "then one went through");
+    let received = cluster.configs[follower].last_run_log();
+    assert!(received.contains("installed snapshot from the leader"), "{received}");
+    for i in 0..3 {
+        assert!(!cluster.processes[i].has_exited(), "{} exited", cluster.name(i));
+    }
+}
+
+/// A follower that cannot put the leader's snapshot in place of its backend stops
+/// through the fatal path; restarted, it installs the snapshot it received (the raft
+/// loop had saved the snapshot already) and catches up with every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_whose_snapshot_install_fails_stops_and_installs_it_when_restarted() {
+    let mut cluster = Cluster::start(3, SMALL_SNAPSHOTS).await;
+    let (follower, acknowledged) = leave_a_follower_behind(&mut cluster).await;
+
+    let armed = ("FAILPOINTS".to_string(), "apply::snapshot-install=return".to_string());
+    cluster.configs[follower].env.push(armed);
+    cluster.processes[follower] = Process::spawn(&cluster.configs[follower]);
+    let status = cluster.processes[follower].wait_exit(WAIT).await;
+    let log = cluster.configs[follower].last_run_log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let fatal: Vec<&str> = log.lines().filter(|line| line.contains(FATAL_LINE)).collect();
+    assert_eq!(fatal.len(), 1, "one fatal line:\n{log}");
+    for part in ["installing the leader's snapshot", "injected failure"] {
+        assert!(fatal[0].contains(part), "{part} missing from {}", fatal[0]);
+    }
+
+    cluster.configs[follower].env.clear();
+    cluster.restart(&[follower]).await;
+    cluster.check(&acknowledged).await;
+    let log = cluster.configs[follower].last_run_log();
+    assert!(
+        log.contains("installing the leader's snapshot received before the member stopped"),
+        "{}",
         cluster.configs[follower].log_tail(40)
     );
 }

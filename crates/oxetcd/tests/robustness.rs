@@ -113,7 +113,9 @@ async fn paused_members_break_no_guarantee() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_failpoints_take_the_fatal_path() {
-    let report = run_class(FaultClass::Failpoint, 3).await;
+    // A seed whose first faults are quick ones at storage failures (some draws, such as a
+    // snapshot send, take most of a short run).
+    let report = run_class(FaultClass::Failpoint, 15).await;
     assert!(
         report.faults.iter().any(|f| f.contains("exit status: 1")),
         "no failpoint was reached: {:#?}",

@@ -25,6 +25,9 @@ pub const START_MARK: &str = "--- robustness: start ";
 /// The line a member logs when it stops on a storage failure (the fatal path).
 pub const FATAL_LINE: &str = "storage failed; the member stops";
 
+/// `--snapshot-count` of the members (in [`MEMBER_FLAGS`]).
+pub const SNAPSHOT_COUNT: u64 = 300;
+
 /// Raft timing for the runs: faster than etcd's defaults (100 ms, 1 s) so a short run
 /// sees several elections, slow enough for a debug build on two loaded cores.
 const MEMBER_FLAGS: &[&str] = &[
@@ -34,7 +37,7 @@ const MEMBER_FLAGS: &[&str] = &[
     "750",
     // Raft snapshots (and snapshot catch-up of a restarted member) within seconds.
     "--snapshot-count",
-    "300",
+    "300", // SNAPSHOT_COUNT
     "--snapshot-catchup-entries",
     "100",
 ];

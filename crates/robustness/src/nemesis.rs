@@ -1,14 +1,15 @@
 //! The faults: kill -9 and restart (one member, the leader, all), SIGSTOP/SIGCONT
 //! pauses, failpoints that make storage fail (the member must stop through the fatal
-//! path: exit code 1 after its one fatal line), network partitions (a member or the
-//! leader isolated, or one link cut so a member sees both sides) and delayed, lossy
+//! path: exit code 1 after its one fatal line) or that fail what a member survives (a
+//! snapshot transfer, a defragmentation: it must go on), network partitions (a member or
+//! the leader isolated, or one link cut so a member sees both sides) and delayed, lossy
 //! member traffic (`tc netem`). Drawn from the run's seed.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::cluster::{Cluster, FATAL_LINE};
+use crate::cluster::{Cluster, FATAL_LINE, SNAPSHOT_COUNT, START_TIMEOUT, member_client};
 use crate::rng::Rng;
 
 /// A class of faults, as `--faults` names them.
@@ -71,13 +72,34 @@ pub const STORAGE_FAILPOINTS: &[&str] = &[
     // The WAL append of a Ready, before and after its fdatasync.
     "raft::wal-save",
     "raft::wal-save-after",
-    // A raft snapshot's file, before it is written.
+    // A raft snapshot's file, before it is written, and after it, before its WAL record.
     "raft::snapshot-save",
+    "raft::snapshot-save-after",
     // The apply thread's write of an entry to the store.
     "apply::store-write",
     // The store's committer, before and after the backend commit.
     "mvcc::backend-commit",
     "mvcc::backend-commit-after",
+    // A lease revoke's backend write (a client's revoke or an expiry), after the lessor
+    // let the lease go.
+    "apply::lease-revoke",
+    // A lagging member putting the backend it received with the leader's snapshot in
+    // place (the member is made to lag: see `lag_behind_snapshots`).
+    "apply::snapshot-install",
+    // A commit of the background compaction's batches (the nemesis compacts).
+    "mvcc::compact",
+];
+
+/// The failpoints at failures a member survives, as etcd's does: the operation fails
+/// and is tried again, nothing stops. Always errors, never panics.
+pub const SURVIVED_FAILPOINTS: &[&str] = &[
+    // A snapshot transfer to a lagging member breaks off mid-file (the network's
+    // failure, not the disk's): the sender reports it to raft and sends again, and the
+    // lagging member catches up.
+    "rafthttp::snapshot-send",
+    // A defragmentation fails before its swap: Defragment answers an error, the old
+    // file serves on, and the next defragmentation succeeds.
+    "mvcc::defrag",
 ];
 
 /// The quiet time between two faults.
@@ -92,6 +114,29 @@ const FAILPOINT_SKIPS: u64 = 30;
 /// The same for the snapshot failpoint, which is called once per `--snapshot-count`
 /// entries rather than per Ready or commit.
 const SNAPSHOT_FAILPOINT_SKIPS: u64 = 2;
+/// The same for the lease revoke, applied every second or two (the workload's leases
+/// live 2 to 5 s, and one in four is revoked early).
+const LEASE_FAILPOINT_SKIPS: u64 = 3;
+/// How many snapshot transfers to a lagging member break off before one goes through.
+const SNAPSHOT_SEND_FAILURES: (u64, u64) = (1, 3);
+/// Entries the others commit while a member is down, so that it falls behind the
+/// leader's log and must be sent a snapshot: three snapshots' worth (the leader may keep
+/// up to `--snapshot-count` entries more for a follower it still replicates to).
+const LAG_ENTRIES: u64 = 3 * SNAPSHOT_COUNT;
+/// How long the filler writes may take to make a member lag.
+const LAG_TIMEOUT: Duration = Duration::from_secs(20);
+/// Filler writers, each putting one key of its own outside the workload's prefixes.
+const FILLERS: usize = 8;
+/// The prefix of the filler keys: not under `rb/` or `rbl/`, so no check reads them but
+/// the committed log's density.
+pub const FILLER_PREFIX: &str = "rbfill/";
+/// The revision the nemesis compacts at: the first, which holds no key, so the history's
+/// checks (watches from revision 1, the committed log read from revision 1) lose
+/// nothing, while the compaction still runs its batch and commits. Once a run compacted
+/// there, a second compaction is refused as compacted and the failpoint is not reached.
+const COMPACT_REVISION: i64 = 1;
+/// One maintenance request (Defragment, Compact, Status) of the nemesis.
+const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a partition lasts: from under an election timeout to several.
 const PARTITION_MS: (u64, u64) = (300, 4_000);
 /// How long member traffic is delayed, by how much (and jitter), and how much is lost.
@@ -260,19 +305,35 @@ async fn delay(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, String> {
     Ok(format!("{role} {} sends at {how} for {lasts:?}", cluster.members[i].name))
 }
 
-/// Restarts a member with a storage failpoint armed and waits for it to stop by itself.
+/// How many calls of failpoint `name` to let through, at most (exclusive).
+fn skips_below(name: &str) -> u64 {
+    match name {
+        "raft::snapshot-save" | "raft::snapshot-save-after" => SNAPSHOT_FAILPOINT_SKIPS,
+        // Reached once per fault: the one install, the one compaction.
+        "apply::snapshot-install" | "mvcc::compact" => 1,
+        "apply::lease-revoke" => LEASE_FAILPOINT_SKIPS,
+        _ => FAILPOINT_SKIPS,
+    }
+}
+
+/// Restarts a member with a failpoint armed: at a storage failure, it must stop by
+/// itself through the fatal path; at a failure it survives, it must go on.
 async fn failpoint(
     cluster: &mut Cluster,
     rng: &mut Rng,
     anomalies: &mut Vec<String>,
 ) -> Result<String, String> {
+    let all = STORAGE_FAILPOINTS.len() + SURVIVED_FAILPOINTS.len();
+    let drawn = rng.below(all as u64) as usize;
+    let Some(&name) = STORAGE_FAILPOINTS.get(drawn) else {
+        let name = SURVIVED_FAILPOINTS[drawn - STORAGE_FAILPOINTS.len()];
+        return match name {
+            "rafthttp::snapshot-send" => snapshot_send(cluster, rng, anomalies).await,
+            _ => defrag(cluster, rng, anomalies).await,
+        };
+    };
     let (i, role) = target(cluster, rng).await;
-    let name = STORAGE_FAILPOINTS[rng.below(STORAGE_FAILPOINTS.len() as u64) as usize];
-    let skips = rng.below(if name.contains("snapshot") {
-        SNAPSHOT_FAILPOINT_SKIPS
-    } else {
-        FAILPOINT_SKIPS
-    });
+    let skips = rng.below(skips_below(name));
     // Mostly a storage error (the fatal path); sometimes a panic (the process must end,
     // as etcd's does).
     let panics = rng.below(PANIC_ONE_IN) == 0;
@@ -280,9 +341,21 @@ async fn failpoint(
     let spec = format!("{name}={skips}*off->{action}");
     cluster.kill(i);
     let member = cluster.members[i].name.clone();
+    if name == "apply::snapshot-install"
+        && let Err(e) = lag_behind_snapshots(cluster, i).await
+    {
+        return Ok(format!("failpoint {spec} on {role} {member}: not reached ({e})"));
+    }
     if let Err(e) = cluster.spawn(i, Some(&spec)) {
         anomalies.push(format!("restart {member} with {spec}: {e}"));
         return Ok(format!("failpoint {spec} on {role} {member}: not started"));
+    }
+    if name == "mvcc::compact" {
+        // Compacted on every member once the armed one applies the entry; it then stops.
+        if let Err(e) = compact(cluster, i).await {
+            cluster.kill(i);
+            return Ok(format!("failpoint {spec} on {role} {member}: not reached ({e})"));
+        }
     }
     let deadline = tokio::time::Instant::now() + FAILPOINT_WAIT;
     let status = loop {
@@ -319,4 +392,179 @@ async fn failpoint(
         ));
     }
     Ok(format!("failpoint {spec} on {role} {member}: {status}"))
+}
+
+/// The running members' highest applied raft index, asking each in turn.
+async fn applied_index(cluster: &mut Cluster) -> Option<u64> {
+    let mut highest = None;
+    for i in 0..cluster.members.len() {
+        if !cluster.is_running(i) {
+            continue;
+        }
+        let endpoint = cluster.members[i].client_url.clone();
+        let status = async {
+            let client = member_client(&endpoint, MAINTENANCE_TIMEOUT).await.ok()?;
+            client.maintenance().status().await.ok()
+        };
+        if let Ok(Some(status)) = tokio::time::timeout(MAINTENANCE_TIMEOUT, status).await {
+            highest = highest.max(Some(status.raft_applied_index));
+        }
+    }
+    highest
+}
+
+/// With member `down` stopped, writes filler keys through the others until their log
+/// has moved [`LAG_ENTRIES`] past where it was: the leader has then snapshotted and cut
+/// its log beyond what `down` holds, so `down` catches up only from a snapshot.
+async fn lag_behind_snapshots(cluster: &mut Cluster, down: usize) -> Result<(), String> {
+    assert!(!cluster.is_running(down), "the lagging member must be down");
+    let from = applied_index(cluster).await.ok_or("no member answered Status")?;
+    let endpoints: Vec<String> = (0..cluster.members.len())
+        .filter(|&i| i != down)
+        .map(|i| cluster.members[i].client_url.clone())
+        .collect();
+    let client = crate::workload::connect(&endpoints).await.map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + LAG_TIMEOUT;
+    loop {
+        let mut fillers = tokio::task::JoinSet::new();
+        for w in 0..FILLERS {
+            let client = client.clone();
+            fillers.spawn(async move {
+                for _ in 0..SNAPSHOT_COUNT / FILLERS as u64 {
+                    let _ = client.put(format!("{FILLER_PREFIX}{w}"), "x", None).await;
+                }
+            });
+        }
+        fillers.join_all().await;
+        let now = applied_index(cluster).await.unwrap_or(from);
+        if now >= from + LAG_ENTRIES {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "the log moved {} entries in {LAG_TIMEOUT:?}, not {LAG_ENTRIES}",
+                now - from
+            ));
+        }
+    }
+}
+
+/// Compacts at [`COMPACT_REVISION`] once member `i` serves (through any member).
+async fn compact(cluster: &mut Cluster, i: usize) -> Result<(), String> {
+    cluster.wait_serving(i).await?;
+    let client = crate::workload::connect(&cluster.endpoints()).await.map_err(|e| e.to_string())?;
+    let compacted =
+        tokio::time::timeout(MAINTENANCE_TIMEOUT, client.compact(COMPACT_REVISION, false));
+    match compacted.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("compaction at revision {COMPACT_REVISION}: {e}")),
+        Err(_) => Err(format!("compaction at revision {COMPACT_REVISION}: timed out")),
+    }
+}
+
+/// A snapshot send that breaks off: a member is stopped and left behind, the others
+/// are restarted with `rafthttp::snapshot-send` armed (whichever leads sends), and the
+/// lagging member is started again. The senders must not stop; the lagging member must
+/// catch up (it serves, and the run's end checks compare every member's HashKV).
+async fn snapshot_send(
+    cluster: &mut Cluster,
+    rng: &mut Rng,
+    anomalies: &mut Vec<String>,
+) -> Result<String, String> {
+    let (lagging, role) = target(cluster, rng).await;
+    let failures = rng.between(SNAPSHOT_SEND_FAILURES.0, SNAPSHOT_SEND_FAILURES.1);
+    let spec = format!("rafthttp::snapshot-send={failures}*return");
+    let member = cluster.members[lagging].name.clone();
+    let what = format!("failpoint {spec} on the others, {role} {member} lagging");
+    cluster.kill(lagging);
+    if let Err(e) = lag_behind_snapshots(cluster, lagging).await {
+        return Ok(format!("{what}: not reached ({e})"));
+    }
+    let senders: Vec<usize> = (0..cluster.members.len()).filter(|&i| i != lagging).collect();
+    for &i in &senders {
+        cluster.kill(i);
+    }
+    for &i in &senders {
+        if let Err(e) = cluster.spawn(i, Some(&spec)) {
+            anomalies.push(format!("restart {} with {spec}: {e}", cluster.members[i].name));
+            return Ok(format!("{what}: not started"));
+        }
+    }
+    for &i in &senders {
+        if let Err(e) = cluster.wait_serving(i).await {
+            anomalies.push(format!("{} with {spec}: {e}", cluster.members[i].name));
+            return Ok(format!("{what}: a sender did not serve"));
+        }
+    }
+    cluster.spawn(lagging, None)?;
+    if let Err(e) = cluster.wait_serving(lagging).await {
+        anomalies.push(format!(
+            "{member}, sent snapshots that broke off, did not catch up within \
+             {START_TIMEOUT:?}: {e}"
+        ));
+        return Ok(format!("{what}: no catch-up"));
+    }
+    let mut broken = 0;
+    for &i in &senders {
+        if !cluster.is_running(i) {
+            anomalies.push(format!(
+                "{} stopped after a snapshot send broke off; see {}",
+                cluster.members[i].name,
+                cluster.members[i].log.display()
+            ));
+        }
+        let log = cluster.members[i].last_run_log();
+        broken += log.lines().filter(|l| l.contains(SNAPSHOT_SEND_INJECTED)).count();
+    }
+    if broken == 0 {
+        // It caught up from the log after all: no snapshot was sent.
+        return Ok(format!("{what}: not reached"));
+    }
+    Ok(format!("{what}: transfers broken off: {broken}, {member} caught up"))
+}
+
+/// What a sender logs when the failpoint breaks its transfer off.
+const SNAPSHOT_SEND_INJECTED: &str = "injected failure: the transfer broke off";
+
+/// A defragmentation that fails: a member restarted with `mvcc::defrag` armed must
+/// answer Defragment with an error and go on serving; the next Defragment succeeds.
+async fn defrag(
+    cluster: &mut Cluster,
+    rng: &mut Rng,
+    anomalies: &mut Vec<String>,
+) -> Result<String, String> {
+    let (i, role) = target(cluster, rng).await;
+    let spec = "mvcc::defrag=1*return";
+    let member = cluster.members[i].name.clone();
+    let what = format!("failpoint {spec} on {role} {member}");
+    cluster.kill(i);
+    cluster.spawn(i, Some(spec))?;
+    if let Err(e) = cluster.wait_serving(i).await {
+        anomalies.push(format!("{member} with {spec}: {e}"));
+        return Ok(format!("{what}: did not serve"));
+    }
+    let endpoint = cluster.members[i].client_url.clone();
+    let defragment = async || {
+        let client = member_client(&endpoint, MAINTENANCE_TIMEOUT).await?;
+        client.maintenance().defragment().await
+    };
+    let refused = match defragment().await {
+        Ok(done) => {
+            anomalies.push(format!("{what}: Defragment succeeded through the failure: {done:?}"));
+            return Ok(format!("{what}: not refused"));
+        }
+        Err(e) => e.to_string(),
+    };
+    if let Err(e) = cluster.wait_serving(i).await {
+        anomalies.push(format!("{what}: the member did not serve after the failure: {e}"));
+        return Ok(format!("{what}: stopped"));
+    }
+    if !refused.contains("injected") {
+        // Another error (a timeout under load): the failpoint may not have been reached.
+        return Ok(format!("{what}: not reached ({refused})"));
+    }
+    if let Err(e) = defragment().await {
+        anomalies.push(format!("{what}: the next Defragment failed: {e}"));
+    }
+    Ok(format!("{what}: refused, then defragmented"))
 }

@@ -156,6 +156,14 @@ async fn feed(
         if chunks.send(SnapshotChunk { data: data.into(), ..Default::default() }).await.is_err() {
             return Ok(None);
         }
+        // The transfer breaks off after a chunk reached the peer, as when the connection
+        // drops mid-file. Sending is the network's business, not this member's disk: the
+        // sender lives on and reports the failure to raft, which sends a new snapshot
+        // later; the peer drops its partial file (the stream ends before its last chunk).
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("rafthttp::snapshot-send", |_| Err(io::Error::other(
+            "injected failure: the transfer broke off"
+        )));
     }
     let last = SnapshotChunk { crc32c: crc, last: true, ..Default::default() };
     Ok(chunks.send(last).await.ok().map(|()| size))

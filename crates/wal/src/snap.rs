@@ -80,6 +80,23 @@ impl Snapshotter {
         Err(WalError::NoSnapshot)
     }
 
+    /// Every snapshot that reads back intact, newest first; damaged files are renamed
+    /// and skipped as by [`load_newest`](Self::load_newest). A restart takes the newest
+    /// one its WAL has a record of: the file is written before the record.
+    pub fn load_all(&self) -> Result<Vec<Snapshot>> {
+        let mut snapshots = Vec::new();
+        for path in self.files()?.into_iter().rev() {
+            match read(&path) {
+                Some(snapshot) => snapshots.push(snapshot),
+                None => {
+                    let broken = path.with_extension(format!("snap{BROKEN_SUFFIX}"));
+                    std::fs::rename(&path, &broken).at(&broken)?;
+                }
+            }
+        }
+        Ok(snapshots)
+    }
+
     /// Removes all but the newest `keep` snapshot files; returns what it removed.
     pub fn purge(&self, keep: usize) -> Result<Vec<PathBuf>> {
         let files = self.files()?;

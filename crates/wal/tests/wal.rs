@@ -331,6 +331,7 @@ fn snapshot_files_save_load_skip_broken_and_purge() {
         .collect();
     assert!(paths[2].ends_with("0000000000000002-000000000000001e.snap"));
     assert_eq!(snapshotter.load_newest().unwrap(), make(30, 2));
+    assert_eq!(snapshotter.load_all().unwrap(), [make(30, 2), make(20, 1), make(10, 1)]);
 
     let mut newest = std::fs::read(&paths[2]).unwrap();
     let last = newest.len() - 1;
@@ -338,6 +339,7 @@ fn snapshot_files_save_load_skip_broken_and_purge() {
     std::fs::write(&paths[2], newest).unwrap();
     assert_eq!(snapshotter.load_newest().unwrap(), make(20, 1));
     assert!(paths[2].with_extension("snap.broken").exists());
+    assert_eq!(snapshotter.load_all().unwrap(), [make(20, 1), make(10, 1)]);
 
     assert_eq!(snapshotter.purge(1).unwrap(), vec![paths[0].clone()]);
     assert_eq!(snapshotter.load_newest().unwrap(), make(20, 1));
