@@ -759,7 +759,6 @@ async fn purge_expired_tokens(server: Weak<EtcdServer>) {
 /// How often the leader looks for expired leases (etcd checks every 500 ms).
 const LEASE_EXPIRY_CHECK: Duration = Duration::from_millis(500);
 
-/// The leases in the backend's lease table.
 /// The backend of a leader's snapshot that the raft loop saved (its snap file and WAL
 /// marker are on disk) but that the member stopped before swapping in: the apply
 /// thread's install failed, or the process died between the two. The received file is
@@ -801,6 +800,7 @@ fn install_received_backend(
     Store::open_path(&backend, store_config.clone(), lessor.clone()).map_err(failed)
 }
 
+/// The leases in the backend's lease table.
 fn stored_leases(store: &Store) -> Result<Vec<StoredLease>, oxetcd_mvcc::Error> {
     let rows = store.aux_scan(LEASE_TABLE)?;
     rows.into_iter()

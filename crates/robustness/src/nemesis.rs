@@ -249,7 +249,7 @@ fn network(cluster: &mut Cluster) -> Result<&mut crate::netns::Netns, String> {
 async fn partition(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, String> {
     let lasts = ms(PARTITION_MS, rng);
     let n = cluster.members.len();
-    let what = match rng.below(3) {
+    let what = match rng.below(4) {
         // One link cut: a third member still sees both sides (etcd's "bridge").
         0 if n > 2 => {
             let a = rng.below(n as u64) as usize;
@@ -277,6 +277,26 @@ async fn partition(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, Strin
             let names: Vec<&str> =
                 minority.iter().map(|&i| cluster.members[i].name.as_str()).collect();
             format!("minority {names:?} (with the {role}) cut off")
+        }
+        // One way only: the target (the leader half the time) still hears the others on
+        // connections already open but cannot answer them, or answers unheard requests.
+        2 => {
+            let (i, role) = target(cluster, rng).await;
+            let deaf = rng.below(2) == 0;
+            let net = network(cluster)?;
+            for other in (0..n).filter(|&o| o != i) {
+                if deaf {
+                    net.cut_one_way(other, i)?;
+                } else {
+                    net.cut_one_way(i, other)?;
+                }
+            }
+            let name = &cluster.members[i].name;
+            if deaf {
+                format!("nothing reaches {role} {name} (it still sends)")
+            } else {
+                format!("nothing from {role} {name} reaches the others (it still hears)")
+            }
         }
         _ => {
             let (i, role) = target(cluster, rng).await;

@@ -2,8 +2,8 @@
 //! delayed: each member in a network namespace, joined by a veth pair to a bridge the run
 //! creates, on a private /24 (`10.<n>.0.<member+1>`; the bridge, where the harness's
 //! clients come from, is `.254`). Links are cut with blackhole routes inside the
-//! namespaces (both directions: TCP needs both) and slowed with `tc` (netem, or a token
-//! bucket where the kernel lacks netem). Needs root
+//! namespaces (both directions, or one: see [`Netns::cut_one_way`]) and slowed with `tc`
+//! (netem, or a token bucket where the kernel lacks netem). Needs root
 //! and iproute2; [`Netns::available`] says whether this machine has them.
 //!
 //! Names carry the harness's process id, so runs side by side do not meet, and
@@ -115,11 +115,20 @@ impl Netns {
 
     /// Cuts traffic between members `a` and `b`, both ways.
     pub fn cut(&mut self, a: usize, b: usize) -> Result<(), String> {
-        for (from, to) in [(a, b), (b, a)] {
-            let target = format!("{}/32", self.address(to));
-            ip(&["-n", &self.namespace(from), "route", "add", "blackhole", &target])?;
-            self.cuts.push((from, to));
-        }
+        self.cut_one_way(a, b)?;
+        self.cut_one_way(b, a)
+    }
+
+    /// Drops what member `from` sends to member `to`, and nothing the other way. Over TCP
+    /// that is not a clean one-way link: `to`'s packets still arrive and their data is
+    /// delivered to `from`, but `from`'s acknowledgements are lost, so only connections
+    /// already open carry `to`'s messages to `from`, until `to` gives up on them (its
+    /// send buffer, HTTP/2 keepalive or retransmission timeout); a new connection between
+    /// the two cannot open either way.
+    pub fn cut_one_way(&mut self, from: usize, to: usize) -> Result<(), String> {
+        let target = format!("{}/32", self.address(to));
+        ip(&["-n", &self.namespace(from), "route", "add", "blackhole", &target])?;
+        self.cuts.push((from, to));
         Ok(())
     }
 
