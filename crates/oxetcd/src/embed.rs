@@ -18,6 +18,7 @@ use oxetcd_tls::{ClientTls, Listener, ServerTls, TlsError, TlsInfo};
 use oxetcd_v3rpc::{HttpAccess, Metrics};
 
 use crate::config::{Config, Url};
+use crate::serve::{ClientHttp2, serve_client_port};
 
 /// How long open connections get to finish when the member closes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -265,24 +266,15 @@ impl Member {
                     _ = stop.wait_for(|&s| s) => return,
                 }
                 tracing::info!(address = %at, "ready to serve client requests");
-                let mut builder = tonic::transport::Server::builder()
-                    .accept_http1(true)
-                    .max_concurrent_streams(max_streams);
-                if let Some((interval, timeout)) = client_keepalive {
-                    builder = builder
-                        .http2_keepalive_interval(Some(interval))
-                        .http2_keepalive_timeout(Some(timeout));
-                }
-                let serving = builder.serve_with_incoming_shutdown(
-                    client_port,
-                    listener.into_incoming(),
-                    async move {
-                        let _ = stop.wait_for(|&s| s).await;
-                    },
-                );
-                if let Err(e) = serving.await {
-                    tracing::error!(%urls, error = %e, "client listener failed");
-                }
+                let http2 = ClientHttp2 {
+                    max_concurrent_streams: max_streams,
+                    keepalive: client_keepalive,
+                };
+                serve_client_port(listener.into_incoming(), client_port, http2, async move {
+                    let _ = stop.wait_for(|&s| s).await;
+                })
+                .await;
+                tracing::debug!(%urls, "client listener stopped");
             }));
         }
         for Bound { listener, urls, .. } in metrics_listeners {

@@ -12,4 +12,5 @@ pub mod config;
 pub mod embed;
 pub mod gateway;
 pub mod logging;
+mod serve;
 pub mod signal;

@@ -7,7 +7,10 @@
 //! itself with `CANCELLED "Timeout expired"`, and etcd 3.4's Go client takes CANCELLED
 //! as its own per-call timeout and resends the call, a Put or Txn included, to the next
 //! endpoint: one client write would be applied twice. So the server's answer has to be
-//! on the wire before tonic's timer fires.
+//! on the wire before tonic's timer fires. The client listeners no longer run tonic's
+//! server (the binary serves them with hyper, `crates/oxetcd/src/serve.rs`), so there
+//! the deadline is this module's alone; the in-process connection of Lock and Election
+//! (`local.rs`) still is a tonic server, with its timer.
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,85 @@
+//! The client listeners' HTTP server: hyper directly, with the member's client port as the
+//! one service of every connection.
+//!
+//! Why not tonic's server, as the peer and metrics listeners use: for every call it
+//! clones a boxed copy of the service and boxes its future again, wraps the call in a
+//! tracing span, error recovery and its own `grpc-timeout` timer, and its timer answers
+//! an expired call `CANCELLED` by itself, which etcd's Go client takes as its own
+//! timeout and retries on another endpoint (`oxetcd_v3rpc`'s `deadline.rs` has the
+//! story). Here a call costs what the client port costs; a call whose client gives up
+//! ends when the client resets its stream, as in etcd's gRPC server, and the handlers
+//! that wait on raft stop at the client's deadline themselves.
+
+use std::convert::Infallible;
+use std::pin::pin;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use oxetcd_tls::Conn;
+use oxetcd_v3rpc::ClientPort;
+use tokio_stream::{Stream, StreamExt};
+use tonic::transport::server::Connected;
+use tower_service::Service;
+
+/// HTTP/2 settings of a client listener (etcd's `--max-concurrent-streams`,
+/// `--grpc-keepalive-interval` and `--grpc-keepalive-timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientHttp2 {
+    /// `None`: no limit, etcd's default.
+    pub max_concurrent_streams: Option<u32>,
+    /// Pings an idle client at this interval and drops it if no answer comes within the
+    /// timeout; `None`: never.
+    pub keepalive: Option<(Duration, Duration)>,
+}
+
+/// Serves `port` on each connection `incoming` yields until `stop` completes, then lets
+/// every open connection finish what it is serving (HTTP/2 `GOAWAY`) and returns.
+pub async fn serve_client_port(
+    incoming: impl Stream<Item = std::io::Result<Conn>>,
+    port: ClientPort,
+    http2: ClientHttp2,
+    stop: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper enforces its HTTP/1 header read timeout only with a timer.
+    builder.http1().timer(TokioTimer::new());
+    // Set even when `None`: hyper's own default is a limit of 200.
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(http2.max_concurrent_streams);
+    if let Some((interval, timeout)) = http2.keepalive {
+        builder.http2().keep_alive_interval(interval).keep_alive_timeout(timeout);
+    }
+    let graceful = GracefulShutdown::new();
+    let mut incoming = pin!(incoming);
+    let mut stop = pin!(stop);
+    loop {
+        let conn = tokio::select! {
+            () = &mut stop => break,
+            conn = incoming.next() => match conn {
+                Some(Ok(conn)) => conn,
+                // The listener logged it and goes on accepting.
+                Some(Err(_)) => continue,
+                None => break,
+            },
+        };
+        let info = conn.connect_info();
+        let port = port.clone();
+        // Each request carries its connection's identity (TLS common name, address) as
+        // the services read it, in the request's extensions.
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let mut request = request.map(tonic::body::Body::new);
+            request.extensions_mut().insert(info.clone());
+            let mut port = port.clone();
+            async move { Ok::<_, Infallible>(port.call(request).await.unwrap_or_else(|e| match e {})) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(conn), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            // A connection's end is the client's business (reset, closed, broken).
+            let _ = connection.await;
+        });
+    }
+    graceful.shutdown().await;
+}
