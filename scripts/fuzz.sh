@@ -36,6 +36,7 @@ build_flags=(--sanitizer "$SANITIZER" --target-dir "fuzz/target/$SANITIZER")
 declare -A MAX_LEN=(
   [bbolt_read]=262144 [wal_segment]=65536 [snap_file]=65536 [log_entry]=4096
   [backend_rows]=16384 [requests]=16384 [config]=4096
+  [auth_requests]=16384 [members]=16384 [wal_dir]=65536
 )
 mapfile -t ALL < <(fuzz list)
 targets=("$@")

@@ -1,5 +1,6 @@
-//! What several fuzz targets share: cutting an input into tagged pieces, and decoding a
-//! raft entry's payload as the server does.
+//! What several fuzz targets share: cutting an input into tagged pieces (and making
+//! them, for seeds), decoding a raft entry's payload as the server does, and the
+//! generator of the structured targets' seeds ([`seeds`]).
 
 use bytes::Bytes;
 use oxetcd_etcdserver::etcd_encoding::{decode_conf_change, decode_request};
@@ -28,3 +29,17 @@ pub fn decode_entry_payload(entry_type: i32, data: Bytes) {
         _ => drop(decode_request(data)),
     }
 }
+
+/// Encodes `pieces` in the form [`tagged_pieces`] cuts (each piece at most 64 KiB).
+pub fn tagged(pieces: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (tag, piece) in pieces {
+        let len = u16::try_from(piece.len()).expect("a piece fits a u16 length");
+        out.push(*tag);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(piece);
+    }
+    out
+}
+
+pub mod seeds;

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use oxetcd_api::etcdserverpb::alarm_request::AlarmAction;
 use oxetcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmType};
 use oxetcd_api::oxetcdpb::InternalRaftRequest;
+use oxetcd_mvcc::backend::Backend;
 use oxetcd_mvcc::{ApplyIndex, Store};
 use prost::Message;
 
@@ -34,7 +35,7 @@ pub struct Alarms {
 
 impl Alarms {
     /// The alarms a backend holds (read at start and after a snapshot install).
-    pub fn recover(store: &Store) -> Result<Alarms, oxetcd_mvcc::Error> {
+    pub fn recover<B: Backend>(store: &Store<B>) -> Result<Alarms, oxetcd_mvcc::Error> {
         let mut active = BTreeSet::new();
         for (key, _) in store.aux_scan(ALARM_TABLE)? {
             let member = AlarmMember::decode(key).map_err(|e| {
@@ -118,10 +119,11 @@ impl Alarms {
 }
 
 /// Applies a committed alarm request: the alarm set and the `alarm` table change in the
-/// same backend commit as the entry's index.
-pub(crate) fn apply(
+/// same backend commit as the entry's index. The apply thread's (public for the fuzz
+/// target, `fuzz/`).
+pub fn apply<B: Backend>(
     alarms: &RwLock<Alarms>,
-    store: &Store,
+    store: &Store<B>,
     request: &AlarmRequest,
     at: ApplyIndex,
 ) -> Result<Vec<AlarmMember>, ServerError> {

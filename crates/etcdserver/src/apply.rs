@@ -291,7 +291,7 @@ impl Applier {
         result: Result<AuthApplied, oxetcd_auth::AuthError>,
         at: ApplyIndex,
     ) -> ApplyResult {
-        let changes = self.shared.auth.store_mut().take_changes();
+        let changes = self.shared.auth.take_changes();
         if changes.is_empty() {
             store.set_consistent_index(at)?;
         }

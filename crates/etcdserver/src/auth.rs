@@ -17,7 +17,7 @@ use oxetcd_api::etcdserverpb::{
 };
 use oxetcd_api::oxetcdpb::{InternalRaftRequest, RequestHeader};
 use oxetcd_auth::{
-    AuthError, AuthInfo, AuthStore, JwtTokens, PermType, SimpleTokens, hash_password,
+    AuthChanges, AuthError, AuthInfo, AuthStore, JwtTokens, PermType, SimpleTokens, hash_password,
 };
 use oxetcd_lease::Lessor;
 
@@ -79,7 +79,9 @@ pub struct ServerAuth {
 }
 
 impl ServerAuth {
-    pub(crate) fn new(store: AuthStore, tokens: TokenProvider, bcrypt_cost: u32) -> ServerAuth {
+    /// Auth state starting from `store` (public for the fuzz target, `fuzz/`, which
+    /// plays the apply thread).
+    pub fn new(store: AuthStore, tokens: TokenProvider, bcrypt_cost: u32) -> ServerAuth {
         ServerAuth { store: RwLock::new(store), tokens, bcrypt_cost }
     }
 
@@ -93,7 +95,7 @@ impl ServerAuth {
     }
 
     /// The user a token names, checked now (`None`: unknown, expired or malformed).
-    pub(crate) fn token_info(&self, token: &str, now: Instant) -> Option<AuthInfo> {
+    pub fn token_info(&self, token: &str, now: Instant) -> Option<AuthInfo> {
         match &self.tokens {
             TokenProvider::Simple(tokens) => {
                 let user = tokens.user(token, now)?;
@@ -115,6 +117,12 @@ impl ServerAuth {
             TokenProvider::Jwt(tokens) => tokens.assign(user, revision, SystemTime::now()),
             TokenProvider::Simple(_) => Err(AuthError::AuthFailed),
         }
+    }
+
+    /// The auth table rows changed since the last call, to write in the backend commit
+    /// of the entry that changed them (`AuthStore::take_changes`).
+    pub fn take_changes(&self) -> AuthChanges {
+        self.store_mut().take_changes()
     }
 
     /// Forgets tokens that went unused for their TTL.
@@ -162,8 +170,8 @@ enum AuthChange {
 }
 
 /// Applies an auth change, if `request` is one, at raft index `index`; `None` if it is
-/// not an auth request.
-pub(crate) fn apply(
+/// not an auth request. The apply thread's (public for the fuzz target, `fuzz/`).
+pub fn apply(
     auth: &ServerAuth,
     request: &InternalRaftRequest,
     index: u64,
@@ -271,8 +279,8 @@ fn needs_admin(request: &InternalRaftRequest) -> bool {
 
 /// Checks a committed request against the auth store at its place in the log (etcd's
 /// `authApplierV3`). Members' own requests and Authenticate (its password was checked
-/// before proposing) pass.
-pub(crate) fn authorize(
+/// before proposing) pass. Public for the fuzz target (`fuzz/`).
+pub fn authorize(
     store: &AuthStore,
     lessor: &Lessor,
     from: &Requester,
