@@ -864,6 +864,18 @@ async fn checkpoint_leases(server: &EtcdServer) {
     }
 }
 
+/// Whether this member still leads, as a quorum says (a ReadIndex round), not as its own
+/// view says. A leader paused (SIGSTOP, a stalled disk) past an election keeps its view
+/// and its lessor's deadlines when it resumes; the leases that "expired" meanwhile were
+/// kept alive through the new leader, and a revoke proposed now would be forwarded to
+/// it and commit (etcd's #15247; its fix is the same check, `ensureLeadership`). Found
+/// by the robustness harness: a key deleted 161 ms before its lease's TTL ran out, with
+/// the leader paused (`scripts/robustness.sh --seed 811 --faults pause --scenario-secs
+/// 30 --runs 1`).
+async fn confirmed_leader(server: &EtcdServer) -> bool {
+    server.linearizable_read(None).await.is_ok() && server.is_leader()
+}
+
 /// On the leader: revokes expired leases through the log, a bounded number per check so
 /// a mass expiry cannot flood it; checkpoints leases first, if enabled. Ends with the
 /// server.
@@ -875,7 +887,11 @@ async fn revoke_expired_leases(server: Weak<EtcdServer>) {
             return;
         }
         checkpoint_leases(&server).await;
-        for id in server.lessor().expired(MAX_REVOKES_PER_CHECK) {
+        let expired = server.lessor().expired(MAX_REVOKES_PER_CHECK);
+        if expired.is_empty() || !confirmed_leader(&server).await {
+            continue;
+        }
+        for id in expired {
             let revoke = oxetcd_api::etcdserverpb::LeaseRevokeRequest { id };
             match server.propose(&Requester::Member, None, |r| r.lease_revoke = Some(revoke)).await
             {
