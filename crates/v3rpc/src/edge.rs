@@ -111,9 +111,34 @@ impl<S: Services> Edge<S> {
         Edge { services, server, counted }
     }
 
-    /// Whether `path` names one of the services.
-    pub fn serves(&mut self, path: &str) -> bool {
-        service_name(path).is_some_and(|name| self.services.get(name).is_some())
+    /// Calls the service `request`'s path names, or gives `request` back if the set has
+    /// none by that name (one lookup for both: the client port's dispatch).
+    // The request goes back by value, as it came: boxing it would cost an allocation
+    // on every call that is not gRPC.
+    #[allow(clippy::result_large_err)]
+    fn call_served(&mut self, mut request: GrpcRequest) -> Result<Answer, GrpcRequest> {
+        let uri = request.uri().clone();
+        let path = uri.path();
+        let Some(service) = service_name(path).and_then(|name| self.services.get(name)) else {
+            return Err(request);
+        };
+        if self.server.is_learner() && !served_by_learners(path) {
+            return Ok(Box::pin(ready(
+                Ok(status(ServerError::NotSupportedForLearner).into_http()),
+            )));
+        }
+        deadline::stamp_arrival(&mut request);
+        let counted =
+            self.counted.as_ref().and_then(|m| metrics::Call::start(&m.grpc, &mut request));
+        let answer = service.call(request);
+        Ok(Box::pin(async move {
+            let Ok(mut response) = answer.await;
+            refusals::as_etcd(&mut response, uri.path());
+            Ok(match counted {
+                Some(call) => call.answered(response),
+                None => response,
+            })
+        }))
     }
 }
 
@@ -127,26 +152,9 @@ impl<S: Services> Service<GrpcRequest> for Edge<S> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: GrpcRequest) -> Answer {
-        let uri = request.uri().clone();
-        let path = uri.path();
-        let Some(service) = service_name(path).and_then(|name| self.services.get(name)) else {
-            return Box::pin(ready(Ok(status::unknown_service(path).into_http())));
-        };
-        if self.server.is_learner() && !served_by_learners(path) {
-            return Box::pin(ready(Ok(status(ServerError::NotSupportedForLearner).into_http())));
-        }
-        deadline::stamp_arrival(&mut request);
-        let counted =
-            self.counted.as_ref().and_then(|m| metrics::Call::start(&m.grpc, &mut request));
-        let answer = service.call(request);
-        Box::pin(async move {
-            let Ok(mut response) = answer.await;
-            refusals::as_etcd(&mut response, uri.path());
-            Ok(match counted {
-                Some(call) => call.answered(response),
-                None => response,
-            })
+    fn call(&mut self, request: GrpcRequest) -> Answer {
+        self.call_served(request).unwrap_or_else(|request| {
+            Box::pin(ready(Ok(status::unknown_service(request.uri().path()).into_http())))
         })
     }
 }
@@ -183,9 +191,10 @@ impl Service<GrpcRequest> for ClientPort {
     }
 
     fn call(&mut self, request: GrpcRequest) -> Answer {
-        if self.grpc.serves(request.uri().path()) {
-            return self.grpc.call(request);
-        }
+        let request = match self.grpc.call_served(request) {
+            Ok(answer) => return answer,
+            Err(request) => request,
+        };
         let answer = self.http.call(request);
         Box::pin(async move {
             let Ok(response) = answer.await;
