@@ -17,6 +17,7 @@
 #   PUTN_TOTAL [200000]     put, 1000 clients on 100 conns
 #   RANGE_TOTAL [200000]    range of one key, 1000 clients, l and s
 #   CLUSTER_TOTAL [100000]  put, 1000 clients, 3 members
+#   TXN_TOTAL [100000]      txns of 4 puts, 100 clients on 100 conns
 #   FILL_KEYS [1000000]     distinct 256-byte keys written by the fill workload (RSS after)
 #   FILL_MAX_SECONDS [180]  the fill workload's time limit
 #   KEY_SPACE [100000]      distinct keys written by the put workloads
@@ -59,6 +60,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 if [[ ${QUICK:-0} == 1 ]]; then
     : "${PUT1_TOTAL:=1000}" "${PUTN_TOTAL:=10000}" "${RANGE_TOTAL:=10000}" "${CLUSTER_TOTAL:=5000}" "${MAX_SECONDS:=5}"
+    : "${TXN_TOTAL:=10000}"
     : "${FILL_KEYS:=100000}" "${FILL_MAX_SECONDS:=30}"
 fi
 RUNS=${RUNS:-3}
@@ -66,6 +68,7 @@ PUT1_TOTAL=${PUT1_TOTAL:-20000}
 PUTN_TOTAL=${PUTN_TOTAL:-200000}
 RANGE_TOTAL=${RANGE_TOTAL:-200000}
 CLUSTER_TOTAL=${CLUSTER_TOTAL:-100000}
+TXN_TOTAL=${TXN_TOTAL:-100000}
 FILL_KEYS=${FILL_KEYS:-1000000}
 FILL_MAX_SECONDS=${FILL_MAX_SECONDS:-180}
 KEY_SPACE=${KEY_SPACE:-100000}
@@ -98,6 +101,7 @@ done
 mkdir -p "${BENCH_TMP:-/work/tmp}"
 WORK=$(mktemp -d "${BENCH_TMP:-/work/tmp}/compare.XXXXXX")
 RESULTS=$WORK/results.tsv
+FLOOR=$WORK/floor.tsv
 COMMANDS=$WORK/commands.txt
 PIDS=()
 
@@ -291,6 +295,26 @@ EOF
     log "$loadgen: $server $workload run $run: $(tail -n 1 "$RESULTS" | cut -f5-)"
 }
 
+# measure_floor RUN: the floor under put-1c on this machine and disk (oxetcd-bench floor:
+# one fdatasync of a WAL-sized record in a preallocated file under WORK plus one loopback
+# TCP round trip, no server), PUT1_TOTAL times, one row of FLOOR. Taken in every run just
+# before the put-1c rows, since this machine's fdatasync time drifts by 2x over an hour.
+measure_floor() {
+    local cmd=("$BENCH_BIN" --total "$PUT1_TOTAL" --max-seconds "$MAX_SECONDS" --json floor --dir "$WORK")
+    echo "${cmd[*]}" >>"$COMMANDS"
+    local json
+    json=$("${cmd[@]}") || { log "floor run $1 failed"; return 0; }
+    python3 - "$1" "$json" >>"$FLOOR" <<'EOF'
+import json, sys
+run, raw = sys.argv[1:]
+r = json.loads(raw)
+phases = {p["workload"]: p["latency_ms"]["average"] for p in r["phases"]}
+print("\t".join(str(x) for x in (run, r["requests_per_sec"], r["latency_ms"]["average"],
+                                  phases["fdatasync"], phases["round-trip"])))
+EOF
+    log "floor run $1: $(tail -n 1 "$FLOOR" | cut -f2-)"
+}
+
 # The workloads: name, members, bench arguments, and optionally options, comma separated:
 # "tls" (client URLs over https for both servers, the bench with --cacert; see
 # make_certs), "auth" (auth enabled, the bench as a non-root user; see setup_auth).
@@ -301,6 +325,7 @@ WORKLOADS=(
     "put-1000c-1000conns|1|--conns 1000 --clients 1000 --total $PUTN_TOTAL put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
     "range-l-1000c|1|--conns 100 --clients 1000 --total $RANGE_TOTAL range 000 --consistency l"
     "range-s-1000c|1|--conns 100 --clients 1000 --total $RANGE_TOTAL range 000 --consistency s"
+    "txn-100c|1|--conns 100 --clients 100 --total $TXN_TOTAL txn-put --txn-ops 4 --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
     "fill-1000c|1|--conns 100 --clients 1000 --total $FILL_KEYS put --key-size 8 --val-size 256 --key-space-size $FILL_KEYS --sequential-keys"
     "put-3m-1000c|3|--conns 100 --clients 1000 --total $CLUSTER_TOTAL --target-leader put --key-size 8 --val-size 256 --key-space-size $KEY_SPACE"
 )
@@ -357,6 +382,7 @@ for w in "${WORKLOADS[@]}"; do
 done
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+printf 'run\treq_per_s\tmean_ms\tfdatasync_mean_ms\tround_trip_mean_ms\n' >"$FLOOR"
 printf 'loadgen\tserver\tworkload\trun\tok\treq_per_s\tp50_ms\tp99_ms\trss_mib\tcpu_s_per_10k\tbench_cpu_s_per_10k\tdata_dir_mib\terrors\n' >"$RESULTS"
 : >"$COMMANDS"
 log "data dirs under $WORK; load generators ${LOADGENS[*]}; $RUNS runs; totals put-1c=$PUT1_TOTAL put-1000c=$PUTN_TOTAL range=$RANGE_TOTAL fill=$FILL_KEYS 3m=$CLUSTER_TOTAL; at most ${MAX_SECONDS}s each (fill: ${FILL_MAX_SECONDS}s)"
@@ -365,6 +391,7 @@ for ((run = 1; run <= RUNS; run++)); do
     if ((run % 2)); then order=(etcd oxetcd); else order=(oxetcd etcd); fi
     for w in "${WORKLOADS[@]}"; do
         IFS='|' read -r name members args opts <<<"$w"
+        [[ $name == put-1c ]] && measure_floor "$run"
         for gen in "${LOADGENS[@]}"; do
             for server in "${order[@]}"; do
                 # shellcheck disable=SC2086 # args is a word list
@@ -374,10 +401,11 @@ for ((run = 1; run <= RUNS; run++)); do
     done
 done
 
-LOAD_BEFORE=$LOAD_BEFORE AUTH_BCRYPT_COST=$AUTH_BCRYPT_COST python3 - "$RESULTS" "$COMMANDS" "$OUT" "$RUNS" "$WORK" "$ETCD" "$OXETCD_BIN" "$ROOT" <<'EOF'
+LOAD_BEFORE=$LOAD_BEFORE AUTH_BCRYPT_COST=$AUTH_BCRYPT_COST python3 - "$RESULTS" "$FLOOR" "$COMMANDS" "$OUT" "$RUNS" "$WORK" "$ETCD" "$OXETCD_BIN" "$ROOT" <<'EOF'
 import csv, os, platform, statistics, subprocess, sys, datetime
-results, commands, out, runs, work, etcd, oxetcd, root = sys.argv[1:]
+results, floor, commands, out, runs, work, etcd, oxetcd, root = sys.argv[1:]
 rows = list(csv.DictReader(open(results), delimiter="\t"))
+floors = list(csv.DictReader(open(floor), delimiter="\t"))
 metrics = [("req_per_s", "throughput (req/s)"), ("p50_ms", "p50 latency (ms)"), ("p99_ms", "p99 latency (ms)"),
            ("rss_mib", "server RSS, peak (MiB)"), ("cpu_s_per_10k", "server CPU s / 10k req"),
            ("bench_cpu_s_per_10k", "bench client CPU s / 10k req"),
@@ -464,11 +492,38 @@ for gen in gens:
                 cp, cv = agg(server, base, "cpu_s_per_10k"), agg(server, w, "cpu_s_per_10k")
                 o.append(f"| {w} | {server} | {fmt(p)} | {fmt(v)} | {kept} | {by_run} | {fmt(cp)} → {fmt(cv)} |")
 
+if floors:
+    def floor_median(key):
+        return statistics.median(float(f[key]) for f in floors)
+    floor_rps = floor_median("req_per_s")
+    o.append("## The floor under put-1c\n")
+    o.append(f"No single-member put is acknowledged before one fdatasync of its WAL record and one "
+             f"round trip: on this machine, medians of {len(floors)} measurements (`oxetcd-bench floor`, "
+             f"one before each run's put-1c rows), fdatasync {floor_median('fdatasync_mean_ms') * 1000:.0f} µs "
+             f"+ loopback TCP round trip {floor_median('round_trip_mean_ms') * 1000:.0f} µs = "
+             f"{floor_rps:,.0f} puts/s for one client. Each server's put-1c against it "
+             "(1.00× = at the floor; issue #19's target for oxetcd is at least 1/1.2 = 0.83×). "
+             "With one client the load generator's own CPU time per request is on the same "
+             "path, so the last column adds it (its median over both servers' put-1c runs) to "
+             "the floor: what a server that cost nothing could reach with that client.\n")
+    o.append("| load generator | etcd 3.4.23 req/s | share of floor | oxetcd req/s | share of floor | "
+             "floor + load generator CPU |")
+    o.append("|---|---:|---:|---:|---:|---:|")
+    floor_ms = 1000 / floor_rps
+    for gen in gens:
+        e, x = agg("etcd", "put-1c", "req_per_s"), agg("oxetcd", "put-1c", "req_per_s")
+        share = lambda v: "—" if v is None else f"{v / floor_rps:.2f}×"
+        client = values("etcd", "put-1c", "bench_cpu_s_per_10k") + values("oxetcd", "put-1c", "bench_cpu_s_per_10k")
+        # s per 10k requests -> ms per request: x 1000 / 10000
+        with_client = f"{1000 / (floor_ms + statistics.median(client) / 10):,.0f} req/s" if client else "—"
+        o.append(f"| {gen} | {fmt(e)} | {share(e)} | {fmt(x)} | {share(x)} | {with_client} |")
+    o.append("")
+
 o.append("""
 Workloads: `put-1c` one client, 256-byte values; `put-1000c` 1000 clients on 100 connections
 (`put-1000c-1conn`, `put-1000c-1000conns`: on 1 and on 1000 connections);
 `range-l-1000c` / `range-s-1000c` linearizable / serializable range of one key, 1000 clients on
-100 connections; `fill-1000c` writes FILL_KEYS distinct keys of 256 bytes (1M in a full run: its
+100 connections; `txn-100c` txns of 4 puts (256-byte values), 100 clients on 100 connections; `fill-1000c` writes FILL_KEYS distinct keys of 256 bytes (1M in a full run: its
 RSS row is the server's memory holding 1M keys); `put-3m-1000c` 3 members on 127.0.0.1-3, 1000 clients on 100 connections to
 the leader (`--target-leader`); `*-tls` the same workloads with both servers serving their client
 URL over https (`--cert-file`/`--key-file`, one ECDSA P-256 certificate from a CA made for the

@@ -62,6 +62,28 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(flatten)]
+    Workload(Workload),
+    /// Measure the floor under a one-client put on this machine, with no server: one
+    /// fdatasync of a WAL-sized record plus one loopback TCP round trip of a
+    /// request-sized message, repeated --total times (the global flags about servers
+    /// are ignored)
+    Floor(FloorArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FloorArgs {
+    /// Directory for the synced file (the disk the server's data dir is on)
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Bytes written and synced per iteration, and sent each way per round trip
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub record_size: u64,
+}
+
+/// The load a server is put under.
+#[derive(Debug, Subcommand)]
+pub enum Workload {
     /// Put keys
     Put {
         #[command(flatten)]
@@ -263,13 +285,20 @@ mod tests {
         Cli::try_parse_from(std::iter::once("oxetcd-bench").chain(args.iter().copied()))
     }
 
+    fn workload(cli: Cli) -> Workload {
+        match cli.command {
+            Command::Workload(w) => w,
+            other => panic!("not a workload: {other:?}"),
+        }
+    }
+
     #[test]
     fn defaults_match_etcd_benchmark() {
         let cli = parse(&["put"]).unwrap();
         assert_eq!(cli.endpoints, ["127.0.0.1:2379"]);
         assert_eq!((cli.conns, cli.clients), (1, 1));
         assert!(!cli.target_leader && !cli.json);
-        let Command::Put { kv, sequential_keys } = cli.command else { panic!("not put") };
+        let Workload::Put { kv, sequential_keys } = workload(cli) else { panic!("not put") };
         assert_eq!((kv.key_size, kv.val_size, kv.key_space_size), (8, 8, 1));
         assert!(!sequential_keys);
     }
@@ -296,22 +325,22 @@ mod tests {
         assert_eq!((cli.conns, cli.clients, cli.total, cli.max_seconds), (100, 1000, 5, 9));
         assert!(cli.json && cli.target_leader);
         assert!(
-            matches!(cli.command, Command::Put { kv, sequential_keys: true } if kv.val_size == 256)
+            matches!(workload(cli), Workload::Put { kv, sequential_keys: true } if kv.val_size == 256)
         );
     }
 
     #[test]
     fn range_takes_key_end_and_consistency() {
         let cli = parse(&["range", "foo", "fop", "--consistency", "s", "--limit", "3"]).unwrap();
-        let Command::Range { key, end, consistency, limit, keys_only, .. } = cli.command else {
+        let Workload::Range { key, end, consistency, limit, keys_only, .. } = workload(cli) else {
             panic!("not range")
         };
         assert_eq!((key.as_deref(), end.as_deref()), (Some("foo"), Some("fop")));
         assert_eq!((consistency, limit, keys_only), (Consistency::S, 3, false));
         let cli = parse(&["range", "foo", "--keys-only"]).unwrap();
         assert!(matches!(
-            cli.command,
-            Command::Range { end: None, consistency: Consistency::L, keys_only: true, .. }
+            workload(cli),
+            Workload::Range { end: None, consistency: Consistency::L, keys_only: true, .. }
         ));
         assert!(parse(&["range", "foo", "--consistency", "x"]).is_err());
         assert!(parse(&["range"]).is_err());
@@ -320,8 +349,8 @@ mod tests {
     #[test]
     fn range_of_random_keys() {
         let cli = parse(&["range", "--random-keys", "1000", "--random-key-offset=5"]).unwrap();
-        let Command::Range { key, random_keys, random_key_size, random_key_offset, .. } =
-            cli.command
+        let Workload::Range { key, random_keys, random_key_size, random_key_offset, .. } =
+            workload(cli)
         else {
             panic!("not range")
         };
@@ -344,18 +373,18 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(
-            cli.command,
-            Command::Watch { streams: 2, watchers_per_stream: 3, ref watch } if watch.put_total == 7 && watch.put_rate == 0
+            workload(cli),
+            Workload::Watch { streams: 2, watchers_per_stream: 3, ref watch } if watch.put_total == 7 && watch.put_rate == 0
         ));
         let cli = parse(&["watch-latency", "--watchers", "4"]).unwrap();
-        assert!(matches!(cli.command, Command::WatchLatency { watchers: 4, .. }));
+        assert!(matches!(workload(cli), Workload::WatchLatency { watchers: 4, .. }));
         let cli = parse(&["txn-put", "--txn-ops", "4", "--key-space-size", "100"]).unwrap();
-        assert!(matches!(cli.command, Command::TxnPut { txn_ops: 4, .. }));
-        assert!(matches!(parse(&["lease-keepalive"]).unwrap().command, Command::LeaseKeepalive));
+        assert!(matches!(workload(cli), Workload::TxnPut { txn_ops: 4, .. }));
+        assert!(matches!(workload(parse(&["lease-keepalive"]).unwrap()), Workload::LeaseKeepalive));
         let cli = parse(&["watch-fanout"]).unwrap();
         assert!(matches!(
-            cli.command,
-            Command::WatchFanout { watchers: 10_000, streams: 100, put_total: 100, val_size: 8 }
+            workload(cli),
+            Workload::WatchFanout { watchers: 10_000, streams: 100, put_total: 100, val_size: 8 }
         ));
         assert!(parse(&["watch-fanout", "--streams=0"]).is_err());
     }
@@ -364,7 +393,7 @@ mod tests {
     fn rate_latency_log_and_key_offset() {
         let cli = parse(&["put"]).unwrap();
         assert_eq!((cli.rate, cli.latency_log.as_deref()), (0, None));
-        let Command::Put { kv, .. } = cli.command else { panic!("not put") };
+        let Workload::Put { kv, .. } = workload(cli) else { panic!("not put") };
         assert_eq!(kv.key_offset, 0);
         let cli = parse(&[
             "--rate=500",
@@ -378,7 +407,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.rate, 500);
         assert_eq!(cli.latency_log.as_deref(), Some(std::path::Path::new("put.tsv")));
-        let Command::Put { kv, .. } = cli.command else { panic!("not put") };
+        let Workload::Put { kv, .. } = workload(cli) else { panic!("not put") };
         assert_eq!(kv.key_offset, 1000);
     }
 
@@ -431,7 +460,7 @@ mod tests {
         assert_eq!(cli.tls.key.as_deref(), Some(std::path::Path::new("client.key")));
         assert!(!cli.tls.insecure_skip_tls_verify && cli.tls.enabled());
         // `--key` is the client key file, not range's positional key.
-        let Command::Range { key, .. } = cli.command else { panic!("not range") };
+        let Workload::Range { key, .. } = workload(cli) else { panic!("not range") };
         assert_eq!(key.as_deref(), Some("foo"));
         let cli = parse(&["put", "--insecure-skip-tls-verify"]).unwrap();
         assert!(cli.tls.insecure_skip_tls_verify && cli.tls.enabled());

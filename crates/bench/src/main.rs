@@ -4,6 +4,7 @@
 mod args;
 mod client;
 mod error;
+mod floor;
 mod histogram;
 mod keys;
 mod progress;
@@ -18,12 +19,22 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::args::Cli;
+use crate::args::{Cli, Command};
 use crate::error::BenchError;
 use crate::report::Report;
 use crate::workloads::Ctx;
 
 async fn bench(cli: &Cli) -> Result<Report, BenchError> {
+    let max_duration = (cli.max_seconds > 0).then(|| Duration::from_secs(cli.max_seconds));
+    let workload = match &cli.command {
+        Command::Workload(workload) => workload,
+        Command::Floor(args) => {
+            let (args, total) = (args.clone(), cli.total);
+            return tokio::task::spawn_blocking(move || floor::measure(&args, total, max_duration))
+                .await
+                .map_err(|e| BenchError::Setup(format!("floor: {e}")))?;
+        }
+    };
     let timeout = Duration::from_secs(cli.dial_timeout);
     let tls = tls::client_tls(&cli.tls)?;
     let conns = client::connect(
@@ -40,12 +51,12 @@ async fn bench(cli: &Cli) -> Result<Report, BenchError> {
         clients: cli.clients,
         total: cli.total,
         progress: !cli.json,
-        max_duration: (cli.max_seconds > 0).then(|| Duration::from_secs(cli.max_seconds)),
+        max_duration,
         via_client: cli.via_client,
         rate: (cli.rate > 0).then_some(cli.rate),
         latency_log: cli.latency_log.is_some(),
     };
-    workloads::run(&cli.command, &ctx).await
+    workloads::run(workload, &ctx).await
 }
 
 #[tokio::main]

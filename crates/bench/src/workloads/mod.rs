@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
-use crate::args::{Command, KeyValueArgs};
+use crate::args::{KeyValueArgs, Workload};
 use crate::client::{Conn, Token};
 use crate::error::BenchError;
 use crate::report::Report;
@@ -63,10 +63,10 @@ impl Ctx {
     }
 }
 
-pub async fn run(command: &Command, ctx: &Ctx) -> Result<Report, BenchError> {
-    match command {
-        Command::Put { kv, sequential_keys } => kv::put(ctx, kv, *sequential_keys).await,
-        Command::Range {
+pub async fn run(workload: &Workload, ctx: &Ctx) -> Result<Report, BenchError> {
+    match workload {
+        Workload::Put { kv, sequential_keys } => kv::put(ctx, kv, *sequential_keys).await,
+        Workload::Range {
             key,
             end,
             consistency,
@@ -88,16 +88,16 @@ pub async fn run(command: &Command, ctx: &Ctx) -> Result<Report, BenchError> {
             let rpc = if *stream { kv::RangeRpc::Stream } else { kv::RangeRpc::Unary };
             kv::range(ctx, range, *consistency, *keys_only, rpc).await
         }
-        Command::TxnPut { kv, txn_ops } => kv::txn_put(ctx, kv, *txn_ops).await,
-        Command::Watch { watch, streams, watchers_per_stream } => {
+        Workload::TxnPut { kv, txn_ops } => kv::txn_put(ctx, kv, *txn_ops).await,
+        Workload::Watch { watch, streams, watchers_per_stream } => {
             watch::watch(ctx, watch, *streams, *watchers_per_stream).await
         }
-        Command::WatchLatency { watch, watchers } => {
+        Workload::WatchLatency { watch, watchers } => {
             watch::watch_latency(ctx, watch, *watchers).await
         }
-        Command::WatchFanout { watchers, streams, put_total, val_size } => {
+        Workload::WatchFanout { watchers, streams, put_total, val_size } => {
             watch::watch_fanout(ctx, *watchers, *streams, *put_total, *val_size).await
         }
-        Command::LeaseKeepalive => lease::keepalive(ctx).await,
+        Workload::LeaseKeepalive => lease::keepalive(ctx).await,
     }
 }
