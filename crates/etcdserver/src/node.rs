@@ -355,6 +355,9 @@ impl RaftLoop {
             // No lease expires before its clients could reach the new leader.
             self.shared.lessor.promote(self.tick * self.election_ticks);
         } else if led && !leads {
+            // Tests widen the moment in which this member no longer leads but its lessor
+            // still acts as the leader's (`raft::lessor-demote=sleep(N)`).
+            failpoint!("raft::lessor-demote", |_| ());
             self.shared.lessor.demote();
         }
         if previous != leader {

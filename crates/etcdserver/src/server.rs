@@ -876,6 +876,12 @@ async fn confirmed_leader(server: &EtcdServer) -> bool {
     server.linearizable_read(None).await.is_ok() && server.is_leader()
 }
 
+/// Between finding leases expired and proposing their revokes: tests widen this moment
+/// (`lease::expired-found=sleep(N)`), in which the member may stop leading.
+fn found_expired_leases() {
+    failpoint!("lease::expired-found", |_| ());
+}
+
 /// On the leader: revokes expired leases through the log, a bounded number per check so
 /// a mass expiry cannot flood it; checkpoints leases first, if enabled. Ends with the
 /// server.
@@ -888,7 +894,15 @@ async fn revoke_expired_leases(server: Weak<EtcdServer>) {
         }
         checkpoint_leases(&server).await;
         let expired = server.lessor().expired(MAX_REVOKES_PER_CHECK);
-        if expired.is_empty() || !confirmed_leader(&server).await {
+        if expired.is_empty() {
+            continue;
+        }
+        found_expired_leases();
+        if !confirmed_leader(&server).await {
+            tracing::info!(
+                leases = expired.len(),
+                "leases look expired, but a quorum does not confirm this member leads: not revoking them"
+            );
             continue;
         }
         for id in expired {

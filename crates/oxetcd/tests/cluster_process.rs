@@ -1,11 +1,13 @@
 //! Clusters of the real `oxetcd` binary, one child process per member: `kill -9` of the
 //! leader under concurrent writes, loss and return of quorum, restarts of every member
 //! from disk (SIGTERM, then SIGKILL), a follower that needs a snapshot to catch up (also
-//! when the snapshot's transfer breaks off, and when the follower fails to install it:
-//! failpoints), and a frozen (SIGSTOP) leader. Afterwards every acknowledged write is on every member at the
-//! revision it was acknowledged with, revisions are dense, HashKV and MemberList agree.
+//! when the snapshot's transfer breaks off or its receipt fails, and when the follower
+//! fails to install it: failpoints), and a frozen (SIGSTOP) leader. Afterwards every
+//! acknowledged write is on every member at the revision it was acknowledged with,
+//! revisions are dense, HashKV and MemberList agree.
 //! Leases: `kill -9` of the leader while a client keeps leases alive loses none of them,
-//! and a lease whose client stops expires within TTL + election timeout.
+//! and a lease whose client stops expires within TTL + election timeout; a leader frozen
+//! past a lease's TTL does not revoke it when it thaws (etcd's #15247; failpoints).
 //! A Put with a gRPC deadline sent to a follower cut off from its peers, by a client
 //! that retries as etcd 3.4's Go client does, is answered as etcd answers it and
 //! applied at most once; a linearizable read there runs out of time as in etcd.
@@ -573,6 +575,10 @@ async fn a_follower_far_behind_catches_up_from_a_snapshot() {
 const SMALL_SNAPSHOTS: &[&str] = &["--snapshot-count", "100", "--snapshot-catchup-entries", "20"];
 /// What a sender logs when the `rafthttp::snapshot-send` failpoint breaks a transfer off.
 const SNAPSHOT_SEND_INJECTED: &str = "injected failure: the transfer broke off";
+/// What a receiver logs, once per transfer, when the `rafthttp::snapshot-receive`
+/// failpoint fails its write (its refusal of the transfer quotes it again, prefixed).
+const SNAPSHOT_RECEIVE_INJECTED: &str =
+    r#""error":"injected failure: the received snapshot could not be written""#;
 /// The line a member logs when it stops on a storage failure.
 const FATAL_LINE: &str = "storage failed; the member stops";
 
@@ -587,31 +593,64 @@ async fn leave_a_follower_behind(cluster: &mut Cluster) -> (usize, Vec<(String, 
     (follower, writers.stop().await)
 }
 
-/// A snapshot transfer that breaks off mid-file is the network's failure, not a
-/// storage failure: the sender goes on, raft has it send a new snapshot, and the
-/// follower catches up with every acknowledged write.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_snapshot_send_that_breaks_off_is_sent_again_and_the_follower_catches_up() {
-    // Each member's first two snapshot transfers break off after their first chunk.
-    let armed = Some("rafthttp::snapshot-send=2*return");
-    let mut cluster = Cluster::start_with(3, TIMING, SMALL_SNAPSHOTS, armed).await;
+/// Each member's first two snapshot transfers fail at `failpoint` (armed on every
+/// member); a follower is left behind and restarted, and must catch up with every
+/// acknowledged write by a transfer that went through, with no member stopping. Returns
+/// the cluster and the follower.
+async fn a_failed_snapshot_transfer_is_sent_again(failpoint: &str) -> (Cluster, usize) {
+    let armed = format!("{failpoint}=2*return");
+    let mut cluster = Cluster::start_with(3, TIMING, SMALL_SNAPSHOTS, Some(&armed)).await;
     let (follower, acknowledged) = leave_a_follower_behind(&mut cluster).await;
     cluster.restart(&[follower]).await;
     cluster.check(&acknowledged).await;
-
-    let senders: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
-    let logs: Vec<String> = senders.iter().map(|&i| cluster.configs[i].last_run_log()).collect();
-    let broken: usize = logs
-        .iter()
-        .map(|log| log.lines().filter(|l| l.contains(SNAPSHOT_SEND_INJECTED)).count())
-        .sum();
-    assert_eq!(broken, 2, "two transfers broke off:\n{}", cluster.configs[senders[0]].log_tail(40));
-    assert!(logs.iter().any(|log| log.contains("sent database snapshot")), "then one went through");
     let received = cluster.configs[follower].last_run_log();
     assert!(received.contains("installed snapshot from the leader"), "{received}");
     for i in 0..3 {
         assert!(!cluster.processes[i].has_exited(), "{} exited", cluster.name(i));
     }
+    (cluster, follower)
+}
+
+/// How many lines of `log` contain `needle`.
+fn lines_with(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// A snapshot transfer that breaks off mid-file is the network's failure, not a
+/// storage failure: the sender goes on, raft has it send a new snapshot, and the
+/// follower catches up with every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_send_that_breaks_off_is_sent_again_and_the_follower_catches_up() {
+    let (cluster, follower) =
+        a_failed_snapshot_transfer_is_sent_again("rafthttp::snapshot-send").await;
+    let senders: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
+    let logs: Vec<String> = senders.iter().map(|&i| cluster.configs[i].last_run_log()).collect();
+    let broken: usize = logs.iter().map(|log| lines_with(log, SNAPSHOT_SEND_INJECTED)).sum();
+    assert_eq!(broken, 2, "two transfers broke off:\n{}", cluster.configs[senders[0]].log_tail(40));
+    assert!(logs.iter().any(|log| log.contains("sent database snapshot")), "then one went through");
+}
+
+/// A follower whose write of a received snapshot file fails partway (a full disk, on a
+/// file not yet in use) answers the sender an error and lives on, as etcd answers 500;
+/// the partial file is gone, and the next transfer catches it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_whose_receipt_fails_is_sent_again_and_the_follower_catches_up() {
+    let (cluster, follower) =
+        a_failed_snapshot_transfer_is_sent_again("rafthttp::snapshot-receive").await;
+    let log = cluster.configs[follower].last_run_log();
+    assert_eq!(
+        lines_with(&log, SNAPSHOT_RECEIVE_INJECTED),
+        2,
+        "{}",
+        cluster.configs[follower].log_tail(40)
+    );
+    let snap_dir = cluster.configs[follower].data_dir.join("member").join("snap");
+    let partial: Vec<String> = std::fs::read_dir(&snap_dir)
+        .expect("the snap dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(partial.is_empty(), "partial snapshot files left behind: {partial:?}");
 }
 
 /// A follower that cannot put the leader's snapshot in place of its backend stops
@@ -733,6 +772,18 @@ async fn keep_alive(endpoints: Vec<String>, first: i64, second: i64, state: Arc<
     }
 }
 
+/// Through member `i`: one lease of [`LEASE_TTL`] per key, and the key put with it.
+/// Returns the leases' ids, in the keys' order.
+async fn leased_keys(cluster: &Cluster, i: usize, keys: [&str; 2]) -> [i64; 2] {
+    let client = cluster.client(i).await;
+    let mut ids = [0; 2];
+    for (key, id) in keys.into_iter().zip(&mut ids) {
+        *id = client.lease_grant(LEASE_TTL as i64, 0).await.expect("a grant").id;
+        client.put(key, "v", Some(PutOptions::new().with_lease(*id))).await.expect("a put");
+    }
+    ids
+}
+
 /// The leader is killed (-9) while a client keeps two leases alive through whichever
 /// member answers: neither expires across the failover. Then the client stops renewing
 /// the second: it expires no sooner than its TTL after its last keep-alive and within
@@ -741,14 +792,7 @@ async fn keep_alive(endpoints: Vec<String>, first: i64, second: i64, state: Arc<
 async fn kept_alive_leases_survive_killing_the_leader_and_a_dropped_one_expires_in_bounds() {
     let mut cluster = Cluster::start(3, &[]).await;
     let leader = cluster.leader().await;
-    let client = cluster.client(leader).await;
-    let mut ids = Vec::new();
-    for key in ["lease/kept", "lease/dropped"] {
-        let id = client.lease_grant(LEASE_TTL as i64, 0).await.expect("a grant").id;
-        client.put(key, "v", Some(PutOptions::new().with_lease(id))).await.expect("a put");
-        ids.push(id);
-    }
-    drop(client);
+    let ids = leased_keys(&cluster, leader, ["lease/kept", "lease/dropped"]).await;
     let state = Arc::new(KeepAlives::default());
     // Followers first: their streams to the leader end when it dies.
     let mut endpoints = cluster.endpoints(&cluster.running());
@@ -784,6 +828,61 @@ async fn kept_alive_leases_survive_killing_the_leader_and_a_dropped_one_expires_
     assert!(!state.first_lost.load(Ordering::SeqCst), "a keep-alive found the kept lease gone");
     assert!(!keeper.is_finished(), "the keep-alive client stopped");
     keeper.abort();
+}
+
+/// How long the old leader of the frozen-leader lease test keeps its lessor acting as the
+/// leader's after raft stepped down (`raft::lessor-demote`), and how long its expiry check
+/// waits between finding leases expired and proposing their revokes
+/// (`lease::expired-found`): together they hold open, every time, the moment in which
+/// etcd's #15247 revoked kept-alive leases, whichever of raft and the check runs first
+/// after the thaw.
+const DEMOTION_DELAY_MS: u64 = 2000;
+const REVOKE_DELAY_MS: u64 = 500;
+
+/// etcd's #15247 (found here by the robustness harness): a leader frozen (SIGSTOP) for
+/// longer than a lease's TTL thaws with its lessor still the leader's and the lease's
+/// deadline passed, while a client kept the lease alive through the new leader. It must
+/// not revoke it: its revoke, forwarded to the new leader, would commit. Expired leases are
+/// revoked only once a quorum confirms this member leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_past_a_leases_ttl_does_not_revoke_it_when_it_thaws() {
+    let failpoints = format!(
+        "raft::lessor-demote=sleep({DEMOTION_DELAY_MS});lease::expired-found=sleep({REVOKE_DELAY_MS})"
+    );
+    let mut cluster = Cluster::start_with(3, TIMING, &[], Some(&failpoints)).await;
+    let old_leader = cluster.leader().await;
+    let ids = leased_keys(&cluster, old_leader, ["lease/first", "lease/second"]).await;
+
+    cluster.processes[old_leader].signal("STOP");
+    let others: Vec<usize> = (0..3).filter(|&i| i != old_leader).collect();
+    let new_leader = wait_until("the others to elect a new leader", async || {
+        let leader = cluster.leader_among(&others).await;
+        (leader != old_leader).then_some(leader)
+    })
+    .await;
+    let state = Arc::new(KeepAlives::default());
+    let keeper =
+        tokio::spawn(keep_alive(cluster.endpoints(&[new_leader]), ids[0], ids[1], state.clone()));
+    // The old leader's deadlines pass while it is frozen; the keep-alives hold the leases.
+    tokio::time::sleep(Duration::from_secs(LEASE_TTL + 2)).await;
+
+    cluster.processes[old_leader].signal("CONT");
+    let settled =
+        Duration::from_millis(DEMOTION_DELAY_MS + REVOKE_DELAY_MS) + Duration::from_secs(2);
+    tokio::time::sleep(settled).await;
+    let reader = cluster.client(new_leader).await;
+    for key in ["lease/first", "lease/second"] {
+        let count = reader.get(key, None).await.expect("a read").count;
+        assert_eq!(count, 1, "{key}: its kept-alive lease was revoked by the thawed leader");
+    }
+    assert!(!state.first_lost.load(Ordering::SeqCst), "a keep-alive found the lease gone");
+    keeper.abort();
+    // Its check may wait out a ReadIndex round that its stepping down dropped.
+    wait_until("the thawed leader to find its leases expired and not revoke them", async || {
+        let log = cluster.configs[old_leader].last_run_log();
+        log.contains("a quorum does not confirm this member leads: not revoking them").then_some(())
+    })
+    .await;
 }
 
 /// The partition test's timing: an election timeout (3 s) well past the client's

@@ -1,8 +1,9 @@
 //! Short seeded robustness runs of each fault class against a three-member cluster of
-//! this build of the binary (it has failpoints): a recorded workload under kill -9,
-//! SIGSTOP pauses, storage failpoints (errors and panics), partitions and slowed links,
-//! then the history's checks (linearizability, watch guarantees, the committed log,
-//! leases) and the end checks (every member back, HashKV equal at one revision). The harness is `crates/robustness`; longer runs are
+//! this build of the binary (it has failpoints), and of partitions against five members:
+//! a recorded workload under kill -9, SIGSTOP pauses, storage failpoints (errors and
+//! panics), partitions and slowed links, then the history's checks (linearizability, watch
+//! guarantees, the committed log, leases) and the end checks (every member back, HashKV
+//! equal at one revision). The harness is `crates/robustness`; longer runs are
 //! `scripts/robustness.sh`. A failing run names its seed and keeps its history, member
 //! logs and replay command under `target/tmp/robustness/`. `ROBUSTNESS_SEED=<n>` runs a
 //! given seed.
@@ -25,7 +26,7 @@ const SCENARIO: Duration = Duration::from_secs(10);
 /// Fewer operations than this means the workload hardly ran: nothing was tested.
 const MIN_OPERATIONS: usize = 300;
 
-/// Each run starts three members: one at a time on two cores.
+/// Each run starts three (or five) members: one at a time on two cores.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn seed(default: u64) -> u64 {
@@ -33,13 +34,17 @@ fn seed(default: u64) -> u64 {
 }
 
 async fn run_class(class: FaultClass, default_seed: u64) -> RunReport {
+    run_class_on(class, 3, default_seed).await
+}
+
+async fn run_class_on(class: FaultClass, members: usize, default_seed: u64) -> RunReport {
     let _one = ONE_AT_A_TIME.lock().await;
     let scenario = Scenario {
         binary: env!("CARGO_BIN_EXE_oxetcd").into(),
         seed: seed(default_seed),
         faults: vec![class],
         duration: SCENARIO,
-        members: 3,
+        members,
         workload: Workload::default(),
         work_dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join("robustness"),
         max_explored: MAX_EXPLORED,
@@ -151,5 +156,16 @@ async fn slowed_links_break_no_guarantee() {
     if namespaces_available() {
         let report = run_class(FaultClass::Delay, 5).await;
         assert!(report.faults.iter().any(|f| f.contains("sends at")));
+    }
+}
+
+/// Five members, where a partition can also split two from three (the leader among the
+/// two, or among the three; which partitions a short run draws depends on its timing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_partitioned_break_no_guarantee() {
+    if namespaces_available() {
+        let report = run_class_on(FaultClass::Partition, 5, 8).await;
+        let partitioned = |f: &String| ["cut", "isolated", "reaches"].iter().any(|p| f.contains(p));
+        assert!(report.faults.iter().any(partitioned), "{:#?}", report.faults);
     }
 }

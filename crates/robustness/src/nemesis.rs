@@ -97,6 +97,10 @@ pub const SURVIVED_FAILPOINTS: &[&str] = &[
     // failure, not the disk's): the sender reports it to raft and sends again, and the
     // lagging member catches up.
     "rafthttp::snapshot-send",
+    // The lagging member's write of a received snapshot file fails partway (a full or
+    // failing disk, on a file not yet in use): it answers the sender an error, drops the
+    // partial file, lives on, and the next transfer catches it up.
+    "rafthttp::snapshot-receive",
     // A defragmentation fails before its swap: Defragment answers an error, the old
     // file serves on, and the next defragmentation succeeds.
     "mvcc::defrag",
@@ -118,7 +122,7 @@ const SNAPSHOT_FAILPOINT_SKIPS: u64 = 2;
 /// live 2 to 5 s, and one in four is revoked early).
 const LEASE_FAILPOINT_SKIPS: u64 = 3;
 /// How many snapshot transfers to a lagging member break off before one goes through.
-const SNAPSHOT_SEND_FAILURES: (u64, u64) = (1, 3);
+const SNAPSHOT_TRANSFER_FAILURES: (u64, u64) = (1, 3);
 /// Entries the others commit while a member is down, so that it falls behind the
 /// leader's log and must be sent a snapshot: three snapshots' worth (the leader may keep
 /// up to `--snapshot-count` entries more for a follower it still replicates to).
@@ -348,7 +352,12 @@ async fn failpoint(
     let Some(&name) = STORAGE_FAILPOINTS.get(drawn) else {
         let name = SURVIVED_FAILPOINTS[drawn - STORAGE_FAILPOINTS.len()];
         return match name {
-            "rafthttp::snapshot-send" => snapshot_send(cluster, rng, anomalies).await,
+            "rafthttp::snapshot-send" => {
+                snapshot_transfer(cluster, rng, anomalies, TransferSide::Send).await
+            }
+            "rafthttp::snapshot-receive" => {
+                snapshot_transfer(cluster, rng, anomalies, TransferSide::Receive).await
+            }
             _ => defrag(cluster, rng, anomalies).await,
         };
     };
@@ -482,69 +491,113 @@ async fn compact(cluster: &mut Cluster, i: usize) -> Result<(), String> {
     }
 }
 
-/// A snapshot send that breaks off: a member is stopped and left behind, the others
-/// are restarted with `rafthttp::snapshot-send` armed (whichever leads sends), and the
-/// lagging member is started again. The senders must not stop; the lagging member must
-/// catch up (it serves, and the run's end checks compare every member's HashKV).
-async fn snapshot_send(
+/// The side of a snapshot transfer a failpoint breaks.
+#[derive(Clone, Copy)]
+enum TransferSide {
+    /// `rafthttp::snapshot-send`, armed on every member but the lagging one (whichever
+    /// leads sends).
+    Send,
+    /// `rafthttp::snapshot-receive`, armed on the lagging member.
+    Receive,
+}
+
+impl TransferSide {
+    fn failpoint(self) -> &'static str {
+        match self {
+            TransferSide::Send => "rafthttp::snapshot-send",
+            TransferSide::Receive => "rafthttp::snapshot-receive",
+        }
+    }
+
+    /// What the armed member logs once each time the failpoint breaks a transfer.
+    fn injected(self) -> &'static str {
+        match self {
+            TransferSide::Send => "injected failure: the transfer broke off",
+            // The error field of the failed write's line (the refusal of the transfer
+            // quotes it again, prefixed).
+            TransferSide::Receive => {
+                r#""error":"injected failure: the received snapshot could not be written""#
+            }
+        }
+    }
+}
+
+/// A snapshot transfer that fails on one side: a member is stopped and left behind (see
+/// `lag_behind_snapshots`), the side's failpoint is armed (the others restarted with it
+/// for `Send`, the lagging member started with it for `Receive`), and the lagging member
+/// is started again. No member may stop; the lagging member must catch up (it serves,
+/// and the run's end checks compare every member's HashKV).
+async fn snapshot_transfer(
     cluster: &mut Cluster,
     rng: &mut Rng,
     anomalies: &mut Vec<String>,
+    side: TransferSide,
 ) -> Result<String, String> {
     let (lagging, role) = target(cluster, rng).await;
-    let failures = rng.between(SNAPSHOT_SEND_FAILURES.0, SNAPSHOT_SEND_FAILURES.1);
-    let spec = format!("rafthttp::snapshot-send={failures}*return");
+    let failures = rng.between(SNAPSHOT_TRANSFER_FAILURES.0, SNAPSHOT_TRANSFER_FAILURES.1);
+    let spec = format!("{}={failures}*return", side.failpoint());
     let member = cluster.members[lagging].name.clone();
-    let what = format!("failpoint {spec} on the others, {role} {member} lagging");
+    let others: Vec<usize> = (0..cluster.members.len()).filter(|&i| i != lagging).collect();
+    let (armed, what) = match side {
+        TransferSide::Send => {
+            (others.clone(), format!("failpoint {spec} on the others, {role} {member} lagging"))
+        }
+        TransferSide::Receive => {
+            (vec![lagging], format!("failpoint {spec} on {role} {member}, lagging"))
+        }
+    };
     cluster.kill(lagging);
     if let Err(e) = lag_behind_snapshots(cluster, lagging).await {
         return Ok(format!("{what}: not reached ({e})"));
     }
-    let senders: Vec<usize> = (0..cluster.members.len()).filter(|&i| i != lagging).collect();
-    for &i in &senders {
-        cluster.kill(i);
-    }
-    for &i in &senders {
-        if let Err(e) = cluster.spawn(i, Some(&spec)) {
-            anomalies.push(format!("restart {} with {spec}: {e}", cluster.members[i].name));
-            return Ok(format!("{what}: not started"));
+    if let TransferSide::Send = side {
+        for &i in &others {
+            cluster.kill(i);
+        }
+        for &i in &others {
+            if let Err(e) = cluster.spawn(i, Some(&spec)) {
+                anomalies.push(format!("restart {} with {spec}: {e}", cluster.members[i].name));
+                return Ok(format!("{what}: not started"));
+            }
+        }
+        for &i in &others {
+            if let Err(e) = cluster.wait_serving(i).await {
+                anomalies.push(format!("{} with {spec}: {e}", cluster.members[i].name));
+                return Ok(format!("{what}: a sender did not serve"));
+            }
         }
     }
-    for &i in &senders {
-        if let Err(e) = cluster.wait_serving(i).await {
-            anomalies.push(format!("{} with {spec}: {e}", cluster.members[i].name));
-            return Ok(format!("{what}: a sender did not serve"));
-        }
-    }
-    cluster.spawn(lagging, None)?;
+    let lagging_spec = matches!(side, TransferSide::Receive).then_some(spec.as_str());
+    cluster.spawn(lagging, lagging_spec)?;
     if let Err(e) = cluster.wait_serving(lagging).await {
         anomalies.push(format!(
-            "{member}, sent snapshots that broke off, did not catch up within \
+            "{member}, whose snapshot transfers failed, did not catch up within \
              {START_TIMEOUT:?}: {e}"
         ));
         return Ok(format!("{what}: no catch-up"));
     }
-    let mut broken = 0;
-    for &i in &senders {
+    for i in 0..cluster.members.len() {
         if !cluster.is_running(i) {
             anomalies.push(format!(
-                "{} stopped after a snapshot send broke off; see {}",
+                "{} stopped after a snapshot transfer failed; see {}",
                 cluster.members[i].name,
                 cluster.members[i].log.display()
             ));
         }
-        let log = cluster.members[i].last_run_log();
-        broken += log.lines().filter(|l| l.contains(SNAPSHOT_SEND_INJECTED)).count();
     }
+    let broken: usize = armed
+        .iter()
+        .map(|&i| {
+            let log = cluster.members[i].last_run_log();
+            log.lines().filter(|l| l.contains(side.injected())).count()
+        })
+        .sum();
     if broken == 0 {
         // It caught up from the log after all: no snapshot was sent.
         return Ok(format!("{what}: not reached"));
     }
-    Ok(format!("{what}: transfers broken off: {broken}, {member} caught up"))
+    Ok(format!("{what}: transfers failed: {broken}, {member} caught up"))
 }
-
-/// What a sender logs when the failpoint breaks its transfer off.
-const SNAPSHOT_SEND_INJECTED: &str = "injected failure: the transfer broke off";
 
 /// A defragmentation that fails: a member restarted with `mvcc::defrag` armed must
 /// answer Defragment with an error and go on serving; the next Defragment succeeds.

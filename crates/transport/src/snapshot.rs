@@ -169,6 +169,11 @@ async fn feed(
     Ok(chunks.send(last).await.ok().map(|()| size))
 }
 
+/// The error the `rafthttp::snapshot-receive` failpoint injects (tests look for it).
+#[cfg(feature = "failpoints")]
+const SNAPSHOT_RECEIVE_INJECTED: &str =
+    "injected failure: the received snapshot could not be written";
+
 /// Receives one snapshot transfer from peer `from`; on success the handler has the
 /// message and the file.
 pub(crate) async fn receive(
@@ -229,6 +234,14 @@ async fn receive_file(
             }
             crc = crc32c::crc32c_append(crc, &chunk.data);
             file.write_all(&chunk.data).await.map_err(|e| local_error("writing", &e))?;
+            // A write of the received file fails after part of it is on disk (a full or
+            // failing disk): the peer is answered an error and this member lives on, as
+            // etcd answers 500; the partial file goes with `temp`, and raft sends again.
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("rafthttp::snapshot-receive", |_| Err(local_error(
+                "writing",
+                &io::Error::other(SNAPSHOT_RECEIVE_INJECTED)
+            )));
         }
         if chunk.last {
             break;
