@@ -64,7 +64,7 @@ pub enum UtlError {
     /// The backend has not caught up with the newest raft snapshot (a crash between the
     /// two); etcd would look for a snapshot database that oxetcd never writes.
     #[error(
-        "the backend holds entries up to {consistent_index} but the newest raft snapshot is at {snapshot_index}: start the member once (it catches its backend up) and stop it before migrating"
+        "the backend holds entries up to {consistent_index} but the raft snapshot a restart starts from is at {snapshot_index}: start the member once (it catches its backend up) and stop it before migrating"
     )]
     BackendBehindSnapshot { consistent_index: u64, snapshot_index: u64 },
     /// The WAL or a snap file could not be read or rewritten.

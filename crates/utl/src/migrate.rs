@@ -57,12 +57,14 @@ pub fn finalize(data_dir: &Path, wal_dir: &Path) -> Result<Finalized, UtlError> 
 }
 
 /// What `--to etcd` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MovedOut {
     /// The raft index the backend holds everything up to: etcd replays the WAL after it.
     pub consistent_index: u64,
     pub backend_bytes: u64,
     pub snapshot_files: usize,
+    /// Snap files newer than every snapshot the WAL records, removed.
+    pub unrecorded_snapshots: Vec<PathBuf>,
     pub wal: Rewritten,
     /// etcd's original backend, kept since a move from etcd, now removed (it is older
     /// than the backend just written).
@@ -92,27 +94,30 @@ pub fn to_etcd(data_dir: &Path, wal_dir: &Path) -> Result<MovedOut, UtlError> {
 
     let exported =
         etcd_file::export_bbolt(&backend, &staged_backend).map_err(UtlError::backend(&backend))?;
-    let snapshotter = Snapshotter::new(&layout::snap_dir(data_dir)).map_err(wal_error)?;
-    match snapshotter.load_newest() {
-        Ok(newest) => {
-            let index = newest.metadata.unwrap_or_default().index;
-            if index > exported.consistent_index {
-                std::fs::remove_file(&staged_backend)
-                    .map_err(UtlError::io("remove", &staged_backend))?;
-                return Err(UtlError::BackendBehindSnapshot {
-                    consistent_index: exported.consistent_index,
-                    snapshot_index: index,
-                });
-            }
-        }
-        Err(WalError::NoSnapshot) => {}
-        Err(e) => return Err(wal_error(e)),
+    let abandon = |error: UtlError| {
+        remove_stale(&staged_backend)?;
+        remove_stale(&staged_wal)?;
+        Err(error)
+    };
+    let wal = match oxetcd_wal::rewrite(wal_dir, &staged_wal, etcd_encoding::entry_for_etcd_3_4) {
+        Ok(wal) => wal,
+        Err(e) => return abandon(wal_error(e)),
+    };
+    // The snapshot a restart starts from is the newest the WAL has a record of (as
+    // oxetcd's restart and etcd 3.5's `LoadNewestAvailable` choose it); etcd 3.4 takes the
+    // newest snap file, so newer files, written by a member that stopped before their
+    // record, are dropped: the WAL holds every entry after the recorded snapshot.
+    let restart_index = wal.snapshots.iter().map(|s| s.index).max().unwrap_or_default();
+    if restart_index > exported.consistent_index {
+        return abandon(UtlError::BackendBehindSnapshot {
+            consistent_index: exported.consistent_index,
+            snapshot_index: restart_index,
+        });
     }
-
+    let snapshotter = Snapshotter::new(&layout::snap_dir(data_dir)).map_err(wal_error)?;
+    let unrecorded_snapshots = snapshotter.remove_newer_than(restart_index).map_err(wal_error)?;
     let snapshot_files =
         snapshotter.rewrite_data(etcd_encoding::snapshot_data_for_etcd_3_4).map_err(wal_error)?;
-    let wal = oxetcd_wal::rewrite(wal_dir, &staged_wal, etcd_encoding::entry_for_etcd_3_4)
-        .map_err(wal_error)?;
     // The lock goes with the directory: the new log is locked before it takes the log's
     // name, so no member starts on the data dir before the backend is swapped too.
     let _new_wal_lock = layout::lock_wal_dir(&staged_wal)?;
@@ -133,6 +138,7 @@ pub fn to_etcd(data_dir: &Path, wal_dir: &Path) -> Result<MovedOut, UtlError> {
         consistent_index: exported.consistent_index,
         backend_bytes: exported.bytes,
         snapshot_files,
+        unrecorded_snapshots,
         wal,
         removed_kept,
     })

@@ -112,6 +112,12 @@ pub fn moved_out(data_dir: &std::path::Path, moved: &crate::migrate::MovedOut) -
         moved.wal.changed,
         moved.wal.entries,
     );
+    for unrecorded in &moved.unrecorded_snapshots {
+        out += &format!(
+            "removed {}, a snapshot file its WAL has no record of (the member stopped between writing the two)\n",
+            unrecorded.display()
+        );
+    }
     if let Some(kept) = &moved.removed_kept {
         out += &format!("removed {}, older than the backend just written\n", kept.display());
     }

@@ -514,6 +514,14 @@ fn migrate_finalize_removes_the_kept_etcd_backend_once() {
     assert_eq!(neither, "Error: give exactly one of --finalize and --to etcd");
 }
 
+/// `src`'s snapshot restored into `member.etcd` in `dir`, and its `oxetcdutl hashkv`.
+fn restored_member(dir: &Path, src: &Source) -> (PathBuf, String) {
+    let data_dir = dir.join("member.etcd");
+    stdout(&restore_into(&src.snapshot, &data_dir, &[]));
+    let hash = stdout(&oxetcdutl(&["hashkv", s(&data_dir)]));
+    (data_dir, hash)
+}
+
 /// `migrate --to etcd` leaves etcd's backend (bbolt) with the same contents, and no
 /// staging file; a second run is refused. (That etcd 3.4.23 then runs on the dir is the
 /// compatibility suite's `an_oxetcd_data_dir_goes_to_etcd_in_place_and_comes_back`.)
@@ -521,9 +529,7 @@ fn migrate_finalize_removes_the_kept_etcd_backend_once() {
 fn migrate_to_etcd_writes_etcds_backend_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path());
-    let data_dir = dir.path().join("member.etcd");
-    stdout(&restore_into(&src.snapshot, &data_dir, &[]));
-    let hash_before = stdout(&oxetcdutl(&["hashkv", s(&data_dir)]));
+    let (data_dir, hash_before) = restored_member(dir.path(), &src);
 
     let done = stdout(&oxetcdutl(&["migrate", "--data-dir", s(&data_dir), "--to", "etcd"]));
     assert!(
@@ -550,4 +556,39 @@ fn migrate_to_etcd_writes_etcds_backend_in_place() {
     assert_eq!(stdout(&oxetcdutl(&["hashkv", s(&data_dir)])), hash_before);
     let made = ["native.db", "plain.db", "snapshot.db", "src.db", "member.etcd"];
     no_leftovers(dir.path(), &[&made[..], &["apart", "apart.wal"]].concat());
+}
+
+/// A member killed between writing a snapshot's file and its WAL record leaves a snap
+/// file newer than every snapshot its WAL records. `migrate --to etcd` measures the
+/// backend against the recorded snapshot (the one a restart starts from), and removes the
+/// newer file, which etcd 3.4 (taking the newest file) would fail to start on.
+#[test]
+fn migrate_to_etcd_drops_a_snap_file_its_wal_has_no_record_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let (data_dir, hash_before) = restored_member(dir.path(), &src);
+    // Far past the backend's consistent index, and not cluster state: were it measured
+    // or rewritten, the migration would be refused.
+    let unrecorded = oxetcd_raft::Snapshot {
+        data: b"never read".to_vec().into(),
+        metadata: Some(oxetcd_raft::SnapshotMetadata {
+            index: 1_000_000,
+            term: 9,
+            ..Default::default()
+        }),
+    };
+    let snap_dir = data_dir.join("member/snap");
+    let path = oxetcd_wal::Snapshotter::new(&snap_dir).unwrap().save(&unrecorded).unwrap();
+
+    let done = stdout(&oxetcdutl(&["migrate", "--data-dir", s(&data_dir), "--to", "etcd"]));
+    assert!(
+        done.contains(&format!(
+            "removed {}, a snapshot file its WAL has no record of",
+            path.display()
+        )),
+        "{done}"
+    );
+    assert!(!path.exists());
+    no_leftovers(&snap_dir, &["db"]);
+    assert_eq!(stdout(&oxetcdutl(&["hashkv", s(&data_dir)])), hash_before);
 }

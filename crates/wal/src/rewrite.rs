@@ -17,16 +17,20 @@ use prost::Message;
 
 use crate::error::{IoContext, Result, WalError};
 use crate::fs::{preallocate, sync_dir};
-use crate::record::{Encoder, RecordType};
+use crate::record::{Encoder, RecordType, WalSnapshot};
 use crate::segment::{self, Segment};
 
 /// What [`rewrite`] did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Rewritten {
     pub segments: usize,
     pub entries: u64,
     /// Entries whose bytes changed.
     pub changed: u64,
+    /// The snapshot records copied, in log order: the snapshots a member restarting on
+    /// the log may start from (a snap file newer than all of them was written by a member
+    /// that stopped before its record).
+    pub snapshots: Vec<WalSnapshot>,
 }
 
 /// Writes the log in `src` anew into `dst` (which must not exist), every entry passed
@@ -73,6 +77,17 @@ pub fn rewrite(
                 }
                 // The Crc record carries the chain itself: the encoder writes its own.
                 RecordType::Crc => Bytes::new(),
+                RecordType::Snapshot => {
+                    let marker = WalSnapshot::decode(record.data.clone()).map_err(|e| {
+                        WalError::Corrupt {
+                            path: old.path.clone(),
+                            offset: 0,
+                            detail: format!("undecodable snapshot record: {e}"),
+                        }
+                    })?;
+                    done.snapshots.push(marker);
+                    record.data
+                }
                 _ => record.data,
             };
             encoder.encode(&mut buf, record_type, data);

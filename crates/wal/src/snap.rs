@@ -97,6 +97,23 @@ impl Snapshotter {
         Ok(snapshots)
     }
 
+    /// Removes the snapshot files of indexes above `index`; returns what it removed. For
+    /// files the WAL has no record of (a member stopped between writing a snapshot's file
+    /// and its record), which a reader that takes the newest file would start from in vain.
+    pub fn remove_newer_than(&self, index: u64) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for path in self.files()? {
+            if index_in_name(&path).is_some_and(|i| i > index) {
+                std::fs::remove_file(&path).at(&path)?;
+                removed.push(path);
+            }
+        }
+        if !removed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
     /// Removes all but the newest `keep` snapshot files; returns what it removed.
     pub fn purge(&self, keep: usize) -> Result<Vec<PathBuf>> {
         let files = self.files()?;
@@ -133,6 +150,14 @@ fn write(path: &Path, snapshot: &Snapshot) -> Result<()> {
     std::fs::write(&staging, file.encode_to_vec()).at(&staging)?;
     std::fs::File::open(&staging).and_then(|f| f.sync_all()).at(&staging)?;
     std::fs::rename(&staging, path).at(path)
+}
+
+/// The raft index in a snapshot file's name (`{term:016x}-{index:016x}.snap`, as
+/// [`Snapshotter::save`] names it).
+fn index_in_name(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?.strip_suffix(SUFFIX)?;
+    let (_term, index) = name.split_once('-')?;
+    u64::from_str_radix(index, 16).ok()
 }
 
 fn read(path: &Path) -> Option<Snapshot> {

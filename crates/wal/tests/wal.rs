@@ -439,6 +439,8 @@ fn a_rewritten_log_reads_back_with_every_entry_transformed() {
     };
     let done = oxetcd_wal::rewrite(&dir, &new_dir, upper).unwrap();
     assert_eq!(done.entries, 64);
+    let markers: Vec<(u64, u64)> = done.snapshots.iter().map(|s| (s.index, s.term)).collect();
+    assert_eq!(markers, [(0, 0), (30, 1)], "the snapshot records, in log order");
     assert_eq!(done.changed, 64);
     let segments = |d: &Path| std::fs::read_dir(d).unwrap().count();
     assert!(done.segments > 1, "the log crossed segment cuts");
