@@ -56,10 +56,16 @@ const MAX_SIZE_PER_MSG: u64 = 1024 * 1024;
 const MAX_INFLIGHT_MSGS: usize = 4096 / 8;
 /// Uncommitted bytes a leader accepts before dropping proposals.
 const MAX_UNCOMMITTED_BYTES: u64 = 1 << 30;
-/// The etcd server version whose API oxetcd serves.
-pub const ETCD_VERSION: &str = "3.5.0";
-/// The cluster version reported alongside it.
-pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
+/// The etcd release oxetcd stands in for, reported wherever etcd reports its version
+/// (Status, `/version`, `/metrics`, `--version`): the release its compatibility suite runs
+/// against (etcd 3.4.23 and etcd 3.4's e2e suite), so that tools and dashboards comparing
+/// versions see the etcd they were validated with. What oxetcd serves beyond 3.4 (some of
+/// 3.5-3.7's API) is additive and needs no version check.
+pub const ETCD_VERSION: &str = "3.4.23";
+/// The cluster version a new cluster's first leader records: etcd's rule, the server's
+/// major.minor. etcd 3.4 members accept it (they refuse a higher one), and etcd 3.5 and
+/// later raise it themselves. A cluster an older oxetcd created keeps the 3.5.0 it recorded.
+pub const ETCD_CLUSTER_VERSION: &str = "3.4.0";
 
 type ReadWaiter = oneshot::Sender<Result<(), ServerError>>;
 
