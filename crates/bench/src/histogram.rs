@@ -98,6 +98,11 @@ impl Histogram {
         self.max
     }
 
+    /// The sum of every sample recorded.
+    pub fn sum(&self) -> u128 {
+        self.sum
+    }
+
     pub fn mean(&self) -> f64 {
         if self.count == 0 { 0.0 } else { self.sum as f64 / self.count as f64 }
     }

@@ -61,8 +61,9 @@ pub enum UtlError {
     /// `migrate --to etcd` where the WAL is not (`member/wal`, or `--wal-dir`).
     #[error("no WAL in {}: give the member's --wal-dir if it has one", wal_dir.display())]
     NoWal { wal_dir: PathBuf },
-    /// The backend has not caught up with the newest raft snapshot (a crash between the
-    /// two); etcd would look for a snapshot database that oxetcd never writes.
+    /// The backend has not caught up with the raft snapshot a restart starts from (a
+    /// crash between the two); etcd would look for a snapshot database that oxetcd never
+    /// writes.
     #[error(
         "the backend holds entries up to {consistent_index} but the raft snapshot a restart starts from is at {snapshot_index}: start the member once (it catches its backend up) and stop it before migrating"
     )]
