@@ -29,7 +29,7 @@ for run in $(seq "$RUNS"); do
     before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     # shellcheck disable=SC2086
     result=$(timeout 300 "$BENCH_BIN" --endpoints "127.0.0.1:$PORT" $BENCH_ARGS 2>&1 |
-      grep -E "Requests/sec|p99 in" | head -2 | tr -s '\t\n' '  ')
+      grep -E "Requests/sec|p99 in" | sed -n 1,2p | tr -s '\t\n' '  ')
     after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     echo "$side run $run: server cpu ticks $((after - before)); $result"
     kill "$pid"

@@ -28,7 +28,9 @@ if ! python3 -c "import etcd3gw" 2>/dev/null; then
   python3 -m pip install --quiet "etcd3gw==$ETCD3GW_VERSION"
 fi
 
-etcd --version | head -n 1
+# sed, not head: under pipefail, head closing the pipe early kills etcd with SIGPIPE
+# (exit 141) and the whole suite with it.
+etcd --version | sed -n 1p
 # etcdctl_snapshot runs the oxetcdutl binary it finds in the target dir, oxetcdctl the
 # oxetcdctl binary.
 cargo build -p oxetcd-utl -p oxetcd-ctl

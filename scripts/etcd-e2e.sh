@@ -121,7 +121,7 @@ ETCD_REF=/usr/bin/etcd
 [ "$reference" = 0 ] || [ -x "$ETCD_REF" ] || die "$ETCD_REF not found (package etcd-server)"
 # The package's tree: <GOPATH>/src/go.etcd.io/etcd.
 files=$(dpkg -L golang-etcd-server-dev) || die "dpkg -L golang-etcd-server-dev failed"
-PKG=$(grep '/src/go\.etcd\.io/etcd/tests/e2e$' <<<"$files" | head -n 1 | sed 's#/tests/e2e$##')
+PKG=$(grep '/src/go\.etcd\.io/etcd/tests/e2e$' <<<"$files" | sed -n '1s#/tests/e2e$##p')
 [ -n "$PKG" ] || die "golang-etcd-server-dev lists no tests/e2e directory"
 [ -f "$PKG/tests/e2e/main_test.go" ] || die "$PKG/tests/e2e/main_test.go missing"
 FIXTURES="$PKG/integration/fixtures"
@@ -214,7 +214,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "etcd-e2e: server $SERVER ($("$SERVER" --version 2>&1 | head -n 1)); etcdctl $("$CTL" version | head -n 1)"
+echo "etcd-e2e: server $SERVER ($("$SERVER" --version 2>&1 | sed -n 1p)); etcdctl $("$CTL" version | sed -n 1p)"
 echo "etcd-e2e: ${#tests[@]} tests, one at a time, ${TIMEOUT}s each at most; logs in $LOGS/logs"
 passed=()
 failed=()
