@@ -532,3 +532,110 @@ async fn bad_bodies_get_etcds_statuses_and_change_nothing() {
     assert_eq!(revision(&after), revision(&before), "nothing was written");
     member.stop().await;
 }
+
+/// The gateway over WebSocket (etcd's wsproxy): the session of `websocket.rs` gives the
+/// transcript etcd 3.4.23 gave (`websocket-etcd-3.4.23.txt`, recorded by the
+/// compatibility suite's `gateway_websocket`, which runs both side by side).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_session_answers_as_etcds_did() {
+    let member = TestMember::start(&[]).await;
+    let got = oxetcd_tests::websocket::session(&member.endpoint).await;
+    member.stop().await;
+    let etcd = include_str!("websocket-etcd-3.4.23.txt");
+    assert_eq!(got.join("\n"), etcd.trim_end());
+}
+
+/// A WebSocket's token comes as a browser can send one: the subprotocol `Bearer,
+/// <token>`, or a `token` cookie. Unlike etcd (which takes `Bearer <token>` whole as
+/// the token, and so refuses every such call), the token is what counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_carries_its_token_in_the_subprotocol_or_a_cookie() {
+    use oxetcd_tests::websocket::{open, send, unary, until_end};
+    let member = TestMember::start(&[]).await;
+    let gw = Gateway::new(&member).await;
+    for (path, body) in [
+        ("/v3/auth/user/add", r#"{"name":"root","password":"toor"}"#),
+        ("/v3/auth/role/add", r#"{"name":"root"}"#),
+        ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#),
+        ("/v3/auth/enable", "{}"),
+    ] {
+        assert_eq!(gw.post(path, body, &[]).await.status, 200, "{path}");
+    }
+    let auth = gw.post("/v3/auth/authenticate", r#"{"name":"root","password":"toor"}"#, &[]).await;
+    let token = auth.body.split(r#""token":""#).nth(1).and_then(|t| t.split('"').next()).unwrap();
+    let put = r#"{"key":"YQ==","value":"Yg=="}"#;
+    let endpoint = &member.endpoint;
+
+    let anonymous = unary(endpoint, "/v3/kv/put", put).await;
+    assert_eq!(
+        anonymous,
+        [
+            r#"{"error":"etcdserver: user name is empty","message":"etcdserver: user name is empty","code":3}"#
+        ]
+    );
+    let (mut socket, chosen) =
+        open(endpoint, "/v3/kv/put", Some(&format!("Bearer, {token}"))).await;
+    assert_eq!(chosen, "Bearer");
+    send(&mut socket, put).await;
+    let answer = until_end(&mut socket).await;
+    assert!(answer.len() == 1 && answer[0].starts_with(r#"{"header":"#), "{answer:?}");
+    let (mut forged, _) = open(endpoint, "/v3/kv/put", Some("Bearer, bogus.1")).await;
+    send(&mut forged, put).await;
+    assert_eq!(
+        until_end(&mut forged).await,
+        [
+            r#"{"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16}"#
+        ]
+    );
+
+    // The cookie, on a raw handshake (the client library sets no cookies).
+    let authority = endpoint.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(authority).await.unwrap();
+    let handshake = format!(
+        "GET /v3/kv/range HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: theme=dark; token={token}\r\n\r\n"
+    );
+    stream.write_all(handshake.as_bytes()).await.unwrap();
+    // One unmasked-by-server, masked-by-client text frame: {"key":"YQ=="}.
+    let request = br#"{"key":"YQ=="}"#;
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | request.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(request.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    stream.write_all(&frame).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(STEP, stream.read_to_end(&mut raw)).await.expect("bounded").unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 101 Switching Protocols"), "{raw}");
+    assert!(raw.contains(r#""kvs":[{"key":"YQ==""#), "the cookie's token read the key: {raw}");
+    member.stop().await;
+}
+
+/// A WebSocket's call ends with its socket: watches whose clients dropped their
+/// connections leave no task behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_streams_end_when_their_sockets_close() {
+    use oxetcd_tests::websocket::{next, open, send};
+    const STREAMS: usize = 10;
+    let member = TestMember::start(&[]).await;
+    let watch = r#"{"create_request":{"key":"YQ=="}}"#;
+    let (mut first, _) = open(&member.endpoint, "/v3/watch", None).await;
+    send(&mut first, watch).await;
+    assert!(next(&mut first).await.is_some_and(|created| created.contains(r#""created":true"#)));
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let before = tasks();
+    for _ in 0..STREAMS {
+        let (mut socket, _) = open(&member.endpoint, "/v3/watch", None).await;
+        send(&mut socket, watch).await;
+        assert!(next(&mut socket).await.is_some());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tasks() > before + 2 {
+        assert!(tokio::time::Instant::now() < deadline, "{} tasks, {before} before", tasks());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    member.stop().await;
+}

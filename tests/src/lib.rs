@@ -10,6 +10,7 @@ pub mod reference;
 pub mod refusals;
 pub mod scenario;
 pub mod watch_scenario;
+pub mod websocket;
 
 /// `target/<profile>/<name>`, beside the running test's `deps/` dir: a binary of this
 /// workspace the test runs (`package` builds it; scripts/compat.sh does). Panics saying

@@ -74,7 +74,8 @@ pub async fn serve_client_port(
             let mut port = port.clone();
             async move { Ok::<_, Infallible>(port.call(request).await.unwrap_or_else(|e| match e {})) }
         });
-        let connection = builder.serve_connection(TokioIo::new(conn), service);
+        // With upgrades: the JSON gateway's streams are served over WebSocket too.
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(conn), service);
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {
             // A connection's end is the client's business (reset, closed, broken).

@@ -8,6 +8,8 @@
 use std::sync::LazyLock;
 
 use axum::http::StatusCode;
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
 use prost::Message;
 use prost_reflect::{
     DescriptorPool, DeserializeOptions, DynamicMessage, Kind, MessageDescriptor, SerializeOptions,
@@ -53,59 +55,166 @@ pub(super) fn to_proto(
     let Some(value) = value else {
         return Ok(Vec::new());
     };
-    check_enum_names(desc, &value)?;
+    let mut value = value;
+    read_like_jsonpb(desc, &mut value)?;
     let options = DeserializeOptions::new().deny_unknown_fields(false);
     let message = DynamicMessage::deserialize_with_options(desc.clone(), value, &options)
         .map_err(|e| DecodeError(e.to_string()))?;
     Ok(message.encode_to_vec())
 }
 
-/// Refuses an enum given by a name it does not have, as jsonpb does (prost-reflect
-/// ignores one when unknown fields are ignored, which would turn a typo into the
-/// default). Unknown fields are skipped; numbers are taken as they are, as by jsonpb.
-fn check_enum_names(
+/// Reads `value` as jsonpb reads a `desc` message before prost-reflect maps it, so that
+/// what jsonpb refuses is refused in its words (`json: cannot unmarshal bool into Go
+/// value of type int64`) and what it takes is taken:
+/// - fields are checked in their declaration order (jsonpb's, so the first error named
+///   is the same), the oneof members last; unknown fields and nulls are skipped;
+/// - a JSON kind that does not fit a field's Go type is encoding/json's type error;
+/// - numbers, quoted or not, must fit their integer type (`number 1.5 into … int64`),
+///   and a quoted one is read as the JSON inside the quotes, as jsonpb strips them;
+/// - an enum's name must be one it has (prost-reflect ignores one it does not know when
+///   unknown fields are ignored, which would turn a typo into the default);
+/// - a bytes field given an array of numbers takes them as its bytes, as Go's decoder
+///   does (rewritten to base64 here, the form prost-reflect reads).
+fn read_like_jsonpb(
     desc: &MessageDescriptor,
-    value: &serde_json::Value,
+    value: &mut serde_json::Value,
 ) -> Result<(), DecodeError> {
     let serde_json::Value::Object(fields) = value else {
-        return Ok(());
+        return Err(type_error(value, "map[string]json.RawMessage"));
     };
-    for (name, value) in fields {
-        let Some(field) =
-            desc.get_field_by_name(name).or_else(|| desc.get_field_by_json_name(name))
-        else {
-            continue;
-        };
-        if field.is_map() {
+    let (plain, oneofs): (Vec<_>, Vec<_>) =
+        desc.fields().partition(|field| field.containing_oneof().is_none());
+    for field in plain.into_iter().chain(oneofs) {
+        let name = if fields.contains_key(field.name()) { field.name() } else { field.json_name() };
+        let Some(value) = fields.get_mut(name) else { continue };
+        if value.is_null() || field.is_map() {
             continue;
         }
-        let values = match value {
-            serde_json::Value::Array(items) if field.is_list() => items.iter().collect(),
-            one => vec![one],
-        };
-        match field.kind() {
-            Kind::Enum(enum_desc) => {
-                for value in values {
-                    if let serde_json::Value::String(given) = value
-                        && enum_desc.get_value_by_name(given).is_none()
-                    {
-                        return Err(DecodeError(format!(
-                            "unknown value {} for enum {}",
-                            string(given),
-                            go_type_name(enum_desc.full_name(), enum_desc.package_name())
-                        )));
-                    }
-                }
+        if field.is_list() {
+            let serde_json::Value::Array(items) = value else {
+                return Err(type_error(value, "[]json.RawMessage"));
+            };
+            for item in items.iter_mut().filter(|item| !item.is_null()) {
+                read_one_like_jsonpb(&field.kind(), item)?;
             }
-            Kind::Message(message_desc) => {
-                for value in values {
-                    check_enum_names(&message_desc, value)?;
-                }
-            }
-            _ => {}
+        } else {
+            read_one_like_jsonpb(&field.kind(), value)?;
         }
     }
     Ok(())
+}
+
+/// One value of a field of `kind` (see [`read_like_jsonpb`]).
+fn read_one_like_jsonpb(kind: &Kind, value: &mut serde_json::Value) -> Result<(), DecodeError> {
+    use serde_json::Value;
+    match kind {
+        Kind::Message(message) => read_like_jsonpb(message, value),
+        Kind::Enum(enum_desc) => {
+            let go_type = go_type_name(enum_desc.full_name(), enum_desc.package_name());
+            match value {
+                Value::String(given) if enum_desc.get_value_by_name(given).is_none() => {
+                    Err(DecodeError(format!("unknown value {} for enum {go_type}", string(given))))
+                }
+                Value::String(_) => Ok(()),
+                Value::Number(number) => fits_integer(number, i32::MIN.into(), i32::MAX.into())
+                    .ok_or_else(|| number_error(number, &go_type)),
+                other => Err(type_error(other, &go_type)),
+            }
+        }
+        Kind::Bytes => match value {
+            Value::String(_) => Ok(()),
+            Value::Array(items) => {
+                let bytes = items
+                    .iter()
+                    .map(|item| match item {
+                        Value::Number(n) => n
+                            .as_u64()
+                            .and_then(|b| u8::try_from(b).ok())
+                            .ok_or_else(|| number_error(n, "uint8")),
+                        other => Err(type_error(other, "uint8")),
+                    })
+                    .collect::<Result<Vec<u8>, _>>()?;
+                *value = Value::String(BASE64_STANDARD.encode(bytes));
+                Ok(())
+            }
+            other => Err(type_error(other, "[]uint8")),
+        },
+        Kind::String => match value {
+            Value::String(_) => Ok(()),
+            other => Err(type_error(other, "string")),
+        },
+        Kind::Bool => match value {
+            Value::Bool(_) => Ok(()),
+            other => Err(type_error(other, "bool")),
+        },
+        integer => {
+            let (go_type, min, max): (&str, i128, i128) = match integer {
+                Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+                    ("int64", i64::MIN.into(), i64::MAX.into())
+                }
+                Kind::Uint64 | Kind::Fixed64 => ("uint64", 0, u64::MAX.into()),
+                Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+                    ("int32", i32::MIN.into(), i32::MAX.into())
+                }
+                Kind::Uint32 | Kind::Fixed32 => ("uint32", 0, u32::MAX.into()),
+                // Floats: etcd's messages have none; prost-reflect reads them as jsonpb.
+                _ => return Ok(()),
+            };
+            let number = match value {
+                Value::Number(number) => number.clone(),
+                // jsonpb drops the quotes and reads what is inside as JSON.
+                Value::String(quoted) => match serde_json::from_str::<Value>(quoted) {
+                    Ok(Value::Number(number)) => number,
+                    Ok(other) => return Err(type_error(&other, go_type)),
+                    Err(e) => return Err(go_syntax_error(quoted, &e)),
+                },
+                other => return Err(type_error(other, go_type)),
+            };
+            fits_integer(&number, min, max).ok_or_else(|| number_error(&number, go_type))
+        }
+    }
+}
+
+/// `Some(())` if `number` is an integer within `min..=max`.
+fn fits_integer(number: &serde_json::Number, min: i128, max: i128) -> Option<()> {
+    let n = number.as_i128()?;
+    (min..=max).contains(&n).then_some(())
+}
+
+/// encoding/json's `UnmarshalTypeError` for a JSON value of the wrong kind.
+fn type_error(value: &serde_json::Value, go_type: &str) -> DecodeError {
+    let kind = match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "bool",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    };
+    DecodeError(format!("json: cannot unmarshal {kind} into Go value of type {go_type}"))
+}
+
+/// encoding/json's error for a number its integer type cannot hold.
+fn number_error(number: &serde_json::Number, go_type: &str) -> DecodeError {
+    DecodeError(format!("json: cannot unmarshal number {number} into Go value of type {go_type}"))
+}
+
+/// encoding/json's syntax error for `text` that is not JSON (what jsonpb reports for a
+/// quoted integer that is not a number).
+fn go_syntax_error(text: &str, error: &serde_json::Error) -> DecodeError {
+    match text.trim_start().chars().next() {
+        None => DecodeError("unexpected end of JSON input".to_string()),
+        Some(first) if error.column() <= 1 => DecodeError(format!(
+            "invalid character {} looking for beginning of value",
+            go_char(first)
+        )),
+        Some(_) => syntax_error(error),
+    }
+}
+
+/// A character as Go's JSON errors quote it (`'x'`, `'\''`).
+fn go_char(c: char) -> String {
+    if c == '\'' { r"'\''".to_string() } else { format!("'{c}'") }
 }
 
 /// A proto type's name as golang/protobuf names its Go type: the package, then the
@@ -219,6 +328,173 @@ mod tests {
 
     fn desc(name: &str) -> MessageDescriptor {
         POOL.get_message_by_name(name).unwrap()
+    }
+
+    /// Bodies of the wrong types, and what etcd 3.4.23's gateway answered each with
+    /// (recorded with curl; `a quoted integer` is read as the JSON inside its quotes).
+    #[test]
+    fn wrong_types_are_refused_in_encoding_jsons_words() {
+        let cases = [
+            (
+                "RangeRequest",
+                r#"{"key":5}"#,
+                "json: cannot unmarshal number into Go value of type []uint8",
+            ),
+            (
+                "RangeRequest",
+                r#"{"key":true}"#,
+                "json: cannot unmarshal bool into Go value of type []uint8",
+            ),
+            (
+                "RangeRequest",
+                r#"{"key":{}}"#,
+                "json: cannot unmarshal object into Go value of type []uint8",
+            ),
+            (
+                "RangeRequest",
+                r#"{"key":"YQ==","limit":true}"#,
+                "json: cannot unmarshal bool into Go value of type int64",
+            ),
+            (
+                "RangeRequest",
+                r#"{"key":"YQ==","limit":"x"}"#,
+                "invalid character 'x' looking for beginning of value",
+            ),
+            (
+                "RangeRequest",
+                r#"{"key":"YQ==","limit":1.5}"#,
+                "json: cannot unmarshal number 1.5 into Go value of type int64",
+            ),
+            (
+                "RangeRequest",
+                r#"{"key":"YQ==","limit":{}}"#,
+                "json: cannot unmarshal object into Go value of type int64",
+            ),
+            (
+                "RangeRequest",
+                r#"{"key":"YQ==","serializable":"true"}"#,
+                "json: cannot unmarshal string into Go value of type bool",
+            ),
+            (
+                "RangeRequest",
+                r#"{"key":"YQ==","serializable":1}"#,
+                "json: cannot unmarshal number into Go value of type bool",
+            ),
+            (
+                "RangeRequest",
+                r#"{"key":"YQ==","sort_order":true}"#,
+                "json: cannot unmarshal bool into Go value of type etcdserverpb.RangeRequest_SortOrder",
+            ),
+            (
+                "RangeRequest",
+                r#"{"key":"YQ==","sort_order":1.5}"#,
+                "json: cannot unmarshal number 1.5 into Go value of type etcdserverpb.RangeRequest_SortOrder",
+            ),
+            (
+                "RangeRequest",
+                "5",
+                "json: cannot unmarshal number into Go value of type map[string]json.RawMessage",
+            ),
+            (
+                "RangeRequest",
+                "[]",
+                "json: cannot unmarshal array into Go value of type map[string]json.RawMessage",
+            ),
+            (
+                "RangeRequest",
+                r#""x""#,
+                "json: cannot unmarshal string into Go value of type map[string]json.RawMessage",
+            ),
+            // Declaration order, not the body's: key (1) before limit (3) and range_end (2).
+            (
+                "RangeRequest",
+                r#"{"limit":true,"key":5}"#,
+                "json: cannot unmarshal number into Go value of type []uint8",
+            ),
+            (
+                "RangeRequest",
+                r#"{"range_end":5,"key":true}"#,
+                "json: cannot unmarshal bool into Go value of type []uint8",
+            ),
+            (
+                "TxnRequest",
+                r#"{"compare":5}"#,
+                "json: cannot unmarshal number into Go value of type []json.RawMessage",
+            ),
+            (
+                "TxnRequest",
+                r#"{"compare":{}}"#,
+                "json: cannot unmarshal object into Go value of type []json.RawMessage",
+            ),
+            (
+                "TxnRequest",
+                r#"{"compare":[5]}"#,
+                "json: cannot unmarshal number into Go value of type map[string]json.RawMessage",
+            ),
+            (
+                "TxnRequest",
+                r#"{"success":[{"request_put":5}]}"#,
+                "json: cannot unmarshal number into Go value of type map[string]json.RawMessage",
+            ),
+            (
+                "TxnRequest",
+                r#"{"success":[{"requestPut":{"key":1}}]}"#,
+                "json: cannot unmarshal number into Go value of type []uint8",
+            ),
+            (
+                "LeaseGrantRequest",
+                r#"{"TTL":"abc"}"#,
+                "invalid character 'a' looking for beginning of value",
+            ),
+            (
+                "LeaseGrantRequest",
+                r#"{"ID":-1.5}"#,
+                "json: cannot unmarshal number -1.5 into Go value of type int64",
+            ),
+            (
+                "AuthUserAddRequest",
+                r#"{"name":5}"#,
+                "json: cannot unmarshal number into Go value of type string",
+            ),
+            (
+                "AuthUserAddRequest",
+                r#"{"name":"a","options":5}"#,
+                "json: cannot unmarshal number into Go value of type map[string]json.RawMessage",
+            ),
+            (
+                "AuthUserAddRequest",
+                r#"{"name":"a","options":{"no_password":"yes"}}"#,
+                "json: cannot unmarshal string into Go value of type bool",
+            ),
+        ];
+        for (message, body, etcd) in cases {
+            let name = format!("etcdserverpb.{message}");
+            let got = to_proto(&desc(&name), first_value(body.as_bytes()).unwrap());
+            assert_eq!(got.map_err(|e| e.0).unwrap_err(), etcd, "{message} {body}");
+        }
+        // What jsonpb takes: nulls, a quoted integer, a bytes field as an array of numbers.
+        let taken = |message: &str, body: &str| {
+            let desc = desc(&format!("etcdserverpb.{message}"));
+            let encoded = to_proto(&desc, first_value(body.as_bytes()).unwrap()).unwrap();
+            DynamicMessage::decode(desc, encoded.as_slice()).unwrap()
+        };
+        assert_eq!(taken("RangeRequest", r#"{"key":null,"limit":null}"#).encode_to_vec(), b"");
+        let range = taken("RangeRequest", r#"{"key":[97,98],"limit":"-5"}"#);
+        assert_eq!(range.get_field_by_name("key").unwrap().as_bytes().unwrap().as_ref(), b"ab");
+        assert_eq!(range.get_field_by_name("limit").unwrap().as_i64(), Some(-5));
+        let refused = |body: &str| {
+            to_proto(&desc("etcdserverpb.RangeRequest"), first_value(body.as_bytes()).unwrap())
+                .unwrap_err()
+                .0
+        };
+        assert_eq!(
+            refused(r#"{"key":[300]}"#),
+            "json: cannot unmarshal number 300 into Go value of type uint8"
+        );
+        assert_eq!(
+            refused(r#"{"key":["a"]}"#),
+            "json: cannot unmarshal string into Go value of type uint8"
+        );
     }
 
     #[test]

@@ -12,9 +12,11 @@
 //! Streams are answered as grpc-gateway streams them: the request body of `/v3/watch`
 //! and `/v3/lease/keepalive` is a stream of JSON requests, and the answers of those
 //! and of `/v3/maintenance/snapshot` are newline-delimited `{"result":…}` objects, an
-//! error after the stream started being `{"error":{…}}`.
+//! error after the stream started being `{"error":{…}}`. Every path is served over
+//! WebSocket too ([`websocket`]), as etcd's wsproxy serves them.
 
 mod json;
+mod websocket;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -128,8 +130,8 @@ pub(crate) fn router(
     let v3 = gateway.clone();
     let v3beta = gateway;
     Router::new()
-        .route("/v3/{*path}", any(move |request: Request| serve(v3.clone(), request)))
-        .route("/v3beta/{*path}", any(move |request: Request| serve(v3beta.clone(), request)))
+        .route("/v3/{*path}", any(move |request: Request| dispatch(v3.clone(), request)))
+        .route("/v3beta/{*path}", any(move |request: Request| dispatch(v3beta.clone(), request)))
         // etcd 3.4 no longer serves `/v3alpha/`: its HTTP mux answers Go's 404.
         .route("/v3alpha/{*path}", any(|| async { go_not_found() }))
 }
@@ -162,6 +164,15 @@ fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
 /// `Unknown` (the first request of a stream) error body.
 fn unreadable(status: Status) -> Response {
     json_response(json::http_status(status.code()), json::error_body(&status))
+}
+
+/// A WebSocket upgrade becomes the call over the socket; any other request is the call.
+async fn dispatch(gateway: Arc<Gateway>, request: Request) -> Response {
+    if websocket::is_upgrade(request.headers()) {
+        websocket::upgrade(gateway, request).await
+    } else {
+        serve(gateway, request).await
+    }
 }
 
 async fn serve(gateway: Arc<Gateway>, request: Request) -> Response {
@@ -210,7 +221,9 @@ async fn serve(gateway: Arc<Gateway>, request: Request) -> Response {
         }
         Body::from_stream(ReceiverStream::new(rx))
     } else {
-        let value = match reader.all().await.and_then(|bytes| json::first_value(&bytes)) {
+        // The first value, without waiting for the body's end: grpc-gateway decodes one
+        // value from the body as it comes, and a WebSocket's body ends only with it.
+        let value = match reader.next().await {
             Ok(value) => value,
             Err(e) => return unreadable(Status::invalid_argument(e.0)),
         };
@@ -444,12 +457,6 @@ struct JsonReader {
 }
 
 impl JsonReader {
-    /// The whole body (a unary request).
-    async fn all(&mut self) -> Result<BytesMut, json::DecodeError> {
-        while self.fill().await? {}
-        Ok(std::mem::take(&mut self.buf))
-    }
-
     /// Reads more of the body; false at its end.
     async fn fill(&mut self) -> Result<bool, json::DecodeError> {
         loop {
