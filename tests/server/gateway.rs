@@ -639,3 +639,54 @@ async fn websocket_streams_end_when_their_sockets_close() {
     }
     member.stop().await;
 }
+
+/// A gateway watch whose client stops reading holds back nobody else: while it sits on
+/// ~10 MB of unread events, writes, reads and other watches go on in time, and once it
+/// reads again it gets every event, in order (the server keeps it as a slow watcher, as
+/// etcd does, and its gateway buffers stay bounded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_watcher_that_stops_reading_disturbs_nothing_and_loses_nothing() {
+    use oxetcd_tests::websocket::{next, open, send};
+    const PUTS: usize = 300;
+    const VALUE_BYTES: usize = 32 * 1024;
+    let member = TestMember::start(&[]).await;
+    let watch = r#"{"create_request":{"key":"c2xvdy8=","range_end":"c2xvdzA="}}"#;
+    let (mut slow, _) = open(&member.endpoint, "/v3/watch", None).await;
+    send(&mut slow, watch).await;
+    assert!(next(&mut slow).await.is_some_and(|created| created.contains(r#""created":true"#)));
+
+    let client = oxetcd_client::Client::connect([member.endpoint.as_str()], Default::default())
+        .await
+        .expect("client connects");
+    let value = "v".repeat(VALUE_BYTES);
+    let started = tokio::time::Instant::now();
+    for i in 0..PUTS {
+        tokio::time::timeout(STEP, client.put(format!("slow/{i:04}"), value.as_str(), None))
+            .await
+            .expect("a put is not held back by the slow watcher")
+            .expect("put");
+    }
+    let writing = started.elapsed();
+    // Others are served meanwhile: a gateway read, and a new watch that sees a new put.
+    let gw = Gateway::new(&member).await;
+    let read = gw.post("/v3/kv/range", r#"{"key":"c2xvdy8wMDAw"}"#, &[]).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let (mut other, _) = open(&member.endpoint, "/v3/watch", None).await;
+    send(&mut other, r#"{"create_request":{"key":"b3RoZXI="}}"#).await;
+    assert!(next(&mut other).await.is_some_and(|created| created.contains(r#""created":true"#)));
+    client.put("other", "1", None).await.expect("put");
+    assert!(next(&mut other).await.is_some_and(|event| event.contains(r#""key":"b3RoZXI=""#)));
+
+    // The slow one reads again: every put, in revision order.
+    let mut revisions = Vec::new();
+    while revisions.len() < PUTS {
+        let message = next(&mut slow).await.expect("the slow watch is still open");
+        for part in message.split(r#""mod_revision":""#).skip(1) {
+            revisions.push(part.split('"').next().unwrap().parse::<i64>().unwrap());
+        }
+    }
+    assert_eq!(revisions.len(), PUTS);
+    assert!(revisions.windows(2).all(|w| w[1] == w[0] + 1), "in order, none lost: {revisions:?}");
+    println!("{PUTS} puts of {VALUE_BYTES} bytes past a stalled gateway watch in {writing:?}");
+    member.stop().await;
+}

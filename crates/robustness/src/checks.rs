@@ -1,7 +1,7 @@
 //! Checks of recorded watch streams and of the committed log against the history.
 //!
-//! The reference is the committed log: every event the cluster committed, read after
-//! the run by a watch from revision 1 over the whole key space (no run compacts). It is
+//! The reference is the committed log: every event the cluster committed, read by a
+//! watch over the whole key space ahead of each compaction and after the run. It is
 //! itself checked: its revisions must be dense, every acknowledged write must be in it
 //! at the revision it was answered with, and every change in it must come from a write
 //! some client sent. Each watch stream is then held to etcd's documented guarantees
@@ -13,7 +13,8 @@
 //! - reliable: no event of the watched range is skipped between two delivered ones;
 //! - resumable: a watch from revision `r` starts with the first change at `r` or later;
 //! - complete: a stream that ran to the end delivered every change up to the last
-//!   revision;
+//!   revision (one canceled as compacted must have needed a revision the compaction
+//!   removed);
 //! - bookmarkable: a progress notification at revision `p` comes after every change up
 //!   to `p` and before any change after it.
 
@@ -101,6 +102,16 @@ pub fn check_watch(name: &str, stream: &WatchStream, committed: &[WatchEvent]) -
             }
             delivered.push(event);
         }
+    }
+    // Canceled as compacted: only right if the watch still needed a revision before the
+    // compaction's (it had delivered nothing at or past it).
+    if let Some(compacted) = stream.compacted
+        && last_event >= compacted
+    {
+        anomalies.push(format!(
+            "{name}: canceled as compacted at revision {compacted} after delivering the \
+             change at revision {last_event}"
+        ));
     }
     if anomalies.len() > usize::from(stream.ended_early.is_some()) {
         // Order is broken: the comparisons below would only repeat it.
@@ -249,9 +260,9 @@ pub fn check_committed(history: &History, prefix: &str, final_revision: i64) -> 
 /// on the lease keys saw its delete, at the time it received it) only once the TTL of
 /// the last successful grant or keep-alive has passed since that request was invoked,
 /// or after a revoke was invoked. A keep-alive answered "gone" bounds it the same way.
-pub fn check_leases(leases: &[LeaseRecord], watch: &WatchStream) -> Vec<Anomaly> {
+pub fn check_leases(leases: &[LeaseRecord], watches: &[&WatchStream]) -> Vec<Anomaly> {
     let mut deleted_at: HashMap<&str, u64> = HashMap::new();
-    for response in &watch.responses {
+    for response in watches.iter().flat_map(|watch| &watch.responses) {
         for event in response.events.iter().filter(|e| e.delete) {
             deleted_at.entry(event.key.as_str()).or_insert(response.at);
         }

@@ -158,10 +158,14 @@ pub struct WatchStream {
     /// The store's revision at the end, which a complete stream must have reached;
     /// `None` when the stream was cut short (completeness is then not checked).
     pub reached: Option<i64>,
-    /// Why the watch ended before the run did, if it did (runs compact nothing, so no
-    /// watch has a reason to end).
+    /// Why the watch ended before the run did, if it did (but for compaction, no watch
+    /// has a reason to end).
     #[serde(default)]
     pub ended_early: Option<String>,
+    /// The compaction revision the server canceled the watch at, if it did (the watch
+    /// goes on as a new stream from there; this one is not held to completeness).
+    #[serde(default)]
+    pub compacted: Option<i64>,
 }
 
 impl WatchStream {
@@ -195,9 +199,13 @@ pub struct History {
     pub seed: u64,
     pub operations: Vec<Operation>,
     pub watches: Vec<WatchStream>,
-    /// Every change the cluster committed, revision by revision, read after the run from
-    /// revision 1 on (the reference for the watch checks and the end checks).
+    /// Every change the cluster committed, revision by revision, from revision 2 on:
+    /// read ahead of each compaction, the rest after the run (the reference for the
+    /// watch checks and the end checks).
     pub committed: Vec<WatchEvent>,
+    /// The revisions compactions were asked for during the run.
+    #[serde(default)]
+    pub compactions: Vec<i64>,
     /// The store's revision when the run ended (every member at it).
     pub final_revision: i64,
     #[serde(default)]

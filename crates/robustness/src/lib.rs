@@ -13,11 +13,13 @@
 //! - [`nemesis`]: the faults, drawn from a seed.
 //! - [`netns`]: a network of network namespaces on a bridge, for partitions and delays.
 //! - [`workload`]: the clients, watchers and leases that make the history.
+//! - [`compaction`]: compactions as the run goes, the committed log read ahead of each.
 //! - [`scenario`]: one seeded run: cluster, workload and nemesis, end checks, and on an
 //!   anomaly the history, member logs and seed kept in a directory.
 
 pub mod checks;
 pub mod cluster;
+pub mod compaction;
 pub mod history;
 pub mod linearizability;
 pub mod nemesis;

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::cluster::{Cluster, FATAL_LINE, SNAPSHOT_COUNT, START_TIMEOUT, member_client};
+use crate::compaction::Compactor;
 use crate::rng::Rng;
 
 /// A class of faults, as `--faults` names them.
@@ -134,12 +135,7 @@ const FILLERS: usize = 8;
 /// The prefix of the filler keys: not under `rb/` or `rbl/`, so no check reads them but
 /// the committed log's density.
 pub const FILLER_PREFIX: &str = "rbfill/";
-/// The revision the nemesis compacts at: the first, which holds no key, so the history's
-/// checks (watches from revision 1, the committed log read from revision 1) lose
-/// nothing, while the compaction still runs its batch and commits. Once a run compacted
-/// there, a second compaction is refused as compacted and the failpoint is not reached.
-const COMPACT_REVISION: i64 = 1;
-/// One maintenance request (Defragment, Compact, Status) of the nemesis.
+/// One maintenance request (Defragment, Status) of the nemesis.
 const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a partition lasts: from under an election timeout to several.
 const PARTITION_MS: (u64, u64) = (300, 4_000);
@@ -176,6 +172,7 @@ pub async fn run(
     classes: &[FaultClass],
     rng: &mut Rng,
     until: tokio::time::Instant,
+    compactor: &Compactor,
 ) -> NemesisLog {
     let mut log = NemesisLog::default();
     let started = tokio::time::Instant::now();
@@ -189,7 +186,7 @@ pub async fn run(
         let fault = match class {
             FaultClass::Kill => kill(cluster, rng).await,
             FaultClass::Pause => pause(cluster, rng).await,
-            FaultClass::Failpoint => failpoint(cluster, rng, &mut log.anomalies).await,
+            FaultClass::Failpoint => failpoint(cluster, rng, compactor, &mut log.anomalies).await,
             FaultClass::Partition => partition(cluster, rng).await,
             FaultClass::Delay => delay(cluster, rng).await,
         };
@@ -345,6 +342,7 @@ fn skips_below(name: &str) -> u64 {
 async fn failpoint(
     cluster: &mut Cluster,
     rng: &mut Rng,
+    compactor: &Compactor,
     anomalies: &mut Vec<String>,
 ) -> Result<String, String> {
     let all = STORAGE_FAILPOINTS.len() + SURVIVED_FAILPOINTS.len();
@@ -381,7 +379,7 @@ async fn failpoint(
     }
     if name == "mvcc::compact" {
         // Compacted on every member once the armed one applies the entry; it then stops.
-        if let Err(e) = compact(cluster, i).await {
+        if let Err(e) = compact(cluster, i, compactor).await {
             cluster.kill(i);
             return Ok(format!("failpoint {spec} on {role} {member}: not reached ({e})"));
         }
@@ -478,17 +476,11 @@ async fn lag_behind_snapshots(cluster: &mut Cluster, down: usize) -> Result<(), 
     }
 }
 
-/// Compacts at [`COMPACT_REVISION`] once member `i` serves (through any member).
-async fn compact(cluster: &mut Cluster, i: usize) -> Result<(), String> {
+/// Compacts at the head (through any member, the log kept first) once member `i`
+/// serves.
+async fn compact(cluster: &mut Cluster, i: usize, compactor: &Compactor) -> Result<(), String> {
     cluster.wait_serving(i).await?;
-    let client = crate::workload::connect(&cluster.endpoints()).await.map_err(|e| e.to_string())?;
-    let compacted =
-        tokio::time::timeout(MAINTENANCE_TIMEOUT, client.compact(COMPACT_REVISION, false));
-    match compacted.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("compaction at revision {COMPACT_REVISION}: {e}")),
-        Err(_) => Err(format!("compaction at revision {COMPACT_REVISION}: timed out")),
-    }
+    compactor.compact(0).await.map(|_| ())
 }
 
 /// The side of a snapshot transfer a failpoint breaks.

@@ -63,6 +63,9 @@ pub struct RunReport {
     pub operations: usize,
     pub unknown_outcomes: usize,
     pub watch_responses: usize,
+    /// Compactions asked for during the run, and watches they canceled (each opened again).
+    pub compactions: usize,
+    pub watches_compacted: usize,
     pub faults: Vec<String>,
     pub anomalies: Vec<String>,
     /// Keys the linearizability search gave up on (not anomalies, but not checked).
@@ -117,7 +120,9 @@ async fn run_in(scenario: &Scenario, dir: &Path, report: &mut RunReport) -> Opti
             }
         };
     let until = tokio::time::Instant::now() + scenario.duration;
-    let nemesis = nemesis::run(&mut cluster, &scenario.faults, &mut rng.fork(), until).await;
+    let compactor = running.compactor().clone();
+    let nemesis =
+        nemesis::run(&mut cluster, &scenario.faults, &mut rng.fork(), until, &compactor).await;
     tokio::time::sleep_until(until).await;
     let leases = running.stop_clients().await;
     report.faults = nemesis.faults;
@@ -136,19 +141,26 @@ async fn run_in(scenario: &Scenario, dir: &Path, report: &mut RunReport) -> Opti
     let converged = converge(&cluster, report).await;
     let revision = converged.unwrap_or(final_revision);
     let watches = running.finish_watches(revision).await;
-    let committed = match workload::committed_log(&endpoints[0], revision).await {
-        Ok(committed) => committed,
+    // The log the compactions kept, then the rest: up to the last change any watcher
+    // saw, since leases may still expire after the final revision.
+    let watched = watches.iter().flat_map(|w| &w.responses).flat_map(|r| &r.events);
+    let log_end = watched.map(|e| e.revision).fold(revision, i64::max);
+    let kept = compactor.kept().await;
+    let mut committed = kept.events;
+    match workload::committed_log(&endpoints[0], kept.up_to + 1, log_end).await {
+        Ok(rest) => committed.extend(rest),
         Err(e) => {
             report.anomalies.push(e);
-            Vec::new()
+            committed.clear();
         }
-    };
+    }
     cluster.stop();
     let history = History {
         seed: scenario.seed,
         operations: recorder.operations(),
         watches,
         committed,
+        compactions: kept.compactions,
         final_revision: revision,
         leases,
     };
@@ -231,6 +243,8 @@ pub fn check(history: &History, max_explored: usize, report: &mut RunReport) {
     report.unknown_outcomes =
         history.operations.iter().filter(|op| matches!(op.outcome, Outcome::Unknown(_))).count();
     report.watch_responses = history.watches.iter().map(|w| w.responses.len()).sum();
+    report.compactions = history.compactions.len();
+    report.watches_compacted = history.watches.iter().filter(|w| w.compacted.is_some()).count();
     // Unanswered writes settled by the committed log, when the log is there to say.
     let operations = if history.committed.is_empty() {
         history.operations.clone()
@@ -243,9 +257,9 @@ pub fn check(history: &History, max_explored: usize, report: &mut RunReport) {
     }
     report.inconclusive = linearizable.inconclusive;
     report.anomalies.extend(checks::check_committed(history, KEY_PREFIX, history.final_revision));
-    if let Some(stream) = history.watches.iter().find(|w| w.key == workload::LEASE_PREFIX) {
-        report.anomalies.extend(checks::check_leases(&history.leases, stream));
-    }
+    let lease_streams: Vec<_> =
+        history.watches.iter().filter(|w| w.key == workload::LEASE_PREFIX).collect();
+    report.anomalies.extend(checks::check_leases(&history.leases, &lease_streams));
     for (i, stream) in history.watches.iter().enumerate() {
         report.anomalies.extend(checks::check_watch(
             &format!("watch {i}"),

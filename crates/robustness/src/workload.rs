@@ -17,6 +17,7 @@ use oxetcd_client::{
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::compaction::Compactor;
 use crate::history::{
     Compare, Kv, LeaseRecord, Outcome, Recorder, Request, Response, WatchEvent, WatchResponse,
     WatchStream,
@@ -38,6 +39,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_RETRIES: u32 = 3;
 /// How often a watcher asks for a progress notification.
 const PROGRESS_EVERY: Duration = Duration::from_millis(700);
+/// A raw watcher opens its watch again from revision 1 once in so many times.
+const REWIND_ONE_IN: u64 = 4;
 /// How long a raw watcher waits before opening its watch again on the next member.
 const REOPEN_BACKOFF: Duration = Duration::from_millis(200);
 /// How long, at the end, a watcher may take to reach the final revision.
@@ -54,12 +57,14 @@ pub struct Workload {
     pub raw_watchers: u32,
     /// A client granting, keeping alive, revoking and letting expire leases.
     pub leases: bool,
+    /// Compactions as the run goes ([`crate::compaction`]).
+    pub compact: bool,
 }
 
 impl Default for Workload {
     fn default() -> Self {
         // Few keys, so that clients contend on each; few clients, for two cores.
-        Workload { clients: 4, keys: 6, watchers: 2, raw_watchers: 1, leases: true }
+        Workload { clients: 4, keys: 6, watchers: 2, raw_watchers: 1, leases: true, compact: true }
     }
 }
 
@@ -298,30 +303,32 @@ fn watch_response(
 }
 
 /// Records one watch until `stop`, then until it reaches the revision `stop` carries
-/// (the store's revision once the run is over) or [`WATCH_DRAIN_TIMEOUT`] passes.
+/// (the store's revision once the run is over) or [`WATCH_DRAIN_TIMEOUT`] passes. A
+/// watch canceled as compacted is opened again from the compaction revision, as a new
+/// stream (each is held to the guarantees from its own start).
 async fn watch_loop(
     id: u32,
+    client: Client,
     mut watcher: Watcher,
     mut stream: WatchStream,
     recorder: Recorder,
     mut end: watch::Receiver<Option<i64>>,
-) -> WatchStream {
+) -> Vec<WatchStream> {
+    let mut streams = Vec::new();
     let mut progress = tokio::time::interval(PROGRESS_EVERY);
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut reached = 0i64;
     loop {
         let target = *end.borrow();
         if let Some(target) = target {
-            if reached >= target {
-                stream.reached = Some(target);
-                return stream;
-            }
             let deadline =
                 *drain_deadline.get_or_insert(tokio::time::Instant::now() + WATCH_DRAIN_TIMEOUT);
-            if tokio::time::Instant::now() > deadline {
-                // Held to the end anyway: the completeness check says what is missing.
+            // Past the deadline, held to the end anyway: the completeness check says what
+            // is missing.
+            if reached >= target || tokio::time::Instant::now() > deadline {
                 stream.reached = Some(target);
-                return stream;
+                streams.push(stream);
+                return streams;
             }
         }
         tokio::select! {
@@ -334,11 +341,31 @@ async fn watch_loop(
                     }
                     stream.responses.push(response);
                 }
+                Err(Error::WatchCompacted { compact_revision }) => {
+                    stream.compacted = Some(compact_revision);
+                    let range_end = stream.range_end.clone().unwrap_or_default();
+                    let options = WatchOptions::new()
+                        .with_range(range_end.as_str())
+                        .with_start_revision(compact_revision);
+                    let reopened = client.watch(stream.key.as_str(), Some(options)).await;
+                    let next = WatchStream::empty(id, &stream.key, compact_revision);
+                    streams.push(std::mem::replace(&mut stream, next));
+                    match reopened {
+                        Ok(reopened) => watcher = reopened,
+                        Err(e) => {
+                            stream.ended_early =
+                                Some(format!("watcher {id}: not opened again after compaction: {e}"));
+                            streams.push(stream);
+                            return streams;
+                        }
+                    }
+                }
                 Ok(None) | Err(_) => {
                     // What it got is still checked; completeness cannot be.
                     stream.ended_early = Some(format!("watcher {id}: {message:?}"));
                     stream.reached = None;
-                    return stream;
+                    streams.push(stream);
+                    return streams;
                 }
             },
             _ = progress.tick() => {
@@ -360,6 +387,7 @@ impl WatchStream {
             responses: Vec::new(),
             reached: None,
             ended_early: None,
+            compacted: None,
         }
     }
 }
@@ -401,13 +429,17 @@ async fn open_raw(endpoint: &str, start_revision: i64) -> Result<RawStream, Stri
 }
 
 /// A watch kept open by hand across member failures: each time its stream breaks it is
-/// opened again on the next member, from the revision after the last event received.
-/// Each opening is recorded as a stream of its own, so every one is held to the
-/// guarantees with its own start revision (a server that replays events before it shows).
+/// opened again on the next member, from the revision after the last event received
+/// (one time in [`REWIND_ONE_IN`] from revision 1, which a compaction has usually
+/// removed by then: the server must cancel it with the compaction revision, and it is
+/// opened again from there). Each opening is recorded as a stream of its own, so every
+/// one is held to the guarantees with its own start revision (a server that replays
+/// events before it shows).
 async fn raw_watch_loop(
     id: u32,
     endpoints: Vec<String>,
     recorder: Recorder,
+    mut rng: Rng,
     mut end: watch::Receiver<Option<i64>>,
 ) -> Vec<WatchStream> {
     let mut streams = Vec::new();
@@ -416,7 +448,9 @@ async fn raw_watch_loop(
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     for attempt in 0usize.. {
         let endpoint = &endpoints[(id as usize + attempt) % endpoints.len()];
-        let mut stream = WatchStream::empty(id, KEY_PREFIX, next_revision);
+        let rewind = attempt > 0 && end.borrow().is_none() && rng.below(REWIND_ONE_IN) == 0;
+        let from = if rewind { 1 } else { next_revision };
+        let mut stream = WatchStream::empty(id, KEY_PREFIX, from);
         if end.borrow().is_some() {
             let deadline =
                 *drain_deadline.get_or_insert(tokio::time::Instant::now() + WATCH_DRAIN_TIMEOUT);
@@ -428,7 +462,7 @@ async fn raw_watch_loop(
                 return streams;
             }
         }
-        let Ok(mut raw) = open_raw(endpoint, next_revision).await else {
+        let Ok(mut raw) = open_raw(endpoint, from).await else {
             // Nothing opened, nothing to check: try the next member after a while.
             tokio::time::sleep(REOPEN_BACKOFF).await;
             continue;
@@ -449,6 +483,12 @@ async fn raw_watch_loop(
             }
             tokio::select! {
                 message = raw.responses.message() => match message {
+                    Ok(Some(response)) if response.canceled && response.compact_revision > 0 => {
+                        // Opened again from the compaction revision, as a new stream.
+                        stream.compacted = Some(response.compact_revision);
+                        next_revision = response.compact_revision;
+                        break;
+                    }
                     Ok(Some(response)) if response.created || response.canceled => {
                         if response.canceled {
                             stream.ended_early = Some(format!(
@@ -549,9 +589,10 @@ pub struct Running {
     stop: watch::Sender<bool>,
     end: watch::Sender<Option<i64>>,
     clients: Vec<tokio::task::JoinHandle<()>>,
-    watchers: Vec<tokio::task::JoinHandle<WatchStream>>,
-    raw_watchers: Vec<tokio::task::JoinHandle<Vec<WatchStream>>>,
+    watchers: Vec<tokio::task::JoinHandle<Vec<WatchStream>>>,
     leases: Option<tokio::task::JoinHandle<Vec<LeaseRecord>>>,
+    compactor: Compactor,
+    compactions: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts the clients and watchers; `recorder` gets every operation.
@@ -576,11 +617,7 @@ pub async fn start(
         let stream = WatchStream::empty(id, KEY_PREFIX, start_revision);
         let recorder = recorder.clone();
         let end_rx = end_rx.clone();
-        watchers.push(tokio::spawn(async move {
-            // The client lives as long as its watch.
-            let _client = client;
-            watch_loop(id, watcher, stream, recorder, end_rx).await
-        }));
+        watchers.push(tokio::spawn(watch_loop(id, client, watcher, stream, recorder, end_rx)));
     }
     let mut leases = None;
     if workload.leases {
@@ -591,20 +628,26 @@ pub async fn start(
         let watcher = client.watch(LEASE_PREFIX, Some(options)).await?;
         let stream = WatchStream::empty(id, LEASE_PREFIX, watcher.created_revision() + 1);
         let (recorder_w, end_w) = (recorder.clone(), end_rx.clone());
-        watchers.push(tokio::spawn(async move {
-            let _client = client;
-            watch_loop(id, watcher, stream, recorder_w, end_w).await
-        }));
+        watchers.push(tokio::spawn(watch_loop(id, client, watcher, stream, recorder_w, end_w)));
         let client = connect(endpoints).await?;
         let task = lease_loop(id + 1, client, rng.fork(), recorder.clone(), stop_rx.clone());
         leases = Some(tokio::spawn(task));
     }
-    let raw_watchers = (0..workload.raw_watchers)
-        .map(|i| {
-            let id = workload.watchers + i;
-            tokio::spawn(raw_watch_loop(id, endpoints.to_vec(), recorder.clone(), end_rx.clone()))
-        })
-        .collect();
+    for i in 0..workload.raw_watchers {
+        let id = workload.watchers + i;
+        watchers.push(tokio::spawn(raw_watch_loop(
+            id,
+            endpoints.to_vec(),
+            recorder.clone(),
+            rng.fork(),
+            end_rx.clone(),
+        )));
+    }
+    let compactor = Compactor::new(endpoints);
+    let compaction_rng = rng.fork();
+    let compactions = workload
+        .compact
+        .then(|| tokio::spawn(compactor.clone().run(compaction_rng, stop_rx.clone())));
     let mut clients = Vec::new();
     for id in 0..workload.clients {
         let client = connect(endpoints).await?;
@@ -617,15 +660,24 @@ pub async fn start(
             stop_rx.clone(),
         )));
     }
-    Ok(Running { stop, end, clients, watchers, raw_watchers, leases })
+    Ok(Running { stop, end, clients, watchers, leases, compactor, compactions })
 }
 
 impl Running {
-    /// Stops the clients and waits for their last requests; returns the leases.
+    /// The compactor, for faults that need a compaction now.
+    pub fn compactor(&self) -> &Compactor {
+        &self.compactor
+    }
+
+    /// Stops the clients and the compactions and waits for their last requests;
+    /// returns the leases.
     pub async fn stop_clients(&mut self) -> Vec<LeaseRecord> {
         let _ = self.stop.send(true);
         for client in self.clients.drain(..) {
             let _ = client.await;
+        }
+        if let Some(compactions) = self.compactions.take() {
+            let _ = compactions.await;
         }
         match self.leases.take() {
             Some(task) => task.await.unwrap_or_default(),
@@ -638,11 +690,6 @@ impl Running {
         let _ = self.end.send(Some(final_revision));
         let mut streams = Vec::new();
         for watcher in self.watchers {
-            if let Ok(stream) = watcher.await {
-                streams.push(stream);
-            }
-        }
-        for watcher in self.raw_watchers {
             if let Ok(opened) = watcher.await {
                 streams.extend(opened);
             }
@@ -651,22 +698,22 @@ impl Running {
     }
 }
 
-/// Reads every change the cluster committed, from revision 1 to `final_revision`,
-/// through a watch on one member over the whole key space.
-pub async fn committed_log(endpoint: &str, final_revision: i64) -> Result<Vec<WatchEvent>, String> {
+/// Reads every change the cluster committed from revision `from` to `to`, through a
+/// watch on one member over the whole key space.
+pub async fn committed_log(endpoint: &str, from: i64, to: i64) -> Result<Vec<WatchEvent>, String> {
     let client = crate::cluster::member_client(endpoint, REQUEST_TIMEOUT)
         .await
         .map_err(|e| format!("connect {endpoint}: {e}"))?;
-    let options = WatchOptions::new().with_from_key().with_start_revision(1);
+    let options = WatchOptions::new().with_from_key().with_start_revision(from);
     let mut watcher = client.watch("\0", Some(options)).await.map_err(|e| e.to_string())?;
     let recorder = Recorder::default();
     let mut events = Vec::new();
-    if final_revision <= 1 {
+    if to < from.max(2) {
         // A new cluster starts at revision 1 with nothing committed.
         return Ok(events);
     }
     let read = async {
-        while events.last().is_none_or(|e: &WatchEvent| e.revision < final_revision) {
+        while events.last().is_none_or(|e: &WatchEvent| e.revision < to) {
             match watcher.message().await {
                 Ok(Some(response)) => events.extend(watch_response(&recorder, &response).events),
                 other => return Err(format!("the committed log's watch ended: {other:?}")),
@@ -676,6 +723,8 @@ pub async fn committed_log(endpoint: &str, final_revision: i64) -> Result<Vec<Wa
     };
     tokio::time::timeout(WATCH_DRAIN_TIMEOUT, read)
         .await
-        .map_err(|_| format!("the committed log did not reach revision {final_revision}"))??;
+        .map_err(|_| format!("the committed log did not reach revision {to}"))??;
+    // A revision's changes come in one response (atomic): none past `to` is cut in two.
+    events.retain(|e| e.revision <= to);
     Ok(events)
 }

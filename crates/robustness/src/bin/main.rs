@@ -85,11 +85,13 @@ fn parse_run(args: &[String]) -> Result<RunArgs, String> {
 fn print_report(n: u64, class: FaultClass, report: &RunReport) {
     println!(
         "history {n}: seed {} faults {class}: {} operations ({} unknown), {} watch responses, \
-         {} faults, {} anomalies{}",
+         {} compactions ({} watches canceled by one), {} faults, {} anomalies{}",
         report.seed,
         report.operations,
         report.unknown_outcomes,
         report.watch_responses,
+        report.compactions,
+        report.watches_compacted,
         report.faults.len(),
         report.anomalies.len(),
         if report.inconclusive.is_empty() {

@@ -40,6 +40,7 @@ fn stream(start_revision: i64, responses: Vec<WatchResponse>, reached: Option<i6
         responses,
         reached,
         ended_early: None,
+        compacted: None,
     }
 }
 
@@ -133,6 +134,7 @@ fn history(operations: Vec<Operation>) -> History {
         operations,
         watches: vec![],
         committed: committed(),
+        compactions: vec![],
         final_revision: 6,
         leases: vec![],
     }
@@ -217,6 +219,7 @@ fn lease_watch(deleted_at: u64) -> WatchStream {
         responses: vec![response],
         reached: None,
         ended_early: None,
+        compacted: None,
     }
 }
 
@@ -226,21 +229,61 @@ const SECOND: u64 = 1_000_000_000;
 fn a_lease_that_lives_its_ttl_passes() {
     // Granted at 0 with 2 s, kept alive at 1 s with 2 s: may go from 3 s on.
     let leases = [lease(vec![(0, 2), (SECOND, 2)], None)];
-    assert_eq!(check_leases(&leases, &lease_watch(3 * SECOND)), Vec::<Anomaly>::new());
+    assert_eq!(check_leases(&leases, &[&lease_watch(3 * SECOND)]), Vec::<Anomaly>::new());
     // Revoked at 0.5 s: may go at once.
     let revoked = [lease(vec![(0, 2)], Some(SECOND / 2))];
-    assert_eq!(check_leases(&revoked, &lease_watch(SECOND)), Vec::<Anomaly>::new());
+    assert_eq!(check_leases(&revoked, &[&lease_watch(SECOND)]), Vec::<Anomaly>::new());
 }
 
 #[test]
 fn a_lease_that_expires_early_fails() {
     let leases = [lease(vec![(0, 2), (SECOND, 2)], None)];
-    let found = check_leases(&leases, &lease_watch(2 * SECOND));
+    let found = check_leases(&leases, &[&lease_watch(2 * SECOND)]);
     assert!(found.len() == 1 && found[0].contains("1000 ms before its TTL"), "{found:?}");
     let mut gone = lease(vec![(0, 2)], None);
     gone.gone_by = Some(SECOND);
-    let found = check_leases(&[gone], &lease_watch(5 * SECOND));
+    let found = check_leases(&[gone], &[&lease_watch(5 * SECOND)]);
     assert!(found.len() == 1 && found[0].contains("keep-alive answered gone"), "{found:?}");
+}
+
+#[test]
+fn a_lease_key_deleted_early_is_found_in_any_of_the_lease_streams() {
+    let leases = [lease(vec![(0, 2), (SECOND, 2)], None)];
+    let mut before_compaction = lease_watch(0);
+    before_compaction.responses.clear();
+    before_compaction.compacted = Some(8);
+    let found = check_leases(&leases, &[&before_compaction, &lease_watch(2 * SECOND)]);
+    assert!(found.len() == 1 && found[0].contains("1000 ms before its TTL"), "{found:?}");
+}
+
+#[test]
+fn a_watch_canceled_as_compacted_before_what_it_still_needed_passes() {
+    // Delivered up to revision 3, canceled at a compaction at 4; reopened from 4.
+    let c = committed();
+    let mut canceled =
+        stream(1, vec![response(2, vec![c[0].clone()]), response(3, vec![c[1].clone()])], None);
+    canceled.compacted = Some(4);
+    assert_eq!(anomalies(&canceled), Vec::<Anomaly>::new());
+    let reopened = stream(
+        4,
+        vec![response(4, vec![c[2].clone(), c[3].clone()]), response(6, vec![c[4].clone()])],
+        Some(6),
+    );
+    assert_eq!(anomalies(&reopened), Vec::<Anomaly>::new());
+}
+
+#[test]
+fn a_watch_canceled_as_compacted_after_passing_the_compaction_fails() {
+    let c = committed();
+    let mut canceled = stream(
+        1,
+        vec![response(2, vec![c[0].clone()]), response(4, vec![c[2].clone(), c[3].clone()])],
+        None,
+    );
+    canceled.compacted = Some(3);
+    // It also skipped revision 3; the cancellation is what is named first.
+    let found = anomalies(&canceled);
+    assert!(found[0].contains("canceled as compacted at revision 3"), "{found:?}");
 }
 
 #[test]
