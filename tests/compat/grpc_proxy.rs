@@ -2,7 +2,8 @@
 //! through `etcd grpc-proxy start` in front of the reference etcd 3.4.23: the same
 //! commands (put, get, txn, watch, lease, member list, endpoint status and health, errors)
 //! and the same output, after the normalization of `oxetcd_tests::etcdctl` (ids, URLs,
-//! endpoints; the proxies' addresses are the endpoints).
+//! endpoints; the proxies' addresses are the endpoints). `member list` shows each proxy
+//! itself, named after the host, at the default `--advertise-client-url`.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,7 +14,7 @@ use oxetcd_tests::etcdctl::{
     SCENARIO_TIMEOUT, Step, Target, compare_transcripts, start_oxetcd_with, steps, txn_input,
 };
 use oxetcd_tests::member::{free_port, init_test_logs};
-use oxetcd_tests::reference::{ETCD_BIN_VAR, Harness, ReferenceEtcd, ServerTlsFlags};
+use oxetcd_tests::reference::{ETCD_BIN_VAR, ReferenceEtcd, ServerTlsFlags};
 
 /// How long a proxy may take to pass a first call on.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,12 +112,34 @@ fn proxy_steps() -> Vec<Step> {
     all
 }
 
+/// etcdctl's client logs a failed call as `rpc error: code = <code> desc = <message>`.
+const CODE_PREFIX: &str = "rpc error: code = ";
+
+/// The transcript with the gRPC code of each logged failure masked. A known difference
+/// (docs/compatibility.md, Known differences): etcd 3.4's proxy answers the cluster's
+/// errors with code Unknown and the cluster's message, as its handlers return them through
+/// clientv3's error values; ours passes the cluster's status on whole, code included
+/// (`crates/oxetcd/tests/grpc_proxy.rs` checks the codes). The messages, etcdctl's `Error:`
+/// lines and exit codes are still compared.
+fn without_codes(transcript: &str) -> String {
+    let mut text = String::with_capacity(transcript.len());
+    let mut rest = transcript;
+    while let Some(at) = rest.find(CODE_PREFIX) {
+        let (before, after) = rest.split_at(at + CODE_PREFIX.len());
+        text.push_str(before);
+        text.push_str("<CODE>");
+        rest = after.find(' ').map_or("", |end| &after[end..]);
+    }
+    text.push_str(rest);
+    text
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_through_our_proxy_sees_what_it_sees_through_etcds() {
     tokio::time::timeout(SCENARIO_TIMEOUT, async {
         init_test_logs();
         let plaintext = ServerTlsFlags::plaintext();
-        let (etcd, (oxetcd, _)) =
+        let (etcd, (oxetcd, oxetcd_harness)) =
             tokio::join!(ReferenceEtcd::start_with(&plaintext), start_oxetcd_with(&plaintext));
         let etcd_bin = std::env::var(ETCD_BIN_VAR).unwrap_or_else(|_| "etcd".to_string());
         let oxetcd_bin = oxetcd_tests::workspace_bin("oxetcd", "oxetcd");
@@ -124,9 +147,11 @@ async fn etcdctl_through_our_proxy_sees_what_it_sees_through_etcds() {
             ProxyProcess::start(Path::new(&etcd_bin), &etcd.endpoint),
             ProxyProcess::start(&oxetcd_bin, &oxetcd.endpoint)
         );
+        // The ids and URLs to normalize are the members' (learned from them directly:
+        // through a proxy, MemberList names the proxy); etcdctl's endpoint is the proxy.
         let (etcd_target, our_target) = tokio::join!(
-            Target::connect_via(&etcd_proxy.url, &Harness::plain(etcd_proxy.url.clone())),
-            Target::connect_via(&our_proxy.url, &Harness::plain(our_proxy.url.clone()))
+            Target::connect_via(&etcd_proxy.url, &etcd.harness),
+            Target::connect_via(&our_proxy.url, &oxetcd_harness)
         );
         let steps = proxy_steps();
         let (expected, actual) =
@@ -134,8 +159,8 @@ async fn etcdctl_through_our_proxy_sees_what_it_sees_through_etcds() {
         for (step, (output, _)) in steps.iter().zip(&expected) {
             step.check_expectation("etcd's grpc-proxy", output);
         }
-        let expected: Vec<String> = expected.into_iter().map(|(_, t)| t).collect();
-        let actual: Vec<String> = actual.into_iter().map(|(_, t)| t).collect();
+        let expected: Vec<String> = expected.into_iter().map(|(_, t)| without_codes(&t)).collect();
+        let actual: Vec<String> = actual.into_iter().map(|(_, t)| without_codes(&t)).collect();
         let report = compare_transcripts(
             &steps,
             ("etcd 3.4.23 behind etcd's grpc-proxy", &expected),

@@ -298,6 +298,7 @@ fn start(flags: StartFlags) -> Result<(), String> {
         tls,
         max_send_bytes,
         max_recv_bytes,
+        advertise_client_url: flags.advertise_client_url.clone(),
     })?;
     let http2 = ClientHttp2 {
         // etcd's default, math.MaxUint32, is no limit.

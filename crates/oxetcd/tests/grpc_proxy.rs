@@ -1,5 +1,6 @@
 //! `oxetcd grpc-proxy start` in front of a member, as a client sees it: every service
-//! through the proxy (KV, Watch, Lease, Cluster, Maintenance, Auth with a token), the
+//! through the proxy (KV, Watch, Lease, Cluster with MemberList answered by the proxy,
+//! Maintenance, Auth with a token), the
 //! cluster's errors passed back unchanged, the message-size limits, a dead endpoint passed
 //! over, `/health` and `/metrics`, TLS on both sides, and the flags it refuses.
 
@@ -110,9 +111,10 @@ fn code_and_message(error: &oxetcd_client::Error) -> (Code, String) {
 async fn every_service_passes_through_the_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let config = MemberConfig::single(dir.path(), "m1");
-    let mut member = Process::start(&config).await;
+    let mut process = Process::start(&config).await;
     let [dead, listen] = free_ports(2)[..] else { unreachable!() };
     let listen_addr = format!("127.0.0.1:{listen}");
+    let advertised = format!("http://{listen_addr}");
     // A dead endpoint first: calls pass it over.
     let endpoints = format!("127.0.0.1:{dead},{}", config.client_url);
     let proxy = Proxy::start(
@@ -124,6 +126,8 @@ async fn every_service_passes_through_the_proxy() {
             &listen_addr,
             "--max-send-bytes=4096",
             "--max-recv-bytes=8192",
+            "--advertise-client-url",
+            &advertised,
         ],
     )
     .await;
@@ -168,12 +172,17 @@ async fn every_service_passes_through_the_proxy() {
     let gone = direct.lease_time_to_live(lease, false).await.unwrap();
     assert_eq!(gone.ttl, -1);
 
-    // Cluster and Maintenance.
-    let members = client.cluster().member_list().await.unwrap().members;
-    assert_eq!(members.len(), 1);
-    assert_eq!(members[0].client_ur_ls, [config.client_url.clone()]);
+    // Cluster: MemberList names the proxy itself, at its advertised URL, as etcd's does;
+    // the other Cluster calls go to the cluster. Maintenance.
+    let listed = client.cluster().member_list().await.unwrap();
+    assert!(listed.header.is_none());
+    assert_eq!(listed.members.len(), 1);
+    assert_eq!(listed.members[0].client_ur_ls, [advertised.clone()]);
+    let member = direct.cluster().member_list().await.unwrap().members.remove(0);
+    let refused = client.cluster().member_remove(member.id + 1).await.unwrap_err();
+    assert_eq!(code_and_message(&refused), (Code::NotFound, "etcdserver: member not found".into()));
     let status = client.maintenance().status().await.unwrap();
-    assert_eq!(status.header.unwrap().member_id, members[0].id);
+    assert_eq!(status.header.unwrap().member_id, member.id);
 
     // An error passes back as the cluster gave it.
     let revision = direct.put("c", "x", None).await.unwrap().header.unwrap().revision;
@@ -243,7 +252,7 @@ async fn every_service_passes_through_the_proxy() {
     assert_eq!(http_get(&listen_addr, "/nothing").0, "HTTP/1.1 404 Not Found");
 
     // With the cluster gone, calls fail as unavailable and /health says so.
-    member.kill();
+    process.kill();
     let unreachable = client.get("k0", None).await.unwrap_err();
     assert_eq!(code_and_message(&unreachable).0, Code::Unavailable, "{unreachable:?}");
     let (status_line, body) = http_get(&listen_addr, "/health");

@@ -16,11 +16,15 @@
 //! watch, fanning lease keep-alives in onto one stream, key namespacing (`--namespace`),
 //! and registering itself under `--resolver-prefix`.
 //!
+//! One call is answered by the proxy itself, as etcd's does: `Cluster.MemberList`, with
+//! the proxy as the only member (`cluster`), unless `--advertise-client-url` is empty.
+//!
 //! Bounds: the listener's HTTP/2 settings bound the calls per client connection
 //! (`--max-concurrent-streams`); calls share one HTTP/2 connection per endpoint, whose
 //! flow control bounds what is buffered for each; a call waiting for a stream on an
 //! endpoint that limits them is one the proxy's own stream limit admitted.
 
+mod cluster;
 mod frames;
 mod http;
 mod upstream;
@@ -66,6 +70,9 @@ pub struct ProxyConfig {
     pub max_send_bytes: usize,
     /// The largest response message taken from the cluster (`--max-recv-bytes`).
     pub max_recv_bytes: usize,
+    /// The client URL MemberList answers with (`--advertise-client-url`); empty: the
+    /// cluster answers MemberList.
+    pub advertise_client_url: String,
 }
 
 /// The proxy as a service over HTTP requests: gRPC calls go to the cluster, anything else
@@ -79,6 +86,8 @@ pub struct GrpcProxy {
 
 struct Shared {
     upstreams: Upstreams,
+    /// The proxy's own MemberList answer, if it gives one.
+    member_list: Option<bytes::Bytes>,
     requests: MessageLimit,
     responses: MessageLimit,
 }
@@ -117,8 +126,10 @@ impl GrpcProxy {
                 refusal: "grpc: trying to send message larger than max",
             },
         ]);
-        let shared =
-            Shared { upstreams: Upstreams::new(endpoints, config.tls), requests, responses };
+        let member_list = (!config.advertise_client_url.is_empty())
+            .then(|| cluster::member_list_message(&config.advertise_client_url));
+        let upstreams = Upstreams::new(endpoints, config.tls);
+        let shared = Shared { upstreams, member_list, requests, responses };
         Ok(GrpcProxy { shared: Arc::new(shared), serves_grpc: true })
     }
 
@@ -140,8 +151,13 @@ impl GrpcProxy {
         GrpcProxy { shared: self.shared.clone(), serves_grpc: true }
     }
 
-    /// Passes a gRPC call on to the cluster and its answer back.
+    /// Passes a gRPC call on to the cluster and its answer back (or answers MemberList).
     async fn forward(&self, request: Request<Body>) -> Response<Body> {
+        if let Some(message) = &self.shared.member_list
+            && request.uri().path() == cluster::MEMBER_LIST_PATH
+        {
+            return cluster::answer(message.clone());
+        }
         // A refused request message is the call's answer, whatever the cluster says after
         // its stream is reset.
         let verdict = Arc::new(OnceLock::new());

@@ -210,7 +210,8 @@ where
     // The inner stream's end is passed on: a trailers-only answer (a status and no
     // message) must end on its headers, as gRPC clients expect.
     fn is_end_stream(&self) -> bool {
-        self.pending.is_none() && (self.done || (self.held.is_empty() && self.inner.is_end_stream()))
+        self.pending.is_none()
+            && (self.done || (self.held.is_empty() && self.inner.is_end_stream()))
     }
 }
 
