@@ -336,29 +336,22 @@ fn start(flags: StartFlags) -> Result<(), String> {
             tls = listen_tls.is_some(),
             "started gRPC proxy"
         );
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = stopped.wait_for(|&s| s).await;
-        };
-        let metrics = metrics.map(|listener| {
+        // A signal ends the proxy at once, its calls with it (etcd's proxy dies on it):
+        // waiting for connections to finish could wait forever on a watch.
+        if let Some(listener) = metrics {
             let served = serve_client_port(
                 listener.into_incoming(),
                 proxy.http_only(),
                 http2,
-                until_stopped(stopped.clone()),
+                std::future::pending(),
             );
-            tokio::spawn(served)
-        });
-        let serving =
-            serve_client_port(listener.into_incoming(), proxy, http2, until_stopped(stopped));
-        let serving = tokio::spawn(serving);
+            tokio::spawn(served);
+        }
+        let served =
+            serve_client_port(listener.into_incoming(), proxy, http2, std::future::pending());
+        tokio::spawn(served);
         crate::signal::terminated().await;
         tracing::info!("received signal; shutting down");
-        let _ = stop.send(true);
-        let _ = serving.await;
-        if let Some(metrics) = metrics {
-            let _ = metrics.await;
-        }
         Ok(())
     })
 }
@@ -409,15 +402,16 @@ mod tests {
         let refusal = |args: &[&str]| check_args(&parse(args).unwrap()).unwrap_err();
         assert_eq!(refusal(&["start", "--resolver-prefix=/p"]), "invalid resolver-ttl 0");
         assert_eq!(refusal(&["start", "--resolver-ttl=5"]), "invalid resolver-prefix \"\"");
-        for (flag, named) in [
-            ("--resolver-prefix=/p", "--resolver-prefix"),
-            ("--discovery-srv=example.com", "--discovery-srv"),
-            ("--namespace=/ns", "--namespace"),
-            ("--experimental-leasing-prefix=/l", "--experimental-leasing-prefix"),
-            ("--experimental-serializable-ordering", "--experimental-serializable-ordering"),
-            ("--enable-pprof", "--enable-pprof"),
+        for (flags, named) in [
+            (&["--resolver-prefix=/p", "--resolver-ttl=5"][..], "--resolver-prefix"),
+            (&["--discovery-srv=example.com"], "--discovery-srv"),
+            (&["--namespace=/ns"], "--namespace"),
+            (&["--experimental-leasing-prefix=/l"], "--experimental-leasing-prefix"),
+            (&["--experimental-serializable-ordering"], "--experimental-serializable-ordering"),
+            (&["--enable-pprof"], "--enable-pprof"),
         ] {
-            let message = refusal(&["start", flag, "--resolver-ttl=5"]);
+            let args: Vec<&str> = ["start"].iter().chain(flags).copied().collect();
+            let message = refusal(&args);
             assert!(message.contains(named) && message.contains("not built"), "{message}");
         }
         assert!(check_args(&parse(&["start", "--discovery-srv-name=x"]).unwrap()).is_ok());

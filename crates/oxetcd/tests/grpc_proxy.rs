@@ -177,7 +177,7 @@ async fn every_service_passes_through_the_proxy() {
     let listed = client.cluster().member_list().await.unwrap();
     assert!(listed.header.is_none());
     assert_eq!(listed.members.len(), 1);
-    assert_eq!(listed.members[0].client_ur_ls, [advertised.clone()]);
+    assert_eq!(listed.members[0].client_ur_ls, [advertised.as_str()]);
     let member = direct.cluster().member_list().await.unwrap().members.remove(0);
     let refused = client.cluster().member_remove(member.id + 1).await.unwrap_err();
     assert_eq!(code_and_message(&refused), (Code::NotFound, "etcdserver: member not found".into()));

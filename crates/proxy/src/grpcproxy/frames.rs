@@ -170,8 +170,16 @@ where
                     return Poll::Ready((!held.is_empty()).then(|| Ok(Frame::data(held))));
                 }
                 Some(Err(e)) => {
-                    let status = Status::unavailable(format!("error reading from server: {e}"));
-                    return Poll::Ready(this.refuse(status));
+                    return Poll::Ready(match this.on_refusal {
+                        // The client's stream broke: the call to the cluster is reset, and
+                        // there is no one left to answer.
+                        OnRefusal::Fail(_) => {
+                            this.done = true;
+                            Some(Err(Status::cancelled(format!("the request stream failed: {e}"))))
+                        }
+                        OnRefusal::Trailers(_) => this
+                            .refuse(Status::unavailable(format!("error reading from server: {e}"))),
+                    });
                 }
                 Some(Ok(frame)) => frame,
             };
