@@ -32,8 +32,8 @@ fi
 # (exit 141) and the whole suite with it.
 etcd --version | sed -n 1p
 # etcdctl_snapshot runs the oxetcdutl binary it finds in the target dir, oxetcdctl the
-# oxetcdctl binary.
-cargo build -p oxetcd-utl -p oxetcd-ctl
+# oxetcdctl binary, grpc_proxy the oxetcd binary (its `grpc-proxy start`).
+cargo build -p oxetcd -p oxetcd-utl -p oxetcd-ctl
 cargo test -p oxetcd-tests --features compat "$@"
 cargo test -p oxetcd-mvcc --features compat --test etcd_compat "$@"
 cargo test -p oxetcd-bbolt --features compat --test go_compat "$@"

@@ -2,7 +2,7 @@
 //! policy of unary calls.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -176,13 +176,8 @@ impl ClientOptions {
             trusted_ca_file: files.trusted_ca.clone(),
             ..Default::default()
         };
-        let tls = if files.insecure_skip_verify {
-            oxetcd_tls::ClientTls::skip_server_verification(&info)
-        } else {
-            // No auto-TLS dir is used: auto-TLS is off.
-            oxetcd_tls::ClientTls::new(&info, &oxetcd_tls::TlsOptions::default(), Path::new(""))
-        }
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let tls = oxetcd_tls::ClientTls::for_client(&info, files.insecure_skip_verify)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         Ok(self.with_tls(tls.config()))
     }
 

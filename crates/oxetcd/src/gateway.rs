@@ -74,13 +74,7 @@ struct StartFlags {
 pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
     let flags = match Gateway::try_parse_from(args) {
         Ok(Gateway { command: GatewayCommand::Start, flags }) => flags,
-        Err(e) => {
-            let _ = e.print();
-            // Help (asked for, or for `gateway` alone, as cobra shows it) is no failure.
-            let help = !e.use_stderr()
-                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
-            return if help { ExitCode::SUCCESS } else { ExitCode::FAILURE };
-        }
+        Err(e) => return command_line_exit(&e),
     };
     match start(flags) {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,6 +83,15 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a command line's parse error (or the help asked for) and says how to exit:
+/// help, asked for or for the command word alone as cobra shows it, is no failure.
+pub(crate) fn command_line_exit(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    let help = !e.use_stderr()
+        || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
+    if help { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn start(flags: StartFlags) -> Result<(), String> {

@@ -6,11 +6,13 @@
 //! - [`embed`]: a running member with its client and peer listeners; `main` runs one,
 //!   tests run several in one process.
 //! - [`gateway`]: `oxetcd gateway start`, etcd's L4 gateway (on `crates/proxy`).
+//! - [`grpc_proxy`]: `oxetcd grpc-proxy start`, etcd's gRPC proxy (on `crates/proxy`).
 //! - [`signal`]: SIGINT and SIGTERM, which stop either.
 
 pub mod config;
 pub mod embed;
 pub mod gateway;
+pub mod grpc_proxy;
 pub mod logging;
 mod serve;
 pub mod signal;

@@ -1,4 +1,5 @@
-//! `oxetcd`: runs one member, with etcd's flags; `oxetcd gateway start` runs etcd's gateway.
+//! `oxetcd`: runs one member, with etcd's flags; `oxetcd gateway start` runs etcd's gateway,
+//! `oxetcd grpc-proxy start` etcd's gRPC proxy.
 
 use std::process::ExitCode;
 
@@ -6,16 +7,13 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use oxetcd::config::{self, Flags};
 use oxetcd::embed::Member;
-use oxetcd::{gateway, logging, signal};
+use oxetcd::{gateway, grpc_proxy, logging, signal};
 
 fn main() -> ExitCode {
     // etcd's own subcommands, named first (etcdmain.Main); anything else is a member's flags.
     match std::env::args_os().nth(1).as_ref().and_then(|a| a.to_str()) {
         Some("gateway") => return gateway::main(std::env::args_os().skip(1)),
-        Some("grpc-proxy") => {
-            eprintln!("oxetcd: grpc-proxy (etcd's gRPC proxy) is not built yet");
-            return ExitCode::FAILURE;
-        }
+        Some("grpc-proxy") => return grpc_proxy::main(std::env::args_os().skip(1)),
         _ => {}
     }
     let flags = match Flags::try_parse() {

@@ -1,5 +1,5 @@
-//! The client listeners' HTTP server: hyper directly, with the member's client port as the
-//! one service of every connection.
+//! The client listeners' HTTP server: hyper directly, with one service for every
+//! connection (a member's client port, or the gRPC proxy).
 //!
 //! Why not tonic's server, as the peer and metrics listeners use: for every call it
 //! clones a boxed copy of the service and boxes its future again, wraps the call in a
@@ -15,12 +15,13 @@ use std::pin::pin;
 use std::time::Duration;
 
 use hyper::body::Incoming;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use oxetcd_tls::Conn;
-use oxetcd_v3rpc::ClientPort;
 use tokio_stream::{Stream, StreamExt};
+use tonic::body::Body;
 use tonic::transport::server::Connected;
 use tower_service::Service;
 
@@ -35,14 +36,21 @@ pub struct ClientHttp2 {
     pub keepalive: Option<(Duration, Duration)>,
 }
 
-/// Serves `port` on each connection `incoming` yields until `stop` completes, then lets
-/// every open connection finish what it is serving (HTTP/2 `GOAWAY`) and returns.
-pub async fn serve_client_port(
+/// Serves `port` (a member's [`oxetcd_v3rpc::ClientPort`], or the gRPC proxy) on each connection
+/// `incoming` yields until `stop` completes, then lets every open connection finish what
+/// it is serving (HTTP/2 `GOAWAY`) and returns.
+pub async fn serve_client_port<S>(
     incoming: impl Stream<Item = std::io::Result<Conn>>,
-    port: ClientPort,
+    port: S,
     http2: ClientHttp2,
     stop: impl Future<Output = ()>,
-) {
+) where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper enforces its HTTP/1 header read timeout only with a timer.
     builder.http1().timer(TokioTimer::new());
@@ -69,7 +77,7 @@ pub async fn serve_client_port(
         // Each request carries its connection's identity (TLS common name, address) as
         // the services read it, in the request's extensions.
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let mut request = request.map(tonic::body::Body::new);
+            let mut request = request.map(Body::new);
             request.extensions_mut().insert(info.clone());
             let mut port = port.clone();
             async move { Ok::<_, Infallible>(port.call(request).await.unwrap_or_else(|e| match e {})) }

@@ -3,6 +3,7 @@
 //! peer connects from.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use x509_parser::extensions::GeneralName;
@@ -72,6 +73,18 @@ impl CertNames {
                 None => pattern == host,
             }
         })
+    }
+}
+
+/// etcd's `EmptyCN` check (`TLSInfo.ClientConfig` with `EmptyCN`, which the gRPC proxy sets
+/// for its `--cert`): the first certificate of `cert_file` must have no subject CN. etcd's
+/// reason: a member with CN-based auth would take a proxy certificate's CN as the user of
+/// every request the proxy forwards, whoever sent it.
+pub fn require_empty_common_name(cert_file: &Path) -> Result<(), TlsError> {
+    let certs = crate::pem::certs(cert_file)?;
+    match certs.first().and_then(|leaf| CertNames::of(leaf).common_name) {
+        Some(cn) if !cn.is_empty() => Err(TlsError::NonEmptyCommonName(cn)),
+        _ => Ok(()),
     }
 }
 

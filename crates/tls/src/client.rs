@@ -81,6 +81,19 @@ impl ClientTls {
         finish(builder, info, provider)
     }
 
+    /// A client's TLS from etcdctl's (or the gRPC proxy's) `--cacert`, `--cert`, `--key`
+    /// and `--insecure-skip-tls-verify`: with `insecure_skip_verify`, any server certificate
+    /// ([`ClientTls::skip_server_verification`]), otherwise servers verified against
+    /// `info.trusted_ca_file` ([`ClientTls::new`] without auto-TLS).
+    pub fn for_client(info: &TlsInfo, insecure_skip_verify: bool) -> Result<ClientTls, TlsError> {
+        if insecure_skip_verify {
+            ClientTls::skip_server_verification(info)
+        } else {
+            // Auto-TLS is off, so no directory for it is read.
+            ClientTls::new(info, &TlsOptions::default(), Path::new(""))
+        }
+    }
+
     /// The rustls configuration, with ALPN "h2" (for a gRPC channel's connector).
     pub fn config(&self) -> Arc<rustls::ClientConfig> {
         self.config.clone()

@@ -134,6 +134,10 @@ pub enum TlsError {
     /// message, which etcd's tests wait for).
     #[error("client certificate authentication failed")]
     ClientCertNotAllowed,
+    /// A certificate that must have an empty subject CN has one (etcd's `EmptyCN` check on
+    /// the gRPC proxy's `--cert`; etcd's message).
+    #[error("cert has non empty Common Name ({0})")]
+    NonEmptyCommonName(String),
     /// The client certificate's SANs do not cover the address it connects from.
     #[error("{0}")]
     SanMismatch(String),

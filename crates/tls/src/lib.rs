@@ -16,7 +16,7 @@
 //! | `reload` | certificate/key reload on change (stat per handshake), CRL reload |
 //! | `verifier` | the client-certificate verifier: CA chain (or a trusted CA as the leaf), then the allowed CN or host name, in the handshake |
 //! | `anchor` | a trusted CA certificate presented as the peer's own (Go accepts it; webpki does not) |
-//! | `check` | X.509 name checks (Go's `VerifyHostname`, etcd's `checkCertSAN`) |
+//! | `check` | X.509 name checks (Go's `VerifyHostname`, etcd's `checkCertSAN`, the gRPC proxy's `EmptyCN`) |
 //! | `p521` | ECDSA P-521/SHA-512 signature verification (pure Rust), added to ring's algorithms |
 //! | `pem` | reading PEM certificates, keys, CA bundles and CRLs |
 //! | `error` | [`TlsError`] |
@@ -53,6 +53,7 @@ mod socket;
 mod verifier;
 
 pub use auto::{AUTO_CERT_FILE, AUTO_KEY_FILE, self_cert};
+pub use check::require_empty_common_name;
 pub use cipher::cipher_suite;
 pub use client::ClientTls;
 pub use connector::{Connector, Stream};

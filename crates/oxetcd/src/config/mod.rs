@@ -46,6 +46,7 @@ use url::{parse_listen_urls, split_urls};
 pub use duration::GoDuration;
 pub use refused::{REFUSED, Refusal};
 pub use url::Url;
+pub(crate) use url::parse_listen_url;
 
 const MEMBER: &str = "Member";
 const CLUSTERING: &str = "Clustering";
@@ -618,7 +619,7 @@ struct Values {
 /// etcd's boolean flags (every `bool` field): `--flag` alone is true and `--flag=false`
 /// false; a separate value is not taken, so `--flag next-arg` never swallows the next
 /// argument.
-fn etcd_bool(arg: clap::Arg) -> clap::Arg {
+pub(crate) fn etcd_bool(arg: clap::Arg) -> clap::Arg {
     if !matches!(arg.get_action(), clap::ArgAction::SetTrue) {
         return arg;
     }

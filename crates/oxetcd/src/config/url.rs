@@ -67,7 +67,8 @@ pub(super) fn parse_listen_urls(list: &str) -> Result<Vec<Url>, ConfigError> {
     texts.into_iter().map(parse_listen_url).collect()
 }
 
-fn parse_listen_url(text: String) -> Result<Url, ConfigError> {
+/// Parses one URL to bind (also the gRPC proxy's `--metrics-addr`).
+pub(crate) fn parse_listen_url(text: String) -> Result<Url, ConfigError> {
     let (scheme, rest) = scheme_and_rest(&text)?;
     if scheme.is_unix() {
         if rest.is_empty() {
