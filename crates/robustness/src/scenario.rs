@@ -12,12 +12,22 @@ use serde::Serialize;
 
 use crate::checks;
 use crate::cluster::{Cluster, member_client};
-use crate::history::{History, Outcome, Recorder, Request};
+use crate::history::{History, LeaseRecord, Outcome, Recorder, Request};
 use crate::linearizability;
 use crate::nemesis::{self, FaultClass};
 use crate::rng::Rng;
 use crate::workload::{self, KEY_PREFIX, Workload};
 
+/// How long past its TTL an ended lease may still be there: the lessor looks for expired
+/// leases every 500 ms (etcd's `expiredLeaseRetryInterval` is as often), and the revoke
+/// is then proposed, committed and applied.
+const LEASE_EXPIRY_SLACK: Duration = Duration::from_secs(3);
+/// Rounds of waiting out what TimeToLive says is left before a lease that is still there
+/// is an anomaly (a leader elected during the wait extends every lease once more).
+const LEASE_EXPIRY_ROUNDS: usize = 2;
+/// What a new leader adds to every lease's TTL: an election timeout (the runs'
+/// `--election-timeout` is 750 ms; TimeToLive answers in whole seconds).
+const PROMOTION_EXTENSION_SECS: i64 = 1;
 /// How long the members may take to agree on the revision after the run.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// One end-of-run request to one member.
@@ -140,6 +150,7 @@ async fn run_in(scenario: &Scenario, dir: &Path, report: &mut RunReport) -> Opti
     let final_revision = final_read(&endpoints, &recorder).await;
     let converged = converge(&cluster, report).await;
     let revision = converged.unwrap_or(final_revision);
+    report.anomalies.extend(leases_end(&endpoints, &leases).await);
     let watches = running.finish_watches(revision).await;
     // The log the compactions kept, then the rest: up to the last change any watcher
     // saw, since leases may still expire after the final revision.
@@ -190,6 +201,72 @@ async fn final_read(endpoints: &[String], recorder: &Recorder) -> i64 {
     let outcome = Outcome::Ok(crate::history::Response::Range { revision, kvs });
     recorder.record(FINAL_READER, invoke, request, outcome);
     revision
+}
+
+/// After the run, with nothing refreshing them any more: what TimeToLive says is left of
+/// each lease is no more than its TTL (plus a new leader's extension), and once that has
+/// passed the lease is gone and its key with it.
+async fn leases_end(endpoints: &[String], leases: &[LeaseRecord]) -> Vec<String> {
+    let mut anomalies = Vec::new();
+    let Ok(client) = workload::connect(endpoints).await else {
+        return vec!["no member to ask for the leases after the run".into()];
+    };
+    let mut live: Vec<&LeaseRecord> = leases.iter().collect();
+    for round in 1..=LEASE_EXPIRY_ROUNDS {
+        let mut longest = 0;
+        let mut still = Vec::new();
+        for lease in live {
+            let left = match client.lease_time_to_live(lease.id, false).await {
+                Ok(answer) => answer.ttl,
+                Err(e) => {
+                    anomalies.push(format!("lease {:x}: TimeToLive after the run: {e}", lease.id));
+                    continue;
+                }
+            };
+            let granted = lease.refreshed.iter().map(|(_, ttl)| *ttl).max().unwrap_or(0);
+            if left > granted + PROMOTION_EXTENSION_SECS {
+                anomalies.push(format!(
+                    "lease {:x}: {left} s left after the run, more than its TTL of {granted} s",
+                    lease.id
+                ));
+            }
+            if left > 0 {
+                longest = longest.max(left);
+                still.push(lease);
+            } else if let Some(anomaly) = key_left_behind(&client, lease).await {
+                anomalies.push(anomaly);
+            }
+        }
+        live = still;
+        if live.is_empty() {
+            break;
+        }
+        if round == LEASE_EXPIRY_ROUNDS {
+            for lease in &live {
+                anomalies.push(format!(
+                    "lease {:x} ({}): still there {LEASE_EXPIRY_ROUNDS} times after what \
+                     TimeToLive said was left of it had passed",
+                    lease.id, lease.key
+                ));
+            }
+            break;
+        }
+        let wait = Duration::from_secs(u64::try_from(longest).unwrap_or(0)) + LEASE_EXPIRY_SLACK;
+        tokio::time::sleep(wait).await;
+    }
+    anomalies
+}
+
+/// The anomaly if the key put with an ended lease is still there.
+async fn key_left_behind(client: &oxetcd_client::Client, lease: &LeaseRecord) -> Option<String> {
+    match client.get(lease.key.as_str(), None).await {
+        Ok(answer) if answer.kvs.iter().any(|kv| kv.lease == lease.id) => Some(format!(
+            "lease {:x} has ended, but its key {} is still there",
+            lease.id, lease.key
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("reading {} after the run: {e}", lease.key)),
+    }
 }
 
 /// Waits until every member reports the same revision, then compares their HashKV at
@@ -265,6 +342,7 @@ pub fn check(history: &History, max_explored: usize, report: &mut RunReport) {
             &format!("watch {i}"),
             stream,
             &history.committed,
+            &history.compactions,
         ));
     }
 }
