@@ -690,3 +690,51 @@ async fn a_gateway_watcher_that_stops_reading_disturbs_nothing_and_loses_nothing
     println!("{PUTS} puts of {VALUE_BYTES} bytes past a stalled gateway watch in {writing:?}");
     member.stop().await;
 }
+
+/// `Grpc-Timeout` is the gateway's own deadline, as grpc-gateway's: a Lock that waits
+/// past it is answered 504 with gRPC's client-side DeadlineExceeded and leaves the queue
+/// (its key deleted), and a watch ends with the error chunk. etcd 3.4.23's answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_timeout_header_bounds_a_gateway_call() {
+    let member = TestMember::start(&[]).await;
+    let gw = Gateway::new(&member).await;
+    let timeout = ["Grpc-Timeout: 1S"];
+    let started = tokio::time::Instant::now();
+    let watch = gw.request("POST", "/v3/watch", r#"{"create_request":{"key":"YQ=="}}"#, &timeout);
+    let watch = parse(&watch.await);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(watch.status, 200);
+    assert_eq!(
+        watch.body.lines().nth(1),
+        Some(
+            r#"{"error":{"grpc_code":4,"http_code":504,"message":"context deadline exceeded","http_status":"Gateway Timeout"}}"#
+        ),
+        "{}",
+        watch.body
+    );
+
+    let held = gw.post("/v3/lock/lock", r#"{"name":"bA=="}"#, &[]).await;
+    assert_eq!(held.status, 200, "{}", held.body);
+    let started = tokio::time::Instant::now();
+    let waiter = gw.post("/v3/lock/lock", r#"{"name":"bA=="}"#, &timeout).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(
+        (waiter.status, waiter.body.as_str()),
+        (
+            504,
+            r#"{"error":"context deadline exceeded","message":"context deadline exceeded","code":4}"#
+        )
+    );
+    // The waiter's key goes (in the background, as the abandoned call ends).
+    let count = r#"{"key":"bA==","range_end":"bQ==","count_only":true}"#;
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let left = gw.post("/v3/kv/range", count, &[]).await;
+        if left.body.ends_with(r#""revision":"4","raft_term":"2"},"count":"1"}"#) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the waiter's key stayed: {}", left.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    member.stop().await;
+}

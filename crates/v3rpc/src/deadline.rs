@@ -40,6 +40,12 @@ pub(crate) fn stamp_arrival(request: &mut GrpcRequest) {
     }
 }
 
+/// The timeout a `grpc-timeout` header in `headers` sets, if one does (the JSON gateway
+/// takes its `Grpc-Timeout` header as its own client's deadline, as grpc-gateway does).
+pub(crate) fn timeout_in(headers: &axum::http::HeaderMap) -> Option<Duration> {
+    headers.get(GRPC_TIMEOUT)?.to_str().ok().and_then(parse)
+}
+
 /// When the server stops waiting for `request`: shortly before the client's deadline,
 /// or never if the client sent none (the server's own request timeout still applies).
 pub(crate) fn client_deadline<T>(request: &Request<T>) -> Option<Instant> {

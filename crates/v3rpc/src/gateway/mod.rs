@@ -20,6 +20,7 @@ mod websocket;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -32,9 +33,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use prost_reflect::MessageDescriptor;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use crate::deadline;
 use crate::edge::{ClientServices, Edge};
 use crate::http::{go_not_found, go_text};
 
@@ -193,6 +196,10 @@ async fn serve(gateway: Arc<Gateway>, request: Request) -> Response {
         None => None,
     };
     let (parts, body) = request.into_parts();
+    // grpc-gateway calls with the `Grpc-Timeout` as its own deadline, and answers one
+    // that passes with gRPC's client-side DeadlineExceeded (504), whatever the call was
+    // waiting for (a Lock, a Campaign).
+    let deadline = deadline::timeout_in(&parts.headers).map(|t| Instant::now() + t);
     let mut call = axum::http::Request::builder()
         .method(Method::POST)
         .uri(binding.grpc_path.as_str())
@@ -236,11 +243,12 @@ async fn serve(gateway: Arc<Gateway>, request: Request) -> Response {
         return unreadable(Status::internal("gateway: bad request"));
     };
     let mut grpc = gateway.grpc.clone();
-    let answer =
-        match tower_service::Service::call(&mut grpc, call.map(tonic::body::Body::new)).await {
-            Ok(answer) => answer,
-            Err(never) => match never {},
-        };
+    let called = tower_service::Service::call(&mut grpc, call.map(tonic::body::Body::new));
+    let answer = match until(deadline, called).await {
+        Some(Ok(answer)) => answer,
+        Some(Err(never)) => match never {},
+        None => return call_failed(&deadline_exceeded(), &HeaderMap::new(), &HeaderMap::new()),
+    };
     let (parts, body) = answer.into_parts();
     let mut reply = GrpcReply { body, buf: BytesMut::new(), trailers: HeaderMap::new() };
     // A trailers-only answer: the call failed before any message (grpc-gateway's
@@ -251,15 +259,15 @@ async fn serve(gateway: Arc<Gateway>, request: Request) -> Response {
         return call_failed(&status, &HeaderMap::new(), &parts.headers);
     }
     if binding.server_streaming {
-        stream_answers(reply, binding.output.clone(), &parts.headers, permit).await
+        stream_answers(reply, binding.output.clone(), &parts.headers, permit, deadline).await
     } else {
         let answer = async {
             let message =
                 reply.next().await?.ok_or_else(|| Status::internal("gateway: no answer"))?;
             reply.finish().await?;
             json::from_proto(&binding.output, &message)
-        }
-        .await;
+        };
+        let answer = until(deadline, answer).await.unwrap_or_else(|| Err(deadline_exceeded()));
         match answer {
             Ok(body) => {
                 let mut response = json_response(StatusCode::OK, body);
@@ -269,6 +277,19 @@ async fn serve(gateway: Arc<Gateway>, request: Request) -> Response {
             Err(status) => call_failed(&status, &parts.headers, &reply.trailers),
         }
     }
+}
+
+/// `future`'s output, or `None` if `deadline` passes first.
+async fn until<F: Future>(deadline: Option<Instant>, future: F) -> Option<F::Output> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, future).await.ok(),
+        None => Some(future.await),
+    }
+}
+
+/// What grpc-go's client answers when its deadline passes.
+fn deadline_exceeded() -> Status {
+    Status::deadline_exceeded("context deadline exceeded")
 }
 
 /// grpc-gateway's `DefaultHTTPError` for a call the server refused: the error body
@@ -402,8 +423,9 @@ async fn stream_answers(
     output: MessageDescriptor,
     header_md: &HeaderMap,
     permit: Option<OwnedSemaphorePermit>,
+    deadline: Option<Instant>,
 ) -> Response {
-    let first = reply.next().await;
+    let first = until(deadline, reply.next()).await.unwrap_or_else(|| Err(deadline_exceeded()));
     let (status, first_chunk) = match first {
         Ok(Some(message)) => (StatusCode::OK, Some(result_line(&output, &message))),
         Ok(None) => (StatusCode::OK, None),
@@ -425,7 +447,9 @@ async fn stream_answers(
             // election or a key may stay quiet for ever).
             let answer = tokio::select! {
                 _ = tx.closed() => return,
-                answer = reply.next() => answer,
+                answer = until(deadline, reply.next()) => {
+                    answer.unwrap_or_else(|| Err(deadline_exceeded()))
+                }
             };
             next = match answer {
                 Ok(Some(message)) => Some(result_line(&output, &message)),
