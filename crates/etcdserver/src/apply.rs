@@ -315,13 +315,17 @@ impl Applier {
     }
 
     /// A committed revoke: every attached key is deleted at one revision (watchers see
-    /// the deletes), and the lease leaves the lessor and the lease table.
+    /// the deletes), then the lease leaves the lease table and the lessor. In that order,
+    /// as etcd's lessor does it: whoever finds the lease gone (LeaseLeases, TimeToLive)
+    /// finds its keys gone too.
     fn revoke_lease(&self, store: &Store, id: i64, at: ApplyIndex) -> ApplyResult {
-        let keys = self.shared.lessor.revoke(id)?;
+        let Some(lease) = self.shared.lessor.status(id) else {
+            return Err(oxetcd_lease::LeaseError::NotFound.into());
+        };
+        let keys = lease.keys;
         // The revoke's backend write fails (its keys' deletes, the lease's row): a storage
-        // failure like any other, so the member stops. The lessor has let go of the lease
-        // in memory already; nothing of it reached the backend, and a restart applies the
-        // committed revoke again from the log.
+        // failure like any other, so the member stops. Nothing of it reached the backend,
+        // and a restart applies the committed revoke again from the log.
         failpoint!("apply::lease-revoke", |_| Err(oxetcd_mvcc::Error::Backend(
             "injected failure".into()
         )
@@ -330,6 +334,7 @@ impl Applier {
             published(&self.watch, store.delete_keys(&keys, at)?);
         }
         store.aux_write(LEASE_TABLE, [(Bytes::copy_from_slice(&id.to_be_bytes()), None)], at)?;
+        self.shared.lessor.revoke(id)?;
         Ok(Applied::LeaseRevoke(store.current_revision()))
     }
 

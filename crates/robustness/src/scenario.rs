@@ -5,6 +5,7 @@
 //! history as JSON, the member logs and data dirs, the faults, the anomalies and the
 //! command that replays it.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -150,7 +151,7 @@ async fn run_in(scenario: &Scenario, dir: &Path, report: &mut RunReport) -> Opti
     let final_revision = final_read(&endpoints, &recorder).await;
     let converged = converge(&cluster, report).await;
     let revision = converged.unwrap_or(final_revision);
-    report.anomalies.extend(leases_end(&endpoints, &leases).await);
+    report.anomalies.extend(leases_end(&cluster, &leases).await);
     let watches = running.finish_watches(revision).await;
     // The log the compactions kept, then the rest: up to the last change any watcher
     // saw, since leases may still expire after the final revision.
@@ -205,18 +206,29 @@ async fn final_read(endpoints: &[String], recorder: &Recorder) -> i64 {
 
 /// After the run, with nothing refreshing them any more: what TimeToLive says is left of
 /// each lease is no more than its TTL (plus a new leader's extension), and once that has
-/// passed the lease is gone and its key with it.
-async fn leases_end(endpoints: &[String], leases: &[LeaseRecord]) -> Vec<String> {
+/// passed the lease is gone and its key with it. Asked of the leader alone, whose lessor
+/// decides: a lease is gone when the leader no longer lists it (TimeToLive cannot say:
+/// etcd answers an expired lease not yet revoked with what is left, 0 or less, as for
+/// one not found), and a revoke deletes the lease's keys before the lessor forgets it.
+async fn leases_end(cluster: &Cluster, leases: &[LeaseRecord]) -> Vec<String> {
     let mut anomalies = Vec::new();
-    let Ok(client) = workload::connect(endpoints).await else {
-        return vec!["no member to ask for the leases after the run".into()];
-    };
     let mut live: Vec<&LeaseRecord> = leases.iter().collect();
     for round in 1..=LEASE_EXPIRY_ROUNDS {
+        let Some(leader) = leader_client(cluster).await else {
+            return vec!["no leader to ask for the leases after the run".into()];
+        };
+        let listed: HashSet<i64> = match leader.lease_leases().await {
+            Ok(answer) => answer.leases.iter().map(|lease| lease.id).collect(),
+            Err(e) => return vec![format!("LeaseLeases after the run: {e}")],
+        };
         let mut longest = 0;
         let mut still = Vec::new();
         for lease in live {
-            let left = match client.lease_time_to_live(lease.id, false).await {
+            if !listed.contains(&lease.id) {
+                anomalies.extend(key_left_behind(&leader, lease).await);
+                continue;
+            }
+            let left = match leader.lease_time_to_live(lease.id, false).await {
                 Ok(answer) => answer.ttl,
                 Err(e) => {
                     anomalies.push(format!("lease {:x}: TimeToLive after the run: {e}", lease.id));
@@ -230,12 +242,8 @@ async fn leases_end(endpoints: &[String], leases: &[LeaseRecord]) -> Vec<String>
                     lease.id
                 ));
             }
-            if left > 0 {
-                longest = longest.max(left);
-                still.push(lease);
-            } else if let Some(anomaly) = key_left_behind(&client, lease).await {
-                anomalies.push(anomaly);
-            }
+            longest = longest.max(left);
+            still.push(lease);
         }
         live = still;
         if live.is_empty() {
@@ -255,6 +263,20 @@ async fn leases_end(endpoints: &[String], leases: &[LeaseRecord]) -> Vec<String>
         tokio::time::sleep(wait).await;
     }
     anomalies
+}
+
+/// A client of the member that leads now, if one does.
+async fn leader_client(cluster: &Cluster) -> Option<oxetcd_client::Client> {
+    for member in &cluster.members {
+        let Ok(client) = member_client(&member.client_url, END_REQUEST_TIMEOUT).await else {
+            continue;
+        };
+        let Ok(status) = client.maintenance().status().await else { continue };
+        if status.header.is_some_and(|h| h.member_id == status.leader) {
+            return Some(client);
+        }
+    }
+    None
 }
 
 /// The anomaly if the key put with an ended lease is still there.
