@@ -439,6 +439,21 @@ async fn lock_and_election_answer_as_etcds_gateway() {
 /// A gateway stream whose HTTP client goes away ends at once, with the gRPC call behind
 /// it, even if nothing more would ever be sent on it (an election that stays quiet):
 /// the runtime comes back to the tasks it had.
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current().metrics().num_alive_tasks()
+}
+
+/// Waits, at most 10 s, until the runtime's tasks are back to about `before`: the calls
+/// of streams whose clients went away have ended.
+async fn tasks_back_to(before: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while alive_tasks() > before + 2 {
+        let now = alive_tasks();
+        assert!(tokio::time::Instant::now() < deadline, "{now} tasks, {before} before");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_streams_end_when_their_clients_go_away() {
     const STREAMS: usize = 10;
@@ -450,18 +465,13 @@ async fn gateway_streams_end_when_their_clients_go_away() {
     // The first stream opens the member's in-process connection, which stays.
     gw.stream_lines("/v3/election/observe", observe, 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
-    let before = tasks();
+    let before = alive_tasks();
     for _ in 0..STREAMS {
         // Reads the first answer, then drops the connection.
         let (status, lines) = gw.stream_lines("/v3/election/observe", observe, 1).await;
         assert_eq!((status, lines.len()), (200, 1));
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tasks() > before + 2 {
-        assert!(tokio::time::Instant::now() < deadline, "{} tasks, {before} before", tasks());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tasks_back_to(before).await;
     member.stop().await;
 }
 
@@ -625,18 +635,13 @@ async fn websocket_streams_end_when_their_sockets_close() {
     assert!(next(&mut first).await.is_some_and(|created| created.contains(r#""created":true"#)));
     drop(first);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
-    let before = tasks();
+    let before = alive_tasks();
     for _ in 0..STREAMS {
         let (mut socket, _) = open(&member.endpoint, "/v3/watch", None).await;
         send(&mut socket, watch).await;
         assert!(next(&mut socket).await.is_some());
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tasks() > before + 2 {
-        assert!(tokio::time::Instant::now() < deadline, "{} tasks, {before} before", tasks());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tasks_back_to(before).await;
     member.stop().await;
 }
 
