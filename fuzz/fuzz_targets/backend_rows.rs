@@ -1,9 +1,12 @@
 //! Any rows in the backend's tables, as a damaged or foreign database file would hold
-//! them, read back as a member reads them at start: the store opens on them (revision
+//! them, read back as a member reads them at start, and as it reads the backend a
+//! leader's snapshot brought before it swaps it in (the same reads, in the same order:
+//! `install_snapshot` in `etcdserver/src/apply.rs`): the store opens on them (revision
 //! keys, `KeyValue` values, the `meta` table's consistent index, term and compaction
 //! revisions; an interrupted compaction resumes), then reads every key, the history and
 //! the hashes; the lease table is decoded and its leases recovered by a lessor that then
-//! leads; the auth tables are recovered. Each piece of the input is a row
+//! leads; the auth tables are recovered; the alarm table is recovered. (The snapshot's
+//! membership is the `members` target's.) Each piece of the input is a row
 //! (`oxetcd_fuzz::tagged_pieces`): the tag picks the table, the piece is a key length
 //! byte, the key, then the value.
 #![no_main]
@@ -14,7 +17,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use oxetcd_api::etcdserverpb::RangeRequest;
+use oxetcd_api::etcdserverpb::AlarmType;
 use oxetcd_auth::{AUTH_ROLES_TABLE, AUTH_TABLE, AUTH_USERS_TABLE, AuthRows, AuthStore};
+use oxetcd_etcdserver::alarm::{ALARM_TABLE, Alarms};
 use oxetcd_fuzz::tagged_pieces;
 use oxetcd_lease::{LEASE_TABLE, Lessor, StoredLease, SystemClock};
 use oxetcd_mvcc::backend::memory::MemoryBackend;
@@ -22,8 +27,16 @@ use oxetcd_mvcc::backend::{KEY_TABLE, META_TABLE};
 use oxetcd_mvcc::{Store, StoreConfig};
 use prost::Message;
 
-const TABLES: [&str; 6] =
-    [KEY_TABLE, META_TABLE, LEASE_TABLE, AUTH_TABLE, AUTH_USERS_TABLE, AUTH_ROLES_TABLE];
+/// Tag `t` writes to `TABLES[t % 7]` (new tables go last, so the seeds keep their rows).
+const TABLES: [&str; 7] = [
+    KEY_TABLE,
+    META_TABLE,
+    LEASE_TABLE,
+    AUTH_TABLE,
+    AUTH_USERS_TABLE,
+    AUTH_ROLES_TABLE,
+    ALARM_TABLE,
+];
 
 fuzz_target!(|data: &[u8]| {
     let rows = tagged_pieces(data).filter_map(|(tag, piece)| {
@@ -61,4 +74,9 @@ fuzz_target!(|data: &[u8]| {
         roles: scan(AUTH_ROLES_TABLE),
     };
     let _ = AuthStore::recover(auth);
+
+    if let Ok(alarms) = Alarms::recover(&store) {
+        let _ = alarms.get(AlarmType::None);
+        let _ = alarms.is_active(AlarmType::Nospace);
+    }
 });

@@ -74,9 +74,18 @@ impl Compactor {
         if revision <= kept.up_to {
             return Err(format!("nothing to compact past revision {}", kept.up_to));
         }
-        // Read from the members in turn, so one that is down stops no more than a round.
-        let endpoint = &self.endpoints[kept.compactions.len() % self.endpoints.len()];
-        let events = workload::committed_log(endpoint, kept.up_to + 1, revision).await?;
+        // Read from the members in turn, starting at a different one each round; one that
+        // is down is passed over.
+        let first = kept.compactions.len();
+        let mut read = Err(String::from("no member to read the log from"));
+        for i in 0..self.endpoints.len() {
+            let endpoint = &self.endpoints[(first + i) % self.endpoints.len()];
+            read = workload::committed_log(endpoint, kept.up_to + 1, revision).await;
+            if read.is_ok() {
+                break;
+            }
+        }
+        let events = read?;
         kept.events.extend(events);
         kept.up_to = revision;
         kept.compactions.push(revision);
