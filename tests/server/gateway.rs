@@ -74,6 +74,27 @@ impl Gateway {
         parse(&self.request("POST", path, body, headers).await)
     }
 
+    /// Adds user `root` (password `toor`) with role `root`, then enables auth.
+    async fn enable_auth(&self) {
+        for (path, body) in [
+            ("/v3/auth/user/add", r#"{"name":"root","password":"toor"}"#),
+            ("/v3/auth/role/add", r#"{"name":"root"}"#),
+            ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#),
+            ("/v3/auth/enable", "{}"),
+        ] {
+            let reply = self.post(path, body, &[]).await;
+            assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        }
+    }
+
+    /// A token of `root`'s, from Authenticate.
+    async fn root_token(&self) -> String {
+        let auth =
+            self.post("/v3/auth/authenticate", r#"{"name":"root","password":"toor"}"#, &[]).await;
+        let token = auth.body.split(r#""token":""#).nth(1).and_then(|t| t.split('"').next());
+        token.unwrap_or_else(|| panic!("no token in {}", auth.body)).to_string()
+    }
+
     /// The first `lines` lines of a stream that does not end by itself.
     async fn stream_lines(&self, path: &str, body: &str, lines: usize) -> (u16, Vec<String>) {
         let mut stream = TcpStream::connect(&self.addr).await.expect("connect");
@@ -315,15 +336,7 @@ async fn kv_lease_and_watch_answer_as_etcds_gateway_byte_for_byte() {
 async fn the_authorization_header_carries_the_token() {
     let member = TestMember::start(&[]).await;
     let gw = Gateway::new(&member).await;
-    for (path, body) in [
-        ("/v3/auth/user/add", r#"{"name":"root","password":"toor"}"#),
-        ("/v3/auth/role/add", r#"{"name":"root"}"#),
-        ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#),
-        ("/v3/auth/enable", "{}"),
-    ] {
-        let reply = gw.post(path, body, &[]).await;
-        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
-    }
+    gw.enable_auth().await;
     let anonymous = gw.post("/v3/kv/put", r#"{"key":"YQ==","value":"Yg=="}"#, &[]).await;
     assert_eq!(
         (anonymous.status, anonymous.body.as_str()),
@@ -340,8 +353,7 @@ async fn the_authorization_header_carries_the_token() {
             r#"{"error":"etcdserver: authentication failed, invalid user ID or password","message":"etcdserver: authentication failed, invalid user ID or password","code":3}"#
         )
     );
-    let auth = gw.post("/v3/auth/authenticate", r#"{"name":"root","password":"toor"}"#, &[]).await;
-    let token = auth.body.split(r#""token":""#).nth(1).and_then(|t| t.split('"').next()).unwrap();
+    let token = gw.root_token().await;
     let header = format!("Authorization: {token}");
     let put = gw.post("/v3/kv/put", r#"{"key":"YQ==","value":"Yg=="}"#, &[&header]).await;
     assert_eq!(put.status, 200, "{}", put.body);
@@ -563,16 +575,8 @@ async fn a_websocket_carries_its_token_in_the_subprotocol_or_a_cookie() {
     use oxetcd_tests::websocket::{open, send, unary, until_end};
     let member = TestMember::start(&[]).await;
     let gw = Gateway::new(&member).await;
-    for (path, body) in [
-        ("/v3/auth/user/add", r#"{"name":"root","password":"toor"}"#),
-        ("/v3/auth/role/add", r#"{"name":"root"}"#),
-        ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#),
-        ("/v3/auth/enable", "{}"),
-    ] {
-        assert_eq!(gw.post(path, body, &[]).await.status, 200, "{path}");
-    }
-    let auth = gw.post("/v3/auth/authenticate", r#"{"name":"root","password":"toor"}"#, &[]).await;
-    let token = auth.body.split(r#""token":""#).nth(1).and_then(|t| t.split('"').next()).unwrap();
+    gw.enable_auth().await;
+    let token = gw.root_token().await;
     let put = r#"{"key":"YQ==","value":"Yg=="}"#;
     let endpoint = &member.endpoint;
 

@@ -44,6 +44,8 @@ pub struct Kept {
 #[derive(Clone)]
 pub struct Compactor {
     endpoints: Vec<String>,
+    /// Held through a whole round, its reads and its compaction included: a round must
+    /// have kept its part of the log before the next one reads on from where it ended.
     kept: Arc<Mutex<Kept>>,
 }
 
