@@ -33,6 +33,8 @@ pub mod config;
 pub mod corrupt;
 pub mod error;
 pub mod etcd_encoding;
+#[cfg(feature = "failpoints")]
+pub mod failpoint_http;
 pub mod id;
 pub mod maintenance;
 pub mod membership;
@@ -52,9 +54,24 @@ pub use error::{Fatal, ServerError};
 pub use server::{Applied, ClientCredentials, EtcdServer};
 
 /// Enables the failpoints named in the `FAILPOINTS` environment variable
-/// (`name=action;...`, the `fail` crate's syntax) for the life of the process, in builds
-/// with the `failpoints` feature; does nothing in others. For the binary under test.
-pub fn failpoints_from_env() {
+/// (`name=action;...`, the `fail` crate's syntax) for the life of the process and, when
+/// `OXETCD_FAILPOINTS_HTTP` names an address, serves their control there (arm, disarm,
+/// list while the member runs: the `failpoint_http` module), in builds with the `failpoints`
+/// feature; does nothing in others. For the binary under test. Fails when the control's
+/// address cannot be listened on.
+pub fn failpoints_from_env() -> Result<(), String> {
     #[cfg(feature = "failpoints")]
-    std::mem::forget(fail::FailScenario::setup());
+    {
+        std::mem::forget(fail::FailScenario::setup());
+        if let Ok(address) = std::env::var(failpoint_http::ADDRESS_ENV) {
+            let bound = failpoint_http::serve(&address).map_err(|e| {
+                format!(
+                    "cannot serve failpoint control on {address} ({}): {e}",
+                    failpoint_http::ADDRESS_ENV
+                )
+            })?;
+            tracing::info!(address = %bound, "serving failpoint control over HTTP");
+        }
+    }
+    Ok(())
 }

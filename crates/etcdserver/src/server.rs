@@ -638,23 +638,41 @@ async fn read_index_loop(server: Weak<EtcdServer>, mut waiting: mpsc::Receiver<R
     }
 }
 
+/// How long a ReadIndex round waits for its answer before asking again. A follower's
+/// request to the leader, or the leader's answer, can be lost on the way (a dropped peer
+/// message, a stream that broke), and raft sends neither again: without asking again,
+/// the round and every read batched in it would wait out the whole request timeout once
+/// messages flow again. etcd (3.5 and later) asks again after 500 ms too.
+const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
+
 async fn read_index_round(
     server: &EtcdServer,
     ctx: u64,
     timeout: Duration,
 ) -> Result<(), ServerError> {
     let shared = &server.shared;
-    let index = shared.register_read(ctx);
+    let mut answer = shared.register_read(ctx);
     if server.inbox.try_send(Input::ReadIndex(ctx)).is_err() {
         shared.fail_read(ctx);
         return Err(ServerError::TooManyRequests);
     }
-    let index = match tokio::time::timeout(timeout, index).await {
-        Ok(Ok(result)) => result?,
-        Ok(Err(_)) => return Err(ServerError::Stopped),
-        Err(_) => {
-            shared.fail_read(ctx);
-            return Err(ServerError::Timeout);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let index = loop {
+        let retry = (tokio::time::Instant::now() + READ_INDEX_RETRY).min(deadline);
+        match tokio::time::timeout_at(retry, &mut answer).await {
+            Ok(Ok(result)) => break result?,
+            Ok(Err(_)) => return Err(ServerError::Stopped),
+            Err(_) if retry >= deadline => {
+                shared.fail_read(ctx);
+                return Err(ServerError::Timeout);
+            }
+            // Asked again under the same context: a leader still working on it ignores
+            // the repeat, and whichever answer comes first completes the round. A full
+            // inbox skips this turn.
+            Err(_) => {
+                tracing::debug!(ctx, "no answer to ReadIndex yet; asking again");
+                let _ = server.inbox.try_send(Input::ReadIndex(ctx));
+            }
         }
     };
     let mut applied = shared.applied.subscribe();

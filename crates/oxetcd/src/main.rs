@@ -39,7 +39,10 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     exit_on_panic();
-    oxetcd_etcdserver::failpoints_from_env();
+    if let Err(e) = oxetcd_etcdserver::failpoints_from_env() {
+        eprintln!("oxetcd: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

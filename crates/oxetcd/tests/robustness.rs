@@ -1,12 +1,15 @@
 //! Short seeded robustness runs of each fault class against a three-member cluster of
 //! this build of the binary (it has failpoints), and of partitions against five members:
 //! a recorded workload under kill -9, SIGSTOP pauses, storage failpoints (errors and
-//! panics), partitions and slowed links, then the history's checks (linearizability, watch
+//! panics), partitions (one way too: peer messages dropped by direction, connections up)
+//! and slowed or lossy links, then the history's checks (linearizability, watch
 //! guarantees, the committed log, leases) and the end checks (every member back, HashKV
 //! equal at one revision). The harness is `crates/robustness`; longer runs are
 //! `scripts/robustness.sh`. A failing run names its seed and keeps its history, member
 //! logs and replay command under `target/tmp/robustness/`. `ROBUSTNESS_SEED=<n>` runs a
 //! given seed.
+//! Also: the harness's heal disarms the failpoints it armed while members ran, passing
+//! over a member restarted since.
 //!
 //! Partitions and slowed links need network namespaces (root, iproute2); without them
 //! those tests fail, unless `ROBUSTNESS_SKIP_NETNS=1` says to leave them out.
@@ -14,6 +17,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use oxetcd_robustness::cluster::Cluster;
+use oxetcd_robustness::failpoints::{self, DROP_RECEIVE, DROP_SEND};
 use oxetcd_robustness::history::{History, Kv, Outcome, Response};
 use oxetcd_robustness::linearizability::MAX_EXPLORED;
 use oxetcd_robustness::nemesis::FaultClass;
@@ -146,16 +151,20 @@ fn namespaces_available() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_break_no_guarantee() {
     if namespaces_available() {
+        // A seed that draws both one-way partitions: by messages and by IP.
         let report = run_class(FaultClass::Partition, 4).await;
-        assert!(report.faults.iter().any(|f| f.contains("isolated") || f.contains("cut")));
+        let drawn = |what: &str| report.faults.iter().any(|f| f.contains(what));
+        assert!(drawn("messages dropped") && drawn("blackholed"), "{:#?}", report.faults);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowed_links_break_no_guarantee() {
     if namespaces_available() {
+        // A seed that draws both a slowed link and lost peer messages.
         let report = run_class(FaultClass::Delay, 5).await;
-        assert!(report.faults.iter().any(|f| f.contains("sends at")));
+        let drawn = |what: &str| report.faults.iter().any(|f| f.contains(what));
+        assert!(drawn("sends at") && drawn("peer messages"), "{:#?}", report.faults);
     }
 }
 
@@ -167,5 +176,31 @@ async fn five_members_partitioned_break_no_guarantee() {
         let report = run_class_on(FaultClass::Partition, 5, 8).await;
         let partitioned = |f: &String| ["cut", "isolated", "reaches"].iter().any(|p| f.contains(p));
         assert!(report.faults.iter().any(partitioned), "{:#?}", report.faults);
+    }
+}
+
+/// Failpoints the nemesis armed through the members' control are disarmed when the
+/// cluster heals; a member restarted since is a new process, which starts without them,
+/// and does not make the heal fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healing_disarms_failpoints_and_passes_over_restarted_members() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let binary = Path::new(env!("CARGO_BIN_EXE_oxetcd"));
+    let mut cluster = Cluster::start(binary, dir.path(), 3, false).await.expect("a cluster");
+    // Armed, but dropping nothing: the cluster stays whole.
+    cluster.arm(0, DROP_SEND, "off").await.expect("armed on m0");
+    cluster.arm(1, DROP_RECEIVE, "off").await.expect("armed on m1");
+    cluster.kill(0);
+    cluster.spawn(0, None).expect("m0 restarted");
+    cluster.wait_serving(0).await.expect("m0 serves");
+    cluster.heal_network().await.expect("the heal");
+    for (i, failpoint) in [(0, DROP_SEND), (1, DROP_RECEIVE)] {
+        let address = &cluster.members[i].failpoint_address;
+        let left = failpoints::disarm(address, failpoint).await;
+        assert!(
+            left.as_ref().is_err_and(|e| e.contains("404")),
+            "m{i}: {failpoint} left: {left:?}"
+        );
     }
 }

@@ -1,9 +1,12 @@
 //! A cluster of the real `oxetcd` binary, one child process per member, in a directory
 //! of the run's own: on 127.0.0.1 ports, or, when the run cuts or delays traffic between
-//! members, each in a network namespace of its own on a bridge ([`crate::netns`]). Members are killed with SIGKILL, paused with
-//! SIGSTOP/SIGCONT and restarted, optionally with failpoints (`FAILPOINTS`, read by a
-//! binary built with the `failpoints` feature). Each member's stderr (its log) is
-//! appended to `<name>.log` across restarts, so a failing run keeps the whole story.
+//! members, each in a network namespace of its own on a bridge ([`crate::netns`]).
+//! Members are killed with SIGKILL, paused with SIGSTOP/SIGCONT and restarted, optionally
+//! with failpoints (`FAILPOINTS`, read by a binary built with the `failpoints` feature);
+//! failpoints are also armed while a member runs, through its failpoint control
+//! ([`crate::failpoints`], on the member's own address), and disarmed when the cluster
+//! heals. Each member's stderr (its log) is appended to `<name>.log` across restarts, so a
+//! failing run keeps the whole story.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use oxetcd_client::{Client, ClientOptions};
 
+use crate::failpoints;
 use crate::netns::Netns;
 
 /// How long a member may take to serve after a start.
@@ -45,9 +49,13 @@ const MEMBER_FLAGS: &[&str] = &[
 /// One member: its flags and, while it runs, its process.
 pub struct Member {
     pub name: String,
+    /// The raft member id, as the member reports it (the same across restarts).
+    pub id: u64,
     pub data_dir: PathBuf,
     pub client_url: String,
     pub peer_url: String,
+    /// Where the member serves its failpoint control (`ip:port`).
+    pub failpoint_address: String,
     pub log: PathBuf,
     child: Option<Child>,
     paused: bool,
@@ -69,10 +77,21 @@ pub struct Cluster {
     pub members: Vec<Member>,
     /// The namespaced network, when the run has one (dropped after the members).
     pub network: Option<Netns>,
+    /// Failpoints armed through the members' control, to disarm when the cluster heals.
+    armed: Vec<Armed>,
 }
 
-/// The client and peer ports of a member in a namespace of its own (etcd's defaults).
-const NAMESPACED_PORTS: (u16, u16) = (2379, 2380);
+/// A failpoint armed on a running member's process.
+struct Armed {
+    member: usize,
+    /// The process it was armed in: a member restarted since starts without it.
+    pid: u32,
+    failpoint: &'static str,
+}
+
+/// The client and peer ports of a member in a namespace of its own (etcd's defaults),
+/// and its failpoint control's.
+const NAMESPACED_PORTS: (u16, u16, u16) = (2379, 2380, 2381);
 
 /// Tells apart the namespaced networks one process makes.
 static NETWORKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -130,36 +149,31 @@ impl Cluster {
         } else {
             None
         };
-        let urls: Vec<(String, String)> = match &network {
-            Some(net) => (0..n)
-                .map(|i| {
-                    let (client, peer) = NAMESPACED_PORTS;
-                    let address = net.address(i);
-                    (format!("http://{address}:{client}"), format!("http://{address}:{peer}"))
-                })
-                .collect(),
+        // Each member's address and its client, peer and failpoint control ports.
+        let addresses: Vec<(String, [u16; 3])> = match &network {
+            Some(net) => {
+                let (client, peer, failpoint) = NAMESPACED_PORTS;
+                (0..n).map(|i| (net.address(i), [client, peer, failpoint])).collect()
+            }
             None => {
-                let ports = free_ports(2 * n);
+                let ports = free_ports(3 * n);
                 (0..n)
-                    .map(|i| {
-                        (
-                            format!("http://127.0.0.1:{}", ports[i]),
-                            format!("http://127.0.0.1:{}", ports[n + i]),
-                        )
-                    })
+                    .map(|i| ("127.0.0.1".to_string(), [ports[i], ports[n + i], ports[2 * n + i]]))
                     .collect()
             }
         };
-        let members: Vec<Member> = urls
+        let members: Vec<Member> = addresses
             .into_iter()
             .enumerate()
-            .map(|(i, (client_url, peer_url))| {
+            .map(|(i, (address, [client, peer, failpoint]))| {
                 let name = format!("m{i}");
                 Member {
+                    id: 0,
                     data_dir: dir.join(&name),
                     log: dir.join(format!("{name}.log")),
-                    client_url,
-                    peer_url,
+                    client_url: format!("http://{address}:{client}"),
+                    peer_url: format!("http://{address}:{peer}"),
+                    failpoint_address: format!("{address}:{failpoint}"),
                     name,
                     child: None,
                     paused: false,
@@ -175,12 +189,21 @@ impl Cluster {
             token,
             members,
             network,
+            armed: Vec::new(),
         };
         for i in 0..n {
             cluster.spawn(i, None)?;
         }
         for i in 0..n {
             cluster.wait_serving(i).await?;
+        }
+        for member in &mut cluster.members {
+            let client = member_client(&member.client_url, PROBE_TIMEOUT)
+                .await
+                .map_err(|e| format!("{}: {e}", member.name))?;
+            let status = client.maintenance().status().await;
+            let status = status.map_err(|e| format!("Status of {}: {e}", member.name))?;
+            member.id = status.header.map_or(0, |h| h.member_id);
         }
         Ok(cluster)
     }
@@ -190,7 +213,8 @@ impl Cluster {
     }
 
     /// Starts member `i`'s process (it must not be running), with `failpoints` (the
-    /// `fail` crate's `FAILPOINTS` syntax) if given.
+    /// `fail` crate's `FAILPOINTS` syntax) if given. It serves its failpoint control at
+    /// [`Member::failpoint_address`].
     pub fn spawn(&mut self, i: usize, failpoints: Option<&str>) -> Result<(), String> {
         use std::io::Write;
         let member = &mut self.members[i];
@@ -221,6 +245,7 @@ impl Cluster {
         if let Some(failpoints) = failpoints {
             command.env("FAILPOINTS", failpoints);
         }
+        command.env(crate::failpoints::ADDRESS_ENV, &member.failpoint_address);
         let child = command
             .args(["--name", &member.name])
             .arg("--data-dir")
@@ -289,12 +314,54 @@ impl Cluster {
         self.members[i].paused = false;
     }
 
-    /// Brings every member back: traffic between them restored, paused ones continued,
-    /// stopped ones started.
-    pub async fn heal(&mut self) -> Result<(), String> {
-        if let Some(net) = &mut self.network {
-            net.heal()?;
+    /// Arms `failpoint` with `actions` on running member `i`, through its failpoint
+    /// control, until [`Cluster::heal_network`] (or a restart of the member).
+    pub async fn arm(
+        &mut self,
+        i: usize,
+        failpoint: &'static str,
+        actions: &str,
+    ) -> Result<(), String> {
+        let pid = self.pid(i).ok_or_else(|| format!("{} is not running", self.members[i].name))?;
+        failpoints::arm(&self.members[i].failpoint_address, failpoint, actions).await?;
+        self.armed.push(Armed { member: i, pid, failpoint });
+        Ok(())
+    }
+
+    /// The process id of running member `i`.
+    fn pid(&mut self, i: usize) -> Option<u32> {
+        if !self.is_running(i) {
+            return None;
         }
+        self.members[i].child.as_ref().map(Child::id)
+    }
+
+    /// Restores traffic between the members: every cut and delay of the network undone,
+    /// every failpoint armed through [`Cluster::arm`] disarmed. A member whose armed
+    /// process is gone (killed, exited, restarted: a new process starts disarmed) has
+    /// nothing to disarm. Everything is tried; the first error is returned.
+    pub async fn heal_network(&mut self) -> Result<(), String> {
+        let mut first_error = match &mut self.network {
+            Some(net) => net.heal(),
+            None => Ok(()),
+        };
+        for armed in std::mem::take(&mut self.armed) {
+            if self.pid(armed.member) != Some(armed.pid) {
+                continue;
+            }
+            let address = &self.members[armed.member].failpoint_address;
+            let disarmed = failpoints::disarm(address, armed.failpoint).await;
+            // A process that died meanwhile took its failpoints along.
+            if disarmed.is_err() && self.pid(armed.member) == Some(armed.pid) {
+                first_error = first_error.and(disarmed);
+            }
+        }
+        first_error
+    }
+
+    /// Brings every member back: paused ones continued, stopped ones started, traffic
+    /// between them restored ([`Cluster::heal_network`]).
+    pub async fn heal(&mut self) -> Result<(), String> {
         for i in 0..self.members.len() {
             if self.members[i].paused {
                 self.resume(i);
@@ -304,6 +371,7 @@ impl Cluster {
                 self.spawn(i, None)?;
             }
         }
+        self.heal_network().await?;
         for i in 0..self.members.len() {
             self.wait_serving(i).await?;
         }

@@ -9,7 +9,10 @@
 //! - [`checks`]: watch guarantees, lease lifetimes, and the committed log against the
 //!   history.
 //! - [`cluster`]: members of the real binary as child processes (kill -9, SIGSTOP,
-//!   restarts, failpoints through `FAILPOINTS`), on loopback or in namespaces.
+//!   restarts, failpoints through `FAILPOINTS` or armed while they run), on loopback or
+//!   in namespaces.
+//! - [`failpoints`]: a member's failpoint control over HTTP, and the transport's
+//!   failpoints that drop peer messages by direction.
 //! - [`nemesis`]: the faults, drawn from a seed.
 //! - [`netns`]: a network of network namespaces on a bridge, for partitions and delays.
 //! - [`workload`]: the clients, watchers and leases that make the history.
@@ -20,6 +23,7 @@
 pub mod checks;
 pub mod cluster;
 pub mod compaction;
+pub mod failpoints;
 pub mod history;
 pub mod linearizability;
 pub mod nemesis;

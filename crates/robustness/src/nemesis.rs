@@ -2,8 +2,10 @@
 //! pauses, failpoints that make storage fail (the member must stop through the fatal
 //! path: exit code 1 after its one fatal line) or that fail what a member survives (a
 //! snapshot transfer, a defragmentation: it must go on), network partitions (a member or
-//! the leader isolated, or one link cut so a member sees both sides) and delayed, lossy
-//! member traffic (`tc netem`). Drawn from the run's seed.
+//! the leader isolated, one link cut so a member sees both sides, or one way only:
+//! message by message in the transport, or by IP) and delayed or lossy member traffic
+//! (`tc`, and peer messages dropped at random by the transport). Drawn from the run's
+//! seed.
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use crate::cluster::{Cluster, FATAL_LINE, SNAPSHOT_COUNT, START_TIMEOUT, member_client};
 use crate::compaction::Compactor;
+use crate::failpoints::{DROP_RECEIVE, DROP_SEND};
 use crate::rng::Rng;
 
 /// A class of faults, as `--faults` names them.
@@ -144,6 +147,8 @@ const DELAY_MS: (u64, u64) = (1_000, 4_000);
 const DELAY_BY_MS: (u64, u64) = (20, 300);
 const DELAY_JITTER_MS: u64 = 20;
 const LOSS_PERCENT: (u64, u64) = (0, 15);
+/// The share of peer messages the transport drops at random, in percent.
+const MESSAGE_LOSS_PERCENT: (u64, u64) = (10, 51);
 /// Without netem: the rate a slowed member sends at (a few hundred requests a second).
 const SLOW_KBIT: (u64, u64) = (200, 2_000);
 /// One failpoint in this many panics instead of failing with an error.
@@ -250,7 +255,7 @@ fn network(cluster: &mut Cluster) -> Result<&mut crate::netns::Netns, String> {
 async fn partition(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, String> {
     let lasts = ms(PARTITION_MS, rng);
     let n = cluster.members.len();
-    let what = match rng.below(4) {
+    let what = match rng.below(6) {
         // One link cut: a third member still sees both sides (etcd's "bridge").
         0 if n > 2 => {
             let a = rng.below(n as u64) as usize;
@@ -279,26 +284,8 @@ async fn partition(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, Strin
                 minority.iter().map(|&i| cluster.members[i].name.as_str()).collect();
             format!("minority {names:?} (with the {role}) cut off")
         }
-        // One way only: the target (the leader half the time) still hears the others on
-        // connections already open but cannot answer them, or answers unheard requests.
-        2 => {
-            let (i, role) = target(cluster, rng).await;
-            let deaf = rng.below(2) == 0;
-            let net = network(cluster)?;
-            for other in (0..n).filter(|&o| o != i) {
-                if deaf {
-                    net.cut_one_way(other, i)?;
-                } else {
-                    net.cut_one_way(i, other)?;
-                }
-            }
-            let name = &cluster.members[i].name;
-            if deaf {
-                format!("nothing reaches {role} {name} (it still sends)")
-            } else {
-                format!("nothing from {role} {name} reaches the others (it still hears)")
-            }
-        }
+        2 | 3 => one_way_messages(cluster, rng).await?,
+        4 => one_way_packets(cluster, rng).await?,
         _ => {
             let (i, role) = target(cluster, rng).await;
             network(cluster)?.isolate(i)?;
@@ -306,11 +293,82 @@ async fn partition(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, Strin
         }
     };
     tokio::time::sleep(lasts).await;
-    network(cluster)?.heal()?;
+    cluster.heal_network().await?;
     Ok(format!("{what} for {lasts:?}"))
 }
 
+/// The ids of `members`, as the transport's drop failpoints take them.
+fn hex_ids(cluster: &Cluster, members: &[usize]) -> String {
+    let ids: Vec<String> =
+        members.iter().map(|&i| format!("{:x}", cluster.members[i].id)).collect();
+    ids.join(",")
+}
+
+/// A clean one-way partition, message by message: the target (the leader half the time)
+/// sends nothing that arrives, or hears nothing, while every connection stays up (the
+/// transport's drop failpoints). The cut is armed on the target, or on each of the others
+/// (the same cut seen from the other end), as drawn.
+async fn one_way_messages(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, String> {
+    let (i, role) = target(cluster, rng).await;
+    let deaf = rng.below(2) == 0;
+    let on_target = rng.below(2) == 0;
+    let others: Vec<usize> = (0..cluster.members.len()).filter(|&o| o != i).collect();
+    // What the target does not send is what the others do not receive, and the reverse.
+    let (at_target, at_others) =
+        if deaf { (DROP_RECEIVE, DROP_SEND) } else { (DROP_SEND, DROP_RECEIVE) };
+    let name = cluster.members[i].name.clone();
+    let armed = if on_target {
+        let actions = format!("return({})", hex_ids(cluster, &others));
+        cluster.arm(i, at_target, &actions).await?;
+        format!("{at_target} on {name}")
+    } else {
+        let actions = format!("return({})", hex_ids(cluster, &[i]));
+        for &other in &others {
+            cluster.arm(other, at_others, &actions).await?;
+        }
+        format!("{at_others} on the others")
+    };
+    Ok(if deaf {
+        format!("nothing reaches {role} {name} (messages dropped by {armed}, connections up)")
+    } else {
+        format!(
+            "nothing from {role} {name} reaches the others (messages dropped by {armed}, \
+             connections up)"
+        )
+    })
+}
+
+/// One way by IP, with blackhole routes: the packets the target (the leader half the
+/// time) sends to the others are dropped, or those they send to it. TCP makes this
+/// unclean (the data of established connections still flows the other way while its
+/// acknowledgements are lost, and no connection opens), which is what it is kept for:
+/// it is the fault of a half-dead network path, where the transport must notice its
+/// connections stalled (HTTP/2 keepalive) and dial again once the path is back.
+async fn one_way_packets(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, String> {
+    let (i, role) = target(cluster, rng).await;
+    let deaf = rng.below(2) == 0;
+    let n = cluster.members.len();
+    let net = network(cluster)?;
+    for other in (0..n).filter(|&o| o != i) {
+        if deaf {
+            net.cut_one_way(other, i)?;
+        } else {
+            net.cut_one_way(i, other)?;
+        }
+    }
+    let name = &cluster.members[i].name;
+    let direction = if deaf { "to" } else { "from" };
+    Ok(format!(
+        "packets {direction} {role} {name} blackholed (IP one way: TCP connections stall both \
+         ways)"
+    ))
+}
+
+/// Slowed member traffic (`tc`), or peer messages lost at random.
 async fn delay(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, String> {
+    if rng.below(2) == 0 {
+        return message_loss(cluster, rng).await;
+    }
     let (i, role) = target(cluster, rng).await;
     let lasts = ms(DELAY_MS, rng);
     let by = rng.between(DELAY_BY_MS.0, DELAY_BY_MS.1);
@@ -318,12 +376,39 @@ async fn delay(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, String> {
     let kbit = rng.between(SLOW_KBIT.0, SLOW_KBIT.1);
     let used = network(cluster)?.delay(i, by, DELAY_JITTER_MS, loss, kbit)?;
     tokio::time::sleep(lasts).await;
-    network(cluster)?.heal()?;
+    cluster.heal_network().await?;
     let how = match used {
         "netem" => format!("{by}ms±{DELAY_JITTER_MS}ms delay, {loss}% loss"),
         _ => format!("{kbit} kbit/s, {by}ms queue (tbf)"),
     };
     Ok(format!("{role} {} sends at {how} for {lasts:?}", cluster.members[i].name))
+}
+
+/// Dropped peer traffic, as netem loss would drop it (this machine's kernel has no
+/// netem): a share of every raft message one member sends and receives, or of every
+/// member's, vanishes at random (the transport's drop failpoints with a probability, each
+/// message drawn on its own), connections up.
+async fn message_loss(cluster: &mut Cluster, rng: &mut Rng) -> Result<String, String> {
+    let lasts = ms(DELAY_MS, rng);
+    let percent = rng.between(MESSAGE_LOSS_PERCENT.0, MESSAGE_LOSS_PERCENT.1);
+    let actions = format!("{percent}%return");
+    let what = if rng.below(3) == 0 {
+        for i in 0..cluster.members.len() {
+            cluster.arm(i, DROP_SEND, &actions).await?;
+        }
+        format!("{percent}% of every peer message dropped")
+    } else {
+        let (i, role) = target(cluster, rng).await;
+        cluster.arm(i, DROP_SEND, &actions).await?;
+        cluster.arm(i, DROP_RECEIVE, &actions).await?;
+        format!(
+            "{percent}% of the peer messages of {role} {} dropped, both ways",
+            cluster.members[i].name
+        )
+    };
+    tokio::time::sleep(lasts).await;
+    cluster.heal_network().await?;
+    Ok(format!("{what} (connections up) for {lasts:?}"))
 }
 
 /// How many calls of failpoint `name` to let through, at most (exclusive).

@@ -100,6 +100,17 @@
 //!
 //! [`Transport::stats`] counts batches, messages, bytes, drops, refusals and snapshots.
 //!
+//! # Failpoints
+//!
+//! With the `failpoints` feature (tests and the robustness harness only; without it none
+//! of this is compiled): `rafthttp::snapshot-send` breaks a transfer off mid-file,
+//! `rafthttp::snapshot-receive` fails the receiver's write of the file partway, and
+//! `rafthttp::drop-send` / `rafthttp::drop-receive` drop the raft messages and snapshot
+//! transfers to / from the peers their `return` argument names (hex member ids,
+//! comma-separated; none: every peer), every connection up: a clean one-way partition,
+//! or with a probability (`30%return`) random loss. Dropped messages are neither
+//! reported nor counted, as on a lossy network.
+//!
 //! # Handler calls
 //!
 //! [`RaftHandler`] methods are called from the transport's tasks and from tonic's
@@ -108,6 +119,8 @@
 
 mod config;
 mod dial;
+#[cfg(feature = "failpoints")]
+mod failpoints;
 mod handler;
 mod hashkv;
 mod header;
@@ -282,6 +295,10 @@ impl Transport {
             if msg.msg_type == MessageType::MsgSnap as i32 {
                 error!(peer = %HexId(to), "refused a MsgSnap given to send(); snapshots need send_snapshot()");
                 shared.reporter.snapshot_failed(to);
+                continue;
+            }
+            #[cfg(feature = "failpoints")]
+            if failpoints::drops(failpoints::DROP_SEND, to) {
                 continue;
             }
             match peers.active.get(&to) {

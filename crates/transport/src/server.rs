@@ -105,6 +105,10 @@ impl PeerService {
         let mut refused = 0;
         for raw in batch.messages {
             Stats::add(&stats.bytes_received, raw.len() as u64);
+            #[cfg(feature = "failpoints")]
+            if crate::failpoints::drops(crate::failpoints::DROP_RECEIVE, from) {
+                continue;
+            }
             let msg = match decode(&raw, from, self.shared.config.member_id) {
                 Ok(msg) => msg,
                 Err(reason) => {
@@ -182,6 +186,13 @@ impl Peer for PeerService {
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotReceived>, Status> {
         let ids = self.admit(request.metadata(), "snapshot")?;
+        #[cfg(feature = "failpoints")]
+        if crate::failpoints::drops(crate::failpoints::DROP_RECEIVE, ids.from) {
+            return Err(Status::unavailable(format!(
+                "dropped: failpoint {} names the sender",
+                crate::failpoints::DROP_RECEIVE
+            )));
+        }
         self.learn_caller(ids.from, request.metadata());
         let stopped = self.shared.stopped.subscribe();
         snapshot::receive(&self.shared, ids.from, request.into_inner(), stopped)

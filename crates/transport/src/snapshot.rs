@@ -66,6 +66,9 @@ enum SendError {
     Interrupted,
     #[error("the peer acknowledged {acked} bytes of {sent}")]
     Incomplete { sent: u64, acked: u64 },
+    #[cfg(feature = "failpoints")]
+    #[error("dropped: failpoint {} names the peer", crate::failpoints::DROP_SEND)]
+    Dropped,
 }
 
 /// Sends `msg` and the file `db` to peer `msg.to`, then reports the outcome.
@@ -107,6 +110,10 @@ async fn transfer(
     msg: &Message,
     db: &Path,
 ) -> Result<u64, SendError> {
+    #[cfg(feature = "failpoints")]
+    if crate::failpoints::drops(crate::failpoints::DROP_SEND, msg.to) {
+        return Err(SendError::Dropped);
+    }
     let read_error = |source| SendError::Read { path: db.to_owned(), source };
     let file = File::open(db).await.map_err(read_error)?;
     let config = &shared.config;
