@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B of two oxetcd binaries on one workload: fresh single member per run, the two
-# binaries alternating, RUNS runs each; prints each run's throughput, p99 and the
-# server's CPU (clock ticks from /proc/<pid>/stat) over the benchmark.
+# binaries alternating, RUNS runs each; prints each run's throughput, p99, the
+# server's CPU (clock ticks from /proc/<pid>/stat) over the benchmark and its peak RSS.
 #
 #   A_BIN=old/oxetcd B_BIN=new/oxetcd BENCH_BIN=oxetcd-bench bench/ab.sh
 #
@@ -31,7 +31,8 @@ for run in $(seq "$RUNS"); do
     result=$(timeout 300 "$BENCH_BIN" --endpoints "127.0.0.1:$PORT" $BENCH_ARGS 2>&1 |
       grep -E "Requests/sec|p99 in" | sed -n 1,2p | tr -s '\t\n' '  ')
     after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-    echo "$side run $run: server cpu ticks $((after - before)); $result"
+    peak_rss=$(awk '/^VmHWM/ {print $2 " " $3}' "/proc/$pid/status")
+    echo "$side run $run: server cpu ticks $((after - before)); peak RSS $peak_rss; $result"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     rm -rf "$dir"

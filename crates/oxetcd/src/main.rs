@@ -9,6 +9,12 @@ use oxetcd::config::{self, Flags};
 use oxetcd::embed::Member;
 use oxetcd::{gateway, grpc_proxy, logging, signal};
 
+/// mimalloc rather than glibc's malloc: a request allocates a few dozen small blocks
+/// across threads (connection task, raft loop, apply), which glibc serves with arena
+/// locks and a small per-thread cache; measured in docs/benchmarks.md (issue #19).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // etcd's own subcommands, named first (etcdmain.Main); anything else is a member's flags.
     match std::env::args_os().nth(1).as_ref().and_then(|a| a.to_str()) {
