@@ -28,7 +28,7 @@ use crate::error::{Fatal, ServerError};
 use crate::etcd_encoding::{self, LogRequest};
 use crate::id::Hex;
 use crate::membership::{MemberChange, Membership};
-use crate::node::{ApplyTask, Control, Input};
+use crate::node::{ApplyTask, Control, Input, LOG_TRIM_EVERY};
 use crate::state::{Applied, ApplyResult, Shared};
 use crate::stats::ServerStats;
 use crate::watch::WatchHub;
@@ -55,6 +55,8 @@ pub(crate) struct Applier {
     /// Take a snapshot after this many applied entries (`--snapshot-count`).
     pub snapshot_count: u64,
     pub last_snapshot: u64,
+    /// The applied index of the last snapshot or trim of the log asked of the raft loop.
+    pub last_trim: u64,
     /// Watchers hear of every write right after the store applied it, in log order.
     pub watch: Arc<WatchHub>,
     /// Peers whose snapshot's backend copy is still being written.
@@ -113,7 +115,7 @@ impl Applier {
                         }
                     }
                     self.shared.applied.send_replace(last);
-                    self.maybe_snapshot(last)?;
+                    self.after_applied(last)?;
                 }
                 Some(ApplyTask::SendSnapshot(msg)) => self.send_snapshot(*msg)?,
                 // Applying on top of a half-installed state would diverge from the
@@ -418,18 +420,30 @@ impl Applier {
     }
 
     /// Every `snapshot_count` entries: make the backend durable, then ask the raft loop
-    /// to snapshot, so the log it then drops is covered by what is on disk.
-    fn maybe_snapshot(&mut self, applied: u64) -> Result<(), Fatal> {
-        if applied < self.last_snapshot + self.snapshot_count {
+    /// to snapshot, so the WAL files it then drops are covered by what is on disk. Every
+    /// [`LOG_TRIM_EVERY`] entries in between: ask it to let go of the log it holds in
+    /// memory (the WAL keeps it).
+    fn after_applied(&mut self, applied: u64) -> Result<(), Fatal> {
+        let snapshot_due = applied >= self.last_snapshot + self.snapshot_count;
+        if !snapshot_due && applied < self.last_trim + LOG_TRIM_EVERY {
             return Ok(());
         }
-        self.shared
-            .store()
-            .force_commit()
-            .map_err(|e| Fatal::new("committing the backend before a snapshot", e))?;
+        if snapshot_due {
+            self.shared
+                .store()
+                .force_commit()
+                .map_err(|e| Fatal::new("committing the backend before a snapshot", e))?;
+        }
         let data = Bytes::from(self.shared.membership().to_state().encode_to_vec());
-        self.last_snapshot = applied;
-        let _ = self.control.send(Control::Snapshot { index: applied, data });
+        let index = applied;
+        self.last_trim = applied;
+        let control = if snapshot_due {
+            self.last_snapshot = applied;
+            Control::Snapshot { index, data }
+        } else {
+            Control::TrimLog { index, data }
+        };
+        let _ = self.control.send(control);
         let _ = self.inbox.try_send(Input::Wake);
         Ok(())
     }
@@ -552,6 +566,7 @@ impl Applier {
         self.shared.replace_membership(membership);
         self.shared.applied.send_replace(meta.index);
         self.last_snapshot = meta.index;
+        self.last_trim = meta.index;
         tracing::info!(
             index = meta.index,
             backend_index = consistent.index,

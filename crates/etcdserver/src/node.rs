@@ -61,15 +61,36 @@ pub(crate) enum Input {
 
 /// Requests from the apply thread. They travel on their own channel so the two threads
 /// never wait on each other's full queues; it stays small because raft allows one
-/// pending conf change at a time and the apply thread asks for one snapshot at a time.
+/// pending conf change at a time and the apply thread asks for one snapshot, or one
+/// trim of the log, per [`LOG_TRIM_EVERY`] entries it applies.
 pub(crate) enum Control {
     ApplyConfChange(ConfChange),
-    /// Snapshot the state machine at `index` (the backend is durable up to it).
+    /// Snapshot the state machine at `index` (the backend is durable up to it): on disk,
+    /// then trim the log as [`Control::TrimLog`] does and purge WAL and snap files.
     Snapshot {
         index: u64,
         data: Bytes,
     },
+    /// The apply thread has applied up to `index`: let go of the log in memory up to
+    /// the catch-up entries (WAL files stay until the next snapshot on disk).
+    TrimLog {
+        index: u64,
+        data: Bytes,
+    },
 }
+
+/// How many applied entries apart the apply thread asks the raft loop to trim the log
+/// held in memory. etcd cuts it only at a snapshot, every `--snapshot-count` (100,000)
+/// entries, so its memory holds up to that many whole requests (etcd issues #7162,
+/// #17098); trimming this often holds `--snapshot-catchup-entries` plus this many. Each
+/// trim moves the entries kept (a few hundred KiB at the defaults), so not every entry.
+pub(crate) const LOG_TRIM_EVERY: u64 = 1_000;
+
+/// The most entry payload the log in memory keeps for followers beyond what the
+/// catch-up count alone would: 5,000 entries of 1.5 MiB (etcd's largest request) would
+/// be 7 GiB. A follower further behind than this gets a snapshot. Not in etcd, which
+/// keeps whatever the count allows.
+pub(crate) const LOG_BYTES_HELD: u64 = 64 << 20;
 
 /// Work for the apply thread, in log order.
 pub(crate) enum ApplyTask {
@@ -105,6 +126,8 @@ pub(crate) struct Retention {
     /// How much further back than `snapshot_catchup_entries` a leader keeps the log for
     /// a follower that is replicating but behind.
     pub max_held_for_followers: u64,
+    /// The most payload kept in memory, whatever the counts allow ([`LOG_BYTES_HELD`]).
+    pub max_bytes_held: u64,
     pub max_snapshots: usize,
     pub max_wals: usize,
 }
@@ -227,6 +250,9 @@ impl RaftLoop {
                     Err(e) => tracing::warn!(error = %e, "conf change not applied"),
                 },
                 Control::Snapshot { index, data } => self.snapshot(index, data)?,
+                Control::TrimLog { index, data } => {
+                    self.trim_log(index, data)?;
+                }
             }
         }
         Ok(())
@@ -390,35 +416,46 @@ impl RaftLoop {
         self.node.mut_store().apply_snapshot(snapshot.clone()).map_err(|e| Fatal::new(DURING, e))
     }
 
-    /// Snapshots the state machine at `index`, then lets go of the log before it, keeping
-    /// `snapshot_catchup_entries` for followers that are a little behind.
-    fn snapshot(&mut self, index: u64, data: Bytes) -> Result<(), Fatal> {
-        const DURING: &str = "saving a snapshot";
+    /// Records in raft's storage a snapshot of the state machine at `index` (the one raft
+    /// names when a follower needs entries the log no longer holds; the apply thread
+    /// makes its content when it sends it, etcd's merged snapshot), then lets go of the
+    /// log before the catch-up entries. Memory only. Returns the snapshot and the index
+    /// the log was cut at, or `None` when raft's storage has a later snapshot already.
+    fn trim_log(&mut self, index: u64, data: Bytes) -> Result<Option<(Snapshot, u64)>, Fatal> {
         let conf_state = self.conf_state.clone();
-        let snapshot = match self.node.mut_store().create_snapshot(index, conf_state.clone(), data)
-        {
+        let snapshot = match self.node.mut_store().create_snapshot(index, conf_state, data) {
             Ok(snapshot) => snapshot,
             Err(e) => {
                 tracing::debug!(error = %e, index, "snapshot skipped");
-                return Ok(());
+                return Ok(None);
             }
         };
-        let term = snapshot.metadata.as_ref().map_or(0, |m| m.term);
+        let compact_to = self.compact_index(index);
+        let storage = self.node.mut_store();
+        if compact_to > storage.first_index().unwrap_or(0) {
+            storage.compact(compact_to).map_err(|e| Fatal::new("compacting the raft log", e))?;
+            tracing::debug!(compact_index = compact_to, "compacted raft logs");
+        }
+        Ok(Some((snapshot, compact_to)))
+    }
+
+    /// Snapshots the state machine at `index` to disk, trims the log in memory as
+    /// [`RaftLoop::trim_log`] does, and purges the WAL files before the cut.
+    fn snapshot(&mut self, index: u64, data: Bytes) -> Result<(), Fatal> {
+        const DURING: &str = "saving a snapshot";
+        let Some((snapshot, compact_to)) = self.trim_log(index, data)? else {
+            return Ok(());
+        };
+        let meta = snapshot.metadata.clone().unwrap_or_default();
         failpoint!("raft::snapshot-save", |_| Err(Fatal::new(DURING, "injected failure")));
         self.snapshotter.save(&snapshot).map_err(|e| Fatal::new(DURING, e))?;
         // The file is written, its WAL record not yet: a restart must start from the
         // snapshot before it.
         failpoint!("raft::snapshot-save-after", |_| Err(Fatal::new(DURING, "injected failure")));
-        let marker = WalSnapshot { index, term, conf_state: Some(conf_state) };
+        let marker = WalSnapshot { index, term: meta.term, conf_state: meta.conf_state };
         self.wal.save_snapshot(&marker).map_err(|e| Fatal::new(DURING, e))?;
-        tracing::info!(index, term, "saved snapshot");
+        tracing::info!(index, term = meta.term, compact_index = compact_to, "saved snapshot");
 
-        let compact_to = self.compact_index(index);
-        let storage = self.node.mut_store();
-        if compact_to > storage.first_index().unwrap_or(0) {
-            storage.compact(compact_to).map_err(|e| Fatal::new("compacting the raft log", e))?;
-            tracing::info!(compact_index = compact_to, "compacted raft logs");
-        }
         let purge = |e| Fatal::new("purging old WAL and snapshot files", e);
         for path in self.wal.purge(compact_to, self.retention.max_wals).map_err(purge)? {
             tracing::info!(path = %path.display(), "purged file");
@@ -433,7 +470,8 @@ impl RaftLoop {
     /// before it, or, on a leader, back to the last entry a replicating follower has,
     /// up to `max_held_for_followers` further. A follower that trails a busy leader by a
     /// few thousand entries then catches up from the log; cutting at the fixed distance
-    /// (as etcd does) would make the leader copy and ship the whole backend to it.
+    /// (as etcd does) would make the leader copy and ship the whole backend to it. Never
+    /// before what keeps the payload held within `max_bytes_held`.
     fn compact_index(&self, index: u64) -> u64 {
         let status = self.node.status();
         let replicating = status
@@ -443,19 +481,27 @@ impl RaftLoop {
                 **id != status.id && p.recent_active && matches!(p.state, ProgressState::Replicate)
             })
             .map(|(_, p)| p.matched);
-        log_cut(index, &self.retention, replicating)
+        let within_bytes = self.node.store().first_index_within(self.retention.max_bytes_held);
+        log_cut(index, &self.retention, replicating, within_bytes)
     }
 }
 
-/// The cut for [`RaftLoop::compact_index`], given what each replicating follower has.
-fn log_cut(index: u64, retention: &Retention, replicating: impl Iterator<Item = u64>) -> u64 {
+/// The cut for [`RaftLoop::compact_index`], given what each replicating follower has and
+/// the first index from which the log holds no more than `max_bytes_held`.
+fn log_cut(
+    index: u64,
+    retention: &Retention,
+    replicating: impl Iterator<Item = u64>,
+    within_bytes: u64,
+) -> u64 {
     let cut = index.saturating_sub(retention.snapshot_catchup_entries);
-    match replicating.min() {
+    let cut = match replicating.min() {
         Some(matched) if matched < cut => {
             matched.max(cut.saturating_sub(retention.max_held_for_followers))
         }
         _ => cut,
-    }
+    };
+    cut.max(within_bytes.saturating_sub(1)).min(index)
 }
 
 #[cfg(test)]
@@ -467,14 +513,33 @@ mod tests {
         let retention = Retention {
             snapshot_catchup_entries: 5_000,
             max_held_for_followers: 100_000,
+            max_bytes_held: LOG_BYTES_HELD,
             max_snapshots: 5,
             max_wals: 5,
         };
-        let cut = |followers: &[u64]| log_cut(200_000, &retention, followers.iter().copied());
+        let cut = |followers: &[u64]| log_cut(200_000, &retention, followers.iter().copied(), 1);
         assert_eq!(cut(&[]), 195_000, "a single member keeps the catch-up entries");
         assert_eq!(cut(&[199_990, 196_000]), 195_000, "everyone is close");
         assert_eq!(cut(&[199_990, 187_000]), 187_000, "the slow follower keeps its entries");
         assert_eq!(cut(&[20_000]), 95_000, "holding back is bounded");
-        assert_eq!(log_cut(3_000, &retention, [10].into_iter()), 0, "nothing to cut yet");
+        assert_eq!(log_cut(3_000, &retention, [10].into_iter(), 1), 0, "nothing to cut yet");
+    }
+
+    #[test]
+    fn the_log_held_is_bounded_by_its_payload_too() {
+        let retention = Retention {
+            snapshot_catchup_entries: 5_000,
+            max_held_for_followers: 100_000,
+            max_bytes_held: LOG_BYTES_HELD,
+            max_snapshots: 5,
+            max_wals: 5,
+        };
+        let cut = |followers: &[u64], within_bytes| {
+            log_cut(200_000, &retention, followers.iter().copied(), within_bytes)
+        };
+        assert_eq!(cut(&[], 190_000), 195_000, "small entries: the count decides");
+        assert_eq!(cut(&[], 199_000), 198_999, "large entries: fewer are kept");
+        assert_eq!(cut(&[187_000], 190_001), 190_000, "a slow follower keeps no more bytes");
+        assert_eq!(cut(&[], 250_000), 200_000, "never past the applied index");
     }
 }

@@ -29,7 +29,7 @@ use crate::error::{Fatal, ServerError};
 use crate::id::IdGenerator;
 use crate::id::{Hex, LeaseHex};
 use crate::maintenance::MAX_CLIENT_SNAPSHOTS;
-use crate::node::{Input, RaftLoop, Retention};
+use crate::node::{Input, LOG_BYTES_HELD, RaftLoop, Retention};
 use crate::peers::{PeerRuntime, RaftBridge, TransportOutbox};
 use crate::quota::{self, Quota};
 pub use crate::state::Applied;
@@ -217,6 +217,7 @@ impl EtcdServer {
             retention: Retention {
                 snapshot_catchup_entries: cfg.snapshot_catchup_entries,
                 max_held_for_followers: cfg.snapshot_count,
+                max_bytes_held: LOG_BYTES_HELD,
                 max_snapshots: cfg.max_snapshots,
                 max_wals: cfg.max_wals,
             },
@@ -233,6 +234,7 @@ impl EtcdServer {
             inbox: inbox.clone(),
             snapshot_count: cfg.snapshot_count,
             last_snapshot: opened.applied,
+            last_trim: opened.applied,
             watch: watch.clone(),
             copying: Arc::default(),
         };

@@ -632,6 +632,34 @@ async fn a_follower_far_behind_catches_up_from_a_snapshot() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_in_memory_is_trimmed_between_snapshots_on_disk() {
+    // No snapshot on disk for 100,000 entries, as etcd's default; the log held in memory
+    // is trimmed every 1,000 applied entries to the last 20 (the apply thread's
+    // LOG_TRIM_EVERY), so a follower down for 1,100 entries is past what the leader
+    // holds: it must get a snapshot, which raft names from the trim alone.
+    let flags = ["--snapshot-count", "100000", "--snapshot-catchup-entries", "20"];
+    let mut cluster = Cluster::start(3, &flags).await;
+    let leader = cluster.leader().await;
+    let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    cluster.kill(&[follower]);
+    let writers = Writers::start("behind", &cluster.endpoints(&cluster.running()), 3);
+    writers.progress(1_100).await;
+    let acknowledged = writers.stop().await;
+
+    cluster.restart(&[follower]).await;
+    cluster.check(&acknowledged).await;
+    let log = cluster.configs[follower].last_run_log();
+    assert!(
+        log.contains("received snapshot"),
+        "{} caught up without a snapshot, so the leader held its whole log:\n{}",
+        cluster.name(follower),
+        cluster.configs[follower].log_tail(40)
+    );
+    let leader = cluster.leader().await;
+    assert_eq!(cluster.snapshot_files(leader), 0, "the leader snapshotted to disk");
+}
+
 /// Snapshots every 100 entries, keeping only 20 behind them for slow followers.
 const SMALL_SNAPSHOTS: &[&str] = &["--snapshot-count", "100", "--snapshot-catchup-entries", "20"];
 /// What a sender logs when the `rafthttp::snapshot-send` failpoint breaks a transfer off.

@@ -116,6 +116,20 @@ impl MemStorage {
         Ok(())
     }
 
+    /// The first index from which the entries up to the last one carry at most
+    /// `max_bytes` of payload; one past the last index when the last entry alone carries
+    /// more. Where to compact to bound the log's memory by size rather than by count.
+    pub fn first_index_within(&self, max_bytes: u64) -> u64 {
+        let mut held = 0u64;
+        for (i, entry) in self.entries.iter().enumerate().rev() {
+            held += entry.data.len() as u64;
+            if held > max_bytes {
+                return self.prev_index + i as u64 + 2;
+            }
+        }
+        self.prev_index + 1
+    }
+
     /// Replaces the whole log with a snapshot received from the leader.
     pub fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<()> {
         if snapshot.index() <= self.snapshot.index() {
@@ -255,6 +269,27 @@ mod tests {
         s.append(&[ent(5, 7)]);
         assert_eq!(s.last_index(), Ok(5));
         assert_eq!(s.term(5), Ok(7));
+    }
+
+    #[test]
+    fn first_index_within_counts_payload_from_the_end() {
+        let mut s = storage(&[(3, 3)]);
+        let sized = |index: u64, len: usize| Entry {
+            index,
+            term: 3,
+            data: Bytes::from(vec![0; len]),
+            ..Default::default()
+        };
+        assert_eq!(s.first_index_within(0), 4, "an empty log holds nothing");
+        s.append(&[sized(4, 100), sized(5, 10), sized(6, 20)]);
+        assert_eq!(s.first_index_within(1_000), 4, "everything fits");
+        assert_eq!(s.first_index_within(130), 4, "exactly fits");
+        assert_eq!(s.first_index_within(129), 5);
+        assert_eq!(s.first_index_within(30), 5);
+        assert_eq!(s.first_index_within(29), 6);
+        assert_eq!(s.first_index_within(19), 7, "the last entry alone is too big");
+        s.compact(4).unwrap();
+        assert_eq!(s.first_index_within(1_000), 5, "counted from the compaction point");
     }
 
     #[test]
