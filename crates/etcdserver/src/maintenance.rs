@@ -105,7 +105,7 @@ impl EtcdServer {
             }),
             ..Default::default()
         };
-        if let Err(e) = self.propose_request(id, &request, deadline).await {
+        if let Err(e) = self.propose_request(id, request, deadline).await {
             tracing::warn!(error = %e, "failed to raise the NOSPACE alarm");
         }
     }
