@@ -55,8 +55,11 @@ pub const SNAPSHOT_CHUNK_ROWS: usize = 10_000;
 
 /// redb's own page cache. Small on purpose: the kernel's page cache already holds the
 /// file, and redb's cache is anonymous memory that counts against the server's RSS
-/// (256 MiB here made RSS after 1M keys 2.3x larger at the same put throughput).
-pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+/// (256 MiB here made RSS after 1M keys 2.3x larger at the same put throughput; 32 → 16
+/// MiB took 20 MiB off RSS after 100k puts, with random reads over 1M keys no slower:
+/// docs/benchmarks.md). Under a write load it fills with the revision tree's newest
+/// leaves, which are written once and rarely read again.
+pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
 
 /// What is appended to the database path to name the file a defragmentation builds.
 pub const DEFRAG_SUFFIX: &str = ".defrag";
