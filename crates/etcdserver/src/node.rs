@@ -508,15 +508,18 @@ fn log_cut(
 mod tests {
     use super::*;
 
+    /// etcd's defaults: 5,000 catch-up entries, snapshots every 100,000.
+    const DEFAULT_RETENTION: Retention = Retention {
+        snapshot_catchup_entries: 5_000,
+        max_held_for_followers: 100_000,
+        max_bytes_held: LOG_BYTES_HELD,
+        max_snapshots: 5,
+        max_wals: 5,
+    };
+
     #[test]
     fn the_log_is_kept_for_a_replicating_follower_within_bounds() {
-        let retention = Retention {
-            snapshot_catchup_entries: 5_000,
-            max_held_for_followers: 100_000,
-            max_bytes_held: LOG_BYTES_HELD,
-            max_snapshots: 5,
-            max_wals: 5,
-        };
+        let retention = DEFAULT_RETENTION;
         let cut = |followers: &[u64]| log_cut(200_000, &retention, followers.iter().copied(), 1);
         assert_eq!(cut(&[]), 195_000, "a single member keeps the catch-up entries");
         assert_eq!(cut(&[199_990, 196_000]), 195_000, "everyone is close");
@@ -527,13 +530,7 @@ mod tests {
 
     #[test]
     fn the_log_held_is_bounded_by_its_payload_too() {
-        let retention = Retention {
-            snapshot_catchup_entries: 5_000,
-            max_held_for_followers: 100_000,
-            max_bytes_held: LOG_BYTES_HELD,
-            max_snapshots: 5,
-            max_wals: 5,
-        };
+        let retention = DEFAULT_RETENTION;
         let cut = |followers: &[u64], within_bytes| {
             log_cut(200_000, &retention, followers.iter().copied(), within_bytes)
         };

@@ -623,12 +623,17 @@ async fn a_follower_far_behind_catches_up_from_a_snapshot() {
 
     cluster.restart(&[follower]).await;
     cluster.check(&acknowledged).await;
-    let log = cluster.configs[follower].last_run_log();
+    assert_caught_up_from_a_snapshot(&cluster, follower);
+}
+
+/// The member's last run received a snapshot from the leader.
+fn assert_caught_up_from_a_snapshot(cluster: &Cluster, member: usize) {
+    let config = &cluster.configs[member];
     assert!(
-        log.contains("received snapshot"),
+        config.last_run_log().contains("received snapshot"),
         "{} caught up without a snapshot:\n{}",
-        cluster.name(follower),
-        cluster.configs[follower].log_tail(40)
+        cluster.name(member),
+        config.log_tail(40)
     );
 }
 
@@ -649,13 +654,7 @@ async fn the_log_in_memory_is_trimmed_between_snapshots_on_disk() {
 
     cluster.restart(&[follower]).await;
     cluster.check(&acknowledged).await;
-    let log = cluster.configs[follower].last_run_log();
-    assert!(
-        log.contains("received snapshot"),
-        "{} caught up without a snapshot, so the leader held its whole log:\n{}",
-        cluster.name(follower),
-        cluster.configs[follower].log_tail(40)
-    );
+    assert_caught_up_from_a_snapshot(&cluster, follower);
     let leader = cluster.leader().await;
     assert_eq!(cluster.snapshot_files(leader), 0, "the leader snapshotted to disk");
 }
