@@ -428,21 +428,18 @@ impl Applier {
         if !snapshot_due && applied < self.last_trim + LOG_TRIM_EVERY {
             return Ok(());
         }
-        if snapshot_due {
+        let data = Bytes::from(self.shared.membership().to_state().encode_to_vec());
+        let control = if snapshot_due {
             self.shared
                 .store()
                 .force_commit()
                 .map_err(|e| Fatal::new("committing the backend before a snapshot", e))?;
-        }
-        let data = Bytes::from(self.shared.membership().to_state().encode_to_vec());
-        let index = applied;
-        self.last_trim = applied;
-        let control = if snapshot_due {
             self.last_snapshot = applied;
-            Control::Snapshot { index, data }
+            Control::Snapshot { index: applied, data }
         } else {
-            Control::TrimLog { index, data }
+            Control::TrimLog { index: applied, data }
         };
+        self.last_trim = applied;
         let _ = self.control.send(control);
         let _ = self.inbox.try_send(Input::Wake);
         Ok(())
