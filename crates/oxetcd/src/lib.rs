@@ -9,6 +9,7 @@
 //! - [`grpc_proxy`]: `oxetcd grpc-proxy start`, etcd's gRPC proxy (on `crates/proxy`).
 //! - [`signal`]: SIGINT and SIGTERM, which stop either.
 
+mod coalesce;
 pub mod config;
 pub mod embed;
 pub mod gateway;

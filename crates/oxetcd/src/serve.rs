@@ -25,6 +25,8 @@ use tonic::body::Body;
 use tonic::transport::server::Connected;
 use tower_service::Service;
 
+use crate::coalesce::{CoalescedWrites, Driven, InFlight};
+
 /// HTTP/2 settings of a client listener (etcd's `--max-concurrent-streams`,
 /// `--grpc-keepalive-interval` and `--grpc-keepalive-timeout`).
 #[derive(Debug, Clone, Copy)]
@@ -74,17 +76,26 @@ pub async fn serve_client_port<S>(
         };
         let info = conn.connect_info();
         let port = port.clone();
+        // Counts the connection's requests for its writes to be coalesced (coalesce.rs).
+        let in_flight = InFlight::default();
+        let io = TokioIo::new(CoalescedWrites::new(conn, in_flight.clone()));
+        let requests = in_flight.clone();
         // Each request carries its connection's identity (TLS common name, address) as
         // the services read it, in the request's extensions.
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let mut request = request.map(Body::new);
             request.extensions_mut().insert(info.clone());
             let mut port = port.clone();
-            async move { Ok::<_, Infallible>(port.call(request).await.unwrap_or_else(|e| match e {})) }
+            let serving = requests.enter();
+            async move {
+                let response = port.call(request).await.unwrap_or_else(|e| match e {});
+                drop(serving);
+                Ok::<_, Infallible>(response)
+            }
         });
         // With upgrades: the JSON gateway's streams are served over WebSocket too.
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(conn), service);
-        let connection = graceful.watch(connection.into_owned());
+        let connection = builder.serve_connection_with_upgrades(io, service);
+        let connection = Driven::new(graceful.watch(connection.into_owned()), in_flight);
         tokio::spawn(async move {
             // A connection's end is the client's business (reset, closed, broken).
             let _ = connection.await;

@@ -1,0 +1,502 @@
+//! What a connection has to send leaves in as few writes as it can without waiting for
+//! time the client would notice.
+//!
+//! On loopback a write costs its sender the peer's receive path too, so the number of
+//! writes per request is much of a server's CPU; etcd's gRPC server, whose writer
+//! goroutine drains its queue before it flushes, writes about once per four responses
+//! with 1000 clients on 100 connections. Two things made hyper's HTTP/2 server write more
+//! than once per response:
+//!
+//! - **Responses that complete together.** Puts are answered a batch at a time: the
+//!   apply thread wakes every handler of a batch at once, each hands its response to its
+//!   connection's task, and tokio runs the task a running task wakes right after it (its
+//!   LIFO slot), so the connection wrote each response alone, before the next handler of
+//!   the same connection had run. [`CoalescedWrites`] makes a connection's first write
+//!   after a flush wait one turn of the worker's run queue when other requests of the
+//!   connection are in flight ([`InFlight`]): it wakes its own task and returns
+//!   `Pending`, tokio puts a task that woke itself at the back of the queue, the handlers
+//!   already woken queue their responses, and the next poll writes them all. With
+//!   nothing else queued the task runs again at once; a connection serving nothing else
+//!   writes at once.
+//! - **PING acknowledgements.** etcd's Go client (grpc-go's flow-control estimator) sends
+//!   a PING with a request after each response it reads, and h2 acknowledged it in a
+//!   write of its own, before the request was answered: two writes per request for a
+//!   client alone on its connection (put-1c, and each of 1000 clients on 1000
+//!   connections). An acknowledgement is held for the next write (the response) while
+//!   the connection has requests in flight, at most [`PING_ACK_HOLD`]. The client only
+//!   measures the round trip with it (a longer one makes its window grow less) and its
+//!   keepalive waits seconds for any frame; the hold is far below both.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// The longest a PING acknowledgement waits for a response to go out with. Above a
+/// loaded member's request latency (tens of milliseconds for 1000 clients), so that the
+/// acknowledgement usually leaves with the response, and a small fraction of the
+/// shortest keepalive timeout etcd's tools set (etcdctl's `--keepalive-timeout`, 6 s).
+pub const PING_ACK_HOLD: Duration = Duration::from_millis(200);
+
+/// An HTTP/2 PING frame with the ACK flag (RFC 9113 §6.7): a 9-byte header (length 8,
+/// type 6, flags 1, stream 0) and 8 bytes of opaque data.
+const PING_ACK_HEADER: [u8; 9] = [0, 0, 8, 6, 1, 0, 0, 0, 0];
+const PING_ACK_LEN: usize = PING_ACK_HEADER.len() + 8;
+
+/// The most slices one vectored write passes on, the held bytes' included (h2 writes
+/// at most 64 at a time).
+const MAX_SLICES: usize = 64;
+
+/// What a connection's service, its I/O stream and the task driving it share: the
+/// requests it is serving (handlers called and not yet returned), and whether the I/O
+/// stream asked for the connection to be polled once more.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    requests: AtomicUsize,
+    repoll: AtomicBool,
+}
+
+impl InFlight {
+    /// Counts a request until the guard is dropped (its handler returned or was dropped).
+    pub fn enter(&self) -> Serving {
+        self.0.requests.fetch_add(1, Ordering::Relaxed);
+        Serving(self.clone())
+    }
+
+    fn any(&self) -> bool {
+        // A hint, not a synchronization: a stale count costs one write more or one poll.
+        self.0.requests.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// One request counted by [`InFlight::enter`].
+#[derive(Debug)]
+pub struct Serving(InFlight);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.0.requests.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Drives a connection (hyper's future) served over a [`CoalescedWrites`] with the same
+/// [`InFlight`], polling it again at once when the stream asks: cheaper than the stream
+/// waking its own task, which makes tokio wake an idle worker to share the work.
+#[derive(Debug)]
+pub struct Driven<F> {
+    connection: Pin<Box<F>>,
+    in_flight: InFlight,
+}
+
+impl<F: Future> Driven<F> {
+    pub fn new(connection: F, in_flight: InFlight) -> Self {
+        Driven { connection: Box::pin(connection), in_flight }
+    }
+}
+
+impl<F: Future> Future for Driven<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        loop {
+            if let Poll::Ready(done) = this.connection.as_mut().poll(cx) {
+                return Poll::Ready(done);
+            }
+            // At most once per hold: `held_turn` is set before the stream asks.
+            if !this.in_flight.0.repoll.swap(false, Ordering::Relaxed) {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+/// An HTTP/2 connection's I/O stream that coalesces its writes (the module's comment).
+#[derive(Debug)]
+pub struct CoalescedWrites<T> {
+    inner: T,
+    in_flight: InFlight,
+    /// The current burst of writes has had its turn; cleared by a completed flush.
+    waited: bool,
+    /// PING acknowledgements accepted from h2 and not yet written; they go first.
+    held: Vec<u8>,
+    /// When `held` must go out whatever else happens; armed when it fills.
+    hold_until: Option<Pin<Box<Sleep>>>,
+    /// `held` has had its second poll with no request in flight.
+    held_turn: bool,
+}
+
+impl<T> CoalescedWrites<T> {
+    pub fn new(inner: T, in_flight: InFlight) -> Self {
+        CoalescedWrites {
+            inner,
+            in_flight,
+            waited: false,
+            held: Vec::new(),
+            hold_until: None,
+            held_turn: false,
+        }
+    }
+
+    /// `Pending` once per burst of writes, with the task already woken again, if
+    /// another response may be about to join it.
+    fn wait_one_turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.waited || !self.in_flight.any() {
+            return Poll::Ready(());
+        }
+        self.waited = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Takes `bufs` into `held` if they are nothing but PING acknowledgements.
+    fn hold_ping_acks(&mut self, bufs: &[io::IoSlice<'_>]) -> Option<usize> {
+        let mut non_empty = bufs.iter().filter(|b| !b.is_empty());
+        let (Some(only), None) = (non_empty.next(), non_empty.next()) else { return None };
+        if !is_ping_acks(only) {
+            return None;
+        }
+        if self.held.is_empty() {
+            let deadline = Instant::now() + PING_ACK_HOLD;
+            match &mut self.hold_until {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.hold_until = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.held_turn = false;
+        }
+        self.held.extend_from_slice(only);
+        Some(only.len())
+    }
+
+    /// Whether `held` waits longer (the connection is polled again when it may not any
+    /// more): while requests are in flight, until its time is up; with none, until the
+    /// connection has been polled once more, for the request that came with the PING (h2
+    /// flushes the acknowledgement before hyper takes the request and calls its handler).
+    fn keep_holding(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.in_flight.any() {
+            return self
+                .hold_until
+                .as_mut()
+                .is_some_and(|sleep| sleep.as_mut().poll(cx).is_pending());
+        }
+        if self.held_turn {
+            return false;
+        }
+        self.held_turn = true;
+        self.in_flight.0.repoll.store(true, Ordering::Relaxed);
+        true
+    }
+}
+
+impl<T: AsyncWrite + Unpin> CoalescedWrites<T> {
+    /// Writes `bufs` after whatever is held, in one vectored write; the count is of
+    /// `bufs`' bytes, as `poll_write_vectored`'s.
+    fn write_after_held(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        while !self.held.is_empty() {
+            let mut slices = [io::IoSlice::new(&[]); MAX_SLICES];
+            slices[0] = io::IoSlice::new(&self.held);
+            let taken = bufs.len().min(MAX_SLICES - 1);
+            slices[1..=taken].copy_from_slice(&bufs[..taken]);
+            let written =
+                ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, &slices[..=taken]))?;
+            if written == 0 {
+                return Poll::Ready(Ok(0));
+            }
+            if written < self.held.len() {
+                self.held.drain(..written);
+                continue;
+            }
+            let of_bufs = written - self.held.len();
+            self.held.clear();
+            if of_bufs > 0 {
+                return Poll::Ready(Ok(of_bufs));
+            }
+        }
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// Whether `bytes` is one or more whole PING acknowledgement frames.
+fn is_ping_acks(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && bytes.len().is_multiple_of(PING_ACK_LEN)
+        && bytes.chunks_exact(PING_ACK_LEN).all(|frame| frame.starts_with(&PING_ACK_HEADER))
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for CoalescedWrites<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(taken) = this.hold_ping_acks(bufs) {
+            return Poll::Ready(Ok(taken));
+        }
+        ready!(this.wait_one_turn(cx));
+        this.write_after_held(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.held.is_empty() {
+            if this.keep_holding(cx) {
+                return Poll::Pending;
+            }
+            ready!(this.write_after_held(cx, &[]))?;
+        }
+        let flushed = ready!(Pin::new(&mut this.inner).poll_flush(cx));
+        this.waited = false;
+        Poll::Ready(flushed)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.write_after_held(cx, &[]))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    use super::*;
+
+    /// Records each write it is given (vectored writes as one) and takes every byte.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        writes: Vec<Vec<u8>>,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().writes.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let write: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let len = write.len();
+            self.get_mut().writes.push(write);
+            Poll::Ready(Ok(len))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Debug, Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    struct Harness {
+        stream: CoalescedWrites<Recorder>,
+        in_flight: InFlight,
+        wakes: Arc<Wakes>,
+        waker: Waker,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let in_flight = InFlight::default();
+            let wakes = Arc::new(Wakes::default());
+            let waker = Waker::from(wakes.clone());
+            let stream = CoalescedWrites::new(Recorder::default(), in_flight.clone());
+            Harness { stream, in_flight, wakes, waker }
+        }
+
+        fn write(&mut self, bytes: &[u8]) -> Poll<io::Result<usize>> {
+            let mut cx = Context::from_waker(&self.waker);
+            Pin::new(&mut self.stream).poll_write(&mut cx, bytes)
+        }
+
+        fn flush(&mut self) -> Poll<io::Result<()>> {
+            let mut cx = Context::from_waker(&self.waker);
+            Pin::new(&mut self.stream).poll_flush(&mut cx)
+        }
+
+        fn written(&self) -> &[Vec<u8>] {
+            &self.stream.inner.writes
+        }
+
+        fn wakes(&self) -> usize {
+            self.wakes.0.load(Ordering::Relaxed)
+        }
+
+        fn asked_to_repoll(&self) -> bool {
+            self.in_flight.0.repoll.swap(false, Ordering::Relaxed)
+        }
+    }
+
+    fn ping_ack(data: u8) -> Vec<u8> {
+        let mut frame = PING_ACK_HEADER.to_vec();
+        frame.extend([data; 8]);
+        frame
+    }
+
+    const RESPONSE: &[u8] = b"a response's HEADERS and DATA";
+
+    #[test]
+    fn ping_acknowledgements_are_told_from_other_frames() {
+        assert!(is_ping_acks(&ping_ack(1)));
+        assert!(is_ping_acks(&[ping_ack(1), ping_ack(2)].concat()));
+        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        assert!(!is_ping_acks(&ping), "a PING that is not an acknowledgement");
+        assert!(!is_ping_acks(&ping_ack(1)[..16]), "part of a frame");
+        assert!(!is_ping_acks(&[ping_ack(1), RESPONSE.to_vec()].concat()));
+        assert!(!is_ping_acks(&[]));
+    }
+
+    #[test]
+    fn a_connection_serving_nothing_else_writes_at_once() {
+        let mut h = Harness::new();
+        let _serving = h.in_flight.enter();
+        drop(_serving);
+        assert!(matches!(h.write(RESPONSE), Poll::Ready(Ok(n)) if n == RESPONSE.len()));
+        assert!(h.flush().is_ready());
+        assert_eq!(h.written(), [RESPONSE.to_vec()]);
+        assert_eq!(h.wakes(), 0);
+    }
+
+    #[test]
+    fn a_write_waits_one_turn_while_other_requests_are_in_flight() {
+        let mut h = Harness::new();
+        let _serving = h.in_flight.enter();
+        assert!(h.write(RESPONSE).is_pending());
+        assert_eq!(h.wakes(), 1, "the task is woken to come back after the others");
+        assert!(h.written().is_empty());
+        assert!(h.write(RESPONSE).is_ready(), "one turn only");
+        assert!(h.write(b"more of the same burst").is_ready());
+        assert!(h.flush().is_ready());
+        assert_eq!(h.written().len(), 2);
+        assert!(h.write(RESPONSE).is_pending(), "the next burst waits again");
+        assert_eq!(h.wakes(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ping_acknowledgement_leaves_with_the_response() {
+        let mut h = Harness::new();
+        let serving = h.in_flight.enter();
+        assert!(matches!(h.write(&ping_ack(7)), Poll::Ready(Ok(17))));
+        assert!(h.flush().is_pending(), "held while the request is in flight");
+        assert!(h.written().is_empty());
+        drop(serving);
+        assert!(h.write(RESPONSE).is_ready());
+        assert_eq!(h.written(), [[ping_ack(7), RESPONSE.to_vec()].concat()], "one write, in order");
+        assert!(h.flush().is_ready());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_ping_acknowledgement_leaves_when_its_time_is_up() {
+        let mut h = Harness::new();
+        let _serving = h.in_flight.enter();
+        assert!(h.write(&ping_ack(1)).is_ready());
+        assert!(h.flush().is_pending());
+        tokio::time::advance(PING_ACK_HOLD / 2).await;
+        assert!(h.write(&ping_ack(2)).is_ready());
+        assert!(h.flush().is_pending(), "a second acknowledgement does not move the deadline");
+        tokio::time::advance(PING_ACK_HOLD / 2).await;
+        assert!(h.wakes() > 0, "the timer wakes the connection");
+        assert!(h.flush().is_ready());
+        assert_eq!(h.written(), [[ping_ack(1), ping_ack(2)].concat()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_request_in_flight_a_ping_acknowledgement_waits_one_poll() {
+        let mut h = Harness::new();
+        assert!(h.write(&ping_ack(1)).is_ready());
+        assert!(h.flush().is_pending(), "a request may have come with the PING");
+        assert!(h.asked_to_repoll());
+        assert_eq!(h.wakes(), 0, "polled again by its driver, not woken");
+        assert!(h.flush().is_ready(), "no request came");
+        assert_eq!(h.written(), [ping_ack(1)]);
+        assert!(!h.asked_to_repoll());
+    }
+
+    #[tokio::test]
+    async fn the_driver_polls_again_when_asked_and_only_then() {
+        let in_flight = InFlight::default();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let connection = {
+            let (in_flight, polls) = (in_flight.clone(), polls.clone());
+            std::future::poll_fn(move |_| {
+                if polls.fetch_add(1, Ordering::Relaxed) == 0 {
+                    in_flight.0.repoll.store(true, Ordering::Relaxed);
+                }
+                Poll::<()>::Pending
+            })
+        };
+        let mut driven = Driven::new(connection, in_flight);
+        let waker = Waker::from(Arc::new(Wakes::default()));
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut driven).poll(&mut cx).is_pending());
+        assert_eq!(polls.load(Ordering::Relaxed), 2);
+        assert!(Pin::new(&mut driven).poll(&mut cx).is_pending());
+        assert_eq!(polls.load(Ordering::Relaxed), 3);
+    }
+}
