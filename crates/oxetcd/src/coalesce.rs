@@ -23,9 +23,11 @@
 //!   write of its own, before the request was answered: two writes per request for a
 //!   client alone on its connection (put-1c, and each of 1000 clients on 1000
 //!   connections). An acknowledgement is held for the next write (the response) while
-//!   the connection has requests in flight, at most [`PING_ACK_HOLD`]. The client only
-//!   measures the round trip with it (a longer one makes its window grow less) and its
-//!   keepalive waits seconds for any frame; the hold is far below both.
+//!   the connection has requests in flight, at most [`PING_ACK_HOLD`]; with none, until
+//!   the connection has been polled once more ([`Driven`]), since the request that came
+//!   with the PING is taken only after h2 flushed. The client only measures the round
+//!   trip with it (a longer one makes its window grow less) and its keepalive waits
+//!   seconds for any frame; the hold is far below both.
 
 use std::io;
 use std::pin::Pin;
