@@ -24,13 +24,13 @@
 //!   client alone on its connection (put-1c, and each of 1000 clients on 1000
 //!   connections). An acknowledgement is held for the next write (the response) while
 //!   the connection has requests in flight, at most [`PING_ACK_HOLD`]; with none, until
-//!   the connection has been polled once more ([`Driven`]), since the request that came
+//!   the connection has been polled once more ([`drive`]), since the request that came
 //!   with the PING is taken only after h2 flushed. The client only measures the round
 //!   trip with it (a longer one makes its window grow less) and its keepalive waits
 //!   seconds for any frame; the hold is far below both.
 
 use std::io;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
@@ -92,33 +92,20 @@ impl Drop for Serving {
 /// Drives a connection (hyper's future) served over a [`CoalescedWrites`] with the same
 /// [`InFlight`], polling it again at once when the stream asks: cheaper than the stream
 /// waking its own task, which makes tokio wake an idle worker to share the work.
-#[derive(Debug)]
-pub struct Driven<F> {
-    connection: Pin<Box<F>>,
-    in_flight: InFlight,
-}
-
-impl<F: Future> Driven<F> {
-    pub fn new(connection: F, in_flight: InFlight) -> Self {
-        Driven { connection: Box::pin(connection), in_flight }
-    }
-}
-
-impl<F: Future> Future for Driven<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.get_mut();
+pub async fn drive<F: Future>(connection: F, in_flight: InFlight) -> F::Output {
+    let mut connection = pin!(connection);
+    std::future::poll_fn(|cx| {
         loop {
-            if let Poll::Ready(done) = this.connection.as_mut().poll(cx) {
+            if let Poll::Ready(done) = connection.as_mut().poll(cx) {
                 return Poll::Ready(done);
             }
             // At most once per hold: `held_turn` is set before the stream asks.
-            if !this.in_flight.0.repoll.swap(false, Ordering::Relaxed) {
+            if !in_flight.0.repoll.swap(false, Ordering::Relaxed) {
                 return Poll::Pending;
             }
         }
-    }
+    })
+    .await
 }
 
 /// An HTTP/2 connection's I/O stream that coalesces its writes (the module's comment).
@@ -493,12 +480,12 @@ mod tests {
                 Poll::<()>::Pending
             })
         };
-        let mut driven = Driven::new(connection, in_flight);
+        let mut driven = pin!(drive(connection, in_flight));
         let waker = Waker::from(Arc::new(Wakes::default()));
         let mut cx = Context::from_waker(&waker);
-        assert!(Pin::new(&mut driven).poll(&mut cx).is_pending());
+        assert!(driven.as_mut().poll(&mut cx).is_pending());
         assert_eq!(polls.load(Ordering::Relaxed), 2);
-        assert!(Pin::new(&mut driven).poll(&mut cx).is_pending());
+        assert!(driven.as_mut().poll(&mut cx).is_pending());
         assert_eq!(polls.load(Ordering::Relaxed), 3);
     }
 }

@@ -25,7 +25,7 @@ use tonic::body::Body;
 use tonic::transport::server::Connected;
 use tower_service::Service;
 
-use crate::coalesce::{CoalescedWrites, Driven, InFlight};
+use crate::coalesce::{CoalescedWrites, InFlight, drive};
 
 /// HTTP/2 settings of a client listener (etcd's `--max-concurrent-streams`,
 /// `--grpc-keepalive-interval` and `--grpc-keepalive-timeout`).
@@ -95,7 +95,7 @@ pub async fn serve_client_port<S>(
         });
         // With upgrades: the JSON gateway's streams are served over WebSocket too.
         let connection = builder.serve_connection_with_upgrades(io, service);
-        let connection = Driven::new(graceful.watch(connection.into_owned()), in_flight);
+        let connection = drive(graceful.watch(connection.into_owned()), in_flight);
         tokio::spawn(async move {
             // A connection's end is the client's business (reset, closed, broken).
             let _ = connection.await;
