@@ -50,6 +50,10 @@ pub const PING_ACK_HOLD: Duration = Duration::from_millis(200);
 const PING_ACK_HEADER: [u8; 9] = [0, 0, 8, 6, 1, 0, 0, 0, 0];
 const PING_ACK_LEN: usize = PING_ACK_HEADER.len() + 8;
 
+/// The most acknowledgement bytes held at once (60 frames): a client that floods PINGs
+/// while a request is in flight has them written as they come, not kept for the hold.
+const HELD_BYTES_MAX: usize = 60 * PING_ACK_LEN;
+
 /// The most slices one vectored write passes on, the held bytes' included (h2 writes
 /// at most 64 at a time).
 const MAX_SLICES: usize = 64;
@@ -150,7 +154,7 @@ impl<T> CoalescedWrites<T> {
     fn hold_ping_acks(&mut self, bufs: &[io::IoSlice<'_>]) -> Option<usize> {
         let mut non_empty = bufs.iter().filter(|b| !b.is_empty());
         let (Some(only), None) = (non_empty.next(), non_empty.next()) else { return None };
-        if !is_ping_acks(only) {
+        if !is_ping_acks(only) || self.held.len() + only.len() > HELD_BYTES_MAX {
             return None;
         }
         if self.held.is_empty() {
@@ -453,6 +457,22 @@ mod tests {
         assert!(h.wakes() > 0, "the timer wakes the connection");
         assert!(h.flush().is_ready());
         assert_eq!(h.written(), [[ping_ack(1), ping_ack(2)].concat()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_pings_is_acknowledged_as_it_comes() {
+        let mut h = Harness::new();
+        let _serving = h.in_flight.enter();
+        let held = HELD_BYTES_MAX / PING_ACK_LEN;
+        for _ in 0..held {
+            assert!(h.write(&ping_ack(1)).is_ready());
+        }
+        assert!(h.written().is_empty(), "up to the bound, held");
+        assert!(h.write(&ping_ack(2)).is_pending(), "past it, written as any other write");
+        assert!(h.write(&ping_ack(2)).is_ready());
+        assert_eq!(h.written().len(), 1);
+        assert_eq!(h.written()[0].len(), (held + 1) * PING_ACK_LEN, "the held ones first");
+        assert!(h.written()[0].ends_with(&ping_ack(2)));
     }
 
     #[tokio::test(start_paused = true)]
