@@ -13,24 +13,26 @@
 //!   LIFO slot), so the connection wrote each response alone, before the next handler of
 //!   the same connection had run. [`CoalescedWrites`] makes a connection's first write
 //!   after a flush wait one turn of the worker's run queue when other requests of the
-//!   connection are in flight ([`InFlight`]): it wakes its own task and returns
-//!   `Pending`, tokio puts a task that woke itself at the back of the queue, the handlers
+//!   connection are in flight ([`InFlight`]): it returns `Pending` and its driver wakes
+//!   the task, tokio puts a task that woke itself at the back of the queue, the handlers
 //!   already woken queue their responses, and the next poll writes them all. With
 //!   nothing else queued the task runs again at once; a connection serving nothing else
-//!   writes at once.
+//!   writes at once. (The streams a connection runs in its own task, connection.rs,
+//!   answer in the same poll and need no turn.)
 //! - **PING acknowledgements.** etcd's Go client (grpc-go's flow-control estimator) sends
 //!   a PING with a request after each response it reads, and h2 acknowledged it in a
 //!   write of its own, before the request was answered: two writes per request for a
 //!   client alone on its connection (put-1c, and each of 1000 clients on 1000
 //!   connections). An acknowledgement is held for the next write (the response) while
 //!   the connection has requests in flight, at most [`PING_ACK_HOLD`]; with none, until
-//!   the connection has been polled once more ([`drive`]), since the request that came
-//!   with the PING is taken only after h2 flushed. The client only measures the round
+//!   the connection has been polled once more (by its driver, `connection::drive`, which
+//!   [`InFlight::take_repoll`] asks), since the request that came with the PING is taken
+//!   only after h2 flushed. The client only measures the round
 //!   trip with it (a longer one makes its window grow less) and its keepalive waits
 //!   seconds for any frame; the hold is far below both.
 
 use std::io;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
@@ -58,16 +60,21 @@ const HELD_BYTES_MAX: usize = 60 * PING_ACK_LEN;
 /// at most 64 at a time).
 const MAX_SLICES: usize = 64;
 
-/// What a connection's service, its I/O stream and the task driving it share: the
-/// requests it is serving (handlers called and not yet returned), and whether the I/O
-/// stream asked for the connection to be polled once more.
+/// What a connection's service, its I/O stream and the task driving it
+/// (`connection::drive`) share: the requests it is serving (handlers called and not yet
+/// returned) and how many of them run in the connection's task, and what the I/O
+/// stream asked of the driver: to poll the connection once more at once, or once more
+/// after the tasks already queued.
 #[derive(Debug, Clone, Default)]
 pub struct InFlight(Arc<Shared>);
 
 #[derive(Debug, Default)]
 struct Shared {
     requests: AtomicUsize,
+    /// Streams the connection's task runs itself; set by that task only.
+    local: AtomicUsize,
     repoll: AtomicBool,
+    yield_turn: AtomicBool,
 }
 
 impl InFlight {
@@ -77,9 +84,49 @@ impl InFlight {
         Serving(self.clone())
     }
 
+    /// The requests in flight. A hint, not a synchronization: a stale count costs a write
+    /// more, a poll more, or a stream run elsewhere.
+    pub fn count(&self) -> usize {
+        self.0.requests.load(Ordering::Relaxed)
+    }
+
+    /// Whether the I/O stream asked for the connection to be polled again at once (at
+    /// most once per held acknowledgement: `held_turn` is set before it asks); clears it.
+    pub fn take_repoll(&self) -> bool {
+        self.0.repoll.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether the I/O stream asked for the connection to be polled again after the
+    /// tasks already queued (its task woken, not polled in place); clears it.
+    pub fn take_yield(&self) -> bool {
+        self.0.yield_turn.swap(false, Ordering::Relaxed)
+    }
+
+    /// Streams run in the connection's task, including any whose handler returned.
+    pub(crate) fn local(&self) -> usize {
+        self.0.local.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_local(&self, streams: usize) {
+        self.0.local.store(streams, Ordering::Relaxed);
+    }
+
+    pub(crate) fn ask_repoll(&self) {
+        self.0.repoll.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn ask_yield(&self) {
+        self.0.yield_turn.store(true, Ordering::Relaxed);
+    }
+
     fn any(&self) -> bool {
-        // A hint, not a synchronization: a stale count costs one write more or one poll.
-        self.0.requests.load(Ordering::Relaxed) > 0
+        self.count() > 0
+    }
+
+    /// Whether requests are in flight in tasks other than the connection's, whose
+    /// responses come from elsewhere.
+    fn any_elsewhere(&self) -> bool {
+        self.count() > self.local()
     }
 }
 
@@ -91,25 +138,6 @@ impl Drop for Serving {
     fn drop(&mut self) {
         self.0.0.requests.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Drives a connection (hyper's future) served over a [`CoalescedWrites`] with the same
-/// [`InFlight`], polling it again at once when the stream asks: cheaper than the stream
-/// waking its own task, which makes tokio wake an idle worker to share the work.
-pub async fn drive<F: Future>(connection: F, in_flight: InFlight) -> F::Output {
-    let mut connection = pin!(connection);
-    std::future::poll_fn(|cx| {
-        loop {
-            if let Poll::Ready(done) = connection.as_mut().poll(cx) {
-                return Poll::Ready(done);
-            }
-            // At most once per hold: `held_turn` is set before the stream asks.
-            if !in_flight.0.repoll.swap(false, Ordering::Relaxed) {
-                return Poll::Pending;
-            }
-        }
-    })
-    .await
 }
 
 /// An HTTP/2 connection's I/O stream that coalesces its writes (the module's comment).
@@ -139,14 +167,15 @@ impl<T> CoalescedWrites<T> {
         }
     }
 
-    /// `Pending` once per burst of writes, with the task already woken again, if
-    /// another response may be about to join it.
-    fn wait_one_turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.waited || !self.in_flight.any() {
+    /// `Pending` once per burst of writes, with the driver asked to poll again after
+    /// the tasks already queued, if another response may be about to join it (the
+    /// streams run in the connection's task have had their turn).
+    fn wait_one_turn(&mut self) -> Poll<()> {
+        if self.waited || !self.in_flight.any_elsewhere() {
             return Poll::Ready(());
         }
         self.waited = true;
-        cx.waker().wake_by_ref();
+        self.in_flight.ask_yield();
         Poll::Pending
     }
 
@@ -184,7 +213,7 @@ impl<T> CoalescedWrites<T> {
             return false;
         }
         self.held_turn = true;
-        self.in_flight.0.repoll.store(true, Ordering::Relaxed);
+        self.in_flight.ask_repoll();
         true
     }
 }
@@ -259,7 +288,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<T> {
         if let Some(taken) = this.hold_ping_acks(bufs) {
             return Poll::Ready(Ok(taken));
         }
-        ready!(this.wait_one_turn(cx));
+        ready!(this.wait_one_turn());
         this.write_after_held(cx, bufs)
     }
 
@@ -288,7 +317,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::task::{Wake, Waker};
 
@@ -336,7 +365,7 @@ mod tests {
 
     /// Counts its wake-ups.
     #[derive(Debug, Default)]
-    struct Wakes(AtomicUsize);
+    pub(crate) struct Wakes(pub(crate) AtomicUsize);
 
     impl Wake for Wakes {
         fn wake(self: Arc<Self>) {
@@ -382,7 +411,7 @@ mod tests {
         }
 
         fn asked_to_repoll(&self) -> bool {
-            self.in_flight.0.repoll.swap(false, Ordering::Relaxed)
+            self.in_flight.take_repoll()
         }
     }
 
@@ -413,7 +442,7 @@ mod tests {
         assert!(matches!(h.write(RESPONSE), Poll::Ready(Ok(n)) if n == RESPONSE.len()));
         assert!(h.flush().is_ready());
         assert_eq!(h.written(), [RESPONSE.to_vec()]);
-        assert_eq!(h.wakes(), 0);
+        assert!(!h.in_flight.take_yield());
     }
 
     #[test]
@@ -421,14 +450,26 @@ mod tests {
         let mut h = Harness::new();
         let _serving = h.in_flight.enter();
         assert!(h.write(RESPONSE).is_pending());
-        assert_eq!(h.wakes(), 1, "the task is woken to come back after the others");
+        assert!(h.in_flight.take_yield(), "to come back after the others");
         assert!(h.written().is_empty());
         assert!(h.write(RESPONSE).is_ready(), "one turn only");
         assert!(h.write(b"more of the same burst").is_ready());
         assert!(h.flush().is_ready());
         assert_eq!(h.written().len(), 2);
         assert!(h.write(RESPONSE).is_pending(), "the next burst waits again");
-        assert_eq!(h.wakes(), 2);
+        assert!(h.in_flight.take_yield());
+    }
+
+    #[test]
+    fn a_write_does_not_wait_for_the_streams_of_its_own_task() {
+        let mut h = Harness::new();
+        let _serving = h.in_flight.enter();
+        h.in_flight.set_local(1);
+        assert!(h.write(RESPONSE).is_ready(), "they were polled before the write");
+        assert!(!h.in_flight.take_yield());
+        let _elsewhere = h.in_flight.enter();
+        assert!(h.flush().is_ready());
+        assert!(h.write(RESPONSE).is_pending(), "one in another task");
     }
 
     #[tokio::test(start_paused = true)]
@@ -485,27 +526,5 @@ mod tests {
         assert!(h.flush().is_ready(), "no request came");
         assert_eq!(h.written(), [ping_ack(1)]);
         assert!(!h.asked_to_repoll());
-    }
-
-    #[tokio::test]
-    async fn the_driver_polls_again_when_asked_and_only_then() {
-        let in_flight = InFlight::default();
-        let polls = Arc::new(AtomicUsize::new(0));
-        let connection = {
-            let (in_flight, polls) = (in_flight.clone(), polls.clone());
-            std::future::poll_fn(move |_| {
-                if polls.fetch_add(1, Ordering::Relaxed) == 0 {
-                    in_flight.0.repoll.store(true, Ordering::Relaxed);
-                }
-                Poll::<()>::Pending
-            })
-        };
-        let mut driven = pin!(drive(connection, in_flight));
-        let waker = Waker::from(Arc::new(Wakes::default()));
-        let mut cx = Context::from_waker(&waker);
-        assert!(driven.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(polls.load(Ordering::Relaxed), 2);
-        assert!(driven.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(polls.load(Ordering::Relaxed), 3);
     }
 }

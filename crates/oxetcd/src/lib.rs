@@ -11,6 +11,7 @@
 
 mod coalesce;
 pub mod config;
+mod connection;
 pub mod embed;
 pub mod gateway;
 pub mod grpc_proxy;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use oxetcd_tls::Conn;
@@ -25,7 +25,8 @@ use tonic::body::Body;
 use tonic::transport::server::Connected;
 use tower_service::Service;
 
-use crate::coalesce::{CoalescedWrites, InFlight, drive};
+use crate::coalesce::{CoalescedWrites, InFlight};
+use crate::connection::{ConnectionStreams, drive};
 
 /// HTTP/2 settings of a client listener (etcd's `--max-concurrent-streams`,
 /// `--grpc-keepalive-interval` and `--grpc-keepalive-timeout`).
@@ -36,6 +37,24 @@ pub struct ClientHttp2 {
     /// Pings an idle client at this interval and drops it if no answer comes within the
     /// timeout; `None`: never.
     pub keepalive: Option<(Duration, Duration)>,
+}
+
+impl ClientHttp2 {
+    /// A connection's HTTP server, whose streams `streams` runs.
+    fn builder(&self, streams: ConnectionStreams) -> auto::Builder<ConnectionStreams> {
+        let mut builder = auto::Builder::new(streams);
+        // hyper enforces its HTTP/1 header read timeout only with a timer.
+        builder.http1().timer(TokioTimer::new());
+        // Set even when `None`: hyper's own default is a limit of 200.
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(self.max_concurrent_streams);
+        if let Some((interval, timeout)) = self.keepalive {
+            builder.http2().keep_alive_interval(interval).keep_alive_timeout(timeout);
+        }
+        builder
+    }
 }
 
 /// Serves `port` (a member's [`oxetcd_v3rpc::ClientPort`], or the gRPC proxy) on each connection
@@ -53,14 +72,6 @@ pub async fn serve_client_port<S>(
         + 'static,
     S::Future: Send,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper enforces its HTTP/1 header read timeout only with a timer.
-    builder.http1().timer(TokioTimer::new());
-    // Set even when `None`: hyper's own default is a limit of 200.
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(http2.max_concurrent_streams);
-    if let Some((interval, timeout)) = http2.keepalive {
-        builder.http2().keep_alive_interval(interval).keep_alive_timeout(timeout);
-    }
     let graceful = GracefulShutdown::new();
     let mut incoming = pin!(incoming);
     let mut stop = pin!(stop);
@@ -76,7 +87,8 @@ pub async fn serve_client_port<S>(
         };
         let info = conn.connect_info();
         let port = port.clone();
-        // Counts the connection's requests for its writes to be coalesced (coalesce.rs).
+        // Counts the connection's requests, for its writes to be coalesced (coalesce.rs)
+        // and its streams to run in its task or not (connection.rs).
         let in_flight = InFlight::default();
         let io = TokioIo::new(CoalescedWrites::new(conn, in_flight.clone()));
         let requests = in_flight.clone();
@@ -93,9 +105,11 @@ pub async fn serve_client_port<S>(
                 Ok::<_, Infallible>(response)
             }
         });
+        let streams = ConnectionStreams::new(in_flight);
         // With upgrades: the JSON gateway's streams are served over WebSocket too.
-        let connection = builder.serve_connection_with_upgrades(io, service);
-        let connection = drive(graceful.watch(connection.into_owned()), in_flight);
+        let connection =
+            http2.builder(streams.clone()).serve_connection_with_upgrades(io, service).into_owned();
+        let connection = drive(graceful.watch(connection), streams);
         tokio::spawn(async move {
             // A connection's end is the client's business (reset, closed, broken).
             let _ = connection.await;
