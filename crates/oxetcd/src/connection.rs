@@ -43,8 +43,9 @@ pub const LOCAL_STREAMS_MAX: usize = 16;
 pub const LOCAL_ROUND_MAX: Duration = Duration::from_millis(10);
 
 /// The most times [`drive`] polls a connection again for wake-ups that came while it
-/// was being polled, before it yields to other tasks (tokio's cooperative budget makes
-/// a busy stream return `Pending` and wake its task, which must not loop here).
+/// was being polled, before it yields to other tasks: a connection whose streams keep
+/// it busy shares its worker. (A task out of tokio's cooperative budget, whose
+/// resources return `Pending` and wake it, yields at once.)
 const POLLS_PER_WAKE_MAX: usize = 16;
 
 type Stream = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -151,12 +152,11 @@ pub async fn drive<F: Future>(connection: F, streams: ConnectionStreams) -> F::O
             let (repoll, yield_turn) = (in_flight.take_repoll(), in_flight.take_yield());
             wake.polling.store(false, Ordering::SeqCst);
             let woken = wake.woken.swap(false, Ordering::SeqCst);
-            if yield_turn {
-                cx.waker().wake_by_ref();
+            if !(woken || repoll || yield_turn) {
                 return Poll::Pending;
             }
-            if !(woken || repoll) {
-                return Poll::Pending;
+            if yield_turn || !tokio::task::coop::has_budget_remaining() {
+                break;
             }
         }
         cx.waker().wake_by_ref();
@@ -304,6 +304,26 @@ mod tests {
         assert!(driven.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
         assert_eq!(polls.load(Ordering::Relaxed), POLLS_PER_WAKE_MAX);
         assert_eq!(wakes(&woken), 1, "woken once, to come back later");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_out_of_budget_yields_at_once() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let connection = {
+            let polls = Arc::clone(&polls);
+            connection(move |_, cx| {
+                polls.fetch_add(1, Ordering::Relaxed);
+                // Spends the task's budget as busy streams would (tokio wakes the task
+                // once it is back in the run queue), and is woken by h2 as it goes.
+                while pin!(tokio::task::coop::consume_budget()).poll(cx).is_ready() {}
+                cx.waker().wake_by_ref();
+            })
+        };
+        let mut driven = pin!(drive(connection, ConnectionStreams::new(InFlight::default())));
+        let (woken, waker) = counting_waker();
+        assert!(driven.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        assert_eq!(polls.load(Ordering::Relaxed), 1, "not polled again in place");
+        assert_eq!(wakes(&woken), 1);
     }
 
     #[test]
