@@ -25,11 +25,11 @@
 //!   client alone on its connection (put-1c, and each of 1000 clients on 1000
 //!   connections). An acknowledgement is held for the next write (the response) while
 //!   the connection has requests in flight, at most [`PING_ACK_HOLD`]; with none, until
-//!   the connection has been polled once more (by its driver, `connection::drive`, which
-//!   [`InFlight::take_repoll`] asks), since the request that came with the PING is taken
-//!   only after h2 flushed. The client only measures the round
-//!   trip with it (a longer one makes its window grow less) and its keepalive waits
-//!   seconds for any frame; the hold is far below both.
+//!   the connection has been polled once more (by its driver, `connection::drive`, asked
+//!   through [`InFlight`]), since the request that came with the PING is taken only after
+//!   h2 flushed. The client only measures the round trip with it (a longer one makes its
+//!   window grow less) and its keepalive waits seconds for any frame; the hold is far
+//!   below both.
 
 use std::io;
 use std::pin::Pin;
