@@ -333,7 +333,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.held.is_empty() {
-            if this.keep_holding(cx) {
+            // Part of a frame on the wire stalls the client's reader: it is never held.
+            if !this.held_cut && this.keep_holding(cx) {
                 return Poll::Pending;
             }
             ready!(this.write_held(cx))?;
@@ -545,6 +546,20 @@ pub(crate) mod tests {
             "no frame is split by another"
         );
         assert_eq!(h.written()[1], ping_ack(7)[5..], "its rest first, alone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_acknowledgement_is_finished_at_the_flush() {
+        let mut h = Harness::new();
+        let serving = h.in_flight.enter();
+        h.in_flight.set_local(1);
+        assert!(h.write(&ping_ack(7)).is_ready());
+        h.stream.inner.accepts = Some(RESPONSE.len() + 5);
+        assert!(h.write(RESPONSE).is_ready());
+        h.stream.inner.accepts = None;
+        assert!(h.flush().is_ready(), "not held, though a request is in flight");
+        assert_eq!(h.written().concat(), [RESPONSE, &ping_ack(7)].concat());
+        drop(serving);
     }
 
     #[tokio::test(start_paused = true)]
