@@ -240,10 +240,13 @@ impl<T: AsyncWrite + Unpin> CoalescedWrites<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if self.held_cut {
+        // h2 hands a vectored stream all it has buffered, whole frames in one or two
+        // slices, so `bufs` ends on a frame's end; a stream that is not vectored gets a
+        // slice at a time, which may end inside a DATA frame: there the acknowledgements go
+        // first, alone (they were held from a write of their own, on a frame boundary).
+        if self.held_cut || !self.inner.is_write_vectored() {
             ready!(self.write_held(cx))?;
         }
-        // h2 hands over whole frames (one or two slices), so `bufs` ends on a frame's end.
         if self.held.is_empty() || bufs.len() >= MAX_SLICES {
             return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         }
@@ -364,6 +367,7 @@ pub(crate) mod tests {
     struct Recorder {
         writes: Vec<Vec<u8>>,
         accepts: Option<usize>,
+        not_vectored: bool,
     }
 
     impl AsyncWrite for Recorder {
@@ -389,7 +393,7 @@ pub(crate) mod tests {
         }
 
         fn is_write_vectored(&self) -> bool {
-            true
+            !self.not_vectored
         }
 
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -546,6 +550,22 @@ pub(crate) mod tests {
             "no frame is split by another"
         );
         assert_eq!(h.written()[1], ping_ack(7)[5..], "its rest first, alone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_is_not_vectored_gets_the_acknowledgement_first() {
+        let mut h = Harness::new();
+        h.stream.inner.not_vectored = true;
+        let serving = h.in_flight.enter();
+        assert!(h.write(&ping_ack(7)).is_ready());
+        drop(serving);
+        let head_of_a_data_frame = &RESPONSE[..9];
+        assert!(h.write(head_of_a_data_frame).is_ready());
+        assert_eq!(
+            h.written(),
+            [ping_ack(7), head_of_a_data_frame.to_vec()],
+            "nothing after a slice that may end inside a frame"
+        );
     }
 
     #[tokio::test(start_paused = true)]
