@@ -154,8 +154,6 @@ pub struct CoalescedWrites<T> {
     /// PING acknowledgements accepted from h2 and not yet written; they go after the
     /// next write's frames.
     held: Vec<u8>,
-    /// The first of `held` is partly written: it goes before anything else.
-    held_cut: bool,
     /// When `held` must go out whatever else happens; armed when it fills.
     hold_until: Option<Pin<Box<Sleep>>>,
     /// `held` has had its second poll with no request in flight.
@@ -169,7 +167,6 @@ impl<T> CoalescedWrites<T> {
             in_flight,
             waited: false,
             held: Vec::new(),
-            held_cut: false,
             hold_until: None,
             held_turn: false,
         }
@@ -211,6 +208,12 @@ impl<T> CoalescedWrites<T> {
         Hold::Taken(only.len())
     }
 
+    /// Whether the first of `held` is partly written (it then goes before anything
+    /// else): `held` takes whole frames and is written from its front.
+    fn held_cut(&self) -> bool {
+        !self.held.len().is_multiple_of(PING_ACK_LEN)
+    }
+
     /// Whether `held` waits longer (the connection is polled again when it may not any
     /// more): while requests are in flight, until its time is up; with none, until the
     /// connection has been polled once more, for the request that came with the PING (h2
@@ -244,7 +247,7 @@ impl<T: AsyncWrite + Unpin> CoalescedWrites<T> {
         // slices, so `bufs` ends on a frame's end; a stream that is not vectored gets a
         // slice at a time, which may end inside a DATA frame: there the acknowledgements go
         // first, alone (they were held from a write of their own, on a frame boundary).
-        if self.held_cut || !self.inner.is_write_vectored() {
+        if self.held_cut() || !self.inner.is_write_vectored() {
             ready!(self.write_held(cx))?;
         }
         if self.held.is_empty() || bufs.len() >= MAX_SLICES {
@@ -257,10 +260,7 @@ impl<T: AsyncWrite + Unpin> CoalescedWrites<T> {
             ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, &slices[..=bufs.len()]))?;
         let of_bufs = bufs.iter().map(|b| b.len()).sum::<usize>().min(written);
         let of_held = written - of_bufs;
-        if of_held > 0 {
-            self.held.drain(..of_held);
-            self.held_cut = !self.held.is_empty();
-        }
+        self.held.drain(..of_held);
         Poll::Ready(Ok(of_bufs))
     }
 
@@ -273,7 +273,6 @@ impl<T: AsyncWrite + Unpin> CoalescedWrites<T> {
             }
             self.held.drain(..written);
         }
-        self.held_cut = false;
         Poll::Ready(Ok(()))
     }
 }
@@ -337,7 +336,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<T> {
         let this = self.get_mut();
         if !this.held.is_empty() {
             // Part of a frame on the wire stalls the client's reader: it is never held.
-            if !this.held_cut && this.keep_holding(cx) {
+            if !this.held_cut() && this.keep_holding(cx) {
                 return Poll::Pending;
             }
             ready!(this.write_held(cx))?;
