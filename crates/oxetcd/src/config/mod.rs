@@ -121,7 +121,7 @@ struct Values {
     /// Human-readable name for this member.
     #[arg(long, value_name = "NAME", default_value = "default", help_heading = MEMBER)]
     name: String,
-    /// Path to the data directory [default: <name>.oxetcd].
+    /// Path to the data directory [default: ${name}.oxetcd].
     #[arg(long = "data-dir", value_name = "PATH", help_heading = MEMBER)]
     data_dir: Option<PathBuf>,
     /// Number of committed transactions to trigger a snapshot to disk.
@@ -207,7 +207,7 @@ struct Values {
     )]
     max_concurrent_streams: u32,
 
-    /// Path to the dedicated wal directory [default: <data-dir>/member/wal].
+    /// Path to the dedicated wal directory [default: ${data-dir}/member/wal].
     #[arg(long = "wal-dir", value_name = "PATH", help_heading = MEMBER)]
     wal_dir: Option<PathBuf>,
     /// Whether to fast-forward initial election ticks on boot for faster election.
@@ -258,7 +258,7 @@ struct Values {
         help_heading = CLUSTERING
     )]
     initial_advertise_peer_urls: String,
-    /// Initial cluster configuration for bootstrapping [default: <name>=<advertised peer URLs>].
+    /// Initial cluster configuration for bootstrapping [default: ${name}=${initial-advertise-peer-urls}].
     #[arg(long = "initial-cluster", value_name = "NAME=URL,...", help_heading = CLUSTERING)]
     initial_cluster: Option<String>,
     /// Initial cluster state: 'new' to bootstrap, 'existing' to join a running cluster.
