@@ -46,3 +46,11 @@ pub mod oxetcdpb {
 /// numbers and types at run time, for the JSON gateway's mapping.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
+
+/// Whether an HTTP request with `headers` is a gRPC call: gRPC's content type,
+/// `application/grpc`, with or without a subtype (`application/grpc+proto`).
+pub fn is_grpc(headers: &tonic::codegen::http::HeaderMap) -> bool {
+    headers
+        .get(tonic::codegen::http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"))
+}

@@ -12,10 +12,11 @@
 
 use std::convert::Infallible;
 use std::pin::pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::header::{DATE, Entry, HeaderValue};
+use hyper::{Request, Response, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -45,15 +46,39 @@ impl ClientHttp2 {
         let mut builder = auto::Builder::new(streams);
         // hyper enforces its HTTP/1 header read timeout only with a timer.
         builder.http1().timer(TokioTimer::new());
-        // Set even when `None`: hyper's own default is a limit of 200.
+        // No `date` on HTTP/2 responses from hyper: etcd's gRPC server sends none, and
+        // etcd's Go client keeps each header it does not know as the call's metadata, in
+        // a map it allocates for every response that has one (grpc-go's
+        // `operateHeaders`). The other HTTP/2 responses get theirs from `with_date`, as
+        // Go's HTTP server gives them one.
+        // `max_concurrent_streams` is set even when `None`: hyper's own default is 200.
         builder
             .http2()
             .timer(TokioTimer::new())
+            .auto_date_header(false)
             .max_concurrent_streams(self.max_concurrent_streams);
         if let Some((interval, timeout)) = self.keepalive {
             builder.http2().keep_alive_interval(interval).keep_alive_timeout(timeout);
         }
         builder
+    }
+}
+
+/// Whether the response to `request` is to be given a `date` here: an HTTP/2 request
+/// that is not a gRPC call (hyper dates HTTP/1 responses itself; see
+/// [`ClientHttp2::builder`] for HTTP/2).
+fn needs_date<B>(request: &Request<B>) -> bool {
+    request.version() == Version::HTTP_2 && !oxetcd_api::is_grpc(request.headers())
+}
+
+/// Gives `response` a `date` of now unless it has one.
+fn with_date<B>(response: &mut Response<B>) {
+    if let Entry::Vacant(date) = response.headers_mut().entry(DATE) {
+        let now = httpdate::fmt_http_date(SystemTime::now());
+        // An HTTP date is ASCII: always a valid header value.
+        if let Ok(now) = HeaderValue::try_from(now) {
+            date.insert(now);
+        }
     }
 }
 
@@ -97,11 +122,15 @@ pub async fn serve_client_port<S>(
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let mut request = request.map(Body::new);
             request.extensions_mut().insert(info.clone());
+            let dated = needs_date(&request);
             let mut port = port.clone();
             let serving = requests.enter();
             async move {
-                let response = port.call(request).await.unwrap_or_else(|e| match e {});
+                let mut response = port.call(request).await.unwrap_or_else(|e| match e {});
                 drop(serving);
+                if dated {
+                    with_date(&mut response);
+                }
                 Ok::<_, Infallible>(response)
             }
         });

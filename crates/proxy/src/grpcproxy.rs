@@ -33,7 +33,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use hyper::http::{Request, Response, header};
+use hyper::http::{Request, Response};
 use tonic::body::Body;
 use tower_service::Service;
 
@@ -173,14 +173,6 @@ impl GrpcProxy {
     }
 }
 
-/// Whether a request is a gRPC call (gRPC's content type, with any subtype).
-fn is_grpc(request: &Request<Body>) -> bool {
-    request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"))
-}
-
 impl Service<Request<Body>> for GrpcProxy {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -193,7 +185,7 @@ impl Service<Request<Body>> for GrpcProxy {
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let proxy = self.clone();
         Box::pin(async move {
-            Ok(if proxy.serves_grpc && is_grpc(&request) {
+            Ok(if proxy.serves_grpc && oxetcd_api::is_grpc(request.headers()) {
                 proxy.forward(request).await
             } else {
                 http::serve(&proxy, request).await

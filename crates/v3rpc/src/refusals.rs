@@ -27,11 +27,7 @@ pub(crate) fn as_etcd(response: &mut GrpcResponse, path: &str) {
 
 /// The answer under a path where nothing is served (the HTTP router's fallback).
 pub(crate) async fn unknown_service(request: HttpRequest) -> HttpResponse {
-    let grpc = request
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
-    if !grpc {
+    if !oxetcd_api::is_grpc(request.headers()) {
         // An HTTP client (the JSON gateway's paths when it is off, any other path).
         return crate::http::go_not_found();
     }
