@@ -346,12 +346,34 @@ impl EtcdServer {
     /// (etcd's request context): then `Timeout`, though the request may still commit.
     /// A request that would take the backend past its quota is refused with `NoSpace`
     /// instead, and raises the NOSPACE alarm (etcd's quota servers).
-    pub async fn propose(
+    ///
+    /// The request is built and encoded when this is called, not in the future it returns,
+    /// which so holds only the encoded bytes while it waits: a whole
+    /// `InternalRaftRequest` (1,256 bytes) held across an await made every write's
+    /// future, boxed for each call, kilobytes larger.
+    pub fn propose<F: FnOnce(&mut InternalRaftRequest)>(
         &self,
         from: &Requester,
         client_deadline: Option<Instant>,
+        fill: F,
+    ) -> impl Future<Output = ApplyResult> + Send + use<'_, F> {
+        let proposal = self.build_proposal(from, fill);
+        async move {
+            let Proposal { id, encoded, over_quota } = proposal?;
+            if over_quota {
+                self.raise_nospace(client_deadline).await;
+                return Err(ServerError::NoSpace);
+            }
+            self.propose_encoded(id, encoded?, client_deadline).await
+        }
+    }
+
+    /// The request `fill` makes, from `from`, ready for the log.
+    fn build_proposal(
+        &self,
+        from: &Requester,
         fill: impl FnOnce(&mut InternalRaftRequest),
-    ) -> ApplyResult {
+    ) -> Result<Proposal, ServerError> {
         if self.is_stopped() {
             return Err(ServerError::Stopped);
         }
@@ -361,23 +383,28 @@ impl EtcdServer {
         let mut request = InternalRaftRequest { header: Some(header), ..Default::default() };
         fill(&mut request);
         let cost = quota::cost(&request);
-        if cost > 0 && !self.quota.available(self.backend_in_use(), cost) {
-            self.raise_nospace(client_deadline).await;
-            return Err(ServerError::NoSpace);
-        }
-        self.propose_request(id, request, client_deadline).await
+        let over_quota = cost > 0 && !self.quota.available(self.backend_in_use(), cost);
+        Ok(Proposal { id, encoded: self.encode_proposal(request), over_quota })
     }
 
-    /// Puts `request`, whose header carries `id`, through the log and waits for it. The
-    /// request is dropped once encoded: its keys and values share the buffer the client's
-    /// message was decoded from (8 KiB or more, tonic's), which would otherwise stay
-    /// allocated for as long as the proposal waits, for every request in flight.
-    pub(crate) async fn propose_request(
+    /// Puts `request`, whose header carries `id`, through the log and waits for it; as
+    /// [`EtcdServer::propose`], encoded when called.
+    pub(crate) fn propose_request(
         &self,
         id: u64,
         request: InternalRaftRequest,
         client_deadline: Option<Instant>,
-    ) -> ApplyResult {
+    ) -> impl Future<Output = ApplyResult> + Send + '_ {
+        let proposal = self.encode_proposal(request);
+        async move { self.propose_encoded(id, proposal?, client_deadline).await }
+    }
+
+    /// `request` as the log carries it, unless the log is too far ahead of the apply
+    /// or the request too large. The request is dropped once encoded: its keys and
+    /// values share the buffer the client's message was decoded from (8 KiB or more,
+    /// tonic's), which would otherwise stay allocated for as long as the proposal waits,
+    /// for every request in flight.
+    fn encode_proposal(&self, request: InternalRaftRequest) -> Result<Vec<u8>, ServerError> {
         let committed = self.shared.committed.load(Ordering::SeqCst);
         if committed > self.shared.applied_index() + MAX_APPLY_GAP {
             return Err(ServerError::TooManyRequests);
@@ -387,6 +414,17 @@ impl EtcdServer {
         if data.len() > self.cfg.max_request_bytes {
             return Err(ServerError::RequestTooLarge);
         }
+        Ok(data)
+    }
+
+    /// Puts the encoded request `data`, whose header carries `id`, through the log and
+    /// waits for it.
+    async fn propose_encoded(
+        &self,
+        id: u64,
+        data: Vec<u8>,
+        client_deadline: Option<Instant>,
+    ) -> ApplyResult {
         let stats = &self.shared.stats;
         let _pending = Pending::new(&stats.proposals_pending);
         let done = self.shared.wait.register(id);
@@ -945,5 +983,44 @@ async fn revoke_expired_leases(server: Weak<EtcdServer>) {
                 }
             }
         }
+    }
+}
+
+/// A request built for the log, not yet put through it.
+struct Proposal {
+    /// The id its header carries, which its result is waited for under.
+    id: u64,
+    /// The request encoded, or why it cannot be proposed.
+    encoded: Result<Vec<u8>, ServerError>,
+    /// It would take the backend past its quota: refused, the NOSPACE alarm raised.
+    over_quota: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `call` returns, for a call that is never made.
+    fn returned_size<A, B, C, R>(_call: impl Fn(A, B, C) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// A write's future holds its request encoded, not the request itself: every gRPC
+    /// write boxes one, and copies it whole into the box.
+    #[test]
+    fn a_proposals_future_is_smaller_than_its_request() {
+        let request = std::mem::size_of::<InternalRaftRequest>();
+        let propose = returned_size(|s: &EtcdServer, from: &Requester, d: Option<Instant>| {
+            s.propose(from, d, |r: &mut InternalRaftRequest| r.put = None)
+        });
+        let propose_request =
+            returned_size(|s: &EtcdServer, r: InternalRaftRequest, d: Option<Instant>| {
+                s.propose_request(1, r, d)
+            });
+        assert!(propose < request, "propose's future: {propose} bytes, a request {request}");
+        assert!(
+            propose_request < request,
+            "propose_request's future: {propose_request} bytes, a request {request}"
+        );
     }
 }
