@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B of two oxetcd binaries on one workload: fresh single member per run, the two
 # binaries alternating, RUNS runs each; prints each run's throughput, p99, the
-# server's CPU (clock ticks from /proc/<pid>/stat) over the benchmark and its peak RSS.
+# server's CPU (clock ticks from /proc/<pid>/stat) over the benchmark, its peak RSS and
+# the load generator's CPU.
 #
 #   A_BIN=old/oxetcd B_BIN=new/oxetcd BENCH_BIN=oxetcd-bench bench/ab.sh
 #
@@ -27,9 +28,12 @@ for run in $(seq "$RUNS"); do
       sleep 0.1
     done
     before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    # The load generator's CPU too (user+system seconds, bash's `time`): what the
+    # member makes its client do is part of what a change costs or saves.
+    TIMEFORMAT='load generator cpu %U+%S s'
     # shellcheck disable=SC2086
-    result=$(timeout 300 "$BENCH_BIN" --endpoints "127.0.0.1:$PORT" $BENCH_ARGS 2>&1 |
-      grep -E "Requests/sec|p99 in" | sed -n 1,2p | tr -s '\t\n' '  ')
+    result=$( { time timeout 300 "$BENCH_BIN" --endpoints "127.0.0.1:$PORT" $BENCH_ARGS 2>&1 |
+      grep -E "Requests/sec|p99 in" | sed -n 1,2p; } 2>&1 | tr -s '\t\n' '  ')
     after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     peak_rss=$(awk '/^VmHWM/ {print $2 " " $3}' "/proc/$pid/status")
     echo "$side run $run: server cpu ticks $((after - before)); peak RSS $peak_rss; $result"
