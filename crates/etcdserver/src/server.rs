@@ -347,10 +347,10 @@ impl EtcdServer {
     /// A request that would take the backend past its quota is refused with `NoSpace`
     /// instead, and raises the NOSPACE alarm (etcd's quota servers).
     ///
-    /// The request is built and encoded when this is called, not in the future it returns,
-    /// which so holds only the encoded bytes while it waits: a whole
-    /// `InternalRaftRequest` (1,256 bytes) held across an await made every write's
-    /// future, boxed for each call, kilobytes larger.
+    /// The request is built and encoded when this is called, so the future returned holds
+    /// only the encoded bytes while it waits: a whole `InternalRaftRequest` (1,256
+    /// bytes) held across an await made every write's future, which tonic boxes for each
+    /// call, kilobytes larger.
     pub fn propose<F: FnOnce(&mut InternalRaftRequest)>(
         &self,
         from: &Requester,

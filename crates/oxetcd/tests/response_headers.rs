@@ -58,7 +58,7 @@ async fn grpc_responses_have_no_date_and_http_responses_have_one() {
 
     tokio::time::timeout(Duration::from_secs(30), async {
         // A gRPC call (Maintenance/Status, an empty request), answered with its trailers.
-        let status = grpc_call(&endpoint, "/etcdserverpb.Maintenance/Status");
+        let status = grpc_call(endpoint, "/etcdserverpb.Maintenance/Status");
         let (code, headers, trailers) = h2_call(&process, status, Some(vec![0; 5])).await;
         assert_eq!(code, 200);
         assert_eq!(headers["content-type"], "application/grpc");
@@ -67,7 +67,7 @@ async fn grpc_responses_have_no_date_and_http_responses_have_one() {
         assert!(!trailers.contains_key("date"), "a gRPC response's trailers: {trailers:?}");
 
         // A gRPC call nothing serves is answered as gRPC too (trailers only): no date.
-        let unknown = grpc_call(&endpoint, "/etcdserverpb.Nothing/Here");
+        let unknown = grpc_call(endpoint, "/etcdserverpb.Nothing/Here");
         let (_, headers, _) = h2_call(&process, unknown, Some(vec![0; 5])).await;
         assert_eq!(headers["grpc-status"], "12", "headers: {headers:?}");
         assert!(!headers.contains_key("date"), "an unknown service's answer: {headers:?}");
