@@ -359,12 +359,15 @@ impl EtcdServer {
     ) -> impl Future<Output = ApplyResult> + Send + use<'_, F> {
         let proposal = self.build_proposal(from, fill);
         async move {
-            let Proposal { id, encoded, over_quota } = proposal?;
-            if over_quota {
-                self.raise_nospace(client_deadline).await;
-                return Err(ServerError::NoSpace);
+            match proposal? {
+                Proposal::OverQuota => {
+                    self.raise_nospace(client_deadline).await;
+                    Err(ServerError::NoSpace)
+                }
+                Proposal::Encoded { id, data } => {
+                    self.propose_encoded(id, data, client_deadline).await
+                }
             }
-            self.propose_encoded(id, encoded?, client_deadline).await
         }
     }
 
@@ -383,8 +386,10 @@ impl EtcdServer {
         let mut request = InternalRaftRequest { header: Some(header), ..Default::default() };
         fill(&mut request);
         let cost = quota::cost(&request);
-        let over_quota = cost > 0 && !self.quota.available(self.backend_in_use(), cost);
-        Ok(Proposal { id, encoded: self.encode_proposal(request), over_quota })
+        if cost > 0 && !self.quota.available(self.backend_in_use(), cost) {
+            return Ok(Proposal::OverQuota);
+        }
+        Ok(Proposal::Encoded { id, data: self.encode_proposal(request)? })
     }
 
     /// Puts `request`, whose header carries `id`, through the log and waits for it; as
@@ -987,13 +992,11 @@ async fn revoke_expired_leases(server: Weak<EtcdServer>) {
 }
 
 /// A request built for the log, not yet put through it.
-struct Proposal {
-    /// The id its header carries, which its result is waited for under.
-    id: u64,
-    /// The request encoded, or why it cannot be proposed.
-    encoded: Result<Vec<u8>, ServerError>,
+enum Proposal {
     /// It would take the backend past its quota: refused, the NOSPACE alarm raised.
-    over_quota: bool,
+    OverQuota,
+    /// Encoded, its header carrying `id`, which its result is waited for under.
+    Encoded { id: u64, data: Vec<u8> },
 }
 
 #[cfg(test)]
