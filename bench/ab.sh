@@ -14,6 +14,9 @@ RUNS=${RUNS:-3}
 PORT=${PORT:-42379}
 BENCH_ARGS=${BENCH_ARGS:---conns 100 --clients 1000 --total 100000 put --key-size 8 --val-size 256 --key-space-size 100000}
 mkdir -p "${BENCH_TMP:-/work/tmp}"
+# The load generator's CPU too (user+system seconds, bash's `time`): what the member
+# makes its client do is part of what a change costs or saves.
+TIMEFORMAT='load generator cpu %U+%S s'
 for run in $(seq "$RUNS"); do
   for side in A B; do
     bin_var="${side}_BIN"
@@ -28,9 +31,6 @@ for run in $(seq "$RUNS"); do
       sleep 0.1
     done
     before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-    # The load generator's CPU too (user+system seconds, bash's `time`): what the
-    # member makes its client do is part of what a change costs or saves.
-    TIMEFORMAT='load generator cpu %U+%S s'
     # shellcheck disable=SC2086
     result=$( { time timeout 300 "$BENCH_BIN" --endpoints "127.0.0.1:$PORT" $BENCH_ARGS 2>&1 |
       grep -E "Requests/sec|p99 in" | sed -n 1,2p; } 2>&1 | tr -s '\t\n' '  ')
