@@ -227,7 +227,7 @@ impl StreamTask {
     }
 
     async fn deliver(&mut self, delivery: Delivery) -> bool {
-        let mut events = delivery.events;
+        let mut events = delivery.events.into_vec();
         if delivery.fill_prev_kv {
             self.fill_prev_kv(&mut events);
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use oxetcd_api::mvccpb::Event;
 
-use super::hub::{Inner, WatchHub};
+use super::hub::{Events, Inner, WatchHub};
 use super::index::Slot;
 use super::watcher::Place;
 
@@ -169,7 +169,7 @@ fn finish(inner: &mut Inner, plan: &Round, events: &[Event], to: i64) {
             .filter(|e| e.kv.as_ref().is_some_and(|kv| kv.mod_revision >= w.next_rev))
             .filter_map(|e| w.shape(e))
             .collect();
-        inner.hand_out(slot, mine, to);
+        inner.hand_out(slot, Events::Own(mine), to);
         let parked = inner.watcher(slot).is_none_or(|w| w.place == Place::Victim);
         if !parked && to >= inner.rev {
             inner.set_synced(slot);

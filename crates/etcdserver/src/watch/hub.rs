@@ -1,7 +1,7 @@
 //! The hub: every watcher of this member, the three groups, and the streams they
 //! deliver to. One mutex guards it all; nothing done under it waits on a client.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use oxetcd_api::mvccpb::Event;
@@ -44,13 +44,58 @@ pub struct Delivery {
     /// The header revision: the events' revision, the revision history was read up to,
     /// or the hub's revision for progress notifications.
     pub revision: i64,
-    pub events: Vec<Event>,
+    pub events: Events,
     /// Non-zero: the watcher was canceled because this revision was compacted.
     pub compact_revision: i64,
     /// The watcher wants previous key-values: the stream loads those the events lack
     /// (puts' and history's).
     pub fill_prev_kv: bool,
     pub fragment: bool,
+}
+
+/// A delivery's events. A write's events are cloned once when published and shared by
+/// every watcher that takes all of them (10,000 watchers of one key get one copy, not
+/// 10,000: `docs/benchmarks.md`, the watch fan-out); a watcher that takes some of them,
+/// or reads history, gets its own. The stream clones them into its response when it
+/// sends it.
+#[derive(Debug, Clone)]
+pub enum Events {
+    Shared(Arc<[Event]>),
+    Own(Vec<Event>),
+}
+
+impl Events {
+    /// The events, owned: for a response.
+    pub fn into_vec(self) -> Vec<Event> {
+        match self {
+            Events::Shared(events) => events.to_vec(),
+            Events::Own(events) => events,
+        }
+    }
+}
+
+impl Default for Events {
+    fn default() -> Events {
+        Events::Own(Vec::new())
+    }
+}
+
+impl std::ops::Deref for Events {
+    type Target = [Event];
+
+    fn deref(&self) -> &[Event] {
+        match self {
+            Events::Shared(events) => events,
+            Events::Own(events) => events,
+        }
+    }
+}
+
+/// Equal when they hold the same events, shared or not.
+impl PartialEq for Events {
+    fn eq(&self, other: &Events) -> bool {
+        **self == **other
+    }
 }
 
 /// The hub's size at one moment (etcd's `etcd_debugging_mvcc_watch_stream_total`,
@@ -283,7 +328,9 @@ impl WatchHub {
         if inner.synced.len() == 0 {
             return;
         }
-        let mut batches: BTreeMap<Slot, Vec<Event>> = BTreeMap::new();
+        // Each watcher the events concern, once per event it takes; watchers that take
+        // every event share one copy of them.
+        let mut takers: Vec<Slot> = Vec::new();
         let view = &*inner;
         for event in events {
             let Some(kv) = &event.kv else { continue };
@@ -291,18 +338,24 @@ impl WatchHub {
                 &kv.key,
                 |slot| view.watcher(slot),
                 |slot| {
-                    if let Some(shaped) = view
-                        .watcher(slot)
-                        .filter(|w| w.next_rev <= rev)
-                        .and_then(|w| w.shape(event))
-                    {
-                        batches.entry(slot).or_default().push(shaped);
+                    if view.watcher(slot).is_some_and(|w| w.next_rev <= rev && w.takes(event)) {
+                        takers.push(slot);
                     }
                 },
             );
         }
-        for (slot, events) in batches {
-            inner.hand_out(slot, events, rev);
+        takers.sort_unstable();
+        let mut shared = SharedEvents::new(events);
+        for run in takers.chunk_by(|a, b| a == b) {
+            let slot = run[0];
+            debug_assert!(run.len() <= events.len(), "a watcher matched an event twice");
+            let Some(w) = inner.watcher(slot) else { continue };
+            let mine = if run.len() == events.len() {
+                Events::Shared(shared.for_watcher(w))
+            } else {
+                Events::Own(events.iter().filter_map(|e| w.shape(e)).collect())
+            };
+            inner.hand_out(slot, mine, rev);
         }
         self.wake_if_kicked(inner);
     }
@@ -376,7 +429,7 @@ impl Inner {
 
     /// Sends a watcher its events up to `rev`; parks it as a victim if its queue is
     /// full.
-    pub fn hand_out(&mut self, slot: Slot, events: Vec<Event>, rev: i64) {
+    pub fn hand_out(&mut self, slot: Slot, events: Events, rev: i64) {
         let Some(w) = self.watcher_mut(slot) else { return };
         w.next_rev = rev + 1;
         if events.is_empty() {
@@ -470,6 +523,32 @@ impl Inner {
             s.ids.remove(&w.id);
         }
         self.free.push(slot);
+    }
+}
+
+/// One write's events as the watchers that take all of them see them, made once for
+/// all watchers that see them alike, when the first of them needs it. Watchers that
+/// asked for previous key-values and those that did not see a delete differently, a
+/// put alike (a put's event carries none: the stream loads it).
+struct SharedEvents<'a> {
+    published: &'a [Event],
+    /// Whether any event carries a previous key-value, which not every watcher sees.
+    has_prev_kv: bool,
+    /// Indexed by whether the watchers see previous key-values.
+    views: [Option<Arc<[Event]>>; 2],
+}
+
+impl<'a> SharedEvents<'a> {
+    fn new(published: &'a [Event]) -> SharedEvents<'a> {
+        let has_prev_kv = published.iter().any(|e| e.prev_kv.is_some());
+        SharedEvents { published, has_prev_kv, views: [None, None] }
+    }
+
+    fn for_watcher(&mut self, w: &Watcher) -> Arc<[Event]> {
+        let published = self.published;
+        let sees_prev_kv = self.has_prev_kv && w.opts.has(Filters::PREV_KV);
+        let view = &mut self.views[usize::from(sees_prev_kv)];
+        Arc::clone(view.get_or_insert_with(|| published.iter().map(|e| w.view(e)).collect()))
     }
 }
 

@@ -22,7 +22,7 @@ mod watcher;
 
 use std::sync::Arc;
 
-pub use hub::{CreateWatch, Delivery, StoreSource, StreamId, WatchCounts, WatchHub};
+pub use hub::{CreateWatch, Delivery, Events, StoreSource, StreamId, WatchCounts, WatchHub};
 pub use watcher::{Filters, KeyRange, WatchError};
 
 impl WatchHub {

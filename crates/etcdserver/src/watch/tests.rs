@@ -322,3 +322,63 @@ async fn no_progress_notification_below_a_future_start_revision() {
     let d = next(&mut rx).await;
     assert_eq!((d.watch_id, d.revision, d.events.len()), (id, caught_up, 0));
 }
+
+/// Watchers that take all of a write's events and see them alike share one copy of
+/// them; a delete's previous key-value reaches only watchers that asked for it; a
+/// watcher that takes some of a txn's events gets its own.
+#[tokio::test]
+async fn watchers_that_see_a_write_alike_share_its_events() {
+    let f = fixture();
+    let (stream, mut rx) = f.hub.open_stream().unwrap();
+    let plain: Vec<i64> = (0..3).map(|_| f.watch(stream, "k", "", 0, Filters::default())).collect();
+    let with_prev = Filters::default().with(Filters::PREV_KV, true);
+    let prev: Vec<i64> = (0..2).map(|_| f.watch(stream, "k", "", 0, with_prev)).collect();
+    let prefix = f.watch(stream, "k", "l", 0, Filters::default());
+
+    f.put("k", "v");
+    let mut got: Vec<Delivery> = Vec::new();
+    for _ in 0..6 {
+        got.push(next(&mut rx).await);
+    }
+    let first = shared_events(&got, plain[0]);
+    let mut all = plain.iter().chain(&prev).chain([&prefix]);
+    assert!(all.all(|&id| Arc::ptr_eq(&shared_events(&got, id), &first)));
+
+    let deleted = f.store.delete_range(
+        &oxetcd_api::etcdserverpb::DeleteRangeRequest { key: "k".into(), ..Default::default() },
+        ApplyIndex::ZERO,
+    );
+    f.hub.publish(&deleted.expect("delete").events);
+    let mut got: Vec<Delivery> = Vec::new();
+    for _ in 0..6 {
+        got.push(next(&mut rx).await);
+    }
+    for d in &got {
+        let has_prev = d.events[0].prev_kv.as_ref().is_some_and(|kv| kv.value == "v");
+        assert_eq!(has_prev, prev.contains(&d.watch_id), "watcher {}", d.watch_id);
+    }
+    let (without, with) = (shared_events(&got, plain[0]), shared_events(&got, prev[0]));
+    assert!(!Arc::ptr_eq(&without, &with));
+    assert!(plain.iter().all(|&id| Arc::ptr_eq(&shared_events(&got, id), &without)));
+    assert!(prev.iter().all(|&id| Arc::ptr_eq(&shared_events(&got, id), &with)));
+
+    let r = f.txn_puts(&["k", "k2", "x"]);
+    let mut got: Vec<Delivery> = Vec::new();
+    for _ in 0..6 {
+        got.push(next(&mut rx).await);
+    }
+    let d = got.iter().find(|d| d.watch_id == prefix).expect("the prefix watcher's");
+    assert!(matches!(d.events, Events::Own(_)), "two events of three: its own");
+    assert_eq!(keys_and_revs(&d.events), vec![("k".into(), r), ("k2".into(), r)]);
+    let d = got.iter().find(|d| d.watch_id == plain[1]).expect("a plain watcher's");
+    assert_eq!(keys_and_revs(&d.events), vec![("k".into(), r)]);
+    assert!(rx.try_recv().is_err());
+}
+
+/// The shared events delivered to watcher `id`.
+fn shared_events(got: &[Delivery], id: i64) -> Arc<[Event]> {
+    match &got.iter().find(|d| d.watch_id == id).expect("delivered").events {
+        Events::Shared(events) => Arc::clone(events),
+        Events::Own(_) => panic!("watcher {id} got its own copy of a write every watcher takes"),
+    }
+}

@@ -112,20 +112,25 @@ pub(crate) struct Watcher {
 }
 
 impl Watcher {
-    /// The event as this watcher should see it, or `None` if its filters drop it.
-    pub fn shape(&self, event: &Event) -> Option<Event> {
+    /// Whether this watcher sees the event: its key in range, its kind not filtered out.
+    pub fn takes(&self, event: &Event) -> bool {
         let is_put = event.r#type == EventType::Put as i32;
         let dropped = if is_put { Filters::NO_PUT } else { Filters::NO_DELETE };
-        if self.opts.has(dropped)
-            || !event.kv.as_ref().is_some_and(|kv| self.range.contains(&kv.key))
-        {
-            return None;
-        }
+        !self.opts.has(dropped) && event.kv.as_ref().is_some_and(|kv| self.range.contains(&kv.key))
+    }
+
+    /// The event as this watcher sees it: with its previous key-value only if asked for.
+    pub fn view(&self, event: &Event) -> Event {
         let mut event = event.clone();
         if !self.opts.has(Filters::PREV_KV) {
             event.prev_kv = None;
         }
-        Some(event)
+        event
+    }
+
+    /// The event as this watcher should see it, or `None` if its filters drop it.
+    pub fn shape(&self, event: &Event) -> Option<Event> {
+        self.takes(event).then(|| self.view(event))
     }
 }
 
