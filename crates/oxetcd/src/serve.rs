@@ -10,6 +10,7 @@
 //! ends when the client resets its stream, as in etcd's gRPC server, and the handlers
 //! that wait on raft stop at the client's deadline themselves.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::pin::pin;
 use std::time::{Duration, SystemTime};
@@ -110,23 +111,31 @@ pub async fn serve_client_port<S>(
                 None => break,
             },
         };
+        // Each request over TLS carries its connection's identity in its extensions, as
+        // the services read it (auth's common name, the HTTP access check). A plaintext
+        // connection has none to carry: its requests are spared an extension map each.
         let info = conn.connect_info();
-        let port = port.clone();
+        let info = info.identity.is_some().then_some(info);
+        // hyper calls a connection's service through `&`; a tower service is called
+        // through `&mut`, and its answer owns what it needs. Borrowing the connection's
+        // copy for the call, rather than cloning it for every request, saves a dozen
+        // reference counts shared by every connection's calls (one per gRPC service).
+        let port = RefCell::new(port.clone());
         // Counts the connection's requests, for its writes to be coalesced (coalesce.rs)
         // and its streams to run in its task or not (connection.rs).
         let in_flight = InFlight::default();
         let io = TokioIo::new(CoalescedWrites::new(conn, in_flight.clone()));
         let requests = in_flight.clone();
-        // Each request carries its connection's identity (TLS common name, address) as
-        // the services read it, in the request's extensions.
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let mut request = request.map(Body::new);
-            request.extensions_mut().insert(info.clone());
+            if let Some(info) = &info {
+                request.extensions_mut().insert(info.clone());
+            }
             let dated = needs_date(&request);
-            let mut port = port.clone();
             let serving = requests.enter();
+            let answer = port.borrow_mut().call(request);
             async move {
-                let mut response = port.call(request).await.unwrap_or_else(|e| match e {});
+                let mut response = answer.await.unwrap_or_else(|e| match e {});
                 drop(serving);
                 if dated {
                     with_date(&mut response);
