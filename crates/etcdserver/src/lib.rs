@@ -42,6 +42,7 @@ mod node;
 mod peers;
 pub mod quota;
 mod reconfig;
+mod relay;
 pub mod server;
 mod state;
 pub mod stats;

@@ -212,7 +212,7 @@ impl EtcdServer {
         }
         let id = self.ids.next();
         let cc = ConfChange { id, change_type: change_type as i32, node_id, context };
-        let done = self.shared.wait.register(id);
+        let done = self.relay.relayed(self.shared.wait.register(id));
         if let Err(e) = self.send(Input::ProposeConfChange(cc)) {
             self.shared.wait.cancel(id);
             return Err(e);

@@ -32,6 +32,7 @@ use crate::maintenance::MAX_CLIENT_SNAPSHOTS;
 use crate::node::{Input, LOG_BYTES_HELD, RaftLoop, Retention};
 use crate::peers::{PeerRuntime, RaftBridge, TransportOutbox};
 use crate::quota::{self, Quota};
+use crate::relay::WakeRelay;
 pub use crate::state::Applied;
 use crate::state::{ApplyResult, Recovered, Shared};
 use crate::stats::{Pending, ServerStats};
@@ -96,6 +97,8 @@ pub struct EtcdServer {
     pub(crate) quota: Quota,
     /// Read views of the backend held for `Snapshot` streams.
     pub(crate) client_snapshots: Arc<tokio::sync::Semaphore>,
+    /// Carries the apply thread's answers to the waiting requests (relay.rs says why).
+    pub(crate) relay: WakeRelay,
 }
 
 impl EtcdServer {
@@ -263,6 +266,7 @@ impl EtcdServer {
             closing: tokio::sync::watch::Sender::new(false),
             quota,
             client_snapshots: Arc::new(tokio::sync::Semaphore::new(MAX_CLIENT_SNAPSHOTS)),
+            relay: WakeRelay::start(),
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&server), reads_rx));
         tokio::spawn(publish_attributes(server.clone()));
@@ -432,7 +436,7 @@ impl EtcdServer {
     ) -> ApplyResult {
         let stats = &self.shared.stats;
         let _pending = Pending::new(&stats.proposals_pending);
-        let done = self.shared.wait.register(id);
+        let done = self.relay.relayed(self.shared.wait.register(id));
         match self.inbox.try_send(Input::Propose { id, data: data.into() }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -700,7 +704,7 @@ async fn read_index_round(
     timeout: Duration,
 ) -> Result<(), ServerError> {
     let shared = &server.shared;
-    let mut answer = shared.register_read(ctx);
+    let mut answer = server.relay.relayed(shared.register_read(ctx));
     if server.inbox.try_send(Input::ReadIndex(ctx)).is_err() {
         shared.fail_read(ctx);
         return Err(ServerError::TooManyRequests);
