@@ -9,10 +9,13 @@
 //! worker for every put (the thirteenth session's count in docs/benchmarks.md). An I/O
 //! event is different: the worker parked on the I/O driver wakes as that driver's owner,
 //! not searching, and a task woken by the driver runs on it with no one else unparked.
-//! So the wakers these threads fire are queued here and the queue rings an eventfd the
-//! runtime polls; a task of the runtime's drains the queue and wakes them all, from a
-//! worker, as tokio wakes tasks from within. Under load the same ring carries a whole
-//! apply batch's wake-ups, where each was a push to tokio's shared queue under its lock.
+//! So the first wake-up of a burst these threads fire is queued here and rings an
+//! eventfd the runtime polls; a task of the runtime's wakes what was queued, from a
+//! worker, as tokio wakes tasks from within. The rest of the burst (an apply batch's
+//! other answers) go straight to tokio while the ring is on its way: the workers are
+//! awake or being woken then, and tokio's shared queue lets both take them, where one
+//! worker's queue would hold a whole batch (measured: docs/benchmarks.md, "the wake
+//! relay").
 
 use std::future::Future;
 use std::os::fd::OwnedFd;
@@ -38,7 +41,7 @@ struct Relay {
     queued: Mutex<Vec<Waker>>,
     /// A waker was queued and its ring not yet answered.
     rung: AtomicBool,
-    /// Written when the queue goes from empty to not: the relay's task is polled.
+    /// Written after a waker is queued: the runtime polls the relay's task.
     bell: OwnedFd,
     /// The relay's task is running; once it is not (its runtime shut down), wake-ups
     /// are delivered directly.
