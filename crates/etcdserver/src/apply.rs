@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use crate::auth::{self, AuthApplied, Requester};
 use crate::error::{Fatal, ServerError};
 use crate::etcd_encoding::{self, LogRequest};
 use crate::id::Hex;
+use crate::inbox::BoundedSender;
 use crate::membership::{MemberChange, Membership};
 use crate::node::{ApplyTask, Control, Input, LOG_TRIM_EVERY};
 use crate::state::{Applied, ApplyResult, Shared};
@@ -51,7 +52,7 @@ pub(crate) struct Applier {
     pub store_config: StoreConfig,
     pub tasks: Receiver<ApplyTask>,
     pub control: Sender<Control>,
-    pub inbox: SyncSender<Input>,
+    pub inbox: BoundedSender<Input>,
     /// Take a snapshot after this many applied entries (`--snapshot-count`).
     pub snapshot_count: u64,
     pub last_snapshot: u64,
@@ -584,7 +585,7 @@ struct SnapshotCopy {
 }
 
 impl SnapshotCopy {
-    fn run(self, inbox: &SyncSender<Input>) {
+    fn run(self, inbox: &BoundedSender<Input>) {
         let to = self.msg.to;
         let _ = std::fs::remove_file(&self.path);
         let saved = self.pinned.save(&self.path);

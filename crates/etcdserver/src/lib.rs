@@ -36,6 +36,7 @@ pub mod etcd_encoding;
 #[cfg(feature = "failpoints")]
 pub mod failpoint_http;
 pub mod id;
+mod inbox;
 pub mod maintenance;
 pub mod membership;
 mod node;

@@ -29,6 +29,7 @@ use oxetcd_wal::{Snapshotter, Wal, WalSnapshot};
 
 use crate::error::{Fatal, ServerError};
 use crate::id::Hex;
+use crate::inbox::BoundedReceiver;
 use crate::state::Shared;
 use crate::stats::ServerStats;
 
@@ -138,7 +139,7 @@ pub(crate) struct RaftLoop {
     pub snapshotter: Snapshotter,
     pub conf_state: ConfState,
     pub shared: Arc<Shared>,
-    pub inbox: Receiver<Input>,
+    pub inbox: BoundedReceiver<Input>,
     pub control: Receiver<Control>,
     pub apply_tx: SyncSender<ApplyTask>,
     pub outbox: Arc<dyn Outbox>,

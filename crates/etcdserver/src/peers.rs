@@ -3,7 +3,6 @@
 //! transport.
 
 use std::path::PathBuf;
-use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Weak};
 
 use oxetcd_api::etcdserverpb::{HashKvResponse, ResponseHeader};
@@ -13,6 +12,7 @@ use oxetcd_transport::{Dropped, HashKvError, RaftHandler, Transport};
 use tokio::runtime::{Handle, Runtime};
 
 use crate::id::Hex;
+use crate::inbox::BoundedSender;
 use crate::node::{Input, Outbox};
 use crate::state::Shared;
 
@@ -50,7 +50,7 @@ impl Drop for PeerRuntime {
 /// What the transport calls into. Holds the server state weakly: the transport lives
 /// inside the server and must not keep it alive.
 pub(crate) struct RaftBridge {
-    pub inbox: SyncSender<Input>,
+    pub inbox: BoundedSender<Input>,
     pub shared: Weak<Shared>,
 }
 

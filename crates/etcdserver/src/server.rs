@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,6 +28,7 @@ use crate::config::ServerConfig;
 use crate::error::{Fatal, ServerError};
 use crate::id::IdGenerator;
 use crate::id::{Hex, LeaseHex};
+use crate::inbox::{self, BoundedSender};
 use crate::maintenance::MAX_CLIENT_SNAPSHOTS;
 use crate::node::{Input, LOG_BYTES_HELD, RaftLoop, Retention};
 use crate::peers::{PeerRuntime, RaftBridge, TransportOutbox};
@@ -82,7 +83,7 @@ pub struct RaftStatus {
 
 pub struct EtcdServer {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) inbox: SyncSender<Input>,
+    pub(crate) inbox: BoundedSender<Input>,
     reads: mpsc::Sender<ReadWaiter>,
     pub(crate) ids: IdGenerator,
     pub(crate) cfg: ServerConfig,
@@ -185,7 +186,7 @@ impl EtcdServer {
             }
         }
 
-        let (inbox, inbox_rx) = std::sync::mpsc::sync_channel(INBOX_CAPACITY);
+        let (inbox, inbox_rx) = inbox::bounded(INBOX_CAPACITY);
         let snap_dir = bootstrap::member_dir(&cfg.data_dir).join("snap");
         let bridge = RaftBridge { inbox: inbox.clone(), shared: Arc::downgrade(&shared) };
         let peer_runtime = PeerRuntime::new().map_err(StartError::Runtime)?;
@@ -511,7 +512,7 @@ impl EtcdServer {
     /// final commit. Safe to call more than once.
     pub fn stop(&self) {
         self.begin_close();
-        let _ = self.inbox.send(Input::Stop);
+        let _ = self.inbox.send_beyond_bound(Input::Stop);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for thread in threads {
             let _ = thread.join();
