@@ -7,12 +7,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use oxetcd_fuzz::decode_entry_payload;
-use oxetcd_wal::{WalSnapshot, replay_segment};
+use oxetcd_wal::{REPLAY_CHUNK_BYTES, WalSnapshot, replay_segment};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&chunk, segment)) = data.split_first() else { return };
-    // 8 to 2040 bytes at a time; 255 stands for what `Wal::open` reads (1 MiB).
-    let read_chunk_bytes = if chunk == u8::MAX { 1 << 20 } else { (u64::from(chunk) + 1) * 8 };
+    // 8 to 2040 bytes at a time; 255 stands for what `Wal::open` reads.
+    let read_chunk_bytes =
+        if chunk == u8::MAX { REPLAY_CHUNK_BYTES } else { (u64::from(chunk) + 1) * 8 };
     let Ok(recovered) = replay_segment(segment, &WalSnapshot::origin(), read_chunk_bytes) else {
         return;
     };

@@ -23,5 +23,6 @@ mod wal;
 pub use error::{Result, WalError};
 pub use record::WalSnapshot;
 pub use rewrite::{Rewritten, rewrite};
+pub use segment::REPLAY_CHUNK_BYTES;
 pub use snap::{Snapshotter, decode_snap_file};
 pub use wal::{Recovered, SEGMENT_BYTES, Wal, WalOptions, WalStats, replay_segment};

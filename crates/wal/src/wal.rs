@@ -301,9 +301,10 @@ impl Wal {
 
 /// Replays one segment held in memory as [`Wal::open`] replays the tail segment of a log
 /// opened at `snapshot` (a torn last record is cut off, any other damage is an error),
-/// reading `read_chunk_bytes` of it at a time (`Wal::open` reads 1 MiB). Touches no
-/// file: it is how the fuzz target (`fuzz/`) feeds the decoder arbitrary bytes, and a
-/// small `read_chunk_bytes` exercises frames split across reads.
+/// reading `read_chunk_bytes` of it at a time (`Wal::open` reads
+/// [`REPLAY_CHUNK_BYTES`](crate::REPLAY_CHUNK_BYTES)). Touches no file: it is how the fuzz
+/// target (`fuzz/`) feeds the decoder arbitrary bytes, and a small `read_chunk_bytes`
+/// exercises frames split across reads.
 pub fn replay_segment(
     data: &[u8],
     snapshot: &WalSnapshot,
