@@ -47,6 +47,20 @@ pub mod oxetcdpb {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
 
+/// A gRPC method of the services above, as their `.proto` files declare it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrpcMethod {
+    /// The service's full name: `etcdserverpb.KV`.
+    pub service: &'static str,
+    pub method: &'static str,
+    pub client_streaming: bool,
+    pub server_streaming: bool,
+}
+
+/// Every gRPC method of every service above, in the `.proto` files' order: the same
+/// facts as [`FILE_DESCRIPTOR_SET`], as a table that costs nothing to read.
+pub const GRPC_METHODS: &[GrpcMethod] = include!(concat!(env!("OUT_DIR"), "/grpc_methods.rs"));
+
 /// Whether an HTTP request with `headers` is a gRPC call: gRPC's content type,
 /// `application/grpc`, with or without a subtype (`application/grpc+proto`).
 pub fn is_grpc(headers: &tonic::codegen::http::HeaderMap) -> bool {

@@ -21,7 +21,7 @@ mod websocket;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::Router;
 use axum::body::Body;
@@ -109,7 +109,6 @@ struct Binding {
 
 struct Gateway {
     grpc: Edge<ClientServices>,
-    bindings: HashMap<&'static str, Binding>,
     /// Largest request body read (JSON of a message at the gRPC size limit).
     max_body_bytes: usize,
     /// Calls in flight, when bounded (each holds a permit until its answer ends).
@@ -125,7 +124,6 @@ pub(crate) fn router(
 ) -> Router {
     let gateway = Arc::new(Gateway {
         grpc,
-        bindings: bindings(),
         // base64 takes 4 bytes for 3, and JSON adds names and quotes.
         max_body_bytes: max_message_bytes.saturating_mul(2),
         streams: max_streams.map(|n| Arc::new(Semaphore::new(n as usize))),
@@ -138,6 +136,11 @@ pub(crate) fn router(
         // etcd 3.4 no longer serves `/v3alpha/`: its HTTP mux answers Go's 404.
         .route("/v3alpha/{*path}", any(|| async { go_not_found() }))
 }
+
+/// The bindings by path, made on the first JSON call: they need the API's descriptors
+/// decoded (`json::POOL`), 1.2 MB of heap that a member nobody calls through the gateway
+/// should not hold.
+static BINDINGS_BY_PATH: LazyLock<HashMap<&'static str, Binding>> = LazyLock::new(bindings);
 
 fn bindings() -> HashMap<&'static str, Binding> {
     BINDINGS
@@ -181,7 +184,7 @@ async fn dispatch(gateway: Arc<Gateway>, request: Request) -> Response {
 async fn serve(gateway: Arc<Gateway>, request: Request) -> Response {
     let path = request.uri().path();
     let rest = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v3beta/"));
-    let Some(binding) = rest.and_then(|rest| gateway.bindings.get(rest)) else {
+    let Some(binding) = rest.and_then(|rest| BINDINGS_BY_PATH.get(rest)) else {
         return go_text(StatusCode::NOT_FOUND, "Not Found");
     };
     if request.method() != Method::POST {

@@ -1,8 +1,9 @@
 //! Counting gRPC calls as go-grpc-prometheus counts them for etcd: calls started and
 //! handled (by code), messages received and sent, and (with `--metrics extensive`) the
 //! handling time, per method. Each method's counters are atomics in a table built once
-//! from the API's descriptors, so a call costs a lookup and a few relaxed adds; only
-//! streams get their bodies wrapped (to count messages and see how they end).
+//! from the API's method list (`oxetcd_api::GRPC_METHODS`), so a call costs a lookup and
+//! a few relaxed adds; only streams get their bodies wrapped (to count messages and see
+//! how they end).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,7 +14,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body::Frame;
 use oxetcd_stats::Histogram;
-use prost_reflect::DescriptorPool;
 use tonic::Status;
 use tonic::body::Body;
 
@@ -135,36 +135,28 @@ pub struct GrpcStats {
 
 impl GrpcStats {
     pub fn new(timed: bool) -> GrpcStats {
-        // The API's own descriptors: they list every service and method etcd serves.
-        let pool = DescriptorPool::decode(oxetcd_api::FILE_DESCRIPTOR_SET)
-            .expect("oxetcd-api's descriptor set decodes");
-        let mut methods = Vec::new();
-        for service in pool.services() {
-            let full = service.full_name();
-            if !COUNTED.iter().any(|package| full.starts_with(package)) {
-                continue;
-            }
-            for m in service.methods() {
-                let call_type = match (m.is_client_streaming(), m.is_server_streaming()) {
+        let counted = oxetcd_api::GRPC_METHODS
+            .iter()
+            .filter(|m| COUNTED.iter().any(|package| m.service.starts_with(package)));
+        let mut methods: Vec<_> = counted
+            .map(|m| MethodStats {
+                path: format!("/{}/{}", m.service, m.method),
+                service: m.service.to_string(),
+                method: m.method.to_string(),
+                call_type: match (m.client_streaming, m.server_streaming) {
                     (false, false) => CallType::Unary,
                     (true, false) => CallType::ClientStream,
                     (false, true) => CallType::ServerStream,
                     (true, true) => CallType::BidiStream,
-                };
-                methods.push(MethodStats {
-                    path: format!("/{full}/{}", m.name()),
-                    service: full.to_string(),
-                    method: m.name().to_string(),
-                    call_type,
-                    up_front: full.starts_with(LISTED_UP_FRONT),
-                    started: AtomicU64::new(0),
-                    handled: std::array::from_fn(|_| AtomicU64::new(0)),
-                    msg_received: AtomicU64::new(0),
-                    msg_sent: AtomicU64::new(0),
-                    handling: Histogram::new(&HANDLING_BOUNDS),
-                });
-            }
-        }
+                },
+                up_front: m.service.starts_with(LISTED_UP_FRONT),
+                started: AtomicU64::new(0),
+                handled: std::array::from_fn(|_| AtomicU64::new(0)),
+                msg_received: AtomicU64::new(0),
+                msg_sent: AtomicU64::new(0),
+                handling: Histogram::new(&HANDLING_BOUNDS),
+            })
+            .collect();
         methods.sort_by(|a, b| a.path.cmp(&b.path));
         GrpcStats { methods, timed }
     }
@@ -404,5 +396,30 @@ mod tests {
         assert_eq!(kind("/etcdserverpb.KV/Nope"), None);
         let up_front = stats.methods.iter().filter(|m| m.up_front).count();
         assert!(up_front >= 40, "every etcdserverpb method is listed: {up_front}");
+    }
+
+    #[test]
+    fn the_method_list_is_the_descriptors_methods() {
+        let pool = prost_reflect::DescriptorPool::decode(oxetcd_api::FILE_DESCRIPTOR_SET).unwrap();
+        let described: Vec<_> = pool
+            .services()
+            .flat_map(|service| {
+                service
+                    .methods()
+                    .map(|m| {
+                        let shape = (m.is_client_streaming(), m.is_server_streaming());
+                        (service.full_name().to_string(), m.name().to_string(), shape)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let listed: Vec<_> = oxetcd_api::GRPC_METHODS
+            .iter()
+            .map(|m| {
+                let shape = (m.client_streaming, m.server_streaming);
+                (m.service.to_string(), m.method.to_string(), shape)
+            })
+            .collect();
+        assert_eq!(listed, described);
     }
 }
