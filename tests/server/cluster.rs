@@ -122,3 +122,24 @@ async fn a_follower_far_behind_catches_up_from_a_snapshot() {
     }
     cluster.stop_all().await;
 }
+
+/// A member stopped while its peers and a client are connected can start again at once on
+/// the same ports: stopping closes its listening sockets before it returns (once, the
+/// restart of a removed member found its port still bound by the stopped one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_member_starts_again_at_once_on_its_ports() {
+    let mut cluster = TestCluster::start(3).await;
+    cluster.leader().await;
+    for round in 0..3 {
+        let connected = client(&cluster.endpoint(1)).await;
+        connected.put("k", format!("{round}"), None).await.unwrap();
+        cluster.stop_member(1).await;
+        cluster.start_member(1).await;
+        drop(connected);
+        assert_eq!(
+            get(&cluster.endpoint(1), "k").await.as_deref(),
+            Some(format!("{round}").as_str())
+        );
+    }
+    cluster.stop_all().await;
+}

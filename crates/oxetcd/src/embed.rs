@@ -307,6 +307,8 @@ impl Member {
             if tokio::time::timeout(SHUTDOWN_GRACE, &mut listener).await.is_err() {
                 tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them");
                 listener.abort();
+                // Returns once the task is dropped, with the connections it owned.
+                let _ = listener.await;
             }
         }
         let server = self.server;

@@ -99,8 +99,8 @@ pub async fn serve_client_port<S>(
     S::Future: Send,
 {
     let graceful = GracefulShutdown::new();
-    let mut incoming = pin!(incoming);
     let mut stop = pin!(stop);
+    let mut incoming = Box::pin(incoming);
     loop {
         let conn = tokio::select! {
             () = &mut stop => break,
@@ -153,5 +153,8 @@ pub async fn serve_client_port<S>(
             let _ = connection.await;
         });
     }
+    // The listening socket closes before the connections drain: the port is free for a
+    // restart, and new clients are refused rather than left waiting.
+    drop(incoming);
     graceful.shutdown().await;
 }

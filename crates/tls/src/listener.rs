@@ -19,7 +19,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::server::{HANDSHAKE_TIMEOUT, PeerIdentity, ServerTls};
 use crate::socket::{Socket, delegate_io};
@@ -199,34 +198,49 @@ impl Listener {
         Ok(Listener { raw, ..self })
     }
 
-    /// Starts accepting (on the current tokio runtime) and yields the connections that pass
-    /// the handshake and checks. The stream never ends by itself and yields no errors
-    /// (failures are logged); dropping it stops accepting and closes the listener.
+    /// Yields the connections that pass the handshake and checks, accepting as it is
+    /// polled (on the current tokio runtime). The stream never ends by itself and yields
+    /// no errors (failures are logged). Dropping it closes the listening socket at once:
+    /// the accept loop lives inside the stream, not in a task of its own, so a member that
+    /// stopped serving can be started again on the same port straight away.
     pub fn into_incoming(self) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
         let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
-        tokio::spawn(accept_loop(self, tx));
-        ReceiverStream::new(rx)
+        Incoming { accepting: Box::pin(accept_loop(self, tx)), accepted: rx }
     }
 }
 
-async fn accept_loop(listener: Listener, tx: mpsc::Sender<io::Result<Conn>>) {
+/// The accept loop and the connections its handshake tasks hand over, as one stream.
+struct Incoming<A> {
+    /// Never finishes: it stops only when dropped with the stream.
+    accepting: Pin<Box<A>>,
+    accepted: mpsc::Receiver<io::Result<Conn>>,
+}
+
+impl<A: Future<Output = std::convert::Infallible>> Stream for Incoming<A> {
+    type Item = io::Result<Conn>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Accepts what is waiting and spawns its handshakes; registers for the next
+        // connection with this task's waker.
+        let Poll::Pending = self.accepting.as_mut().poll(cx);
+        // The loop holds a sender, so the channel stays open while the stream lives.
+        self.accepted.poll_recv(cx)
+    }
+}
+
+async fn accept_loop(
+    listener: Listener,
+    tx: mpsc::Sender<io::Result<Conn>>,
+) -> std::convert::Infallible {
     let Listener { raw, mode, unix_guard } = listener;
     let _unix_guard = unix_guard;
     let slots = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = tx.closed() => return,
-        };
-        let accepted = tokio::select! {
-            a = accept(&raw) => a,
-            _ = tx.closed() => return,
-        };
-        let (stream, remote) = match accepted {
+        // Each permit is returned when its handshake ends: waiting for one waits for a
+        // handshake to end.
+        let permit = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let (stream, remote) = match accept(&raw).await {
             Ok(a) => {
                 backoff = ACCEPT_BACKOFF_MIN;
                 a

@@ -726,3 +726,21 @@ fn types_fit_tonic_and_threads() {
     shared::<ClientTls>();
     shared::<oxetcd_tls::ConnInfo>();
 }
+
+/// A member that stops serving and starts again at once must find its ports free: the
+/// listening socket closes when the stream of connections is dropped, not later, when
+/// some task gets round to it.
+#[tokio::test]
+async fn dropping_the_incoming_connections_frees_the_port_at_once() {
+    let listener =
+        Listener::bind(&ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()), true, None).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut incoming = Box::pin(listener.into_incoming());
+    let client = TcpStream::connect(addr).await.unwrap();
+    let conn = tokio::time::timeout(STEP, incoming.next()).await.expect("accepted");
+    assert!(conn.expect("the stream goes on").is_ok());
+    drop(incoming);
+    let again =
+        std::net::TcpListener::bind(addr).expect("the port is free once the stream is dropped");
+    drop((again, client));
+}
