@@ -489,3 +489,39 @@ async fn a_cluster_grows_to_five_and_shrinks_to_three_while_a_client_writes() {
     .await
     .expect("the scenario ends in time");
 }
+
+/// A member alone in its cluster keeps no catch-up entries in memory (nobody could use
+/// them), so once it has applied a trim's worth of entries, a member added later catches
+/// up from a snapshot, as it would from a cluster that has served more than the catch-up
+/// count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_to_a_lone_member_catches_up_from_a_snapshot() {
+    let cluster = TestCluster::start(1).await;
+    let endpoint = cluster.endpoint(0);
+    let writer = client(&endpoint).await;
+    // More than the raft loop's LOG_TRIM_EVERY (1,000), far fewer than the 5,000
+    // catch-up entries a member with peers keeps.
+    for i in 0..1_100 {
+        writer.put(format!("k/{i:04}"), "v", None).await.unwrap();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let new_url = format!("http://127.0.0.1:{}", free_port());
+    let added =
+        reconfigure(async || writer.cluster().member_add(vec![new_url.clone()], false).await).await;
+    let mut members = running(&cluster);
+    members.retain(|(name, _)| !name.is_empty());
+    members.push(("m1".into(), new_url.clone()));
+    let config = joining_config(dir.path(), "m1", &new_url, &listed(&members), &[]);
+    let joined = Member::start(config).await.expect("the added member joins");
+    assert_eq!(joined.server.member_id(), added.member.unwrap().id);
+    let joined_endpoint = format!("http://{}", joined.client_addrs[0]);
+    wait_for_key(&joined_endpoint, "k/1099").await;
+    let snaps = std::fs::read_dir(dir.path().join("m1/member/snap"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "snap"))
+        .count();
+    assert_eq!(snaps, 1, "the leader's log no longer held the first entries: a snapshot was sent");
+    joined.close().await;
+    cluster.stop_all().await;
+}

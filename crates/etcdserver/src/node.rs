@@ -473,8 +473,19 @@ impl RaftLoop {
     /// few thousand entries then catches up from the log; cutting at the fixed distance
     /// (as etcd does) would make the leader copy and ship the whole backend to it. Never
     /// before what keeps the payload held within `max_bytes_held`.
+    ///
+    /// A member alone in its cluster keeps no catch-up entries: there is no follower to
+    /// catch up, and a member added later starts from an empty log, so it needs a
+    /// snapshot unless the log still reaches back to the first entry, which a cluster
+    /// that has served more than the catch-up count has cut in any case. etcd keeps them
+    /// (2 MB of 256-byte puts that nobody reads).
     fn compact_index(&self, index: u64) -> u64 {
         let status = self.node.status();
+        let alone = self.conf_state.voters == [status.id]
+            && self.conf_state.learners.is_empty()
+            && self.conf_state.voters_outgoing.is_empty()
+            && self.conf_state.learners_next.is_empty();
+        let catchup_entries = if alone { 0 } else { self.retention.snapshot_catchup_entries };
         let replicating = status
             .progress
             .iter()
@@ -483,19 +494,21 @@ impl RaftLoop {
             })
             .map(|(_, p)| p.matched);
         let within_bytes = self.node.store().first_index_within(self.retention.max_bytes_held);
-        log_cut(index, &self.retention, replicating, within_bytes)
+        log_cut(index, catchup_entries, &self.retention, replicating, within_bytes)
     }
 }
 
-/// The cut for [`RaftLoop::compact_index`], given what each replicating follower has and
-/// the first index from which the log holds no more than `max_bytes_held`.
+/// The cut for [`RaftLoop::compact_index`], given the catch-up entries to keep, what each
+/// replicating follower has and the first index from which the log holds no more than
+/// `max_bytes_held`.
 fn log_cut(
     index: u64,
+    catchup_entries: u64,
     retention: &Retention,
     replicating: impl Iterator<Item = u64>,
     within_bytes: u64,
 ) -> u64 {
-    let cut = index.saturating_sub(retention.snapshot_catchup_entries);
+    let cut = index.saturating_sub(catchup_entries);
     let cut = match replicating.min() {
         Some(matched) if matched < cut => {
             matched.max(cut.saturating_sub(retention.max_held_for_followers))
@@ -521,19 +534,25 @@ mod tests {
     #[test]
     fn the_log_is_kept_for_a_replicating_follower_within_bounds() {
         let retention = DEFAULT_RETENTION;
-        let cut = |followers: &[u64]| log_cut(200_000, &retention, followers.iter().copied(), 1);
-        assert_eq!(cut(&[]), 195_000, "a single member keeps the catch-up entries");
+        let cut =
+            |followers: &[u64]| log_cut(200_000, 5_000, &retention, followers.iter().copied(), 1);
+        assert_eq!(cut(&[]), 195_000, "no follower replicating: the catch-up entries are kept");
         assert_eq!(cut(&[199_990, 196_000]), 195_000, "everyone is close");
         assert_eq!(cut(&[199_990, 187_000]), 187_000, "the slow follower keeps its entries");
         assert_eq!(cut(&[20_000]), 95_000, "holding back is bounded");
-        assert_eq!(log_cut(3_000, &retention, [10].into_iter(), 1), 0, "nothing to cut yet");
+        assert_eq!(log_cut(3_000, 5_000, &retention, [10].into_iter(), 1), 0, "nothing to cut yet");
+        assert_eq!(
+            log_cut(200_000, 0, &retention, [].into_iter(), 1),
+            200_000,
+            "alone: all applied"
+        );
     }
 
     #[test]
     fn the_log_held_is_bounded_by_its_payload_too() {
         let retention = DEFAULT_RETENTION;
         let cut = |followers: &[u64], within_bytes| {
-            log_cut(200_000, &retention, followers.iter().copied(), within_bytes)
+            log_cut(200_000, 5_000, &retention, followers.iter().copied(), within_bytes)
         };
         assert_eq!(cut(&[], 190_000), 195_000, "small entries: the count decides");
         assert_eq!(cut(&[], 199_000), 198_999, "large entries: fewer are kept");
