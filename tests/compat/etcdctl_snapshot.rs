@@ -11,7 +11,9 @@ use std::process::Command;
 
 use oxetcd_client::{Client, ClientOptions, EtcdErrorKind, GetOptions, KeyValue, PutOptions};
 use oxetcd_tests::etcdctl::{Step, run_blocking, scheme_less};
-use oxetcd_tests::member::{TestMember, free_port, init_test_logs, named_member_config};
+use oxetcd_tests::member::{
+    TestMember, free_port, init_test_logs, named_member_config, raft_snapshot_files,
+};
 
 fn oxetcdutl_bin() -> PathBuf {
     oxetcd_tests::workspace_bin("oxetcdutl", "oxetcd-utl")
@@ -300,10 +302,7 @@ async fn an_oxetcd_data_dir_goes_to_etcd_in_place_and_comes_back() {
     let members = membership(&c).await;
     drop(c);
     let dir = member.stop().await;
-    let snap_files = std::fs::read_dir(data_dir.join("member/snap")).unwrap();
-    let snap_files =
-        snap_files.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "snap"));
-    assert!(snap_files.count() > 0, "raft snapshots were taken");
+    assert!(raft_snapshot_files(&data_dir) > 0, "raft snapshots were taken");
 
     migrate_to_etcd(&data_dir);
     let again = Command::new(oxetcdutl_bin())

@@ -13,7 +13,7 @@ use oxetcd_api::etcdserverpb::Member as MemberInfo;
 use oxetcd_api::oxetcdpb::MembersRequest;
 use oxetcd_api::oxetcdpb::peer_client::PeerClient;
 use oxetcd_client::{Client, ClientOptions};
-use oxetcd_tests::member::{TestCluster, TestMember, free_port};
+use oxetcd_tests::member::{TestCluster, TestMember, free_port, raft_snapshot_files};
 
 /// How long a member may take to join, catch up, or stop.
 const WAIT: Duration = Duration::from_secs(30);
@@ -517,10 +517,7 @@ async fn a_member_added_to_a_lone_member_catches_up_from_a_snapshot() {
     assert_eq!(joined.server.member_id(), added.member.unwrap().id);
     let joined_endpoint = format!("http://{}", joined.client_addrs[0]);
     wait_for_key(&joined_endpoint, "k/1099").await;
-    let snaps = std::fs::read_dir(dir.path().join("m1/member/snap"))
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "snap"))
-        .count();
+    let snaps = raft_snapshot_files(&dir.path().join("m1"));
     assert_eq!(snaps, 1, "the leader's log no longer held the first entries: a snapshot was sent");
     joined.close().await;
     cluster.stop_all().await;

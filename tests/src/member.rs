@@ -95,6 +95,14 @@ impl TestMember {
     }
 }
 
+/// How many raft snapshot files (`member/snap/*.snap`) the member on `data_dir` has.
+pub fn raft_snapshot_files(data_dir: &std::path::Path) -> usize {
+    std::fs::read_dir(data_dir.join("member").join("snap"))
+        .expect("the member's snap dir")
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "snap"))
+        .count()
+}
+
 /// With `OXETCD_TEST_LOG=debug` (or info, warn), members log to stderr as text.
 pub fn init_test_logs() {
     use oxetcd::config::{LogLevel, LogOutput, Logger};

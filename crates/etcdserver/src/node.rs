@@ -494,25 +494,24 @@ impl RaftLoop {
             })
             .map(|(_, p)| p.matched);
         let within_bytes = self.node.store().first_index_within(self.retention.max_bytes_held);
-        log_cut(index, catchup_entries, &self.retention, replicating, within_bytes)
+        let held_for_followers = self.retention.max_held_for_followers;
+        log_cut(index, catchup_entries, held_for_followers, replicating, within_bytes)
     }
 }
 
-/// The cut for [`RaftLoop::compact_index`], given the catch-up entries to keep, what each
-/// replicating follower has and the first index from which the log holds no more than
-/// `max_bytes_held`.
+/// The cut for [`RaftLoop::compact_index`], given the catch-up entries to keep, how much
+/// further back a replicating follower may hold the log, what each replicating follower
+/// has, and the first index from which the log holds no more than `max_bytes_held`.
 fn log_cut(
     index: u64,
     catchup_entries: u64,
-    retention: &Retention,
+    max_held_for_followers: u64,
     replicating: impl Iterator<Item = u64>,
     within_bytes: u64,
 ) -> u64 {
     let cut = index.saturating_sub(catchup_entries);
     let cut = match replicating.min() {
-        Some(matched) if matched < cut => {
-            matched.max(cut.saturating_sub(retention.max_held_for_followers))
-        }
+        Some(matched) if matched < cut => matched.max(cut.saturating_sub(max_held_for_followers)),
         _ => cut,
     };
     cut.max(within_bytes.saturating_sub(1)).min(index)
@@ -522,37 +521,26 @@ fn log_cut(
 mod tests {
     use super::*;
 
-    /// etcd's defaults: 5,000 catch-up entries, snapshots every 100,000.
-    const DEFAULT_RETENTION: Retention = Retention {
-        snapshot_catchup_entries: 5_000,
-        max_held_for_followers: 100_000,
-        max_bytes_held: LOG_BYTES_HELD,
-        max_snapshots: 5,
-        max_wals: 5,
-    };
+    /// etcd's defaults: 5,000 catch-up entries, snapshots every 100,000 (how far back a
+    /// replicating follower may hold the log).
+    const CATCHUP: u64 = 5_000;
+    const HELD: u64 = 100_000;
 
     #[test]
     fn the_log_is_kept_for_a_replicating_follower_within_bounds() {
-        let retention = DEFAULT_RETENTION;
-        let cut =
-            |followers: &[u64]| log_cut(200_000, 5_000, &retention, followers.iter().copied(), 1);
+        let cut = |followers: &[u64]| log_cut(200_000, CATCHUP, HELD, followers.iter().copied(), 1);
         assert_eq!(cut(&[]), 195_000, "no follower replicating: the catch-up entries are kept");
         assert_eq!(cut(&[199_990, 196_000]), 195_000, "everyone is close");
         assert_eq!(cut(&[199_990, 187_000]), 187_000, "the slow follower keeps its entries");
         assert_eq!(cut(&[20_000]), 95_000, "holding back is bounded");
-        assert_eq!(log_cut(3_000, 5_000, &retention, [10].into_iter(), 1), 0, "nothing to cut yet");
-        assert_eq!(
-            log_cut(200_000, 0, &retention, [].into_iter(), 1),
-            200_000,
-            "alone: all applied"
-        );
+        assert_eq!(log_cut(3_000, CATCHUP, HELD, [10].into_iter(), 1), 0, "nothing to cut yet");
+        assert_eq!(log_cut(200_000, 0, HELD, [].into_iter(), 1), 200_000, "alone: all applied");
     }
 
     #[test]
     fn the_log_held_is_bounded_by_its_payload_too() {
-        let retention = DEFAULT_RETENTION;
         let cut = |followers: &[u64], within_bytes| {
-            log_cut(200_000, 5_000, &retention, followers.iter().copied(), within_bytes)
+            log_cut(200_000, CATCHUP, HELD, followers.iter().copied(), within_bytes)
         };
         assert_eq!(cut(&[], 190_000), 195_000, "small entries: the count decides");
         assert_eq!(cut(&[], 199_000), 198_999, "large entries: fewer are kept");
