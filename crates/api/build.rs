@@ -46,6 +46,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Keys and values are shared between the store, watchers and responses
         // without copying.
         .bytes(".")
+        // Smaller first buffers than tonic's (lib.rs, `GrpcCodec`).
+        .codec_path("crate::GrpcCodec")
         .compile_fds(descriptors)?;
     println!("cargo:rerun-if-changed={PROTO_ROOT}");
     Ok(())

@@ -24,6 +24,51 @@ async fn closing_a_member_ends_its_watch_streams() {
     assert!(took < std::time::Duration::from_secs(4), "closing waited {took:?} for a watch stream");
 }
 
+/// A call's first buffer is small (`oxetcd_api::GrpcCodec`): messages around it and
+/// far beyond it pass whole, each way, on unary calls and on a watch stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_larger_than_a_calls_first_buffer_pass_whole() {
+    use oxetcd_api::etcdserverpb::kv_client::KvClient;
+    use oxetcd_api::etcdserverpb::{PutRequest, RangeRequest};
+
+    let member = TestMember::start(&[]).await;
+    let mut kv = KvClient::connect(member.endpoint.clone()).await.unwrap();
+    let mut stream = watch_scenario::WatchStream::open(&member.endpoint).await;
+    assert!(stream.create(watch_scenario::watch_prefix("v")).await.created);
+    // Under --max-request-bytes (1.5 MiB) with the key and framing.
+    for (n, len) in [1_000, 1_023, 1_024, 1_025, 8_192, 100_000, 1_400_000].into_iter().enumerate()
+    {
+        let key = format!("v{n}");
+        let value: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let put = PutRequest {
+            key: key.clone().into(),
+            value: value.clone().into(),
+            ..Default::default()
+        };
+        kv.put(put).await.unwrap();
+        let got = kv
+            .range(RangeRequest { key: key.clone().into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.kvs.len(), 1, "{key}");
+        assert!(
+            got.kvs[0].value == value,
+            "{key}: range gave {} bytes of {len}",
+            got.kvs[0].value.len()
+        );
+        let event = stream.next().await;
+        let kv_event = event.events[0].kv.as_ref().unwrap();
+        assert_eq!(kv_event.key, key.as_bytes(), "{key}");
+        assert!(
+            kv_event.value == value,
+            "{key}: watch gave {} bytes of {len}",
+            kv_event.value.len()
+        );
+    }
+    member.stop().await;
+}
+
 /// The committed history, recorded from write responses, and the events etcd derives
 /// from it.
 mod history {

@@ -68,3 +68,50 @@ pub fn is_grpc(headers: &tonic::codegen::http::HeaderMap) -> bool {
         .get(tonic::codegen::http::header::CONTENT_TYPE)
         .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"))
 }
+
+/// How much a call's first read and first write reserve: tonic's default is 8 KiB
+/// each way. A typical etcd request and response (a put of a few hundred bytes, a
+/// watch create, a watcher's event) fits in 1 KiB, and a watch stream holds both
+/// buffers for its life: 10,000 watchers on 100 streams kept 1.6 MB of them
+/// (docs/benchmarks.md, the seventeenth session). A larger message still
+/// gets its whole length reserved at once, as tonic reads its length prefix first.
+const CALL_BUFFER_BYTES: usize = 1024;
+
+/// tonic's default (it exports none): an encoded stream's buffer is handed to HTTP/2
+/// once it holds this much.
+const YIELD_THRESHOLD_BYTES: usize = 32 * 1024;
+
+/// The gRPC codec of every service and client here (`build.rs` names it): prost's,
+/// with [`CALL_BUFFER_BYTES`] as the first reservation; tonic's default for when an
+/// encoded stream's buffer is handed to HTTP/2.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcCodec<T, U>(std::marker::PhantomData<(T, U)>);
+
+impl<T, U> Default for GrpcCodec<T, U> {
+    fn default() -> Self {
+        GrpcCodec(std::marker::PhantomData)
+    }
+}
+
+fn buffer_settings() -> tonic::codec::BufferSettings {
+    tonic::codec::BufferSettings::new(CALL_BUFFER_BYTES, YIELD_THRESHOLD_BYTES)
+}
+
+impl<T, U> tonic::codec::Codec for GrpcCodec<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = tonic_prost::ProstEncoder<T>;
+    type Decoder = tonic_prost::ProstDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::new(buffer_settings())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::new(buffer_settings())
+    }
+}

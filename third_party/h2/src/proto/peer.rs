@@ -39,10 +39,13 @@ pub(crate) enum Dyn {
     Server,
 }
 
+// OXETCD PATCH: see OXETCD-PATCH.md. Boxed: every frame a stream has not yet read
+// waits in a slot as large as the largest `recv::Event`, and a request's head is
+// about 250 bytes where a DATA frame's event is 40.
 #[derive(Debug)]
 pub enum PollMessage {
-    Client(Response<()>),
-    Server(Request<()>),
+    Client(Box<Response<()>>),
+    Server(Box<Request<()>>),
 }
 
 // ===== impl Dyn =====
@@ -65,10 +68,10 @@ impl Dyn {
     ) -> Result<PollMessage, Error> {
         if self.is_server() {
             crate::server::Peer::convert_poll_message(pseudo, fields, stream_id)
-                .map(PollMessage::Server)
+                .map(|request| PollMessage::Server(Box::new(request)))
         } else {
             crate::client::Peer::convert_poll_message(pseudo, fields, stream_id)
-                .map(PollMessage::Client)
+                .map(|response| PollMessage::Client(Box::new(response)))
         }
     }
 
