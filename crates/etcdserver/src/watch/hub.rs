@@ -9,6 +9,7 @@ use oxetcd_mvcc::Store;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::index::{Index, Slot};
+use super::slots::Slots;
 use super::watcher::{Filters, KeyRange, Place, WatchError, Watcher};
 
 /// Where the hub reads history from: the member's store of the moment (a snapshot
@@ -115,7 +116,7 @@ pub(super) struct Inner {
     pub compact_rev: i64,
     /// Bumped when the store is replaced: history read before then is discarded.
     pub generation: u64,
-    slots: Vec<Option<Watcher>>,
+    slots: Slots,
     free: Vec<Slot>,
     next_uid: u64,
     synced: Index,
@@ -230,10 +231,7 @@ impl WatchHub {
         let synced = req.start_revision == 0 || req.start_revision > rev;
         let next_rev =
             if synced { req.start_revision.max(rev + 1) } else { req.start_revision.max(1) };
-        let slot = inner.free.pop().unwrap_or_else(|| {
-            inner.slots.push(None);
-            Slot::try_from(inner.slots.len() - 1).expect("fewer than 2^32 watchers")
-        });
+        let slot = inner.free.pop().unwrap_or_else(|| inner.slots.add());
         let uid = inner.next_uid;
         inner.next_uid += 1;
         let place = if synced { Place::Synced } else { Place::Unsynced };
@@ -245,7 +243,7 @@ impl WatchHub {
             inner.unsynced.insert(slot);
             inner.kicked = true;
         }
-        inner.slots[slot as usize] = Some(watcher);
+        inner.slots.set(slot, watcher);
         if let Some(s) = inner.streams.get_mut(&stream) {
             s.ids.insert(id, slot);
         }
@@ -401,11 +399,11 @@ impl WatchHub {
 
 impl Inner {
     pub fn watcher(&self, slot: Slot) -> Option<&Watcher> {
-        self.slots.get(slot as usize).and_then(Option::as_ref)
+        self.slots.get(slot)
     }
 
     pub fn watcher_mut(&mut self, slot: Slot) -> Option<&mut Watcher> {
-        self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+        self.slots.get_mut(slot)
     }
 
     /// Queues a response on the watcher's stream; gives it back if the queue is full.
@@ -480,7 +478,7 @@ impl Inner {
 
     pub fn set_synced(&mut self, slot: Slot) {
         self.leave_group(slot);
-        if let Some(w) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) {
+        if let Some(w) = self.slots.get_mut(slot) {
             w.place = Place::Synced;
             self.synced.insert(slot, &w.range);
         }
@@ -488,14 +486,14 @@ impl Inner {
 
     fn set_unsynced(&mut self, slot: Slot) {
         self.leave_group(slot);
-        if let Some(w) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) {
+        if let Some(w) = self.slots.get_mut(slot) {
             w.place = Place::Unsynced;
             self.unsynced.insert(slot);
         }
     }
 
     fn leave_group(&mut self, slot: Slot) {
-        let Some(w) = self.slots.get(slot as usize).and_then(Option::as_ref) else { return };
+        let Some(w) = self.slots.get(slot) else { return };
         match w.place {
             Place::Synced => self.synced.remove(slot, &w.range),
             Place::Unsynced => {
@@ -509,7 +507,7 @@ impl Inner {
 
     pub fn remove_watcher(&mut self, slot: Slot) {
         self.leave_group(slot);
-        let Some(w) = self.slots.get_mut(slot as usize).and_then(Option::take) else { return };
+        let Some(w) = self.slots.take(slot) else { return };
         if let Some(s) = self.streams.get_mut(&w.stream)
             && s.ids.get(&w.id) == Some(&slot)
         {

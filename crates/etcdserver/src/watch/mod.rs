@@ -18,6 +18,7 @@
 mod catchup;
 mod hub;
 mod index;
+mod slots;
 mod watcher;
 
 use std::sync::Arc;

@@ -23,8 +23,9 @@ pub enum KeyRange {
     Prefix(Bytes),
     /// `range_end = "\0"`: every key from this one on.
     FromKey(Bytes),
-    /// Any other `[key, range_end)`.
-    Range(Bytes, Bytes),
+    /// Any other `[key, range_end)`. Boxed, as clients seldom watch such ranges: it
+    /// keeps every watcher's slot the size of a one-key range's (see [`Watcher`]).
+    Range(Box<(Bytes, Bytes)>),
 }
 
 impl KeyRange {
@@ -38,7 +39,7 @@ impl KeyRange {
             [0] => KeyRange::FromKey(key),
             end if key.as_ref() >= end => return Err(WatchError::EmptyRange),
             end if prefix_end(&key).as_deref() == Some(end) => KeyRange::Prefix(key),
-            end => KeyRange::Range(key, Bytes::copy_from_slice(end)),
+            end => KeyRange::Range(Box::new((key, Bytes::copy_from_slice(end)))),
         })
     }
 
@@ -47,7 +48,7 @@ impl KeyRange {
             KeyRange::Single(k) => key == k.as_ref(),
             KeyRange::Prefix(p) => key.starts_with(p),
             KeyRange::FromKey(k) => key >= k.as_ref(),
-            KeyRange::Range(k, end) => key >= k.as_ref() && key < end.as_ref(),
+            KeyRange::Range(bounds) => key >= bounds.0.as_ref() && key < bounds.1.as_ref(),
         }
     }
 }
@@ -96,6 +97,11 @@ pub(crate) enum Place {
     Unsynced,
     Victim,
 }
+
+/// A member can hold hundreds of thousands of watchers, all in one table of slots
+/// (the hub's): this is what each costs, idle.
+const WATCHER_SLOT_BYTES: usize = 80;
+const _: () = assert!(std::mem::size_of::<Option<Watcher>>() <= WATCHER_SLOT_BYTES);
 
 #[derive(Debug)]
 pub(crate) struct Watcher {
