@@ -82,8 +82,7 @@ const CALL_BUFFER_BYTES: usize = 1024;
 const YIELD_THRESHOLD_BYTES: usize = 32 * 1024;
 
 /// The gRPC codec of every service and client here (`build.rs` names it): prost's,
-/// with [`CALL_BUFFER_BYTES`] as the first reservation; tonic's default for when an
-/// encoded stream's buffer is handed to HTTP/2.
+/// with [`CALL_BUFFER_BYTES`] as the first reservation.
 #[derive(Debug, Clone, Copy)]
 pub struct GrpcCodec<T, U>(std::marker::PhantomData<(T, U)>);
 
