@@ -67,21 +67,6 @@ fn corrupt_alarms_in_log(data_dir: &Path) -> Vec<u64> {
         .collect()
 }
 
-/// Starts member `i` once its backend is free again: a member refused at start was
-/// closed while background work still held its store, and so the backend's lock, for a
-/// moment (a process exits instead, so only tests in one process see it).
-async fn start_when_released(cluster: &mut TestCluster, i: usize) {
-    loop {
-        match cluster.try_start_member_with(i, &[]).await {
-            Ok(()) => return,
-            Err(e) if e.to_string().contains("already open") => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            Err(e) => panic!("member {i} does not start: {e}"),
-        }
-    }
-}
-
 /// Waits until every running member applied the same revision.
 async fn converged(cluster: &TestCluster) -> i64 {
     loop {
@@ -113,8 +98,8 @@ async fn scenario() {
     }
     let revision = converged(&cluster).await;
     // Consistent members: the checks find nothing.
-    let server = cluster.members[leader].as_ref().expect("leader runs").server.clone();
-    let report = corrupt::check_hash_kv(&server).await.expect("a check pass");
+    let leader_server = &cluster.members[leader].as_ref().expect("leader runs").server;
+    let report = corrupt::check_hash_kv(leader_server).await.expect("a check pass");
     assert_eq!((report.checked, report.alarmed), (2, None), "{report:?}");
 
     let victim = (leader + 1) % 3;
@@ -130,7 +115,8 @@ async fn scenario() {
     assert_eq!(err.to_string(), format!("{victim_id:x} found data inconsistency with peers"));
 
     // Without the check it starts.
-    start_when_released(&mut cluster, victim).await;
+    // At once: a member refused at start has closed its backend file.
+    cluster.try_start_member_with(victim, &[]).await.expect("the altered member starts");
     assert_eq!(converged(&cluster).await, revision, "no write since");
     // etcd's rule counts any peer that differs: a healthy member restarting beside the
     // altered one refuses to start as well.
@@ -141,7 +127,7 @@ async fn scenario() {
         .await
         .expect_err("a peer differs");
     assert!(err.to_string().ends_with("found data inconsistency with peers"), "{err}");
-    start_when_released(&mut cluster, healthy).await;
+    cluster.try_start_member_with(healthy, &[]).await.expect("the healthy member starts");
     converged(&cluster).await;
 
     // (b) The leader's periodic check (every 300 ms) raises CORRUPT for the victim; a
@@ -149,8 +135,8 @@ async fn scenario() {
     let leader = cluster.leader().await;
     if leader != victim {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let server = cluster.members[leader].as_ref().expect("leader runs").server.clone();
-        let report = corrupt::check_hash_kv(&server).await.expect("a check pass");
+        let leader_server = &cluster.members[leader].as_ref().expect("leader runs").server;
+        let report = corrupt::check_hash_kv(leader_server).await.expect("a check pass");
         assert_eq!(report.alarmed, Some(victim_id), "{report:?}");
         assert!(
             report

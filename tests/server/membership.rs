@@ -208,6 +208,8 @@ async fn a_removed_leader_hands_over_first_and_stops() {
             .await
             .expect("the removed member stops");
         assert!(removed.is_stopped() && removed.fatal().is_none(), "a clean stop, no failure");
+        // Closing waits for the backend file, which this clone would hold open.
+        drop(removed);
         cluster.stop_member(leader).await;
 
         // The two left have a leader and take writes.

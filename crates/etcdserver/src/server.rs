@@ -524,6 +524,12 @@ impl EtcdServer {
         self.shared.halt();
     }
 
+    /// Tells when the backend's file is closed. After [`EtcdServer::stop`] that is when
+    /// the last task holding the server (or a read snapshot) lets go of it.
+    pub fn backend_release(&self) -> oxetcd_mvcc::FileRelease {
+        self.shared.store().file_release()
+    }
+
     /// Waits until the member has published itself and serves clients.
     pub async fn wait_ready(&self) {
         let _ = self.shared.ready.subscribe().wait_for(|&ready| ready).await;

@@ -147,7 +147,7 @@ pub mod validate;
 pub mod write;
 
 pub use backend::BackendSize;
-pub use backend::redb::RedbBackend;
+pub use backend::redb::{FileRelease, RedbBackend};
 pub use compaction::CompactionHandle;
 pub use error::{Error, Result};
 pub use lease::{LeaseId, Lessor, NoLeases};

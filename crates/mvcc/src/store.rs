@@ -31,7 +31,7 @@ use oxetcd_api::etcdserverpb::{
 use oxetcd_api::mvccpb::{Event, KeyValue};
 use prost::Message;
 
-use crate::backend::redb::RedbBackend;
+use crate::backend::redb::{FileRelease, RedbBackend};
 use crate::backend::{
     Backend, BackendSize, Batch, KEY_TABLE, META_CONSISTENT_INDEX, META_FINISHED_COMPACT,
     META_SCHEDULED_COMPACT, META_TABLE, META_TERM, Snapshot,
@@ -279,6 +279,12 @@ impl Store<RedbBackend> {
     /// [`RedbBackend::size`] for how they are kept).
     pub fn backend_size(&self) -> BackendSize {
         self.shared.backend.size()
+    }
+
+    /// Tells when the backend's file is closed: after this store and every snapshot
+    /// taken from it are dropped.
+    pub fn file_release(&self) -> FileRelease {
+        self.shared.backend.file_release()
     }
 
     /// Rewrites the backend into a compact new file and swaps it in, while reads and writes

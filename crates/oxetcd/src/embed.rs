@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use oxetcd_etcdserver::EtcdServer;
 use oxetcd_etcdserver::bootstrap;
 use oxetcd_etcdserver::corrupt::{self, CorruptError};
+use oxetcd_etcdserver::{EtcdServer, Fatal};
 use oxetcd_tls::{ClientTls, Listener, ServerTls, TlsError, TlsInfo};
 use oxetcd_v3rpc::{HttpAccess, Metrics};
 
@@ -22,6 +22,13 @@ use crate::serve::{ClientHttp2, serve_client_port};
 
 /// How long open connections get to finish when the member closes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a closing member waits, once stopped, for the tasks still holding the server
+/// (one that found expired leases and is about to learn it can no longer propose, say)
+/// to let go of it, so that its backend file is closed. Each returns at its next step;
+/// none waits on a timer then, since the stop answered everything pending.
+const BACKEND_RELEASE_WAIT: Duration = Duration::from_secs(5);
+/// How often the backend file is checked meanwhile.
+const BACKEND_RELEASE_POLL: Duration = Duration::from_millis(2);
 
 /// HTTP/2 keepalive on the peer listener (the transport's senders use the same).
 const PEER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -248,6 +255,8 @@ impl Member {
             && server.config().storage_policy.initial_corrupt_check
             && let Err(error) = corrupt::check_initial_hash_kv(&server).await
         {
+            // The counters hold the server, and so its backend file, which closing waits for.
+            drop(metrics);
             Member { server, client_addrs, shutdown, listeners }.close().await;
             return Err(error.into());
         }
@@ -297,8 +306,12 @@ impl Member {
         Ok(Member { server, client_addrs, shutdown, listeners })
     }
 
-    /// Stops serving, then stops the server (final backend commit included).
-    pub async fn close(self) {
+    /// Stops serving, then stops the server (final backend commit included); answers the
+    /// storage failure the member stopped on, if one did (the final commit's included).
+    /// Returns once the backend file is closed, so the data dir can be opened again in
+    /// this process at once (etcd's `Close` likewise waits for the server's goroutines):
+    /// a caller that keeps a clone of [`Member::server`] meanwhile holds the file open.
+    pub async fn close(self) -> Option<Fatal> {
         // Long-lived streams (peers', watches, lease keep-alives) end first; otherwise
         // the graceful shutdown of the listeners would wait for them.
         self.server.begin_close();
@@ -312,6 +325,25 @@ impl Member {
             }
         }
         let server = self.server;
-        let _ = tokio::task::spawn_blocking(move || server.stop()).await;
+        // Taken after the stop: the apply thread may have swapped in a snapshot's file.
+        let stopped = tokio::task::spawn_blocking(move || {
+            server.stop();
+            (server.fatal(), server.backend_release())
+        });
+        let (fatal, release) = match stopped.await {
+            Ok(stopped) => stopped,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down, and the process with it.
+            Err(_) => return None,
+        };
+        let deadline = tokio::time::Instant::now() + BACKEND_RELEASE_WAIT;
+        while !release.is_released() {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(waited = ?BACKEND_RELEASE_WAIT, "the backend file is still open after the member stopped: something still holds the server");
+                break;
+            }
+            tokio::time::sleep(BACKEND_RELEASE_POLL).await;
+        }
+        fatal
     }
 }

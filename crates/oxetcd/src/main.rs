@@ -79,9 +79,11 @@ fn main() -> ExitCode {
             _ = server.wait_fatal() => {}
             _ = server.wait_removed() => {}
         }
-        member.close().await;
+        // Closing waits for the backend file to close, which a clone held here would keep
+        // open.
+        drop(server);
         // The final backend commit on close can fail too.
-        if server.fatal().is_some() {
+        if member.close().await.is_some() {
             tracing::info!("stopped after a storage failure");
             return ExitCode::FAILURE;
         }

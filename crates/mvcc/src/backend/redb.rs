@@ -38,7 +38,7 @@ use std::fs::File;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use redb::{
@@ -211,6 +211,12 @@ impl RedbBackend {
         Arc::clone(&read(&self.open))
     }
 
+    /// Tells when the file now in service is closed, and so its lock released: once
+    /// every handle on it (this backend, its snapshots) is dropped.
+    pub fn file_release(&self) -> FileRelease {
+        FileRelease(Arc::downgrade(&read(&self.open)))
+    }
+
     fn snapshot_of(open: Arc<Open>) -> Result<Arc<RedbSnapshot>> {
         let txn = open.db.begin_read()?;
         let key = txn.open_table(table(KEY_TABLE))?;
@@ -344,6 +350,18 @@ pub struct Swapped {
     pub dir_synced: Result<()>,
     /// The old file, to close once its readers are done.
     pub retired: Retired,
+}
+
+/// Whether a database file is closed yet (see [`RedbBackend::file_release`]). redb locks
+/// its file while open, so a process that opens the same path again (a member restarted
+/// in place) must wait for this first.
+#[derive(Debug, Clone)]
+pub struct FileRelease(Weak<Open>);
+
+impl FileRelease {
+    pub fn is_released(&self) -> bool {
+        self.0.strong_count() == 0
+    }
 }
 
 /// A swapped-out database file, open while read snapshots of it live.
