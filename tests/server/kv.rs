@@ -167,3 +167,42 @@ async fn a_dedicated_wal_dir_holds_the_log_across_restarts() {
     assert_eq!(got.kvs[0].value, &b"the wal dir"[..]);
     member.stop().await;
 }
+
+/// A call still unfinished when the listeners' grace period (5 s) runs out ends with its
+/// connection: the client gets an error soon after, and the member's backend is free
+/// when `close` returns. Before, each connection ran in a task of its own that aborting
+/// the listener left running: the call stayed open, and kept the server (and its
+/// backend file) until the client gave up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_member_ends_a_call_unfinished_after_the_grace_period() {
+    use std::time::Duration;
+
+    use oxetcd_tests::refusals::{RawBytes, RawCodec};
+    use tonic::codegen::http::uri::PathAndQuery;
+
+    let member = TestMember::start(&[]).await;
+    let channel = tonic::transport::Channel::from_shared(member.endpoint.clone())
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    // The member serves (it answers once it has a leader).
+    let mut kv = oxetcd_api::etcdserverpb::kv_client::KvClient::new(channel.clone());
+    kv.put(oxetcd_api::etcdserverpb::PutRequest::default()).await.expect_err("an empty key");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("a ready channel");
+    // A Put whose request message never comes: the member waits for it.
+    let never = tokio_stream::pending::<RawBytes>();
+    let path = PathAndQuery::from_static("/etcdserverpb.KV/Put");
+    let call = tokio::spawn(async move {
+        grpc.client_streaming(tonic::Request::new(never), path, RawCodec).await
+    });
+    // The call has reached the member before it closes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let dir = member.stop().await;
+    let ended = tokio::time::timeout(Duration::from_secs(2), call).await;
+    let answer = ended.expect("the call is still open after the member closed").unwrap();
+    assert!(answer.is_err(), "the unfinished call was answered: {answer:?}");
+    // The data dir opens again at once: nothing holds the backend.
+    TestMember::start_in(dir, &[]).await.stop().await;
+}

@@ -22,6 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use oxetcd_tls::Conn;
+use tokio::task::JoinSet;
 use tokio_stream::{Stream, StreamExt};
 use tonic::body::Body;
 use tonic::transport::server::Connected;
@@ -86,6 +87,10 @@ fn with_date<B>(response: &mut Response<B>) {
 /// Serves `port` (a member's [`oxetcd_v3rpc::ClientPort`], or the gRPC proxy) on each connection
 /// `incoming` yields until `stop` completes, then lets every open connection finish what
 /// it is serving (HTTP/2 `GOAWAY`) and returns.
+///
+/// The connections' tasks belong to this future: dropping it (a caller whose grace
+/// period ran out aborts it) ends every connection still open, with the requests it
+/// was serving.
 pub async fn serve_client_port<S>(
     incoming: impl Stream<Item = std::io::Result<Conn>>,
     port: S,
@@ -99,11 +104,14 @@ pub async fn serve_client_port<S>(
     S::Future: Send,
 {
     let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
     let mut stop = pin!(stop);
     let mut incoming = Box::pin(incoming);
     loop {
         let conn = tokio::select! {
             () = &mut stop => break,
+            // Reaps the connections that ended, so the set holds only the open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             conn = incoming.next() => match conn {
                 Some(Ok(conn)) => conn,
                 // The listener logged it and goes on accepting.
@@ -148,7 +156,7 @@ pub async fn serve_client_port<S>(
         let connection =
             http2.builder(streams.clone()).serve_connection_with_upgrades(io, service).into_owned();
         let connection = drive(graceful.watch(connection), streams);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // A connection's end is the client's business (reset, closed, broken).
             let _ = connection.await;
         });
