@@ -206,3 +206,117 @@ async fn closing_a_member_ends_a_call_unfinished_after_the_grace_period() {
     // The data dir opens again at once: nothing holds the backend.
     TestMember::start_in(dir, &[]).await.stop().await;
 }
+
+/// `--grpc-keepalive-interval` and `--grpc-keepalive-timeout`, as etcd's gRPC server
+/// applies them: a client connection quiet for the interval gets an HTTP/2 PING; one
+/// that answers stays, one that does not is closed once the timeout passes. (etcd
+/// 3.4.23 with both at 1 s, seen from a raw client: the PING 1.00 s after the
+/// preface, pings every second while answered, the end 1.00 s after an unanswered one;
+/// oxetcd sends a GOAWAY just before that end, etcd does not.)
+mod keepalive {
+    use std::time::{Duration, Instant};
+
+    use oxetcd_tests::member::TestMember;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const ACK: u8 = 0x1;
+    /// Far beyond the interval and timeout the member is given (1 s each).
+    const BOUND: Duration = Duration::from_secs(10);
+
+    struct Frame {
+        kind: u8,
+        flags: u8,
+        payload: Vec<u8>,
+    }
+
+    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len().to_be_bytes();
+        let mut bytes = vec![len[5], len[6], len[7], kind, flags, 0, 0, 0, 0];
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    /// The next frame, or `None` once the member closed the connection.
+    async fn next_frame(conn: &mut TcpStream) -> Option<Frame> {
+        let mut head = [0u8; 9];
+        let read = tokio::time::timeout(BOUND, conn.read_exact(&mut head)).await;
+        read.expect("a frame or the end within the bound").ok()?;
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0; len];
+        conn.read_exact(&mut payload).await.ok()?;
+        Some(Frame { kind: head[3], flags: head[4], payload })
+    }
+
+    /// A connection that has said its preface and acknowledged the member's settings.
+    async fn open(member: &TestMember) -> TcpStream {
+        let addr = member.endpoint.trim_start_matches("http://");
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(PREFACE).await.unwrap();
+        conn.write_all(&frame(SETTINGS, 0, &[])).await.unwrap();
+        loop {
+            let frame = next_frame(&mut conn).await.expect("the member's settings");
+            if frame.kind == SETTINGS && frame.flags & ACK == 0 {
+                conn.write_all(&self::frame(SETTINGS, ACK, &[])).await.unwrap();
+                return conn;
+            }
+        }
+    }
+
+    /// Reads until the member's next PING, answering nothing.
+    async fn next_ping(conn: &mut TcpStream) -> Option<Vec<u8>> {
+        loop {
+            let frame = next_frame(conn).await?;
+            if frame.kind == PING && frame.flags & ACK == 0 {
+                return Some(frame.payload);
+            }
+        }
+    }
+
+    async fn member() -> TestMember {
+        let flags = ["--grpc-keepalive-interval", "1s", "--grpc-keepalive-timeout", "1s"];
+        let member = TestMember::start(&flags).await;
+        // The client listener serves once the member has a leader.
+        let mut kv =
+            oxetcd_api::etcdserverpb::kv_client::KvClient::connect(member.endpoint.clone())
+                .await
+                .expect("connect");
+        kv.put(oxetcd_api::etcdserverpb::PutRequest::default()).await.expect_err("an empty key");
+        member
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_answers_pings_stays_connected() {
+        let member = member().await;
+        let mut conn = open(&member).await;
+        let started = Instant::now();
+        for _ in 0..3 {
+            let payload = next_ping(&mut conn).await.expect("a ping, the connection open");
+            conn.write_all(&frame(PING, ACK, &payload)).await.unwrap();
+        }
+        // Three intervals of quiet, each answered: the connection lived past the timeout.
+        assert!(started.elapsed() >= Duration::from_secs(2), "pinged too often");
+        member.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_does_not_answer_is_closed_after_the_timeout() {
+        let member = member().await;
+        let mut conn = open(&member).await;
+        let opened = Instant::now();
+        next_ping(&mut conn).await.expect("a ping after the interval");
+        let pinged = opened.elapsed();
+        assert!(pinged >= Duration::from_millis(900), "pinged after {pinged:?} of quiet");
+        let pinged = Instant::now();
+        // Nothing answered: what follows the ping is at most a GOAWAY, then the end.
+        while let Some(frame) = next_frame(&mut conn).await {
+            assert!(frame.kind != PING || frame.flags & ACK != 0, "pinged again");
+        }
+        let closed = pinged.elapsed();
+        assert!(closed >= Duration::from_millis(900), "closed {closed:?} after the ping");
+        member.stop().await;
+    }
+}
