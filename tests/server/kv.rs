@@ -168,6 +168,23 @@ async fn a_dedicated_wal_dir_holds_the_log_across_restarts() {
     member.stop().await;
 }
 
+/// Returns once the client listener of the member at `endpoint` serves (it does once
+/// the member has a leader): a Put is answered, here with a refusal.
+async fn serving(endpoint: &str) {
+    let mut kv = oxetcd_api::etcdserverpb::kv_client::KvClient::connect(endpoint.to_string())
+        .await
+        .expect("connect");
+    kv.put(oxetcd_api::etcdserverpb::PutRequest::default()).await.expect_err("an empty key");
+}
+
+/// How many Put calls the member at `endpoint` has started (`/metrics`).
+async fn puts_started(endpoint: &str) -> f64 {
+    let page = oxetcd_tests::metrics::Page::scrape(endpoint.trim_start_matches("http://")).await;
+    page.value(
+        r#"grpc_server_started_total{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#,
+    )
+}
+
 /// A call still unfinished when the listeners' grace period (5 s) runs out ends with its
 /// connection: the client gets an error soon after, and the member's backend is free
 /// when `close` returns. Before, each connection ran in a task of its own that aborting
@@ -181,14 +198,13 @@ async fn closing_a_member_ends_a_call_unfinished_after_the_grace_period() {
     use tonic::codegen::http::uri::PathAndQuery;
 
     let member = TestMember::start(&[]).await;
+    serving(&member.endpoint).await;
+    let started = puts_started(&member.endpoint).await;
     let channel = tonic::transport::Channel::from_shared(member.endpoint.clone())
         .unwrap()
         .connect()
         .await
         .expect("connect");
-    // The member serves (it answers once it has a leader).
-    let mut kv = oxetcd_api::etcdserverpb::kv_client::KvClient::new(channel.clone());
-    kv.put(oxetcd_api::etcdserverpb::PutRequest::default()).await.expect_err("an empty key");
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.expect("a ready channel");
     // A Put whose request message never comes: the member waits for it.
@@ -198,7 +214,11 @@ async fn closing_a_member_ends_a_call_unfinished_after_the_grace_period() {
         grpc.client_streaming(tonic::Request::new(never), path, RawCodec).await
     });
     // The call has reached the member before it closes.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while puts_started(&member.endpoint).await <= started {
+        assert!(std::time::Instant::now() < deadline, "the call never reached the member");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let dir = member.stop().await;
     let ended = tokio::time::timeout(Duration::from_secs(2), call).await;
     let answer = ended.expect("the call is still open after the member closed").unwrap();
@@ -279,12 +299,7 @@ mod keepalive {
     async fn member() -> TestMember {
         let flags = ["--grpc-keepalive-interval", "1s", "--grpc-keepalive-timeout", "1s"];
         let member = TestMember::start(&flags).await;
-        // The client listener serves once the member has a leader.
-        let mut kv =
-            oxetcd_api::etcdserverpb::kv_client::KvClient::connect(member.endpoint.clone())
-                .await
-                .expect("connect");
-        kv.put(oxetcd_api::etcdserverpb::PutRequest::default()).await.expect_err("an empty key");
+        super::serving(&member.endpoint).await;
         member
     }
 
