@@ -37,8 +37,8 @@
 use std::fs::File;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{
@@ -101,6 +101,19 @@ struct Open {
     db: Database,
     /// A second handle on the same file, for its length.
     file: File,
+    /// Dropped last (fields drop in order), once `db` and `file` are closed and so the
+    /// file's lock released.
+    closed: ClosedFlag,
+}
+
+/// Set when dropped; [`FileRelease`] reads it.
+#[derive(Debug, Default)]
+struct ClosedFlag(Arc<AtomicBool>);
+
+impl Drop for ClosedFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 impl Open {
@@ -108,7 +121,7 @@ impl Open {
     fn new(file: File, path: &Path) -> Result<Self> {
         let handle = file.try_clone().map_err(|e| io_error("duplicating", path, e))?;
         let db = Database::builder().set_cache_size(DEFAULT_CACHE_BYTES).create_file(file)?;
-        Ok(Self { db, file: handle })
+        Ok(Self { db, file: handle, closed: ClosedFlag::default() })
     }
 
     fn len(&self) -> Result<u64> {
@@ -214,7 +227,7 @@ impl RedbBackend {
     /// Tells when the file now in service is closed, and so its lock released: once
     /// every handle on it (this backend, its snapshots) is dropped.
     pub fn file_release(&self) -> FileRelease {
-        FileRelease(Arc::downgrade(&read(&self.open)))
+        FileRelease(Arc::clone(&read(&self.open).closed.0))
     }
 
     fn snapshot_of(open: Arc<Open>) -> Result<Arc<RedbSnapshot>> {
@@ -355,12 +368,15 @@ pub struct Swapped {
 /// Whether a database file is closed yet (see [`RedbBackend::file_release`]). redb locks
 /// its file while open, so a process that opens the same path again (a member restarted
 /// in place) must wait for this first.
+///
+/// Not the last handle's reference count reaching zero: that is seen before the drop it
+/// starts has closed the file (redb's own close writes first).
 #[derive(Debug, Clone)]
-pub struct FileRelease(Weak<Open>);
+pub struct FileRelease(Arc<AtomicBool>);
 
 impl FileRelease {
     pub fn is_released(&self) -> bool {
-        self.0.strong_count() == 0
+        self.0.load(Ordering::Acquire)
     }
 }
 
