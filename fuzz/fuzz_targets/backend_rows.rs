@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use oxetcd_api::etcdserverpb::RangeRequest;
 use oxetcd_api::etcdserverpb::AlarmType;
+use oxetcd_api::etcdserverpb::RangeRequest;
 use oxetcd_auth::{AUTH_ROLES_TABLE, AUTH_TABLE, AUTH_USERS_TABLE, AuthRows, AuthStore};
 use oxetcd_etcdserver::alarm::{ALARM_TABLE, Alarms};
 use oxetcd_fuzz::tagged_pieces;

@@ -304,7 +304,7 @@ pub fn wal_dir(scratch: &Path) -> Vec<(&'static str, Vec<u8>)> {
 
     // A new leader's entries overwrite 5-7 in a later segment than they were written.
     let dir = scratch.join("overwrite");
-    let mut wal = Wal::create(&dir, metadata, options()).expect("a new log");
+    let mut wal = Wal::create(&dir, metadata.clone(), options()).expect("a new log");
     for index in 1..=7 {
         wal.save(&state(1, 4), &[put_entry(1, index)], true).expect("an append");
     }
@@ -312,6 +312,19 @@ pub fn wal_dir(scratch: &Path) -> Vec<(&'static str, Vec<u8>)> {
     wal.save(&state(2, 6), &tail, true).expect("an overwrite");
     drop(wal);
     seeds.push(("overwritten-tail", pack_wal_dir(&dir, None)));
+
+    // An overwrite from 3, then a snapshot at 5 (a leader's, before the new branch
+    // reached 5): opened there, the stale 6-7 written before the overwrite must not come back.
+    let dir = scratch.join("overwrite-below-snapshot");
+    let mut wal = Wal::create(&dir, metadata, options()).expect("a new log");
+    let stale: Vec<Entry> = (1..=7).map(|index| put_entry(1, index)).collect();
+    wal.save(&state(1, 2), &stale, true).expect("an append");
+    let branch = [put_entry(2, 3), put_entry(2, 4)];
+    wal.save(&state(2, 4), &branch, true).expect("an overwrite");
+    let snapshot = WalSnapshot { index: 5, term: 2, conf_state: None };
+    wal.save_snapshot(&snapshot).expect("a snapshot marker");
+    drop(wal);
+    seeds.push(("overwrite-below-snapshot", pack_wal_dir(&dir, Some(&snapshot))));
     seeds
 }
 

@@ -161,8 +161,10 @@ impl Wal {
         preallocate(&tail, options.segment_bytes.max(tail_end), tail_path)?;
         tail.sync_all().at(tail_path)?;
 
-        let last_index = replay.last_index;
         let recovered = replay.into_recovered();
+        // What follows the snapshot is contiguous (`Replay::apply`), so the log ends
+        // there; an entry read at or below the snapshot does not move the end back.
+        let last_index = snapshot.index + recovered.entries.len() as u64;
         let wal = Wal {
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -337,8 +339,8 @@ struct Replay<'a> {
     snapshot_found: bool,
     metadata: Option<Bytes>,
     state: HardState,
+    /// The entries after the snapshot, contiguous: `entries[i].index == snapshot.index + 1 + i`.
     entries: Vec<Entry>,
-    last_index: u64,
 }
 
 impl<'a> Replay<'a> {
@@ -349,7 +351,6 @@ impl<'a> Replay<'a> {
             metadata: None,
             state: HardState::default(),
             entries: Vec::new(),
-            last_index: 0,
         }
     }
 
@@ -370,18 +371,21 @@ impl<'a> Replay<'a> {
         match record_type {
             RecordType::Entry => {
                 let entry = Entry::decode(record.data).map_err(undecodable)?;
+                // A later write of an index replaces it and everything after it: a new
+                // leader overwrote an uncommitted tail. A write at or below the snapshot
+                // (an overwrite that a snapshot arriving from the leader then covered)
+                // replaces every entry read after the snapshot so far.
                 let index = entry.index;
-                if index > self.snapshot.index {
-                    // A later write of an index replaces it and everything after it:
-                    // a new leader overwrote an uncommitted tail.
-                    let position = (index - self.snapshot.index - 1) as usize;
-                    if position > self.entries.len() {
-                        return Err(WalError::EntryGap { index, last: self.last_index });
-                    }
-                    self.entries.truncate(position);
+                let after_snapshot = index.saturating_sub(self.snapshot.index);
+                let position = after_snapshot.saturating_sub(1) as usize;
+                let last = self.snapshot.index + self.entries.len() as u64;
+                if position > self.entries.len() {
+                    return Err(WalError::EntryGap { index, last });
+                }
+                self.entries.truncate(position);
+                if after_snapshot > 0 {
                     self.entries.push(entry);
                 }
-                self.last_index = index;
             }
             RecordType::State => {
                 self.state = HardState::decode(record.data).map_err(undecodable)?

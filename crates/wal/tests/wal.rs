@@ -79,6 +79,29 @@ fn a_later_write_of_an_index_replaces_the_tail_after_it() {
 }
 
 #[test]
+fn an_overwrite_at_or_below_the_snapshot_drops_every_entry_read_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(&tmp);
+    let mut wal = Wal::create(&dir, Bytes::new(), small()).unwrap();
+    let stale: Vec<Entry> = (1..=10).map(|i| entry(i, 1, "stale")).collect();
+    wal.save(&state(1, 4), &stale, true).unwrap();
+    // A leader of term 2 overwrites from 5; before it writes past 7, a snapshot at 7
+    // arrives (a follower's MsgSnap) and the member stops.
+    wal.save(&state(2, 6), &[entry(5, 2, "5"), entry(6, 2, "6")], true).unwrap();
+    wal.save_snapshot(&snap(7, 2)).unwrap();
+    drop(wal);
+    // Opened at that snapshot: 8..10 of term 1 were replaced by the write of 5, so no
+    // entry follows the snapshot, and appends go on from it.
+    let (mut wal, got) = reopen(&dir, &snap(7, 2));
+    assert_eq!(indexes(&got), Vec::<u64>::new());
+    assert_eq!(wal.last_index(), 7);
+    wal.save(&state(2, 8), &[entry(8, 2, "8")], true).unwrap();
+    drop(wal);
+    let (_wal, got) = reopen(&dir, &snap(7, 2));
+    assert_eq!(got.entries, vec![entry(8, 2, "8")]);
+}
+
+#[test]
 fn an_overwrite_below_the_last_index_holds_across_segment_cuts_and_reopens() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = wal_dir(&tmp);
