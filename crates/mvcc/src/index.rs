@@ -5,7 +5,7 @@
 //! and a 24-byte [`KeyIndex::Settled`]), with no other allocation; see the crate docs for
 //! measured bytes per key.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, btree_map};
 use std::ops::{Bound, ControlFlow};
 
 use crate::key_index::{KeyIndex, KeyRevision, NotForward, NotLive};
@@ -103,16 +103,14 @@ impl Index {
 
     /// Records a put of `key` at `rev`.
     pub fn put(&mut self, key: &[u8], rev: Revision) {
-        match self.tree.get_mut(key) {
-            Some(ki) => {
-                self.live += usize::from(!ki.is_live());
-                ki.put(rev);
-            }
-            None => {
-                self.tree.insert(key.into(), KeyIndex::created(rev));
-                self.live += 1;
-            }
-        }
+        self.slot(key).put(rev);
+    }
+
+    /// `key`'s place in the index, found once for a put that reads the key's state
+    /// first: one walk of the tree instead of two (or three for a new key). The key is
+    /// copied whether or not it is there already; a new key needs the copy anyway.
+    pub fn slot(&mut self, key: &[u8]) -> KeySlot<'_> {
+        KeySlot { entry: self.tree.entry(key.into()), live: &mut self.live }
     }
 
     /// Records a delete of `key` at `rev`.
@@ -203,6 +201,38 @@ impl Index {
     }
 }
 
+/// One key's place in the [`Index`] ([`Index::slot`]): read its state, then record a put.
+/// Dropped without a put, it leaves the index as it was.
+pub struct KeySlot<'a> {
+    entry: btree_map::Entry<'a, Box<[u8]>, KeyIndex>,
+    live: &'a mut usize,
+}
+
+impl KeySlot<'_> {
+    /// The key's state at main revision `at` ([`Index::get`]).
+    pub fn get(&self, at: i64) -> Option<KeyRevision> {
+        match &self.entry {
+            btree_map::Entry::Occupied(ki) => ki.get().get(at),
+            btree_map::Entry::Vacant(_) => None,
+        }
+    }
+
+    /// Records a put of the key at `rev`.
+    pub fn put(self, rev: Revision) {
+        match self.entry {
+            btree_map::Entry::Occupied(mut ki) => {
+                let ki = ki.get_mut();
+                *self.live += usize::from(!ki.is_live());
+                ki.put(rev);
+            }
+            btree_map::Entry::Vacant(slot) => {
+                slot.insert(KeyIndex::created(rev));
+                *self.live += 1;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +298,28 @@ mod tests {
         assert_eq!(keep, expected);
         assert_eq!(index.len(), 66);
         assert_eq!(index.live_keys(), 66, "compaction forgets only deleted keys");
+    }
+
+    #[test]
+    fn a_slot_reads_the_key_and_changes_nothing_until_its_put() {
+        let mut index = Index::new();
+        index.put(b"a", rev(2));
+        index.tombstone(b"a", rev(3)).unwrap();
+        let slot = index.slot(b"a");
+        assert_eq!(slot.get(2).map(|kr| kr.modified), Some(rev(2)));
+        assert_eq!(slot.get(3), None, "deleted at 3");
+        drop(slot);
+        let slot = index.slot(b"b");
+        assert_eq!(slot.get(9), None);
+        drop(slot);
+        assert_eq!((index.len(), index.live_keys()), (1, 0), "dropped slots change nothing");
+
+        index.slot(b"a").put(rev(4));
+        index.slot(b"b").put(rev(5));
+        assert_eq!((index.len(), index.live_keys()), (2, 2));
+        let a = index.get(b"a", 9).unwrap();
+        assert_eq!((a.modified, a.created, a.version), (rev(4), rev(4), 1), "a new generation");
+        assert_eq!(index.get(b"b", 9).map(|kr| kr.version), Some(1));
     }
 
     #[test]

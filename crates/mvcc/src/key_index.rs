@@ -79,11 +79,16 @@ impl Settled {
         }
     }
 
+    /// The generation it stands for, about to take one more revision (a put or a
+    /// tombstone: why it is unpacked), so with room for two: a `vec![rev]` would grow to
+    /// four at that push, a second allocation on the write path and twice the memory.
     fn generation(self) -> Generation {
+        let mut revs = Vec::with_capacity(2);
+        revs.push(self.rev());
         Generation {
             created: Revision::at_main(self.created_main),
             version: i64::from(self.version.get()),
-            revs: vec![self.rev()],
+            revs,
         }
     }
 }

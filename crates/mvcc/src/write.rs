@@ -155,14 +155,18 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
         self.check_put(req)?;
         self.ops.puts += 1;
         let rev = self.next_rev()?;
-        let prev = self.get(&req.key);
-        let old_lease = self.state.leases.get(&req.key).copied().unwrap_or(0);
+        let read_rev = self.read_rev();
+        let slot = self.state.index.slot(&req.key);
+        let prev = slot.get(read_rev);
         // The old value is read only when the request needs it: watchers that want
-        // previous values load them themselves, as etcd's do.
+        // previous values load them themselves, as etcd's do. A failed read leaves the
+        // index untouched (the slot is dropped before its put).
         let prev_kv = match prev {
-            Some(kr) if req.prev_kv || req.ignore_value => Some(self.value(kr.modified)?),
+            Some(kr) if req.prev_kv || req.ignore_value => Some(self.values.get(kr.modified)?),
             _ => None,
         };
+        slot.put(rev);
+        let old_lease = self.state.leases.get(&req.key).copied().unwrap_or(0);
         let value = match &prev_kv {
             Some(p) if req.ignore_value => p.value.clone(),
             _ => req.value.clone(),
@@ -177,7 +181,6 @@ impl<'a, S: Snapshot> WriteTxn<'a, S> {
             lease,
         };
         self.push_row(rev, false, &kv);
-        self.state.index.put(&req.key, rev);
         if old_lease != lease {
             if old_lease != 0 {
                 self.lessor.detach(old_lease, &req.key);
