@@ -165,6 +165,10 @@ impl Wal {
         // What follows the snapshot is contiguous (`Replay::apply`), so the log ends
         // there; an entry read at or below the snapshot does not move the end back.
         let last_index = snapshot.index + recovered.entries.len() as u64;
+        assert!(
+            recovered.entries.last().is_none_or(|last| last.index == last_index),
+            "replay keeps the entries after the snapshot contiguous"
+        );
         let wal = Wal {
             dir: dir.to_path_buf(),
             _lock: lock,
