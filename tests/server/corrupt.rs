@@ -131,10 +131,12 @@ async fn scenario() {
     converged(&cluster).await;
 
     // (b) The leader's periodic check (every 300 ms) raises CORRUPT for the victim; a
-    // pass called here finds the same.
+    // pass called here finds the same. Whoever leads, the checks get time to run and
+    // their alarm to reach every member's log (an altered leader once had none: the
+    // members were stopped before its first pass).
     let leader = cluster.leader().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     if leader != victim {
-        tokio::time::sleep(Duration::from_secs(2)).await;
         let leader_server = &cluster.members[leader].as_ref().expect("leader runs").server;
         let report = corrupt::check_hash_kv(leader_server).await.expect("a check pass");
         assert_eq!(report.alarmed, Some(victim_id), "{report:?}");
