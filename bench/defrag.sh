@@ -117,15 +117,7 @@ start() {
     record "${cmd[*]}"
     "${cmd[@]}" >"$dir.log" 2>&1 &
     PID=$!
-    local deadline=$((SECONDS + 30))
-    until "$BENCH_BIN" --endpoints "$EP" --total 1 --json range ready >/dev/null 2>&1; do
-        if ((SECONDS > deadline)); then
-            log "$server did not become ready; log tail:"
-            tail -n 20 "$dir.log" >&2
-            return 1
-        fi
-        sleep 0.2
-    done
+    await_ready "$server" "$dir.log" "$BENCH_BIN" --endpoints "$EP" --total 1 --json range ready
 }
 
 # one SERVER RUN: a whole measurement; appends one JSON line to RESULTS.

@@ -15,6 +15,21 @@ ensure_binaries() {
     BENCH_BIN=${BENCH_BIN:-$target/release/oxetcd-bench}
 }
 
+# await_ready WHAT LOG CMD...: runs CMD every 0.2 s until it succeeds; after 30 s logs
+# that WHAT did not become ready with the tail of LOG (its log file) and returns 1.
+await_ready() {
+    local what=$1 logfile=$2 deadline=$((SECONDS + 30))
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS > deadline)); then
+            log "$what did not become ready; log tail:"
+            tail -n 20 "$logfile" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
 # ensure_gobench: builds oxetcd-gobench (bench/go: the load generator on etcd 3.4's Go
 # clientv3, Debian's golang-etcd-server-dev) into the cargo target dir unless GOBENCH_BIN
 # names a prebuilt binary, and sets GOBENCH_BIN. bench/go/build.sh fails naming the

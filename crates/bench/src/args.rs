@@ -69,6 +69,12 @@ pub enum Command {
     /// request-sized message, repeated --total times (the global flags about servers
     /// are ignored)
     Floor(FloorArgs),
+    /// Serve KV.Put on --listen with only what a one-client put cannot do without: each
+    /// put's record written and fdatasynced in a preallocated file, then the answer, on one
+    /// thread (no raft, no storage engine, nothing else served). The floor as a gRPC
+    /// client sees it: run a put workload with one client against it. Runs until killed
+    /// (the global flags are ignored)
+    FloorServer(FloorServerArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -77,6 +83,19 @@ pub struct FloorArgs {
     #[arg(long)]
     pub dir: PathBuf,
     /// Bytes written and synced per iteration, and sent each way per round trip
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub record_size: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FloorServerArgs {
+    /// Address to serve gRPC on (plaintext)
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    pub listen: std::net::SocketAddr,
+    /// Directory for the synced file (the disk a server's data dir would be on)
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Bytes written and synced per put
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub record_size: u64,
 }

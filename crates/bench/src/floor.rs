@@ -21,7 +21,7 @@ use crate::report::Report;
 /// Size of the synced file, written in full before timing: both servers preallocate
 /// their WAL segments (etcd's `SegmentSizeBytes`, 64 MB), so a WAL append's fdatasync
 /// updates no file size or block map. Records wrap around inside it.
-const PREALLOCATED_BYTES: u64 = 64 * 1024 * 1024;
+pub const PREALLOCATED_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Names of the report's phases, one per part of the floor.
 const FSYNC_PHASE: &str = "fdatasync";
@@ -39,11 +39,8 @@ pub fn measure(
     assert!(record_size as u64 <= PREALLOCATED_BYTES, "clap bounds --record-size");
     let failed = |what: &str, e: io::Error| BenchError::Setup(format!("floor: {what}: {e}"));
 
-    let path = args.dir.join(format!(".oxetcd-bench-floor-{}", std::process::id()));
-    let file = preallocated(&path).map_err(|e| failed(&format!("preparing {}", path.display()), e));
-    // The file is only scratch: gone whether or not the measurement succeeds.
-    let _ = std::fs::remove_file(&path);
-    let file = file?;
+    let file = scratch_file(&args.dir)
+        .map_err(|e| failed(&format!("preparing a file in {}", args.dir.display()), e))?;
     let (mut conn, echo) = echo_pair(record_size).map_err(|e| failed("loopback echo", e))?;
 
     let record = vec![0x5a_u8; record_size];
@@ -93,15 +90,21 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A new file at `path` of `PREALLOCATED_BYTES` zeros, on disk (synced) before timing.
-fn preallocated(path: &Path) -> io::Result<File> {
-    let mut file = File::options().read(true).write(true).create_new(true).open(path)?;
-    let chunk = vec![0_u8; 1 << 20];
-    for _ in 0..PREALLOCATED_BYTES / chunk.len() as u64 {
-        file.write_all(&chunk)?;
-    }
-    file.sync_all()?;
-    Ok(file)
+/// A new file in `dir` of `PREALLOCATED_BYTES` zeros, on disk (synced) before timing,
+/// and already unlinked: only scratch, gone when it is closed, whatever happens.
+pub fn scratch_file(dir: &Path) -> io::Result<File> {
+    let path = dir.join(format!(".oxetcd-bench-floor-{}", std::process::id()));
+    let file = File::options().read(true).write(true).create_new(true).open(&path);
+    let filled = file.and_then(|mut file| {
+        let chunk = vec![0_u8; 1 << 20];
+        for _ in 0..PREALLOCATED_BYTES / chunk.len() as u64 {
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()?;
+        Ok(file)
+    });
+    let _ = std::fs::remove_file(&path);
+    filled
 }
 
 /// A connected loopback pair whose far end (a thread) sends back every record it reads,

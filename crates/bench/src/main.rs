@@ -5,6 +5,7 @@ mod args;
 mod client;
 mod error;
 mod floor;
+mod floor_server;
 mod histogram;
 mod keys;
 mod progress;
@@ -19,22 +20,17 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, Workload};
 use crate::error::BenchError;
 use crate::report::Report;
 use crate::workloads::Ctx;
 
-async fn bench(cli: &Cli) -> Result<Report, BenchError> {
-    let max_duration = (cli.max_seconds > 0).then(|| Duration::from_secs(cli.max_seconds));
-    let workload = match &cli.command {
-        Command::Workload(workload) => workload,
-        Command::Floor(args) => {
-            let (args, total) = (args.clone(), cli.total);
-            return tokio::task::spawn_blocking(move || floor::measure(&args, total, max_duration))
-                .await
-                .map_err(|e| BenchError::Setup(format!("floor: {e}")))?;
-        }
-    };
+fn max_duration(cli: &Cli) -> Option<Duration> {
+    (cli.max_seconds > 0).then(|| Duration::from_secs(cli.max_seconds))
+}
+
+async fn bench(cli: &Cli, workload: &Workload) -> Result<Report, BenchError> {
+    let max_duration = max_duration(cli);
     let timeout = Duration::from_secs(cli.dial_timeout);
     let tls = tls::client_tls(&cli.tls)?;
     let conns = client::connect(
@@ -59,10 +55,25 @@ async fn bench(cli: &Cli) -> Result<Report, BenchError> {
     workloads::run(workload, &ctx).await
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Runs the workload on a runtime of worker threads.
+fn run_workload(cli: &Cli, workload: &Workload) -> Result<Report, BenchError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Setup(format!("runtime: {e}")))?;
+    runtime.block_on(bench(cli, workload))
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match bench(&cli).await {
+    let outcome = match &cli.command {
+        Command::Workload(workload) => run_workload(&cli, workload),
+        // Blocking, no runtime: nothing but the disk and the loopback on the way.
+        Command::Floor(args) => floor::measure(args, cli.total, max_duration(&cli)),
+        // Its own runtime of one thread; serves until killed.
+        Command::FloorServer(args) => floor_server::serve(args).map(|()| Report::default()),
+    };
+    match outcome {
         Ok(report) => {
             if let Some(path) = &cli.latency_log {
                 let written = std::fs::File::create(path).and_then(|f| {
